@@ -1,0 +1,112 @@
+# leadflow build. `make` builds everything into build/; `make SANITIZE=1` builds an
+# ASan+UBSan variant into build/san/; `make WERROR=1` turns warnings into errors (CI).
+# `make run` and `make test` are the two commands of the README.
+
+SANITIZE ?= 0
+WERROR   ?= 0
+PKGS     := libzmq libpq jansson hiredis libmicrohttpd libcurl
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/san
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+BUILD    ?= build
+OPT      := -O2 -g -D_FORTIFY_SOURCE=2
+endif
+
+CC       ?= cc
+WARN     := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fstack-protector-strong -pthread \
+            -Icommon/include $(shell pkg-config --cflags $(PKGS))
+LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lunistring -lcsv -lcrypto -lm -pthread
+ifeq ($(SANITIZE),1)
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+SERVICES := intake router scheduler analytics
+LIB_SRC  := $(wildcard common/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB      := $(BUILD)/libleadflow.a
+
+# Each service is a main.c plus modules; the modules also go into an archive so that
+# unit tests can link them without main().
+define service_rules
+$(1)_SRC  := $$(filter-out services/$(1)/main.c,$$(wildcard services/$(1)/*.c))
+$(1)_OBJ  := $$($(1)_SRC:%.c=$(BUILD)/obj/%.o)
+$(1)_LIB  := $(BUILD)/lib$(1).a
+$$($(1)_LIB): $$($(1)_OBJ)
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+$(BUILD)/bin/leadflow-$(1): $(BUILD)/obj/services/$(1)/main.o $$($(1)_LIB) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
+
+SVC_BINS  := $(SERVICES:%=$(BUILD)/bin/leadflow-%)
+SVC_LIBS  := $(SERVICES:%=$(BUILD)/lib%.a)
+TOOL_SRC  := $(wildcard tools/*.c)
+TOOL_BINS := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/leadflow-%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BINS:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+INTEG_BINS:= $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+SUPPORT_SRC := $(wildcard tests/support/*.c)
+SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
+
+.PHONY: all bins tests benches run test unit integration fmt fmt-check clean compose-check
+all: bins tests
+
+bins: $(SVC_BINS) $(TOOL_BINS)
+tests: $(UNIT_BINS) $(INTEG_BINS)
+benches: $(BENCH_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/leadflow-%: $(BUILD)/obj/tools/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SUPPORT_OBJ) $(SVC_LIBS) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(SUPPORT_OBJ) $(SVC_LIBS) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(SVC_LIBS) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+run:
+	@bash scripts/run.sh
+
+test:
+	@bash scripts/test.sh
+
+compose-check:
+	docker-compose -f docker-compose.yml config -q
+
+fmt:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+fmt-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
