@@ -1,0 +1,228 @@
+/* consumer.c - idempotent outbox consumers.
+ *
+ * Why acks and not a single "last seq" cursor: outbox ids come from a sequence and
+ * transactions commit out of order, so id 41 can become visible after id 42. A
+ * cursor that jumped to 42 would skip 41 for ever. Acks per event make the sweep
+ * exact; the cursor (safe_id) only moves past events that are all acknowledged and
+ * older than a minute, long after any intake transaction could still commit, and
+ * exists to keep the anti-join small and to prune old acks. */
+#include "lf/consumer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf/event.h"
+#include "lf/log.h"
+#include "lf/util.h"
+
+struct lf_consumer {
+    lf_db_t *db;          /* borrowed: this consumer's connection */
+    char name[64];        /* consumer name in consumer_acks */
+    char types[512];      /* the event types as a PostgreSQL text[] literal */
+    lf_event_fn fn;       /* applies one event */
+    void *arg;            /* passed to fn */
+    json_t *pending_pub;  /* envelopes queued by handlers in the open batch */
+    json_t *committed;    /* envelopes of the last committed batches, not taken yet */
+};
+
+lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
+                               lf_event_fn fn, void *arg) {
+    lf_consumer_t *self = lf_calloc(1, sizeof *self);
+    self->db = db;
+    lf_strlcpy(self->name, name, sizeof self->name);
+    size_t n = lf_strlcpy(self->types, "{", sizeof self->types);
+    for (const char *const *t = types; *t; t++) {
+        n += (size_t)snprintf(self->types + n, sizeof self->types - n, "%s%s",
+                              t == types ? "" : ",", *t);
+    }
+    snprintf(self->types + n, sizeof self->types - n, "}");
+    self->fn = fn;
+    self->arg = arg;
+    self->pending_pub = json_array();
+    self->committed = json_array();
+    return self;
+}
+
+void lf_consumer_destroy(lf_consumer_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    lf_consumer_t *self = *self_p;
+    json_decref(self->pending_pub);
+    json_decref(self->committed);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *lf_consumer_name(const lf_consumer_t *self) {
+    return self->name;
+}
+
+void lf_consumer_publish_after_commit(lf_consumer_t *self, json_t *env) {
+    if (env)
+        json_array_append_new(self->pending_pub, env);
+}
+
+json_t *lf_consumer_take_published(lf_consumer_t *self) {
+    json_t *out = self->committed;
+    self->committed = json_array();
+    return out;
+}
+
+static int s_cmp_seq(const void *a, const void *b) {
+    long long x = lf_event_seq(*(json_t *const *)a);
+    long long y = lf_event_seq(*(json_t *const *)b);
+    return (x > y) - (x < y);
+}
+
+/* Applies one event under a savepoint. Returns 1 applied, 0 already done or
+ * recorded as failed, -1 connection-level failure (abort the batch). */
+static int s_apply(lf_consumer_t *self, const json_t *env) {
+    char seq[24];
+    snprintf(seq, sizeof seq, "%lld", lf_event_seq(env));
+    const char *p[] = {self->name, seq};
+    if (lf_db_cmd(self->db, "SAVEPOINT ev", 0, NULL) < 0)
+        return -1;
+    long got = lf_db_cmd(self->db,
+                         "INSERT INTO consumer_acks (consumer, event_id) VALUES ($1, $2) "
+                         "ON CONFLICT DO NOTHING",
+                         2, p);
+    if (got < 0)
+        return -1;
+    if (got == 0)
+        return 0; /* someone (us earlier, or a twin instance) already did it */
+    size_t before = json_array_size(self->pending_pub);
+    if (self->fn(self, self->db, env, self->arg) == 0) {
+        lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL);
+        return self->db->err ? -1 : 1;
+    }
+    /* The handler failed. Drop what it queued for publishing. */
+    while (json_array_size(self->pending_pub) > before)
+        json_array_remove(self->pending_pub, json_array_size(self->pending_pub) - 1);
+    char why[512];
+    lf_strlcpy(why, self->db->errstr[0] ? self->db->errstr : "handler failed", sizeof why);
+    if (lf_db_cmd(self->db, "ROLLBACK TO SAVEPOINT ev", 0, NULL) < 0)
+        return -1;
+    const char *q[] = {self->name, seq, why};
+    if (lf_db_cmd(self->db,
+                  "INSERT INTO consumer_acks (consumer, event_id, error) VALUES ($1, $2, $3)",
+                  3, q) < 0)
+        return -1;
+    lf_error("event failed and was set aside consumer=%s seq=%s type=%s reason=%s",
+             self->name, seq, lf_event_type(env) ? lf_event_type(env) : "?", why);
+    return 0;
+}
+
+int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
+    if (n == 0)
+        return 0;
+    /* Seq order keeps lock order the same in twin instances, so two routers
+     * handling the same batch wait for each other instead of deadlocking. */
+    json_t **sorted = lf_malloc(n * sizeof *sorted);
+    memcpy(sorted, envs, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, s_cmp_seq);
+    int applied = 0;
+    if (lf_db_begin(self->db) < 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && lf_event_seq(sorted[i]) == lf_event_seq(sorted[i - 1]))
+            continue;
+        int rc = s_apply(self, sorted[i]);
+        if (rc < 0)
+            goto fail;
+        applied += rc;
+    }
+    if (lf_db_commit(self->db) < 0)
+        goto fail;
+    json_array_extend(self->committed, self->pending_pub);
+    json_array_clear(self->pending_pub);
+    free(sorted);
+    return applied;
+fail:
+    lf_warn("event batch rolled back consumer=%s events=%zu reason=%s", self->name, n,
+            self->db->errstr);
+    lf_db_rollback(self->db);
+    json_array_clear(self->pending_pub);
+    free(sorted);
+    return -1;
+}
+
+int lf_consumer_sweep(lf_consumer_t *self, int limit) {
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = {self->name, self->types, lim};
+    PGresult *res = lf_db_exec(
+        self->db,
+        "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
+        "o.payload)::text FROM outbox o "
+        "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors WHERE consumer = $1), 0) "
+        "AND o.type = ANY($2::text[]) "
+        "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
+        "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",
+        3, p);
+    if (!res)
+        return -1;
+    int rows = PQntuples(res);
+    json_t **envs = lf_calloc((size_t)rows, sizeof *envs);
+    size_t n = 0;
+    for (int i = 0; i < rows; i++) {
+        json_t *env = json_loads(PQgetvalue(res, i, 0), 0, NULL);
+        if (env)
+            envs[n++] = env;
+    }
+    PQclear(res);
+    int applied = lf_consumer_handle(self, envs, n);
+    for (size_t i = 0; i < n; i++)
+        json_decref(envs[i]);
+    free(envs);
+    if (applied > 0)
+        lf_info("sweep recovered events consumer=%s applied=%d", self->name, applied);
+    return applied;
+}
+
+int lf_consumer_advance(lf_consumer_t *self) {
+    const char *p[] = {self->name, self->types};
+    long n = lf_db_cmd(
+        self->db,
+        "WITH cur AS (SELECT coalesce((SELECT safe_id FROM consumer_cursors "
+        "  WHERE consumer = $1), 0) AS s), "
+        "gap AS (SELECT min(o.id) AS m FROM outbox o, cur WHERE o.id > cur.s "
+        "  AND o.type = ANY($2::text[]) AND NOT EXISTS (SELECT 1 FROM consumer_acks a "
+        "  WHERE a.consumer = $1 AND a.event_id = o.id)), "
+        "old AS (SELECT max(o.id) AS m FROM outbox o, cur WHERE o.id > cur.s "
+        "  AND o.at < now() - interval '60 seconds') "
+        "INSERT INTO consumer_cursors (consumer, safe_id) "
+        "SELECT $1, least(coalesce(gap.m - 1, old.m), old.m) FROM gap, old "
+        "WHERE old.m IS NOT NULL "
+        "ON CONFLICT (consumer) DO UPDATE "
+        "SET safe_id = greatest(consumer_cursors.safe_id, EXCLUDED.safe_id)",
+        2, p);
+    if (n < 0)
+        return -1;
+    const char *q[] = {self->name};
+    if (lf_db_cmd(self->db,
+                  "DELETE FROM consumer_acks a USING consumer_cursors c "
+                  "WHERE a.consumer = $1 AND c.consumer = $1 AND a.event_id <= c.safe_id "
+                  "AND a.error IS NULL",
+                  1, q) < 0)
+        return -1;
+    return 0;
+}
+
+json_t *lf_outbox_add(lf_db_t *db, const char *type, const char *lead_id,
+                      const json_t *payload) {
+    char *pl = payload ? json_dumps(payload, JSON_COMPACT) : lf_strdup("{}");
+    const char *p[] = {type, lead_id, pl};
+    PGresult *res = lf_db_exec(
+        db,
+        "INSERT INTO outbox (event_id, type, lead_id, payload) "
+        "VALUES (gen_random_uuid(), $1, $2, $3::jsonb) "
+        "RETURNING lf_envelope(id, event_id, type, lead_id, at, version, payload)::text",
+        3, p);
+    free(pl);
+    if (!res)
+        return NULL;
+    json_t *env = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    return env;
+}

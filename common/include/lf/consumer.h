@@ -1,0 +1,53 @@
+/* consumer.h - exactly-once processing of outbox events.
+ *
+ * Every consumer (router, scheduler, analytics) records, in the same transaction as
+ * its effect, that it has processed event <seq>: a row in consumer_acks keyed by
+ * (consumer, seq). Redelivery - from ZeroMQ, from the sweep, from a second instance
+ * of the same consumer - finds the row and does nothing. The sweep reads the outbox
+ * for events of the consumer's types that have no ack, which is how an event lost
+ * on the wire or in a crashed process is found again. */
+#ifndef LF_CONSUMER_H
+#define LF_CONSUMER_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "lf/db.h"
+
+typedef struct lf_consumer lf_consumer_t;
+
+/* Applies one event inside the consumer's open transaction (on db). Returns 0 when
+ * applied, -1 on a failure: the event's changes are rolled back to a savepoint.
+ * If the connection is still good the failure is recorded as a failed ack (a poison
+ * event must not block the ones behind it) and logged; if the connection broke,
+ * the whole batch is retried later. */
+typedef int (*lf_event_fn)(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
+
+/* Borrows db (the consumer's own connection) and types (NULL-terminated, static).
+ * Caller owns the result. */
+lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
+                               lf_event_fn fn, void *arg);
+void lf_consumer_destroy(lf_consumer_t **self_p);
+/* Processes a batch of envelopes (borrowed) in one transaction, in seq order.
+ * Returns the number of events newly applied, or -1 when the transaction failed
+ * (nothing applied; the sweep will bring them back). */
+int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n);
+/* Reads up to `limit` unprocessed events of this consumer's types from the outbox
+ * and handles them. Returns the number applied, or -1. */
+int lf_consumer_sweep(lf_consumer_t *self, int limit);
+/* Moves the consumer's safe cursor past events that are all acknowledged and older
+ * than a minute, and prunes their acks. Returns 0 or -1. */
+int lf_consumer_advance(lf_consumer_t *self);
+/* For a handler: queue an envelope (stolen) to publish once the batch commits. */
+void lf_consumer_publish_after_commit(lf_consumer_t *self, json_t *env);
+/* Takes the envelopes queued by the last committed batch. Returns a new array
+ * (caller owns), possibly empty. */
+json_t *lf_consumer_take_published(lf_consumer_t *self);
+const char *lf_consumer_name(const lf_consumer_t *self);
+
+/* Inserts an outbox event inside the caller's transaction and returns its envelope
+ * (new reference, caller owns) or NULL on failure. payload is borrowed. */
+json_t *lf_outbox_add(lf_db_t *db, const char *type, const char *lead_id,
+                      const json_t *payload);
+
+#endif

@@ -1,0 +1,37 @@
+/* db.h - a thin libpq wrapper in hiredis' shape: the handle carries err and errstr,
+ * every connection has connect and TCP timeouts, and a broken connection is
+ * re-established on the next call instead of killing the service. */
+#ifndef LF_DB_H
+#define LF_DB_H
+
+#include <libpq-fe.h>
+
+typedef struct {
+    PGconn *conn;      /* the live connection, or NULL while disconnected */
+    int err;           /* 0, or 1 after the last call failed */
+    char errstr[512];  /* the last error, one line */
+    char *url;         /* connection URI (owned) */
+    char *app;         /* application_name shown in pg_stat_activity (owned) */
+} lf_db_t;
+
+/* Creates a handle and tries to connect once. Never returns NULL: check err, as
+ * with redisConnect. Caller owns the result. */
+lf_db_t *lf_db_connect(const char *url, const char *app);
+void lf_db_destroy(lf_db_t **self_p);
+/* Makes sure the connection is up, reconnecting when needed. Returns 0 or -1. */
+int lf_db_ensure(lf_db_t *self);
+/* Runs a parameterised statement (text parameters, NULL entries are SQL NULL).
+ * Returns the result (caller owns: PQclear) when the status is COMMAND_OK or
+ * TUPLES_OK, otherwise NULL with err/errstr set. */
+PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams, const char *const *params);
+/* Like lf_db_exec for statements whose rows are not needed: returns the number of
+ * affected rows, or -1. */
+long lf_db_cmd(lf_db_t *self, const char *sql, int nparams, const char *const *params);
+int lf_db_begin(lf_db_t *self);
+int lf_db_commit(lf_db_t *self);
+/* Rolls back if a transaction is open; safe to call on a broken connection. */
+void lf_db_rollback(lf_db_t *self);
+/* SQLSTATE of the last failed statement ("" when unknown). */
+const char *lf_db_sqlstate(const lf_db_t *self);
+
+#endif

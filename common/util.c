@@ -1,0 +1,144 @@
+/* util.c - allocation, clocks, identifiers.
+ *
+ * UUIDv7 is written by hand (it is 20 lines) because libuuid in Debian 12 predates
+ * version 7, and a time-ordered key matters for the insert rate of the leads table. */
+#include "lf/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static void s_oom(size_t n, const char *file, int line) {
+    fprintf(stderr, "FATAL out of memory allocating %zu bytes at %s:%d\n", n, file, line);
+    abort();
+}
+
+void *lf_malloc_at(size_t n, const char *file, int line) {
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        s_oom(n, file, line);
+    return p;
+}
+
+void *lf_calloc_at(size_t count, size_t n, const char *file, int line) {
+    void *p = calloc(count ? count : 1, n ? n : 1);
+    if (!p)
+        s_oom(count * n, file, line);
+    return p;
+}
+
+void *lf_realloc_at(void *p, size_t n, const char *file, int line) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        s_oom(n, file, line);
+    return q;
+}
+
+char *lf_strdup_at(const char *s, const char *file, int line) {
+    size_t n = strlen(s) + 1;
+    char *p = lf_malloc_at(n, file, line);
+    memcpy(p, s, n);
+    return p;
+}
+
+int64_t lf_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t lf_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_random(unsigned char *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom(buf + got, n - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            /* getrandom cannot fail on Linux >= 3.17 once the pool is seeded; if it
+             * does, ids would collide, so stop rather than go on. */
+            perror("getrandom");
+            abort();
+        }
+        got += (size_t)r;
+    }
+}
+
+void lf_uuid7(char out[37]) {
+    unsigned char b[16];
+    uint64_t ms = (uint64_t)lf_now_ms();
+    s_random(b + 6, 10);
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | (b[6] & 0x0f));
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
+}
+
+void lf_rfc3339(int64_t ms, char *out, size_t outsz) {
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, outsz, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+size_t lf_strlcpy(char *dst, const char *src, size_t dstsz) {
+    size_t n = strlen(src);
+    if (dstsz) {
+        size_t c = n < dstsz - 1 ? n : dstsz - 1;
+        memcpy(dst, src, c);
+        dst[c] = '\0';
+    }
+    return n;
+}
+
+char *lf_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = lf_malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            buf = lf_realloc(buf, cap);
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+int lf_path_join(char *out, size_t outsz, const char *dir, const char *name) {
+    int n = snprintf(out, outsz, "%s/%s", dir, name);
+    return (n < 0 || (size_t)n >= outsz) ? -1 : 0;
+}

@@ -1,0 +1,106 @@
+# scripts/lib.sh - shared shell helpers for make run, make test and CI.
+# Sourced, not executed. Everything here works on a fresh Debian 12 machine.
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+# Debian packages needed to build, run and test leadflow.
+LF_BUILD_PKGS="build-essential pkg-config libzmq3-dev libpq-dev libjansson-dev libhiredis-dev \
+libmicrohttpd-dev libcurl4-openssl-dev libunistring-dev libcsv-dev libssl-dev libsodium-dev uuid-dev"
+LF_RUN_PKGS="postgresql redis-server curl"
+LF_TEST_PKGS="libcriterion-dev docker-compose clang"
+
+lf_say() { printf '%s\n' "leadflow: $*" >&2; }
+
+# lf_need_pkgs PKG... : installs what is missing when root, otherwise prints the
+# exact apt-get line and fails.
+lf_need_pkgs() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        lf_say "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null || { lf_say "apt-get update failed"; return 1; }
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+            { lf_say "apt-get install failed"; return 1; }
+        # Debian's postgresql package starts a cluster on 5432; leadflow runs its own.
+        return 0
+    fi
+    lf_say "missing packages; run as root:"
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    return 1
+}
+
+# Runs a command as the postgres user when we are root (initdb and postgres refuse
+# to run as root), as ourselves otherwise.
+lf_as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# lf_pg_start DIR PORT : initialises (first time) and starts PostgreSQL on
+# 127.0.0.1:PORT with data in DIR/data and its log in DIR/postgres.log; creates the
+# role and database "leadflow". DIR is handed to the postgres user when we are root.
+lf_pg_start() {
+    local dir=$1 port=$2 data=$1/data
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; chmod 700 "$dir"; fi
+    if [ ! -f "$data/PG_VERSION" ]; then
+        lf_as_pg "$PG_BIN/initdb" -D "$data" -U leadflow --auth=trust -E UTF8 \
+            --locale=C.UTF-8 >/dev/null 2>"$dir/initdb.err" ||
+            { cat "$dir/initdb.err" >&2; return 1; }
+        lf_as_pg tee -a "$data/postgresql.conf" >/dev/null <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$data'
+max_connections = 200
+shared_buffers = 256MB
+wal_buffers = 16MB
+checkpoint_timeout = 15min
+max_wal_size = 2GB
+CONF
+    fi
+    lf_as_pg "$PG_BIN/pg_ctl" -D "$data" -o "-p $port" -l "$dir/postgres.log" -w -t 60 \
+        start >/dev/null || { tail -20 "$dir/postgres.log" >&2; return 1; }
+    "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U leadflow -d postgres -qtAc \
+        "SELECT 1 FROM pg_database WHERE datname = 'leadflow'" | grep -q 1 ||
+        "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U leadflow leadflow
+}
+
+lf_pg_stop() {
+    local data=$1/data
+    [ -f "$data/postmaster.pid" ] || return 0
+    lf_as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# lf_redis_start DIR PORT : starts redis-server on 127.0.0.1:PORT, AOF on, data in DIR.
+lf_redis_start() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --appendonly yes \
+        --save '' >/dev/null || return 1
+    for _ in $(seq 1 50); do
+        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+        sleep 0.1
+    done
+    lf_say "redis did not start on port $port"; return 1
+}
+
+lf_redis_stop() {
+    local dir=$1 port=$2
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    for _ in $(seq 1 50); do
+        [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null || return 0
+        sleep 0.1
+    done
+}
+
+# lf_free_port : prints a TCP port that nothing listens on now.
+lf_free_port() {
+    python3 - 2>/dev/null <<'PY' || echo $((20000 + RANDOM % 20000))
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+PY
+}

@@ -1,0 +1,48 @@
+/* commit.h - group commit of new leads.
+ *
+ * HTTP threads hand a prepared lead to the committer and wait (their connection is
+ * suspended, the thread moves on). Committer threads take every lead waiting in the
+ * queue, up to a batch limit, and store them with one statement: one transaction,
+ * one WAL flush for the whole batch. A lead is acknowledged only after that commit
+ * returned, so 2xx always means "durable". */
+#ifndef LF_INTAKE_COMMIT_H
+#define LF_INTAKE_COMMIT_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+typedef struct lf_job lf_job_t;
+typedef void (*lf_job_done_fn)(lf_job_t *job);
+
+struct lf_job {
+    json_t *row;             /* owned: the leads row as a JSON object (see commit.c) */
+    char lead_id[40];        /* the id this lead gets if it is new */
+    int status;              /* result: 201 created, 200 duplicate/merged, 503 */
+    char result_id[40];      /* the lead id to return (new or existing) */
+    const char *result;      /* "created", "duplicate" or "merged" (static) */
+    lf_job_done_fn done_fn;  /* called from a committer thread when the result is set */
+    void *done_arg;          /* for done_fn */
+    atomic_int done;         /* 1 once the result is set */
+    lf_job_t *next;          /* queue link, owned by the committer while queued */
+};
+
+typedef struct lf_committer lf_committer_t;
+
+/* Publishes a committed event envelope (JSON text). Called from committer threads. */
+typedef void (*lf_publish_fn)(void *arg, const char *type, const char *env, size_t len);
+
+/* Starts `threads` committer threads, each with its own PostgreSQL connection.
+ * Returns NULL when the threads cannot start. Caller owns the result. */
+lf_committer_t *lf_committer_new(const char *db_url, int threads, int max_batch,
+                                 int max_queue, lf_publish_fn publish, void *publish_arg);
+/* Queues a job. Returns 0, or -1 when the queue is full or the committer is
+ * stopping (the caller answers 503; nothing was stored). The job must stay valid
+ * until done_fn was called. */
+int lf_committer_submit(lf_committer_t *self, lf_job_t *job);
+/* Commits what is queued, stops the threads, closes the connections. */
+void lf_committer_destroy(lf_committer_t **self_p);
+/* Queue depth and counters for /metrics. */
+void lf_committer_stats(lf_committer_t *self, long *queued, long *batches, long *committed,
+                        long *failed);
+
+#endif

@@ -1,0 +1,299 @@
+/* http.c - intake's HTTP front: libmicrohttpd setup, routing, authentication and
+ * the JSON reply helpers.
+ *
+ * libmicrohttpd runs a small pool of epoll threads. Handlers never block them on
+ * a commit: the connection is suspended while the group committer works and
+ * resumed when the lead is durable (see api_leads.c). Reads (GET) use a
+ * per-thread PostgreSQL connection and are short. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "intake.h"
+#include "lf/event.h"
+#include "lf/log.h"
+#include "lf/util.h"
+
+typedef enum MHD_Result (*s_handler_t)(lf_intake_t *, lf_req_t *, const lf_auth_t *);
+
+static enum MHD_Result s_healthz(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
+static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
+
+static const struct {
+    const char *method;  /* HTTP method */
+    const char *pattern; /* path; "{}" matches one segment */
+    s_handler_t fn;
+    int auth;            /* 1 when a key is required */
+    int import;          /* 1 when the body may be import-sized */
+} s_routes[] = {
+    {"POST", "/v1/leads", lf_api_post_lead, 1, 0},
+    {"GET", "/v1/leads/{}", lf_api_get_lead, 1, 0},
+    {"GET", "/healthz", s_healthz, 0, 0},
+    {"GET", "/metrics", s_metrics, 0, 0},
+};
+#define S_NROUTES (int)(sizeof s_routes / sizeof s_routes[0])
+
+/* Matches url against pattern, capturing "{}" segments. Returns 1 on a match. */
+static int s_match(const char *pattern, const char *url, char params[2][96]) {
+    int np = 0;
+    const char *p = pattern, *u = url;
+    while (*p && *u) {
+        if (p[0] == '{' && p[1] == '}') {
+            const char *end = strchr(u, '/');
+            size_t n = end ? (size_t)(end - u) : strlen(u);
+            if (n == 0 || n >= 96 || np >= 2)
+                return 0;
+            memcpy(params[np], u, n);
+            params[np++][n] = '\0';
+            u += n;
+            p += 2;
+            continue;
+        }
+        if (*p != *u)
+            return 0;
+        p++;
+        u++;
+    }
+    /* A trailing slash is tolerated: "/v1/leads/" is "/v1/leads". */
+    if (*u == '/' && u[1] == '\0')
+        u++;
+    return *p == '\0' && *u == '\0';
+}
+
+enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn, unsigned status,
+                              json_t *body) {
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    size_t len = strlen(text);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+    if (status == 503 || status == 429)
+        MHD_add_response_header(r, "Retry-After", "1");
+    enum MHD_Result rc = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    if (status < 300)
+        atomic_fetch_add(&in->responses_2xx, 1);
+    else if (status < 500)
+        atomic_fetch_add(&in->responses_4xx, 1);
+    else
+        atomic_fetch_add(&in->responses_5xx, 1);
+    return rc;
+}
+
+enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn, unsigned status,
+                               const char *code, const char *message, json_t *fields) {
+    json_t *body = json_pack("{s:s, s:s}", "error", code, "message", message);
+    if (fields)
+        json_object_set_new(body, "fields", fields);
+    return lf_reply_json(in, conn, status, body);
+}
+
+static enum MHD_Result s_reply_text(struct MHD_Connection *conn, unsigned status,
+                                    const char *type, char *text) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result rc = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+lf_db_t *lf_intake_db(lf_intake_t *in) {
+    static __thread lf_db_t *tls;
+    if (tls)
+        return tls;
+    tls = lf_db_connect(in->db_url, "leadflow-intake");
+    pthread_mutex_lock(&in->dbs_lock);
+    if (in->ndbs < (int)(sizeof in->dbs / sizeof in->dbs[0]))
+        in->dbs[in->ndbs++] = tls;
+    pthread_mutex_unlock(&in->dbs_lock);
+    return tls;
+}
+
+void lf_intake_publish(void *arg, const char *type, const char *env, size_t len) {
+    lf_intake_t *in = arg;
+    pthread_mutex_lock(&in->pub_lock);
+    int rc = lf_event_send_raw(in->pub, type, env, len);
+    pthread_mutex_unlock(&in->pub_lock);
+    atomic_fetch_add(rc == 0 ? &in->published : &in->publish_dropped, 1);
+}
+
+int lf_intake_healthy(lf_intake_t *in) {
+    int64_t now = lf_mono_ms();
+    if (now - atomic_load(&in->health_checked_ms) < 1000)
+        return atomic_load(&in->health_ok);
+    lf_db_t *db = lf_intake_db(in);
+    PGresult *res = lf_db_exec(db, "SELECT 1 FROM leads LIMIT 0", 0, NULL);
+    int ok = res != NULL;
+    PQclear(res);
+    atomic_store(&in->health_ok, ok);
+    atomic_store(&in->health_checked_ms, now);
+    return ok;
+}
+
+static enum MHD_Result s_healthz(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
+    if (lf_intake_healthy(in))
+        return lf_reply_json(in, req->conn, 200, json_pack("{s:s}", "status", "ok"));
+    return lf_reply_error(in, req->conn, 503, "unavailable",
+                          "the database cannot be reached; leads cannot be committed", NULL);
+}
+
+static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
+    long queued, batches, committed, failed;
+    lf_committer_stats(in->committer, &queued, &batches, &committed, &failed);
+    char *text = NULL;
+    int n = asprintf(
+        &text,
+        "# HELP leadflow_intake_requests_total HTTP requests received.\n"
+        "# TYPE leadflow_intake_requests_total counter\n"
+        "leadflow_intake_requests_total %ld\n"
+        "# HELP leadflow_intake_responses_total HTTP responses by status class.\n"
+        "# TYPE leadflow_intake_responses_total counter\n"
+        "leadflow_intake_responses_total{class=\"2xx\"} %ld\n"
+        "leadflow_intake_responses_total{class=\"4xx\"} %ld\n"
+        "leadflow_intake_responses_total{class=\"5xx\"} %ld\n"
+        "# HELP leadflow_intake_leads_committed_total New leads committed.\n"
+        "# TYPE leadflow_intake_leads_committed_total counter\n"
+        "leadflow_intake_leads_committed_total %ld\n"
+        "# HELP leadflow_intake_commit_batches_total Group-commit transactions.\n"
+        "# TYPE leadflow_intake_commit_batches_total counter\n"
+        "leadflow_intake_commit_batches_total %ld\n"
+        "# HELP leadflow_intake_commit_failed_total Leads answered 503 because the commit "
+        "failed.\n"
+        "# TYPE leadflow_intake_commit_failed_total counter\n"
+        "leadflow_intake_commit_failed_total %ld\n"
+        "# HELP leadflow_intake_commit_queue Leads waiting for the group commit.\n"
+        "# TYPE leadflow_intake_commit_queue gauge\n"
+        "leadflow_intake_commit_queue %ld\n"
+        "# HELP leadflow_intake_events_published_total Events sent on ZeroMQ.\n"
+        "# TYPE leadflow_intake_events_published_total counter\n"
+        "leadflow_intake_events_published_total %ld\n"
+        "leadflow_intake_events_dropped_total %ld\n",
+        atomic_load(&in->requests), atomic_load(&in->responses_2xx),
+        atomic_load(&in->responses_4xx), atomic_load(&in->responses_5xx), committed,
+        batches, failed, queued, atomic_load(&in->published),
+        atomic_load(&in->publish_dropped));
+    if (n < 0)
+        return MHD_NO;
+    return s_reply_text(req->conn, 200, "text/plain; version=0.0.4", text);
+}
+
+/* Checks the bearer key in constant time. */
+static void s_authenticate(lf_intake_t *in, struct MHD_Connection *conn, lf_auth_t *auth) {
+    memset(auth, 0, sizeof *auth);
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return;
+    const char *key = h + 7;
+    while (*key == ' ')
+        key++;
+    size_t klen = strlen(key);
+    if (in->admin_key && klen == strlen(in->admin_key) &&
+        CRYPTO_memcmp(key, in->admin_key, klen) == 0) {
+        auth->ok = 1;
+        auth->is_admin = 1;
+        lf_strlcpy(auth->key_id, "admin", sizeof auth->key_id);
+    }
+}
+
+static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
+    if (req->route < 0) {
+        /* Known path with another method gets 405, anything else 404. */
+        char params[2][96];
+        for (int i = 0; i < S_NROUTES; i++)
+            if (s_match(s_routes[i].pattern, req->url, params))
+                return lf_reply_error(in, req->conn, 405, "method_not_allowed",
+                                      "this path does not take that method", NULL);
+        return lf_reply_error(in, req->conn, 404, "not_found", "no such endpoint", NULL);
+    }
+    if (req->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the body is larger than %zu bytes", req->limit);
+        return lf_reply_error(in, req->conn, 413, "payload_too_large", msg, NULL);
+    }
+    lf_auth_t auth;
+    s_authenticate(in, req->conn, &auth);
+    if (s_routes[req->route].auth && !auth.ok)
+        return lf_reply_error(in, req->conn, 401, "unauthorized",
+                              "missing or wrong key: send Authorization: Bearer <key>", NULL);
+    return s_routes[req->route].fn(in, req, &auth);
+}
+
+static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                    const char *method, const char *version,
+                                    const char *upload, size_t *upload_size, void **con_cls) {
+    lf_intake_t *in = cls;
+    lf_req_t *req = *con_cls;
+    if (!req) {
+        atomic_fetch_add(&in->requests, 1);
+        req = lf_calloc(1, sizeof *req);
+        req->conn = conn;
+        lf_strlcpy(req->method, method, sizeof req->method);
+        req->url = lf_strdup(url);
+        req->route = -1;
+        for (int i = 0; i < S_NROUTES; i++) {
+            if (strcmp(s_routes[i].method, method) == 0 &&
+                s_match(s_routes[i].pattern, url, req->params)) {
+                req->route = i;
+                break;
+            }
+        }
+        req->limit = (req->route >= 0 && s_routes[req->route].import) ? in->max_import
+                                                                       : in->max_body;
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > req->limit)
+            req->too_large = 1;
+        *con_cls = req;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!req->too_large && req->len + *upload_size > req->limit)
+            req->too_large = 1;
+        if (!req->too_large) {
+            if (req->len + *upload_size + 1 > req->cap) {
+                req->cap = (req->len + *upload_size + 1) * 2;
+                if (req->cap > req->limit + 1)
+                    req->cap = req->limit + 1;
+                req->body = lf_realloc(req->body, req->cap);
+            }
+            memcpy(req->body + req->len, upload, *upload_size);
+            req->len += *upload_size;
+            req->body[req->len] = '\0';
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->job_active) /* resumed after the commit */
+        return s_routes[req->route].fn(in, req, NULL);
+    if (!req->body)
+        req->body = lf_calloc(1, 1);
+    return s_dispatch(in, req);
+}
+
+static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                           enum MHD_RequestTerminationCode toe) {
+    lf_req_t *req = *con_cls;
+    if (!req)
+        return;
+    if (req->job_active)
+        json_decref(req->job.row);
+    free(req->url);
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+struct MHD_Daemon *lf_http_start(lf_intake_t *in, int port) {
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, s_on_request, in,
+                            MHD_OPTION_THREAD_POOL_SIZE,
+                            (unsigned)lf_config_int(in->cfg, "LEADFLOW_HTTP_THREADS"),
+                            MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+                            MHD_OPTION_CONNECTION_LIMIT, 4096u,
+                            MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, in,
+                            MHD_OPTION_END);
+}

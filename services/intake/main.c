@@ -1,0 +1,130 @@
+/* leadflow-intake - the front door: HTTP in, durable leads and events out.
+ *
+ * main() reads the configuration table, binds the event PUB socket, starts the
+ * group committer and the HTTP server, then waits for SIGINT/SIGTERM. Shutdown is
+ * in order: stop accepting connections, let the committer finish and answer every
+ * queued lead, stop HTTP, close sockets and connections. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "intake.h"
+#include "lf/event.h"
+#include "lf/log.h"
+#include "lf/util.h"
+
+static const lf_cfg_def_t s_cfg[] = {
+    LF_CFG_COMMON,
+    {"LEADFLOW_INTAKE_PORT", LF_CFG_INT, "8080", 1, 65535, "HTTP port"},
+    {"LEADFLOW_ADMIN_KEY", LF_CFG_STR, NULL, 0, 0, "key that may do everything"},
+    {"LEADFLOW_INTAKE_EVENTS_BIND", LF_CFG_STR, "tcp://127.0.0.1:7101", 0, 0,
+     "ZeroMQ PUB endpoint intake binds for its events"},
+    {"LEADFLOW_MAX_BODY", LF_CFG_INT, "65536", 1024, 16777216, "largest single-lead body"},
+    {"LEADFLOW_MAX_IMPORT", LF_CFG_INT, "16777216", 65536, 1073741824,
+     "largest import body"},
+    {"LEADFLOW_HTTP_THREADS", LF_CFG_INT, "2", 1, 64, "HTTP worker threads"},
+    {"LEADFLOW_COMMITTERS", LF_CFG_INT, "3", 1, 32,
+     "group-commit threads (PostgreSQL connections)"},
+    {"LEADFLOW_COMMIT_BATCH", LF_CFG_INT, "256", 1, 5000, "most leads per commit"},
+    {"LEADFLOW_COMMIT_QUEUE", LF_CFG_INT, "20000", 1, 1000000,
+     "leads waiting for commit before intake answers 503"},
+    {NULL, 0, NULL, 0, 0, NULL}};
+
+static volatile sig_atomic_t s_stop;
+
+static void s_on_signal(int sig) {
+    (void)sig;
+    s_stop = 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: leadflow-intake\n");
+        lf_config_usage(s_cfg);
+        return 0;
+    }
+    char err[256];
+    lf_intake_t in;
+    memset(&in, 0, sizeof in);
+    in.cfg = lf_config_load(s_cfg, err, sizeof err);
+    if (!in.cfg) {
+        fprintf(stderr, "ERROR bad configuration: %s\n", err);
+        return 2;
+    }
+    int lvl = lf_log_parse_level(lf_config_str(in.cfg, "LEADFLOW_LOG_LEVEL"));
+    if (lvl < 0) {
+        fprintf(stderr, "ERROR bad configuration: LEADFLOW_LOG_LEVEL must be debug, info, "
+                        "warn or error\n");
+        lf_config_destroy(&in.cfg);
+        return 2;
+    }
+    lf_log_init("intake", (lf_log_level_t)lvl);
+    in.db_url = lf_config_str(in.cfg, "LEADFLOW_DATABASE_URL");
+    in.admin_key = lf_config_str(in.cfg, "LEADFLOW_ADMIN_KEY");
+    in.max_body = (size_t)lf_config_int(in.cfg, "LEADFLOW_MAX_BODY");
+    in.max_import = (size_t)lf_config_int(in.cfg, "LEADFLOW_MAX_IMPORT");
+    if (!in.admin_key)
+        lf_warn("LEADFLOW_ADMIN_KEY is not set: only channel keys can call the API");
+    pthread_mutex_init(&in.pub_lock, NULL);
+    pthread_mutex_init(&in.dbs_lock, NULL);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    struct MHD_Daemon *httpd = NULL;
+    in.zctx = zmq_ctx_new();
+    in.pub = lf_zmq_pub(in.zctx, lf_config_str(in.cfg, "LEADFLOW_INTAKE_EVENTS_BIND"));
+    if (!in.pub)
+        goto out;
+    in.committer = lf_committer_new(
+        in.db_url, (int)lf_config_int(in.cfg, "LEADFLOW_COMMITTERS"),
+        (int)lf_config_int(in.cfg, "LEADFLOW_COMMIT_BATCH"),
+        (int)lf_config_int(in.cfg, "LEADFLOW_COMMIT_QUEUE"), lf_intake_publish, &in);
+    if (!in.committer)
+        goto out;
+    int port = (int)lf_config_int(in.cfg, "LEADFLOW_INTAKE_PORT");
+    httpd = lf_http_start(&in, port);
+    if (!httpd) {
+        lf_error("cannot listen on HTTP port %d", port);
+        goto out;
+    }
+    lf_info("listening port=%d events=%s", port,
+            lf_config_str(in.cfg, "LEADFLOW_INTAKE_EVENTS_BIND"));
+    const char *health = lf_config_str(in.cfg, "LEADFLOW_HEALTH_FILE");
+    while (!s_stop) {
+        usleep(200 * 1000);
+        if (health && lf_intake_healthy(&in)) {
+            FILE *f = fopen(health, "w");
+            if (f)
+                fclose(f);
+        }
+    }
+    lf_info("shutting down: no new connections, finishing queued commits");
+    rc = 0;
+out:
+    if (httpd)
+        MHD_quiesce_daemon(httpd);
+    /* The committer answers and resumes every queued request before it returns,
+     * so no client that got a connection is left without an answer. */
+    lf_committer_destroy(&in.committer);
+    if (httpd)
+        MHD_stop_daemon(httpd);
+    if (in.pub)
+        zmq_close(in.pub);
+    if (in.zctx)
+        zmq_ctx_term(in.zctx);
+    for (int i = 0; i < in.ndbs; i++)
+        lf_db_destroy(&in.dbs[i]);
+    pthread_mutex_destroy(&in.pub_lock);
+    pthread_mutex_destroy(&in.dbs_lock);
+    lf_config_destroy(&in.cfg);
+    return rc;
+}
