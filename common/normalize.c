@@ -722,11 +722,13 @@ int lf_norm_budget(const char *in, const char *default_currency, lf_budget_t *ou
     double lo = s_amount(side[0].num, side[0].mult), hi = lo;
     if (nsides == 2) {
         hi = s_amount(side[1].num, side[1].mult);
-        /* "10-20万": a multiplier written only on the upper end applies to both, unless
-           that makes no sense ("5000-2万" is five thousand to twenty thousand). */
+        /* "10-20万": a multiplier written only on the upper end applies to both. When
+           that puts the lower end above the upper one, the lower end was written in plain
+           units ("5000-2万" is five to twenty thousand), but only if the two ends are
+           within a factor of 100 of each other; "20-10万" stays an error. */
         if (side[0].units == 0 && side[1].units > 0) {
             double shared = s_amount(side[0].num, side[1].mult);
-            if (shared <= hi)
+            if (shared <= hi || lo * 100 < hi)
                 lo = shared;
         }
     }
