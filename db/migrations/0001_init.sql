@@ -186,3 +186,27 @@ CREATE TABLE api_keys (
     created_at      timestamptz NOT NULL DEFAULT now(),
     revoked_at      timestamptz
 );
+
+-- The canonical lead as the router and scorecard read it.
+CREATE FUNCTION lf_lead_canonical(l leads) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT jsonb_build_object(
+        'id', l.id, 'channel', l.channel, 'source', l.source, 'name', l.name,
+        'company', l.company, 'email', l.email, 'phone', l.phone,
+        'budget', CASE WHEN l.budget_min IS NULL AND l.budget_max IS NULL THEN NULL
+                  ELSE jsonb_build_object('min', l.budget_min, 'max', l.budget_max,
+                                          'currency', l.currency, 'raw', l.budget_raw) END,
+        'urgency', l.urgency, 'decision_maker', l.decision_maker, 'region', l.region,
+        'industry', l.industry, 'need', l.need, 'external_id', l.external_id,
+        'extra', l.extra, 'created_at', lf_rfc3339(l.created_at)) $$;
+
+-- A rep as the assignment pool reads it (nulls left out: absent means "any").
+CREATE FUNCTION lf_rep_json(r reps) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT jsonb_strip_nulls(jsonb_build_object(
+        'id', r.id, 'name', r.name, 'team', r.team, 'manager', r.manager,
+        'skills', to_jsonb(r.skills), 'regions', to_jsonb(r.regions),
+        'grades', to_jsonb(r.grades), 'capacity', r.capacity, 'weight', r.weight,
+        'active', r.active, 'timezone', r.timezone, 'work_hours', r.work_hours,
+        'out_of_office', r.out_of_office, 'ignore_shift', r.ignore_shift,
+        'open_count', r.open_count, 'assigned_total', r.assigned_total)) $$;

@@ -1,0 +1,30 @@
+/* loop.h - the poll loop of a consuming service (router, scheduler, analytics).
+ *
+ * Wait on the SUB socket with a bounded timeout; take every event waiting (up to a
+ * batch) and apply them in one transaction; publish what the batch produced once it
+ * committed; sweep the outbox for anything missed every sweep interval; run the
+ * service's own periodic work; stop when a signal arrived. */
+#ifndef LF_LOOP_H
+#define LF_LOOP_H
+
+#include "lf/config.h"
+#include "lf/consumer.h"
+
+typedef struct {
+    lf_consumer_t *consumer;  /* borrowed */
+    void *sub;                /* borrowed SUB socket */
+    void *pub;                /* borrowed PUB socket for produced events, or NULL */
+    int batch;                /* most events per transaction */
+    int sweep_ms;             /* outbox sweep interval */
+    int tick_ms;              /* interval of tick(), 0 = never */
+    /* Periodic work; returns the milliseconds until it wants to run again (capped by
+     * tick_ms), or a negative value to keep tick_ms. */
+    int (*tick)(void *arg);
+    void *tick_arg;
+    const lf_config_t *cfg;   /* borrowed: for the health file */
+} lf_loop_t;
+
+/* Runs until SIGINT/SIGTERM. Returns 0. */
+int lf_loop_run(lf_loop_t *loop);
+
+#endif

@@ -1,0 +1,73 @@
+/* loop.c - see loop.h. The sweep runs at start-up too, so whatever arrived while
+ * the service was down is processed before anything new. */
+#include "lf/loop.h"
+
+#include <stdlib.h>
+#include <zmq.h>
+
+#include "lf/event.h"
+#include "lf/log.h"
+#include "lf/service.h"
+#include "lf/util.h"
+
+static void s_publish(lf_loop_t *loop) {
+    json_t *out = lf_consumer_take_published(loop->consumer);
+    if (loop->pub) {
+        size_t i;
+        json_t *env;
+        json_array_foreach(out, i, env) lf_event_send(loop->pub, env);
+    }
+    json_decref(out);
+}
+
+int lf_loop_run(lf_loop_t *loop) {
+    json_t **batch = lf_calloc((size_t)loop->batch, sizeof *batch);
+    int64_t next_sweep = 0, next_tick = 0, next_advance = lf_mono_ms() + 30000;
+    int healthy = 0;
+    while (!lf_service_stopping()) {
+        int64_t now = lf_mono_ms();
+        if (now >= next_sweep) {
+            /* Drain the backlog in chunks; stop early when a chunk fails. */
+            int n, rounds = 0;
+            do {
+                n = lf_consumer_sweep(loop->consumer, loop->batch);
+                s_publish(loop);
+            } while (n >= loop->batch / 2 && ++rounds < 100 && !lf_service_stopping());
+            healthy = n >= 0;
+            next_sweep = lf_mono_ms() + loop->sweep_ms;
+        }
+        if (now >= next_advance) {
+            lf_consumer_advance(loop->consumer);
+            next_advance = now + 30000;
+        }
+        if (loop->tick && now >= next_tick) {
+            int want = loop->tick(loop->tick_arg);
+            if (want < 0 || want > loop->tick_ms)
+                want = loop->tick_ms;
+            next_tick = lf_mono_ms() + want;
+        }
+        if (healthy)
+            lf_service_healthy(loop->cfg);
+        int64_t wait = next_sweep - lf_mono_ms();
+        if (loop->tick && next_tick - lf_mono_ms() < wait)
+            wait = next_tick - lf_mono_ms();
+        if (wait > 200)
+            wait = 200; /* bounded, so a signal is noticed quickly */
+        if (wait < 0)
+            wait = 0;
+        zmq_pollitem_t items[] = {{loop->sub, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 1, (long)wait) <= 0 || !(items[0].revents & ZMQ_POLLIN))
+            continue;
+        size_t n = 0;
+        json_t *env;
+        while (n < (size_t)loop->batch && (env = lf_event_recv(loop->sub)))
+            batch[n++] = env;
+        if (n && lf_consumer_handle(loop->consumer, batch, n) < 0)
+            next_sweep = 0; /* retry soon from the outbox */
+        s_publish(loop);
+        for (size_t i = 0; i < n; i++)
+            json_decref(batch[i]);
+    }
+    free(batch);
+    return 0;
+}
