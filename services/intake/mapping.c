@@ -1,16 +1,18 @@
 /* mapping.c: from other people's field names to leadflow's canonical lead fields.
  *
- * Spreadsheet headers arrive in whatever form a trade-show organiser typed them: Chinese or
- * English, mixed case, with full-width punctuation from a Chinese input method and notes such
- * as "预算（万元）". Rather than a growing list of spellings, a header is first folded to one
- * plain form (full-width ASCII to ASCII, lower case, trimmed, unit note dropped, spaces and
- * dashes to '_') and only then looked up in a small synonym table.
+ * Spreadsheet headers arrive in whatever form a trade-show organiser typed them: Chinese
+ * or English, mixed case, with full-width punctuation from a Chinese input method and
+ * notes such as "预算（万元）". Rather than a growing list of spellings, a header is
+ * first folded to one plain form (full-width ASCII to ASCII, lower case, trimmed, unit
+ * note dropped, spaces and dashes to '_') and only then looked up in a small synonym
+ * table.
  *
- * Partner JSON is mapped by configuration, not code: config/channels.json names, per partner,
- * the path of each canonical field inside the partner's document. Paths are compiled once at
- * load time so that a typo in the configuration stops the service at start instead of
- * silently dropping a field on every request. Whatever a mapping does not consume is kept in
- * "extra", so no partner data is lost because nobody mapped it yet. */
+ * Partner JSON is mapped by configuration, not code: config/channels.json names, per
+ * partner, the path of each canonical field inside the partner's document. Paths are
+ * compiled once at load time so that a typo in the configuration stops the service at
+ * start instead of silently dropping a field on every request. Whatever a mapping does
+ * not consume is kept in "extra", so no partner data is lost because nobody mapped it
+ * yet. */
 #include "mapping.h"
 
 #include <stdio.h>
@@ -31,12 +33,13 @@
 #define S_INDEX_MAX 100000
 
 static const char *const s_canonical[] = {
-    "channel", "source", "name",     "company",        "email",  "phone",    "need",
-    "budget",  "currency", "urgency", "decision_maker", "region", "industry", "external_id",
+    "channel",        "source", "name",     "company",     "email",
+    "phone",          "need",   "budget",   "currency",    "urgency",
+    "decision_maker", "region", "industry", "external_id",
 };
 
-static const char *const s_channels[] = {"web_form", "phone",    "trade_show",
-                                         "partner",  "api",      "referral"};
+static const char *const s_channels[] = {"web_form", "phone", "trade_show",
+                                         "partner",  "api",   "referral"};
 
 /* Synonyms after folding (see s_fold): lower-case ASCII, '_' for spaces and dashes. */
 static const struct {
@@ -188,8 +191,8 @@ static size_t s_utf8_decode(const unsigned char *s, size_t n, unsigned *cp) {
     return len;
 }
 
-/* Folds a header into `out` (see the file comment). Returns 0, or -1 when the header is too
- * long or not UTF-8. */
+/* Folds a header into `out` (see the file comment). Returns 0, or -1 when the header is
+ * too long or not UTF-8. */
 static int s_fold(const char *header, char *out, size_t outsz) {
     const unsigned char *s = (const unsigned char *)header;
     size_t n = strlen(header), o = 0;
@@ -334,13 +337,14 @@ bad:
     return -1;
 }
 
-/* Follows the first `upto` steps of a path. Borrowed result, or NULL when a step is missing
- * or the container has the wrong type. */
+/* Follows the first `upto` steps of a path. Borrowed result, or NULL when a step is
+ * missing or the container has the wrong type. */
 static json_t *s_resolve(const json_t *doc, const s_step_t *steps, size_t upto) {
     json_t *cur = (json_t *)doc;
     for (size_t i = 0; i < upto && cur; i++)
-        cur = steps[i].key ? (json_is_object(cur) ? json_object_get(cur, steps[i].key) : NULL)
-                           : (json_is_array(cur) ? json_array_get(cur, steps[i].idx) : NULL);
+        cur = steps[i].key
+                  ? (json_is_object(cur) ? json_object_get(cur, steps[i].key) : NULL)
+                  : (json_is_array(cur) ? json_array_get(cur, steps[i].idx) : NULL);
     return cur;
 }
 
@@ -409,7 +413,8 @@ static int s_load_partner(s_partner_t *p, const char *name, const json_t *def, c
     json_t *ch = json_object_get(def, "channel"), *src = json_object_get(def, "source");
     json_t *fields = json_object_get(def, "fields");
     if (ch && (!json_is_string(ch) || !s_valid_channel(json_string_value(ch)))) {
-        snprintf(err, errsz, "partners.%s.channel must be one of the API.md channels", name);
+        snprintf(err, errsz, "partners.%s.channel must be one of the API.md channels",
+                 name);
         return -1;
     }
     if (src && (!json_is_string(src) || json_string_length(src) == 0)) {
@@ -430,16 +435,19 @@ static int s_load_partner(s_partner_t *p, const char *name, const json_t *def, c
     json_t *path;
     json_object_foreach((json_t *)fields, field, path) {
         if (!lf_is_canonical_field(field) || strcmp(field, "channel") == 0) {
-            snprintf(err, errsz, "partners.%s.fields: \"%s\" is not a mappable lead field",
-                     name, field);
+            snprintf(err, errsz,
+                     "partners.%s.fields: \"%s\" is not a mappable lead field", name,
+                     field);
             return -1;
         }
         if (!json_is_string(path)) {
-            snprintf(err, errsz, "partners.%s.fields.%s must be a path string", name, field);
+            snprintf(err, errsz, "partners.%s.fields.%s must be a path string", name,
+                     field);
             return -1;
         }
         s_field_t *f = &p->fields[p->nfields];
-        if (s_compile_path(json_string_value(path), &f->steps, &f->nsteps, err, errsz) != 0)
+        if (s_compile_path(json_string_value(path), &f->steps, &f->nsteps, err, errsz) !=
+            0)
             return -1;
         f->field = s_strdup(field);
         p->nfields++;
@@ -464,8 +472,10 @@ static int s_load_numbers(lf_mapping_t *m, const json_t *calls, char *err, size_
             return -1;
         }
         json_t *s = json_object_get(v, "source"), *c = json_object_get(v, "campaign");
-        if (!json_is_object(v) || (s && !json_is_string(s)) || (c && !json_is_string(c))) {
-            snprintf(err, errsz, "calls.numbers.%s must be {\"source\": str, \"campaign\": str}",
+        if (!json_is_object(v) || (s && !json_is_string(s)) ||
+            (c && !json_is_string(c))) {
+            snprintf(err, errsz,
+                     "calls.numbers.%s must be {\"source\": str, \"campaign\": str}",
                      num);
             return -1;
         }
@@ -491,7 +501,8 @@ lf_mapping_t *lf_mapping_from_json(const json_t *cfg, char *err, size_t errsz) {
         snprintf(err, errsz, "partners must be an object");
         goto fail;
     }
-    m->partners = calloc(partners ? json_object_size(partners) + 1 : 1, sizeof *m->partners);
+    m->partners =
+        calloc(partners ? json_object_size(partners) + 1 : 1, sizeof *m->partners);
     if (!m->partners)
         s_oom();
     const char *name;
@@ -574,8 +585,8 @@ json_t *lf_mapping_apply(const lf_mapping_t *m, const char *partner, const json_
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)in, key, v) {
-        if (!lf_is_canonical_field(key) || strcmp(key, "channel") == 0 || s_mapped(p, key) ||
-            !s_is_scalar(v))
+        if (!lf_is_canonical_field(key) || strcmp(key, "channel") == 0 ||
+            s_mapped(p, key) || !s_is_scalar(v))
             continue;
         json_object_set_new(out, key, json_copy(v));
         json_object_del(extra, key);

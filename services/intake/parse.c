@@ -1,12 +1,13 @@
 /* parse.c: bodies of single-lead requests (POST /v1/leads, POST /v1/calls) into jansson.
  *
- * Web forms and the Twilio voice webhook send application/x-www-form-urlencoded; API clients
- * and phone systems send JSON. Both are hostile input from the internet, so each parser is
- * strict where leniency would let bad data through (invalid %-escapes, bytes that are not
- * UTF-8, duplicate JSON keys whose "winner" depends on the parser) and rejects early what
- * would cost us resources: JSON nesting is measured by a cheap scan over the bytes before
- * jansson, which recurses per level, ever sees the document. Content-Type is parsed here
- * too because choosing the parser, and the CSV charset, depends on it. */
+ * Web forms and the Twilio voice webhook send application/x-www-form-urlencoded; API
+ * clients and phone systems send JSON. Both are hostile input from the internet, so each
+ * parser is strict where leniency would let bad data through (invalid %-escapes, bytes
+ * that are not UTF-8, duplicate JSON keys whose "winner" depends on the parser) and
+ * rejects early what would cost us resources: JSON nesting is measured by a cheap scan
+ * over the bytes before jansson, which recurses per level, ever sees the document.
+ * Content-Type is parsed here too because choosing the parser, and the CSV charset,
+ * depends on it. */
 #include "parse.h"
 
 #include <stdio.h>
@@ -31,8 +32,8 @@ static int s_hex(unsigned char c) {
     return -1;
 }
 
-/* Decodes one form component into `out` (room for n bytes). Returns the decoded length, or
- * -1 with *why on a bad escape or a NUL byte: C code downstream treats strings as
+/* Decodes one form component into `out` (room for n bytes). Returns the decoded length,
+ * or -1 with *why on a bad escape or a NUL byte: C code downstream treats strings as
  * NUL-terminated, so an embedded NUL could make two different values look equal. */
 static long s_form_decode(const char *s, size_t n, char *out, const char **why) {
     size_t o = 0;
