@@ -1,0 +1,59 @@
+/* csv_import.h: bulk-import bodies of POST /v1/leads/import (CSV and NDJSON) into rows.
+ *
+ * The whole body is parsed up front into an lf_import_t; the caller then walks the rows
+ * and validates, normalizes and stores each one on its own, so that one bad row does not
+ * sink the file. File-level problems (nothing to import, undecodable bytes, broken CSV
+ * quoting) make the constructors fail instead. */
+#ifndef LF_INTAKE_CSV_IMPORT_H
+#define LF_INTAKE_CSV_IMPORT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Most columns (CSV) a row may have; more is a per-row error, or a file error in the
+ * header. */
+#define LF_IMPORT_MAX_COLUMNS 1024
+
+typedef struct lf_import lf_import_t;
+
+/* Parses a CSV body with a header row. `charset` is "" (means UTF-8), "utf-8", "utf8",
+ * "us-ascii", "gb18030", "gbk" or "gb2312" (the last two decoded as GB18030, their
+ * superset); NULL means "". A UTF-8 byte-order mark is dropped. Column headers go through
+ * lf_map_header; unknown headers are kept under their trimmed name, an empty header
+ * becomes "column_<n>". Cell values are trimmed strings; empty cells are left out of the
+ * row object. A row with fewer columns than the header, or more columns that are not all
+ * empty, is a per-row error. A file with a header and no data rows gives an import of 0
+ * rows. Returns NULL with a one-line English reason in `why` when the body is empty, the
+ * charset is unknown, the bytes do not decode in that charset, the body contains NUL
+ * bytes (UTF-16), the CSV quoting is broken (libcsv strict mode) or the header has too
+ * many columns. Caller owns the result (lf_import_destroy). */
+lf_import_t *lf_import_csv(const char *body, size_t len, const char *charset, char *why,
+                           size_t whysz);
+
+/* Parses newline-delimited JSON: one object per line, blank lines skipped, a UTF-8 BOM at
+ * the start dropped. Each line is checked like lf_parse_json_object; a bad line is a
+ * per-row error
+ * ("invalid JSON: ...", "line is not a JSON object", "nesting too deep"). Keys go through
+ * lf_map_header (unknown keys kept as they are); values are kept as found.
+ * Returns NULL with `why` when there is no non-blank line. Caller owns the result. */
+lf_import_t *lf_import_ndjson(const char *body, size_t len, char *why, size_t whysz);
+
+/* Frees the import; accepts NULL and a pointer to NULL, and sets *self_p to NULL. */
+void lf_import_destroy(lf_import_t **self_p);
+
+/* Number of data rows (good and bad, blank lines not counted). 0 for NULL. */
+size_t lf_import_rows(const lf_import_t *imp);
+
+/* Row i (0-based data row). On success returns 0, sets *obj to the row object (canonical
+ * field names, unknown ones under their own names for the caller to move into "extra")
+ * and *err to NULL. For a bad row returns -1, sets *obj to NULL and *err to a short
+ * English reason
+ * ("wrong number of columns (expected 5, found 3)", "invalid JSON: ..."). In both cases
+ * *line is the 1-based row number a spreadsheet user sees (header is row 1, blank lines
+ * count, a quoted cell spanning lines is one row) or, for NDJSON, the line number.
+ * Returns -1 with *obj and *err NULL and *line 0 when i is out of range. Any output
+ * pointer may be NULL. Borrowed: *obj and *err are valid until lf_import_destroy. */
+int lf_import_row(const lf_import_t *imp, size_t i, const json_t **obj, const char **err,
+                  size_t *line);
+
+#endif
