@@ -18,6 +18,11 @@
  * into a caller's buffer is bounds-checked. libFuzzer drives all of it
  * (fuzz/fuzz_normalize.c).
  */
+/* strtod_l and newlocale are GNU extensions. The Makefile defines _GNU_SOURCE already;
+   the one-line fuzz build does not. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "lf/normalize.h"
 
 #include <locale.h>

@@ -103,8 +103,9 @@ ParameterizedTestParameters(normalize, fixture) {
                 if (!tmp)
                     abort();
             }
-            snprintf(tmp[n].rule, sizeof tmp[n].rule, "%s", r->d_name);
-            snprintf(tmp[n].name, sizeof tmp[n].name, "%s", c->d_name);
+            /* Both lengths were checked above, so the copies include the NUL. */
+            memcpy(tmp[n].rule, r->d_name, strlen(r->d_name) + 1);
+            memcpy(tmp[n].name, c->d_name, strlen(c->d_name) + 1);
             n++;
         }
         if (cases)
