@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# make test: installs what is missing (as root), builds with ASan+UBSan and
+# -Werror, starts a private PostgreSQL and Redis on free loopback ports, runs the
+# Criterion unit tests, the service/end-to-end tests against the real binaries, the
+# fault tests, a short fuzz run and the compose check, then cleans up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+lf_need_pkgs $LF_BUILD_PKGS $LF_RUN_PKGS $LF_TEST_PKGS python3
+
+JOBS=$(nproc 2>/dev/null || echo 2)
+lf_say "building (ASan+UBSan, -Werror)"
+make -s -j"$JOBS" SANITIZE=1 WERROR=1 all >/dev/null
+make -s -j"$JOBS" WERROR=1 bins >/dev/null
+
+WORK=$(mktemp -d /tmp/leadflow-test.XXXXXX)
+chmod 755 "$WORK"
+PG_PORT=$(lf_free_port); REDIS_PORT=$(lf_free_port)
+FAULT_PG_PORT=$(lf_free_port)
+cleanup() {
+    lf_pg_stop "$WORK/pg"
+    lf_pg_stop "$WORK/pg-fault"
+    lf_redis_stop "$WORK/redis" "$REDIS_PORT"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+lf_say "starting PostgreSQL on 127.0.0.1:$PG_PORT and Redis on 127.0.0.1:$REDIS_PORT"
+lf_pg_start "$WORK/pg" "$PG_PORT"
+lf_redis_start "$WORK/redis" "$REDIS_PORT"
+
+export LF_TEST_PG_PORT=$PG_PORT LF_TEST_REDIS_PORT=$REDIS_PORT LF_TEST_BIN=build/san/bin
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
+export CRITERION_NO_EARLY_EXIT=1
+export PGCONNECT_TIMEOUT=5
+
+passed=0; failed=0; failed_names=()
+run_suite() {
+    local bin=$1; shift
+    local name; name=$(basename "$bin")
+    local log="$WORK/$name.out"
+    if "$bin" "$@" >"$log" 2>&1; then
+        passed=$((passed + 1))
+        lf_say "PASS $name $(grep -o 'Tested: [0-9]*.*' "$log" | tail -1 || true)"
+    else
+        failed=$((failed + 1)); failed_names+=("$name")
+        lf_say "FAIL $name"
+        tail -n 60 "$log" >&2
+    fi
+}
+
+for t in build/san/tests/unit/test_*; do
+    run_suite "$t" --jobs 2
+done
+
+# Fault tests restart their PostgreSQL, so they get one of their own.
+lf_pg_start "$WORK/pg-fault" "$FAULT_PG_PORT"
+for t in build/san/tests/integration/test_*; do
+    case "$t" in
+    *test_faults*)
+        LF_TEST_PG_PORT=$FAULT_PG_PORT LF_TEST_PG_DIR="$WORK/pg-fault" run_suite "$t" --jobs 1 ;;
+    *) run_suite "$t" --jobs 2 ;;
+    esac
+done
+
+# Compose file: no engine runs here, but the file must be valid.
+if command -v docker-compose >/dev/null; then
+    if LEADFLOW_ADMIN_KEY=compose-check docker-compose -f docker-compose.yml config -q; then
+        passed=$((passed + 1)); lf_say "PASS docker-compose config"
+    else
+        failed=$((failed + 1)); failed_names+=("docker-compose config")
+    fi
+fi
+
+# A short libFuzzer run over the parsers and normalizers (longer runs: fuzz/README.md).
+if command -v clang >/dev/null && [ -z "${LF_SKIP_FUZZ:-}" ]; then
+    if bash scripts/fuzz.sh 15 >"$WORK/fuzz.out" 2>&1; then
+        passed=$((passed + 1)); lf_say "PASS fuzz (15 s per target)"
+    else
+        failed=$((failed + 1)); failed_names+=("fuzz"); tail -n 40 "$WORK/fuzz.out" >&2
+    fi
+fi
+
+echo
+[ $failed -eq 0 ] || lf_say "failed: ${failed_names[*]}"
+echo "tests: $passed passed, $failed failed"
+[ $failed -eq 0 ]

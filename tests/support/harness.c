@@ -1,0 +1,415 @@
+/* harness.c - see harness.h. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_NSVC 4
+#define S_NINST 2
+
+static const char *s_names[S_NSVC] = {"intake", "router", "scheduler", "analytics"};
+
+struct lf_h {
+    char dir[256];          /* private temp folder: config/, logs */
+    char dbname[64];
+    char db_url[256];
+    char admin_url[256];    /* the "postgres" database, to create/drop ours */
+    char prefix[128];       /* Redis key prefix */
+    int pg_port, redis_port, http_port;
+    int zmq_port[3];        /* intake, router, scheduler events */
+    pid_t pids[S_NSVC][S_NINST];
+    char *env[32];          /* extra NAME=value entries */
+    int nenv;
+    PGconn *conn;           /* the test's own connection */
+};
+
+static int s_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void s_sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int s_run(const char *cmd) {
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static const char *s_bin(void) {
+    const char *b = getenv("LF_TEST_BIN");
+    return b ? b : "build/san/bin";
+}
+
+void lf_h_config(lf_h_t *self, const char *name, const char *content) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/config/%s", self->dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(content, f);
+    fclose(f);
+}
+
+void lf_h_env(lf_h_t *self, const char *name, const char *value) {
+    cr_assert(self->nenv < 30);
+    char *e = NULL;
+    cr_assert(asprintf(&e, "%s=%s", name, value) > 0);
+    self->env[self->nenv++] = e;
+}
+
+static PGresult *s_exec(lf_h_t *self, const char *sql) {
+    if (!self->conn || PQstatus(self->conn) != CONNECTION_OK) {
+        PQfinish(self->conn);
+        self->conn = PQconnectdb(self->db_url);
+    }
+    return PQexec(self->conn, sql);
+}
+
+lf_h_t *lf_h_new(int services, int seed) {
+    lf_h_t *self = calloc(1, sizeof *self);
+    const char *pg = getenv("LF_TEST_PG_PORT"), *rd = getenv("LF_TEST_REDIS_PORT");
+    cr_assert(pg && rd, "LF_TEST_PG_PORT and LF_TEST_REDIS_PORT must be set (run make test)");
+    self->pg_port = atoi(pg);
+    self->redis_port = atoi(rd);
+    snprintf(self->dir, sizeof self->dir, "/tmp/lf-test-XXXXXX");
+    cr_assert(mkdtemp(self->dir), "mkdtemp: %s", strerror(errno));
+    static int counter;
+    snprintf(self->dbname, sizeof self->dbname, "t_%d_%d_%ld", (int)getpid(), counter++,
+             (long)time(NULL) % 100000);
+    snprintf(self->prefix, sizeof self->prefix, "lf:%s:", self->dbname);
+    snprintf(self->admin_url, sizeof self->admin_url,
+             "postgresql://leadflow@127.0.0.1:%d/postgres", self->pg_port);
+    snprintf(self->db_url, sizeof self->db_url, "postgresql://leadflow@127.0.0.1:%d/%s",
+             self->pg_port, self->dbname);
+    PGconn *admin = PQconnectdb(self->admin_url);
+    cr_assert(PQstatus(admin) == CONNECTION_OK, "cannot reach test PostgreSQL: %s",
+              PQerrorMessage(admin));
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", self->dbname);
+    PGresult *r = PQexec(admin, sql);
+    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(admin));
+    PQclear(r);
+    PQfinish(admin);
+
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_LOG_LEVEL=warn %s/leadflow-migrate "
+             ">%s/migrate.log 2>&1",
+             self->db_url, s_bin(), self->dir);
+    cr_assert(s_run(cmd) == 0, "leadflow-migrate failed (see %s/migrate.log)", self->dir);
+    if (seed) {
+        snprintf(cmd, sizeof cmd, "psql -q '%s' -f db/seed/demo_reps.sql >/dev/null",
+                 self->db_url);
+        cr_assert(s_run(cmd) == 0, "cannot load demo reps");
+    }
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/config && cp config/*.json %s/config/", self->dir,
+             self->dir);
+    cr_assert(s_run(cmd) == 0);
+    self->http_port = s_free_port();
+    for (int i = 0; i < 3; i++)
+        self->zmq_port[i] = s_free_port();
+    for (int s = 0; s < S_NSVC; s++)
+        if (services & (1 << s))
+            lf_h_start(self, 1 << s, 0);
+    return self;
+}
+
+static int s_index(int service) {
+    for (int i = 0; i < S_NSVC; i++)
+        if (service == (1 << i))
+            return i;
+    cr_assert_fail("bad service %d", service);
+    return -1;
+}
+
+pid_t lf_h_pid(lf_h_t *self, int service, int instance) {
+    return self->pids[s_index(service)][instance];
+}
+
+static int s_http_ready(lf_h_t *self) {
+    char *body = NULL;
+    const char *h[] = {"Authorization:", NULL};
+    int st = lf_h_http(self, "GET", "/healthz", h, NULL, 0, &body);
+    free(body);
+    return st == 200;
+}
+
+void lf_h_start(lf_h_t *self, int service, int instance) {
+    int s = s_index(service);
+    cr_assert(self->pids[s][instance] == 0, "%s/%d already running", s_names[s], instance);
+    char log[512], bin[512];
+    snprintf(log, sizeof log, "%s/%s.%d.log", self->dir, s_names[s], instance);
+    snprintf(bin, sizeof bin, "%s/leadflow-%s", s_bin(), s_names[s]);
+    char *env[64];
+    int n = 0;
+    char buf[16][300];
+#define S_ENV(...) (snprintf(buf[n], sizeof buf[n], __VA_ARGS__), env[n] = buf[n], n++)
+    S_ENV("LEADFLOW_DATABASE_URL=%s", self->db_url);
+    S_ENV("LEADFLOW_CONFIG_DIR=%s/config", self->dir);
+    S_ENV("LEADFLOW_ADMIN_KEY=test-admin-key");
+    S_ENV("LEADFLOW_INTAKE_PORT=%d", self->http_port);
+    S_ENV("LEADFLOW_REDIS_PORT=%d", self->redis_port);
+    S_ENV("LEADFLOW_REDIS_PREFIX=%s", self->prefix);
+    S_ENV("LEADFLOW_INTAKE_EVENTS_BIND=tcp://127.0.0.1:%d", self->zmq_port[0]);
+    S_ENV("LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:%d", self->zmq_port[0]);
+    /* A second router instance cannot bind the same PUB port; it publishes on its
+     * own, and the sweep covers consumers that do not hear it. */
+    S_ENV("LEADFLOW_ROUTER_EVENTS_BIND=tcp://127.0.0.1:%d",
+          instance ? s_free_port() : self->zmq_port[1]);
+    S_ENV("LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:%d", self->zmq_port[1]);
+    S_ENV("LEADFLOW_SCHEDULER_EVENTS_BIND=tcp://127.0.0.1:%d",
+          instance ? s_free_port() : self->zmq_port[2]);
+    S_ENV("LEADFLOW_SCHEDULER_EVENTS=tcp://127.0.0.1:%d", self->zmq_port[2]);
+    S_ENV("LEADFLOW_SWEEP_MS=300");
+    S_ENV("LEADFLOW_LOG_LEVEL=info");
+    S_ENV("PATH=%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+#undef S_ENV
+    const char *pass[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TZ", NULL};
+    char passbuf[4][512];
+    int np = 0;
+    for (int i = 0; pass[i]; i++) {
+        const char *v = getenv(pass[i]);
+        if (v && np < 4) {
+            snprintf(passbuf[np], sizeof passbuf[np], "%s=%s", pass[i], v);
+            env[n++] = passbuf[np++];
+        }
+    }
+    for (int i = 0; i < self->nenv; i++)
+        env[n++] = self->env[i];
+    env[n] = NULL;
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        close(fd);
+        char *argv[] = {bin, NULL};
+        execve(bin, argv, env);
+        _exit(127);
+    }
+    self->pids[s][instance] = pid;
+    if (service == LF_H_INTAKE) {
+        for (int i = 0; i < 200 && !s_http_ready(self); i++)
+            s_sleep_ms(50);
+        cr_assert(s_http_ready(self), "intake did not become healthy (see %s)", log);
+    } else {
+        /* Consumers are ready when their first sweep ran; give them a moment. */
+        s_sleep_ms(300);
+        int st;
+        cr_assert(waitpid(pid, &st, WNOHANG) == 0, "%s exited at start (see %s)", s_names[s],
+                  log);
+    }
+}
+
+void lf_h_stop(lf_h_t *self, int service, int instance, int kill9) {
+    int s = s_index(service);
+    pid_t pid = self->pids[s][instance];
+    if (!pid)
+        return;
+    kill(pid, kill9 ? SIGKILL : SIGTERM);
+    int st = 0;
+    int waited = 0;
+    while (waitpid(pid, &st, WNOHANG) == 0 && waited < 20000) {
+        s_sleep_ms(20);
+        waited += 20;
+    }
+    if (waited >= 20000) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        cr_assert_fail("%s did not stop within 20 s of SIGTERM", s_names[s]);
+    }
+    self->pids[s][instance] = 0;
+    if (!kill9) {
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            lf_h_dump_logs(self);
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "%s/%d did not exit cleanly (status %d): a crash or sanitizer report, see "
+                  "%s/%s.%d.log",
+                  s_names[s], instance, st, self->dir, s_names[s], instance);
+    }
+}
+
+void lf_h_dump_logs(lf_h_t *self) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd,
+             "for f in %s/*.log; do echo \"== $f\"; tail -n 30 \"$f\"; done >&2", self->dir);
+    s_run(cmd);
+}
+
+void lf_h_destroy(lf_h_t **self_p) {
+    lf_h_t *self = *self_p;
+    if (!self)
+        return;
+    for (int s = 0; s < S_NSVC; s++)
+        for (int i = 0; i < S_NINST; i++)
+            lf_h_stop(self, 1 << s, i, 0);
+    PQfinish(self->conn);
+    PGconn *admin = PQconnectdb(self->admin_url);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", self->dbname);
+    PQclear(PQexec(admin, sql));
+    PQfinish(admin);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d --scan --pattern '%s*' | xargs -r redis-cli -p %d del >/dev/null",
+             self->redis_port, self->prefix, self->redis_port);
+    s_run(cmd);
+    if (!getenv("LF_TEST_KEEP")) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s", self->dir);
+        s_run(cmd);
+    }
+    for (int i = 0; i < self->nenv; i++)
+        free(self->env[i]);
+    free(self);
+    *self_p = NULL;
+}
+
+typedef struct {
+    char *data;
+    size_t len;
+} s_buf_t;
+
+static size_t s_collect(char *p, size_t size, size_t n, void *arg) {
+    s_buf_t *b = arg;
+    size_t add = size * n;
+    b->data = realloc(b->data, b->len + add + 1);
+    memcpy(b->data + b->len, p, add);
+    b->len += add;
+    b->data[b->len] = '\0';
+    return add;
+}
+
+int lf_h_http(lf_h_t *self, const char *method, const char *path, const char *const *headers,
+              const char *req_body, size_t req_len, char **body) {
+    CURL *c = curl_easy_init();
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", self->http_port, path);
+    struct curl_slist *h = NULL;
+    int auth = 0;
+    for (const char *const *p = headers; p && *p; p++) {
+        if (strncasecmp(*p, "Authorization:", 14) == 0) {
+            auth = 1;
+            if (strlen(*p) <= 15)
+                continue; /* "Authorization:" alone: send no key */
+        }
+        h = curl_slist_append(h, *p);
+    }
+    if (!auth)
+        h = curl_slist_append(h, "Authorization: Bearer test-admin-key");
+    h = curl_slist_append(h, "Expect:");
+    s_buf_t b = {calloc(1, 1), 0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    if (req_body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, req_body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)req_len);
+    }
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (body)
+        *body = b.data;
+    else
+        free(b.data);
+    return (int)status;
+}
+
+int lf_h_post_json(lf_h_t *self, const char *path, const char *json, json_t **out) {
+    const char *h[] = {"Content-Type: application/json", NULL};
+    char *body = NULL;
+    int st = lf_h_http(self, "POST", path, h, json, strlen(json), &body);
+    if (out)
+        *out = json_loads(body, 0, NULL);
+    free(body);
+    return st;
+}
+
+int lf_h_get_json(lf_h_t *self, const char *path, json_t **out) {
+    char *body = NULL;
+    int st = lf_h_http(self, "GET", path, NULL, NULL, 0, &body);
+    if (out)
+        *out = json_loads(body, 0, NULL);
+    free(body);
+    return st;
+}
+
+char *lf_h_sql(lf_h_t *self, const char *sql) {
+    PGresult *r = s_exec(self, sql);
+    char *out = NULL;
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK)
+        out = strdup(PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    else if (st == PGRES_COMMAND_OK)
+        out = strdup(PQcmdTuples(r));
+    else
+        fprintf(stderr, "SQL failed: %s: %s\n", sql, PQerrorMessage(self->conn));
+    PQclear(r);
+    return out;
+}
+
+long lf_h_sql_long(lf_h_t *self, const char *sql) {
+    char *v = lf_h_sql(self, sql);
+    long n = (v && *v) ? strtol(v, NULL, 10) : -1;
+    free(v);
+    return n;
+}
+
+int lf_h_wait_sql(lf_h_t *self, const char *sql, const char *expect, int timeout_ms) {
+    for (int waited = 0;; waited += 50) {
+        char *v = lf_h_sql(self, sql);
+        int ok = v && strcmp(v, expect) == 0;
+        free(v);
+        if (ok)
+            return 1;
+        if (waited >= timeout_ms)
+            return 0;
+        s_sleep_ms(50);
+    }
+}
+
+const char *lf_h_admin_key(const lf_h_t *self) {
+    (void)self;
+    return "test-admin-key";
+}
+const char *lf_h_db_url(const lf_h_t *self) {
+    return self->db_url;
+}
+int lf_h_http_port(const lf_h_t *self) {
+    return self->http_port;
+}
+int lf_h_redis_port(const lf_h_t *self) {
+    return self->redis_port;
+}
+const char *lf_h_redis_prefix(const lf_h_t *self) {
+    return self->prefix;
+}
+const char *lf_h_dir(const lf_h_t *self) {
+    return self->dir;
+}
