@@ -486,7 +486,8 @@ static int s_routing_parse(lf_pool_t *pool, const json_t *cfg, s_team_t *default
                      key);
             return -1;
         }
-        s_team_t *team = &pool->teams[s_team_get(pool, key)];
+        int t = s_team_get(pool, key); /* may move pool->teams: index after the call */
+        s_team_t *team = &pool->teams[t];
         const char *k2;
         json_t *v2;
         json_object_foreach(val, k2, v2) {
