@@ -39,6 +39,7 @@
 #include "assign.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,8 +68,7 @@ static void *s_grow(void *p, size_t n, size_t size) {
     return q;
 }
 
-/* ---- a string -> int map (open addressing, FNV-1a) ------------------------------------
- */
+/* ---- a string -> int map (open addressing, FNV-1a) ---- */
 
 typedef struct {
     char **keys; /* owned copies, NULL = empty slot */
@@ -137,8 +137,7 @@ static void s_map_free(s_map_t *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* ---- time zones -----------------------------------------------------------------------
- */
+/* ---- time zones ---- */
 
 typedef struct {
     char name[S_ID_MAX]; /* as the rep wrote it */
@@ -275,8 +274,7 @@ static int s_tz_load(s_tz_t *tz, const char *name, char *err, size_t errsz) {
     return rc;
 }
 
-/* ---- reps, teams, pool ----------------------------------------------------------------
- */
+/* ---- reps, teams, pool ---- */
 
 enum s_policy { S_ROUND_ROBIN, S_WEIGHTED, S_LEAST_LOADED };
 static const char *const s_policy_names[] = {"round_robin", "weighted", "least_loaded"};
@@ -819,8 +817,7 @@ void lf_pool_destroy(lf_pool_t **self_p) {
     *self_p = NULL;
 }
 
-/* ---- deciding -------------------------------------------------------------------------
- */
+/* ---- deciding ---- */
 
 /* What a request boils down to once its strings are interned. */
 typedef struct {
@@ -920,6 +917,17 @@ static void s_take(s_rep_t *rep, lf_assign_result_t *res) {
     snprintf(res->rep_id, sizeof res->rep_id, "%s", rep->id);
 }
 
+/* The one sentence of a decision. A reason longer than the field is cut, never
+ * overflowed. */
+static void s_reason(lf_assign_result_t *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void s_reason(lf_assign_result_t *res, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->reason, sizeof res->reason, fmt, ap);
+    va_end(ap);
+}
+
 int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result_t *res) {
     if (res)
         memset(res, 0, sizeof *res);
@@ -954,7 +962,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
             s_candidate(res->candidates, rep, skip, skip == S_OK, true);
             if (skip == S_OK) {
                 s_take(rep, res);
-                snprintf(res->reason, sizeof res->reason,
+                s_reason(res,
                          "%s already owns this customer, so the lead stays with them.",
                          rep->id);
                 return 0;
@@ -967,8 +975,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
     int t = req->team ? s_map_get(&pool->team_ids, req->team) : pool->default_team;
     if (t < 0 || (req->team && !strcmp(req->team, "*"))) {
         snprintf(res->queue, sizeof res->queue, "%s", pool->default_queue);
-        snprintf(res->reason, sizeof res->reason,
-                 "%sno team named %.60s, so sent to queue %s.", note, req->team,
+        s_reason(res, "%sno team named %.60s, so sent to queue %s.", note, req->team,
                  res->queue);
         return 0;
     }
@@ -1026,8 +1033,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         if (team->to_manager && !team->manager[0])
             target = pool->default_queue;
         snprintf(res->queue, sizeof res->queue, "%s", target);
-        snprintf(res->reason, sizeof res->reason,
-                 "%snobody eligible in team %s (%s), so %s %s.", note, team->name,
+        s_reason(res, "%snobody eligible in team %s (%s), so %s %s.", note, team->name,
                  team->n ? why : "no members",
                  team->to_manager && team->manager[0] ? "handed to manager"
                                                       : "sent to queue",
@@ -1041,19 +1047,19 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
     team->next = (pos + 1) % team->n;
     team->served = true;
     if (team->policy == S_ROUND_ROBIN)
-        snprintf(
-            res->reason, sizeof res->reason,
+        s_reason(
+            res,
             "%s%s is next in the round-robin rotation of team %s (%zu of %zu eligible).",
             note, rep->id, team->name, n_ok, team->n);
     else if (team->policy == S_WEIGHTED)
-        snprintf(
-            res->reason, sizeof res->reason,
+        s_reason(
+            res,
             "%s%s (weight %d) is due in the weighted rotation of team %s (%zu of %zu "
             "eligible).",
             note, rep->id, rep->weight, team->name, n_ok, team->n);
     else
-        snprintf(
-            res->reason, sizeof res->reason,
+        s_reason(
+            res,
             "%s%s is the least loaded in team %s with %d of %d open leads (%zu of %zu "
             "eligible).",
             note, rep->id, team->name, rep->open_count, rep->capacity, n_ok, team->n);
@@ -1061,8 +1067,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
     return 0;
 }
 
-/* ---- ledger ---------------------------------------------------------------------------
- */
+/* ---- ledger ---- */
 
 json_t *lf_pool_ledger(const lf_pool_t *pool) {
     if (!pool)
