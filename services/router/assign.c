@@ -39,6 +39,7 @@
 #include "assign.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,8 +68,7 @@ static void *s_grow(void *p, size_t n, size_t size) {
     return q;
 }
 
-/* ---- a string -> int map (open addressing, FNV-1a) ------------------------------------
- */
+/* ---- a string -> int map (open addressing, FNV-1a) ---- */
 
 typedef struct {
     char **keys; /* owned copies, NULL = empty slot */
@@ -137,8 +137,7 @@ static void s_map_free(s_map_t *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* ---- time zones -----------------------------------------------------------------------
- */
+/* ---- time zones ---- */
 
 typedef struct {
     char name[S_ID_MAX]; /* as the rep wrote it */
@@ -275,8 +274,7 @@ static int s_tz_load(s_tz_t *tz, const char *name, char *err, size_t errsz) {
     return rc;
 }
 
-/* ---- reps, teams, pool ----------------------------------------------------------------
- */
+/* ---- reps, teams, pool ---- */
 
 enum s_policy { S_ROUND_ROBIN, S_WEIGHTED, S_LEAST_LOADED };
 static const char *const s_policy_names[] = {"round_robin", "weighted", "least_loaded"};
@@ -323,6 +321,7 @@ typedef struct {
     long assigned_total; /* leads ever assigned (ledger) */
     long current_weight; /* smooth WRR state (ledger) */
     unsigned excl_stamp; /* == pool->stamp when excluded from the current request */
+    json_t *id_json;     /* the id as a shared JSON string, for candidate lists */
 } s_rep_t;
 
 typedef struct {
@@ -354,6 +353,7 @@ struct lf_pool {
     unsigned stamp;               /* request counter for exclusion marks */
     size_t *order;                /* scratch: member positions of the current scan */
     unsigned char *skips;         /* scratch: skip reason per scanned member */
+    json_t *skip_json[S_SKIP_N];  /* shared JSON strings of the skip reasons */
 };
 
 json_t *lf_routing_load(const char *path, char *err, size_t errsz) {
@@ -486,7 +486,8 @@ static int s_routing_parse(lf_pool_t *pool, const json_t *cfg, s_team_t *default
                      key);
             return -1;
         }
-        s_team_t *team = &pool->teams[s_team_get(pool, key)];
+        int t = s_team_get(pool, key); /* may move pool->teams: index after the call */
+        s_team_t *team = &pool->teams[t];
         const char *k2;
         json_t *v2;
         json_object_foreach(val, k2, v2) {
@@ -752,7 +753,10 @@ lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char
         if (s_rep_parse(pool, rep, o, i, default_capacity, err, errsz) != 0)
             goto fail;
         s_map_put(&pool->rep_ids, rep->id, (int)i);
+        rep->id_json = json_string(rep->id);
     }
+    for (int s = 1; s < S_SKIP_N; s++)
+        pool->skip_json[s] = json_string(s_skip_names[s]);
     pool->tz_off = s_alloc(pool->n_tzs, sizeof *pool->tz_off);
     pool->order = s_alloc(pool->n_reps, sizeof *pool->order);
     pool->skips = s_alloc(pool->n_reps, sizeof *pool->skips);
@@ -798,6 +802,7 @@ void lf_pool_destroy(lf_pool_t **self_p) {
         free(pool->reps[i].skills);
         free(pool->reps[i].regions);
         free(pool->reps[i].ooo);
+        json_decref(pool->reps[i].id_json);
     }
     free(pool->reps);
     for (size_t i = 0; i < pool->n_teams; i++)
@@ -811,6 +816,8 @@ void lf_pool_destroy(lf_pool_t **self_p) {
     free(pool->tz_off);
     free(pool->order);
     free(pool->skips);
+    for (int s = 0; s < S_SKIP_N; s++)
+        json_decref(pool->skip_json[s]);
     s_map_free(&pool->rep_ids);
     s_map_free(&pool->tags);
     s_map_free(&pool->team_ids);
@@ -818,8 +825,7 @@ void lf_pool_destroy(lf_pool_t **self_p) {
     *self_p = NULL;
 }
 
-/* ---- deciding -------------------------------------------------------------------------
- */
+/* ---- deciding ---- */
 
 /* What a request boils down to once its strings are interned. */
 typedef struct {
@@ -900,13 +906,16 @@ static int s_sticky_skip(const lf_pool_t *pool, const s_rep_t *rep, const s_ctx_
     return S_OK;
 }
 
-static void s_candidate(json_t *arr, const s_rep_t *rep, int skip, bool chosen,
-                        bool sticky) {
+/* One candidate entry. The rep id and skip strings are shared with the pool (a reference
+ * each, not a copy): building ~40 entries per lead is most of an assignment's cost, and
+ * sharing them removes four of its ten allocations per entry. */
+static void s_candidate(const lf_pool_t *pool, json_t *arr, const s_rep_t *rep, int skip,
+                        bool chosen, bool sticky) {
     json_t *e = json_object();
-    json_object_set_new_nocheck(e, "rep", json_string_nocheck(rep->id));
+    json_object_set_nocheck(e, "rep", rep->id_json);
     json_object_set_new_nocheck(e, "eligible", json_boolean(skip == S_OK));
-    json_object_set_new_nocheck(
-        e, "skip", skip == S_OK ? json_null() : json_string(s_skip_names[skip]));
+    json_object_set_nocheck(e, "skip",
+                            skip == S_OK ? json_null() : pool->skip_json[skip]);
     json_object_set_new_nocheck(e, "chosen", json_boolean(chosen));
     if (sticky)
         json_object_set_new_nocheck(e, "sticky", json_true());
@@ -917,6 +926,17 @@ static void s_take(s_rep_t *rep, lf_assign_result_t *res) {
     rep->open_count++;
     rep->assigned_total++;
     snprintf(res->rep_id, sizeof res->rep_id, "%s", rep->id);
+}
+
+/* The one sentence of a decision. A reason longer than the field is cut, never
+ * overflowed. */
+static void s_reason(lf_assign_result_t *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void s_reason(lf_assign_result_t *res, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->reason, sizeof res->reason, fmt, ap);
+    va_end(ap);
 }
 
 int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result_t *res) {
@@ -950,10 +970,10 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         } else {
             s_rep_t *rep = &pool->reps[r];
             int skip = s_sticky_skip(pool, rep, &c);
-            s_candidate(res->candidates, rep, skip, skip == S_OK, true);
+            s_candidate(pool, res->candidates, rep, skip, skip == S_OK, true);
             if (skip == S_OK) {
                 s_take(rep, res);
-                snprintf(res->reason, sizeof res->reason,
+                s_reason(res,
                          "%s already owns this customer, so the lead stays with them.",
                          rep->id);
                 return 0;
@@ -966,8 +986,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
     int t = req->team ? s_map_get(&pool->team_ids, req->team) : pool->default_team;
     if (t < 0 || (req->team && !strcmp(req->team, "*"))) {
         snprintf(res->queue, sizeof res->queue, "%s", pool->default_queue);
-        snprintf(res->reason, sizeof res->reason,
-                 "%sno team named %.60s, so sent to queue %s.", note, req->team,
+        s_reason(res, "%sno team named %.60s, so sent to queue %s.", note, req->team,
                  res->queue);
         return 0;
     }
@@ -1010,7 +1029,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         }
     }
     for (size_t k = 0; k < team->n; k++)
-        s_candidate(res->candidates, &pool->reps[team->members[pool->order[k]]],
+        s_candidate(pool, res->candidates, &pool->reps[team->members[pool->order[k]]],
                     pool->skips[k], k == best, false);
 
     if (best == SIZE_MAX) {
@@ -1025,8 +1044,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         if (team->to_manager && !team->manager[0])
             target = pool->default_queue;
         snprintf(res->queue, sizeof res->queue, "%s", target);
-        snprintf(res->reason, sizeof res->reason,
-                 "%snobody eligible in team %s (%s), so %s %s.", note, team->name,
+        s_reason(res, "%snobody eligible in team %s (%s), so %s %s.", note, team->name,
                  team->n ? why : "no members",
                  team->to_manager && team->manager[0] ? "handed to manager"
                                                       : "sent to queue",
@@ -1040,19 +1058,19 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
     team->next = (pos + 1) % team->n;
     team->served = true;
     if (team->policy == S_ROUND_ROBIN)
-        snprintf(
-            res->reason, sizeof res->reason,
+        s_reason(
+            res,
             "%s%s is next in the round-robin rotation of team %s (%zu of %zu eligible).",
             note, rep->id, team->name, n_ok, team->n);
     else if (team->policy == S_WEIGHTED)
-        snprintf(
-            res->reason, sizeof res->reason,
+        s_reason(
+            res,
             "%s%s (weight %d) is due in the weighted rotation of team %s (%zu of %zu "
             "eligible).",
             note, rep->id, rep->weight, team->name, n_ok, team->n);
     else
-        snprintf(
-            res->reason, sizeof res->reason,
+        s_reason(
+            res,
             "%s%s is the least loaded in team %s with %d of %d open leads (%zu of %zu "
             "eligible).",
             note, rep->id, team->name, rep->open_count, rep->capacity, n_ok, team->n);
@@ -1060,8 +1078,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
     return 0;
 }
 
-/* ---- ledger ---------------------------------------------------------------------------
- */
+/* ---- ledger ---- */
 
 json_t *lf_pool_ledger(const lf_pool_t *pool) {
     if (!pool)
