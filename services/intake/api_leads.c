@@ -42,7 +42,7 @@ static enum MHD_Result s_finish(lf_intake_t *in, lf_req_t *req) {
                          json_pack("{s:s, s:s}", "id", job->result_id, "status", job->result));
 }
 
-enum MHD_Result lf_api_post_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
+static enum MHD_Result s_post_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
     if (req->job_active)
         return s_finish(in, req);
     const char *ct =
@@ -139,7 +139,7 @@ static const char *s_get_sql =
     "   FROM lead_events e WHERE e.lead_id = l.id)"
     ")::text FROM leads l WHERE l.id = $1";
 
-enum MHD_Result lf_api_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
+static enum MHD_Result s_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
     const char *id = req->params[0];
     if (!s_valid_id(id))
         return lf_reply_error(in, req->conn, 404, "not_found", "no such lead", NULL);
@@ -159,3 +159,9 @@ enum MHD_Result lf_api_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t 
         return lf_reply_error(in, req->conn, 500, "internal", "lead could not be read", NULL);
     return lf_reply_json(in, req->conn, 200, lead);
 }
+
+const lf_route_t lf_routes_leads[] = {
+    {"POST", "/v1/leads", s_post_lead, 1, 0},
+    {"GET", "/v1/leads/{}", s_get_lead, 1, 0},
+    {NULL, NULL, NULL, 0, 0},
+};

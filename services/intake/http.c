@@ -15,24 +15,18 @@
 #include "lf/log.h"
 #include "lf/util.h"
 
-typedef enum MHD_Result (*s_handler_t)(lf_intake_t *, lf_req_t *, const lf_auth_t *);
-
 static enum MHD_Result s_healthz(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
 static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
 
-static const struct {
-    const char *method;  /* HTTP method */
-    const char *pattern; /* path; "{}" matches one segment */
-    s_handler_t fn;
-    int auth;            /* 1 when a key is required */
-    int import;          /* 1 when the body may be import-sized */
-} s_routes[] = {
-    {"POST", "/v1/leads", lf_api_post_lead, 1, 0},
-    {"GET", "/v1/leads/{}", lf_api_get_lead, 1, 0},
+const lf_route_t lf_routes_core[] = {
     {"GET", "/healthz", s_healthz, 0, 0},
     {"GET", "/metrics", s_metrics, 0, 0},
+    {NULL, NULL, NULL, 0, 0},
 };
-#define S_NROUTES (int)(sizeof s_routes / sizeof s_routes[0])
+
+static const lf_route_t *const s_tables[] = {lf_routes_core, lf_routes_leads,
+                                             lf_routes_channels, lf_routes_reps,
+                                             lf_routes_pipeline, NULL};
 
 /* Matches url against pattern, capturing "{}" segments. Returns 1 on a match. */
 static int s_match(const char *pattern, const char *url, char params[2][96]) {
@@ -199,13 +193,14 @@ static void s_authenticate(lf_intake_t *in, struct MHD_Connection *conn, lf_auth
 }
 
 static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
-    if (req->route < 0) {
+    if (!req->route) {
         /* Known path with another method gets 405, anything else 404. */
         char params[2][96];
-        for (int i = 0; i < S_NROUTES; i++)
-            if (s_match(s_routes[i].pattern, req->url, params))
-                return lf_reply_error(in, req->conn, 405, "method_not_allowed",
-                                      "this path does not take that method", NULL);
+        for (const lf_route_t *const *t = s_tables; *t; t++)
+            for (const lf_route_t *r = *t; r->method; r++)
+                if (s_match(r->pattern, req->url, params))
+                    return lf_reply_error(in, req->conn, 405, "method_not_allowed",
+                                          "this path does not take that method", NULL);
         return lf_reply_error(in, req->conn, 404, "not_found", "no such endpoint", NULL);
     }
     if (req->too_large) {
@@ -215,10 +210,10 @@ static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
     }
     lf_auth_t auth;
     s_authenticate(in, req->conn, &auth);
-    if (s_routes[req->route].auth && !auth.ok)
+    if (req->route->auth && !auth.ok)
         return lf_reply_error(in, req->conn, 401, "unauthorized",
                               "missing or wrong key: send Authorization: Bearer <key>", NULL);
-    return s_routes[req->route].fn(in, req, &auth);
+    return req->route->fn(in, req, &auth);
 }
 
 static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -232,16 +227,13 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
         req->conn = conn;
         lf_strlcpy(req->method, method, sizeof req->method);
         req->url = lf_strdup(url);
-        req->route = -1;
-        for (int i = 0; i < S_NROUTES; i++) {
-            if (strcmp(s_routes[i].method, method) == 0 &&
-                s_match(s_routes[i].pattern, url, req->params)) {
-                req->route = i;
-                break;
-            }
-        }
-        req->limit = (req->route >= 0 && s_routes[req->route].import) ? in->max_import
-                                                                       : in->max_body;
+        for (const lf_route_t *const *t = s_tables; *t && !req->route; t++)
+            for (const lf_route_t *r = *t; r->method; r++)
+                if (strcmp(r->method, method) == 0 && s_match(r->pattern, url, req->params)) {
+                    req->route = r;
+                    break;
+                }
+        req->limit = (req->route && req->route->import) ? in->max_import : in->max_body;
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > req->limit)
@@ -267,7 +259,7 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
         return MHD_YES;
     }
     if (req->job_active) /* resumed after the commit */
-        return s_routes[req->route].fn(in, req, NULL);
+        return req->route->fn(in, req, NULL);
     if (!req->body)
         req->body = lf_calloc(1, 1);
     return s_dispatch(in, req);

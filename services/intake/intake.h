@@ -40,8 +40,29 @@ typedef struct lf_intake {
     atomic_long health_checked_ms;
 } lf_intake_t;
 
+typedef struct lf_req lf_req_t;
+
+/* A route: method and path pattern ("{}" matches one path segment, captured into
+ * req->params in order), the handler, whether a key is required, and whether the
+ * body may be import-sized. Each api_*.c file exports one table, terminated by an
+ * entry whose method is NULL; http.c tries the tables in order. */
+typedef enum MHD_Result (*lf_route_fn)(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
+typedef struct {
+    const char *method;
+    const char *pattern;
+    lf_route_fn fn;
+    int auth;
+    int import;
+} lf_route_t;
+
+extern const lf_route_t lf_routes_core[];     /* http.c: healthz, metrics */
+extern const lf_route_t lf_routes_leads[];    /* api_leads.c: POST/GET leads */
+extern const lf_route_t lf_routes_channels[]; /* api_channels.c: import, calls, forms */
+extern const lf_route_t lf_routes_reps[];     /* api_reps.c: reps, lead fact updates */
+extern const lf_route_t lf_routes_pipeline[]; /* api_pipeline.c: stage, activities */
+
 /* Per-request state, kept in MHD's con_cls between callbacks. */
-typedef struct lf_req {
+struct lf_req {
     struct MHD_Connection *conn; /* borrowed */
     char method[8];
     char *url;                   /* owned copy of the path */
@@ -50,9 +71,9 @@ typedef struct lf_req {
     int too_large;               /* the body went over limit and was discarded */
     lf_job_t job;                /* the pending commit, when job_active */
     int job_active;
-    int route;                   /* index of the matched route, -1 none */
+    const lf_route_t *route;     /* the matched route, NULL none */
     char params[2][96];          /* path parameters ({id}) */
-} lf_req_t;
+};
 
 /* Sends `body` (stolen) as JSON with status. Returns MHD's result. */
 enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
@@ -67,10 +88,6 @@ lf_db_t *lf_intake_db(lf_intake_t *in);
 void lf_intake_publish(void *arg, const char *type, const char *env, size_t len);
 /* 1 when a lead can be committed now (cached for a second). */
 int lf_intake_healthy(lf_intake_t *in);
-
-/* Route handlers (api_*.c). */
-enum MHD_Result lf_api_post_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
-enum MHD_Result lf_api_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
 
 /* Request lifecycle (http.c). */
 struct MHD_Daemon *lf_http_start(lf_intake_t *in, int port);

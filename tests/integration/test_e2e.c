@@ -7,6 +7,8 @@
 
 #include "../support/harness.h"
 
+TestSuite(e2e, .fini = lf_h_fini);
+
 static const char *s_lead =
     "{\"name\":\"王芳\",\"company\":\"华东医疗\",\"phone\":\"138 0013 8000\",\"budget\":\"50万\","
     "\"urgency\":\"高\",\"industry\":\"medical\",\"region\":\"east\",\"decision_maker\":\"是\","
@@ -169,7 +171,7 @@ Test(e2e, router_and_analytics_down_then_up_assign_and_count_exactly_once, .time
     /* Restart both: redelivery of everything must change nothing. */
     lf_h_stop(h, LF_H_ROUTER, 0, 0);
     lf_h_stop(h, LF_H_ANALYTICS, 0, 0);
-    lf_h_sql(h, "DELETE FROM consumer_cursors");
+    free(lf_h_sql(h, "DELETE FROM consumer_cursors"));
     lf_h_start(h, LF_H_ROUTER, 0);
     lf_h_start(h, LF_H_ANALYTICS, 0);
     sleep(1);

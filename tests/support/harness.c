@@ -36,6 +36,9 @@ struct lf_h {
     PGconn *conn;           /* the test's own connection */
 };
 
+/* The live harness of this test process, for lf_h_fini. */
+static lf_h_t *s_current;
+
 static int s_free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -86,9 +89,9 @@ static PGresult *s_exec(lf_h_t *self, const char *sql) {
 }
 
 lf_h_t *lf_h_new(int services, int seed) {
-    lf_h_t *self = calloc(1, sizeof *self);
     const char *pg = getenv("LF_TEST_PG_PORT"), *rd = getenv("LF_TEST_REDIS_PORT");
     cr_assert(pg && rd, "LF_TEST_PG_PORT and LF_TEST_REDIS_PORT must be set (run make test)");
+    lf_h_t *self = calloc(1, sizeof *self);
     self->pg_port = atoi(pg);
     self->redis_port = atoi(rd);
     snprintf(self->dir, sizeof self->dir, "/tmp/lf-test-XXXXXX");
@@ -128,6 +131,7 @@ lf_h_t *lf_h_new(int services, int seed) {
     self->http_port = s_free_port();
     for (int i = 0; i < 3; i++)
         self->zmq_port[i] = s_free_port();
+    s_current = self;
     for (int s = 0; s < S_NSVC; s++)
         if (services & (1 << s))
             lf_h_start(self, 1 << s, 0);
@@ -257,10 +261,20 @@ void lf_h_dump_logs(lf_h_t *self) {
     s_run(cmd);
 }
 
+void lf_h_fini(void) {
+    if (!s_current)
+        return;
+    lf_h_dump_logs(s_current);
+    setenv("LF_TEST_KEEP", "1", 1); /* keep the logs of a failed test */
+    lf_h_destroy(&s_current);
+}
+
 void lf_h_destroy(lf_h_t **self_p) {
     lf_h_t *self = *self_p;
     if (!self)
         return;
+    if (self == s_current)
+        s_current = NULL;
     for (int s = 0; s < S_NSVC; s++)
         for (int i = 0; i < S_NINST; i++)
             lf_h_stop(self, 1 << s, i, 0);

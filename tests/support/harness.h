@@ -31,6 +31,10 @@ lf_h_t *lf_h_new(int services, int seed);
  * sanitizer report fails the test), then drops the database. */
 void lf_h_destroy(lf_h_t **self_p);
 
+/* Criterion .fini for suites using the harness: when a test failed before it called
+ * lf_h_destroy, this prints the service logs and cleans up (services, database). */
+void lf_h_fini(void);
+
 /* Writes a file into the test's config folder (before starting a service). */
 void lf_h_config(lf_h_t *self, const char *name, const char *content);
 /* Sets an extra environment variable for services started from now on. */
