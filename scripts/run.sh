@@ -22,19 +22,31 @@ mkdir -p "$VAR/log"
 chmod 755 "$VAR"
 
 pids=()
+PG_DIR=$VAR/pg
 stop_all() {
     trap - INT TERM EXIT
     lf_say "stopping services"
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     lf_redis_stop "$VAR/redis" "$REDIS_PORT"
-    lf_pg_stop "$VAR/pg"
+    lf_pg_stop "$PG_DIR"
     lf_say "stopped"
 }
 trap stop_all INT TERM EXIT
 
+# PostgreSQL runs as the postgres user, who must be able to reach its data folder.
+# A checkout under a private home (/root is 0700) is not reachable: the data then
+# lives in /var/lib/leadflow/<checkout hash>, and var/pg links to it.
+PG_DIR=$VAR/pg
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$VAR" 2>/dev/null; then
+    real=/var/lib/leadflow/$(printf '%s' "$PWD" | sha1sum | cut -c1-12)/pg
+    mkdir -p "$(dirname "$real")"; chmod 755 /var/lib/leadflow "$(dirname "$real")"
+    [ -L "$PG_DIR" ] || { [ -e "$PG_DIR" ] && lf_say "var/pg exists but postgres cannot reach it" && exit 1; ln -s "$real" "$PG_DIR"; }
+    PG_DIR=$real
+    lf_say "postgres cannot reach $VAR; PostgreSQL data is in $real (var/pg links to it)"
+fi
 lf_say "starting PostgreSQL on 127.0.0.1:$PG_PORT (data in var/pg)"
-lf_pg_start "$VAR/pg" "$PG_PORT"
+lf_pg_start "$PG_DIR" "$PG_PORT"
 lf_say "starting Redis on 127.0.0.1:$REDIS_PORT (data in var/redis)"
 lf_redis_start "$VAR/redis" "$REDIS_PORT"
 build/bin/leadflow-migrate
