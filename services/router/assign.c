@@ -28,6 +28,8 @@
  * a table of UTC offsets: fixed offsets ("+08:00", "-0530", "UTC") directly, IANA names
  * by reading the TZif file under $TZDIR or /usr/share/zoneinfo (the 64-bit v2+ block). A
  * lookup is then a binary search over transitions, pure arithmetic on read-only data.
+ * Each pool owns its zone table, filled by the one thread that builds the pool, so there
+ * is no global cache and no lock; nothing here calls tzset() or reads TZ.
  * Instants after the file's last transition keep the last offset; Debian ships "fat" TZif
  * files whose transitions run to 2037, so the POSIX-rule footer is not needed before
  * then.
@@ -722,10 +724,11 @@ static int s_rep_parse(lf_pool_t *pool, s_rep_t *rep, const json_t *o, size_t id
     return 0;
 }
 
-static const s_rep_t *s_sort_reps; /* qsort has no context argument in C11 */
-
-static int s_member_cmp(const void *a, const void *b) {
-    return strcmp(s_sort_reps[*(const int *)a].id, s_sort_reps[*(const int *)b].id);
+/* glibc's qsort_r (we build with _GNU_SOURCE) passes the reps without a global, so two
+ * threads may build pools at the same time. */
+static int s_member_cmp(const void *a, const void *b, void *reps) {
+    const s_rep_t *r = reps;
+    return strcmp(r[*(const int *)a].id, r[*(const int *)b].id);
 }
 
 lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char *err,
@@ -773,10 +776,9 @@ lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char
             team->members[team->n++] = (int)r;
         }
     }
-    s_sort_reps = pool->reps;
     for (size_t t = 0; t < pool->n_teams; t++) {
         s_team_t *team = &pool->teams[t];
-        qsort(team->members, team->n, sizeof(int), s_member_cmp);
+        qsort_r(team->members, team->n, sizeof(int), s_member_cmp, pool->reps);
         if (team->policy < 0)
             team->policy = defaults.policy;
         if (!team->to_manager && !team->queue[0]) {
@@ -787,7 +789,6 @@ lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char
             snprintf(team->manager, sizeof team->manager, "%s",
                      pool->reps[team->members[k]].manager);
     }
-    s_sort_reps = NULL;
     return pool;
 fail:
     lf_pool_destroy(&pool);

@@ -220,6 +220,13 @@ Test(scorecard, clamped_with_a_traceable_entry) {
     json_decref(bd);
     lf_scorecard_destroy(&sc);
 
+    sc = s_base_only(100, 1); /* one point over is clamped too */
+    bd = s_grade(sc, "{\"urgency\": \"high\"}", &score, &grade);
+    cr_assert_eq(score, 100);
+    cr_assert_eq(s_points_of(bd, "clamp_to_100"), -1);
+    json_decref(bd);
+    lf_scorecard_destroy(&sc);
+
     sc = s_base_only(-50, -30);
     bd = s_grade(sc, "{\"urgency\": \"high\"}", &score, &grade);
     cr_assert_eq(score, 0);
