@@ -281,7 +281,7 @@ static const bad_case_t s_bad[] = {
     {"{" T ", \"budget\": {\"bands\": [{\"min\": 1, \"points\": 1}, {\"points\": 2}]}}",
      "budget.bands[1].min"},
     {"{" T ", \"budget\": {\"bands\": [{\"min\": 1, \"points\": 1}, {\"min\": 1, "
-           "\"points\": 2}]}}",
+     "\"points\": 2}]}}",
      "duplicate"},
     {"{" T ", \"budget\": {\"bands\": [{\"min\": 1}]}}", "budget.bands[0].points"},
     {"{" T ", \"budget\": {\"on\": \"avg\"}}", "budget.on"},
