@@ -28,13 +28,17 @@
  * a table of UTC offsets: fixed offsets ("+08:00", "-0530", "UTC") directly, IANA names
  * by reading the TZif file under $TZDIR or /usr/share/zoneinfo (the 64-bit v2+ block). A
  * lookup is then a binary search over transitions, pure arithmetic on read-only data.
+ * Each pool owns its zone table, filled by the one thread that builds the pool, so there
+ * is no global cache and no lock; nothing here calls tzset() or reads TZ.
  * Instants after the file's last transition keep the last offset; Debian ships "fat" TZif
  * files whose transitions run to 2037, so the POSIX-rule footer is not needed before
  * then.
  *
  * Speed. Skills, regions, rep ids and team names are interned at load time into hash
  * maps, so a lead costs a few hash lookups plus integer compares per team member, not
- * string compares against every rep.
+ * string compares against every rep. Candidate entries are built once per (rep, outcome)
+ * and shared by reference between results, so explaining a decision costs no allocation
+ * beyond the array itself.
  */
 #include "assign.h"
 
@@ -317,11 +321,14 @@ typedef struct {
     int16_t end[7];    /* shift end minute, exclusive; < start = past midnight */
     int64_t (*ooo)[2]; /* out-of-office periods [from, to) */
     size_t n_ooo;
-    int open_count;      /* current open leads */
-    long assigned_total; /* leads ever assigned (ledger) */
-    long current_weight; /* smooth WRR state (ledger) */
-    unsigned excl_stamp; /* == pool->stamp when excluded from the current request */
-    json_t *id_json;     /* the id as a shared JSON string, for candidate lists */
+    int open_count;          /* current open leads */
+    long assigned_total;     /* leads ever assigned (ledger) */
+    long current_weight;     /* smooth WRR state (ledger) */
+    unsigned excl_stamp;     /* == pool->stamp when excluded from the current request */
+    json_t *id_json;         /* the id as a shared JSON string, for candidate lists */
+    json_t *entry[S_SKIP_N]; /* shared candidate entries per skip reason (S_OK: not
+                                chosen), made on first use */
+    json_t *entry_chosen;    /* shared candidate entry "eligible and chosen" */
 } s_rep_t;
 
 typedef struct {
@@ -722,10 +729,11 @@ static int s_rep_parse(lf_pool_t *pool, s_rep_t *rep, const json_t *o, size_t id
     return 0;
 }
 
-static const s_rep_t *s_sort_reps; /* qsort has no context argument in C11 */
-
-static int s_member_cmp(const void *a, const void *b) {
-    return strcmp(s_sort_reps[*(const int *)a].id, s_sort_reps[*(const int *)b].id);
+/* glibc's qsort_r (we build with _GNU_SOURCE) passes the reps without a global, so two
+ * threads may build pools at the same time. */
+static int s_member_cmp(const void *a, const void *b, void *reps) {
+    const s_rep_t *r = reps;
+    return strcmp(r[*(const int *)a].id, r[*(const int *)b].id);
 }
 
 lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char *err,
@@ -773,10 +781,9 @@ lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char
             team->members[team->n++] = (int)r;
         }
     }
-    s_sort_reps = pool->reps;
     for (size_t t = 0; t < pool->n_teams; t++) {
         s_team_t *team = &pool->teams[t];
-        qsort(team->members, team->n, sizeof(int), s_member_cmp);
+        qsort_r(team->members, team->n, sizeof(int), s_member_cmp, pool->reps);
         if (team->policy < 0)
             team->policy = defaults.policy;
         if (!team->to_manager && !team->queue[0]) {
@@ -787,7 +794,6 @@ lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char
             snprintf(team->manager, sizeof team->manager, "%s",
                      pool->reps[team->members[k]].manager);
     }
-    s_sort_reps = NULL;
     return pool;
 fail:
     lf_pool_destroy(&pool);
@@ -803,6 +809,9 @@ void lf_pool_destroy(lf_pool_t **self_p) {
         free(pool->reps[i].regions);
         free(pool->reps[i].ooo);
         json_decref(pool->reps[i].id_json);
+        for (int s = 0; s < S_SKIP_N; s++)
+            json_decref(pool->reps[i].entry[s]);
+        json_decref(pool->reps[i].entry_chosen);
     }
     free(pool->reps);
     for (size_t i = 0; i < pool->n_teams; i++)
@@ -906,11 +915,9 @@ static int s_sticky_skip(const lf_pool_t *pool, const s_rep_t *rep, const s_ctx_
     return S_OK;
 }
 
-/* One candidate entry. The rep id and skip strings are shared with the pool (a reference
- * each, not a copy): building ~40 entries per lead is most of an assignment's cost, and
- * sharing them removes four of its ten allocations per entry. */
-static void s_candidate(const lf_pool_t *pool, json_t *arr, const s_rep_t *rep, int skip,
-                        bool chosen, bool sticky) {
+/* A new candidate entry {"rep", "eligible", "skip", "chosen"[, "sticky"]}. */
+static json_t *s_candidate(const lf_pool_t *pool, const s_rep_t *rep, int skip,
+                           bool chosen, bool sticky) {
     json_t *e = json_object();
     json_object_set_nocheck(e, "rep", rep->id_json);
     json_object_set_new_nocheck(e, "eligible", json_boolean(skip == S_OK));
@@ -919,7 +926,19 @@ static void s_candidate(const lf_pool_t *pool, json_t *arr, const s_rep_t *rep, 
     json_object_set_new_nocheck(e, "chosen", json_boolean(chosen));
     if (sticky)
         json_object_set_new_nocheck(e, "sticky", json_true());
-    json_array_append_new(arr, e);
+    return e;
+}
+
+/* Appends the entry of a team member. An entry depends only on (rep, skip, chosen), so
+ * each one is built once and shared by reference: building ~40 fresh objects per lead
+ * (six allocations each) was two thirds of an assignment's cost. The caller's array owns
+ * a reference to each entry; the entries must be treated as read-only (see assign.h). */
+static void s_member_entry(lf_pool_t *pool, json_t *arr, s_rep_t *rep, int skip,
+                           bool chosen) {
+    json_t **slot = chosen ? &rep->entry_chosen : &rep->entry[skip];
+    if (!*slot)
+        *slot = s_candidate(pool, rep, skip, chosen, false);
+    json_array_append(arr, *slot);
 }
 
 static void s_take(s_rep_t *rep, lf_assign_result_t *res) {
@@ -970,7 +989,8 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         } else {
             s_rep_t *rep = &pool->reps[r];
             int skip = s_sticky_skip(pool, rep, &c);
-            s_candidate(pool, res->candidates, rep, skip, skip == S_OK, true);
+            json_array_append_new(res->candidates,
+                                  s_candidate(pool, rep, skip, skip == S_OK, true));
             if (skip == S_OK) {
                 s_take(rep, res);
                 s_reason(res,
@@ -1029,8 +1049,8 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         }
     }
     for (size_t k = 0; k < team->n; k++)
-        s_candidate(pool, res->candidates, &pool->reps[team->members[pool->order[k]]],
-                    pool->skips[k], k == best, false);
+        s_member_entry(pool, res->candidates, &pool->reps[team->members[pool->order[k]]],
+                       pool->skips[k], k == best);
 
     if (best == SIZE_MAX) {
         char why[128] = "";

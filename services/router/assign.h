@@ -57,7 +57,10 @@ typedef struct {
     char rep_id[64];    /* "" when nobody eligible */
     char queue[64];     /* fallback queue or manager id when nobody eligible, else "" */
     char reason[256];   /* one human sentence: why this rep / why the queue */
-    json_t *candidates; /* [{"rep", "eligible", "skip", "chosen"}]; caller owns */
+    json_t *candidates; /* [{"rep", "eligible", "skip", "chosen"}] (plus "sticky": true on
+                           the preferred owner's entry); caller owns the array. Entries
+                           are shared with the pool and other results: read-only
+                           (serialize them, or json_deep_copy before changing one). */
 } lf_assign_result_t;
 
 /* Chooses a rep (or the fallback) for one lead and records it: the chosen rep's

@@ -180,6 +180,30 @@ Test(assign, round_robin_order_in_id_order) {
     lf_pool_destroy(&pool);
 }
 
+Test(assign, earlier_results_survive_later_decisions) {
+    /* candidate entries are shared between results: an old result must not change */
+    lf_pool_t *pool = s_pool(
+        "[{\"id\": \"a\", \"team\": \"t\"}, {\"id\": \"b\", \"team\": \"t\"}]", NULL);
+    lf_assign_req_t req = {.grade = 'B', .team = "t", .now = NOW};
+    lf_assign_result_t first, second;
+    s_assign(pool, &req, &first);
+    char *before = json_dumps(first.candidates, JSON_SORT_KEYS);
+    s_assign(pool, &req, &second);
+    lf_pool_destroy(&pool); /* results outlive the pool */
+    char *after = json_dumps(first.candidates, JSON_SORT_KEYS);
+    cr_assert_str_eq(before, after);
+    cr_assert_str_eq(first.rep_id, "a");
+    cr_assert_str_eq(second.rep_id, "b");
+    cr_assert(
+        json_is_true(json_object_get(json_array_get(first.candidates, 0), "chosen")));
+    cr_assert(
+        json_is_false(json_object_get(json_array_get(second.candidates, 1), "chosen")));
+    free(before);
+    free(after);
+    json_decref(first.candidates);
+    json_decref(second.candidates);
+}
+
 Test(assign, no_team_means_whole_pool_or_default_team) {
     lf_pool_t *pool = s_pool(
         "[{\"id\": \"b\", \"team\": \"t\"}, {\"id\": \"a\", \"team\": \"u\"}]", NULL);

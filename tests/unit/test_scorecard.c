@@ -220,6 +220,13 @@ Test(scorecard, clamped_with_a_traceable_entry) {
     json_decref(bd);
     lf_scorecard_destroy(&sc);
 
+    sc = s_base_only(100, 1); /* one point over is clamped too */
+    bd = s_grade(sc, "{\"urgency\": \"high\"}", &score, &grade);
+    cr_assert_eq(score, 100);
+    cr_assert_eq(s_points_of(bd, "clamp_to_100"), -1);
+    json_decref(bd);
+    lf_scorecard_destroy(&sc);
+
     sc = s_base_only(-50, -30);
     bd = s_grade(sc, "{\"urgency\": \"high\"}", &score, &grade);
     cr_assert_eq(score, 0);
@@ -274,7 +281,7 @@ static const bad_case_t s_bad[] = {
     {"{" T ", \"budget\": {\"bands\": [{\"min\": 1, \"points\": 1}, {\"points\": 2}]}}",
      "budget.bands[1].min"},
     {"{" T ", \"budget\": {\"bands\": [{\"min\": 1, \"points\": 1}, {\"min\": 1, "
-           "\"points\": 2}]}}",
+     "\"points\": 2}]}}",
      "duplicate"},
     {"{" T ", \"budget\": {\"bands\": [{\"min\": 1}]}}", "budget.bands[0].points"},
     {"{" T ", \"budget\": {\"on\": \"avg\"}}", "budget.on"},
