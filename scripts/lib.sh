@@ -37,7 +37,7 @@ lf_need_pkgs() {
 # Runs a command as the postgres user when we are root (initdb and postgres refuse
 # to run as root), as ourselves otherwise.
 lf_as_pg() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # lf_pg_start DIR PORT : initialises (first time) and starts PostgreSQL on

@@ -427,3 +427,26 @@ const char *lf_h_redis_prefix(const lf_h_t *self) {
 const char *lf_h_dir(const lf_h_t *self) {
     return self->dir;
 }
+
+void lf_h_pg_stop(lf_h_t *self) {
+    const char *dir = getenv("LF_TEST_PG_DIR");
+    cr_assert(dir, "LF_TEST_PG_DIR is not set: this test needs a PostgreSQL of its own");
+    PQfinish(self->conn);
+    self->conn = NULL;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "bash -c '. scripts/lib.sh && lf_pg_stop %s'", dir);
+    cr_assert(s_run(cmd) == 0, "cannot stop PostgreSQL");
+}
+
+void lf_h_pg_start(lf_h_t *self) {
+    const char *dir = getenv("LF_TEST_PG_DIR");
+    cr_assert(dir, "LF_TEST_PG_DIR is not set");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "bash -c '. scripts/lib.sh && lf_pg_start %s %d' >/dev/null",
+             dir, self->pg_port);
+    cr_assert(s_run(cmd) == 0, "cannot start PostgreSQL");
+}
+
+void lf_h_use_redis(lf_h_t *self, int port) {
+    self->redis_port = port;
+}

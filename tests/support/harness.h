@@ -66,6 +66,14 @@ long lf_h_sql_long(lf_h_t *self, const char *sql);
  * it matched. */
 int lf_h_wait_sql(lf_h_t *self, const char *sql, const char *expect, int timeout_ms);
 
+/* Fault injection on PostgreSQL: only in suites run with LF_TEST_PG_DIR set (the
+ * test script gives the fault suite a PostgreSQL of its own). */
+void lf_h_pg_stop(lf_h_t *self);
+void lf_h_pg_start(lf_h_t *self);
+/* Points services started from now on at another Redis port (a private Redis the
+ * test starts and kills). */
+void lf_h_use_redis(lf_h_t *self, int port);
+
 const char *lf_h_admin_key(const lf_h_t *self);
 const char *lf_h_db_url(const lf_h_t *self);
 int lf_h_http_port(const lf_h_t *self);
