@@ -115,9 +115,12 @@ void lf_intake_publish(void *arg, const char *type, const char *env, size_t len)
 }
 
 int lf_intake_healthy(lf_intake_t *in) {
+    /* A good answer is trusted for a second, a bad one for 200 ms, so recovery
+     * shows quickly without every probe hitting the database. */
     int64_t now = lf_mono_ms();
-    if (now - atomic_load(&in->health_checked_ms) < 1000)
-        return atomic_load(&in->health_ok);
+    int last = atomic_load(&in->health_ok);
+    if (now - atomic_load(&in->health_checked_ms) < (last ? 1000 : 200))
+        return last;
     lf_db_t *db = lf_intake_db(in);
     PGresult *res = lf_db_exec(db, "SELECT 1 FROM leads LIMIT 0", 0, NULL);
     int ok = res != NULL;
