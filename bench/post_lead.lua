@@ -1,0 +1,29 @@
+-- wrk script: POST /v1/leads with a 364-byte-class Chinese lead, a unique phone
+-- number per request (so every request is a new lead, not a duplicate).
+local counter = 0
+local thread_id = 0
+local threads = {}
+
+function setup(thread)
+   thread:set("tid", #threads)
+   table.insert(threads, thread)
+end
+
+function init(args)
+   counter = 0
+   math.randomseed(os.time() + (tid or 0) * 7919)
+   base = math.random(10000000, 89999999)
+end
+
+function request()
+   counter = counter + 1
+   local phone = string.format("139%08d", (base + counter * 4 + (tid or 0)) % 100000000)
+   local body = '{"name":"王芳","company":"上海华东医疗器械有限公司","phone":"' .. phone ..
+      '","email":"wang.fang@example.com","budget":"50万","urgency":"高","industry":"medical",' ..
+      '"region":"east","decision_maker":"是","need":"采购一批医用监护设备，希望下周安排演示",' ..
+      '"source":"官网表单"}'
+   return wrk.format("POST", "/v1/leads", {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "Bearer " .. (os.getenv("LEADFLOW_ADMIN_KEY") or "bench-key"),
+   }, body)
+end
