@@ -15,8 +15,8 @@ static void s_on_signal(int sig) {
 }
 
 static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                 const char *method, const char *version, const char *data,
-                                 size_t *size, void **con_cls) {
+                                 const char *method, const char *version,
+                                 const char *data, size_t *size, void **con_cls) {
     static int marker;
     if (!*con_cls) {
         *con_cls = &marker;
@@ -27,8 +27,8 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char
         return MHD_YES;
     }
     static const char body[] = "{\"status\":\"accepted\"}";
-    struct MHD_Response *r = MHD_create_response_from_buffer(sizeof body - 1, (void *)body,
-                                                             MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(r, "Content-Type", "application/json");
     enum MHD_Result rc = MHD_queue_response(c, 202, r);
     MHD_destroy_response(r);
@@ -37,9 +37,10 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char
 
 int main(int argc, char **argv) {
     int port = argc > 1 ? atoi(argv[1]) : 18099;
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL, NULL, s_handler,
-        NULL, MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port,
+                         NULL, NULL, s_handler, NULL, MHD_OPTION_THREAD_POOL_SIZE, 2u,
+                         MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "cannot listen on %d\n", port);
         return 1;

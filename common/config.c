@@ -44,9 +44,11 @@ lf_config_t *lf_config_load(const lf_cfg_def_t *defs, char *err, size_t errsz) {
         char *end = NULL;
         errno = 0;
         long n = strtol(v, &end, 10);
-        if (errno || end == v || *end || n < d->min || n > d->max) {
-            snprintf(err, errsz, "%s=\"%s\" is not an integer from %ld to %ld", d->name, v,
-                     d->min, d->max);
+        /* strtol skips leading blanks; a value that starts with one is a typo. */
+        if (errno || end == v || *end || n < d->min || n > d->max ||
+            !(v[0] == '-' || (v[0] >= '0' && v[0] <= '9'))) {
+            snprintf(err, errsz, "%s=\"%s\" is not an integer from %ld to %ld", d->name,
+                     v, d->min, d->max);
             goto fail;
         }
         self->ints[i] = n;
@@ -89,5 +91,6 @@ long lf_config_int(const lf_config_t *self, const char *name) {
 void lf_config_usage(const lf_cfg_def_t *defs) {
     printf("Configuration (environment variables):\n");
     for (const lf_cfg_def_t *d = defs; d->name; d++)
-        printf("  %-32s default %-10s %s\n", d->name, d->def ? d->def : "(unset)", d->help);
+        printf("  %-32s default %-10s %s\n", d->name, d->def ? d->def : "(unset)",
+               d->help);
 }

@@ -17,13 +17,13 @@
 #include "lf/util.h"
 
 struct lf_consumer {
-    lf_db_t *db;          /* borrowed: this consumer's connection */
-    char name[64];        /* consumer name in consumer_acks */
-    char types[512];      /* the event types as a PostgreSQL text[] literal */
-    lf_event_fn fn;       /* applies one event */
-    void *arg;            /* passed to fn */
-    json_t *pending_pub;  /* envelopes queued by handlers in the open batch */
-    json_t *committed;    /* envelopes of the last committed batches, not taken yet */
+    lf_db_t *db;         /* borrowed: this consumer's connection */
+    char name[64];       /* consumer name in consumer_acks */
+    char types[512];     /* the event types as a PostgreSQL text[] literal */
+    lf_event_fn fn;      /* applies one event */
+    void *arg;           /* passed to fn */
+    json_t *pending_pub; /* envelopes queued by handlers in the open batch */
+    json_t *committed;   /* envelopes of the last committed batches, not taken yet */
 };
 
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
@@ -100,13 +100,15 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     while (json_array_size(self->pending_pub) > before)
         json_array_remove(self->pending_pub, json_array_size(self->pending_pub) - 1);
     char why[512];
-    lf_strlcpy(why, self->db->errstr[0] ? self->db->errstr : "handler failed", sizeof why);
+    lf_strlcpy(why, self->db->errstr[0] ? self->db->errstr : "handler failed",
+               sizeof why);
     if (lf_db_cmd(self->db, "ROLLBACK TO SAVEPOINT ev", 0, NULL) < 0)
         return -1;
     const char *q[] = {self->name, seq, why};
-    if (lf_db_cmd(self->db,
-                  "INSERT INTO consumer_acks (consumer, event_id, error) VALUES ($1, $2, $3)",
-                  3, q) < 0)
+    if (lf_db_cmd(
+            self->db,
+            "INSERT INTO consumer_acks (consumer, event_id, error) VALUES ($1, $2, $3)",
+            3, q) < 0)
         return -1;
     lf_error("event failed and was set aside consumer=%s seq=%s type=%s reason=%s",
              self->name, seq, lf_event_type(env) ? lf_event_type(env) : "?", why);
@@ -155,7 +157,8 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
         self->db,
         "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
         "o.payload)::text FROM outbox o "
-        "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors WHERE consumer = $1), 0) "
+        "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors WHERE consumer = "
+        "$1), 0) "
         "AND o.type = ANY($2::text[]) "
         "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
         "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",

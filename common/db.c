@@ -23,14 +23,28 @@ static void s_set_err(lf_db_t *self, const char *what, const char *detail) {
 }
 
 static int s_connect(lf_db_t *self) {
-    const char *keys[] = {"connect_timeout", "tcp_user_timeout", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "application_name",
-                          "options", "dbname", NULL};
-    const char *vals[] = {"5", "10000", "10", "5", "3", self->app,
-                          "-c statement_timeout=15000 -c client_min_messages=warning", self->url, NULL};
+    const char *keys[] = {"connect_timeout",
+                          "tcp_user_timeout",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "application_name",
+                          "options",
+                          "dbname",
+                          NULL};
+    const char *vals[] = {"5",
+                          "10000",
+                          "10",
+                          "5",
+                          "3",
+                          self->app,
+                          "-c statement_timeout=15000 -c client_min_messages=warning",
+                          self->url,
+                          NULL};
     self->conn = PQconnectdbParams(keys, vals, 1);
     if (!self->conn || PQstatus(self->conn) != CONNECTION_OK) {
-        s_set_err(self, "connect", self->conn ? PQerrorMessage(self->conn) : "out of memory");
+        s_set_err(self, "connect",
+                  self->conn ? PQerrorMessage(self->conn) : "out of memory");
         PQfinish(self->conn);
         self->conn = NULL;
         return -1;
@@ -86,7 +100,8 @@ static PGresult *s_result_err(lf_db_t *self, PGresult *res) {
     return NULL;
 }
 
-PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams, const char *const *params) {
+PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams,
+                     const char *const *params) {
     if (lf_db_ensure(self) < 0)
         return NULL;
     PGresult *res = PQexecParams(self->conn, sql, nparams, NULL, params, NULL, NULL, 0);

@@ -26,8 +26,8 @@ int lf_lead_channel_valid(const char *s) {
 
 void lf_field_error(json_t *errors, const char *field, const char *code,
                     const char *message) {
-    json_array_append_new(errors, json_pack("{s:s, s:s, s:s}", "field", field, "code", code,
-                                            "message", message));
+    json_array_append_new(errors, json_pack("{s:s, s:s, s:s}", "field", field, "code",
+                                            code, "message", message));
 }
 
 /* Text fields and their limits in characters. */
@@ -38,14 +38,13 @@ typedef struct {
 } s_text_field_t;
 
 static const s_text_field_t s_text_fields[] = {
-    {"source", 100, 0},  {"name", 100, 1},     {"company", 200, 1},
-    {"need", 2000, 0},   {"region", 100, 0},   {"industry", 100, 0},
-    {"external_id", 200, 0}, {NULL, 0, 0}};
+    {"source", 100, 0}, {"name", 100, 1},     {"company", 200, 1},     {"need", 2000, 0},
+    {"region", 100, 0}, {"industry", 100, 0}, {"external_id", 200, 0}, {NULL, 0, 0}};
 
 static const char *const s_known[] = {
-    "channel", "source",         "name",   "company",  "email",    "phone",
-    "need",    "budget",         "currency", "urgency", "decision_maker", "region",
-    "industry", "external_id",   "extra",  NULL};
+    "channel",  "source",      "name",     "company", "email",          "phone",
+    "need",     "budget",      "currency", "urgency", "decision_maker", "region",
+    "industry", "external_id", "extra",    NULL};
 
 static int s_is_known(const char *k) {
     for (const char *const *p = s_known; *p; p++)
@@ -59,13 +58,16 @@ static int s_is_known(const char *k) {
  * absent or null; sets *bad when the JSON type is wrong. */
 static const char *s_text(const json_t *in, const char *field, char *buf, size_t bufsz,
                           int *bad) {
+    /* Only these fields may arrive as JSON numbers. */
+    int numeric_ok = !strcmp(field, "phone") || !strcmp(field, "external_id") ||
+                     !strcmp(field, "decision_maker");
     const json_t *v = json_object_get(in, field);
     *bad = 0;
     if (!v || json_is_null(v))
         return NULL;
     if (json_is_string(v))
         return json_string_value(v);
-    if (json_is_integer(v)) {
+    if (json_is_integer(v) && numeric_ok) {
         snprintf(buf, bufsz, "%lld", (long long)json_integer_value(v));
         return buf;
     }
@@ -137,7 +139,8 @@ json_t *lf_lead_canonical(const json_t *in, const char *default_channel,
     } else if (email) {
         int rc = lf_norm_email(email, buf, sizeof buf, &why);
         if (rc < 0)
-            lf_field_error(errors, "email", "invalid", why ? why : "not a valid e-mail address");
+            lf_field_error(errors, "email", "invalid",
+                           why ? why : "not a valid e-mail address");
         else if (rc == 0) {
             json_object_set_new(lead, "email", json_string(buf));
             have_contact = 1;
@@ -151,7 +154,8 @@ json_t *lf_lead_canonical(const json_t *in, const char *default_channel,
     } else if (phone) {
         int rc = lf_norm_phone(phone, buf, sizeof buf, &why);
         if (rc < 0)
-            lf_field_error(errors, "phone", "invalid", why ? why : "not a valid phone number");
+            lf_field_error(errors, "phone", "invalid",
+                           why ? why : "not a valid phone number");
         else if (rc == 0) {
             json_object_set_new(lead, "phone", json_string(buf));
             have_contact = 1;
@@ -162,11 +166,13 @@ json_t *lf_lead_canonical(const json_t *in, const char *default_channel,
     /* Report "required" only when neither field already has an error of its own. */
     int contact_errors = 0;
     for (size_t i = errors_before; i < json_array_size(errors); i++) {
-        const char *f = json_string_value(json_object_get(json_array_get(errors, i), "field"));
+        const char *f =
+            json_string_value(json_object_get(json_array_get(errors, i), "field"));
         contact_errors += f && (!strcmp(f, "phone") || !strcmp(f, "email"));
     }
     if (!have_contact && !contact_errors)
-        lf_field_error(errors, "phone", "required", "a lead needs a phone number or an e-mail");
+        lf_field_error(errors, "phone", "required",
+                       "a lead needs a phone number or an e-mail");
 
     /* currency, then budget (which may carry its own currency) */
     const char *cur = s_text(in, "currency", num, sizeof num, &bad);
@@ -179,7 +185,8 @@ json_t *lf_lead_canonical(const json_t *in, const char *default_channel,
         for (size_t i = 0; ok && i < 3; i++)
             ok = (cur[i] >= 'A' && cur[i] <= 'Z') || (cur[i] >= 'a' && cur[i] <= 'z');
         if (!ok) {
-            lf_field_error(errors, "currency", "invalid", "must be an ISO 4217 code such as CNY");
+            lf_field_error(errors, "currency", "invalid",
+                           "must be an ISO 4217 code such as CNY");
         } else {
             for (size_t i = 0; i < 3; i++)
                 currency[i] = (char)(cur[i] & ~0x20);
@@ -204,7 +211,8 @@ json_t *lf_lead_canonical(const json_t *in, const char *default_channel,
             rc = -2;
         }
         if (rc == -2) {
-            lf_field_error(errors, "budget", "type", "must be a number or text such as 50万");
+            lf_field_error(errors, "budget", "type",
+                           "must be a number or text such as 50万");
         } else if (rc < 0) {
             lf_field_error(errors, "budget", "invalid", why ? why : "not a valid amount");
         } else if (rc == 0) {
@@ -250,7 +258,8 @@ json_t *lf_lead_canonical(const json_t *in, const char *default_channel,
             if (rc < 0)
                 lf_field_error(errors, "decision_maker", "invalid",
                                "must be true or false (是/否)");
-            json_object_set_new(lead, "decision_maker", rc == 0 ? json_boolean(b) : json_null());
+            json_object_set_new(lead, "decision_maker",
+                                rc == 0 ? json_boolean(b) : json_null());
         } else {
             lf_field_error(errors, "decision_maker", "type", "must be true or false");
         }

@@ -35,8 +35,9 @@ lf_config_t *lf_service_init(const char *name, const lf_cfg_def_t *defs, int arg
     }
     int lvl = lf_log_parse_level(lf_config_str(cfg, "LEADFLOW_LOG_LEVEL"));
     if (lvl < 0) {
-        fprintf(stderr, "ERROR bad configuration: LEADFLOW_LOG_LEVEL must be debug, info, "
-                        "warn or error\n");
+        fprintf(stderr,
+                "ERROR bad configuration: LEADFLOW_LOG_LEVEL must be debug, info, "
+                "warn or error\n");
         lf_config_destroy(&cfg);
         *exit_code = 2;
         return NULL;

@@ -36,18 +36,27 @@ export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 export CRITERION_NO_EARLY_EXIT=1
 export PGCONNECT_TIMEOUT=5
 
+# Counts are individual tests: Criterion's synthesis line of each suite, plus one
+# for each check that is not a Criterion suite (compose, fuzz).
 passed=0; failed=0; failed_names=()
 run_suite() {
     local bin=$1; shift
     local name; name=$(basename "$bin")
-    local log="$WORK/$name.out"
-    if "$bin" "$@" >"$log" 2>&1; then
-        passed=$((passed + 1))
-        lf_say "PASS $name $(grep -o 'Tested: [0-9]*.*' "$log" | tail -1 || true)"
+    local log="$WORK/$name.out" rc=0
+    "$bin" "$@" >"$log" 2>&1 || rc=$?
+    local syn; syn=$(grep -o 'Tested: [0-9]*.*' "$log" | tail -1 || true)
+    local p f c
+    p=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$syn"); p=${p:-0}
+    f=$(sed -n 's/.*Failing: \([0-9]*\).*/\1/p' <<<"$syn"); f=${f:-0}
+    c=$(sed -n 's/.*Crashing: \([0-9]*\).*/\1/p' <<<"$syn"); c=${c:-0}
+    passed=$((passed + p)); failed=$((failed + f + c))
+    if [ "$rc" -ne 0 ] || [ -z "$syn" ] || [ $((f + c)) -ne 0 ]; then
+        [ $((f + c)) -eq 0 ] && failed=$((failed + 1))
+        failed_names+=("$name")
+        lf_say "FAIL $name (exit $rc) $syn"
+        tail -n 80 "$log" >&2
     else
-        failed=$((failed + 1)); failed_names+=("$name")
-        lf_say "FAIL $name"
-        tail -n 60 "$log" >&2
+        lf_say "PASS $name $syn"
     fi
 }
 

@@ -17,11 +17,11 @@
 #include "lf/log.h"
 #include "lf/util.h"
 
-static const lf_cfg_def_t s_cfg[] = {
-    LF_CFG_COMMON,
-    {"LEADFLOW_MIGRATIONS_DIR", LF_CFG_STR, "db/migrations", 0, 0,
-     "folder of NNNN_name.sql files"},
-    {NULL, 0, NULL, 0, 0, NULL}};
+static const lf_cfg_def_t s_cfg[] = {LF_CFG_COMMON,
+                                     {"LEADFLOW_MIGRATIONS_DIR", LF_CFG_STR,
+                                      "db/migrations", 0, 0,
+                                      "folder of NNNN_name.sql files"},
+                                     {NULL, 0, NULL, 0, 0, NULL}};
 
 static int s_cmp(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -53,7 +53,8 @@ int main(int argc, char **argv) {
     int rc = 1;
     char **files = NULL;
     size_t nfiles = 0;
-    lf_db_t *db = lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"), "leadflow-migrate");
+    lf_db_t *db =
+        lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"), "leadflow-migrate");
     if (db->err) {
         lf_error("cannot connect to PostgreSQL: %s", db->errstr);
         goto out;
@@ -75,10 +76,11 @@ int main(int argc, char **argv) {
     qsort(files, nfiles, sizeof *files, s_cmp);
 
     if (lf_db_cmd(db, "SELECT pg_advisory_lock(727001)", 0, NULL) < 0 ||
-        lf_db_cmd(db,
-                  "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
-                  "sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-                  0, NULL) < 0) {
+        lf_db_cmd(
+            db,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
+            "sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+            0, NULL) < 0) {
         lf_error("cannot prepare schema_migrations: %s", db->errstr);
         goto out;
     }
@@ -96,15 +98,16 @@ int main(int argc, char **argv) {
         char sum[65];
         s_sha256(sql, len, sum);
         const char *p[] = {files[i]};
-        PGresult *res =
-            lf_db_exec(db, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, p);
+        PGresult *res = lf_db_exec(
+            db, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, p);
         if (!res) {
             free(sql);
             goto out;
         }
         int done = PQntuples(res) > 0;
         if (done && strcmp(PQgetvalue(res, 0, 0), sum) != 0)
-            lf_warn("migration changed after it was applied file=%s (not re-run)", files[i]);
+            lf_warn("migration changed after it was applied file=%s (not re-run)",
+                    files[i]);
         PQclear(res);
         if (done || status_only) {
             if (!done)
@@ -121,8 +124,9 @@ int main(int argc, char **argv) {
             PQresultStatus(r) == PGRES_COMMAND_OK) {
             PQclear(r);
             const char *q[] = {files[i], sum};
-            if (lf_db_cmd(db, "INSERT INTO schema_migrations (version, sha256) VALUES ($1, $2)",
-                          2, q) == 1 &&
+            if (lf_db_cmd(
+                    db, "INSERT INTO schema_migrations (version, sha256) VALUES ($1, $2)",
+                    2, q) == 1 &&
                 lf_db_commit(db) == 0) {
                 lf_info("applied migration %s", files[i]);
                 applied++;

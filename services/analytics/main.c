@@ -18,7 +18,8 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_SCHEDULER_EVENTS", LF_CFG_STR, "tcp://127.0.0.1:7103", 0, 0,
      "scheduler's event endpoint"},
     {"LEADFLOW_SWEEP_MS", LF_CFG_INT, "1000", 10, 600000, "outbox sweep interval"},
-    {"LEADFLOW_ANALYTICS_BATCH", LF_CFG_INT, "1000", 1, 100000, "most events per transaction"},
+    {"LEADFLOW_ANALYTICS_BATCH", LF_CFG_INT, "1000", 1, 100000,
+     "most events per transaction"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static const char *const s_types[] = {"lead.assigned", NULL};
@@ -35,11 +36,12 @@ int main(int argc, char **argv) {
                                lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"),
                                lf_config_str(cfg, "LEADFLOW_SCHEDULER_EVENTS"), NULL};
     void *sub = lf_zmq_sub(zctx, endpoints, s_types);
-    lf_db_t *db = lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"),
-                                "leadflow-analytics");
+    lf_db_t *db =
+        lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"), "leadflow-analytics");
     if (db->err)
         lf_warn("PostgreSQL not reachable yet, will retry: %s", db->errstr);
-    lf_consumer_t *consumer = lf_consumer_new(db, "analytics", s_types, lf_rollup_on_event, &r);
+    lf_consumer_t *consumer =
+        lf_consumer_new(db, "analytics", s_types, lf_rollup_on_event, &r);
     if (sub) {
         lf_info("ready");
         lf_loop_t loop = {

@@ -22,12 +22,13 @@ int lf_rollup_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
     if (!channel || !grade || !created)
         return 0;
     const char *p[] = {created, channel, grade};
-    if (lf_db_cmd(db,
-                  "INSERT INTO rollup_leads_daily (day, channel, grade, leads)"
-                  " VALUES (($1::timestamptz AT TIME ZONE 'Asia/Shanghai')::date, $2, $3, 1)"
-                  " ON CONFLICT (day, channel, grade)"
-                  " DO UPDATE SET leads = rollup_leads_daily.leads + 1",
-                  3, p) < 0)
+    if (lf_db_cmd(
+            db,
+            "INSERT INTO rollup_leads_daily (day, channel, grade, leads)"
+            " VALUES (($1::timestamptz AT TIME ZONE 'Asia/Shanghai')::date, $2, $3, 1)"
+            " ON CONFLICT (day, channel, grade)"
+            " DO UPDATE SET leads = rollup_leads_daily.leads + 1",
+            3, p) < 0)
         return -1;
     r->folded++;
     return 0;

@@ -17,7 +17,8 @@ static void s_resume(lf_job_t *job) {
 }
 
 /* Flattens the canonical lead into the columns of the leads table. */
-static json_t *s_row(const json_t *lead, const char *id, const json_t *raw, const char *idem) {
+static json_t *s_row(const json_t *lead, const char *id, const json_t *raw,
+                     const char *idem) {
     json_t *row = json_deep_copy(lead);
     json_object_set_new(row, "id", json_string(id));
     const json_t *b = json_object_get(lead, "budget");
@@ -37,16 +38,19 @@ static enum MHD_Result s_finish(lf_intake_t *in, lf_req_t *req) {
     lf_job_t *job = &req->job;
     if (job->status == 503)
         return lf_reply_error(in, req->conn, 503, "unavailable",
-                              "the lead could not be stored right now; retry later", NULL);
-    return lf_reply_json(in, req->conn, (unsigned)job->status,
-                         json_pack("{s:s, s:s}", "id", job->result_id, "status", job->result));
+                              "the lead could not be stored right now; retry later",
+                              NULL);
+    return lf_reply_json(
+        in, req->conn, (unsigned)job->status,
+        json_pack("{s:s, s:s}", "id", job->result_id, "status", job->result));
 }
 
-static enum MHD_Result s_post_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
+static enum MHD_Result s_post_lead(lf_intake_t *in, lf_req_t *req,
+                                   const lf_auth_t *auth) {
     if (req->job_active)
         return s_finish(in, req);
-    const char *ct =
-        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
     if (!ct || strncasecmp(ct, "application/json", 16) != 0 ||
         (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' '))
         return lf_reply_error(in, req->conn, 415, "unsupported_media_type",
@@ -55,24 +59,24 @@ static enum MHD_Result s_post_lead(lf_intake_t *in, lf_req_t *req, const lf_auth
     json_t *body = json_loadb(req->body, req->len, JSON_REJECT_DUPLICATES, &jerr);
     if (!body) {
         char msg[256];
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", jerr.text,
-                 jerr.line, jerr.column);
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)",
+                 jerr.text, jerr.line, jerr.column);
         return lf_reply_error(in, req->conn, 400, "bad_request", msg, NULL);
     }
     if (!json_is_object(body)) {
         json_decref(body);
-        return lf_reply_error(in, req->conn, 400, "bad_request", "body must be a JSON object",
-                              NULL);
+        return lf_reply_error(in, req->conn, 400, "bad_request",
+                              "body must be a JSON object", NULL);
     }
     json_t *errors = json_array();
-    json_t *lead = lf_lead_canonical(body, auth->channel[0] ? auth->channel : "api",
-                                     (auth->channel[0] && !auth->is_admin) ? auth->channel
-                                                                           : NULL,
-                                     errors);
+    json_t *lead = lf_lead_canonical(
+        body, auth->channel[0] ? auth->channel : "api",
+        (auth->channel[0] && !auth->is_admin) ? auth->channel : NULL, errors);
     if (!lead) {
         json_decref(body);
         return lf_reply_error(in, req->conn, 422, "validation_failed",
-                              "the lead breaks one or more rules; nothing was stored", errors);
+                              "the lead breaks one or more rules; nothing was stored",
+                              errors);
     }
     json_decref(errors);
     char idem[320];
@@ -111,8 +115,8 @@ static int s_valid_id(const char *id) {
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '-' || c == '_'))
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z') || c == '-' || c == '_'))
             return 0;
     }
     return 1;
@@ -156,7 +160,8 @@ static enum MHD_Result s_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_
     json_t *lead = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     PQclear(res);
     if (!lead)
-        return lf_reply_error(in, req->conn, 500, "internal", "lead could not be read", NULL);
+        return lf_reply_error(in, req->conn, 500, "internal", "lead could not be read",
+                              NULL);
     return lf_reply_json(in, req->conn, 200, lead);
 }
 

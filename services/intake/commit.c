@@ -22,13 +22,13 @@
 #include "lf/util.h"
 
 struct lf_committer {
-    pthread_mutex_t lock;   /* guards the queue and `stopping` */
-    pthread_cond_t wake;    /* signalled when a job arrives or on stop */
-    lf_job_t *head, *tail;  /* FIFO of waiting jobs */
-    long queued;            /* jobs in the queue */
-    long max_queue;         /* beyond this, submit refuses (503) */
-    int max_batch;          /* jobs per statement */
-    int stopping;           /* set by destroy: drain, then exit */
+    pthread_mutex_t lock;  /* guards the queue and `stopping` */
+    pthread_cond_t wake;   /* signalled when a job arrives or on stop */
+    lf_job_t *head, *tail; /* FIFO of waiting jobs */
+    long queued;           /* jobs in the queue */
+    long max_queue;        /* beyond this, submit refuses (503) */
+    int max_batch;         /* jobs per statement */
+    int stopping;          /* set by destroy: drain, then exit */
     int nthreads;
     pthread_t *threads;
     char *db_url;
@@ -39,10 +39,12 @@ struct lf_committer {
 
 static const char *s_insert_sql =
     "WITH input AS ("
-    "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, channel text, source text,"
+    "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, channel text, source "
+    "text,"
     "    name text, company text, email text, phone text, need text, budget_min numeric,"
     "    budget_max numeric, currency text, budget_raw text, urgency text,"
-    "    decision_maker boolean, region text, industry text, external_id text, extra jsonb,"
+    "    decision_maker boolean, region text, industry text, external_id text, extra "
+    "jsonb,"
     "    raw jsonb, idempotency_key text)"
     "), ins AS ("
     "  INSERT INTO leads (id, channel, source, name, company, email, phone, need,"
@@ -181,7 +183,8 @@ static void *s_thread(void *arg) {
 }
 
 lf_committer_t *lf_committer_new(const char *db_url, int threads, int max_batch,
-                                 int max_queue, lf_publish_fn publish, void *publish_arg) {
+                                 int max_queue, lf_publish_fn publish,
+                                 void *publish_arg) {
     lf_committer_t *self = lf_calloc(1, sizeof *self);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->wake, NULL);
@@ -239,8 +242,8 @@ void lf_committer_destroy(lf_committer_t **self_p) {
     *self_p = NULL;
 }
 
-void lf_committer_stats(lf_committer_t *self, long *queued, long *batches, long *committed,
-                        long *failed) {
+void lf_committer_stats(lf_committer_t *self, long *queued, long *batches,
+                        long *committed, long *failed) {
     pthread_mutex_lock(&self->lock);
     *queued = self->queued;
     pthread_mutex_unlock(&self->lock);

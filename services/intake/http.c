@@ -24,7 +24,7 @@ const lf_route_t lf_routes_core[] = {
     {NULL, NULL, NULL, 0, 0},
 };
 
-static const lf_route_t *const s_tables[] = {lf_routes_core, lf_routes_leads,
+static const lf_route_t *const s_tables[] = {lf_routes_core,     lf_routes_leads,
                                              lf_routes_channels, lf_routes_reps,
                                              lf_routes_pipeline, NULL};
 
@@ -55,8 +55,8 @@ static int s_match(const char *pattern, const char *url, char params[2][96]) {
     return *p == '\0' && *u == '\0';
 }
 
-enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn, unsigned status,
-                              json_t *body) {
+enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
+                              unsigned status, json_t *body) {
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     size_t len = strlen(text);
@@ -76,8 +76,9 @@ enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn, unsi
     return rc;
 }
 
-enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn, unsigned status,
-                               const char *code, const char *message, json_t *fields) {
+enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn,
+                               unsigned status, const char *code, const char *message,
+                               json_t *fields) {
     json_t *body = json_pack("{s:s, s:s}", "error", code, "message", message);
     if (fields)
         json_object_set_new(body, "fields", fields);
@@ -134,7 +135,8 @@ static enum MHD_Result s_healthz(lf_intake_t *in, lf_req_t *req, const lf_auth_t
     if (lf_intake_healthy(in))
         return lf_reply_json(in, req->conn, 200, json_pack("{s:s}", "status", "ok"));
     return lf_reply_error(in, req->conn, 503, "unavailable",
-                          "the database cannot be reached; leads cannot be committed", NULL);
+                          "the database cannot be reached; leads cannot be committed",
+                          NULL);
 }
 
 static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
@@ -157,7 +159,8 @@ static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t
         "# HELP leadflow_intake_commit_batches_total Group-commit transactions.\n"
         "# TYPE leadflow_intake_commit_batches_total counter\n"
         "leadflow_intake_commit_batches_total %ld\n"
-        "# HELP leadflow_intake_commit_failed_total Leads answered 503 because the commit "
+        "# HELP leadflow_intake_commit_failed_total Leads answered 503 because the "
+        "commit "
         "failed.\n"
         "# TYPE leadflow_intake_commit_failed_total counter\n"
         "leadflow_intake_commit_failed_total %ld\n"
@@ -178,7 +181,8 @@ static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t
 }
 
 /* Checks the bearer key in constant time. */
-static void s_authenticate(lf_intake_t *in, struct MHD_Connection *conn, lf_auth_t *auth) {
+static void s_authenticate(lf_intake_t *in, struct MHD_Connection *conn,
+                           lf_auth_t *auth) {
     memset(auth, 0, sizeof *auth);
     const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
@@ -215,13 +219,15 @@ static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
     s_authenticate(in, req->conn, &auth);
     if (req->route->auth && !auth.ok)
         return lf_reply_error(in, req->conn, 401, "unauthorized",
-                              "missing or wrong key: send Authorization: Bearer <key>", NULL);
+                              "missing or wrong key: send Authorization: Bearer <key>",
+                              NULL);
     return req->route->fn(in, req, &auth);
 }
 
-static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                    const char *method, const char *version,
-                                    const char *upload, size_t *upload_size, void **con_cls) {
+static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
+                                    const char *url, const char *method,
+                                    const char *version, const char *upload,
+                                    size_t *upload_size, void **con_cls) {
     lf_intake_t *in = cls;
     lf_req_t *req = *con_cls;
     if (!req) {
@@ -232,13 +238,14 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
         req->url = lf_strdup(url);
         for (const lf_route_t *const *t = s_tables; *t && !req->route; t++)
             for (const lf_route_t *r = *t; r->method; r++)
-                if (strcmp(r->method, method) == 0 && s_match(r->pattern, url, req->params)) {
+                if (strcmp(r->method, method) == 0 &&
+                    s_match(r->pattern, url, req->params)) {
                     req->route = r;
                     break;
                 }
         req->limit = (req->route && req->route->import) ? in->max_import : in->max_body;
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > req->limit)
             req->too_large = 1;
         *con_cls = req;
@@ -284,11 +291,9 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 struct MHD_Daemon *lf_http_start(lf_intake_t *in, int port) {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, s_on_request, in,
-                            MHD_OPTION_THREAD_POOL_SIZE,
-                            (unsigned)lf_config_int(in->cfg, "LEADFLOW_HTTP_THREADS"),
-                            MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                            MHD_OPTION_CONNECTION_LIMIT, 4096u,
-                            MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, in,
-                            MHD_OPTION_END);
+    return MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, s_on_request, in, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)lf_config_int(in->cfg, "LEADFLOW_HTTP_THREADS"),
+        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 4096u,
+        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, in, MHD_OPTION_END);
 }

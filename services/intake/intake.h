@@ -14,29 +14,29 @@
 
 /* Who is calling, from the Authorization header. */
 typedef struct {
-    int ok;             /* 1 when a valid key was presented */
-    int is_admin;       /* the admin key, or a key with admin rights */
-    char key_id[64];    /* "admin" or the api_keys id (scopes Idempotency-Key) */
-    char channel[32];   /* the key's channel, "" for any */
-    char rep_id[64];    /* the rep the key belongs to, "" for none */
+    int ok;           /* 1 when a valid key was presented */
+    int is_admin;     /* the admin key, or a key with admin rights */
+    char key_id[64];  /* "admin" or the api_keys id (scopes Idempotency-Key) */
+    char channel[32]; /* the key's channel, "" for any */
+    char rep_id[64];  /* the rep the key belongs to, "" for none */
 } lf_auth_t;
 
 typedef struct lf_intake {
-    lf_config_t *cfg;            /* owned */
-    const char *db_url;          /* borrowed from cfg */
-    const char *admin_key;       /* borrowed from cfg; NULL when unset */
-    size_t max_body;             /* bytes for one lead */
-    size_t max_import;           /* bytes for an import */
-    void *zctx;                  /* ZeroMQ context */
-    void *pub;                   /* PUB socket; used under pub_lock */
-    pthread_mutex_t pub_lock;    /* ZeroMQ sockets are not thread-safe */
-    lf_committer_t *committer;   /* group commit of new leads */
-    pthread_mutex_t dbs_lock;    /* guards dbs */
-    lf_db_t *dbs[64];            /* per-thread read connections, closed at exit */
+    lf_config_t *cfg;          /* owned */
+    const char *db_url;        /* borrowed from cfg */
+    const char *admin_key;     /* borrowed from cfg; NULL when unset */
+    size_t max_body;           /* bytes for one lead */
+    size_t max_import;         /* bytes for an import */
+    void *zctx;                /* ZeroMQ context */
+    void *pub;                 /* PUB socket; used under pub_lock */
+    pthread_mutex_t pub_lock;  /* ZeroMQ sockets are not thread-safe */
+    lf_committer_t *committer; /* group commit of new leads */
+    pthread_mutex_t dbs_lock;  /* guards dbs */
+    lf_db_t *dbs[64];          /* per-thread read connections, closed at exit */
     int ndbs;
     atomic_long requests, responses_2xx, responses_4xx, responses_5xx;
     atomic_long published, publish_dropped;
-    atomic_int health_ok;        /* last health probe result */
+    atomic_int health_ok; /* last health probe result */
     atomic_long health_checked_ms;
 } lf_intake_t;
 
@@ -46,7 +46,8 @@ typedef struct lf_req lf_req_t;
  * req->params in order), the handler, whether a key is required, and whether the
  * body may be import-sized. Each api_*.c file exports one table, terminated by an
  * entry whose method is NULL; http.c tries the tables in order. */
-typedef enum MHD_Result (*lf_route_fn)(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
+typedef enum MHD_Result (*lf_route_fn)(lf_intake_t *in, lf_req_t *req,
+                                       const lf_auth_t *auth);
 typedef struct {
     const char *method;
     const char *pattern;
@@ -65,14 +66,14 @@ extern const lf_route_t lf_routes_pipeline[]; /* api_pipeline.c: stage, activiti
 struct lf_req {
     struct MHD_Connection *conn; /* borrowed */
     char method[8];
-    char *url;                   /* owned copy of the path */
-    char *body;                  /* owned, NUL-terminated */
-    size_t len, cap, limit;      /* body size, buffer size, allowed size */
-    int too_large;               /* the body went over limit and was discarded */
-    lf_job_t job;                /* the pending commit, when job_active */
+    char *url;              /* owned copy of the path */
+    char *body;             /* owned, NUL-terminated */
+    size_t len, cap, limit; /* body size, buffer size, allowed size */
+    int too_large;          /* the body went over limit and was discarded */
+    lf_job_t job;           /* the pending commit, when job_active */
     int job_active;
-    const lf_route_t *route;     /* the matched route, NULL none */
-    char params[2][96];          /* path parameters ({id}) */
+    const lf_route_t *route; /* the matched route, NULL none */
+    char params[2][96];      /* path parameters ({id}) */
 };
 
 /* Sends `body` (stolen) as JSON with status. Returns MHD's result. */

@@ -23,9 +23,9 @@
 /* Webmail domains say nothing about the company, so they never make a customer
  * "known" by e-mail domain. */
 static const char *const s_public_domains[] = {
-    "qq.com",      "163.com",     "126.com",   "sina.com",   "sohu.com",  "yeah.net",
-    "foxmail.com", "aliyun.com",  "139.com",   "gmail.com",  "outlook.com",
-    "hotmail.com", "yahoo.com",   "icloud.com", "live.com",  NULL};
+    "qq.com",      "163.com",    "126.com",  "sina.com",  "sohu.com",    "yeah.net",
+    "foxmail.com", "aliyun.com", "139.com",  "gmail.com", "outlook.com", "hotmail.com",
+    "yahoo.com",   "icloud.com", "live.com", NULL};
 
 static const char *s_company_domain(const json_t *lead) {
     const char *email = json_string_value(json_object_get(lead, "email"));
@@ -46,13 +46,13 @@ static char *s_sticky_owner(lf_db_t *db, const char *lead_id, const json_t *lead
     if (!company && !domain)
         return NULL;
     const char *p[] = {lead_id, company, domain};
-    PGresult *res = lf_db_exec(
-        db,
-        "SELECT owner FROM leads WHERE owner IS NOT NULL AND id <> $1 AND ("
-        " ($2::text IS NOT NULL AND lower(company) = lower($2)) OR"
-        " ($3::text IS NOT NULL AND email LIKE '%@' || $3))"
-        " ORDER BY created_at DESC LIMIT 1",
-        3, p);
+    PGresult *res =
+        lf_db_exec(db,
+                   "SELECT owner FROM leads WHERE owner IS NOT NULL AND id <> $1 AND ("
+                   " ($2::text IS NOT NULL AND lower(company) = lower($2)) OR"
+                   " ($3::text IS NOT NULL AND email LIKE '%@' || $3))"
+                   " ORDER BY created_at DESC LIMIT 1",
+                   3, p);
     char *owner = NULL;
     if (res && PQntuples(res) == 1)
         owner = lf_strdup(PQgetvalue(res, 0, 0));
@@ -86,10 +86,11 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
     if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
         goto out;
     const char *p1[] = {lead_id};
-    lead = s_query_json(db,
-                        "SELECT CASE WHEN l.assigned_at IS NULL THEN lf_lead_canonical(l) "
-                        "END::text FROM leads l WHERE l.id = $1 FOR UPDATE",
-                        1, p1);
+    lead =
+        s_query_json(db,
+                     "SELECT CASE WHEN l.assigned_at IS NULL THEN lf_lead_canonical(l) "
+                     "END::text FROM leads l WHERE l.id = $1 FOR UPDATE",
+                     1, p1);
     if (db->err)
         goto out;
     if (!lead) {
@@ -105,8 +106,8 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
                         "SELECT coalesce(jsonb_agg(lf_rep_json(r) ORDER BY r.id), "
                         "'[]')::text FROM reps r",
                         0, NULL);
-    ledger = s_query_json(db, "SELECT state::text FROM routing_ledger WHERE team = '*'", 0,
-                          NULL);
+    ledger = s_query_json(db, "SELECT state::text FROM routing_ledger WHERE team = '*'",
+                          0, NULL);
     if (db->err || !reps)
         goto out;
     char err[256];
@@ -141,18 +142,20 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
     json_decref(new_ledger);
     const char *owner = res.rep_id[0] ? res.rep_id : NULL;
     const char *queue = res.queue[0] ? res.queue : NULL;
-    const char *p2[] = {lead_id, grade_s, score_s, bd_text, owner, res.reason, queue,
-                        cand_text, ledger_text};
+    const char *p2[] = {lead_id,    grade_s, score_s,   bd_text,    owner,
+                        res.reason, queue,   cand_text, ledger_text};
     /* One round trip records the whole decision. */
     PGresult *r = lf_db_exec(
         db,
-        "WITH upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = $4::jsonb,"
+        "WITH upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
+        "$4::jsonb,"
         "  graded_at = now(), owner = $5, assignment_reason = $6, queue = $7,"
         "  assigned_at = now(), updated_at = now() WHERE id = $1"
         "  RETURNING channel, created_at),"
         " rep AS (UPDATE reps SET open_count = open_count + 1,"
         "  assigned_total = assigned_total + 1 WHERE id = $5 RETURNING id),"
-        " led AS (INSERT INTO routing_ledger (team, state, updated_at) VALUES ('*', $9::jsonb,"
+        " led AS (INSERT INTO routing_ledger (team, state, updated_at) VALUES ('*', "
+        "$9::jsonb,"
         "  now()) ON CONFLICT (team) DO UPDATE SET state = EXCLUDED.state,"
         "  updated_at = now() RETURNING team),"
         " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, candidates)"
@@ -168,10 +171,10 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
         9, p2);
     if (!r)
         goto out;
-    json_t *payload = json_pack("{s:s, s:i, s:s?, s:s?, s:s, s:s, s:s}", "grade", grade_s,
-                                "score", score, "owner", owner, "queue", queue, "reason",
-                                res.reason, "channel", PQgetvalue(r, 0, 0), "created_at",
-                                PQgetvalue(r, 0, 1));
+    json_t *payload =
+        json_pack("{s:s, s:i, s:s?, s:s?, s:s, s:s, s:s}", "grade", grade_s, "score",
+                  score, "owner", owner, "queue", queue, "reason", res.reason, "channel",
+                  PQgetvalue(r, 0, 0), "created_at", PQgetvalue(r, 0, 1));
     PQclear(r);
     json_t *ev = lf_outbox_add(db, "lead.assigned", lead_id, payload);
     json_decref(payload);

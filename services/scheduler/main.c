@@ -28,7 +28,8 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_WEBHOOK_URL", LF_CFG_STR, NULL, 0, 0,
      "where notifications are POSTed as JSON (unset: only recorded)"},
     {"LEADFLOW_SWEEP_MS", LF_CFG_INT, "1000", 10, 600000, "outbox sweep interval"},
-    {"LEADFLOW_TICK_MS", LF_CFG_INT, "100", 5, 10000, "longest wait between timer checks"},
+    {"LEADFLOW_TICK_MS", LF_CFG_INT, "100", 5, 10000,
+     "longest wait between timer checks"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static const char *const s_types[] = {"lead.assigned", NULL};
@@ -52,7 +53,8 @@ int main(int argc, char **argv) {
     json_error_t jerr;
     t.sla = json_load_file(path, 0, &jerr);
     if (!t.sla || !json_is_object(json_object_get(t.sla, "first_contact_seconds"))) {
-        lf_error("bad SLA configuration %s: %s", path, t.sla ? "no first_contact_seconds" : jerr.text);
+        lf_error("bad SLA configuration %s: %s", path,
+                 t.sla ? "no first_contact_seconds" : jerr.text);
         goto out;
     }
     const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"), NULL};
@@ -71,7 +73,8 @@ int main(int argc, char **argv) {
     t.redis = redis;
     t.claim_batch = 1000;
     t.webhook_url = lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL");
-    snprintf(t.zkey, sizeof t.zkey, "%stimers", lf_config_str(cfg, "LEADFLOW_REDIS_PREFIX"));
+    snprintf(t.zkey, sizeof t.zkey, "%stimers",
+             lf_config_str(cfg, "LEADFLOW_REDIS_PREFIX"));
     snprintf(t.epoch_key, sizeof t.epoch_key, "%stimers:epoch",
              lf_config_str(cfg, "LEADFLOW_REDIS_PREFIX"));
     /* The index is rebuilt from PostgreSQL at every start: cheap, and it repairs
@@ -79,7 +82,8 @@ int main(int argc, char **argv) {
     lf_timers_rebuild(&t);
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
     lf_info("ready events=%s redis=%s:%ld", endpoints[0],
-            lf_config_str(cfg, "LEADFLOW_REDIS_HOST"), lf_config_int(cfg, "LEADFLOW_REDIS_PORT"));
+            lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
+            lf_config_int(cfg, "LEADFLOW_REDIS_PORT"));
     lf_loop_t loop = {
         .consumer = consumer,
         .sub = sub,

@@ -27,7 +27,8 @@
 #include "lf/util.h"
 
 static const char *s_claim_lua =
-    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2]) "
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, "
+    "ARGV[2]) "
     "if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end "
     "return ids";
 
@@ -105,7 +106,8 @@ long lf_timers_rebuild(lf_timers_t *t) {
         }
     }
     PQclear(res);
-    redisReply *r = lf_redis_cmd(t->redis, "SET %s %lld", t->epoch_key, (long long)lf_now_ms());
+    redisReply *r =
+        lf_redis_cmd(t->redis, "SET %s %lld", t->epoch_key, (long long)lf_now_ms());
     if (!r)
         return -1;
     freeReplyObject(r);
@@ -157,19 +159,22 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         const char *to = step == 0 ? owner : (manager ? manager : owner);
         char msg[512];
         if (step == 0)
-            snprintf(msg, sizeof msg,
-                     "首次联系超时提醒: grade %s lead %s has not been contacted within its "
-                     "first-contact SLA; please contact the customer now.",
-                     grade, lead_id);
+            snprintf(
+                msg, sizeof msg,
+                "首次联系超时提醒: grade %s lead %s has not been contacted within its "
+                "first-contact SLA; please contact the customer now.",
+                grade, lead_id);
         else
-            snprintf(msg, sizeof msg,
-                     "升级提醒: grade %s lead %s owned by %s is still not contacted after "
-                     "the reminder.",
-                     grade, lead_id, owner);
+            snprintf(
+                msg, sizeof msg,
+                "升级提醒: grade %s lead %s owned by %s is still not contacted after "
+                "the reminder.",
+                grade, lead_id, owner);
         const char *q[] = {timer_id, lead_id, to, nkind, msg};
         PGresult *r = lf_db_exec(
             db,
-            "WITH n AS (INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)"
+            "WITH n AS (INSERT INTO notifications (timer_id, lead_id, rep_id, kind, "
+            "message)"
             "  VALUES ($1::bigint, $2, $3, $4, $5) ON CONFLICT (timer_id) DO NOTHING"
             "  RETURNING id)"
             " INSERT INTO lead_events (lead_id, type, actor, data)"
@@ -183,8 +188,8 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         if (!inserted)
             continue;
         json_t *pl = json_pack("{s:s, s:s, s:i}", "kind", nkind, "to", to, "step", step);
-        json_t *ev = lf_outbox_add(db, step == 0 ? "sla.reminded" : "sla.escalated", lead_id,
-                                   pl);
+        json_t *ev =
+            lf_outbox_add(db, step == 0 ? "sla.reminded" : "sla.escalated", lead_id, pl);
         json_decref(pl);
         if (!ev)
             goto fail;
@@ -216,7 +221,8 @@ static int s_claim_and_fire(lf_timers_t *t) {
     char now[24], lim[16];
     snprintf(now, sizeof now, "%lld", (long long)lf_now_ms());
     snprintf(lim, sizeof lim, "%d", t->claim_batch);
-    redisReply *r = lf_redis_cmd(t->redis, "EVAL %s 1 %s %s %s", s_claim_lua, t->zkey, now, lim);
+    redisReply *r =
+        lf_redis_cmd(t->redis, "EVAL %s 1 %s %s %s", s_claim_lua, t->zkey, now, lim);
     if (!r)
         return -1;
     int n = (int)r->elements;
@@ -238,12 +244,13 @@ static int s_claim_and_fire(lf_timers_t *t) {
 /* Fires pending timers that are past due by more than two seconds: Redis lost them
  * (restart without persistence, a crash between claim and commit). */
 static void s_sweep_pg(lf_timers_t *t) {
-    PGresult *res = lf_db_exec(t->db,
-                               "SELECT coalesce('{' || string_agg(id::text, ',') || '}', '{}')"
-                               " FROM (SELECT id FROM timers WHERE state = 'pending'"
-                               " AND due_at < now() - interval '2 seconds'"
-                               " ORDER BY due_at LIMIT 1000) d",
-                               0, NULL);
+    PGresult *res =
+        lf_db_exec(t->db,
+                   "SELECT coalesce('{' || string_agg(id::text, ',') || '}', '{}')"
+                   " FROM (SELECT id FROM timers WHERE state = 'pending'"
+                   " AND due_at < now() - interval '2 seconds'"
+                   " ORDER BY due_at LIMIT 1000) d",
+                   0, NULL);
     if (!res)
         return;
     const char *ids = PQgetvalue(res, 0, 0);
@@ -268,7 +275,8 @@ static void s_deliver(lf_timers_t *t) {
     PGresult *res = lf_db_exec(
         t->db,
         "SELECT id, json_build_object('id', id, 'lead_id', lead_id, 'to', rep_id, 'kind',"
-        " kind, 'message', message, 'at', lf_rfc3339(created_at))::text FROM notifications"
+        " kind, 'message', message, 'at', lf_rfc3339(created_at))::text FROM "
+        "notifications"
         " WHERE delivered_at IS NULL AND attempts < 20 ORDER BY id LIMIT 20",
         0, NULL);
     if (!res)
@@ -290,11 +298,15 @@ static void s_deliver(lf_timers_t *t) {
         curl_slist_free_all(h);
         const char *p[] = {PQgetvalue(res, i, 0)};
         if (cc == CURLE_OK && status >= 200 && status < 300)
-            lf_db_cmd(t->db, "UPDATE notifications SET delivered_at = now(),"
-                             " attempts = attempts + 1 WHERE id = $1::bigint", 1, p);
+            lf_db_cmd(t->db,
+                      "UPDATE notifications SET delivered_at = now(),"
+                      " attempts = attempts + 1 WHERE id = $1::bigint",
+                      1, p);
         else
-            lf_db_cmd(t->db, "UPDATE notifications SET attempts = attempts + 1"
-                             " WHERE id = $1::bigint", 1, p);
+            lf_db_cmd(t->db,
+                      "UPDATE notifications SET attempts = attempts + 1"
+                      " WHERE id = $1::bigint",
+                      1, p);
     }
     if (curl)
         curl_easy_cleanup(curl);

@@ -11,12 +11,12 @@
 #include "lf/redis.h"
 
 typedef struct {
-    lf_db_t *db;             /* borrowed: the scheduler's connection */
-    lf_redis_t *redis;       /* borrowed */
-    char zkey[96];           /* the sorted set: <prefix>timers */
-    char epoch_key[96];      /* present while the index is complete: <prefix>timers:epoch */
-    json_t *sla;             /* borrowed: config/sla.json */
-    int claim_batch;         /* timers claimed per Lua call */
+    lf_db_t *db;        /* borrowed: the scheduler's connection */
+    lf_redis_t *redis;  /* borrowed */
+    char zkey[96];      /* the sorted set: <prefix>timers */
+    char epoch_key[96]; /* present while the index is complete: <prefix>timers:epoch */
+    json_t *sla;        /* borrowed: config/sla.json */
+    int claim_batch;    /* timers claimed per Lua call */
     long fired, reminders, escalations, rebuilt;
     const char *webhook_url; /* borrowed, NULL = notifications only recorded */
 } lf_timers_t;

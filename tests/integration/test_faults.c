@@ -14,9 +14,9 @@ TestSuite(faults, .fini = lf_h_fini);
 
 typedef struct {
     lf_h_t *h;
-    int first, count;       /* phone numbers first..first+count-1 */
-    int acked, refused;     /* 2xx and 5xx/none answers */
-    char (*ids)[40];        /* ids of acknowledged leads */
+    int first, count;   /* phone numbers first..first+count-1 */
+    int acked, refused; /* 2xx and 5xx/none answers */
+    char (*ids)[40];    /* ids of acknowledged leads */
 } s_load_t;
 
 /* Posts `count` leads, retrying each with its Idempotency-Key until it is acknowledged
@@ -26,7 +26,8 @@ static void *s_load(void *arg) {
     s_load_t *l = arg;
     for (int i = 0; i < l->count; i++) {
         char body[128], key[64];
-        snprintf(body, sizeof body, "{\"phone\":\"139%08d\",\"region\":\"east\"}", l->first + i);
+        snprintf(body, sizeof body, "{\"phone\":\"139%08d\",\"region\":\"east\"}",
+                 l->first + i);
         snprintf(key, sizeof key, "Idempotency-Key: load-%d", l->first + i);
         const char *hdr[] = {"Content-Type: application/json", key, NULL};
         for (int attempt = 0; attempt < 60; attempt++) {
@@ -34,7 +35,8 @@ static void *s_load(void *arg) {
             int st = lf_h_http(l->h, "POST", "/v1/leads", hdr, body, strlen(body), &resp);
             if (st == 200 || st == 201) {
                 json_t *j = json_loads(resp, 0, NULL);
-                snprintf(l->ids[l->acked], 40, "%s", json_string_value(json_object_get(j, "id")));
+                snprintf(l->ids[l->acked], 40, "%s",
+                         json_string_value(json_object_get(j, "id")));
                 json_decref(j);
                 free(resp);
                 l->acked++;
@@ -61,13 +63,15 @@ static void s_check_acked_stored(lf_h_t *h, s_load_t *l) {
     for (int i = 0; i < l->acked; i++) {
         char q[160];
         snprintf(q, sizeof q, "SELECT count(*) FROM leads WHERE id = '%s'", l->ids[i]);
-        cr_expect_eq(lf_h_sql_long(h, q), 1, "acknowledged lead %s is not stored", l->ids[i]);
+        cr_expect_eq(lf_h_sql_long(h, q), 1, "acknowledged lead %s is not stored",
+                     l->ids[i]);
     }
 }
 
 Test(faults, kill9_router_under_load_assigns_each_lead_exactly_once, .timeout = 180) {
     lf_h_t *h = lf_h_new(LF_H_ALL, 1);
-    free(lf_h_sql(h, "UPDATE reps SET capacity = 1000")); /* nobody is full: all 300 assigned */
+    free(lf_h_sql(
+        h, "UPDATE reps SET capacity = 1000")); /* nobody is full: all 300 assigned */
     pthread_t t;
     s_load_t l;
     s_start_load(&t, &l, h, 1000, 300);
@@ -79,13 +83,15 @@ Test(faults, kill9_router_under_load_assigns_each_lead_exactly_once, .timeout = 
     }
     pthread_join(t, NULL);
     cr_assert_eq(l.acked, 300, "every lead is eventually acknowledged");
-    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NULL", "0", 20000),
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NULL",
+                            "0", 20000),
               "some leads were never assigned after the router restarts");
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), 300);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignments"), 300,
                  "a lead was assigned twice");
     cr_expect_eq(lf_h_sql_long(h, "SELECT sum(open_count) FROM reps"), 300);
-    cr_assert(lf_h_wait_sql(h, "SELECT coalesce(sum(leads),0) FROM rollup_leads_daily", "300", 20000),
+    cr_assert(lf_h_wait_sql(h, "SELECT coalesce(sum(leads),0) FROM rollup_leads_daily",
+                            "300", 20000),
               "analytics did not count every lead exactly once");
     s_check_acked_stored(h, &l);
     free(l.ids);
@@ -113,7 +119,8 @@ Test(faults, kill9_intake_under_load_loses_no_acknowledged_lead, .timeout = 180)
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), 400);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(DISTINCT phone) FROM leads"), 400);
     /* Every committed lead has its event, and the router gets them all. */
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'lead.created'"), 400);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'lead.created'"), 400);
     cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM assignments", "400", 20000));
     free(l[0].ids);
     free(l[1].ids);
@@ -123,7 +130,8 @@ Test(faults, kill9_intake_under_load_loses_no_acknowledged_lead, .timeout = 180)
 Test(faults, postgres_restart_answers_503_then_recovers, .timeout = 180) {
     lf_h_t *h = lf_h_new(LF_H_ALL, 1);
     json_t *out = NULL;
-    cr_assert_eq(lf_h_post_json(h, "/v1/leads", "{\"phone\":\"13700000001\"}", &out), 201);
+    cr_assert_eq(lf_h_post_json(h, "/v1/leads", "{\"phone\":\"13700000001\"}", &out),
+                 201);
     json_decref(out);
     lf_h_pg_stop(h);
     char *body = NULL;
@@ -155,10 +163,13 @@ Test(faults, postgres_restart_answers_503_then_recovers, .timeout = 180) {
             usleep(100 * 1000);
     }
     cr_expect(healthy, "/healthz did not turn 200 again");
-    cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NOT NULL", "2", 15000),
+    cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NOT NULL",
+                            "2", 15000),
               "the router did not recover");
-    cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM timers", "2", 15000), "scheduler did not recover");
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), 2, "the refused lead was not stored");
+    cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM timers", "2", 15000),
+              "scheduler did not recover");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), 2,
+                 "the refused lead was not stored");
     lf_h_destroy(&h);
 }
 
@@ -173,7 +184,8 @@ static int s_redis_start(const char *dir, int port) {
 
 static void s_redis_kill(int port) {
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d shutdown nosave >/dev/null 2>&1; sleep 0.3", port);
+    snprintf(cmd, sizeof cmd,
+             "redis-cli -p %d shutdown nosave >/dev/null 2>&1; sleep 0.3", port);
     if (system(cmd) != 0) {
         /* already gone */
     }
@@ -185,9 +197,10 @@ Test(faults, redis_flush_and_restart_lose_no_timer, .timeout = 180) {
     cr_assert_eq(s_redis_start(lf_h_dir(h), port), 0);
     lf_h_use_redis(h, port);
     /* A long SLA for the first leads: they stay pending through the flush. */
-    lf_h_config(h, "sla.json",
-                "{\"first_contact_seconds\":{\"A\":3600,\"B\":3600,\"C\":3600,\"D\":3600},"
-                "\"escalate_after_seconds\":{\"A\":3600,\"B\":3600,\"C\":3600,\"D\":3600}}");
+    lf_h_config(
+        h, "sla.json",
+        "{\"first_contact_seconds\":{\"A\":3600,\"B\":3600,\"C\":3600,\"D\":3600},"
+        "\"escalate_after_seconds\":{\"A\":3600,\"B\":3600,\"C\":3600,\"D\":3600}}");
     lf_h_start(h, LF_H_INTAKE, 0);
     lf_h_start(h, LF_H_ROUTER, 0);
     lf_h_start(h, LF_H_SCHEDULER, 0);
@@ -196,7 +209,8 @@ Test(faults, redis_flush_and_restart_lose_no_timer, .timeout = 180) {
         snprintf(body, sizeof body, "{\"phone\":\"1360000%04d\"}", i);
         cr_assert_eq(lf_h_post_json(h, "/v1/leads", body, NULL), 201);
     }
-    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM timers WHERE state = 'pending'", "20", 15000));
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM timers WHERE state = 'pending'",
+                            "20", 15000));
     char cmd[256], *zcard = NULL;
     snprintf(cmd, sizeof cmd, "redis-cli -p %d FLUSHALL >/dev/null", port);
     cr_assert_eq(system(cmd), 0);
@@ -204,7 +218,8 @@ Test(faults, redis_flush_and_restart_lose_no_timer, .timeout = 180) {
     int rebuilt = 0;
     for (int i = 0; i < 50 && !rebuilt; i++) {
         usleep(100 * 1000);
-        snprintf(cmd, sizeof cmd, "redis-cli -p %d ZCARD '%stimers'", port, lf_h_redis_prefix(h));
+        snprintf(cmd, sizeof cmd, "redis-cli -p %d ZCARD '%stimers'", port,
+                 lf_h_redis_prefix(h));
         FILE *p = popen(cmd, "r");
         char line[32] = "";
         if (p && fgets(line, sizeof line, p))
@@ -219,12 +234,14 @@ Test(faults, redis_flush_and_restart_lose_no_timer, .timeout = 180) {
      * PostgreSQL sweep), and the Redis restart is survived. */
     free(lf_h_sql(h, "UPDATE timers SET due_at = now() + interval '1 second'"));
     s_redis_kill(port);
-    cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM notifications WHERE kind = 'sla_reminder'",
-                            "20", 15000),
-              "due timers did not fire while Redis was down");
+    cr_expect(
+        lf_h_wait_sql(h, "SELECT count(*) FROM notifications WHERE kind = 'sla_reminder'",
+                      "20", 15000),
+        "due timers did not fire while Redis was down");
     cr_assert_eq(s_redis_start(lf_h_dir(h), port), 0);
     sleep(1);
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notifications WHERE kind = 'sla_reminder'"),
+    cr_expect_eq(lf_h_sql_long(
+                     h, "SELECT count(*) FROM notifications WHERE kind = 'sla_reminder'"),
                  20, "a timer fired twice");
     lf_h_destroy(&h);
     s_redis_kill(port);

@@ -23,17 +23,17 @@
 static const char *s_names[S_NSVC] = {"intake", "router", "scheduler", "analytics"};
 
 struct lf_h {
-    char dir[256];          /* private temp folder: config/, logs */
+    char dir[256]; /* private temp folder: config/, logs */
     char dbname[64];
     char db_url[256];
-    char admin_url[256];    /* the "postgres" database, to create/drop ours */
-    char prefix[128];       /* Redis key prefix */
+    char admin_url[256]; /* the "postgres" database, to create/drop ours */
+    char prefix[128];    /* Redis key prefix */
     int pg_port, redis_port, http_port;
-    int zmq_port[3];        /* intake, router, scheduler events */
+    int zmq_port[3]; /* intake, router, scheduler events */
     pid_t pids[S_NSVC][S_NINST];
-    char *env[32];          /* extra NAME=value entries */
+    char *env[32]; /* extra NAME=value entries */
     int nenv;
-    PGconn *conn;           /* the test's own connection */
+    PGconn *conn; /* the test's own connection */
 };
 
 /* The live harness of this test process, for lf_h_fini. */
@@ -41,7 +41,8 @@ static lf_h_t *s_current;
 
 static int s_free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bind(fd, (struct sockaddr *)&a, sizeof a);
     socklen_t len = sizeof a;
     getsockname(fd, (struct sockaddr *)&a, &len);
@@ -90,7 +91,8 @@ static PGresult *s_exec(lf_h_t *self, const char *sql) {
 
 lf_h_t *lf_h_new(int services, int seed) {
     const char *pg = getenv("LF_TEST_PG_PORT"), *rd = getenv("LF_TEST_REDIS_PORT");
-    cr_assert(pg && rd, "LF_TEST_PG_PORT and LF_TEST_REDIS_PORT must be set (run make test)");
+    cr_assert(pg && rd,
+              "LF_TEST_PG_PORT and LF_TEST_REDIS_PORT must be set (run make test)");
     lf_h_t *self = calloc(1, sizeof *self);
     self->pg_port = atoi(pg);
     self->redis_port = atoi(rd);
@@ -125,8 +127,8 @@ lf_h_t *lf_h_new(int services, int seed) {
                  self->db_url);
         cr_assert(s_run(cmd) == 0, "cannot load demo reps");
     }
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/config && cp config/*.json %s/config/", self->dir,
-             self->dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/config && cp config/*.json %s/config/",
+             self->dir, self->dir);
     cr_assert(s_run(cmd) == 0);
     self->http_port = s_free_port();
     for (int i = 0; i < 3; i++)
@@ -160,7 +162,8 @@ static int s_http_ready(lf_h_t *self) {
 
 void lf_h_start(lf_h_t *self, int service, int instance) {
     int s = s_index(service);
-    cr_assert(self->pids[s][instance] == 0, "%s/%d already running", s_names[s], instance);
+    cr_assert(self->pids[s][instance] == 0, "%s/%d already running", s_names[s],
+              instance);
     char log[512], bin[512];
     snprintf(log, sizeof log, "%s/%s.%d.log", self->dir, s_names[s], instance);
     snprintf(bin, sizeof bin, "%s/leadflow-%s", s_bin(), s_names[s]);
@@ -221,8 +224,8 @@ void lf_h_start(lf_h_t *self, int service, int instance) {
         /* Consumers are ready when their first sweep ran; give them a moment. */
         s_sleep_ms(300);
         int st;
-        cr_assert(waitpid(pid, &st, WNOHANG) == 0, "%s exited at start (see %s)", s_names[s],
-                  log);
+        cr_assert(waitpid(pid, &st, WNOHANG) == 0, "%s exited at start (see %s)",
+                  s_names[s], log);
     }
 }
 
@@ -247,17 +250,19 @@ void lf_h_stop(lf_h_t *self, int service, int instance, int kill9) {
     if (!kill9) {
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
             lf_h_dump_logs(self);
-        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                  "%s/%d did not exit cleanly (status %d): a crash or sanitizer report, see "
-                  "%s/%s.%d.log",
-                  s_names[s], instance, st, self->dir, s_names[s], instance);
+        cr_expect(
+            WIFEXITED(st) && WEXITSTATUS(st) == 0,
+            "%s/%d did not exit cleanly (status %d): a crash or sanitizer report, see "
+            "%s/%s.%d.log",
+            s_names[s], instance, st, self->dir, s_names[s], instance);
     }
 }
 
 void lf_h_dump_logs(lf_h_t *self) {
     char cmd[600];
     snprintf(cmd, sizeof cmd,
-             "for f in %s/*.log; do echo \"== $f\"; tail -n 30 \"$f\"; done >&2", self->dir);
+             "for f in %s/*.log; do echo \"== $f\"; tail -n 30 \"$f\"; done >&2",
+             self->dir);
     s_run(cmd);
 }
 
@@ -285,7 +290,9 @@ void lf_h_destroy(lf_h_t **self_p) {
     PQclear(PQexec(admin, sql));
     PQfinish(admin);
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d --scan --pattern '%s*' | xargs -r redis-cli -p %d del >/dev/null",
+    snprintf(cmd, sizeof cmd,
+             "redis-cli -p %d --scan --pattern '%s*' | xargs -r redis-cli -p %d del "
+             ">/dev/null",
              self->redis_port, self->prefix, self->redis_port);
     s_run(cmd);
     if (!getenv("LF_TEST_KEEP")) {
@@ -313,8 +320,9 @@ static size_t s_collect(char *p, size_t size, size_t n, void *arg) {
     return add;
 }
 
-int lf_h_http(lf_h_t *self, const char *method, const char *path, const char *const *headers,
-              const char *req_body, size_t req_len, char **body) {
+int lf_h_http(lf_h_t *self, const char *method, const char *path,
+              const char *const *headers, const char *req_body, size_t req_len,
+              char **body) {
     CURL *c = curl_easy_init();
     char url[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", self->http_port, path);
@@ -442,8 +450,9 @@ void lf_h_pg_start(lf_h_t *self) {
     const char *dir = getenv("LF_TEST_PG_DIR");
     cr_assert(dir, "LF_TEST_PG_DIR is not set");
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "bash -c '. scripts/lib.sh && lf_pg_start %s %d' >/dev/null",
-             dir, self->pg_port);
+    snprintf(cmd, sizeof cmd,
+             "bash -c '. scripts/lib.sh && lf_pg_start %s %d' >/dev/null", dir,
+             self->pg_port);
     cr_assert(s_run(cmd) == 0, "cannot start PostgreSQL");
 }
 

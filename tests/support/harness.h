@@ -50,8 +50,9 @@ pid_t lf_h_pid(lf_h_t *self, int service, int instance);
  * key is sent unless a header starting with "Authorization:" is given (use
  * "Authorization:" alone for none). Returns the status; *body (caller frees) gets
  * the response body when body != NULL. */
-int lf_h_http(lf_h_t *self, const char *method, const char *path, const char *const *headers,
-              const char *req_body, size_t req_len, char **body);
+int lf_h_http(lf_h_t *self, const char *method, const char *path,
+              const char *const *headers, const char *req_body, size_t req_len,
+              char **body);
 /* POST JSON with the admin key. Returns status; *out (caller owns) the parsed body. */
 int lf_h_post_json(lf_h_t *self, const char *path, const char *json, json_t **out);
 /* GET with the admin key; returns status and the parsed body in *out. */

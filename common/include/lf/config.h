@@ -19,15 +19,25 @@ typedef struct {
 /* Entries every service shares: database, log level, config directory. Services
  * list them by concatenating LF_CFG_COMMON into their own table. */
 #define LF_CFG_COMMON                                                                    \
-    {"LEADFLOW_DATABASE_URL", LF_CFG_STR,                                                \
-     "postgresql://leadflow@127.0.0.1:55432/leadflow", 0, 0,                             \
+    {"LEADFLOW_DATABASE_URL",                                                            \
+     LF_CFG_STR,                                                                         \
+     "postgresql://leadflow@127.0.0.1:55432/leadflow",                                   \
+     0,                                                                                  \
+     0,                                                                                  \
      "libpq connection URI of the system of record"},                                    \
         {"LEADFLOW_LOG_LEVEL", LF_CFG_STR, "info", 0, 0, "debug, info, warn or error"},  \
-        {"LEADFLOW_CONFIG_DIR", LF_CFG_STR, "config", 0, 0,                              \
-         "folder with scorecard.json, routing.json, pipeline.json, channels.json, "     \
+        {"LEADFLOW_CONFIG_DIR",                                                          \
+         LF_CFG_STR,                                                                     \
+         "config",                                                                       \
+         0,                                                                              \
+         0,                                                                              \
+         "folder with scorecard.json, routing.json, pipeline.json, channels.json, "      \
          "sla.json"},                                                                    \
-        {"LEADFLOW_HEALTH_FILE", LF_CFG_STR, NULL, 0, 0,                                 \
-         "file touched every loop while the service is healthy (for container checks)"}
+    {                                                                                    \
+        "LEADFLOW_HEALTH_FILE", LF_CFG_STR, NULL, 0, 0,                                  \
+            "file touched every loop while the service is healthy (for container "       \
+            "checks)"                                                                    \
+    }
 
 typedef struct lf_config lf_config_t;
 

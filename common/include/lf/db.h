@@ -7,11 +7,11 @@
 #include <libpq-fe.h>
 
 typedef struct {
-    PGconn *conn;      /* the live connection, or NULL while disconnected */
-    int err;           /* 0, or 1 after the last call failed */
-    char errstr[512];  /* the last error, one line */
-    char *url;         /* connection URI (owned) */
-    char *app;         /* application_name shown in pg_stat_activity (owned) */
+    PGconn *conn;     /* the live connection, or NULL while disconnected */
+    int err;          /* 0, or 1 after the last call failed */
+    char errstr[512]; /* the last error, one line */
+    char *url;        /* connection URI (owned) */
+    char *app;        /* application_name shown in pg_stat_activity (owned) */
 } lf_db_t;
 
 /* Creates a handle and tries to connect once. Never returns NULL: check err, as
@@ -23,7 +23,8 @@ int lf_db_ensure(lf_db_t *self);
 /* Runs a parameterised statement (text parameters, NULL entries are SQL NULL).
  * Returns the result (caller owns: PQclear) when the status is COMMAND_OK or
  * TUPLES_OK, otherwise NULL with err/errstr set. */
-PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams, const char *const *params);
+PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams,
+                     const char *const *params);
 /* Like lf_db_exec for statements whose rows are not needed: returns the number of
  * affected rows, or -1. */
 long lf_db_cmd(lf_db_t *self, const char *sql, int nparams, const char *const *params);

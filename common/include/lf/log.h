@@ -11,7 +11,8 @@ typedef enum { LF_LOG_DEBUG = 0, LF_LOG_INFO, LF_LOG_WARN, LF_LOG_ERROR } lf_log
 void lf_log_init(const char *service, lf_log_level_t level);
 /* Parses "debug|info|warn|error". Returns the level, or -1 when unknown. */
 int lf_log_parse_level(const char *s);
-void lf_log(lf_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void lf_log(lf_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define lf_debug(...) lf_log(LF_LOG_DEBUG, __VA_ARGS__)
 #define lf_info(...) lf_log(LF_LOG_INFO, __VA_ARGS__)

@@ -11,17 +11,17 @@
 #include "lf/consumer.h"
 
 typedef struct {
-    lf_consumer_t *consumer;  /* borrowed */
-    void *sub;                /* borrowed SUB socket */
-    void *pub;                /* borrowed PUB socket for produced events, or NULL */
-    int batch;                /* most events per transaction */
-    int sweep_ms;             /* outbox sweep interval */
-    int tick_ms;              /* interval of tick(), 0 = never */
+    lf_consumer_t *consumer; /* borrowed */
+    void *sub;               /* borrowed SUB socket */
+    void *pub;               /* borrowed PUB socket for produced events, or NULL */
+    int batch;               /* most events per transaction */
+    int sweep_ms;            /* outbox sweep interval */
+    int tick_ms;             /* interval of tick(), 0 = never */
     /* Periodic work; returns the milliseconds until it wants to run again (capped by
      * tick_ms), or a negative value to keep tick_ms. */
     int (*tick)(void *arg);
     void *tick_arg;
-    const lf_config_t *cfg;   /* borrowed: for the health file */
+    const lf_config_t *cfg; /* borrowed: for the health file */
 } lf_loop_t;
 
 /* Runs until SIGINT/SIGTERM. Returns 0. */

@@ -19,6 +19,7 @@ int lf_redis_ensure(lf_redis_t *self);
 /* Runs a command. Returns the reply (caller owns: freeReplyObject), or NULL with
  * err set on a connection error or a Redis error reply. */
 redisReply *lf_redis_cmd(lf_redis_t *self, const char *fmt, ...);
-redisReply *lf_redis_cmdargv(lf_redis_t *self, int argc, const char **argv, const size_t *lens);
+redisReply *lf_redis_cmdargv(lf_redis_t *self, int argc, const char **argv,
+                             const size_t *lens);
 
 #endif

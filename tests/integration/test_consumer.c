@@ -1,0 +1,132 @@
+/* The exactly-once outbox consumer against a real PostgreSQL. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../support/harness.h"
+#include "lf/consumer.h"
+#include "lf/event.h"
+
+TestSuite(consumer, .fini = lf_h_fini);
+
+typedef struct {
+    int calls;
+    const char *poison; /* lead id whose event fails */
+} s_ctx_t;
+
+static int s_count(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
+    s_ctx_t *ctx = arg;
+    const char *lead = lf_event_lead(env);
+    if (ctx->poison && lead && !strcmp(lead, ctx->poison)) {
+        /* A failing statement, as a real bug would produce. */
+        lf_db_cmd(db, "SELECT 1/0", 0, NULL);
+        return -1;
+    }
+    ctx->calls++;
+    const char *p[] = {lead ? lead : "-"};
+    return lf_db_cmd(db, "INSERT INTO test_effects (lead) VALUES ($1)", 1, p) < 0 ? -1
+                                                                                  : 0;
+}
+
+static const char *const s_types[] = {"test.event", NULL};
+
+static lf_db_t *s_setup(lf_h_t *h) {
+    free(lf_h_sql(h, "CREATE TABLE test_effects (lead text)"));
+    lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
+    cr_assert_eq(db->err, 0, "%s", db->errstr);
+    return db;
+}
+
+static json_t *s_add(lf_db_t *db, const char *lead) {
+    json_t *env = lf_outbox_add(db, "test.event", lead, NULL);
+    cr_assert(env, "%s", db->errstr);
+    return env;
+}
+
+Test(consumer, redelivery_applies_once, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_ctx_t ctx = {0};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
+    json_t *e1 = s_add(db, "a"), *e2 = s_add(db, "b");
+    json_t *batch[] = {e2, e1, e1}; /* out of order, and a duplicate inside the batch */
+    cr_expect_eq(lf_consumer_handle(c, batch, 3), 2);
+    cr_expect_eq(lf_consumer_handle(c, batch, 3), 0, "second delivery applies nothing");
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0, "nothing left to sweep");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 2);
+    json_decref(e1);
+    json_decref(e2);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+Test(consumer, sweep_finds_what_the_wire_lost_and_skips_other_types, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_ctx_t ctx = {0};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
+    for (int i = 0; i < 25; i++)
+        json_decref(s_add(db, "x"));
+    json_decref(lf_outbox_add(db, "other.event", "y", NULL));
+    cr_expect_eq(lf_consumer_sweep(c, 10), 10);
+    cr_expect_eq(lf_consumer_sweep(c, 100), 15);
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 25);
+    /* A second consumer name has its own acks. */
+    s_ctx_t ctx2 = {0};
+    lf_consumer_t *c2 = lf_consumer_new(db, "t2", s_types, s_count, &ctx2);
+    cr_expect_eq(lf_consumer_sweep(c2, 100), 25);
+    lf_consumer_destroy(&c2);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+Test(consumer, a_poison_event_is_set_aside_and_does_not_block, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_ctx_t ctx = {.poison = "bad"};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
+    json_decref(s_add(db, "good1"));
+    json_decref(s_add(db, "bad"));
+    json_decref(s_add(db, "good2"));
+    cr_expect_eq(lf_consumer_sweep(c, 100), 2);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 2);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks WHERE error IS NOT NULL"), 1,
+        "the failure is recorded with its reason");
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0, "and not retried for ever");
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+Test(consumer, cursor_moves_only_past_old_fully_acked_events, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_ctx_t ctx = {0};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
+    for (int i = 0; i < 5; i++)
+        json_decref(s_add(db, "x"));
+    /* Age the first three; leave event 2 unacknowledged. */
+    free(
+        lf_h_sql(h, "UPDATE outbox SET at = now() - interval '5 minutes' WHERE id <= 3"));
+    free(lf_h_sql(
+        h, "INSERT INTO consumer_acks (consumer, event_id) VALUES ('t', 1), ('t', 3)"));
+    cr_expect_eq(lf_consumer_advance(c), 0);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT safe_id FROM consumer_cursors WHERE consumer = 't'"), 1,
+        "the gap at 2 holds the cursor");
+    cr_expect_eq(lf_consumer_sweep(c, 100), 3, "events 2, 4 and 5 are still delivered");
+    cr_expect_eq(lf_consumer_advance(c), 0);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT safe_id FROM consumer_cursors WHERE consumer = 't'"), 3,
+        "young events (4, 5) are not passed yet");
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks WHERE event_id <= 3"), 0,
+        "acks below the cursor are pruned");
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}

@@ -1,0 +1,42 @@
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "lf/util.h"
+
+Test(util, uuid7_is_well_formed_unique_and_time_ordered) {
+    char prev[37] = "", id[37];
+    for (int i = 0; i < 1000; i++) {
+        lf_uuid7(id);
+        cr_assert_eq(strlen(id), 36);
+        cr_assert_eq(id[14], '7', "version nibble: %s", id);
+        cr_assert(strchr("89ab", id[19]), "variant: %s", id);
+        cr_assert(strcmp(id, prev) != 0);
+        /* Same or later millisecond prefix: never earlier. */
+        cr_assert(strncmp(id, prev, 13) >= 0, "%s after %s", id, prev);
+        memcpy(prev, id, sizeof id);
+    }
+}
+
+Test(util, rfc3339_formats_utc_with_milliseconds) {
+    char out[32];
+    lf_rfc3339(0, out, sizeof out);
+    cr_expect_str_eq(out, "1970-01-01T00:00:00.000Z");
+    lf_rfc3339(1700000000123LL, out, sizeof out);
+    cr_expect_str_eq(out, "2023-11-14T22:13:20.123Z");
+}
+
+Test(util, strlcpy_truncates_and_terminates) {
+    char b[4];
+    cr_expect_eq(lf_strlcpy(b, "abcdef", sizeof b), 6);
+    cr_expect_str_eq(b, "abc");
+    cr_expect_eq(lf_path_join(b, sizeof b, "dir", "file"), -1);
+}
+
+Test(util, read_file_missing_is_null) {
+    cr_expect_null(lf_read_file("/nonexistent/leadflow", NULL));
+    size_t n = 0;
+    char *s = lf_read_file("config/sla.json", &n);
+    cr_assert(s);
+    cr_expect_eq(strlen(s), n);
+    free(s);
+}
