@@ -51,6 +51,7 @@ static int s_connect(lf_db_t *self) {
     }
     self->err = 0;
     self->errstr[0] = '\0';
+    self->gen++;
     return 0;
 }
 
@@ -105,6 +106,31 @@ PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams,
     if (lf_db_ensure(self) < 0)
         return NULL;
     PGresult *res = PQexecParams(self->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return s_result_err(self, res);
+    self->err = 0;
+    return res;
+}
+
+PGresult *lf_db_exec_prepared(lf_db_t *self, const char *name, const char *sql, int nparams,
+                              const char *const *params) {
+    if (lf_db_ensure(self) < 0)
+        return NULL;
+    size_t slot = 0, n = sizeof self->prepared / sizeof self->prepared[0];
+    while (slot < n && self->prepared[slot].name && self->prepared[slot].name != name)
+        slot++;
+    if (slot == n) /* more hot statements than slots: fall back to unprepared */
+        return lf_db_exec(self, sql, nparams, params);
+    if (self->prepared[slot].name != name || self->prepared[slot].gen != self->gen) {
+        PGresult *res = PQprepare(self->conn, name, sql, nparams, NULL);
+        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+            return s_result_err(self, res);
+        PQclear(res);
+        self->prepared[slot].name = name;
+        self->prepared[slot].gen = self->gen;
+    }
+    PGresult *res = PQexecPrepared(self->conn, name, nparams, params, NULL, NULL, 0);
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         return s_result_err(self, res);
