@@ -12,6 +12,11 @@ typedef struct {
     char errstr[512]; /* the last error, one line */
     char *url;        /* connection URI (owned) */
     char *app;        /* application_name shown in pg_stat_activity (owned) */
+    unsigned gen;     /* bumped on every (re)connect: prepared statements die with it */
+    struct {
+        const char *name; /* static statement name */
+        unsigned gen;     /* connection generation it was prepared on */
+    } prepared[16];
 } lf_db_t;
 
 /* Creates a handle and tries to connect once. Never returns NULL: check err, as
