@@ -98,7 +98,7 @@ test:
 	@bash scripts/test.sh
 
 compose-check:
-	docker-compose -f docker-compose.yml config -q
+	LEADFLOW_ADMIN_KEY=$${LEADFLOW_ADMIN_KEY:-compose-check} docker-compose -f docker-compose.yml config -q
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')
