@@ -11,6 +11,7 @@
 #include "commit.h"
 #include "lf/config.h"
 #include "lf/db.h"
+#include "lf/pipeline.h"
 
 /* Who is calling, from the Authorization header. */
 typedef struct {
@@ -31,6 +32,7 @@ typedef struct lf_intake {
     void *pub;                   /* PUB socket; used under pub_lock */
     pthread_mutex_t pub_lock;    /* ZeroMQ sockets are not thread-safe */
     lf_committer_t *committer;   /* group commit of new leads */
+    lf_pipeline_t *pipeline;     /* owned: config/pipeline.json, read-only after start */
     pthread_mutex_t dbs_lock;    /* guards dbs */
     lf_db_t *dbs[64];            /* per-thread read connections, closed at exit */
     int ndbs;

@@ -22,7 +22,8 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_ADMIN_KEY", LF_CFG_STR, NULL, 0, 0, "key that may do everything"},
     {"LEADFLOW_INTAKE_EVENTS_BIND", LF_CFG_STR, "tcp://127.0.0.1:7101", 0, 0,
      "ZeroMQ PUB endpoint intake binds for its events"},
-    {"LEADFLOW_MAX_BODY", LF_CFG_INT, "65536", 1024, 16777216, "largest single-lead body"},
+    {"LEADFLOW_MAX_BODY", LF_CFG_INT, "65536", 1024, 16777216,
+     "largest single-lead body"},
     {"LEADFLOW_MAX_IMPORT", LF_CFG_INT, "16777216", 65536, 1073741824,
      "largest import body"},
     {"LEADFLOW_HTTP_THREADS", LF_CFG_INT, "2", 1, 64, "HTTP worker threads"},
@@ -56,8 +57,9 @@ int main(int argc, char **argv) {
     }
     int lvl = lf_log_parse_level(lf_config_str(in.cfg, "LEADFLOW_LOG_LEVEL"));
     if (lvl < 0) {
-        fprintf(stderr, "ERROR bad configuration: LEADFLOW_LOG_LEVEL must be debug, info, "
-                        "warn or error\n");
+        fprintf(stderr,
+                "ERROR bad configuration: LEADFLOW_LOG_LEVEL must be debug, info, "
+                "warn or error\n");
         lf_config_destroy(&in.cfg);
         return 2;
     }
@@ -80,6 +82,17 @@ int main(int argc, char **argv) {
 
     int rc = 1;
     struct MHD_Daemon *httpd = NULL;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/pipeline.json",
+             lf_config_str(in.cfg, "LEADFLOW_CONFIG_DIR"));
+    in.pipeline = lf_pipeline_load(path, err, sizeof err);
+    if (!in.pipeline) {
+        lf_error("bad pipeline configuration: %s", err);
+        pthread_mutex_destroy(&in.pub_lock);
+        pthread_mutex_destroy(&in.dbs_lock);
+        lf_config_destroy(&in.cfg);
+        return 2;
+    }
     in.zctx = zmq_ctx_new();
     in.pub = lf_zmq_pub(in.zctx, lf_config_str(in.cfg, "LEADFLOW_INTAKE_EVENTS_BIND"));
     if (!in.pub)
@@ -125,6 +138,7 @@ out:
         lf_db_destroy(&in.dbs[i]);
     pthread_mutex_destroy(&in.pub_lock);
     pthread_mutex_destroy(&in.dbs_lock);
+    lf_pipeline_destroy(&in.pipeline);
     lf_config_destroy(&in.cfg);
     return rc;
 }
