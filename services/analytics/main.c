@@ -21,7 +21,8 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_ANALYTICS_BATCH", LF_CFG_INT, "1000", 1, 100000, "most events per transaction"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned", NULL};
+static const char *const s_types[] = {"lead.assigned", "stage.changed", "deal.won",
+                                      "deal.lost", NULL};
 
 int main(int argc, char **argv) {
     int code = 0;

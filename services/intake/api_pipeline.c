@@ -279,7 +279,7 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
 
     lf_db_t *db = lf_intake_db(in);
     json_t *allowed = NULL, *fields = NULL, *norm = NULL, *envs = json_array(),
-           *data = NULL;
+           *data = NULL, *deal_amount = NULL;
     char *data_text = NULL;
     s_lead_t l;
     if (lf_db_begin(db) < 0) {
@@ -339,7 +339,7 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
         "   ELSE first_contact_at END,"
         " amount = coalesce($4::numeric, amount), loss_reason = $5,"
         " closed_at = CASE WHEN $6::boolean THEN now() END"
-        " WHERE id = $1 RETURNING lf_rfc3339(stage_changed_at)",
+        " WHERE id = $1 RETURNING lf_rfc3339(stage_changed_at), amount::text",
         6, pu);
     free(amount_text);
     if (!res) {
@@ -348,6 +348,10 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
     }
     char at[40];
     lf_strlcpy(at, PQgetvalue(res, 0, 0), sizeof at);
+    /* The deal's amount as stored (the last quote when a lost move carries none),
+     * for the outcome rollup. */
+    if (!PQgetisnull(res, 0, 1))
+        deal_amount = json_loads(PQgetvalue(res, 0, 1), JSON_DECODE_ANY, NULL);
     PQclear(res);
 
     long long customer_id = 0;
@@ -433,10 +437,16 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
         rc = s_unavailable(in, req, db);
         goto out;
     }
-    if ((won || lost) &&
-        s_event(db, envs, won ? "deal.won" : "deal.lost", id, data) < 0) {
-        rc = s_unavailable(in, req, db);
-        goto out;
+    if (won || lost) {
+        json_t *deal = json_copy(data);
+        if (deal_amount)
+            json_object_set(deal, "amount", deal_amount);
+        int erc = s_event(db, envs, won ? "deal.won" : "deal.lost", id, deal);
+        json_decref(deal);
+        if (erc < 0) {
+            rc = s_unavailable(in, req, db);
+            goto out;
+        }
     }
     if (lf_db_commit(db) < 0) {
         rc = s_unavailable(in, req, db);
@@ -457,6 +467,7 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
     rc = lf_reply_json(in, req->conn, 200, reply);
 out:
     free(data_text);
+    json_decref(deal_amount);
     json_decref(data);
     json_decref(envs);
     json_decref(allowed);

@@ -31,7 +31,7 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_TICK_MS", LF_CFG_INT, "100", 5, 10000, "longest wait between timer checks"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned", NULL};
+static const char *const s_types[] = {"lead.assigned", "activity.logged", NULL};
 
 int main(int argc, char **argv) {
     int code = 0;
@@ -55,7 +55,8 @@ int main(int argc, char **argv) {
         lf_error("bad SLA configuration %s: %s", path, t.sla ? "no first_contact_seconds" : jerr.text);
         goto out;
     }
-    const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"), NULL};
+    const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"),
+                               lf_config_str(cfg, "LEADFLOW_INTAKE_EVENTS"), NULL};
     sub = lf_zmq_sub(zctx, endpoints, s_types);
     pub = lf_zmq_pub(zctx, lf_config_str(cfg, "LEADFLOW_SCHEDULER_EVENTS_BIND"));
     if (!sub || !pub)
