@@ -121,7 +121,7 @@ COMMENT ON VIEW v_funnel IS
 -- rate (won / closed) on every row of the month.
 CREATE VIEW v_win_loss AS
 SELECT m.month, m.outcome, m.loss_reason, m.deals, m.amount,
-       round(sum(m.deals) FILTER (WHERE m.outcome = 'won') OVER w
+       round(coalesce(sum(m.deals) FILTER (WHERE m.outcome = 'won') OVER w, 0)
              / nullif(sum(m.deals) OVER w, 0), 4) AS win_rate
 FROM (SELECT date_trunc('month', day)::date AS month, outcome, loss_reason,
              sum(deals) AS deals, sum(amount) AS amount
