@@ -1,5 +1,7 @@
-/* api_pipeline.c - the HTTP API for stage moves, activities and the pipeline definition.
- *
+/* api_pipeline.c - the HTTP API for stage moves, activities and the pipeline definition. */
+#include "intake.h"
+
+/*
  * A stage move or an activity is one short transaction on the calling thread's
  * connection: the lead row is locked (SELECT ... FOR UPDATE), the rules of
  * common/pipeline.c are asked, and everything the change means is written before the
@@ -21,7 +23,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "intake.h"
 #include "lf/consumer.h"
 #include "lf/event.h"
 #include "lf/log.h"

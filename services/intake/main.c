@@ -88,10 +88,8 @@ int main(int argc, char **argv) {
     in.pipeline = lf_pipeline_load(path, err, sizeof err);
     if (!in.pipeline) {
         lf_error("bad pipeline configuration: %s", err);
-        pthread_mutex_destroy(&in.pub_lock);
-        pthread_mutex_destroy(&in.dbs_lock);
-        lf_config_destroy(&in.cfg);
-        return 2;
+        rc = 2;
+        goto out;
     }
     in.zctx = zmq_ctx_new();
     in.pub = lf_zmq_pub(in.zctx, lf_config_str(in.cfg, "LEADFLOW_INTAKE_EVENTS_BIND"));
@@ -134,11 +132,11 @@ out:
         zmq_close(in.pub);
     if (in.zctx)
         zmq_ctx_term(in.zctx);
+    lf_pipeline_destroy(&in.pipeline);
     for (int i = 0; i < in.ndbs; i++)
         lf_db_destroy(&in.dbs[i]);
     pthread_mutex_destroy(&in.pub_lock);
     pthread_mutex_destroy(&in.dbs_lock);
-    lf_pipeline_destroy(&in.pipeline);
     lf_config_destroy(&in.cfg);
     return rc;
 }
