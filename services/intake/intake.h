@@ -32,11 +32,11 @@ typedef struct lf_intake {
     void *pub;                   /* PUB socket; used under pub_lock */
     pthread_mutex_t pub_lock;    /* ZeroMQ sockets are not thread-safe */
     lf_committer_t *committer;   /* group commit of new leads */
-    lf_pipeline_t *pipeline;     /* owned: config/pipeline.json, read-only after start */
     pthread_mutex_t dbs_lock;    /* guards dbs */
     lf_db_t *dbs[64];            /* per-thread read connections, closed at exit */
     int ndbs;
     atomic_long requests, responses_2xx, responses_4xx, responses_5xx;
+    lf_pipeline_t *pipeline; /* owned: config/pipeline.json, read-only after start */
     atomic_long published, publish_dropped;
     atomic_int health_ok;        /* last health probe result */
     atomic_long health_checked_ms;
