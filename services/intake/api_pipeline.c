@@ -555,7 +555,7 @@ static enum MHD_Result s_post_activity(lf_intake_t *in, lf_req_t *req,
             type = NULL;
         }
     }
-    const char *outcome = s_opt_text(body, "outcome", 200, errors);
+    const char *outcome = s_opt_text(body, "outcome", 1000, errors);
     const char *note = s_opt_text(body, "note", 4000, errors);
     const char *by = s_opt_text(body, "by", 64, errors);
     const char *next = s_opt_text(body, "next_action_at", 64, errors);
@@ -628,6 +628,8 @@ static enum MHD_Result s_post_activity(lf_intake_t *in, lf_req_t *req,
             goto out;
         }
     }
+    if (!by && l.has_owner)
+        by = l.owner; /* the admin logging for the deal: the owner did it */
     /* The activity's number on this lead: unique under the row lock, and the key of
      * its follow-up timer. */
     const char *pl[] = {id};
