@@ -22,7 +22,8 @@ static const lf_cfg_def_t s_cfg[] = {
      "most events per transaction"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned", NULL};
+static const char *const s_types[] = {"lead.assigned", "stage.changed", "deal.won",
+                                      "deal.lost", NULL};
 
 int main(int argc, char **argv) {
     int code = 0;

@@ -11,6 +11,7 @@
 #include "commit.h"
 #include "lf/config.h"
 #include "lf/db.h"
+#include "lf/pipeline.h"
 
 /* Who is calling, from the Authorization header. */
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct lf_intake {
     lf_db_t *dbs[64];          /* per-thread read connections, closed at exit */
     int ndbs;
     atomic_long requests, responses_2xx, responses_4xx, responses_5xx;
+    lf_pipeline_t *pipeline; /* owned: config/pipeline.json, read-only after start */
     atomic_long published, publish_dropped;
     atomic_int health_ok; /* last health probe result */
     atomic_long health_checked_ms;

@@ -82,6 +82,15 @@ int main(int argc, char **argv) {
 
     int rc = 1;
     struct MHD_Daemon *httpd = NULL;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/pipeline.json",
+             lf_config_str(in.cfg, "LEADFLOW_CONFIG_DIR"));
+    in.pipeline = lf_pipeline_load(path, err, sizeof err);
+    if (!in.pipeline) {
+        lf_error("bad pipeline configuration: %s", err);
+        rc = 2;
+        goto out;
+    }
     in.zctx = zmq_ctx_new();
     in.pub = lf_zmq_pub(in.zctx, lf_config_str(in.cfg, "LEADFLOW_INTAKE_EVENTS_BIND"));
     if (!in.pub)
@@ -123,6 +132,7 @@ out:
         zmq_close(in.pub);
     if (in.zctx)
         zmq_ctx_term(in.zctx);
+    lf_pipeline_destroy(&in.pipeline);
     for (int i = 0; i < in.ndbs; i++)
         lf_db_destroy(&in.dbs[i]);
     pthread_mutex_destroy(&in.pub_lock);

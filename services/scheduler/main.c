@@ -32,7 +32,7 @@ static const lf_cfg_def_t s_cfg[] = {
      "longest wait between timer checks"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned", NULL};
+static const char *const s_types[] = {"lead.assigned", "activity.logged", NULL};
 
 int main(int argc, char **argv) {
     int code = 0;
@@ -57,7 +57,8 @@ int main(int argc, char **argv) {
                  t.sla ? "no first_contact_seconds" : jerr.text);
         goto out;
     }
-    const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"), NULL};
+    const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"),
+                               lf_config_str(cfg, "LEADFLOW_INTAKE_EVENTS"), NULL};
     sub = lf_zmq_sub(zctx, endpoints, s_types);
     pub = lf_zmq_pub(zctx, lf_config_str(cfg, "LEADFLOW_SCHEDULER_EVENTS_BIND"));
     if (!sub || !pub)

@@ -69,8 +69,77 @@ static int s_add_timer(lf_timers_t *t, lf_db_t *db, const char *lead_id, const c
     return 0;
 }
 
+/* Follow-ups (pipeline): an activity's next_action_at becomes a 'follow_up' timer at
+ * that time. Its step is the activity's number on the lead, so each activity has at
+ * most one timer however often the event is redelivered. */
+static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id, const json_t *pl) {
+    const char *due = json_string_value(json_object_get(pl, "next_action_at"));
+    json_int_t seq = json_integer_value(json_object_get(pl, "seq"));
+    if (!lead_id || !due || seq <= 0 || seq > 2000000000)
+        return 0;
+    char step[24];
+    snprintf(step, sizeof step, "%lld", (long long)seq);
+    const char *p[] = {lead_id, step, due};
+    PGresult *res = lf_db_exec(
+        db,
+        "INSERT INTO timers (lead_id, kind, step, due_at) VALUES ($1, 'follow_up', $2::int,"
+        " $3::timestamptz) ON CONFLICT DO NOTHING"
+        " RETURNING id, (extract(epoch FROM due_at) * 1000)::bigint",
+        3, p);
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 1)
+        s_zadd(t, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return 0;
+}
+
+/* Fires a follow-up timer: a 'follow_up_reminder' notification to the deal's owner
+ * with what the activity said, a timeline entry and a 'followup.reminded' event.
+ * A deal without an owner has nobody to remind. Returns 0 or -1. */
+static int s_fire_follow_up(lf_timers_t *t, lf_db_t *db, const char *timer_id,
+                            const char *lead_id, const char *step, const char *owner) {
+    if (!owner)
+        return 0;
+    const char *q[] = {timer_id, lead_id, owner, step};
+    PGresult *r = lf_db_exec(
+        db,
+        "WITH a AS (SELECT coalesce((SELECT data FROM lead_events WHERE lead_id = $2"
+        "  AND type = 'activity' AND data->>'seq' = $4 ORDER BY id LIMIT 1), '{}') AS d),"
+        " m AS (SELECT '跟进提醒 follow-up reminder: lead ' || $2 || ' is due for its next"
+        "  action' || coalesce(' after the ' || (d->>'activity'), '')"
+        "  || coalesce(' (' || (d->>'outcome') || ')', '')"
+        "  || coalesce(': ' || (d->>'note'), '') AS text FROM a),"
+        " n AS (INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)"
+        "  SELECT $1::bigint, $2, $3, 'follow_up_reminder', m.text FROM m"
+        "  ON CONFLICT (timer_id) DO NOTHING RETURNING id, message)"
+        " INSERT INTO lead_events (lead_id, type, actor, data)"
+        " SELECT $2, 'follow_up_reminder', 'scheduler', jsonb_build_object('to', $3,"
+        "  'message', n.message, 'notification', n.id, 'activity_seq', $4::int) FROM n"
+        " RETURNING id",
+        4, q);
+    if (!r)
+        return -1;
+    int inserted = PQntuples(r);
+    PQclear(r);
+    if (!inserted)
+        return 0;
+    json_t *pl = json_pack("{s:s, s:s, s:i}", "kind", "follow_up_reminder", "to", owner,
+                           "activity_seq", atoi(step));
+    json_t *ev = lf_outbox_add(db, "followup.reminded", lead_id, pl);
+    json_decref(pl);
+    if (!ev)
+        return -1;
+    json_decref(ev); /* analytics picks it up from the outbox sweep */
+    t->reminders++;
+    return 0;
+}
+
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
     lf_timers_t *t = arg;
+    const char *type = lf_event_type(env);
+    if (type && strcmp(type, "activity.logged") == 0)
+        return s_on_activity(t, db, lf_event_lead(env), lf_event_payload(env));
     const char *lead_id = lf_event_lead(env);
     const json_t *pl = lf_event_payload(env);
     const char *grade = json_string_value(json_object_get(pl, "grade"));
@@ -146,6 +215,13 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         goto fail;
     for (int i = 0; i < PQntuples(res); i++) {
         fired++;
+        if (strcmp(PQgetvalue(res, i, 2), "follow_up") == 0) {
+            if (s_fire_follow_up(t, db, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                                 PQgetvalue(res, i, 3),
+                                 PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4)) < 0)
+                goto fail;
+            continue;
+        }
         if (strcmp(PQgetvalue(res, i, 7), "t") != 0)
             continue; /* contacted in time, or unassigned: the timer just ends */
         const char *timer_id = PQgetvalue(res, i, 0), *lead_id = PQgetvalue(res, i, 1);
