@@ -159,7 +159,7 @@ static enum MHD_Result s_import(lf_intake_t *in, lf_req_t *req, const lf_auth_t 
     if (!imp) {
         /* An unknown charset is a media type we do not take; the rest is a body we
          * cannot read. */
-        int cs = strstr(why, "charset") != NULL;
+        int cs = strncmp(why, "unsupported charset", 19) == 0;
         return lf_reply_error(in, req->conn, cs ? 415 : 400,
                               cs ? "unsupported_media_type" : "bad_request",
                               why[0] ? why : "the file cannot be read", NULL);
