@@ -331,8 +331,9 @@ static enum MHD_Result s_call(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
     if (!signed_ok && !auth->is_admin && auth->channel[0] &&
         strcmp(auth->channel, "phone")) {
         json_decref(body);
-        return lf_reply_error(in, req->conn, 403, "forbidden",
-                              "only a phone key may report calls", NULL);
+        return lf_reply_error(in, req->conn, 401, "unauthorized",
+                              "only a phone key (or one of any channel) may report calls",
+                              NULL);
     }
     static const char *const n_from[] = {"From", "from", "caller", NULL};
     static const char *const n_to[] = {"To", "to", "called", NULL};

@@ -339,15 +339,15 @@ static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
                               "missing or wrong key: send Authorization: Bearer <key>",
                               NULL);
     if (auth.ok && !auth.is_admin && !strcmp(auth.channel, "web_form")) {
-        /* A public form key: only new web-form leads, only from its own origins. */
+        /* A public form key: only new web-form leads, only from its own origins. Used
+         * anywhere else it is the wrong key: 401, as API.md says. */
         const char *origin =
             MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin");
         if (strcmp(req->method, "POST") || strcmp(req->route->pattern, "/v1/leads"))
-            return lf_reply_error(in, req->conn, 403, "forbidden",
+            return lf_reply_error(in, req->conn, 401, "unauthorized",
                                   "a web-form key may only create web-form leads", NULL);
-        if (origin && strcmp(origin, "null") &&
-            !lf_keys_origin_allowed_for(in->keys, auth.key_id, origin))
-            return lf_reply_error(in, req->conn, 403, "origin_not_allowed",
+        if (origin && !lf_keys_origin_allowed_for(in->keys, auth.key_id, origin))
+            return lf_reply_error(in, req->conn, 401, "unauthorized",
                                   "this key is not allowed from this origin", NULL);
     }
     if (auth.ok && !auth.is_admin && auth.rate_per_minute > 0) {

@@ -318,13 +318,13 @@ Test(intake, web_form_key_form_post_cors_honeypot_and_limits, .timeout = 60) {
     cr_expect_str_eq(s_header(&r, "Access-Control-Allow-Origin"), "");
     s_resp_free(&r);
 
-    /* The key from another origin: 403, nothing stored. */
+    /* The key from another origin is the wrong key: 401, nothing stored. */
     const char *evil[] = {"Authorization: Bearer lf_pub_web1",
                           "Content-Type: application/x-www-form-urlencoded",
                           "Origin: https://evil.example.net", NULL};
     const char *f2 = "phone=13900139000";
     r = s_req(h, "POST", "/v1/leads", evil, f2, strlen(f2));
-    cr_expect_eq(r.status, 403);
+    cr_expect_eq(r.status, 401);
     s_resp_free(&r);
 
     /* Honeypot filled: looks like success, nothing stored. */
@@ -352,12 +352,12 @@ Test(intake, web_form_key_form_post_cors_honeypot_and_limits, .timeout = 60) {
     snprintf(path, sizeof path, "/v1/leads/%s", id);
     free(id);
     r = s_req(h, "GET", path, hj, NULL, 0);
-    cr_expect_eq(r.status, 403, "a public key must not read leads");
+    cr_expect_eq(r.status, 401, "a public key must not read leads");
     s_resp_free(&r);
     const char *hc[] = {"Authorization: Bearer lf_pub_web1", "Content-Type: text/csv",
                         NULL};
     r = s_req(h, "POST", "/v1/leads/import", hc, "phone\n13600136000\n", 18);
-    cr_expect_eq(r.status, 403);
+    cr_expect_eq(r.status, 401);
     s_resp_free(&r);
 
     /* A plain HTML form (no JavaScript) sends the key in a hidden field. */
@@ -854,10 +854,10 @@ static const s_hostile_t s_hostile[] = {
      NULL},
     {"web key other channel", "POST", "/v1/leads", J, "web",
      "{\"phone\":\"13800138000\",\"channel\":\"partner\"}", -1, 422, NULL},
-    {"web key reads lead", "GET", "/v1/leads/abc", NULL, "web", NULL, -1, 403,
-     "forbidden"},
+    {"web key reads lead", "GET", "/v1/leads/abc", NULL, "web", NULL, -1, 401,
+     "unauthorized"},
     {"web key calls", "POST", "/v1/calls", J, "web",
-     "{\"CallSid\":\"CA9\",\"From\":\"13800138000\"}", -1, 403, NULL},
+     "{\"CallSid\":\"CA9\",\"From\":\"13800138000\"}", -1, 401, NULL},
     {"import xml", "POST", "/v1/leads/import", "application/xml", "admin", "<a/>", -1,
      415, NULL},
     {"import json", "POST", "/v1/leads/import", J, "admin", "[{}]", -1, 415, NULL},
