@@ -1,5 +1,4 @@
-/* api_pipeline.c - the HTTP API for stage moves, activities and the pipeline definition.
- */
+/* api_pipeline.c - the HTTP API for stage moves, activities and the pipeline definition. */
 #include "intake.h"
 
 const lf_route_t lf_routes_pipeline[] = {

@@ -15,15 +15,15 @@ typedef struct lf_job lf_job_t;
 typedef void (*lf_job_done_fn)(lf_job_t *job);
 
 struct lf_job {
-    json_t *row;            /* owned: the leads row as a JSON object (see commit.c) */
-    char lead_id[40];       /* the id this lead gets if it is new */
-    int status;             /* result: 201 created, 200 duplicate/merged, 503 */
-    char result_id[40];     /* the lead id to return (new or existing) */
-    const char *result;     /* "created", "duplicate" or "merged" (static) */
-    lf_job_done_fn done_fn; /* called from a committer thread when the result is set */
-    void *done_arg;         /* for done_fn */
-    atomic_int done;        /* 1 once the result is set */
-    lf_job_t *next;         /* queue link, owned by the committer while queued */
+    json_t *row;             /* owned: the leads row as a JSON object (see commit.c) */
+    char lead_id[40];        /* the id this lead gets if it is new */
+    int status;              /* result: 201 created, 200 duplicate/merged, 503 */
+    char result_id[40];      /* the lead id to return (new or existing) */
+    const char *result;      /* "created", "duplicate" or "merged" (static) */
+    lf_job_done_fn done_fn;  /* called from a committer thread when the result is set */
+    void *done_arg;          /* for done_fn */
+    atomic_int done;         /* 1 once the result is set */
+    lf_job_t *next;          /* queue link, owned by the committer while queued */
 };
 
 typedef struct lf_committer lf_committer_t;
@@ -42,7 +42,7 @@ int lf_committer_submit(lf_committer_t *self, lf_job_t *job);
 /* Commits what is queued, stops the threads, closes the connections. */
 void lf_committer_destroy(lf_committer_t **self_p);
 /* Queue depth and counters for /metrics. */
-void lf_committer_stats(lf_committer_t *self, long *queued, long *batches,
-                        long *committed, long *failed);
+void lf_committer_stats(lf_committer_t *self, long *queued, long *batches, long *committed,
+                        long *failed);
 
 #endif
