@@ -16,37 +16,37 @@
 
 /* Who is calling, from the Authorization header. */
 typedef struct {
-    int ok;              /* 1 when a valid key was presented */
-    int is_admin;        /* the admin key, or a key with admin rights */
-    char key_id[64];     /* "admin" or the api_keys id (scopes Idempotency-Key) */
-    char channel[32];    /* the key's channel, "" for any */
-    char rep_id[64];     /* the rep the key belongs to, "" for none */
+    int ok;             /* 1 when a valid key was presented */
+    int is_admin;       /* the admin key, or a key with admin rights */
+    char key_id[64];    /* "admin" or the api_keys id (scopes Idempotency-Key) */
+    char channel[32];   /* the key's channel, "" for any */
+    char rep_id[64];    /* the rep the key belongs to, "" for none */
     int rate_per_minute; /* the key's limit, 0 unlimited */
-    int via_form_field;  /* the key came in the body's leadflow_key field */
+    int via_form_field; /* the key came in the body's leadflow_key field */
 } lf_auth_t;
 
 typedef struct lf_intake {
-    lf_config_t *cfg;          /* owned */
-    const char *db_url;        /* borrowed from cfg */
-    const char *admin_key;     /* borrowed from cfg; NULL when unset */
-    size_t max_body;           /* bytes for one lead */
-    size_t max_import;         /* bytes for an import */
-    void *zctx;                /* ZeroMQ context */
-    void *pub;                 /* PUB socket; used under pub_lock */
-    pthread_mutex_t pub_lock;  /* ZeroMQ sockets are not thread-safe */
-    lf_committer_t *committer; /* group commit of new leads */
-    pthread_mutex_t dbs_lock;  /* guards dbs */
-    lf_db_t *dbs[64];          /* per-thread read connections, closed at exit */
+    lf_config_t *cfg;            /* owned */
+    const char *db_url;          /* borrowed from cfg */
+    const char *admin_key;       /* borrowed from cfg; NULL when unset */
+    size_t max_body;             /* bytes for one lead */
+    size_t max_import;           /* bytes for an import */
+    void *zctx;                  /* ZeroMQ context */
+    void *pub;                   /* PUB socket; used under pub_lock */
+    pthread_mutex_t pub_lock;    /* ZeroMQ sockets are not thread-safe */
+    lf_committer_t *committer;   /* group commit of new leads */
+    pthread_mutex_t dbs_lock;    /* guards dbs */
+    lf_db_t *dbs[64];            /* per-thread read connections, closed at exit */
     int ndbs;
     atomic_long requests, responses_2xx, responses_4xx, responses_5xx;
     atomic_long published, publish_dropped;
-    atomic_int health_ok; /* last health probe result */
+    atomic_int health_ok;        /* last health probe result */
     atomic_long health_checked_ms;
-    lf_keys_t *keys;          /* api_keys cache and rate limits (owned) */
-    lf_mapping_t *mapping;    /* config/channels.json: partners, call numbers (owned) */
-    const char *twilio_token; /* borrowed from cfg; NULL: no signature check */
-    const char *public_url;   /* borrowed from cfg; base URL Twilio signs */
-    int import_window;        /* import rows in the committer at once */
+    lf_keys_t *keys;             /* api_keys cache and rate limits (owned) */
+    lf_mapping_t *mapping;       /* config/channels.json: partners, call numbers (owned) */
+    const char *twilio_token;    /* borrowed from cfg; NULL: no signature check */
+    const char *public_url;      /* borrowed from cfg; base URL Twilio signs */
+    int import_window;           /* import rows in the committer at once */
 } lf_intake_t;
 
 typedef struct lf_req lf_req_t;
@@ -55,8 +55,7 @@ typedef struct lf_req lf_req_t;
  * req->params in order), the handler, whether a key is required, and whether the
  * body may be import-sized. Each api_*.c file exports one table, terminated by an
  * entry whose method is NULL; http.c tries the tables in order. */
-typedef enum MHD_Result (*lf_route_fn)(lf_intake_t *in, lf_req_t *req,
-                                       const lf_auth_t *auth);
+typedef enum MHD_Result (*lf_route_fn)(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
 typedef struct {
     const char *method;
     const char *pattern;
@@ -75,11 +74,11 @@ extern const lf_route_t lf_routes_pipeline[]; /* api_pipeline.c: stage, activiti
 struct lf_req {
     struct MHD_Connection *conn; /* borrowed */
     char method[8];
-    char *url;              /* owned copy of the path */
-    char *body;             /* owned, NUL-terminated */
-    size_t len, cap, limit; /* body size, buffer size, allowed size */
-    int too_large;          /* the body went over limit and was discarded */
-    lf_job_t job;           /* the pending commit, when job_active */
+    char *url;                   /* owned copy of the path */
+    char *body;                  /* owned, NUL-terminated */
+    size_t len, cap, limit;      /* body size, buffer size, allowed size */
+    int too_large;               /* the body went over limit and was discarded */
+    lf_job_t job;                /* the pending commit, when job_active */
     int job_active;
     const lf_route_t *route;     /* the matched route, NULL none */
     char params[2][96];          /* path parameters ({id}) */
@@ -96,8 +95,8 @@ enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn,
                                json_t *fields);
 /* Like lf_reply_error with a Retry-After of retry_after seconds (429, 503). */
 enum MHD_Result lf_reply_error_retry(lf_intake_t *in, struct MHD_Connection *conn,
-                                     unsigned status, const char *code,
-                                     const char *message, int retry_after);
+                                     unsigned status, const char *code, const char *message,
+                                     int retry_after);
 /* The calling thread's read connection (created on first use). Never NULL. */
 lf_db_t *lf_intake_db(lf_intake_t *in);
 /* Publishes an envelope text on the PUB socket. */
@@ -108,8 +107,7 @@ int lf_intake_healthy(lf_intake_t *in);
 /* Shared by the POST handlers (api_leads.c). */
 /* The committer row for a canonical lead (borrowed), its new id, the raw submission
  * (borrowed) and the scoped idempotency key or NULL. Caller owns the result. */
-json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw,
-                    const char *idem);
+json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw, const char *idem);
 /* Suspends the connection and queues req->job (its row set); the route is called
  * again when the job is done and answers with lf_job_answer. */
 enum MHD_Result lf_job_submit(lf_intake_t *in, lf_req_t *req);
