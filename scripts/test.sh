@@ -74,6 +74,17 @@ for t in build/san/tests/integration/test_*; do
     esac
 done
 
+# The example web form in headless Chromium (tests/integration/test_webform.sh).
+if command -v chromium >/dev/null; then
+    if bash tests/integration/test_webform.sh >"$WORK/webform.out" 2>&1; then
+        passed=$((passed + 1)); lf_say "PASS webform in headless Chromium"
+    else
+        failed=$((failed + 1)); failed_names+=("webform"); tail -n 40 "$WORK/webform.out" >&2
+    fi
+else
+    lf_say "SKIP webform browser test: chromium is not installed (apt-get install chromium)"
+fi
+
 # Compose file: no engine runs here, but the file must be valid.
 if command -v docker-compose >/dev/null; then
     if LEADFLOW_ADMIN_KEY=compose-check docker-compose -f docker-compose.yml config -q; then

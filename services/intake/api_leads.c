@@ -1,24 +1,31 @@
 /* api_leads.c - POST /v1/leads and GET /v1/leads/{id}.
  *
- * POST validates and normalizes the whole submission first (every broken field in
- * one 422, nothing stored), then hands the canonical row to the group committer and
- * suspends the connection. The answer - 201, 200 for a retry, 503 when the database
- * could not take it - is sent when the committer resumes us. */
+ * POST takes JSON (API clients, fetch() from a web form), a form post
+ * (application/x-www-form-urlencoded, a plain HTML form) and partner documents in their
+ * own field names (?partner=acme or X-Leadflow-Partner, mapped by config/channels.json).
+ * It validates and normalizes the whole submission first (every broken field in one
+ * 422, nothing stored), then hands the canonical row to the group committer and
+ * suspends the connection. The answer - 201, 200 for a retry or a merged repeat
+ * inquiry, 503 when the database could not take it - is sent when the committer
+ * resumes us. A web-form submission whose honeypot field is filled is answered like a
+ * success and dropped: a bot learns nothing. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "intake.h"
 #include "lf/lead.h"
+#include "lf/log.h"
 #include "lf/util.h"
+#include "parse.h"
 
 static void s_resume(lf_job_t *job) {
     MHD_resume_connection((struct MHD_Connection *)job->done_arg);
 }
 
 /* Flattens the canonical lead into the columns of the leads table. */
-static json_t *s_row(const json_t *lead, const char *id, const json_t *raw,
-                     const char *idem) {
+json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw,
+                    const char *idem) {
     json_t *row = json_deep_copy(lead);
     json_object_set_new(row, "id", json_string(id));
     const json_t *b = json_object_get(lead, "budget");
@@ -34,7 +41,7 @@ static json_t *s_row(const json_t *lead, const char *id, const json_t *raw,
     return row;
 }
 
-static enum MHD_Result s_finish(lf_intake_t *in, lf_req_t *req) {
+enum MHD_Result lf_job_answer(lf_intake_t *in, lf_req_t *req) {
     lf_job_t *job = &req->job;
     if (job->status == 503)
         return lf_reply_error(in, req->conn, 503, "unavailable",
@@ -45,56 +52,8 @@ static enum MHD_Result s_finish(lf_intake_t *in, lf_req_t *req) {
         json_pack("{s:s, s:s}", "id", job->result_id, "status", job->result));
 }
 
-static enum MHD_Result s_post_lead(lf_intake_t *in, lf_req_t *req,
-                                   const lf_auth_t *auth) {
-    if (req->job_active)
-        return s_finish(in, req);
-    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!ct || strncasecmp(ct, "application/json", 16) != 0 ||
-        (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' '))
-        return lf_reply_error(in, req->conn, 415, "unsupported_media_type",
-                              "send application/json", NULL);
-    json_error_t jerr;
-    json_t *body = json_loadb(req->body, req->len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!body) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)",
-                 jerr.text, jerr.line, jerr.column);
-        return lf_reply_error(in, req->conn, 400, "bad_request", msg, NULL);
-    }
-    if (!json_is_object(body)) {
-        json_decref(body);
-        return lf_reply_error(in, req->conn, 400, "bad_request",
-                              "body must be a JSON object", NULL);
-    }
-    json_t *errors = json_array();
-    json_t *lead = lf_lead_canonical(
-        body, auth->channel[0] ? auth->channel : "api",
-        (auth->channel[0] && !auth->is_admin) ? auth->channel : NULL, errors);
-    if (!lead) {
-        json_decref(body);
-        return lf_reply_error(in, req->conn, 422, "validation_failed",
-                              "the lead breaks one or more rules; nothing was stored",
-                              errors);
-    }
-    json_decref(errors);
-    char idem[320];
-    const char *ik =
-        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Idempotency-Key");
-    if (ik && strlen(ik) > 200) {
-        json_decref(body);
-        json_decref(lead);
-        return lf_reply_error(in, req->conn, 400, "bad_request",
-                              "Idempotency-Key must be at most 200 characters", NULL);
-    }
-    if (ik && *ik)
-        snprintf(idem, sizeof idem, "%s:%s", auth->key_id, ik);
+enum MHD_Result lf_job_submit(lf_intake_t *in, lf_req_t *req) {
     lf_job_t *job = &req->job;
-    lf_uuid7(job->lead_id);
-    job->row = s_row(lead, job->lead_id, body, (ik && *ik) ? idem : NULL);
-    json_decref(lead);
-    json_decref(body);
     job->done_fn = s_resume;
     job->done_arg = req->conn;
     req->job_active = 1;
@@ -107,6 +66,129 @@ static enum MHD_Result s_post_lead(lf_intake_t *in, lf_req_t *req,
         MHD_resume_connection(req->conn);
     }
     return MHD_YES;
+}
+
+json_t *lf_body_parse(lf_intake_t *in, lf_req_t *req, int allow_form, int *form,
+                      enum MHD_Result *answered) {
+    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    char media[96], charset[32];
+    *form = 0;
+    int ok =
+        lf_parse_content_type(ct, media, sizeof media, charset, sizeof charset) == 0 &&
+        (!charset[0] || !strcmp(charset, "utf-8") || !strcmp(charset, "utf8"));
+    if (ok && !strcmp(media, "application/x-www-form-urlencoded") && allow_form)
+        *form = 1;
+    else if (!ok || strcmp(media, "application/json") != 0) {
+        *answered =
+            lf_reply_error(in, req->conn, 415, "unsupported_media_type",
+                           allow_form ? "send application/json or "
+                                        "application/x-www-form-urlencoded (UTF-8)"
+                                      : "send application/json (UTF-8)",
+                           NULL);
+        return NULL;
+    }
+    const char *why = NULL;
+    char detail[320];
+    json_t *body =
+        *form ? lf_parse_form(req->body, req->len, &why)
+              : lf_parse_json_object(req->body, req->len, &why, detail, sizeof detail);
+    if (!body) {
+        *answered = lf_reply_error(
+            in, req->conn, 400, "bad_request",
+            *form ? (why ? why : "form body cannot be parsed") : detail, NULL);
+        return NULL;
+    }
+    return body;
+}
+
+int lf_idempotency(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth, char *out,
+                   size_t outsz, enum MHD_Result *answered) {
+    const char *ik =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    if (ik && strlen(ik) > 200) {
+        *answered =
+            lf_reply_error(in, req->conn, 400, "bad_request",
+                           "Idempotency-Key must be at most 200 characters", NULL);
+        return -1;
+    }
+    if (!ik || !*ik)
+        return 0;
+    snprintf(out, outsz, "%s:%s", auth->key_id, ik);
+    return 1;
+}
+
+static enum MHD_Result s_post_lead(lf_intake_t *in, lf_req_t *req,
+                                   const lf_auth_t *auth) {
+    if (req->job_active)
+        return lf_job_answer(in, req);
+    enum MHD_Result answered = MHD_NO;
+    int form = 0;
+    json_t *body = lf_body_parse(in, req, 1, &form, &answered);
+    if (!body)
+        return answered;
+    /* Web-form plumbing fields never reach the lead. */
+    const char *hp = json_string_value(json_object_get(body, "leadflow_hp"));
+    if (hp && *hp) {
+        /* Honeypot: a field people never see was filled in, so a bot sent this. It
+         * gets the answer a person would get and nothing is stored. */
+        lf_info("web-form submission dropped: honeypot filled key=%s", auth->key_id);
+        json_decref(body);
+        char fake[37];
+        lf_uuid7(fake);
+        return lf_reply_json(in, req->conn, 201,
+                             json_pack("{s:s, s:s}", "id", fake, "status", "created"));
+    }
+    json_object_del(body, "leadflow_hp");
+    json_object_del(body, "leadflow_key");
+    /* A partner's own document, mapped to our field names. */
+    const char *partner =
+        MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "partner");
+    if (!partner)
+        partner =
+            MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Leadflow-Partner");
+    json_t *input = json_incref(body);
+    if (partner) {
+        json_decref(input);
+        input = lf_mapping_apply(in->mapping, partner, body);
+        if (!input) {
+            json_decref(body);
+            json_t *errors = json_array();
+            lf_field_error(errors, "partner", "unknown",
+                           "no such partner in config/channels.json");
+            return lf_reply_error(in, req->conn, 422, "validation_failed",
+                                  "the lead breaks one or more rules; nothing was stored",
+                                  errors);
+        }
+    }
+    char idem[320];
+    int has_idem = lf_idempotency(in, req, auth, idem, sizeof idem, &answered);
+    if (has_idem < 0) {
+        json_decref(input);
+        json_decref(body);
+        return answered;
+    }
+    json_t *errors = json_array();
+    const char *dflt = auth->channel[0] ? auth->channel : "api";
+    if (form && !auth->channel[0])
+        dflt = "web_form";
+    json_t *lead = lf_lead_canonical(
+        input, dflt, (auth->channel[0] && !auth->is_admin) ? auth->channel : NULL,
+        errors);
+    json_decref(input);
+    if (!lead) {
+        json_decref(body);
+        return lf_reply_error(in, req->conn, 422, "validation_failed",
+                              "the lead breaks one or more rules; nothing was stored",
+                              errors);
+    }
+    json_decref(errors);
+    lf_job_t *job = &req->job;
+    lf_uuid7(job->lead_id);
+    job->row = lf_lead_row(lead, job->lead_id, body, has_idem ? idem : NULL);
+    json_decref(lead);
+    json_decref(body);
+    return lf_job_submit(in, req);
 }
 
 static int s_valid_id(const char *id) {

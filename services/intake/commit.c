@@ -3,13 +3,17 @@
  * Why one big statement: a lead needs three inserts (the lead, its "created"
  * timeline entry, its outbox event). Doing them per lead would cost a round trip
  * each and an fsync per lead (~1,900 leads/s on this class of machine). Sending the
- * whole batch as one jsonb array into one INSERT ... SELECT with data-modifying CTEs
- * costs one round trip and one fsync per batch, and PostgreSQL merges the WAL
- * flushes of the several committer threads on top of that.
+ * whole batch as one jsonb array into one call of lf_intake_commit() (a PL/pgSQL
+ * function, db/migrations/0002_intake.sql) costs one round trip and one fsync per
+ * batch, and PostgreSQL merges the WAL flushes of the several committer threads on
+ * top of that.
  *
- * Duplicates: the leads table has unique indexes on the idempotency key and on
- * (channel, external_id). ON CONFLICT DO NOTHING skips those rows; a second query
- * finds the existing lead for each skipped row, and the client gets it with 200. */
+ * Duplicates and repeat inquiries are decided inside that function, under advisory
+ * locks on every phone, e-mail and key of the batch: a retry (Idempotency-Key,
+ * (channel, external_id), CallSid) answers 200 "duplicate" with the existing lead; a
+ * repeat inquiry from the same phone or e-mail as an open lead answers 200 "merged"
+ * with that lead, also when the two requests raced on two connections and landed in
+ * batches of two committer threads. */
 #include "commit.h"
 
 #include <pthread.h>
@@ -34,45 +38,11 @@ struct lf_committer {
     char *db_url;
     lf_publish_fn publish;
     void *publish_arg;
-    atomic_long batches, committed, failed;
+    atomic_long batches, committed, merged, failed;
 };
 
-static const char *s_insert_sql =
-    "WITH input AS ("
-    "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, channel text, source "
-    "text,"
-    "    name text, company text, email text, phone text, need text, budget_min numeric,"
-    "    budget_max numeric, currency text, budget_raw text, urgency text,"
-    "    decision_maker boolean, region text, industry text, external_id text, extra "
-    "jsonb,"
-    "    raw jsonb, idempotency_key text)"
-    "), ins AS ("
-    "  INSERT INTO leads (id, channel, source, name, company, email, phone, need,"
-    "    budget_min, budget_max, currency, budget_raw, urgency, decision_maker, region,"
-    "    industry, external_id, extra, raw, idempotency_key)"
-    "  SELECT id, channel, source, name, company, email, phone, need, budget_min,"
-    "    budget_max, currency, budget_raw, urgency, decision_maker, region, industry,"
-    "    external_id, coalesce(extra, '{}'), raw, idempotency_key FROM input"
-    "  ON CONFLICT DO NOTHING"
-    "  RETURNING id, channel, source, created_at"
-    "), tl AS ("
-    "  INSERT INTO lead_events (lead_id, at, type, data)"
-    "  SELECT id, created_at, 'created', jsonb_build_object('channel', channel,"
-    "    'source', source) FROM ins"
-    "), ob AS ("
-    "  INSERT INTO outbox (event_id, type, lead_id, at, payload)"
-    "  SELECT gen_random_uuid(), 'lead.created', id, created_at,"
-    "    jsonb_build_object('channel', channel) FROM ins"
-    "  RETURNING lead_id, lf_envelope(id, event_id, type, lead_id, at, version, payload)"
-    ") SELECT lead_id, lf_envelope::text FROM ob";
-
-static const char *s_existing_sql =
-    "SELECT x.id, coalesce(k.id, e.id) FROM jsonb_to_recordset($1::jsonb) AS"
-    "  x(id text, channel text, external_id text, idempotency_key text)"
-    " LEFT JOIN leads k ON x.idempotency_key IS NOT NULL"
-    "   AND k.idempotency_key = x.idempotency_key"
-    " LEFT JOIN leads e ON x.external_id IS NOT NULL AND e.channel = x.channel"
-    "   AND e.external_id = x.external_id";
+static const char *s_commit_sql = "SELECT out_job, out_lead, out_status, out_type, "
+                                  "out_env FROM lf_intake_commit($1::jsonb)";
 
 static void s_finish(lf_job_t *job, int status, const char *id, const char *result) {
     job->status = status;
@@ -98,58 +68,51 @@ static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_job_t **jobs, i
     char *text = json_dumps(rows, JSON_COMPACT);
     json_decref(rows);
     const char *p[] = {text};
-    PGresult *res = lf_db_exec(db, s_insert_sql, 1, p);
+    PGresult *res = lf_db_exec(db, s_commit_sql, 1, p);
+    free(text);
     if (!res) {
         lf_error("lead batch not committed leads=%d reason=%s", n, db->errstr);
         atomic_fetch_add(&self->failed, n);
         for (int i = 0; i < n; i++)
             s_finish(jobs[i], 503, NULL, NULL);
-        free(text);
         return;
     }
     atomic_fetch_add(&self->batches, 1);
-    int created = PQntuples(res);
-    atomic_fetch_add(&self->committed, created);
+    int nres = PQntuples(res);
     /* Publish first, then answer: a consumer may see the event before the client
-     * sees its 201, never the other way round. Both are after the commit. */
-    for (int i = 0; i < created; i++) {
-        const char *env = PQgetvalue(res, i, 1);
-        self->publish(self->publish_arg, "lead.created", env, strlen(env));
+     * sees its answer, never the other way round. Both are after the commit. */
+    for (int i = 0; i < nres; i++) {
+        if (PQgetisnull(res, i, 3))
+            continue;
+        const char *env = PQgetvalue(res, i, 4);
+        self->publish(self->publish_arg, PQgetvalue(res, i, 3), env, strlen(env));
     }
-    for (int i = 0; i < created; i++) {
-        const char *id = PQgetvalue(res, i, 0);
-        for (int j = 0; j < n; j++) {
-            if (jobs[j] && strcmp(jobs[j]->lead_id, id) == 0) {
-                s_finish(jobs[j], 201, id, "created");
+    for (int i = 0; i < nres; i++) {
+        lf_job_t *job = s_find(jobs, n, PQgetvalue(res, i, 0));
+        if (!job)
+            continue;
+        const char *st = PQgetvalue(res, i, 2);
+        const char *lead = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+        for (int j = 0; j < n; j++)
+            if (jobs[j] == job)
                 jobs[j] = NULL;
-                break;
-            }
+        if (!strcmp(st, "created")) {
+            atomic_fetch_add(&self->committed, 1);
+            s_finish(job, 201, lead, "created");
+        } else if (!strcmp(st, "duplicate") && lead) {
+            s_finish(job, 200, lead, "duplicate");
+        } else if (!strcmp(st, "merged") && lead) {
+            atomic_fetch_add(&self->merged, 1);
+            s_finish(job, 200, lead, "merged");
+        } else {
+            s_finish(job, 503, NULL, NULL);
         }
     }
     PQclear(res);
-    int left = 0;
+    /* A job without a result row cannot happen; answer it anyway. */
     for (int i = 0; i < n; i++)
-        left += jobs[i] != NULL;
-    if (left) {
-        /* Rows skipped by ON CONFLICT: find the lead each one collided with. */
-        res = lf_db_exec(db, s_existing_sql, 1, p);
-        for (int i = 0; res && i < PQntuples(res); i++) {
-            lf_job_t *job = s_find(jobs, n, PQgetvalue(res, i, 0));
-            if (job && !PQgetisnull(res, i, 1)) {
-                s_finish(job, 200, PQgetvalue(res, i, 1), "duplicate");
-                for (int j = 0; j < n; j++)
-                    if (jobs[j] == job)
-                        jobs[j] = NULL;
-            }
-        }
-        PQclear(res);
-        /* Not found means the conflicting row vanished or the query failed: the
-         * client retries and gets a definite answer then. */
-        for (int i = 0; i < n; i++)
-            if (jobs[i])
-                s_finish(jobs[i], 503, NULL, NULL);
-    }
-    free(text);
+        if (jobs[i])
+            s_finish(jobs[i], 503, NULL, NULL);
 }
 
 static void *s_thread(void *arg) {

@@ -6,12 +6,14 @@
  * resumed when the lead is durable (see api_leads.c). Reads (GET) use a
  * per-thread PostgreSQL connection and are short. */
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "intake.h"
 #include "lf/event.h"
+#include "parse.h"
 #include "lf/log.h"
 #include "lf/util.h"
 
@@ -55,16 +57,30 @@ static int s_match(const char *pattern, const char *url, char params[2][96]) {
     return *p == '\0' && *u == '\0';
 }
 
-enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
-                              unsigned status, json_t *body) {
+/* CORS: a response to a browser carries Access-Control-Allow-Origin when its Origin
+ * is listed by some active key (the key itself was checked against its own list in
+ * s_dispatch). */
+static void s_cors(lf_intake_t *in, struct MHD_Connection *conn, struct MHD_Response *r) {
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    MHD_add_response_header(r, "Vary", "Origin");
+    if (origin && in->keys && lf_keys_origin_allowed(in->keys, origin))
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+}
+
+static enum MHD_Result s_reply(lf_intake_t *in, struct MHD_Connection *conn,
+                               unsigned status, json_t *body, int retry_after) {
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     size_t len = strlen(text);
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
-    if (status == 503 || status == 429)
-        MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 503 || status == 429) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after > 0 ? retry_after : 1);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    s_cors(in, conn, r);
     enum MHD_Result rc = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     if (status < 300)
@@ -74,6 +90,19 @@ enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
     else
         atomic_fetch_add(&in->responses_5xx, 1);
     return rc;
+}
+
+enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
+                              unsigned status, json_t *body) {
+    return s_reply(in, conn, status, body, 1);
+}
+
+enum MHD_Result lf_reply_error_retry(lf_intake_t *in, struct MHD_Connection *conn,
+                                     unsigned status, const char *code,
+                                     const char *message, int retry_after) {
+    return s_reply(in, conn, status,
+                   json_pack("{s:s, s:s}", "error", code, "message", message),
+                   retry_after);
 }
 
 enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn,
@@ -180,26 +209,115 @@ static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t
     return s_reply_text(req->conn, 200, "text/plain; version=0.0.4", text);
 }
 
-/* Checks the bearer key in constant time. */
-static void s_authenticate(lf_intake_t *in, struct MHD_Connection *conn,
-                           lf_auth_t *auth) {
+/* The key of a plain HTML form (no JavaScript, so no Authorization header): the
+ * hidden field leadflow_key of an application/x-www-form-urlencoded body. */
+static char *s_form_key(lf_req_t *req) {
+    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    char media[64], charset[32];
+    if (lf_parse_content_type(ct, media, sizeof media, charset, sizeof charset) < 0 ||
+        strcmp(media, "application/x-www-form-urlencoded") != 0 || !req->body)
+        return NULL;
+    const char *why = NULL;
+    json_t *form = lf_parse_form(req->body, req->len, &why);
+    const char *k = json_string_value(json_object_get(form, "leadflow_key"));
+    char *copy = k ? lf_strdup(k) : NULL;
+    json_decref(form);
+    return copy;
+}
+
+/* Checks the bearer key: the admin key in constant time, others by their SHA-256
+ * in the api_keys cache. Returns 0, or -1 when the keys cannot be read (503). */
+static int s_authenticate(lf_intake_t *in, lf_req_t *req, lf_auth_t *auth) {
     memset(auth, 0, sizeof *auth);
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return;
-    const char *key = h + 7;
-    while (*key == ' ')
-        key++;
+    const char *h =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
+    char *form_key = NULL;
+    const char *key = NULL;
+    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+        key = h + 7;
+        while (*key == ' ')
+            key++;
+    } else if (h && strncasecmp(h, "Basic ", 6) == 0 && strlen(h) < 400) {
+        /* Phone systems that can only put credentials in the URL
+         * (https://x:<key>@host/v1/calls): the password is the key. */
+        unsigned char dec[320];
+        int n = EVP_DecodeBlock(dec, (const unsigned char *)h + 6, (int)strlen(h + 6));
+        if (n > 0) {
+            dec[n] = '\0';
+            const char *colon = strchr((const char *)dec, ':');
+            if (colon)
+                key = form_key = lf_strdup(colon + 1);
+        }
+    } else if (!h && req->route && !strcmp(req->route->pattern, "/v1/leads")) {
+        key = form_key = s_form_key(req);
+        auth->via_form_field = key != NULL;
+    }
+    if (!key || !*key || strlen(key) > 256) {
+        free(form_key);
+        return 0;
+    }
     size_t klen = strlen(key);
+    int rc = 0;
     if (in->admin_key && klen == strlen(in->admin_key) &&
         CRYPTO_memcmp(key, in->admin_key, klen) == 0) {
         auth->ok = 1;
         auth->is_admin = 1;
         lf_strlcpy(auth->key_id, "admin", sizeof auth->key_id);
+    } else if (in->keys) {
+        lf_key_info_t info;
+        int found = lf_keys_lookup(in->keys, lf_intake_db(in), key, &info);
+        if (found < 0) {
+            rc = -1;
+        } else if (found == 1) {
+            auth->ok = 1;
+            auth->is_admin = info.is_admin;
+            lf_strlcpy(auth->key_id, info.id, sizeof auth->key_id);
+            lf_strlcpy(auth->channel, info.channel, sizeof auth->channel);
+            lf_strlcpy(auth->rep_id, info.rep_id, sizeof auth->rep_id);
+            auth->rate_per_minute = info.rate_per_minute;
+        }
     }
+    /* Only a public web-form key may travel in a form field. */
+    if (auth->via_form_field &&
+        (auth->is_admin || strcmp(auth->channel, "web_form") != 0))
+        memset(auth, 0, sizeof *auth);
+    free(form_key);
+    return rc;
+}
+
+/* OPTIONS (CORS preflight) carries no key: an origin listed by any active key may
+ * send the headers a form needs. */
+static enum MHD_Result s_preflight(lf_intake_t *in, lf_req_t *req) {
+    const char *origin =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin");
+    if (in->keys) { /* refreshes the cache when it is old */
+        lf_key_info_t info;
+        lf_keys_lookup(in->keys, lf_intake_db(in), "", &info);
+    }
+    if (!origin || !in->keys || !lf_keys_origin_allowed(in->keys, origin))
+        return lf_reply_error(in, req->conn, 403, "origin_not_allowed",
+                              "this origin is not allowed by any key: add it with "
+                              "leadflow-keys create --origin",
+                              NULL);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, Idempotency-Key, "
+                            "X-Leadflow-Partner");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    MHD_add_response_header(r, "Vary", "Origin");
+    enum MHD_Result rc = MHD_queue_response(req->conn, 204, r);
+    MHD_destroy_response(r);
+    atomic_fetch_add(&in->responses_2xx, 1);
+    return rc;
 }
 
 static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
+    if (!strcmp(req->method, "OPTIONS"))
+        return s_preflight(in, req);
     if (!req->route) {
         /* Known path with another method gets 405, anything else 404. */
         char params[2][96];
@@ -216,11 +334,33 @@ static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
         return lf_reply_error(in, req->conn, 413, "payload_too_large", msg, NULL);
     }
     lf_auth_t auth;
-    s_authenticate(in, req->conn, &auth);
+    if (s_authenticate(in, req, &auth) < 0)
+        return lf_reply_error(in, req->conn, 503, "unavailable",
+                              "API keys cannot be read right now; retry later", NULL);
     if (req->route->auth && !auth.ok)
         return lf_reply_error(in, req->conn, 401, "unauthorized",
                               "missing or wrong key: send Authorization: Bearer <key>",
                               NULL);
+    if (auth.ok && !auth.is_admin && !strcmp(auth.channel, "web_form")) {
+        /* A public form key: only new web-form leads, only from its own origins. Used
+         * anywhere else it is the wrong key: 401, as API.md says. */
+        const char *origin =
+            MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin");
+        if (strcmp(req->method, "POST") || strcmp(req->route->pattern, "/v1/leads"))
+            return lf_reply_error(in, req->conn, 401, "unauthorized",
+                                  "a web-form key may only create web-form leads", NULL);
+        if (origin && !lf_keys_origin_allowed_for(in->keys, auth.key_id, origin))
+            return lf_reply_error(in, req->conn, 401, "unauthorized",
+                                  "this key is not allowed from this origin", NULL);
+    }
+    if (auth.ok && !auth.is_admin && auth.rate_per_minute > 0) {
+        int wait =
+            lf_keys_rate(in->keys, auth.key_id, auth.rate_per_minute, lf_mono_ms());
+        if (wait > 0)
+            return lf_reply_error_retry(in, req->conn, 429, "rate_limited",
+                                        "too many requests for this key; see Retry-After",
+                                        wait);
+    }
     return req->route->fn(in, req, &auth);
 }
 
@@ -268,7 +408,7 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
         *upload_size = 0;
         return MHD_YES;
     }
-    if (req->job_active) /* resumed after the commit */
+    if (req->job_active || req->ext) /* resumed after the commit */
         return req->route->fn(in, req, NULL);
     if (!req->body)
         req->body = lf_calloc(1, 1);
@@ -282,6 +422,8 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
         return;
     if (req->job_active)
         json_decref(req->job.row);
+    if (req->ext && req->ext_free)
+        req->ext_free(req->ext);
     free(req->url);
     free(req->body);
     free(req);

@@ -8,18 +8,22 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "auth.h"
 #include "commit.h"
+#include "mapping.h"
 #include "lf/config.h"
 #include "lf/db.h"
 #include "lf/pipeline.h"
 
 /* Who is calling, from the Authorization header. */
 typedef struct {
-    int ok;           /* 1 when a valid key was presented */
-    int is_admin;     /* the admin key, or a key with admin rights */
-    char key_id[64];  /* "admin" or the api_keys id (scopes Idempotency-Key) */
-    char channel[32]; /* the key's channel, "" for any */
-    char rep_id[64];  /* the rep the key belongs to, "" for none */
+    int ok;              /* 1 when a valid key was presented */
+    int is_admin;        /* the admin key, or a key with admin rights */
+    char key_id[64];     /* "admin" or the api_keys id (scopes Idempotency-Key) */
+    char channel[32];    /* the key's channel, "" for any */
+    char rep_id[64];     /* the rep the key belongs to, "" for none */
+    int rate_per_minute; /* the key's limit, 0 unlimited */
+    int via_form_field;  /* the key came in the body's leadflow_key field */
 } lf_auth_t;
 
 typedef struct lf_intake {
@@ -40,6 +44,11 @@ typedef struct lf_intake {
     atomic_long published, publish_dropped;
     atomic_int health_ok; /* last health probe result */
     atomic_long health_checked_ms;
+    lf_keys_t *keys;          /* api_keys cache and rate limits (owned) */
+    lf_mapping_t *mapping;    /* config/channels.json: partners, call numbers (owned) */
+    const char *twilio_token; /* borrowed from cfg; NULL: no signature check */
+    const char *public_url;   /* borrowed from cfg; base URL Twilio signs */
+    int import_window;        /* import rows in the committer at once */
 } lf_intake_t;
 
 typedef struct lf_req lf_req_t;
@@ -74,8 +83,10 @@ struct lf_req {
     int too_large;          /* the body went over limit and was discarded */
     lf_job_t job;           /* the pending commit, when job_active */
     int job_active;
-    const lf_route_t *route; /* the matched route, NULL none */
-    char params[2][96];      /* path parameters ({id}) */
+    const lf_route_t *route;     /* the matched route, NULL none */
+    char params[2][96];          /* path parameters ({id}) */
+    void *ext;                   /* a handler's own state across resume (owned) */
+    void (*ext_free)(void *ext); /* frees ext when the request completes */
 };
 
 /* Sends `body` (stolen) as JSON with status. Returns MHD's result. */
@@ -85,12 +96,35 @@ enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
 enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn,
                                unsigned status, const char *code, const char *message,
                                json_t *fields);
+/* Like lf_reply_error with a Retry-After of retry_after seconds (429, 503). */
+enum MHD_Result lf_reply_error_retry(lf_intake_t *in, struct MHD_Connection *conn,
+                                     unsigned status, const char *code,
+                                     const char *message, int retry_after);
 /* The calling thread's read connection (created on first use). Never NULL. */
 lf_db_t *lf_intake_db(lf_intake_t *in);
 /* Publishes an envelope text on the PUB socket. */
 void lf_intake_publish(void *arg, const char *type, const char *env, size_t len);
 /* 1 when a lead can be committed now (cached for a second). */
 int lf_intake_healthy(lf_intake_t *in);
+
+/* Shared by the POST handlers (api_leads.c). */
+/* The committer row for a canonical lead (borrowed), its new id, the raw submission
+ * (borrowed) and the scoped idempotency key or NULL. Caller owns the result. */
+json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw,
+                    const char *idem);
+/* Suspends the connection and queues req->job (its row set); the route is called
+ * again when the job is done and answers with lf_job_answer. */
+enum MHD_Result lf_job_submit(lf_intake_t *in, lf_req_t *req);
+enum MHD_Result lf_job_answer(lf_intake_t *in, lf_req_t *req);
+/* Parses a JSON (or, when allow_form, a form) body after checking Content-Type.
+ * Returns the object (caller owns; *form says which) or NULL after answering
+ * 415/400 (*answered is MHD's result). */
+json_t *lf_body_parse(lf_intake_t *in, lf_req_t *req, int allow_form, int *form,
+                      enum MHD_Result *answered);
+/* Writes "<key id>:<Idempotency-Key>" into out. Returns 1, 0 when there is no
+ * header, -1 after answering 400 (too long). */
+int lf_idempotency(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth, char *out,
+                   size_t outsz, enum MHD_Result *answered);
 
 /* Request lifecycle (http.c). */
 struct MHD_Daemon *lf_http_start(lf_intake_t *in, int port);

@@ -32,6 +32,14 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_COMMIT_BATCH", LF_CFG_INT, "256", 1, 5000, "most leads per commit"},
     {"LEADFLOW_COMMIT_QUEUE", LF_CFG_INT, "20000", 1, 1000000,
      "leads waiting for commit before intake answers 503"},
+    {"LEADFLOW_KEYS_REFRESH_MS", LF_CFG_INT, "5000", 100, 3600000,
+     "how long API keys are cached (a revoked key stops working within this time)"},
+    {"LEADFLOW_IMPORT_WINDOW", LF_CFG_INT, "512", 1, 100000,
+     "rows of one import handed to the committer at a time"},
+    {"LEADFLOW_TWILIO_AUTH_TOKEN", LF_CFG_STR, NULL, 0, 0,
+     "when set, Twilio form posts to /v1/calls must carry a valid X-Twilio-Signature"},
+    {"LEADFLOW_PUBLIC_URL", LF_CFG_STR, "http://127.0.0.1:8080", 0, 0,
+     "the base URL Twilio calls (https://leads.example.com); signatures cover it"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static volatile sig_atomic_t s_stop;
@@ -68,6 +76,18 @@ int main(int argc, char **argv) {
     in.admin_key = lf_config_str(in.cfg, "LEADFLOW_ADMIN_KEY");
     in.max_body = (size_t)lf_config_int(in.cfg, "LEADFLOW_MAX_BODY");
     in.max_import = (size_t)lf_config_int(in.cfg, "LEADFLOW_MAX_IMPORT");
+    in.twilio_token = lf_config_str(in.cfg, "LEADFLOW_TWILIO_AUTH_TOKEN");
+    in.public_url = lf_config_str(in.cfg, "LEADFLOW_PUBLIC_URL");
+    in.import_window = (int)lf_config_int(in.cfg, "LEADFLOW_IMPORT_WINDOW");
+    char chpath[1024];
+    if (lf_path_join(chpath, sizeof chpath, lf_config_str(in.cfg, "LEADFLOW_CONFIG_DIR"),
+                     "channels.json") < 0 ||
+        !(in.mapping = lf_mapping_load(chpath, err, sizeof err))) {
+        lf_error("bad channels configuration: %s", err);
+        lf_config_destroy(&in.cfg);
+        return 2;
+    }
+    in.keys = lf_keys_new((int)lf_config_int(in.cfg, "LEADFLOW_KEYS_REFRESH_MS"));
     if (!in.admin_key)
         lf_warn("LEADFLOW_ADMIN_KEY is not set: only channel keys can call the API");
     pthread_mutex_init(&in.pub_lock, NULL);
@@ -137,6 +157,8 @@ out:
         lf_db_destroy(&in.dbs[i]);
     pthread_mutex_destroy(&in.pub_lock);
     pthread_mutex_destroy(&in.dbs_lock);
+    lf_keys_destroy(&in.keys);
+    lf_mapping_destroy(&in.mapping);
     lf_config_destroy(&in.cfg);
     return rc;
 }

@@ -303,13 +303,6 @@ Test(pipeline_api, rep_keys_act_as_their_rep, .timeout = 60) {
                                        "X-Leadflow-Actor: zhang.wei", NULL};
     int st_z =
         lf_h_http(h, "POST", path, as_zhang, to_contacted, strlen(to_contacted), NULL);
-    if (st_z == 401) {
-        /* TODO(auth): services/intake/http.c on this branch resolves only the admin key;
-         * rep keys (api_keys.rep_id) come with the auth work. Remove this skip then. */
-        free(lead2);
-        lf_h_destroy(&h);
-        cr_skip_test("TODO: rep keys are not resolved by auth yet (api_keys.rep_id)");
-    }
     cr_expect_eq(st_z, 403, "a rep key of another rep");
     cr_expect_eq(lf_h_http(h, "POST", path, as_wang_for_zhang, to_contacted,
                            strlen(to_contacted), NULL),
