@@ -483,6 +483,27 @@ Test(router, two_routers_never_assign_twice_nor_overfill, .timeout = 180) {
         lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE queue = 'unassigned'"), 50);
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'lead.assigned'"), N);
+    /* Their decisions add up to one per lead (the log line at shutdown). */
+    lf_h_stop(h, LF_H_ROUTER, 0, 0);
+    lf_h_stop(h, LF_H_ROUTER, 1, 0);
+    long total = 0;
+    for (int i = 0; i < 2; i++) {
+        char path[512], line[1024];
+        snprintf(path, sizeof path, "%s/router.%d.log", lf_h_dir(h), i);
+        FILE *f = fopen(path, "r");
+        cr_assert(f, "no log %s", path);
+        long routed = -1;
+        while (fgets(line, sizeof line, f)) {
+            const char *p = strstr(line, "stopped routed=");
+            if (p)
+                routed = atol(p + 15);
+        }
+        fclose(f);
+        cr_log_info("router %d routed %ld leads", i, routed);
+        cr_expect_geq(routed, 0);
+        total += routed;
+    }
+    cr_expect_eq(total, N);
     lf_h_destroy(&h);
 }
 
