@@ -153,6 +153,17 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         int step = atoi(PQgetvalue(res, i, 3));
         if (strcmp(kind, "sla_first_contact") != 0)
             continue;
+        if (step == 2) {
+            /* Still not contacted after the escalation: the router hands the lead to
+             * another rep (never a previous owner) or to the queue. */
+            json_t *rp = json_pack("{s:s, s:[s]}", "reason", "sla_missed", "exclude", owner);
+            json_t *rev = lf_outbox_add(db, "lead.reassign", lead_id, rp);
+            json_decref(rp);
+            if (!rev)
+                goto fail;
+            json_decref(rev); /* the router picks it up from the outbox sweep */
+            continue;
+        }
         const char *nkind = step == 0 ? "sla_reminder" : "sla_escalation";
         const char *to = step == 0 ? owner : (manager ? manager : owner);
         char msg[512];
@@ -196,6 +207,9 @@ static int s_fire(lf_timers_t *t, const char *ids) {
                 goto fail;
         } else {
             t->escalations++;
+            long ra = s_seconds(t->sla, "reassign_after_seconds", grade, -1);
+            if (ra >= 0 && s_add_timer(t, db, lead_id, "sla_first_contact", 2, ra) < 0)
+                goto fail;
         }
     }
     PQclear(res);

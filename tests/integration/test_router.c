@@ -576,3 +576,42 @@ Test(router, replay_reports_without_changing_anything, .timeout = 60) {
     free(after);
     lf_h_destroy(&h);
 }
+
+Test(router, sla_miss_after_escalation_reassigns_to_another_rep, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_config(h, "sla.json",
+                "{\"first_contact_seconds\":{\"A\":1,\"B\":1,\"C\":1,\"D\":1},"
+                "\"escalate_after_seconds\":{\"A\":1,\"B\":1,\"C\":1,\"D\":1},"
+                "\"reassign_after_seconds\":{\"A\":1,\"B\":1,\"C\":1,\"D\":1}}");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_ROUTER, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    s_rep(h, S_REP("a"));
+    s_rep(h, S_REP("b"));
+    char *id = s_lead(h, "{\"phone\":\"13800000001\"}");
+    char *first = s_owner(h, id);
+    char q[256];
+    snprintf(
+        q, sizeof q,
+        "SELECT count(*) FROM assignments WHERE lead_id = '%s' AND kind = 'reassign'",
+        id);
+    cr_assert(lf_h_wait_sql(h, q, "1", 15000), "no reassignment after the SLA miss");
+    char *second = s_owner(h, id);
+    cr_expect_str_neq(second, first);
+    cr_expect_str_neq(second, "");
+    snprintf(q, sizeof q,
+             "SELECT data->>'cause' FROM lead_events WHERE lead_id = '%s' AND type = "
+             "'reassigned'",
+             id);
+    char *cause = lf_h_sql(h, q);
+    cr_expect_str_eq(cause, "sla_missed");
+    snprintf(q, sizeof q,
+             "SELECT string_agg(kind, ',' ORDER BY id) FROM notifications WHERE lead_id "
+             "= '%s'",
+             id);
+    char *kinds = lf_h_sql(h, q);
+    cr_expect_str_eq(kinds, "sla_reminder,sla_escalation");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT sum(open_count) FROM reps"), 1);
+    free(kinds), free(cause), free(second), free(first), free(id);
+    lf_h_destroy(&h);
+}
