@@ -405,6 +405,8 @@ static enum MHD_Result s_post_rep(lf_intake_t *in, lf_req_t *req, const lf_auth_
         return s_invalid(in, req, errors);
     json_decref(errors);
     char *text = json_dumps(row, JSON_COMPACT);
+    char id[S_ID_MAX + 1];
+    lf_strlcpy(id, json_string_value(json_object_get(row, "id")), sizeof id);
     json_decref(row);
     const char *p[] = {text};
     lf_db_t *db = lf_intake_db(in);
@@ -421,8 +423,9 @@ static enum MHD_Result s_post_rep(lf_intake_t *in, lf_req_t *req, const lf_auth_
         return s_unavailable(in, req);
     if (PQntuples(res) == 0) {
         PQclear(res);
-        return lf_reply_error(in, req->conn, 409, "conflict",
-                              "a rep with this id exists; use PATCH /v1/reps/{id}", NULL);
+        char msg[256];
+        snprintf(msg, sizeof msg, "rep %s already exists; use PATCH /v1/reps/%s", id, id);
+        return lf_reply_error(in, req->conn, 409, "rep_exists", msg, NULL);
     }
     return s_reply_rep(in, req, 201, res);
 }
@@ -576,7 +579,8 @@ static enum MHD_Result s_patch_lead(lf_intake_t *in, lf_req_t *req,
     /* Normalize the allowed fields through the same rules as a new lead; the
      * placeholder e-mail only satisfies "phone or e-mail" and is never stored. */
     json_t *probe = json_object();
-    json_object_foreach(body, k, v) if (s_in(s_lead_fields, k)) json_object_set(probe, k, v);
+    json_object_foreach(body, k, v) if (s_in(s_lead_fields, k))
+        json_object_set(probe, k, v);
     json_object_set_new(probe, "email", json_string("probe@example.com"));
     json_t *lead = lf_lead_canonical(probe, "api", NULL, errors);
     json_decref(probe);

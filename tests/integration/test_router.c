@@ -94,8 +94,11 @@ Test(router, reps_api_validates_creates_and_merge_patches, .timeout = 60) {
                  1777564800L);
 
     cr_expect_eq(
-        s_send(h, "POST", "/v1/reps", "{\"id\":\"wang.fang\",\"name\":\"x\"}", NULL),
+        s_send(h, "POST", "/v1/reps", "{\"id\":\"wang.fang\",\"name\":\"x\"}", &out),
         409);
+    cr_expect_str_eq(json_string_value(json_object_get(out, "error")), "rep_exists");
+    json_decref(out);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE name = 'x'"), 0);
     /* Every broken field at once; nothing stored. */
     cr_assert_eq(
         s_send(
