@@ -564,6 +564,21 @@ Test(router, replay_reports_without_changing_anything, .timeout = 60) {
     json_decref(rep);
     char *after = lf_h_sql(h, snap);
     cr_expect_str_eq(after, before, "replay changed the database");
+    /* The text report says the same. */
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_CONFIG_DIR=config %s/leadflow-router "
+             "--replay "
+             "--since 1d --config %s",
+             lf_h_db_url(h), getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/bin",
+             draft);
+    p = popen(cmd, "r");
+    cr_assert(p);
+    n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    st = pclose(p);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replay failed: %s", buf);
+    cr_expect(strstr(buf, "replay of 6 leads"), "%s", buf);
+    cr_expect(strstr(buf, "no eligible rep: draft 5, current 0"), "%s", buf);
     /* Bad arguments fail with a clear message. */
     snprintf(
         cmd, sizeof cmd,
