@@ -90,6 +90,50 @@ static const char *s_val(PGresult *res, int col) {
     return PQgetisnull(res, 0, col) ? NULL : PQgetvalue(res, 0, col);
 }
 
+/* The hot statements are prepared once per connection: planning the decision
+ * statement costs about as much as running it. Protocol-level prepared statements
+ * outlive a rolled-back transaction; a reconnect (new PGconn, new backend) drops
+ * them, which is how we notice. */
+enum { S_PREP_PRELUDE, S_PREP_ASSIGN, S_PREP_N };
+static const char *const s_prep_names[S_PREP_N] = {"lf_route_prelude", "lf_route_assign"};
+
+static PGresult *s_prep_fail(lf_db_t *db, PGresult *res) {
+    db->err = 1;
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(db->errstr, sizeof db->errstr, "query: %s [%s]",
+             db->conn ? PQerrorMessage(db->conn) : "not connected", st ? st : "");
+    for (char *c = db->errstr; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    PQclear(res);
+    return NULL;
+}
+
+static PGresult *s_exec_prepared(lf_router_ctx_t *ctx, lf_db_t *db, int which,
+                                 const char *sql, int n, const char *const *params) {
+    if (lf_db_ensure(db) < 0)
+        return NULL;
+    if (ctx->prep_conn != db->conn || ctx->prep_pid != PQbackendPID(db->conn)) {
+        ctx->prep_conn = db->conn;
+        ctx->prep_pid = PQbackendPID(db->conn);
+        ctx->prepared = 0;
+    }
+    PGresult *res;
+    if (!(ctx->prepared & (1u << which))) {
+        res = PQprepare(db->conn, s_prep_names[which], sql, n, NULL);
+        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+            return s_prep_fail(db, res);
+        PQclear(res);
+        ctx->prepared |= 1u << which;
+    }
+    res = PQexecPrepared(db->conn, s_prep_names[which], n, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return s_prep_fail(db, res);
+    db->err = 0;
+    return res;
+}
+
 static void s_lead_clear(s_lead_t *l) {
     PQclear(l->res);
     json_decref(l->lead);
@@ -98,12 +142,13 @@ static void s_lead_clear(s_lead_t *l) {
 }
 
 /* Returns 1 when the lead was read, 0 for an unknown lead, -1 on a database error. */
-static int s_prelude(lf_db_t *db, const char *lead_id, s_lead_t *l) {
+static int s_prelude(lf_router_ctx_t *ctx, lf_db_t *db, const char *lead_id,
+                     s_lead_t *l) {
     memset(l, 0, sizeof *l);
     if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
         return -1;
     const char *p[] = {lead_id, s_public_domains};
-    l->res = lf_db_exec(db, s_prelude_sql, 2, p);
+    l->res = s_exec_prepared(ctx, db, S_PREP_PRELUDE, s_prelude_sql, 2, p);
     if (!l->res)
         return -1;
     if (PQntuples(l->res) != 1)
@@ -253,8 +298,8 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     const char *p[] = {lead_id,    grade_s, score_s,   bd_text,     owner,
                        res.reason, queue,   cand_text, ledger_text, token};
     /* One round trip records the whole decision. */
-    PGresult *r = lf_db_exec(
-        db,
+    PGresult *r = s_exec_prepared(
+        ctx, db, S_PREP_ASSIGN,
         "WITH upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
         "$4::jsonb,"
         "  graded_at = now(), owner = $5, assignment_reason = $6, queue = $7,"
@@ -480,7 +525,7 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
     if (!lead_id || !type)
         return 0; /* nothing to route; the ack records that we saw it */
     s_lead_t l;
-    int rc = s_prelude(db, lead_id, &l);
+    int rc = s_prelude(ctx, db, lead_id, &l);
     if (rc <= 0) {
         s_lead_clear(&l);
         return rc; /* 0: unknown lead, nothing to do */

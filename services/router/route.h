@@ -24,6 +24,10 @@ typedef struct {
     char instance[24];      /* random id of this process, for ledger tokens */
     unsigned long writes;   /* ledger writes by this process */
     char token[48];         /* the writer token of our last ledger write */
+    /* Hot statements prepared on the current connection (see route.c). */
+    const void *prep_conn; /* the PGconn they were prepared on */
+    int prep_pid;          /* and its backend pid (a new PGconn may reuse the address) */
+    unsigned prepared;     /* bit per prepared statement */
 } lf_router_ctx_t;
 
 /* Prepares the context's cache (scorecard and routing must be set). */
