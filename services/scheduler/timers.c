@@ -156,7 +156,8 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         if (step == 2) {
             /* Still not contacted after the escalation: the router hands the lead to
              * another rep (never a previous owner) or to the queue. */
-            json_t *rp = json_pack("{s:s, s:[s]}", "reason", "sla_missed", "exclude", owner);
+            json_t *rp =
+                json_pack("{s:s, s:[s]}", "reason", "sla_missed", "exclude", owner);
             json_t *rev = lf_outbox_add(db, "lead.reassign", lead_id, rp);
             json_decref(rp);
             if (!rev)

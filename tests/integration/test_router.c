@@ -633,3 +633,22 @@ Test(router, sla_miss_after_escalation_reassigns_to_another_rep, .timeout = 60) 
     free(kinds), free(cause), free(second), free(first), free(id);
     lf_h_destroy(&h);
 }
+
+/* A rep row the pool refuses (written around the API) is left out, not fatal. */
+Test(router, a_bad_rep_row_does_not_stop_routing, .timeout = 60) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE | LF_H_ROUTER, 0);
+    s_rep(h, S_REP("good"));
+    free(lf_h_sql(
+        h, "INSERT INTO reps (id, name, timezone) VALUES ('bad', 'bad', 'Mars/Base') "
+           "RETURNING id"));
+    for (int i = 0; i < 3; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"phone\":\"1380000000%d\"}", i);
+        char *id = s_lead(h, body);
+        char *o = s_owner(h, id);
+        cr_expect_str_eq(o, "good");
+        free(o);
+        free(id);
+    }
+    lf_h_destroy(&h);
+}
