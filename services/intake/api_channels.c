@@ -42,7 +42,7 @@ typedef struct {
     pthread_mutex_t lock;        /* guards next, inflight, done, resumed */
     lf_job_t *jobs;              /* one per accepted row (owned, rows owned) */
     size_t *slot;                /* jobs[i] answers rows[slot[i]] */
-    ssize_t *after;              /* jobs[i] waits for jobs[after[i]] (same person), or -1 */
+    ssize_t *after; /* jobs[i] waits for jobs[after[i]] (same person), or -1 */
     size_t njobs, next, inflight, done;
     int resumed;
     json_t *rows; /* per-row results in file order (owned) */

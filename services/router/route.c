@@ -1,18 +1,28 @@
-/* route.c - one lead through the scorecard and the assignment pool, durably.
+/* route.c - leads through the scorecard and the assignment pool, durably.
  *
  * Several router instances may run against one database. Assignment reads and moves
  * shared state (who is next in the rotation, each rep's open count against their
  * capacity), so it runs under a transaction-scoped advisory lock: instances take
  * turns, a rep is never pushed over capacity and the rotation never skips or
- * repeats. The lock is held only for the time of one batch of decisions. The pool
- * is rebuilt from the reps table inside the lock, so edits to reps (capacity, leave,
- * new hires) take effect on the next lead without a restart. */
+ * repeats. The lock is taken by the first event of a consumer batch and held until
+ * that batch commits, so one lock round covers a whole batch of decisions.
+ *
+ * The pool is cached between events. Under the lock, one query reads the lead and a
+ * fingerprint of the shared state: count(reps), sum(reps.version) (a trigger bumps
+ * version on every change of a rep row, see 0003_router.sql) and the token of the
+ * last writer of the fairness ledger. When the fingerprint is exactly what this
+ * process left behind, nobody else changed anything and the cached pool (open counts
+ * and rotation included) is current; otherwise it is rebuilt from the reps table and
+ * routing_ledger. A rolled-back batch leaves the old token in the database, so it
+ * forces a rebuild as well. Edits to reps (capacity, leave, new hires) therefore
+ * take effect on the next lead without a restart. */
 #include "route.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lf/event.h"
 #include "lf/log.h"
@@ -22,131 +32,274 @@
 
 /* Webmail domains say nothing about the company, so they never make a customer
  * "known" by e-mail domain. */
-static const char *const s_public_domains[] = {
-    "qq.com",      "163.com",    "126.com",  "sina.com",  "sohu.com",    "yeah.net",
-    "foxmail.com", "aliyun.com", "139.com",  "gmail.com", "outlook.com", "hotmail.com",
-    "yahoo.com",   "icloud.com", "live.com", NULL};
+static const char *s_public_domains =
+    "{qq.com,163.com,126.com,sina.com,sohu.com,yeah.net,foxmail.com,aliyun.com,139.com,"
+    "gmail.com,outlook.com,hotmail.com,yahoo.com,icloud.com,live.com}";
 
-static const char *s_company_domain(const json_t *lead) {
-    const char *email = json_string_value(json_object_get(lead, "email"));
-    const char *at = email ? strchr(email, '@') : NULL;
-    if (!at)
-        return NULL;
-    for (const char *const *d = s_public_domains; *d; d++)
-        if (strcmp(at + 1, *d) == 0)
-            return NULL;
-    return at + 1;
+/* The lead, its known-customer owner, its previous owners and the fingerprint of
+ * the shared routing state, in one round trip. */
+static const char *s_prelude_sql =
+    "SELECT lf_lead_canonical(l)::text, l.assigned_at IS NOT NULL, l.owner, l.grade,"
+    " l.stage,"
+    " (SELECT s.owner FROM ("
+    "   (SELECT k.owner, k.created_at FROM leads k WHERE l.company IS NOT NULL"
+    "     AND k.owner IS NOT NULL AND k.company IS NOT NULL"
+    "     AND lower(k.company) = lower(l.company) AND k.id <> l.id"
+    "     ORDER BY k.created_at DESC LIMIT 1)"
+    "   UNION ALL"
+    "   (SELECT k.owner, k.created_at FROM leads k WHERE l.email IS NOT NULL"
+    "     AND k.owner IS NOT NULL AND k.email IS NOT NULL"
+    "     AND lower(split_part(k.email, '@', 2)) = lower(split_part(l.email, '@', 2))"
+    "     AND NOT lower(split_part(l.email, '@', 2)) = ANY ($2::text[]) AND k.id <> l.id"
+    "     ORDER BY k.created_at DESC LIMIT 1)"
+    "  ) s ORDER BY s.created_at DESC LIMIT 1),"
+    " (SELECT coalesce(json_agg(DISTINCT a.rep_id), '[]')::text FROM assignments a"
+    "   WHERE a.lead_id = l.id AND a.rep_id IS NOT NULL),"
+    " (SELECT count(*) FROM reps), (SELECT coalesce(sum(version), 0) FROM reps),"
+    " (SELECT writer FROM routing_ledger WHERE team = '*')"
+    " FROM leads l WHERE l.id = $1 FOR UPDATE OF l";
+
+enum {
+    P_LEAD,
+    P_ASSIGNED,
+    P_OWNER,
+    P_GRADE,
+    P_STAGE,
+    P_STICKY,
+    P_PREV,
+    P_N,
+    P_V,
+    P_WRITER
+};
+
+/* What the prelude found. Strings point into `res`. */
+typedef struct {
+    PGresult *res;
+    json_t *lead;       /* owned */
+    int assigned;       /* the lead has had a decision */
+    const char *owner;  /* current owner or NULL */
+    char grade;         /* stored grade or 0 */
+    const char *stage;  /* pipeline stage */
+    const char *sticky; /* known customer's owner or NULL */
+    json_t *previous;   /* owned: rep ids of earlier assignments */
+    long long n, v;     /* reps fingerprint */
+    const char *writer; /* ledger writer token, "" when none */
+} s_lead_t;
+
+static const char *s_val(PGresult *res, int col) {
+    return PQgetisnull(res, 0, col) ? NULL : PQgetvalue(res, 0, col);
 }
 
-/* The owner of the most recent assigned lead from the same company or e-mail
- * domain: a known customer goes back to the rep who knows them. */
-static char *s_sticky_owner(lf_db_t *db, const char *lead_id, const json_t *lead) {
-    const char *company = json_string_value(json_object_get(lead, "company"));
-    const char *domain = s_company_domain(lead);
-    if (!company && !domain)
+/* The hot statements are prepared once per connection: planning the decision
+ * statement costs about as much as running it. Protocol-level prepared statements
+ * outlive a rolled-back transaction; a reconnect (new PGconn, new backend) drops
+ * them, which is how we notice. */
+enum { S_PREP_PRELUDE, S_PREP_ASSIGN, S_PREP_N };
+static const char *const s_prep_names[S_PREP_N] = {"lf_route_prelude", "lf_route_assign"};
+
+static PGresult *s_prep_fail(lf_db_t *db, PGresult *res) {
+    db->err = 1;
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(db->errstr, sizeof db->errstr, "query: %s [%s]",
+             db->conn ? PQerrorMessage(db->conn) : "not connected", st ? st : "");
+    for (char *c = db->errstr; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    PQclear(res);
+    return NULL;
+}
+
+static PGresult *s_exec_prepared(lf_router_ctx_t *ctx, lf_db_t *db, int which,
+                                 const char *sql, int n, const char *const *params) {
+    if (lf_db_ensure(db) < 0)
         return NULL;
-    const char *p[] = {lead_id, company, domain};
+    if (ctx->prep_conn != db->conn || ctx->prep_pid != PQbackendPID(db->conn)) {
+        ctx->prep_conn = db->conn;
+        ctx->prep_pid = PQbackendPID(db->conn);
+        ctx->prepared = 0;
+    }
+    PGresult *res;
+    if (!(ctx->prepared & (1u << which))) {
+        res = PQprepare(db->conn, s_prep_names[which], sql, n, NULL);
+        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+            return s_prep_fail(db, res);
+        PQclear(res);
+        ctx->prepared |= 1u << which;
+    }
+    res = PQexecPrepared(db->conn, s_prep_names[which], n, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return s_prep_fail(db, res);
+    db->err = 0;
+    return res;
+}
+
+static void s_lead_clear(s_lead_t *l) {
+    PQclear(l->res);
+    json_decref(l->lead);
+    json_decref(l->previous);
+    memset(l, 0, sizeof *l);
+}
+
+/* Returns 1 when the lead was read, 0 for an unknown lead, -1 on a database error. */
+static int s_prelude(lf_router_ctx_t *ctx, lf_db_t *db, const char *lead_id,
+                     s_lead_t *l) {
+    memset(l, 0, sizeof *l);
+    if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
+        return -1;
+    const char *p[] = {lead_id, s_public_domains};
+    l->res = s_exec_prepared(ctx, db, S_PREP_PRELUDE, s_prelude_sql, 2, p);
+    if (!l->res)
+        return -1;
+    if (PQntuples(l->res) != 1)
+        return 0;
+    l->lead = json_loads(PQgetvalue(l->res, 0, P_LEAD), 0, NULL);
+    l->previous = json_loads(PQgetvalue(l->res, 0, P_PREV), 0, NULL);
+    if (!l->lead || !l->previous) {
+        lf_error("lead %s: unreadable row", lead_id);
+        return -1;
+    }
+    l->assigned = PQgetvalue(l->res, 0, P_ASSIGNED)[0] == 't';
+    l->owner = s_val(l->res, P_OWNER);
+    l->grade = s_val(l->res, P_GRADE) ? s_val(l->res, P_GRADE)[0] : 0;
+    l->stage = PQgetvalue(l->res, 0, P_STAGE);
+    l->sticky = s_val(l->res, P_STICKY);
+    l->n = atoll(PQgetvalue(l->res, 0, P_N));
+    l->v = atoll(PQgetvalue(l->res, 0, P_V));
+    l->writer = s_val(l->res, P_WRITER) ? s_val(l->res, P_WRITER) : "";
+    return 1;
+}
+
+lf_pool_t *lf_route_pool(const json_t *reps, const json_t *routing, char *err,
+                         size_t errsz) {
+    lf_pool_t *pool = lf_pool_from_json(reps, routing, err, errsz);
+    if (pool)
+        return pool;
+    /* Find the reps the pool refuses, one by one, and route without them. */
+    json_t *good = json_array();
+    size_t i;
+    json_t *rep;
+    json_array_foreach(reps, i, rep) {
+        json_t *one = json_pack("[O]", rep);
+        char why[256];
+        lf_pool_t *p = lf_pool_from_json(one, routing, why, sizeof why);
+        if (p)
+            json_array_append(good, rep);
+        else
+            lf_error("rep left out of routing: %s", why);
+        lf_pool_destroy(&p);
+        json_decref(one);
+    }
+    pool = lf_pool_from_json(good, routing, err, errsz);
+    json_decref(good);
+    return pool;
+}
+
+void lf_router_ctx_init(lf_router_ctx_t *ctx) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(ctx->instance, sizeof ctx->instance, "%x%lx", (unsigned)getpid(),
+             (unsigned long)ts.tv_nsec);
+}
+
+void lf_router_ctx_fini(lf_router_ctx_t *ctx) {
+    lf_pool_destroy(&ctx->pool);
+}
+
+/* Makes ctx->pool match the database as seen by the prelude. Returns 0 or -1. */
+static int s_pool_ready(lf_router_ctx_t *ctx, lf_db_t *db, const s_lead_t *l) {
+    if (ctx->pool && l->n == ctx->reps_n && l->v == ctx->reps_version &&
+        strcmp(l->writer, ctx->token) == 0)
+        return 0;
+    lf_pool_destroy(&ctx->pool);
     PGresult *res =
         lf_db_exec(db,
-                   "SELECT owner FROM leads WHERE owner IS NOT NULL AND id <> $1 AND ("
-                   " ($2::text IS NOT NULL AND lower(company) = lower($2)) OR"
-                   " ($3::text IS NOT NULL AND email LIKE '%@' || $3))"
-                   " ORDER BY created_at DESC LIMIT 1",
-                   3, p);
-    char *owner = NULL;
-    if (res && PQntuples(res) == 1)
-        owner = lf_strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return owner;
-}
-
-static json_t *s_query_json(lf_db_t *db, const char *sql, int n, const char *const *p) {
-    PGresult *res = lf_db_exec(db, sql, n, p);
+                   "SELECT (SELECT coalesce(jsonb_agg(lf_rep_json(r) ORDER BY r.id), "
+                   "'[]') FROM reps r)"
+                   "::text, (SELECT state::text FROM routing_ledger WHERE team = '*')",
+                   0, NULL);
     if (!res)
-        return NULL;
-    json_t *out = NULL;
-    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-        out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+        return -1;
+    json_t *reps = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    json_t *ledger =
+        PQgetisnull(res, 0, 1) ? NULL : json_loads(PQgetvalue(res, 0, 1), 0, NULL);
     PQclear(res);
-    return out;
+    char err[256];
+    ctx->pool = reps ? lf_route_pool(reps, ctx->routing, err, sizeof err) : NULL;
+    if (!ctx->pool)
+        lf_error("cannot build the assignment pool: %s", reps ? err : "bad reps JSON");
+    else if (ledger && lf_pool_restore_ledger(ctx->pool, ledger) < 0)
+        lf_warn("routing ledger is not shaped like a ledger; rotation starts afresh");
+    json_decref(reps);
+    json_decref(ledger);
+    if (!ctx->pool)
+        return -1;
+    ctx->reps_n = l->n;
+    ctx->reps_version = l->v;
+    lf_strlcpy(ctx->token, l->writer, sizeof ctx->token);
+    ctx->rebuilds++;
+    return 0;
 }
 
-int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
-    lf_router_ctx_t *ctx = arg;
-    const char *lead_id = lf_event_lead(env);
-    if (!lead_id)
-        return 0; /* nothing to route; the ack records that we saw it */
-    int rc = -1;
-    json_t *lead = NULL, *reps = NULL, *ledger = NULL, *breakdown = NULL;
-    lf_pool_t *pool = NULL;
+/* The ledger text and a fresh writer token for this decision. */
+static char *s_ledger_text(lf_router_ctx_t *ctx, char *token, size_t tokensz) {
+    json_t *ledger = lf_pool_ledger(ctx->pool);
+    char *text = json_dumps(ledger, JSON_COMPACT);
+    json_decref(ledger);
+    snprintf(token, tokensz, "%s:%lu", ctx->instance, ++ctx->writes);
+    return text;
+}
+
+/* The decision is in the database (in this transaction): remember the state the
+ * cached pool now matches. */
+static void s_committed(lf_router_ctx_t *ctx, const s_lead_t *l, long bumps,
+                        const char *token) {
+    ctx->reps_version = l->v + bumps;
+    lf_strlcpy(ctx->token, token, sizeof ctx->token);
+}
+
+static int s_grade(lf_router_ctx_t *ctx, const json_t *lead, int *score, char *grade,
+                   json_t **breakdown) {
+    return lf_scorecard_grade(ctx->scorecard, lead, score, grade, breakdown);
+}
+
+/* lead.created (or a fact change before the first decision): grade and assign. */
+static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
+                        const char *lead_id, const s_lead_t *l) {
+    int rc = -1, score = 0;
+    char grade = 'D';
+    json_t *breakdown = NULL;
     lf_assign_result_t res;
     memset(&res, 0, sizeof res);
-    char *sticky = NULL, *bd_text = NULL, *cand_text = NULL, *ledger_text = NULL;
-
-    if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
+    char *bd_text = NULL, *cand_text = NULL, *ledger_text = NULL;
+    if (s_grade(ctx, l->lead, &score, &grade, &breakdown) < 0)
         goto out;
-    const char *p1[] = {lead_id};
-    lead =
-        s_query_json(db,
-                     "SELECT CASE WHEN l.assigned_at IS NULL THEN lf_lead_canonical(l) "
-                     "END::text FROM leads l WHERE l.id = $1 FOR UPDATE",
-                     1, p1);
-    if (db->err)
-        goto out;
-    if (!lead) {
-        rc = 0; /* already assigned, or unknown lead: nothing to do */
-        goto out;
-    }
-    int score = 0;
-    char grade = 'D';
-    if (lf_scorecard_grade(ctx->scorecard, lead, &score, &grade, &breakdown) < 0)
-        goto out;
-
-    reps = s_query_json(db,
-                        "SELECT coalesce(jsonb_agg(lf_rep_json(r) ORDER BY r.id), "
-                        "'[]')::text FROM reps r",
-                        0, NULL);
-    ledger = s_query_json(db, "SELECT state::text FROM routing_ledger WHERE team = '*'",
-                          0, NULL);
-    if (db->err || !reps)
-        goto out;
-    char err[256];
-    pool = lf_pool_from_json(reps, ctx->routing, err, sizeof err);
-    if (!pool) {
-        lf_error("cannot build the assignment pool: %s", err);
-        goto out;
-    }
-    if (ledger)
-        lf_pool_restore_ledger(pool, ledger);
-    sticky = s_sticky_owner(db, lead_id, lead);
-    if (db->err)
+    if (s_pool_ready(ctx, db, l) < 0)
         goto out;
     lf_assign_req_t req = {
-        .industry = json_string_value(json_object_get(lead, "industry")),
-        .region = json_string_value(json_object_get(lead, "region")),
+        .industry = json_string_value(json_object_get(l->lead, "industry")),
+        .region = json_string_value(json_object_get(l->lead, "region")),
         .team = NULL,
         .grade = grade,
-        .preferred_owner = sticky,
+        .preferred_owner = l->sticky,
         .exclude = NULL,
         .now = time(NULL),
     };
-    if (lf_pool_assign(pool, &req, &res) < 0)
+    if (lf_pool_assign(ctx->pool, &req, &res) < 0)
         goto out;
 
-    char score_s[16], grade_s[2] = {grade, '\0'};
+    char score_s[16], grade_s[2] = {grade, '\0'}, token[64];
     snprintf(score_s, sizeof score_s, "%d", score);
     bd_text = json_dumps(breakdown, JSON_COMPACT);
     cand_text = json_dumps(res.candidates, JSON_COMPACT);
-    json_t *new_ledger = lf_pool_ledger(pool);
-    ledger_text = json_dumps(new_ledger, JSON_COMPACT);
-    json_decref(new_ledger);
+    ledger_text = s_ledger_text(ctx, token, sizeof token);
     const char *owner = res.rep_id[0] ? res.rep_id : NULL;
     const char *queue = res.queue[0] ? res.queue : NULL;
-    const char *p2[] = {lead_id,    grade_s, score_s,   bd_text,    owner,
-                        res.reason, queue,   cand_text, ledger_text};
+    const char *p[] = {lead_id,    grade_s, score_s,   bd_text,     owner,
+                       res.reason, queue,   cand_text, ledger_text, token};
     /* One round trip records the whole decision. */
-    PGresult *r = lf_db_exec(
-        db,
+    PGresult *r = s_exec_prepared(
+        ctx, db, S_PREP_ASSIGN,
         "WITH upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
         "$4::jsonb,"
         "  graded_at = now(), owner = $5, assignment_reason = $6, queue = $7,"
@@ -154,10 +307,10 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
         "  RETURNING channel, created_at),"
         " rep AS (UPDATE reps SET open_count = open_count + 1,"
         "  assigned_total = assigned_total + 1 WHERE id = $5 RETURNING id),"
-        " led AS (INSERT INTO routing_ledger (team, state, updated_at) VALUES ('*', "
-        "$9::jsonb,"
-        "  now()) ON CONFLICT (team) DO UPDATE SET state = EXCLUDED.state,"
-        "  updated_at = now() RETURNING team),"
+        " led AS (INSERT INTO routing_ledger (team, state, updated_at, writer)"
+        "  VALUES ('*', $9::jsonb, now(), $10) ON CONFLICT (team) DO UPDATE"
+        "  SET state = EXCLUDED.state, writer = EXCLUDED.writer, updated_at = now()"
+        "  RETURNING team),"
         " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, candidates)"
         "  VALUES ($1, $5, $7, $6, $8::jsonb) RETURNING id),"
         " tl AS (INSERT INTO lead_events (lead_id, type, actor, data) VALUES"
@@ -168,9 +321,15 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
         "   'candidates', $8::jsonb)))"
         " SELECT upd.channel, lf_rfc3339(upd.created_at), (SELECT count(*) FROM rep),"
         "  (SELECT count(*) FROM led), (SELECT count(*) FROM asg) FROM upd",
-        9, p2);
+        10, p);
     if (!r)
         goto out;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        lf_error("lead %s vanished while being routed", lead_id);
+        goto out;
+    }
+    long bumps = atol(PQgetvalue(r, 0, 2));
     json_t *payload =
         json_pack("{s:s, s:i, s:s?, s:s?, s:s, s:s, s:s}", "grade", grade_s, "score",
                   score, "owner", owner, "queue", queue, "reason", res.reason, "channel",
@@ -181,18 +340,209 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
     if (!ev)
         goto out;
     lf_consumer_publish_after_commit(c, ev);
+    s_committed(ctx, l, bumps, token);
     ctx->routed++;
     rc = 0;
 out:
-    free(sticky);
     free(bd_text);
     free(cand_text);
     free(ledger_text);
     json_decref(res.candidates);
     json_decref(breakdown);
-    json_decref(lead);
-    json_decref(reps);
-    json_decref(ledger);
-    lf_pool_destroy(&pool);
+    return rc;
+}
+
+/* lead.updated / lead.merged on an assigned lead: new grade, same owner. */
+static int s_regrade(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
+                     const char *lead_id, const s_lead_t *l, const char *cause) {
+    int score = 0;
+    char grade = 'D';
+    json_t *breakdown = NULL;
+    if (s_grade(ctx, l->lead, &score, &grade, &breakdown) < 0)
+        return -1;
+    char score_s[16], grade_s[2] = {grade, '\0'};
+    snprintf(score_s, sizeof score_s, "%d", score);
+    char *bd_text = json_dumps(breakdown, JSON_COMPACT);
+    json_decref(breakdown);
+    const char *p[] = {lead_id, grade_s, score_s, bd_text, cause};
+    PGresult *r = lf_db_exec(
+        db,
+        "WITH old AS (SELECT grade::text AS grade, score FROM leads WHERE id = $1),"
+        " upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
+        "$4::jsonb,"
+        "  graded_at = now(), updated_at = now() WHERE id = $1 RETURNING id),"
+        " tl AS (INSERT INTO lead_events (lead_id, type, actor, data)"
+        "  SELECT $1, 'regraded', 'router', jsonb_build_object('grade', $2,"
+        "   'score', $3::int, 'previous_grade', old.grade, 'previous_score', old.score,"
+        "   'breakdown', $4::jsonb, 'cause', $5::text) FROM old, upd"
+        "  WHERE old.grade IS DISTINCT FROM $2 OR old.score IS DISTINCT FROM $3::int"
+        "  RETURNING id)"
+        " SELECT old.grade, old.score, (SELECT count(*) FROM tl) FROM old",
+        5, p);
+    free(bd_text);
+    if (!r)
+        return -1;
+    int changed = PQntuples(r) == 1 && atoi(PQgetvalue(r, 0, 2)) > 0;
+    int grade_changed =
+        PQntuples(r) == 1 && (PQgetisnull(r, 0, 0) || PQgetvalue(r, 0, 0)[0] != grade);
+    char prev[2] = {
+        PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? PQgetvalue(r, 0, 0)[0] : 0, '\0'};
+    PQclear(r);
+    if (grade_changed) {
+        json_t *pl = json_pack("{s:s, s:i, s:s?, s:s}", "grade", grade_s, "score", score,
+                               "previous_grade", prev[0] ? prev : NULL, "cause", cause);
+        json_t *ev = lf_outbox_add(db, "lead.regraded", lead_id, pl);
+        json_decref(pl);
+        if (!ev)
+            return -1;
+        lf_consumer_publish_after_commit(c, ev);
+    }
+    if (changed)
+        ctx->regraded++;
+    return 0;
+}
+
+/* Appends the rep ids of arr (an array of strings) to list, skipping duplicates.
+ * Strings are borrowed from arr. */
+static void s_add_ids(const char **list, size_t *n, size_t cap, const json_t *arr) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        const char *s = json_string_value(v);
+        if (!s || !*s || *n + 1 >= cap)
+            continue;
+        size_t k = 0;
+        while (k < *n && strcmp(list[k], s))
+            k++;
+        if (k == *n)
+            list[(*n)++] = s;
+    }
+    list[*n] = NULL;
+}
+
+/* lead.reassign: another rep (never a previous owner) or the fallback queue. */
+static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
+                      const char *lead_id, const s_lead_t *l, const json_t *payload) {
+    if (!strcmp(l->stage, "won") || !strcmp(l->stage, "lost")) {
+        lf_info("reassign ignored: lead is closed lead=%s stage=%s", lead_id, l->stage);
+        return 0;
+    }
+    int rc = -1;
+    lf_assign_result_t res;
+    memset(&res, 0, sizeof res);
+    char *cand_text = NULL, *ledger_text = NULL;
+    const char *cause = json_string_value(json_object_get(payload, "reason"));
+    if (!cause)
+        cause = "reassign";
+    char grade = l->grade;
+    if (!grade) {
+        int score;
+        json_t *bd = NULL;
+        if (s_grade(ctx, l->lead, &score, &grade, &bd) < 0)
+            return -1;
+        json_decref(bd);
+    }
+    /* Everyone who ever owned the lead, plus whoever the event names. */
+    const char *exclude[130];
+    size_t n = 0;
+    exclude[0] = NULL;
+    json_t *owner_arr = json_pack("[s?]", l->owner);
+    s_add_ids(exclude, &n, 130, owner_arr);
+    s_add_ids(exclude, &n, 130, l->previous);
+    s_add_ids(exclude, &n, 130, json_object_get(payload, "exclude"));
+    if (s_pool_ready(ctx, db, l) < 0)
+        goto out;
+    if (l->owner)
+        lf_pool_release(ctx->pool, l->owner);
+    lf_assign_req_t req = {
+        .industry = json_string_value(json_object_get(l->lead, "industry")),
+        .region = json_string_value(json_object_get(l->lead, "region")),
+        .team = NULL,
+        .grade = grade,
+        .preferred_owner = NULL,
+        .exclude = exclude,
+        .now = time(NULL),
+    };
+    if (lf_pool_assign(ctx->pool, &req, &res) < 0)
+        goto out;
+    char token[64];
+    cand_text = json_dumps(res.candidates, JSON_COMPACT);
+    ledger_text = s_ledger_text(ctx, token, sizeof token);
+    const char *owner = res.rep_id[0] ? res.rep_id : NULL;
+    const char *queue = res.queue[0] ? res.queue : NULL;
+    const char *p[] = {lead_id,     owner, res.reason, queue, cand_text,
+                       ledger_text, token, l->owner,   cause};
+    PGresult *r = lf_db_exec(
+        db,
+        "WITH upd AS (UPDATE leads SET owner = $2, assignment_reason = $3, queue = $4,"
+        "  assigned_at = now(), updated_at = now() WHERE id = $1 RETURNING id),"
+        " dec AS (UPDATE reps SET open_count = greatest(open_count - 1, 0)"
+        "  WHERE id = $8 RETURNING id),"
+        " inc AS (UPDATE reps SET open_count = open_count + 1,"
+        "  assigned_total = assigned_total + 1 WHERE id = $2 RETURNING id),"
+        " led AS (INSERT INTO routing_ledger (team, state, updated_at, writer)"
+        "  VALUES ('*', $6::jsonb, now(), $7) ON CONFLICT (team) DO UPDATE"
+        "  SET state = EXCLUDED.state, writer = EXCLUDED.writer, updated_at = now()"
+        "  RETURNING team),"
+        " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, candidates, "
+        "kind)"
+        "  VALUES ($1, $2, $4, $3, $5::jsonb, 'reassign') RETURNING id),"
+        " tl AS (INSERT INTO lead_events (lead_id, type, actor, data) VALUES"
+        "  ($1, 'reassigned', 'router', jsonb_build_object('from', $8::text, 'owner', $2,"
+        "   'queue', $4, 'reason', $3, 'cause', $9::text, 'candidates', $5::jsonb)))"
+        " SELECT (SELECT count(*) FROM dec) + (SELECT count(*) FROM inc),"
+        "  (SELECT count(*) FROM led), (SELECT count(*) FROM asg) FROM upd",
+        9, p);
+    if (!r)
+        goto out;
+    long bumps = PQntuples(r) == 1 ? atol(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    json_t *pl = json_pack("{s:s?, s:s?, s:s?, s:s, s:s, s:s}", "from", l->owner, "owner",
+                           owner, "queue", queue, "reason", res.reason, "cause", cause,
+                           "grade", (char[2]){grade, '\0'});
+    json_t *ev = lf_outbox_add(db, "lead.reassigned", lead_id, pl);
+    json_decref(pl);
+    if (!ev)
+        goto out;
+    lf_consumer_publish_after_commit(c, ev);
+    s_committed(ctx, l, bumps, token);
+    ctx->reassigned++;
+    lf_info("lead reassigned lead=%s from=%s to=%s", lead_id, l->owner ? l->owner : "-",
+            owner ? owner : (queue ? queue : "-"));
+    rc = 0;
+out:
+    json_decref(owner_arr);
+    free(cand_text);
+    free(ledger_text);
+    json_decref(res.candidates);
+    return rc;
+}
+
+int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
+    lf_router_ctx_t *ctx = arg;
+    const char *lead_id = lf_event_lead(env);
+    const char *type = lf_event_type(env);
+    if (!lead_id || !type)
+        return 0; /* nothing to route; the ack records that we saw it */
+    s_lead_t l;
+    int rc = s_prelude(ctx, db, lead_id, &l);
+    if (rc <= 0) {
+        s_lead_clear(&l);
+        return rc; /* 0: unknown lead, nothing to do */
+    }
+    if (!strcmp(type, "lead.reassign"))
+        rc = l.assigned ? s_reassign(c, db, ctx, lead_id, &l, lf_event_payload(env))
+                        : s_assign_new(c, db, ctx, lead_id, &l);
+    else if (!strcmp(type, "lead.updated") || !strcmp(type, "lead.merged"))
+        rc = l.assigned ? s_regrade(c, db, ctx, lead_id, &l, type)
+                        : s_assign_new(c, db, ctx, lead_id, &l);
+    else if (!strcmp(type, "lead.created"))
+        rc = l.assigned ? 0 : s_assign_new(c, db, ctx, lead_id, &l);
+    else
+        rc = 0; /* a type we do not handle (SUB topics match by prefix) */
+    s_lead_clear(&l);
+    /* The pool may have moved for a decision that is being rolled back. */
+    if (rc < 0)
+        lf_pool_destroy(&ctx->pool);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* route.h - grading and assignment of one lead against PostgreSQL. */
+/* route.h - grading, assignment, re-grading and reassignment of leads against
+ * PostgreSQL. */
 #ifndef LF_ROUTER_ROUTE_H
 #define LF_ROUTER_ROUTE_H
 
@@ -13,13 +14,43 @@ typedef struct {
     lf_scorecard_t *scorecard; /* borrowed */
     json_t *routing;           /* borrowed: config/routing.json */
     long routed;               /* leads graded and assigned by this process */
+    long regraded;             /* leads re-graded after their facts changed */
+    long reassigned;           /* leads handed to another rep or the queue */
+    long rebuilds;             /* times the cached pool was rebuilt from the reps table */
+    /* The cached pool and the state of the database it matches. */
+    lf_pool_t *pool;        /* owned; NULL until first needed or after a failure */
+    long long reps_n;       /* count(*) of reps when the pool was (re)built */
+    long long reps_version; /* sum(reps.version) the pool reflects */
+    char instance[24];      /* random id of this process, for ledger tokens */
+    unsigned long writes;   /* ledger writes by this process */
+    char token[48];         /* the writer token of our last ledger write */
+    /* Hot statements prepared on the current connection (see route.c). */
+    const void *prep_conn; /* the PGconn they were prepared on */
+    int prep_pid;          /* and its backend pid (a new PGconn may reuse the address) */
+    unsigned prepared;     /* bit per prepared statement */
 } lf_router_ctx_t;
 
-/* Consumer callback for lead.created (and later re-grade events): grades the lead,
- * assigns it under the routing lock and records grade, owner, reason, candidates,
- * timeline entries and a lead.assigned event, all in the consumer's transaction.
- * A lead that already has an assignment is left alone (idempotent). Returns 0, or
- * -1 on a database error. */
+/* Prepares the context's cache (scorecard and routing must be set). */
+void lf_router_ctx_init(lf_router_ctx_t *ctx);
+/* Frees the cached pool. */
+void lf_router_ctx_fini(lf_router_ctx_t *ctx);
+
+/* Consumer callback, all in the consumer's transaction under the routing lock:
+ * - lead.created: grades the lead, assigns it and records grade, owner, reason,
+ *   candidates, timeline entries and a lead.assigned event. A lead that already has
+ *   an assignment is left alone (idempotent).
+ * - lead.updated, lead.merged: re-grades an assigned lead (its owner stays); a lead
+ *   not assigned yet is routed as if new.
+ * - lead.reassign ({"reason", "exclude": [rep ids]}): hands an open lead to another
+ *   rep, excluding every previous owner, or to the fallback queue; publishes
+ *   lead.reassigned.
+ * Returns 0, or -1 on a database error. */
 int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
+
+/* Builds a pool from rep objects, leaving out (and logging) any rep the pool refuses,
+ * so one bad row cannot stop all routing. Returns NULL only when the routing rules
+ * themselves are bad (`err` says why). Borrowed: both arguments. Caller owns it. */
+lf_pool_t *lf_route_pool(const json_t *reps, const json_t *routing, char *err,
+                         size_t errsz);
 
 #endif

@@ -72,7 +72,8 @@ static int s_add_timer(lf_timers_t *t, lf_db_t *db, const char *lead_id, const c
 /* Follow-ups (pipeline): an activity's next_action_at becomes a 'follow_up' timer at
  * that time. Its step is the activity's number on the lead, so each activity has at
  * most one timer however often the event is redelivered. */
-static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id, const json_t *pl) {
+static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id,
+                         const json_t *pl) {
     const char *due = json_string_value(json_object_get(pl, "next_action_at"));
     json_int_t seq = json_integer_value(json_object_get(pl, "seq"));
     if (!lead_id || !due || seq <= 0 || seq > 2000000000)
@@ -80,12 +81,13 @@ static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id, const
     char step[24];
     snprintf(step, sizeof step, "%lld", (long long)seq);
     const char *p[] = {lead_id, step, due};
-    PGresult *res = lf_db_exec(
-        db,
-        "INSERT INTO timers (lead_id, kind, step, due_at) VALUES ($1, 'follow_up', $2::int,"
-        " $3::timestamptz) ON CONFLICT DO NOTHING"
-        " RETURNING id, (extract(epoch FROM due_at) * 1000)::bigint",
-        3, p);
+    PGresult *res =
+        lf_db_exec(db,
+                   "INSERT INTO timers (lead_id, kind, step, due_at) VALUES ($1, "
+                   "'follow_up', $2::int,"
+                   " $3::timestamptz) ON CONFLICT DO NOTHING"
+                   " RETURNING id, (extract(epoch FROM due_at) * 1000)::bigint",
+                   3, p);
     if (!res)
         return -1;
     if (PQntuples(res) == 1)
@@ -106,7 +108,8 @@ static int s_fire_follow_up(lf_timers_t *t, lf_db_t *db, const char *timer_id,
         db,
         "WITH a AS (SELECT coalesce((SELECT data FROM lead_events WHERE lead_id = $2"
         "  AND type = 'activity' AND data->>'seq' = $4 ORDER BY id LIMIT 1), '{}') AS d),"
-        " m AS (SELECT '跟进提醒 follow-up reminder: lead ' || $2 || ' is due for its next"
+        " m AS (SELECT '跟进提醒 follow-up reminder: lead ' || $2 || ' is due for its "
+        "next"
         "  action' || coalesce(' after the ' || (d->>'activity'), '')"
         "  || coalesce(' (' || (d->>'outcome') || ')', '')"
         "  || coalesce(': ' || (d->>'note'), '') AS text FROM a),"
@@ -218,7 +221,8 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         if (strcmp(PQgetvalue(res, i, 2), "follow_up") == 0) {
             if (s_fire_follow_up(t, db, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
                                  PQgetvalue(res, i, 3),
-                                 PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4)) < 0)
+                                 PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4)) <
+                0)
                 goto fail;
             continue;
         }
@@ -231,6 +235,18 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         int step = atoi(PQgetvalue(res, i, 3));
         if (strcmp(kind, "sla_first_contact") != 0)
             continue;
+        if (step == 2) {
+            /* Still not contacted after the escalation: the router hands the lead to
+             * another rep (never a previous owner) or to the queue. */
+            json_t *rp =
+                json_pack("{s:s, s:[s]}", "reason", "sla_missed", "exclude", owner);
+            json_t *rev = lf_outbox_add(db, "lead.reassign", lead_id, rp);
+            json_decref(rp);
+            if (!rev)
+                goto fail;
+            json_decref(rev); /* the router picks it up from the outbox sweep */
+            continue;
+        }
         const char *nkind = step == 0 ? "sla_reminder" : "sla_escalation";
         const char *to = step == 0 ? owner : (manager ? manager : owner);
         char msg[512];
@@ -277,6 +293,9 @@ static int s_fire(lf_timers_t *t, const char *ids) {
                 goto fail;
         } else {
             t->escalations++;
+            long ra = s_seconds(t->sla, "reassign_after_seconds", grade, -1);
+            if (ra >= 0 && s_add_timer(t, db, lead_id, "sla_first_contact", 2, ra) < 0)
+                goto fail;
         }
     }
     PQclear(res);
