@@ -24,6 +24,7 @@ struct lf_consumer {
     void *arg;           /* passed to fn */
     json_t *pending_pub; /* envelopes queued by handlers in the open batch */
     json_t *committed;   /* envelopes of the last committed batches, not taken yet */
+    void (*on_batch)(void *arg, int committed); /* optional, see lf_consumer_on_batch */
 };
 
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
@@ -56,6 +57,10 @@ void lf_consumer_destroy(lf_consumer_t **self_p) {
 
 const char *lf_consumer_name(const lf_consumer_t *self) {
     return self->name;
+}
+
+void lf_consumer_on_batch(lf_consumer_t *self, void (*fn)(void *arg, int committed)) {
+    self->on_batch = fn;
 }
 
 void lf_consumer_publish_after_commit(lf_consumer_t *self, json_t *env) {
@@ -139,6 +144,8 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
     json_array_extend(self->committed, self->pending_pub);
     json_array_clear(self->pending_pub);
     free(sorted);
+    if (self->on_batch)
+        self->on_batch(self->arg, 1);
     return applied;
 fail:
     lf_warn("event batch rolled back consumer=%s events=%zu reason=%s", self->name, n,
@@ -146,6 +153,8 @@ fail:
     lf_db_rollback(self->db);
     json_array_clear(self->pending_pub);
     free(sorted);
+    if (self->on_batch)
+        self->on_batch(self->arg, 0);
     return -1;
 }
 

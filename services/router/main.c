@@ -116,6 +116,7 @@ int main(int argc, char **argv) {
     if (db->err)
         lf_warn("PostgreSQL not reachable yet, will retry: %s", db->errstr);
     consumer = lf_consumer_new(db, "router", s_types, lf_route_event, &ctx);
+    lf_consumer_on_batch(consumer, lf_route_on_batch);
     lf_info("ready events=%s,%s", endpoints[0], endpoints[1]);
     lf_loop_t loop = {
         .consumer = consumer,

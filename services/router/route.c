@@ -341,7 +341,7 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         goto out;
     lf_consumer_publish_after_commit(c, ev);
     s_committed(ctx, l, bumps, token);
-    ctx->routed++;
+    ctx->pending_routed++;
     rc = 0;
 out:
     free(bd_text);
@@ -398,7 +398,7 @@ static int s_regrade(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         lf_consumer_publish_after_commit(c, ev);
     }
     if (changed)
-        ctx->regraded++;
+        ctx->pending_regraded++;
     return 0;
 }
 
@@ -506,7 +506,7 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         goto out;
     lf_consumer_publish_after_commit(c, ev);
     s_committed(ctx, l, bumps, token);
-    ctx->reassigned++;
+    ctx->pending_reassigned++;
     lf_info("lead reassigned lead=%s from=%s to=%s", lead_id, l->owner ? l->owner : "-",
             owner ? owner : (queue ? queue : "-"));
     rc = 0;
@@ -545,4 +545,14 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
     if (rc < 0)
         lf_pool_destroy(&ctx->pool);
     return rc;
+}
+
+void lf_route_on_batch(void *arg, int committed) {
+    lf_router_ctx_t *ctx = arg;
+    if (committed) {
+        ctx->routed += ctx->pending_routed;
+        ctx->regraded += ctx->pending_regraded;
+        ctx->reassigned += ctx->pending_reassigned;
+    }
+    ctx->pending_routed = ctx->pending_regraded = ctx->pending_reassigned = 0;
 }

@@ -17,6 +17,8 @@ typedef struct {
     long regraded;             /* leads re-graded after their facts changed */
     long reassigned;           /* leads handed to another rep or the queue */
     long rebuilds;             /* times the cached pool was rebuilt from the reps table */
+    /* Decisions of the open batch: they count once the batch commits. */
+    long pending_routed, pending_regraded, pending_reassigned;
     /* The cached pool and the state of the database it matches. */
     lf_pool_t *pool;        /* owned; NULL until first needed or after a failure */
     long long reps_n;       /* count(*) of reps when the pool was (re)built */
@@ -52,5 +54,9 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
  * themselves are bad (`err` says why). Borrowed: both arguments. Caller owns it. */
 lf_pool_t *lf_route_pool(const json_t *reps, const json_t *routing, char *err,
                          size_t errsz);
+
+/* lf_consumer_on_batch hook: moves the open batch's counts into the totals when it
+ * committed, drops them when it rolled back. */
+void lf_route_on_batch(void *arg, int committed);
 
 #endif

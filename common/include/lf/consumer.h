@@ -38,6 +38,9 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit);
 /* Moves the consumer's safe cursor past events that are all acknowledged and older
  * than a minute, and prunes their acks. Returns 0 or -1. */
 int lf_consumer_advance(lf_consumer_t *self);
+/* Called after each batch with committed = 1 when it committed, 0 when it rolled
+ * back, so handlers can keep counters that only count what became durable. */
+void lf_consumer_on_batch(lf_consumer_t *self, void (*fn)(void *arg, int committed));
 /* For a handler: queue an envelope (stolen) to publish once the batch commits. */
 void lf_consumer_publish_after_commit(lf_consumer_t *self, json_t *env);
 /* Takes the envelopes queued by the last committed batch. Returns a new array
