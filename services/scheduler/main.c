@@ -32,7 +32,8 @@ static const lf_cfg_def_t s_cfg[] = {
      "longest wait between timer checks"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned", "activity.logged", NULL};
+static const char *const s_types[] = {"lead.assigned", "lead.reassigned",
+                                      "activity.logged", NULL};
 
 int main(int argc, char **argv) {
     int code = 0;

@@ -149,6 +149,22 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
     if (!lead_id || !grade)
         return 0;
     long secs = s_seconds(t->sla, "first_contact_seconds", grade, 3600);
+    if (type && strcmp(type, "lead.reassigned") == 0) {
+        /* A new owner gets a first-contact clock of their own: the SLA timers of
+         * round r use steps 10r, 10r+1, 10r+2, where r counts the reassignments. */
+        if (!json_string_value(json_object_get(pl, "owner")))
+            return 0; /* went to a queue: nobody to remind */
+        const char *p[] = {lead_id};
+        PGresult *r = lf_db_exec(db,
+                                 "SELECT count(*) FROM assignments WHERE lead_id = $1"
+                                 " AND kind = 'reassign'",
+                                 1, p);
+        if (!r)
+            return -1;
+        int round = atoi(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return s_add_timer(t, db, lead_id, "sla_first_contact", round * 10, secs);
+    }
     return s_add_timer(t, db, lead_id, "sla_first_contact", 0, secs);
 }
 
@@ -210,7 +226,9 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         "  WHERE id = ANY($1::bigint[]) AND state = 'pending'"
         "  RETURNING id, lead_id, kind, step)"
         " SELECT f.id, f.lead_id, f.kind, f.step, l.owner, r.manager, l.grade,"
-        "  (l.first_contact_at IS NULL AND l.stage = 'new' AND l.owner IS NOT NULL)"
+        "  (l.first_contact_at IS NULL AND l.stage = 'new' AND l.owner IS NOT NULL),"
+        "  (SELECT count(*) FROM assignments a WHERE a.lead_id = l.id"
+        "   AND a.kind = 'reassign')"
         " FROM f JOIN leads l ON l.id = f.lead_id LEFT JOIN reps r ON r.id = l.owner"
         " ORDER BY f.id",
         1, p);
@@ -232,9 +250,13 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         const char *kind = PQgetvalue(res, i, 2), *owner = PQgetvalue(res, i, 4);
         const char *manager = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
         const char *grade = PQgetvalue(res, i, 6);
-        int step = atoi(PQgetvalue(res, i, 3));
+        int round = atoi(PQgetvalue(res, i, 3)) / 10,
+            step = atoi(PQgetvalue(res, i, 3)) % 10;
         if (strcmp(kind, "sla_first_contact") != 0)
             continue;
+        if (round != atoi(PQgetvalue(res, i, 8)))
+            continue; /* a clock of a previous owner: the lead has been reassigned since
+                       */
         if (step == 2) {
             /* Still not contacted after the escalation: the router hands the lead to
              * another rep (never a previous owner) or to the queue. */
@@ -289,12 +311,14 @@ static int s_fire(lf_timers_t *t, const char *ids) {
         if (step == 0) {
             t->reminders++;
             long secs = s_seconds(t->sla, "escalate_after_seconds", grade, 3600);
-            if (s_add_timer(t, db, lead_id, "sla_first_contact", 1, secs) < 0)
+            if (s_add_timer(t, db, lead_id, "sla_first_contact", round * 10 + 1, secs) <
+                0)
                 goto fail;
         } else {
             t->escalations++;
             long ra = s_seconds(t->sla, "reassign_after_seconds", grade, -1);
-            if (ra >= 0 && s_add_timer(t, db, lead_id, "sla_first_contact", 2, ra) < 0)
+            if (ra >= 0 &&
+                s_add_timer(t, db, lead_id, "sla_first_contact", round * 10 + 2, ra) < 0)
                 goto fail;
         }
     }

@@ -614,22 +614,39 @@ Test(router, sla_miss_after_escalation_reassigns_to_another_rep, .timeout = 60) 
         "SELECT count(*) FROM assignments WHERE lead_id = '%s' AND kind = 'reassign'",
         id);
     cr_assert(lf_h_wait_sql(h, q, "1", 15000), "no reassignment after the SLA miss");
-    char *second = s_owner(h, id);
+    snprintf(q, sizeof q,
+             "SELECT coalesce(rep_id, '') FROM assignments WHERE lead_id = '%s' AND kind = "
+             "'reassign' ORDER BY id LIMIT 1",
+             id);
+    char *second = lf_h_sql(h, q);
     cr_expect_str_neq(second, first);
     cr_expect_str_neq(second, "");
     snprintf(q, sizeof q,
              "SELECT data->>'cause' FROM lead_events WHERE lead_id = '%s' AND type = "
-             "'reassigned'",
+             "'reassigned' ORDER BY id LIMIT 1",
              id);
     char *cause = lf_h_sql(h, q);
     cr_expect_str_eq(cause, "sla_missed");
     snprintf(q, sizeof q,
-             "SELECT string_agg(kind, ',' ORDER BY id) FROM notifications WHERE lead_id "
-             "= '%s'",
+             "SELECT string_agg(kind || ':' || rep_id, ',' ORDER BY id) FROM (SELECT * FROM "
+             "notifications WHERE lead_id = '%s' ORDER BY id LIMIT 2) n",
              id);
     char *kinds = lf_h_sql(h, q);
-    cr_expect_str_eq(kinds, "sla_reminder,sla_escalation");
-    cr_expect_eq(lf_h_sql_long(h, "SELECT sum(open_count) FROM reps"), 1);
+    char want[128];
+    snprintf(want, sizeof want, "sla_reminder:%s,sla_escalation:%s", first, first);
+    cr_expect_str_eq(kinds, want);
+    /* The new owner gets a first-contact clock of their own... */
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM notifications WHERE lead_id = '%s' AND kind = "
+             "'sla_reminder' AND rep_id = '%s'",
+             id, second);
+    cr_expect(lf_h_wait_sql(h, q, "1", 15000), "the new owner was never reminded");
+    /* ...and when they miss it too, with nobody left who has not had the lead, it
+     * goes to the queue, visibly. */
+    snprintf(q, sizeof q,
+             "SELECT owner IS NULL AND queue IS NOT NULL FROM leads WHERE id = '%s'", id);
+    cr_expect(lf_h_wait_sql(h, q, "t", 15000), "the lead did not end in the queue");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT sum(open_count) FROM reps"), 0);
     free(kinds), free(cause), free(second), free(first), free(id);
     lf_h_destroy(&h);
 }
