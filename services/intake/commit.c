@@ -68,7 +68,7 @@ static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_job_t **jobs, i
     char *text = json_dumps(rows, JSON_COMPACT);
     json_decref(rows);
     const char *p[] = {text};
-    PGresult *res = lf_db_exec(db, s_commit_sql, 1, p);
+    PGresult *res = lf_db_exec_prepared(db, "lf_intake_commit", s_commit_sql, 1, p);
     free(text);
     if (!res) {
         lf_error("lead batch not committed leads=%d reason=%s", n, db->errstr);
