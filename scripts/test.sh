@@ -94,6 +94,24 @@ if command -v docker-compose >/dev/null; then
     fi
 fi
 
+# The OpenAPI description must stay valid as endpoints are added. The validator
+# comes from the npm registry; when it cannot be installed the check is skipped
+# (and says so), when it runs its verdict counts.
+if command -v npm >/dev/null && [ -z "${LF_SKIP_OPENAPI:-}" ]; then
+    tools=build/npm-tools
+    if [ -x "$tools/node_modules/.bin/swagger-cli" ] ||
+        (mkdir -p "$tools" && cd "$tools" && timeout 180 npm install --silent --no-audit \
+            --no-fund @apidevtools/swagger-cli@4 >/dev/null 2>&1); then
+        if "$tools/node_modules/.bin/swagger-cli" validate docs/openapi.yaml >"$WORK/openapi.out" 2>&1; then
+            passed=$((passed + 1)); lf_say "PASS docs/openapi.yaml is valid OpenAPI"
+        else
+            failed=$((failed + 1)); failed_names+=("openapi"); cat "$WORK/openapi.out" >&2
+        fi
+    else
+        lf_say "SKIP OpenAPI validation: swagger-cli could not be installed from npm"
+    fi
+fi
+
 # A short libFuzzer run over the parsers and normalizers (longer runs: fuzz/README.md).
 if command -v clang >/dev/null && [ -z "${LF_SKIP_FUZZ:-}" ]; then
     if bash scripts/fuzz.sh 15 >"$WORK/fuzz.out" 2>&1; then
