@@ -193,7 +193,7 @@ static void s_redis_kill(int port) {
 
 Test(faults, redis_flush_and_restart_lose_no_timer, .timeout = 180) {
     lf_h_t *h = lf_h_new(0, 1);
-    int port = 20000 + (getpid() % 20000);
+    int port = lf_h_free_port();
     cr_assert_eq(s_redis_start(lf_h_dir(h), port), 0);
     lf_h_use_redis(h, port);
     /* A long SLA for the first leads: they stay pending through the flush. */

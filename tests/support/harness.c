@@ -459,3 +459,7 @@ void lf_h_pg_start(lf_h_t *self) {
 void lf_h_use_redis(lf_h_t *self, int port) {
     self->redis_port = port;
 }
+
+int lf_h_free_port(void) {
+    return s_free_port();
+}

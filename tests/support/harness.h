@@ -75,6 +75,9 @@ void lf_h_pg_start(lf_h_t *self);
  * test starts and kills). */
 void lf_h_use_redis(lf_h_t *self, int port);
 
+/* A TCP port on 127.0.0.1 that nothing listens on now. */
+int lf_h_free_port(void);
+
 const char *lf_h_admin_key(const lf_h_t *self);
 const char *lf_h_db_url(const lf_h_t *self);
 int lf_h_http_port(const lf_h_t *self);
