@@ -4,7 +4,8 @@
  * is sent on the first idle keep-alive connection at or after that instant, and its
  * latency is measured from the scheduled instant to the end of the response: a
  * stalled server makes the requests queue here and their waiting is counted (no
- * coordinated omission, as in wrk2). Every lead carries a unique phone number and
+ * coordinated omission, as in wrk2). Every lead carries a unique phone number (one of
+ * 997 companies, each with its own e-mail domain, so repeat customers exist) and
  * "extra": {"sent_us": <scheduled send time, CLOCK_REALTIME microseconds>} so that
  * end-to-end latency can be computed later in SQL from what PostgreSQL stored.
  *
@@ -125,14 +126,15 @@ static int s_connect(conn_t *c) {
 static void s_build(conn_t *c, uint64_t seq, int64_t sent_us) {
     char body[1024];
     unsigned long long phone = 13900000000ULL + (g.phone_base + seq) % 100000000ULL;
+    unsigned co = (unsigned)(seq % 997); /* 997 companies: some repeat customers */
     int bl = snprintf(body, sizeof body,
-                      "{\"name\":\"王芳\",\"company\":\"上海华东医疗器械有限公司\","
-                      "\"phone\":\"%llu\",\"email\":\"wang.fang@example.com\","
+                      "{\"name\":\"王芳\",\"company\":\"上海华东医疗器械%03u有限公司\","
+                      "\"phone\":\"%llu\",\"email\":\"wang.fang@hd%03u.example.cn\","
                       "\"budget\":\"50万\",\"urgency\":\"高\",\"industry\":\"medical\","
                       "\"region\":\"east\",\"decision_maker\":\"是\","
                       "\"need\":\"采购一批医用监护设备，希望下周安排演示\","
                       "\"source\":\"官网表单\",\"extra\":{\"sent_us\":%" PRId64 "}}",
-                      phone, sent_us);
+                      co, phone, co, sent_us);
     int n = snprintf(c->wbuf, sizeof c->wbuf,
                      "POST /v1/leads HTTP/1.1\r\nHost: %s\r\n"
                      "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
