@@ -23,7 +23,9 @@ W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
 PG=$(lf_free_port); RP=$(lf_free_port); HTTP=$(lf_free_port); NULLP=$(lf_free_port)
 Z1=$(lf_free_port); Z2=$(lf_free_port); Z3=$(lf_free_port)
 pids=()
+lg=
 cleanup() {
+    [ -n "$lg" ] && kill "$lg" 2>/dev/null || true
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
     wait 2>/dev/null || true
     lf_redis_stop "$W/redis" "$RP"; lf_pg_stop "$W/pg"
@@ -33,6 +35,8 @@ trap cleanup EXIT
 lf_pg_start "$W/pg" "$PG" >/dev/null
 export LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:$PG/leadflow
 psql -qtAX "$LEADFLOW_DATABASE_URL" -c "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+[ -n "${LF_BENCH_PROFILE:-}" ] && psql -qtAX "$LEADFLOW_DATABASE_URL" \
+    -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
 lf_as_pg "$PG_BIN/pg_ctl" -D "$W/pg/data" -o "-p $PG" -l "$W/pg/postgres.log" -w -t 60 restart >/dev/null
 lf_redis_start "$W/redis" "$RP"
 export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_INTAKE_PORT=$HTTP LEADFLOW_LOG_LEVEL=warn
@@ -43,6 +47,7 @@ export LEADFLOW_SCHEDULER_EVENTS_BIND=tcp://127.0.0.1:$Z3 LEADFLOW_SCHEDULER_EVE
 build/bin/leadflow-migrate >/dev/null 2>&1
 psql -qX "$LEADFLOW_DATABASE_URL" -f db/seed/demo_reps.sql >/dev/null
 psql -qX "$LEADFLOW_DATABASE_URL" -c "UPDATE reps SET capacity = 1000000" >/dev/null
+[ -n "${LF_BENCH_PROFILE:-}" ] && psql -qX "$LEADFLOW_DATABASE_URL" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 build/bench/mhd_null "$NULLP" & pids+=($!)
 for s in intake router scheduler analytics; do
     build/bin/leadflow-$s 2>"$W/$s.log" & pids+=($!)
@@ -67,10 +72,11 @@ for i in $(seq 1 "$RUNS"); do
         --connections "$CONNS" --key bench-key --phone-base $((i * 10000000)) >"$W/lg.$i" &
     lg=$!
     if [ -n "${LF_BENCH_PROFILE:-}" ] && [ "$i" -eq 1 ]; then # where the CPU goes, 5 s
-        sleep 5; perf record -a -g -o "$W/perf.data" -- sleep 5 >/dev/null 2>&1 &&
-            perf report -i "$W/perf.data" --no-children --sort comm,dso,sym --stdio 2>/dev/null |
-            grep -E '^ +[0-9]' | head -40 >&2
-        top -b -n 1 -w 200 | head -20 >&2
+        sleep 5
+        { perf record -a -o "$W/perf.data" -- sleep 5 >/dev/null 2>&1 &&
+            perf report -i "$W/perf.data" --sort comm,dso,sym --stdio 2>/dev/null |
+            grep -E '^ +[0-9]' | head -40 >&2; } || true
+        { top -b -n 1 -w 200 | head -20 >&2; } || true
     fi
     wait "$lg" || true
     n=$(q "SELECT count(*) FROM leads WHERE created_at >= '$since'")
@@ -97,6 +103,12 @@ for i in $(seq 1 "$RUNS"); do
     ack+=("$p99"); e2e+=("$a99"); e2ec+=("$c99"); rate+=("$ach")
     echo "run $i (load avg before: $load): reference p99 ${ref[-1]} ms; intake achieved $ach/s,$st; ack p50 $(awk '/ack_p50_ms/ {print $2}' "$W/lg.$i") p99 $p99 p99.9 $(awk '/ack_p99_9_ms/ {print $2}' "$W/lg.$i") max $(awk '/ack_max_ms/ {print $2}' "$W/lg.$i") ms; stored $n, assigned $nassigned (unassigned after wait: $left); e2e p99 by assigned_at $a99 ms, by commit time p50 $c50 p99 $c99 ms; load avg after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
+if [ -n "${LF_BENCH_PROFILE:-}" ]; then # where PostgreSQL's time went, by statement
+    echo "pg_stat_statements, top 10 by total time (ms, calls, ms/call, rows, query):" >&2
+    psql -qtAX "$LEADFLOW_DATABASE_URL" -F ' | ' -c "SELECT round(total_exec_time), calls,
+        round((total_exec_time / calls)::numeric, 3), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+        FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10" >&2
+fi
 echo "intake.achieved_rate $(printf '%s\n' "${rate[@]}" | median) (offered $RATE/s, runs: ${rate[*]})"
 echo "intake.reference_ack_p99_ms $(printf '%s\n' "${ref[@]}" | median) (do-nothing libmicrohttpd at the same rate, runs: ${ref[*]})"
 echo "intake.ack_p99_ms $(printf '%s\n' "${ack[@]}" | median) (runs: ${ack[*]}; $(printf '%s\n' "${ack[@]}" | spread); target <= 20)"
