@@ -82,7 +82,7 @@ static void s_parse_url(const char *url) {
     const char *p = url;
     if (strncmp(p, "http://", 7) == 0)
         p += 7;
-    char host[128] = "127.0.0.1";
+    char host[64] = "127.0.0.1";
     int port = 80;
     const char *colon = strchr(p, ':');
     const char *slash = strchr(p, '/');
