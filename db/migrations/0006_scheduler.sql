@@ -35,7 +35,7 @@ BEGIN
         RETURNING id, lead_id, kind, step),
     j AS (
         SELECT f.id, f.lead_id, f.step, f.step / 10 AS round, f.step % 10 AS phase,
-               l.owner, r.manager, coalesce(l.grade, '') AS grade,
+               l.owner, l.manager, coalesce(l.grade, '') AS grade,
                CASE
                  WHEN f.kind = 'follow_up' THEN
                    CASE WHEN l.owner IS NOT NULL THEN 'follow_up' END
@@ -49,7 +49,12 @@ BEGIN
                  WHEN f.step % 10 = 2 THEN 'reassign'
                  ELSE 'escalation'
                END AS action
-          FROM f JOIN leads l ON l.id = f.lead_id LEFT JOIN reps r ON r.id = l.owner),
+          -- LIMIT 1 keeps this a primary-key lookup per fired timer, never a scan
+          -- and hash of the whole leads table.
+          FROM f CROSS JOIN LATERAL (
+              SELECT l1.id, l1.owner, l1.grade, l1.stage, l1.first_contact_at,
+                     (SELECT r.manager FROM reps r WHERE r.id = l1.owner) AS manager
+                FROM leads l1 WHERE l1.id = f.lead_id LIMIT 1) l),
     m AS (
         SELECT j.*,
                CASE j.action WHEN 'escalation' THEN coalesce(j.manager, j.owner)
