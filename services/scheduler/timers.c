@@ -332,26 +332,32 @@ static void s_lane_read(s_lane_t *l, lf_timers_t *t) {
     }
 }
 
+/* How a drain ended. */
+enum { S_DRAIN_DONE, S_DRAIN_MORE, S_DRAIN_PG_DOWN };
+
 /* Claims due timers from Redis and fires them, keeping every lane busy: the next
  * batch is claimed and sent while the previous ones run and commit. Claimed ids are
  * out of Redis; if their batch does not commit (crash, error), the PostgreSQL sweep
- * fires them. Stops at deadline (monotonic ms). Returns 1 when nothing due was left
- * in Redis, 0 when it stopped at the deadline or on an error. */
+ * fires them. Nothing is claimed while PostgreSQL is unreachable. Stops at deadline
+ * (monotonic ms). Returns S_DRAIN_MORE when it stopped at the deadline with more due,
+ * S_DRAIN_PG_DOWN when PostgreSQL was unreachable, S_DRAIN_DONE otherwise (nothing
+ * due left, or Redis failing: the sweep covers it). */
 static int s_drain(lf_timers_t *t, int64_t deadline) {
     s_lane_t lanes[LF_TIMERS_LANES_MAX];
     int nl = t->nlanes < LF_TIMERS_LANES_MAX ? t->nlanes : LF_TIMERS_LANES_MAX;
-    int more = 1, emptied = 0;
+    int more = 1, end = S_DRAIN_DONE;
     if (nl <= 0) { /* one batch at a time on the scheduler's connection */
-        while (more && lf_mono_ms() < deadline) {
+        while (more) {
+            if (lf_mono_ms() >= deadline)
+                return S_DRAIN_MORE;
             char *ids = NULL;
             int n = s_claim(t, &ids);
             if (n > 0)
                 s_fire_sync(t, t->db, ids);
             free(ids);
             more = n >= t->claim_batch;
-            emptied = n >= 0 && n < t->claim_batch;
         }
-        return emptied;
+        return S_DRAIN_DONE;
     }
     for (int i = 0; i < nl; i++)
         lanes[i] = (s_lane_t){.db = t->lanes[i]};
@@ -359,18 +365,24 @@ static int s_drain(lf_timers_t *t, int64_t deadline) {
         for (int i = 0; i < nl && more; i++) {
             if (lanes[i].busy)
                 continue;
-            if (lf_mono_ms() >= deadline || lf_db_ensure(lanes[i].db) < 0) {
-                more = 0; /* PostgreSQL away: leave the rest in Redis */
+            if (lf_mono_ms() >= deadline) {
+                more = 0;
+                end = S_DRAIN_MORE;
+                break;
+            }
+            if (lf_db_ensure(lanes[i].db) < 0) {
+                more = 0; /* leave the due timers in Redis until it is back */
+                end = S_DRAIN_PG_DOWN;
                 break;
             }
             char *ids = NULL;
             int n = s_claim(t, &ids);
-            if (n < t->claim_batch) {
+            if (n < t->claim_batch)
                 more = 0;
-                emptied = n >= 0;
+            if (n > 0 && s_lane_send(&lanes[i], t, ids) < 0) {
+                more = 0;
+                end = S_DRAIN_PG_DOWN;
             }
-            if (n > 0 && s_lane_send(&lanes[i], t, ids) < 0)
-                more = emptied = 0;
             free(ids);
         }
         struct pollfd pf[LF_TIMERS_LANES_MAX];
@@ -389,7 +401,7 @@ static int s_drain(lf_timers_t *t, int64_t deadline) {
             if (pf[k].revents)
                 s_lane_read(&lanes[idx[k]], t);
     }
-    return emptied;
+    return end;
 }
 
 /* Fires pending timers that are past due by more than two seconds: Redis lost them
@@ -532,9 +544,11 @@ int lf_timers_tick(void *arg) {
             lf_timers_rebuild(t);
     }
     /* At most a second of firing per tick, so events keep being consumed. */
-    int emptied = s_drain(t, now + 1000);
-    if (!emptied)
+    int end = s_drain(t, now + 1000);
+    if (end == S_DRAIN_MORE)
         return 0; /* more is due: come back right after the events */
+    if (end == S_DRAIN_PG_DOWN)
+        return -1; /* try again a tick later */
     if (now >= t->next_pg_sweep) {
         s_sweep_pg(t, lf_mono_ms() + 1000);
         t->next_pg_sweep = now + 1000;
