@@ -53,7 +53,10 @@ SQL
     seen=
     for _ in $(seq 1 1200); do
         sleep 0.1
-        if [ "$(sql -c "SELECT count(*) FROM timers WHERE state = 'fired' AND step = 0")" = "$N" ]
+        # Cheap (partial index on pending timers), so polling takes little from the
+        # machine being measured.
+        if [ "$(sql -c "SELECT NOT EXISTS (SELECT 1 FROM timers WHERE state = 'pending'
+                          AND step = 0 AND due_at < now() + interval '1 hour')")" = t ]
         then seen=$(date +%s.%N); break; fi
     done
     kill "$sched"; wait "$sched" || true; sched=
