@@ -7,7 +7,9 @@
 # fire rate = N / (last fired_at - T), lateness = fired_at - due_at (avg, p50, p99,
 # max). In the same run, on the same Redis, BullMQ 5 fires 50,000 (and N) delayed
 # jobs all due at one instant (bench/bullmq). Prints one line per figure: the
-# median over RUNS runs and every run's value.
+# median over RUNS runs and every run's value. Environment: LEADFLOW_TIMER_BATCH and
+# LEADFLOW_TIMER_LANES pass to the scheduler; LF_BENCH_SCHEDULER=<binary> measures
+# another build (e.g. an older one); LF_BENCH_BULLMQ_N="" skips BullMQ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -48,7 +50,7 @@ VACUUM ANALYZE leads, timers, reps;
 CHECKPOINT;
 SQL
     T=$(sql -c "SELECT extract(epoch FROM min(due_at)) FROM timers")
-    build/bin/leadflow-scheduler >"$W/sched.$i.log" 2>&1 & sched=$!
+    "${LF_BENCH_SCHEDULER:-build/bin/leadflow-scheduler}" >"$W/sched.$i.log" 2>&1 & sched=$!
     # Wait until every timer fired (visible, i.e. committed), at most 120 s.
     seen=
     for _ in $(seq 1 1200); do
