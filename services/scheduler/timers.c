@@ -441,7 +441,7 @@ static size_t s_discard(char *ptr, size_t size, size_t nmemb, void *arg) {
 
 /* Delivers recorded notifications to the webhook, at least once each. Returns how
  * many were tried. */
-static int s_deliver(lf_db_t *db, const char *url, CURL *curl) {
+static int s_deliver(lf_db_t *db, const char *url, CURL *curl, atomic_int *stop) {
     PGresult *res = lf_db_exec(
         db,
         "SELECT id, json_build_object('id', id, 'lead_id', lead_id, 'to', rep_id, 'kind',"
@@ -452,7 +452,7 @@ static int s_deliver(lf_db_t *db, const char *url, CURL *curl) {
     if (!res)
         return 0;
     int n = PQntuples(res);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !atomic_load(stop); i++) {
         struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
         curl_easy_reset(curl);
         curl_easy_setopt(curl, CURLOPT_URL, url);
@@ -495,7 +495,7 @@ static void *s_deliver_main(void *arg) {
     lf_deliverer_t *d = arg;
     CURL *curl = curl_easy_init();
     while (curl && !atomic_load(&d->stop)) {
-        if (s_deliver(d->db, d->url, curl) == 20)
+        if (s_deliver(d->db, d->url, curl, &d->stop) == 20)
             continue; /* a backlog: keep going */
         for (int i = 0; i < 10 && !atomic_load(&d->stop); i++)
             nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);

@@ -3,11 +3,16 @@
  * (reminder -> escalation -> reassign request), stale clocks, contacted leads and
  * follow-ups record the same rows and events as before the batch firing. Leads and
  * timers are written with SQL so the scheduler is tested alone. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../support/harness.h"
@@ -227,6 +232,77 @@ Test(scheduler, sla_chain_and_follow_ups_record_what_they_did_before, .timeout =
                                   " AND kind = 'follow_up' AND state = 'fired'"),
                  1);
     lf_h_destroy(&h);
+}
+
+/* A webhook that takes a second per request and counts the reminders it got. */
+typedef struct {
+    int fd, port, stop;
+    int reminders;
+} s_hook_t;
+
+static void *s_hook_main(void *arg) {
+    s_hook_t *k = arg;
+    while (!k->stop) {
+        int c = accept(k->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        char buf[8192];
+        ssize_t n = recv(c, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n] = '\0';
+            if (strstr(buf, "sla_reminder"))
+                __atomic_add_fetch(&k->reminders, 1, __ATOMIC_SEQ_CST);
+        }
+        sleep(1);
+        const char *ok =
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        ssize_t w = send(c, ok, strlen(ok), MSG_NOSIGNAL);
+        (void)w;
+        close(c);
+    }
+    return NULL;
+}
+
+Test(scheduler, a_slow_webhook_does_not_hold_up_firing, .timeout = 120) {
+    s_hook_t k = {0};
+    k.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(k.fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    getsockname(k.fd, (struct sockaddr *)&a, &len);
+    k.port = ntohs(a.sin_port);
+    cr_assert_eq(listen(k.fd, 64), 0);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+    setsockopt(k.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    pthread_t th;
+    pthread_create(&th, NULL, s_hook_main, &k);
+
+    lf_h_t *h = lf_h_new(0, 1);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", k.port);
+    lf_h_env(h, "LEADFLOW_WEBHOOK_URL", url);
+    s_leads_with_timers(h, 1, 150, "B", 2);
+    s_leads_with_timers(h, 151, 150, "B", 5);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) >= 150 FROM notifications", "t", 20000));
+    /* Delivering the first 150 takes 150 s; the second 150 are due a few seconds
+     * later and must fire on time all the same. */
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM notifications", "300", 8000),
+              "firing waited for the webhook");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE step = 0 AND"
+                                  " fired_at > due_at + interval '3 seconds'"),
+                 0, "timers fired late behind webhook deliveries");
+    cr_expect(lf_h_wait_sql(h,
+                            "SELECT count(*) >= 2 FROM notifications"
+                            " WHERE delivered_at IS NOT NULL AND attempts = 1",
+                            "t", 20000),
+              "nothing was delivered");
+    cr_expect_geq(__atomic_load_n(&k.reminders, __ATOMIC_SEQ_CST), 2);
+    lf_h_destroy(&h); /* the delivery thread stops between two requests */
+    k.stop = 1;
+    pthread_join(th, NULL);
+    close(k.fd);
 }
 
 Test(scheduler, bad_settings_are_refused_with_a_clear_error, .timeout = 30) {
