@@ -4,6 +4,7 @@
  * creates timers in PostgreSQL and indexes them in Redis, and fires them on time. */
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -30,6 +31,10 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_SWEEP_MS", LF_CFG_INT, "1000", 10, 600000, "outbox sweep interval"},
     {"LEADFLOW_TICK_MS", LF_CFG_INT, "100", 5, 10000,
      "longest wait between timer checks"},
+    {"LEADFLOW_TIMER_BATCH", LF_CFG_INT, "2000", 1, 20000,
+     "due timers claimed from Redis and fired in one statement"},
+    {"LEADFLOW_TIMER_LANES", LF_CFG_INT, "2", 0, 4,
+     "PostgreSQL connections firing batches concurrently (0 = on the main one)"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static const char *const s_types[] = {"lead.assigned", "lead.reassigned",
@@ -49,6 +54,7 @@ int main(int argc, char **argv) {
     lf_consumer_t *consumer = NULL;
     lf_timers_t t;
     memset(&t, 0, sizeof t);
+    int nlanes = 0;
 
     lf_service_config_path(cfg, "sla.json", path, sizeof path);
     json_error_t jerr;
@@ -73,7 +79,13 @@ int main(int argc, char **argv) {
         lf_warn("Redis not reachable yet, will retry: %s", redis->errstr);
     t.db = db;
     t.redis = redis;
-    t.claim_batch = 1000;
+    t.sla_text = json_dumps(t.sla, JSON_COMPACT);
+    t.claim_batch = (int)lf_config_int(cfg, "LEADFLOW_TIMER_BATCH");
+    nlanes = (int)lf_config_int(cfg, "LEADFLOW_TIMER_LANES");
+    for (int i = 0; i < nlanes; i++)
+        t.lanes[i] = lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"),
+                                   "leadflow-scheduler-fire");
+    t.nlanes = nlanes;
     t.webhook_url = lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL");
     snprintf(t.zkey, sizeof t.zkey, "%stimers",
              lf_config_str(cfg, "LEADFLOW_REDIS_PREFIX"));
@@ -82,6 +94,8 @@ int main(int argc, char **argv) {
     /* The index is rebuilt from PostgreSQL at every start: cheap, and it repairs
      * whatever happened to Redis while we were down. */
     lf_timers_rebuild(&t);
+    if (lf_timers_deliver_start(&t, lf_config_str(cfg, "LEADFLOW_DATABASE_URL")) < 0)
+        goto out;
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
     lf_info("ready events=%s redis=%s:%ld", endpoints[0],
             lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
@@ -101,6 +115,10 @@ int main(int argc, char **argv) {
     lf_info("stopped fired=%ld reminders=%ld escalations=%ld", t.fired, t.reminders,
             t.escalations);
 out:
+    lf_timers_deliver_stop(&t);
+    for (int i = 0; i < nlanes; i++)
+        lf_db_destroy(&t.lanes[i]);
+    free(t.sla_text);
     lf_consumer_destroy(&consumer);
     lf_redis_destroy(&redis);
     lf_db_destroy(&db);

@@ -4,9 +4,13 @@
  * The life of a timer: a row in `timers` (state pending) is written in the same
  * transaction as the event that caused it, and its id is added to a Redis sorted
  * set scored by due time. Every tick a Lua script atomically takes the due ids out
- * of the set; one transaction flips them to fired (only rows still pending, so a
- * timer fires once however often it is claimed) and records what firing means:
- * a notification, a timeline entry, an outbox event, the next step's timer.
+ * of the set, a batch at a time; one statement per batch, lf_fire_timers() in
+ * 0006_scheduler.sql, flips them to fired (only rows still pending, so a timer fires
+ * once however often it is claimed) and records what firing means: a notification,
+ * a timeline entry, an outbox event, the next step's timer (indexed in Redis with
+ * one ZADD once committed). Up to nlanes batches are in flight on their own
+ * connections, so the next claim overlaps the previous batch's work and commit.
+ * Webhook delivery runs in a thread of its own, off the firing path.
  *
  * What Redis may lose, PostgreSQL recovers:
  * - an id added to Redis by a transaction that rolled back is an orphan; firing
@@ -18,9 +22,14 @@
 #include "timers.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lf/event.h"
 #include "lf/log.h"
@@ -96,48 +105,6 @@ static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id,
     return 0;
 }
 
-/* Fires a follow-up timer: a 'follow_up_reminder' notification to the deal's owner
- * with what the activity said, a timeline entry and a 'followup.reminded' event.
- * A deal without an owner has nobody to remind. Returns 0 or -1. */
-static int s_fire_follow_up(lf_timers_t *t, lf_db_t *db, const char *timer_id,
-                            const char *lead_id, const char *step, const char *owner) {
-    if (!owner)
-        return 0;
-    const char *q[] = {timer_id, lead_id, owner, step};
-    PGresult *r = lf_db_exec(
-        db,
-        "WITH a AS (SELECT coalesce((SELECT data FROM lead_events WHERE lead_id = $2"
-        "  AND type = 'activity' AND data->>'seq' = $4 ORDER BY id LIMIT 1), '{}') AS d),"
-        " m AS (SELECT '跟进提醒 follow-up reminder: lead ' || $2 || ' is due for its "
-        "next"
-        "  action' || coalesce(' after the ' || (d->>'activity'), '')"
-        "  || coalesce(' (' || (d->>'outcome') || ')', '')"
-        "  || coalesce(': ' || (d->>'note'), '') AS text FROM a),"
-        " n AS (INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)"
-        "  SELECT $1::bigint, $2, $3, 'follow_up_reminder', m.text FROM m"
-        "  ON CONFLICT (timer_id) DO NOTHING RETURNING id, message)"
-        " INSERT INTO lead_events (lead_id, type, actor, data)"
-        " SELECT $2, 'follow_up_reminder', 'scheduler', jsonb_build_object('to', $3,"
-        "  'message', n.message, 'notification', n.id, 'activity_seq', $4::int) FROM n"
-        " RETURNING id",
-        4, q);
-    if (!r)
-        return -1;
-    int inserted = PQntuples(r);
-    PQclear(r);
-    if (!inserted)
-        return 0;
-    json_t *pl = json_pack("{s:s, s:s, s:i}", "kind", "follow_up_reminder", "to", owner,
-                           "activity_seq", atoi(step));
-    json_t *ev = lf_outbox_add(db, "followup.reminded", lead_id, pl);
-    json_decref(pl);
-    if (!ev)
-        return -1;
-    json_decref(ev); /* analytics picks it up from the outbox sweep */
-    t->reminders++;
-    return 0;
-}
-
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
     lf_timers_t *t = arg;
     const char *type = lf_event_type(env);
@@ -168,30 +135,66 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
     return s_add_timer(t, db, lead_id, "sla_first_contact", 0, secs);
 }
 
+/* ZADD of many timers in one command. pairs: "due_ms id due_ms id ..." (modified in
+ * place). Not fatal when Redis is away: the PostgreSQL sweep fires them later. */
+static void s_zadd_pairs(lf_timers_t *t, char *pairs) {
+    size_t cap = 64, argc = 2;
+    const char **argv = lf_malloc(cap * sizeof *argv);
+    argv[0] = "ZADD";
+    argv[1] = t->zkey;
+    char *save = NULL;
+    for (char *tok = strtok_r(pairs, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        if (argc == cap) {
+            cap *= 2;
+            argv = lf_realloc(argv, cap * sizeof *argv);
+        }
+        argv[argc++] = tok;
+    }
+    if (argc > 2 && argc % 2 == 0) {
+        redisReply *r = lf_redis_cmdargv(t->redis, (int)argc, argv, NULL);
+        if (r)
+            freeReplyObject(r);
+        else
+            lf_warn("next timers not indexed in Redis n=%zu reason=%s", (argc - 2) / 2,
+                    t->redis->errstr);
+    }
+    free(argv);
+}
+
 long lf_timers_rebuild(lf_timers_t *t) {
     PGresult *res = lf_db_exec(t->db,
-                               "SELECT id, (extract(epoch FROM due_at) * 1000)::bigint "
+                               "SELECT (extract(epoch FROM due_at) * 1000)::bigint, id "
                                "FROM timers WHERE state = 'pending'",
                                0, NULL);
     if (!res)
         return -1;
     long n = PQntuples(res);
-    /* Pipelined ZADDs, 1000 per reply batch. */
+    /* One ZADD per 1000 timers, pipelined. */
+    const char *argv[2 + 2 * 1000];
+    argv[0] = "ZADD";
+    argv[1] = t->zkey;
+    long sent = 0;
+    if (lf_redis_ensure(t->redis) < 0)
+        goto fail;
     for (long i = 0; i < n; i += 1000) {
         long end = i + 1000 < n ? i + 1000 : n;
-        if (lf_redis_ensure(t->redis) < 0)
-            goto fail;
-        for (long j = i; j < end; j++)
-            redisAppendCommand(t->redis->ctx, "ZADD %s %s %s", t->zkey,
-                               PQgetvalue(res, (int)j, 1), PQgetvalue(res, (int)j, 0));
+        int argc = 2;
         for (long j = i; j < end; j++) {
-            void *reply = NULL;
-            if (redisGetReply(t->redis->ctx, &reply) != REDIS_OK) {
-                t->redis->err = 1;
-                goto fail;
-            }
-            freeReplyObject(reply);
+            argv[argc++] = PQgetvalue(res, (int)j, 0);
+            argv[argc++] = PQgetvalue(res, (int)j, 1);
         }
+        redisAppendCommandArgv(t->redis->ctx, argc, argv, NULL);
+        sent++;
+    }
+    for (long k = 0; k < sent; k++) {
+        void *reply = NULL;
+        if (redisGetReply(t->redis->ctx, &reply) != REDIS_OK) {
+            t->redis->err = 1;
+            snprintf(t->redis->errstr, sizeof t->redis->errstr, "%s",
+                     t->redis->ctx->errstr);
+            goto fail;
+        }
+        freeReplyObject(reply);
     }
     PQclear(res);
     redisReply *r =
@@ -212,131 +215,43 @@ fail:
     return -1;
 }
 
-/* Fires the given timer ids (a PostgreSQL bigint[] literal) in one transaction.
- * Returns the number that fired, or -1. */
-static int s_fire(lf_timers_t *t, const char *ids) {
-    lf_db_t *db = t->db;
-    int fired = 0;
-    if (lf_db_begin(db) < 0)
-        return -1;
-    const char *p[] = {ids};
-    PGresult *res = lf_db_exec(
-        db,
-        "WITH f AS (UPDATE timers SET state = 'fired', fired_at = now()"
-        "  WHERE id = ANY($1::bigint[]) AND state = 'pending'"
-        "  RETURNING id, lead_id, kind, step)"
-        " SELECT f.id, f.lead_id, f.kind, f.step, l.owner, r.manager, l.grade,"
-        "  (l.first_contact_at IS NULL AND l.stage = 'new' AND l.owner IS NOT NULL),"
-        "  (SELECT count(*) FROM assignments a WHERE a.lead_id = l.id"
-        "   AND a.kind = 'reassign')"
-        " FROM f JOIN leads l ON l.id = f.lead_id LEFT JOIN reps r ON r.id = l.owner"
-        " ORDER BY f.id",
-        1, p);
-    if (!res)
-        goto fail;
-    for (int i = 0; i < PQntuples(res); i++) {
-        fired++;
-        if (strcmp(PQgetvalue(res, i, 2), "follow_up") == 0) {
-            if (s_fire_follow_up(t, db, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-                                 PQgetvalue(res, i, 3),
-                                 PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4)) <
-                0)
-                goto fail;
-            continue;
-        }
-        if (strcmp(PQgetvalue(res, i, 7), "t") != 0)
-            continue; /* contacted in time, or unassigned: the timer just ends */
-        const char *timer_id = PQgetvalue(res, i, 0), *lead_id = PQgetvalue(res, i, 1);
-        const char *kind = PQgetvalue(res, i, 2), *owner = PQgetvalue(res, i, 4);
-        const char *manager = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
-        const char *grade = PQgetvalue(res, i, 6);
-        int round = atoi(PQgetvalue(res, i, 3)) / 10,
-            step = atoi(PQgetvalue(res, i, 3)) % 10;
-        if (strcmp(kind, "sla_first_contact") != 0)
-            continue;
-        if (round != atoi(PQgetvalue(res, i, 8)))
-            continue; /* a clock of a previous owner: the lead has been reassigned since
-                       */
-        if (step == 2) {
-            /* Still not contacted after the escalation: the router hands the lead to
-             * another rep (never a previous owner) or to the queue. */
-            json_t *rp =
-                json_pack("{s:s, s:[s]}", "reason", "sla_missed", "exclude", owner);
-            json_t *rev = lf_outbox_add(db, "lead.reassign", lead_id, rp);
-            json_decref(rp);
-            if (!rev)
-                goto fail;
-            json_decref(rev); /* the router picks it up from the outbox sweep */
-            continue;
-        }
-        const char *nkind = step == 0 ? "sla_reminder" : "sla_escalation";
-        const char *to = step == 0 ? owner : (manager ? manager : owner);
-        char msg[512];
-        if (step == 0)
-            snprintf(
-                msg, sizeof msg,
-                "首次联系超时提醒: grade %s lead %s has not been contacted within its "
-                "first-contact SLA; please contact the customer now.",
-                grade, lead_id);
-        else
-            snprintf(
-                msg, sizeof msg,
-                "升级提醒: grade %s lead %s owned by %s is still not contacted after "
-                "the reminder.",
-                grade, lead_id, owner);
-        const char *q[] = {timer_id, lead_id, to, nkind, msg};
-        PGresult *r = lf_db_exec(
-            db,
-            "WITH n AS (INSERT INTO notifications (timer_id, lead_id, rep_id, kind, "
-            "message)"
-            "  VALUES ($1::bigint, $2, $3, $4, $5) ON CONFLICT (timer_id) DO NOTHING"
-            "  RETURNING id)"
-            " INSERT INTO lead_events (lead_id, type, actor, data)"
-            " SELECT $2, $4, 'scheduler', jsonb_build_object('to', $3, 'message', $5,"
-            "  'notification', n.id) FROM n RETURNING id",
-            5, q);
-        if (!r)
-            goto fail;
-        int inserted = PQntuples(r);
-        PQclear(r);
-        if (!inserted)
-            continue;
-        json_t *pl = json_pack("{s:s, s:s, s:i}", "kind", nkind, "to", to, "step", step);
-        json_t *ev =
-            lf_outbox_add(db, step == 0 ? "sla.reminded" : "sla.escalated", lead_id, pl);
-        json_decref(pl);
-        if (!ev)
-            goto fail;
-        json_decref(ev); /* analytics picks it up from the outbox sweep */
-        if (step == 0) {
-            t->reminders++;
-            long secs = s_seconds(t->sla, "escalate_after_seconds", grade, 3600);
-            if (s_add_timer(t, db, lead_id, "sla_first_contact", round * 10 + 1, secs) <
-                0)
-                goto fail;
-        } else {
-            t->escalations++;
-            long ra = s_seconds(t->sla, "reassign_after_seconds", grade, -1);
-            if (ra >= 0 &&
-                s_add_timer(t, db, lead_id, "sla_first_contact", round * 10 + 2, ra) < 0)
-                goto fail;
-        }
-    }
-    PQclear(res);
-    res = NULL;
-    if (lf_db_commit(db) < 0)
-        goto fail;
+/* The whole firing of a batch: one statement, one transaction (0006_scheduler.sql). */
+#define S_FIRE_SQL                                                                       \
+    "SELECT fired, reminders, escalations, reassigns, next_timers"                       \
+    " FROM lf_fire_timers($1::bigint[], $2::jsonb)"
+
+/* Takes a committed lf_fire_timers() result: counters, and the next-step timers into
+ * Redis with one ZADD. Returns the number fired. */
+static int s_took(lf_timers_t *t, PGresult *res) {
+    if (PQntuples(res) != 1)
+        return 0;
+    int fired = atoi(PQgetvalue(res, 0, 0));
     t->fired += fired;
+    t->reminders += atol(PQgetvalue(res, 0, 1));
+    t->escalations += atol(PQgetvalue(res, 0, 2));
+    char *pairs = lf_strdup(PQgetvalue(res, 0, 4));
+    s_zadd_pairs(t, pairs);
+    free(pairs);
     return fired;
-fail:
-    PQclear(res);
-    lf_warn("timer batch not fired (will be swept): %s", db->errstr);
-    lf_db_rollback(db);
-    return -1;
 }
 
-/* Claims due ids from Redis and fires them. Returns how many were claimed. */
-static int s_claim_and_fire(lf_timers_t *t) {
+/* Fires the given timer ids (a PostgreSQL bigint[] literal) on db, waiting for the
+ * commit. Returns the number that fired, or -1. */
+static int s_fire_sync(lf_timers_t *t, lf_db_t *db, const char *ids) {
+    const char *p[] = {ids, t->sla_text};
+    PGresult *res = lf_db_exec_prepared(db, "lf_fire_timers", S_FIRE_SQL, 2, p);
+    if (!res) {
+        lf_warn("timer batch not fired (will be swept): %s", db->errstr);
+        return -1;
+    }
+    int fired = s_took(t, res);
+    PQclear(res);
+    return fired;
+}
+
+/* Claims up to claim_batch due ids from Redis into *ids (a bigint[] literal, caller
+ * frees). Returns how many, or -1 when Redis failed. */
+static int s_claim(lf_timers_t *t, char **ids) {
     char now[24], lim[16];
     snprintf(now, sizeof now, "%lld", (long long)lf_now_ms());
     snprintf(lim, sizeof lim, "%d", t->claim_batch);
@@ -344,41 +259,178 @@ static int s_claim_and_fire(lf_timers_t *t) {
         lf_redis_cmd(t->redis, "EVAL %s 1 %s %s %s", s_claim_lua, t->zkey, now, lim);
     if (!r)
         return -1;
-    int n = (int)r->elements;
+    int n = r->type == REDIS_REPLY_ARRAY ? (int)r->elements : 0;
     if (n > 0) {
         size_t cap = (size_t)n * 22 + 4, len = 1;
-        char *ids = lf_malloc(cap);
-        ids[0] = '{';
+        char *s = lf_malloc(cap);
+        s[0] = '{';
         for (int i = 0; i < n; i++)
-            len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "",
+            len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? "," : "",
                                     r->element[i]->str);
-        snprintf(ids + len, cap - len, "}");
-        s_fire(t, ids);
-        free(ids);
+        snprintf(s + len, cap - len, "}");
+        *ids = s;
     }
     freeReplyObject(r);
     return n;
 }
 
+/* A fire connection with at most one batch in flight. */
+typedef struct {
+    lf_db_t *db;
+    int busy;      /* a batch was sent and its transaction has not ended */
+    PGresult *got; /* its result, taken only once the transaction ended */
+    int failed;
+} s_lane_t;
+
+static void s_lane_broken(s_lane_t *l, const char *what) {
+    lf_warn("timer batch not fired (will be swept): %s: %s", what,
+            l->db->conn ? PQerrorMessage(l->db->conn) : "not connected");
+    PQfinish(l->db->conn);
+    l->db->conn = NULL;
+    PQclear(l->got);
+    l->got = NULL;
+    l->busy = 0;
+}
+
+static int s_lane_send(s_lane_t *l, const lf_timers_t *t, const char *ids) {
+    const char *p[] = {ids, t->sla_text};
+    if (!PQsendQueryParams(l->db->conn, S_FIRE_SQL, 2, NULL, p, NULL, NULL, 0)) {
+        s_lane_broken(l, "send");
+        return -1;
+    }
+    l->busy = 1;
+    l->failed = 0;
+    return 0;
+}
+
+/* Reads what arrived on a busy lane. The result is used only after the statement's
+ * implicit transaction ended (PQgetResult returned NULL), so next-step timers are
+ * indexed only once they are committed. */
+static void s_lane_read(s_lane_t *l, lf_timers_t *t) {
+    if (!PQconsumeInput(l->db->conn)) {
+        s_lane_broken(l, "read");
+        return;
+    }
+    while (!PQisBusy(l->db->conn)) {
+        PGresult *r = PQgetResult(l->db->conn);
+        if (!r) {
+            if (l->got && !l->failed)
+                s_took(t, l->got);
+            PQclear(l->got);
+            l->got = NULL;
+            l->busy = 0;
+            return;
+        }
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            PQclear(l->got);
+            l->got = r;
+        } else {
+            lf_warn("timer batch not fired (will be swept): %s", PQresultErrorMessage(r));
+            l->failed = 1;
+            PQclear(r);
+        }
+    }
+}
+
+/* How a drain ended. */
+enum { S_DRAIN_DONE, S_DRAIN_MORE, S_DRAIN_PG_DOWN };
+
+/* Claims due timers from Redis and fires them, keeping every lane busy: the next
+ * batch is claimed and sent while the previous ones run and commit. Claimed ids are
+ * out of Redis; if their batch does not commit (crash, error), the PostgreSQL sweep
+ * fires them. Nothing is claimed while PostgreSQL is unreachable. Stops at deadline
+ * (monotonic ms). Returns S_DRAIN_MORE when it stopped at the deadline with more due,
+ * S_DRAIN_PG_DOWN when PostgreSQL was unreachable, S_DRAIN_DONE otherwise (nothing
+ * due left, or Redis failing: the sweep covers it). */
+static int s_drain(lf_timers_t *t, int64_t deadline) {
+    s_lane_t lanes[LF_TIMERS_LANES_MAX];
+    int nl = t->nlanes < LF_TIMERS_LANES_MAX ? t->nlanes : LF_TIMERS_LANES_MAX;
+    int more = 1, end = S_DRAIN_DONE;
+    if (nl <= 0) { /* one batch at a time on the scheduler's connection */
+        while (more) {
+            if (lf_mono_ms() >= deadline)
+                return S_DRAIN_MORE;
+            char *ids = NULL;
+            int n = s_claim(t, &ids);
+            if (n > 0)
+                s_fire_sync(t, t->db, ids);
+            free(ids);
+            more = n >= t->claim_batch;
+        }
+        return S_DRAIN_DONE;
+    }
+    for (int i = 0; i < nl; i++)
+        lanes[i] = (s_lane_t){.db = t->lanes[i]};
+    for (;;) {
+        for (int i = 0; i < nl && more; i++) {
+            if (lanes[i].busy)
+                continue;
+            if (lf_mono_ms() >= deadline) {
+                more = 0;
+                end = S_DRAIN_MORE;
+                break;
+            }
+            if (lf_db_ensure(lanes[i].db) < 0) {
+                more = 0; /* leave the due timers in Redis until it is back */
+                end = S_DRAIN_PG_DOWN;
+                break;
+            }
+            char *ids = NULL;
+            int n = s_claim(t, &ids);
+            if (n < t->claim_batch)
+                more = 0;
+            if (n > 0 && s_lane_send(&lanes[i], t, ids) < 0) {
+                more = 0;
+                end = S_DRAIN_PG_DOWN;
+            }
+            free(ids);
+        }
+        struct pollfd pf[LF_TIMERS_LANES_MAX];
+        int idx[LF_TIMERS_LANES_MAX], nb = 0;
+        for (int i = 0; i < nl; i++)
+            if (lanes[i].busy) {
+                pf[nb] =
+                    (struct pollfd){.fd = PQsocket(lanes[i].db->conn), .events = POLLIN};
+                idx[nb++] = i;
+            }
+        if (!nb)
+            break;
+        if (poll(pf, (nfds_t)nb, 1000) < 0 && errno != EINTR)
+            lf_warn("poll: %s", strerror(errno));
+        for (int k = 0; k < nb; k++)
+            if (pf[k].revents)
+                s_lane_read(&lanes[idx[k]], t);
+    }
+    return end;
+}
+
 /* Fires pending timers that are past due by more than two seconds: Redis lost them
  * (restart without persistence, a crash between claim and commit). */
-static void s_sweep_pg(lf_timers_t *t) {
-    PGresult *res =
-        lf_db_exec(t->db,
-                   "SELECT coalesce('{' || string_agg(id::text, ',') || '}', '{}')"
-                   " FROM (SELECT id FROM timers WHERE state = 'pending'"
-                   " AND due_at < now() - interval '2 seconds'"
-                   " ORDER BY due_at LIMIT 1000) d",
-                   0, NULL);
-    if (!res)
-        return;
-    const char *ids = PQgetvalue(res, 0, 0);
-    if (strcmp(ids, "{}") != 0) {
-        int n = s_fire(t, ids);
-        if (n > 0)
-            lf_info("fired overdue timers Redis did not have fired=%d", n);
-    }
-    PQclear(res);
+static void s_sweep_pg(lf_timers_t *t, int64_t deadline) {
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", t->claim_batch);
+    const char *p[] = {lim};
+    int n;
+    do {
+        PGresult *res = lf_db_exec(
+            t->db,
+            "SELECT coalesce('{' || string_agg(id::text, ',') || '}', '{}'), count(*)"
+            " FROM (SELECT id FROM timers WHERE state = 'pending'"
+            " AND due_at < now() - interval '2 seconds'"
+            " ORDER BY due_at LIMIT $1::int) d",
+            1, p);
+        if (!res)
+            return;
+        n = atoi(PQgetvalue(res, 0, 1));
+        if (n > 0) {
+            int fired = s_fire_sync(t, t->db, PQgetvalue(res, 0, 0));
+            if (fired > 0)
+                lf_info("fired overdue timers Redis did not have fired=%d", fired);
+            if (fired < 0)
+                n = 0;
+        }
+        PQclear(res);
+    } while (n >= t->claim_batch && lf_mono_ms() < deadline);
 }
 
 static size_t s_discard(char *ptr, size_t size, size_t nmemb, void *arg) {
@@ -387,24 +439,23 @@ static size_t s_discard(char *ptr, size_t size, size_t nmemb, void *arg) {
     return size * nmemb;
 }
 
-/* Delivers recorded notifications to the webhook, at least once each. */
-static void s_deliver(lf_timers_t *t) {
-    if (!t->webhook_url)
-        return;
+/* Delivers recorded notifications to the webhook, at least once each. Returns how
+ * many were tried. */
+static int s_deliver(lf_db_t *db, const char *url, CURL *curl, atomic_int *stop) {
     PGresult *res = lf_db_exec(
-        t->db,
+        db,
         "SELECT id, json_build_object('id', id, 'lead_id', lead_id, 'to', rep_id, 'kind',"
         " kind, 'message', message, 'at', lf_rfc3339(created_at))::text FROM "
         "notifications"
         " WHERE delivered_at IS NULL AND attempts < 20 ORDER BY id LIMIT 20",
         0, NULL);
     if (!res)
-        return;
-    CURL *curl = curl_easy_init();
-    for (int i = 0; curl && i < PQntuples(res); i++) {
+        return 0;
+    int n = PQntuples(res);
+    for (int i = 0; i < n && !atomic_load(stop); i++) {
         struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
         curl_easy_reset(curl);
-        curl_easy_setopt(curl, CURLOPT_URL, t->webhook_url);
+        curl_easy_setopt(curl, CURLOPT_URL, url);
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, PQgetvalue(res, i, 1));
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
@@ -417,24 +468,73 @@ static void s_deliver(lf_timers_t *t) {
         curl_slist_free_all(h);
         const char *p[] = {PQgetvalue(res, i, 0)};
         if (cc == CURLE_OK && status >= 200 && status < 300)
-            lf_db_cmd(t->db,
+            lf_db_cmd(db,
                       "UPDATE notifications SET delivered_at = now(),"
                       " attempts = attempts + 1 WHERE id = $1::bigint",
                       1, p);
         else
-            lf_db_cmd(t->db,
+            lf_db_cmd(db,
                       "UPDATE notifications SET attempts = attempts + 1"
                       " WHERE id = $1::bigint",
                       1, p);
     }
+    PQclear(res);
+    return n;
+}
+
+/* The delivery thread: its own connection and curl handle, so a slow or dead webhook
+ * never holds up firing. */
+struct lf_deliverer {
+    pthread_t thread;
+    lf_db_t *db;
+    const char *url;
+    atomic_int stop;
+};
+
+static void *s_deliver_main(void *arg) {
+    lf_deliverer_t *d = arg;
+    CURL *curl = curl_easy_init();
+    while (curl && !atomic_load(&d->stop)) {
+        if (s_deliver(d->db, d->url, curl, &d->stop) == 20)
+            continue; /* a backlog: keep going */
+        for (int i = 0; i < 10 && !atomic_load(&d->stop); i++)
+            nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
     if (curl)
         curl_easy_cleanup(curl);
-    PQclear(res);
+    return NULL;
+}
+
+int lf_timers_deliver_start(lf_timers_t *t, const char *db_url) {
+    if (!t->webhook_url)
+        return 0;
+    lf_deliverer_t *d = lf_calloc(1, sizeof *d);
+    d->db = lf_db_connect(db_url, "leadflow-scheduler-webhook");
+    d->url = t->webhook_url;
+    atomic_init(&d->stop, 0);
+    if (pthread_create(&d->thread, NULL, s_deliver_main, d) != 0) {
+        lf_error("cannot start the webhook delivery thread");
+        lf_db_destroy(&d->db);
+        free(d);
+        return -1;
+    }
+    t->deliverer = d;
+    return 0;
+}
+
+void lf_timers_deliver_stop(lf_timers_t *t) {
+    lf_deliverer_t *d = t->deliverer;
+    if (!d)
+        return;
+    atomic_store(&d->stop, 1);
+    pthread_join(d->thread, NULL);
+    lf_db_destroy(&d->db);
+    free(d);
+    t->deliverer = NULL;
 }
 
 int lf_timers_tick(void *arg) {
     lf_timers_t *t = arg;
-    static int64_t next_pg_sweep, next_deliver;
     int64_t now = lf_mono_ms();
     redisReply *r = lf_redis_cmd(t->redis, "EXISTS %s", t->epoch_key);
     if (r) {
@@ -443,17 +543,15 @@ int lf_timers_tick(void *arg) {
         if (!exists)
             lf_timers_rebuild(t);
     }
-    int n;
-    int rounds = 0;
-    while ((n = s_claim_and_fire(t)) >= t->claim_batch && ++rounds < 50)
-        ;
-    if (now >= next_pg_sweep) {
-        s_sweep_pg(t);
-        next_pg_sweep = now + 1000;
-    }
-    if (now >= next_deliver) {
-        s_deliver(t);
-        next_deliver = now + 1000;
+    /* At most a second of firing per tick, so events keep being consumed. */
+    int end = s_drain(t, now + 1000);
+    if (end == S_DRAIN_MORE)
+        return 0; /* more is due: come back right after the events */
+    if (end == S_DRAIN_PG_DOWN)
+        return -1; /* try again a tick later */
+    if (now >= t->next_pg_sweep) {
+        s_sweep_pg(t, lf_mono_ms() + 1000);
+        t->next_pg_sweep = now + 1000;
     }
     /* Sleep until the next due timer, at most the loop's tick interval. */
     r = lf_redis_cmd(t->redis, "ZRANGE %s 0 0 WITHSCORES", t->zkey);

@@ -10,26 +10,44 @@
 #include "lf/db.h"
 #include "lf/redis.h"
 
+/* Connections that fire claimed batches concurrently (one batch each in flight). */
+#define LF_TIMERS_LANES_MAX 4
+
+typedef struct lf_deliverer lf_deliverer_t;
+
 typedef struct {
-    lf_db_t *db;        /* borrowed: the scheduler's connection */
+    lf_db_t *db; /* borrowed: the scheduler's connection */
+    /* borrowed: extra connections that fire batches concurrently; with none, batches
+     * fire one at a time on db */
+    lf_db_t *lanes[LF_TIMERS_LANES_MAX];
+    int nlanes;
     lf_redis_t *redis;  /* borrowed */
     char zkey[96];      /* the sorted set: <prefix>timers */
     char epoch_key[96]; /* present while the index is complete: <prefix>timers:epoch */
     json_t *sla;        /* borrowed: config/sla.json */
-    int claim_batch;    /* timers claimed per Lua call */
+    char *sla_text;     /* owned: sla as compact JSON, passed to lf_fire_timers() */
+    int claim_batch;    /* timers claimed per Lua call (and fired per statement) */
     long fired, reminders, escalations, rebuilt;
-    const char *webhook_url; /* borrowed, NULL = notifications only recorded */
+    const char *webhook_url;   /* borrowed, NULL = notifications only recorded */
+    int64_t next_pg_sweep;     /* monotonic ms of the next PostgreSQL sweep */
+    lf_deliverer_t *deliverer; /* webhook delivery thread, or NULL */
 } lf_timers_t;
 
 /* Consumer callback for lead.assigned: creates the first-contact SLA timer (once)
  * and indexes it in Redis. Returns 0, or -1 on a database error. */
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
 /* Periodic work: rebuild the Redis index if it was lost, claim due timers from
- * Redis, fire them in PostgreSQL, fire due timers Redis forgot, deliver
- * notifications. Returns the milliseconds until the next due timer (capped). */
+ * Redis, fire them in PostgreSQL (a batch per statement, up to nlanes batches in
+ * flight), fire due timers Redis forgot. Returns the milliseconds until the next due
+ * timer (capped). */
 int lf_timers_tick(void *arg);
 /* Loads every pending timer into Redis and marks the index complete. Returns the
  * number indexed, or -1. */
 long lf_timers_rebuild(lf_timers_t *t);
+/* Starts the webhook delivery thread (own PostgreSQL connection to db_url) when
+ * t->webhook_url is set, so a slow webhook never delays firing. Returns 0 or -1. */
+int lf_timers_deliver_start(lf_timers_t *t, const char *db_url);
+/* Stops and joins the delivery thread, if any. */
+void lf_timers_deliver_stop(lf_timers_t *t);
 
 #endif

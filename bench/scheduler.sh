@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# bench/scheduler.sh [RUNS] [N] : leadflow-scheduler against BullMQ (BENCHMARKS.md).
+# Starts a private PostgreSQL and Redis on free loopback ports. Each run: N leads
+# (owned, stage new, not contacted) and N pending first-contact timers all due at
+# the same instant T, inserted with SQL; the scheduler starts and indexes them in
+# Redis (rebuild from PostgreSQL), then fires them. Measured from timers.fired_at:
+# fire rate = N / (last fired_at - T), lateness = fired_at - due_at (avg, p50, p99,
+# max). In the same run, on the same Redis, BullMQ 5 fires 50,000 (and N) delayed
+# jobs all due at one instant (bench/bullmq). Prints one line per figure: the
+# median over RUNS runs and every run's value. Environment: LEADFLOW_TIMER_BATCH and
+# LEADFLOW_TIMER_LANES pass to the scheduler; LF_BENCH_SCHEDULER=<binary> measures
+# another build (e.g. an older one); LF_BENCH_BULLMQ_N="" skips BullMQ.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+RUNS=${1:-3}; N=${2:-100000}; BN=${LF_BENCH_BULLMQ_N-"50000 $N"}
+make -s WERROR=1 bins >/dev/null
+(cd bench/bullmq && [ -d node_modules/bullmq ] || npm install --no-audit --no-fund >/dev/null)
+W=$(mktemp -d /tmp/leadflow-sched-bench.XXXXXX); chmod 755 "$W"
+PG=$(lf_free_port); RP=$(lf_free_port); Z=$(lf_free_port)
+sched=
+cleanup() { [ -n "$sched" ] && kill "$sched" 2>/dev/null; wait 2>/dev/null || true
+            lf_redis_stop "$W/redis" "$RP"; lf_pg_stop "$W/pg"; rm -rf "$W"; }
+trap cleanup EXIT
+lf_pg_start "$W/pg" "$PG" >/dev/null
+lf_redis_start "$W/redis" "$RP"
+export LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:$PG/leadflow
+export LEADFLOW_REDIS_PORT=$RP LEADFLOW_REDIS_PREFIX=bench: LEADFLOW_LOG_LEVEL=warn
+export LEADFLOW_SCHEDULER_EVENTS_BIND=tcp://127.0.0.1:$Z
+export LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:1 LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:1
+build/bin/leadflow-migrate >/dev/null 2>&1
+sql() { psql -qtAX -v ON_ERROR_STOP=1 "$LEADFLOW_DATABASE_URL" "$@"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A S B
+
+for i in $(seq 1 "$RUNS"); do
+    redis-cli -p "$RP" flushall >/dev/null
+    sql >/dev/null <<SQL
+TRUNCATE notifications, timers, lead_events, outbox, assignments, consumer_acks,
+         consumer_cursors, leads, reps CASCADE;
+INSERT INTO reps (id, name, manager)
+SELECT 'rep' || g, 'Rep ' || g, 'mgr' || (g % 10) FROM generate_series(1, 200) g;
+INSERT INTO leads (id, channel, phone, grade, owner, stage, assigned_at)
+SELECT 'L' || g, 'web_form', '138' || lpad(g::text, 8, '0'), 'B',
+       'rep' || (1 + g % 200), 'new', now() FROM generate_series(1, $N) g;
+INSERT INTO timers (lead_id, kind, step, due_at)
+SELECT 'L' || g, 'sla_first_contact', 0, now() + interval '6 seconds'
+  FROM generate_series(1, $N) g;
+VACUUM ANALYZE leads, timers, reps;
+CHECKPOINT;
+SQL
+    T=$(sql -c "SELECT extract(epoch FROM min(due_at)) FROM timers")
+    "${LF_BENCH_SCHEDULER:-build/bin/leadflow-scheduler}" >"$W/sched.$i.log" 2>&1 & sched=$!
+    # Wait until every timer fired (visible, i.e. committed), at most 120 s.
+    seen=
+    for _ in $(seq 1 1200); do
+        sleep 0.1
+        # Cheap (partial index on pending timers), so polling takes little from the
+        # machine being measured.
+        if [ "$(sql -c "SELECT NOT EXISTS (SELECT 1 FROM timers WHERE state = 'pending'
+                          AND step = 0 AND due_at < now() + interval '1 hour')")" = t ]
+        then seen=$(date +%s.%N); break; fi
+    done
+    kill "$sched"; wait "$sched" || true; sched=
+    [ -n "$seen" ] || { echo "run $i: not all timers fired" >&2; tail "$W/sched.$i.log" >&2; exit 1; }
+    read -r rate avg p50 p99 max notif events <<<"$(sql -F ' ' -c "
+      SELECT round(count(*) / extract(epoch FROM max(fired_at) - min(due_at)))::bigint,
+             round(avg(ms)), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)),
+             round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)), round(max(ms)),
+             (SELECT count(*) FROM notifications WHERE kind = 'sla_reminder'),
+             (SELECT count(*) FROM outbox WHERE type = 'sla.reminded')
+        FROM (SELECT fired_at, due_at,
+                     extract(epoch FROM fired_at - due_at) * 1000 AS ms
+                FROM timers WHERE step = 0) t")"
+    vis=$(awk -v a="$T" -v b="$seen" 'BEGIN {printf "%.2f", b - a}')
+    [ "$notif" = "$N" ] && [ "$events" = "$N" ] ||
+        { echo "run $i: notifications $notif, events $events, expected $N each" >&2; exit 1; }
+    S[rate]+="$rate "; S[avg]+="$avg "; S[p50]+="$p50 "; S[p99]+="$p99 "; S[max]+="$max "
+    S[vis]+="$vis "
+    echo "run $i: scheduler $rate timers/s, lateness avg $avg p50 $p50 p99 $p99 max $max ms," \
+         "all $N committed and visible ${vis}s after T" >&2
+    for bn in $BN; do
+        out=$(cd bench/bullmq && node bullmq_bench.js "$RP" "$bn" 100)
+        for k in fire_rate avg_ms p50_ms p99_ms max_ms; do
+            B[$bn.$k]+="$(node -e "console.log(Math.round(JSON.parse(process.argv[1]).$k))" "$out") "
+        done
+        echo "run $i: bullmq n=$bn $out" >&2
+    done
+done
+
+line() { # name values unit
+    local m; m=$(printf '%s\n' $2 | median)
+    echo "$1 $m $3 (runs: ${2% })"
+}
+echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)," \
+     "PostgreSQL $(sql -c 'SHOW server_version'), Redis $(redis-server --version | awk '{print $3}')," \
+     "runs $RUNS, N $N"
+line scheduler.fire_rate "${S[rate]}" timers/s
+line scheduler.lateness_avg "${S[avg]}" ms
+line scheduler.lateness_p50 "${S[p50]}" ms
+line scheduler.lateness_p99 "${S[p99]}" ms
+line scheduler.lateness_max "${S[max]}" ms
+line scheduler.all_committed_after_T "${S[vis]}" s
+for bn in $BN; do
+    line "bullmq.n$bn.fire_rate" "${B[$bn.fire_rate]}" jobs/s
+    line "bullmq.n$bn.lateness_avg" "${B[$bn.avg_ms]}" ms
+    line "bullmq.n$bn.lateness_p50" "${B[$bn.p50_ms]}" ms
+    line "bullmq.n$bn.lateness_p99" "${B[$bn.p99_ms]}" ms
+    line "bullmq.n$bn.lateness_max" "${B[$bn.max_ms]}" ms
+done
+sr=$(printf '%s\n' ${S[rate]} | median); sp=$(printf '%s\n' ${S[p99]} | median)
+for bn in $BN; do
+    br=$(printf '%s\n' ${B[$bn.fire_rate]} | median)
+    awk -v s="$sr" -v b="$br" -v n="$bn" -v p="$sp" 'BEGIN {
+        r = s / b; m1 = (r >= 10) ? "met" : "not met"; m2 = (p <= 100) ? "met" : "not met"
+        printf "scheduler.ratio_to_bullmq_n%s %.1f (target >= 10: %s; p99 lateness %s ms, target <= 100: %s)\n",
+               n, r, m1, p, m2 }'
+done

@@ -1,0 +1,320 @@
+/* Scheduler service tests: timers fire exactly once through a kill -9 in the middle
+ * of firing, timers Redis never had fire from the PostgreSQL sweep, and the SLA chain
+ * (reminder -> escalation -> reassign request), stale clocks, contacted leads and
+ * follow-ups record the same rows and events as before the batch firing. Leads and
+ * timers are written with SQL so the scheduler is tested alone. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../support/harness.h"
+
+TestSuite(scheduler, .fini = lf_h_fini);
+
+/* n leads L<first>.. owned by wang.fang (manager li.ming), grade B, new, not
+ * contacted, each with a first-contact timer (step 0) due in `secs` seconds. */
+static void s_leads_with_timers(lf_h_t *h, int first, int n, const char *grade,
+                                double secs) {
+    char q[1024];
+    snprintf(q, sizeof q,
+             "WITH l AS (INSERT INTO leads (id, channel, phone, grade, owner, stage,"
+             " assigned_at) SELECT 'L' || g, 'web_form', '137' || lpad(g::text, 8, '0'),"
+             " '%s', 'wang.fang', 'new', now() FROM generate_series(%d, %d) g"
+             " RETURNING id)"
+             " INSERT INTO timers (lead_id, kind, step, due_at) SELECT id,"
+             " 'sla_first_contact', 0, now() + make_interval(secs => %f) FROM l"
+             " RETURNING 1",
+             grade, first, first + n - 1, secs);
+    free(lf_h_sql(h, q));
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM timers WHERE lead_id IN"
+             " (SELECT 'L' || g FROM generate_series(%d, %d) g)",
+             first, first + n - 1);
+    cr_assert_eq(lf_h_sql_long(h, q), n, "test leads not created");
+}
+
+static long s_zcard(lf_h_t *h) {
+    char cmd[256], line[32] = "";
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d ZCARD '%stimers'", lf_h_redis_port(h),
+             lf_h_redis_prefix(h));
+    FILE *p = popen(cmd, "r");
+    if (p && fgets(line, sizeof line, p)) {
+        pclose(p);
+        return atol(line);
+    }
+    if (p)
+        pclose(p);
+    return -1;
+}
+
+/* Every fired first-contact timer has exactly one reminder, one timeline entry, one
+ * outbox event and one escalation timer. */
+static void s_expect_each_fired_once(lf_h_t *h, int n) {
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE step = 0"
+                                  " AND state = 'fired'"),
+                 n);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notifications"
+                                  " WHERE kind = 'sla_reminder'"),
+                 n, "notifications != fired timers");
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(DISTINCT lead_id) FROM notifications"
+                               " WHERE kind = 'sla_reminder' AND rep_id = 'wang.fang'"),
+                 n);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_events"
+                                  " WHERE type = 'sla_reminder' AND actor = 'scheduler'"),
+                 n);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'sla.reminded'"), n);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE step = 1"
+                                  " AND state = 'pending'"),
+                 n, "one escalation timer per reminder");
+}
+
+Test(scheduler, kill9_while_firing_then_every_timer_fires_exactly_once, .timeout = 180) {
+    lf_h_t *h = lf_h_new(0, 1);
+    const int n = 8000;
+    /* Small batches: many statements in flight when the kill comes. */
+    lf_h_env(h, "LEADFLOW_TIMER_BATCH", "100");
+    s_leads_with_timers(h, 1, n, "B", 3);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) > 0 FROM timers WHERE state = 'fired'",
+                            "t", 20000),
+              "nothing fired");
+    lf_h_stop(h, LF_H_SCHEDULER, 0, 1);
+    /* A statement the killed scheduler had sent still runs to its end (commit or
+     * not) in its backend; wait for those to finish before counting. */
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND application_name LIKE"
+                            " 'leadflow-scheduler%'",
+                            "0", 20000));
+    long fired = lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE state = 'fired'");
+    long indexed = s_zcard(h);
+    long escalations = lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE step = 1");
+    cr_log_info("killed at fired=%ld; claimed from Redis but never committed=%ld", fired,
+                (n - fired) - (indexed - escalations));
+    cr_assert_lt(fired, n, "the kill came too late to test anything");
+    /* What was committed is whole: one reminder per fired timer, no more. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notifications"), fired,
+                 "a fired timer without its notification, or the reverse");
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    char want[32];
+    snprintf(want, sizeof want, "%d", n);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM notifications", want, 60000),
+              "not every due timer fired after the restart");
+    sleep(3); /* a sweep or a second claim would double-fire now */
+    s_expect_each_fired_once(h, n);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE state = 'pending'"
+                                  " AND due_at < now()"),
+                 0);
+    lf_h_destroy(&h);
+}
+
+Test(scheduler, timers_redis_never_had_fire_from_the_sweep_once, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    /* Written behind the scheduler's back: PostgreSQL has them, Redis does not. */
+    s_leads_with_timers(h, 1, 500, "B", 0);
+    cr_expect_eq(s_zcard(h), 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM notifications", "500", 20000),
+              "the PostgreSQL sweep did not fire the timers Redis lost");
+    sleep(2);
+    s_expect_each_fired_once(h, 500);
+    lf_h_destroy(&h);
+}
+
+Test(scheduler, sla_chain_and_follow_ups_record_what_they_did_before, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 1);
+    /* Grade B reassigns, grade C never does. */
+    lf_h_config(h, "sla.json",
+                "{\"first_contact_seconds\":{\"A\":1,\"B\":1,\"C\":1,\"D\":1},"
+                "\"escalate_after_seconds\":{\"A\":1,\"B\":1,\"C\":1,\"D\":1},"
+                "\"reassign_after_seconds\":{\"B\":1}}");
+    s_leads_with_timers(h, 1, 1, "B", 0.5); /* L1: the full chain */
+    s_leads_with_timers(h, 2, 1, "C", 0.5); /* L2: escalation, no reassign */
+    s_leads_with_timers(h, 3, 1, "B", 0.5); /* L3: contacted before its timer */
+    free(lf_h_sql(h, "UPDATE leads SET first_contact_at = now() WHERE id = 'L3'"
+                     " RETURNING 1"));
+    s_leads_with_timers(h, 4, 1, "B", 3600); /* L4: a stale clock of round 1 */
+    free(lf_h_sql(h, "INSERT INTO timers (lead_id, kind, step, due_at)"
+                     " VALUES ('L4', 'sla_first_contact', 10, now()) RETURNING 1"));
+    /* L5: a follow-up for its activity 1; L6: a follow-up on a lead nobody owns. */
+    s_leads_with_timers(h, 5, 2, "B", 3600);
+    free(lf_h_sql(h, "UPDATE leads SET owner = NULL WHERE id = 'L6' RETURNING 1"));
+    free(lf_h_sql(h, "INSERT INTO lead_events (lead_id, type, actor, data) VALUES"
+                     " ('L5', 'activity', 'wang.fang', '{\"seq\": 1, \"activity\": "
+                     "\"call\", \"outcome\": \"interested\", \"note\": \"send the "
+                     "brochure\"}') RETURNING 1"));
+    free(lf_h_sql(h, "INSERT INTO timers (lead_id, kind, step, due_at) VALUES"
+                     " ('L5', 'follow_up', 1, now()), ('L6', 'follow_up', 1, now())"
+                     " RETURNING 1"));
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM outbox WHERE type = 'lead.reassign'"
+                            " AND lead_id = 'L1'",
+                            "1", 20000),
+              "no reassign request after the escalation");
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM notifications WHERE lead_id = 'L2'",
+                            "2", 20000));
+    sleep(2);
+    char *s = lf_h_sql(h, "SELECT string_agg(kind || ':' || rep_id, ',' ORDER BY id)"
+                          " FROM notifications WHERE lead_id = 'L1'");
+    cr_expect_str_eq(s, "sla_reminder:wang.fang,sla_escalation:li.ming");
+    free(s);
+    s = lf_h_sql(h, "SELECT message FROM notifications WHERE lead_id = 'L1'"
+                    " AND kind = 'sla_escalation'");
+    cr_expect_str_eq(s, "升级提醒: grade B lead L1 owned by wang.fang is still not "
+                        "contacted after the reminder.");
+    free(s);
+    s = lf_h_sql(h, "SELECT string_agg(type || ':' || payload::text, ' ' ORDER BY id)"
+                    " FROM outbox WHERE lead_id = 'L1'");
+    cr_expect_str_eq(s, "sla.reminded:{\"to\": \"wang.fang\", \"kind\": \"sla_reminder\","
+                        " \"step\": 0} sla.escalated:{\"to\": \"li.ming\", \"kind\": "
+                        "\"sla_escalation\", \"step\": 1} lead.reassign:{\"reason\": "
+                        "\"sla_missed\", \"exclude\": [\"wang.fang\"]}");
+    free(s);
+    s = lf_h_sql(h,
+                 "SELECT string_agg(step || ':' || state, ',' ORDER BY step) FROM timers"
+                 " WHERE lead_id = 'L1'");
+    cr_expect_str_eq(s, "0:fired,1:fired,2:fired");
+    free(s);
+    s = lf_h_sql(h, "SELECT string_agg(type || ':' || (data->>'to') || ':' ||"
+                    " (data->>'notification' = n.id::text), ',' ORDER BY e.id)"
+                    " FROM lead_events e JOIN notifications n ON n.lead_id = e.lead_id"
+                    " AND n.kind = e.type WHERE e.lead_id = 'L1'");
+    cr_expect_str_eq(s, "sla_reminder:wang.fang:true,sla_escalation:li.ming:true");
+    free(s);
+    /* Grade C: reminded and escalated, no reassign timer. */
+    s = lf_h_sql(h,
+                 "SELECT string_agg(step || ':' || state, ',' ORDER BY step) FROM timers"
+                 " WHERE lead_id = 'L2'");
+    cr_expect_str_eq(s, "0:fired,1:fired");
+    free(s);
+    /* Contacted lead and stale clock: the timer ends, nothing is recorded. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE lead_id IN ('L3', "
+                                  "'L4') AND state = 'fired'"),
+                 2);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notifications WHERE lead_id IN "
+                                  "('L3', 'L4')"),
+                 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE lead_id IN ('L3', "
+                                  "'L4')"),
+                 0);
+    /* Follow-ups: the owner is reminded with what the activity said; nobody to
+     * remind for an unowned lead. */
+    s = lf_h_sql(h, "SELECT rep_id || '|' || message FROM notifications"
+                    " WHERE lead_id = 'L5' AND kind = 'follow_up_reminder'");
+    cr_expect_str_eq(s,
+                     "wang.fang|跟进提醒 follow-up reminder: lead L5 is due for its next "
+                     "action after the call (interested): send the brochure");
+    free(s);
+    s = lf_h_sql(h,
+                 "SELECT (data->>'activity_seq') || ':' || (data->>'to') FROM lead_events"
+                 " WHERE lead_id = 'L5' AND type = 'follow_up_reminder'");
+    cr_expect_str_eq(s, "1:wang.fang");
+    free(s);
+    s = lf_h_sql(h, "SELECT payload::text FROM outbox WHERE lead_id = 'L5'");
+    cr_expect_str_eq(s, "{\"to\": \"wang.fang\", \"kind\": \"follow_up_reminder\", "
+                        "\"activity_seq\": 1}");
+    free(s);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM notifications WHERE lead_id = 'L6'"), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE lead_id = 'L6'"
+                                  " AND kind = 'follow_up' AND state = 'fired'"),
+                 1);
+    lf_h_destroy(&h);
+}
+
+/* A webhook that takes a second per request and counts the reminders it got. */
+typedef struct {
+    int fd, port, stop;
+    int reminders;
+} s_hook_t;
+
+static void *s_hook_main(void *arg) {
+    s_hook_t *k = arg;
+    while (!k->stop) {
+        int c = accept(k->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        char buf[8192];
+        ssize_t n = recv(c, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n] = '\0';
+            if (strstr(buf, "sla_reminder"))
+                __atomic_add_fetch(&k->reminders, 1, __ATOMIC_SEQ_CST);
+        }
+        sleep(1);
+        const char *ok =
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        ssize_t w = send(c, ok, strlen(ok), MSG_NOSIGNAL);
+        (void)w;
+        close(c);
+    }
+    return NULL;
+}
+
+Test(scheduler, a_slow_webhook_does_not_hold_up_firing, .timeout = 120) {
+    s_hook_t k = {0};
+    k.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(k.fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    getsockname(k.fd, (struct sockaddr *)&a, &len);
+    k.port = ntohs(a.sin_port);
+    cr_assert_eq(listen(k.fd, 64), 0);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+    setsockopt(k.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    pthread_t th;
+    pthread_create(&th, NULL, s_hook_main, &k);
+
+    lf_h_t *h = lf_h_new(0, 1);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", k.port);
+    lf_h_env(h, "LEADFLOW_WEBHOOK_URL", url);
+    s_leads_with_timers(h, 1, 150, "B", 2);
+    s_leads_with_timers(h, 151, 150, "B", 5);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) >= 150 FROM notifications", "t", 20000));
+    /* Delivering the first 150 takes 150 s; the second 150 are due a few seconds
+     * later and must fire on time all the same. */
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM notifications", "300", 8000),
+              "firing waited for the webhook");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE step = 0 AND"
+                                  " fired_at > due_at + interval '3 seconds'"),
+                 0, "timers fired late behind webhook deliveries");
+    cr_expect(lf_h_wait_sql(h,
+                            "SELECT count(*) >= 2 FROM notifications"
+                            " WHERE delivered_at IS NOT NULL AND attempts = 1",
+                            "t", 20000),
+              "nothing was delivered");
+    cr_expect_geq(__atomic_load_n(&k.reminders, __ATOMIC_SEQ_CST), 2);
+    lf_h_destroy(&h); /* the delivery thread stops between two requests */
+    k.stop = 1;
+    pthread_join(th, NULL);
+    close(k.fd);
+}
+
+Test(scheduler, bad_settings_are_refused_with_a_clear_error, .timeout = 30) {
+    char cmd[512];
+    const char *bin = getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/san/bin";
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_TIMER_LANES=9 %s/leadflow-scheduler 2>&1 | grep -q"
+             " 'LEADFLOW_TIMER_LANES=\"9\" is not an integer from 0 to 4'",
+             bin);
+    cr_expect_eq(system(cmd), 0, "a bad lane count was not refused clearly");
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_TIMER_BATCH=0 %s/leadflow-scheduler >/dev/null 2>&1", bin);
+    int st = system(cmd);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a zero batch size was accepted");
+}
