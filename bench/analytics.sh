@@ -86,18 +86,22 @@ for run in $(seq 1 "$RUNS"); do
     load=$(cut -d' ' -f1 /proc/loadavg)
     t0=$(date +%s.%N)
     build/bin/leadflow-analytics 2>"$W/analytics.$run.log" & apid=$!
-    # Poll with an index probe for the last event's ack (the sweep pages in seq order),
-    # then confirm with a count: counting 200,000 acks 20 times a second would take a
-    # good part of a core from the process being measured.
-    while :; do
-        if [ "$(q -c "SELECT EXISTS (SELECT 1 FROM consumer_acks WHERE consumer = 'analytics'
-                      AND event_id = $last)")" = t ]; then
-            n=$(q -c "SELECT count(*) FROM consumer_acks WHERE consumer = 'analytics'")
-            [ "$n" -ge "$E" ] && break
-        fi
-        kill -0 "$apid" 2>/dev/null || { echo "analytics died" >&2; cat "$W/analytics.$run.log" >&2; exit 1; }
-        sleep 0.02
-    done
+    # One psql session polls with an index probe for the last event's ack every 20 ms
+    # (the sweep pages in seq order), then confirms with a count. A psql process per
+    # poll, or counting 200,000 acks each time, would take a good part of a core from
+    # the process being measured.
+    q <<SQL || { echo "analytics did not finish" >&2; cat "$W/analytics.$run.log" >&2; exit 1; }
+SET statement_timeout = '300s';
+DO \$\$ BEGIN
+    LOOP
+        IF EXISTS (SELECT 1 FROM consumer_acks WHERE consumer = 'analytics'
+                   AND event_id = $last) THEN
+            EXIT WHEN (SELECT count(*) FROM consumer_acks WHERE consumer = 'analytics') >= $E;
+        END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END \$\$;
+SQL
     t1=$(date +%s.%N)
     kill "$apid"; wait "$apid" || true; apid=
     rates+=("$(awk -v n="$E" -v a="$t0" -v b="$t1" 'BEGIN {print int(n / (b - a))}')")

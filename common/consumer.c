@@ -27,9 +27,8 @@ struct lf_consumer {
     void (*on_batch)(void *arg, int committed); /* optional, see lf_consumer_on_batch */
     lf_batch_fn batch_fn; /* optional, see lf_consumer_set_batch_fn */
     int batch_flags;      /* LF_BATCH_* */
-    long long
-        sweep_from;  /* batch path: the sweep pages on from here (0: from the cursor) */
-    int sweep_pages; /* pages read since the sweep last started from the cursor */
+    long long sweep_from; /* batch path: the sweep pages on from here (0: cursor) */
+    int sweep_pages;      /* pages read since the sweep last started from the cursor */
 };
 
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
@@ -274,6 +273,9 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
     "FROM outbox o WHERE o.id > greatest(coalesce((SELECT "                              \
     "safe_id FROM consumer_cursors WHERE consumer = $1), 0), $4::bigint) "               \
     "AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
+#define S_SWEEP_FULL                                                                     \
+    "SELECT lf_envelope(w.id, w.event_id, w.type, w.lead_id, w.at, w.version, "          \
+    "w.payload)::text"
 #define S_SWEEP_REST                                                                     \
     ", (SELECT count(*) FROM w), (SELECT max(id) FROM w) FROM w "                        \
     "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
@@ -284,26 +286,23 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
             self->db,
             "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
             "o.payload)::text FROM outbox o "
-            "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors WHERE consumer "
-            "= "
-            "$1), 0) "
+            "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors "
+            "WHERE consumer = $1), 0) "
             "AND o.type = ANY($2::text[]) "
             "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
             "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",
             3, p);
+    else if (light)
+        res = lf_db_exec(self->db,
+                         S_SWEEP_WINDOW("") "SELECT w.id, w.type, w.lead_id" S_SWEEP_REST,
+                         4, p);
     else
         res = lf_db_exec(self->db,
-                         light ? S_SWEEP_WINDOW(
-                                     "") "SELECT w.id, w.type, w.lead_id" S_SWEEP_REST
-                               : S_SWEEP_WINDOW(", o.event_id, o.at, o.version, "
-                                                "o.payload") "SELECT lf_envelope(w.id, "
-                                                             "w.event_id, w.type, "
-                                                             "w.lead_id, w.at, "
-                                                             "w.version, "
-                                                             "w.payload)::"
-                                                             "text" S_SWEEP_REST,
+                         S_SWEEP_WINDOW(", o.event_id, o.at, o.version, o.payload")
+                             S_SWEEP_FULL S_SWEEP_REST,
                          4, p);
 #undef S_SWEEP_WINDOW
+#undef S_SWEEP_FULL
 #undef S_SWEEP_REST
     if (!res) {
         self->sweep_from = 0;

@@ -102,13 +102,12 @@ WITH ev AS MATERIALIZED (
     DO UPDATE SET deals = rollup_outcomes_daily.deals + EXCLUDED.deals,
                   amount = rollup_outcomes_daily.amount + EXCLUDED.amount
 ), per AS (
+    -- Plain aggregates only: ordered or DISTINCT aggregates would sort once per deal.
     SELECT lead_id,
-           (array_agg(to_stage ORDER BY id DESC) FILTER (WHERE to_stage IS NOT NULL))[1]
-               AS last_stage,
-           (array_agg(amount ORDER BY id DESC) FILTER (WHERE amount IS NOT NULL))[1]
-               AS last_amount,
-           coalesce(array_agg(DISTINCT to_stage) FILTER (WHERE to_stage IS NOT NULL),
-                    '{}') AS entered
+           max(id) FILTER (WHERE to_stage IS NOT NULL) AS stage_seq,
+           max(id) FILTER (WHERE amount IS NOT NULL) AS amount_seq,
+           coalesce(array_agg(to_stage) FILTER (WHERE to_stage IS NOT NULL), '{}')
+               AS entered
     FROM ev
     WHERE lead_id IS NOT NULL
       AND (type = 'lead.assigned' OR (type = 'stage.changed' AND to_stage IS NOT NULL))
@@ -116,13 +115,17 @@ WITH ev AS MATERIALIZED (
 ), cur AS (
     SELECT p.lead_id, d.lead_id IS NOT NULL AS known, d.stage AS old_stage,
            d.amount AS old_amount, coalesce(d.reached, '{}') AS old_reached,
-           coalesce(p.last_stage, d.stage, 'new') AS new_stage,
-           coalesce(p.last_amount, d.amount) AS new_amount,
+           coalesce(ls.to_stage, d.stage, 'new') AS new_stage,
+           coalesce(la.amount, d.amount) AS new_amount,
            CASE WHEN d.reached IS NOT NULL AND p.entered <@ d.reached THEN d.reached
+                WHEN d.reached IS NULL AND p.entered = '{}' THEN '{new}'::text[]
                 ELSE ARRAY(SELECT DISTINCT s
                            FROM unnest(coalesce(d.reached, '{new}') || p.entered) s
                            ORDER BY 1) END AS new_reached
-    FROM per p LEFT JOIN analytics_deals d ON d.lead_id = p.lead_id
+    FROM per p
+    LEFT JOIN ev ls ON ls.id = p.stage_seq
+    LEFT JOIN ev la ON la.id = p.amount_seq
+    LEFT JOIN analytics_deals d ON d.lead_id = p.lead_id
 ), deals AS (
     INSERT INTO analytics_deals (lead_id, stage, amount, reached)
     SELECT lead_id, new_stage, new_amount, new_reached FROM cur
@@ -153,10 +156,14 @@ $$;
 
 -- What leadflow-analytics calls, inside the transaction that inserts the events' acks,
 -- so a redelivered event (its ack already there) is never passed twice. Twin instances
--- take turns (advisory lock 727007): analytics_deals is read-modify-write.
+-- take turns (advisory lock 727007): analytics_deals is read-modify-write. The commit
+-- does not wait for its WAL flush (synchronous_commit off for this transaction only):
+-- a crash can lose the last folds, but it loses their acks with them, so the sweep
+-- folds those events again - still exactly once, and nothing else saw the lost commit.
 CREATE FUNCTION lf_analytics_fold(seqs bigint[]) RETURNS integer
     LANGUAGE sql AS $$
 SELECT pg_advisory_xact_lock(727007);
+SELECT set_config('synchronous_commit', 'off', true);
 SELECT lf_analytics_apply(seqs, false);
 $$;
 
