@@ -158,13 +158,28 @@ static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
         free(seqs);
         return -1;
     }
-    /* unnest keeps the array's (seq) order, so twin instances take the ack locks in
-     * the same order. */
+    /* Usually none of the events was seen before (the sweep skips acknowledged ones,
+     * ZeroMQ delivers once): a plain insert costs one index descent per ack, ON
+     * CONFLICT two. A redelivery makes the plain insert fail (unique violation); the
+     * batch is then retried with ON CONFLICT DO NOTHING, which returns only the new
+     * seqs. unnest keeps the array's (seq) order, so twin instances take the ack locks
+     * in the same order. */
     PGresult *res = lf_db_exec(self->db,
                                "INSERT INTO consumer_acks (consumer, event_id) "
-                               "SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING "
-                               "RETURNING event_id",
+                               "SELECT $1, unnest($2::bigint[]) RETURNING event_id",
                                2, p);
+    if (!res && !strcmp(lf_db_sqlstate(self->db), "23505")) {
+        lf_db_rollback(self->db);
+        if (lf_db_begin(self->db) < 0) {
+            free(seqs);
+            return -1;
+        }
+        res = lf_db_exec(self->db,
+                         "INSERT INTO consumer_acks (consumer, event_id) "
+                         "SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING "
+                         "RETURNING event_id",
+                         2, p);
+    }
     free(seqs);
     if (!res)
         goto fallback;
