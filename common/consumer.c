@@ -268,35 +268,71 @@ fail:
     return -1;
 }
 
-int lf_consumer_sweep(lf_consumer_t *self, int limit) {
-    char lim[16], from[24];
-    snprintf(lim, sizeof lim, "%d", limit);
-    snprintf(from, sizeof from, "%lld", self->batch_fn ? self->sweep_from : 0LL);
-    const char *p[] = {self->name, self->types, lim, from};
-    /* On the batch path a backlog is read page after page from where the last full
-     * page ended, not from the safe cursor again (which would re-read every event
-     * already handled, quadratic in the backlog). An event that commits late below
-     * the page is found when a page comes back short or after 50 pages: then the
-     * sweep starts from the cursor again. */
-    int light = self->batch_fn && (self->batch_flags & LF_BATCH_SEQ_ONLY);
-    /* Batch path: a window of the next `limit` events of our types, then the ones
-     * without an ack. The ack test is a subquery per row on purpose: as an anti-join
-     * the planner likes to hash every ack of the consumer, which grows with the backlog.
-     * The last two columns tell how full the window was and where it ended. */
+/* Batch path: a window of the next `limit` events of our types after the cursor (or
+ * after sweep_from), then the ones without an ack. The ack test is a subquery per row
+ * on purpose: as an anti-join the planner likes to hash every ack of the consumer,
+ * which grows with the backlog. The first two columns tell how full the window was
+ * and where it ended; there is always one row, with NULL event columns when every
+ * event of the window had an ack. */
 #define S_SWEEP_WINDOW(cols)                                                             \
     "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id" cols " "                    \
     "FROM outbox o WHERE o.id > greatest(coalesce((SELECT "                              \
     "safe_id FROM consumer_cursors WHERE consumer = $1), 0), $4::bigint) "               \
     "AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
-#define S_SWEEP_FULL                                                                     \
-    "SELECT lf_envelope(w.id, w.event_id, w.type, w.lead_id, w.at, w.version, "          \
-    "w.payload)::text"
 #define S_SWEEP_REST                                                                     \
-    ", (SELECT count(*) FROM w), (SELECT max(id) FROM w) FROM w "                        \
+    " FROM (SELECT count(*) AS n, max(id) AS m FROM w) s LEFT JOIN (SELECT * FROM w "    \
     "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
-    "IS NULL ORDER BY w.id"
+    "IS NULL) x ON true ORDER BY x.id"
+static const char *const s_sweep_light =
+    S_SWEEP_WINDOW("") "SELECT s.n, s.m, x.id, x.type, x.lead_id" S_SWEEP_REST;
+static const char *const s_sweep_full = S_SWEEP_WINDOW(
+    ", o.event_id, o.at, o.version, o.payload") "SELECT s.n, s.m, "
+                                                "lf_envelope(x.id, x.event_id, x.type, "
+                                                "x.lead_id, x.at, x.version, "
+                                                "x.payload)::text" S_SWEEP_REST;
+#undef S_SWEEP_WINDOW
+#undef S_SWEEP_REST
+
+/* The batch path's sweep. A backlog is read window after window from where the last
+ * full window ended, not from the safe cursor again (which would re-read every event
+ * already handled, quadratic in the backlog). Windows whose events all have acks are
+ * skipped, up to 20 per call, so an event lost on the wire behind them is found as
+ * by the per-event sweep. An event that commits late below sweep_from is found when
+ * a window comes back short or after 50 windows: the sweep then starts from the
+ * cursor again. Returns the result holding the events to handle, or NULL. */
+static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
+                                 long long *window_end) {
+    int light = self->batch_flags & LF_BATCH_SEQ_ONLY;
+    char lim[16], from[24];
+    snprintf(lim, sizeof lim, "%d", limit);
+    for (int skipped = 0;; skipped++) {
+        snprintf(from, sizeof from, "%lld", self->sweep_from);
+        const char *p[] = {self->name, self->types, lim, from};
+        PGresult *res = lf_db_exec(self->db, light ? s_sweep_light : s_sweep_full, 4, p);
+        if (!res) {
+            self->sweep_from = 0;
+            self->sweep_pages = 0;
+            return NULL;
+        }
+        *window = atol(PQgetvalue(res, 0, 0));
+        *window_end = PQgetisnull(res, 0, 1) ? 0 : atoll(PQgetvalue(res, 0, 1));
+        int empty = PQntuples(res) == 1 && PQgetisnull(res, 0, 2);
+        if (!empty || *window < limit || skipped >= 20 || ++self->sweep_pages > 50)
+            return res;
+        PQclear(res);
+        self->sweep_from = *window_end; /* all acknowledged: look further */
+    }
+}
+
+int lf_consumer_sweep(lf_consumer_t *self, int limit) {
+    int light = self->batch_fn && (self->batch_flags & LF_BATCH_SEQ_ONLY);
+    long window = 0;
+    long long window_end = 0;
     PGresult *res;
-    if (!self->batch_fn) /* the per-event consumers' statement, as it always was */
+    if (!self->batch_fn) { /* the per-event consumers' statement, as it always was */
+        char lim[16];
+        snprintf(lim, sizeof lim, "%d", limit);
+        const char *p[] = {self->name, self->types, lim};
         res = lf_db_exec(
             self->db,
             "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
@@ -307,47 +343,37 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
             "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
             "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",
             3, p);
-    else if (light)
-        res = lf_db_exec(self->db,
-                         S_SWEEP_WINDOW("") "SELECT w.id, w.type, w.lead_id" S_SWEEP_REST,
-                         4, p);
-    else
-        res = lf_db_exec(self->db,
-                         S_SWEEP_WINDOW(", o.event_id, o.at, o.version, o.payload")
-                             S_SWEEP_FULL S_SWEEP_REST,
-                         4, p);
-#undef S_SWEEP_WINDOW
-#undef S_SWEEP_FULL
-#undef S_SWEEP_REST
-    if (!res) {
-        self->sweep_from = 0;
-        return -1;
+    } else {
+        res = s_sweep_windows(self, limit, &window, &window_end);
     }
+    if (!res)
+        return -1;
     int rows = PQntuples(res);
-    /* Batch path: the window's size and last seq, for paging. */
-    int col = light ? 3 : 1;
-    long window = self->batch_fn && rows ? atol(PQgetvalue(res, 0, col)) : 0;
-    long long window_end =
-        self->batch_fn && rows ? atoll(PQgetvalue(res, 0, col + 1)) : 0;
-    json_t **envs = lf_calloc((size_t)rows, sizeof *envs);
+    int col = self->batch_fn ? 2 : 0; /* the batch path's rows start with n, m */
+    json_t **envs = lf_calloc((size_t)rows + 1, sizeof *envs);
     size_t n = 0;
     for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(res, i, col))
+            continue; /* the batch path's row for a window without new events */
         json_t *env =
             light ? json_pack("{s:I, s:s, s:s?}", "seq",
-                              (json_int_t)atoll(PQgetvalue(res, i, 0)), "type",
-                              PQgetvalue(res, i, 1), "lead_id",
-                              PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2))
-                  : json_loads(PQgetvalue(res, i, 0), 0, NULL);
+                              (json_int_t)atoll(PQgetvalue(res, i, col)), "type",
+                              PQgetvalue(res, i, col + 1), "lead_id",
+                              PQgetisnull(res, i, col + 2) ? NULL
+                                                           : PQgetvalue(res, i, col + 2))
+                  : json_loads(PQgetvalue(res, i, col), 0, NULL);
         if (env)
             envs[n++] = env;
     }
     PQclear(res);
     int applied = lf_consumer_handle(self, envs, n);
-    if (self->batch_fn && applied >= 0 && window == limit && ++self->sweep_pages <= 50) {
-        self->sweep_from = window_end;
-    } else {
-        self->sweep_from = 0;
-        self->sweep_pages = 0;
+    if (self->batch_fn) {
+        if (applied >= 0 && window == limit && self->sweep_pages++ <= 50) {
+            self->sweep_from = window_end;
+        } else {
+            self->sweep_from = 0;
+            self->sweep_pages = 0;
+        }
     }
     for (size_t i = 0; i < n; i++)
         json_decref(envs[i]);

@@ -466,3 +466,36 @@ Test(analytics, views_give_the_figures_worked_out_by_hand, .timeout = 60) {
                  100, "4 qualified, 4 reached proposal");
     lf_h_destroy(&h);
 }
+
+Test(analytics, the_sweep_finds_an_event_lost_behind_acknowledged_ones, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
+    cr_assert_eq(db->err, 0, "%s", db->errstr);
+    json_t *envs[12];
+    for (int i = 0; i < 12; i++) {
+        json_t *pl = json_pack("{s:s, s:s, s:s}", "grade", "A", "channel", "api",
+                               "created_at", "2026-03-01T02:00:00.000Z");
+        char lead[16];
+        snprintf(lead, sizeof lead, "L-%d", i);
+        envs[i] = lf_outbox_add(db, "lead.assigned", lead, pl);
+        cr_assert(envs[i], "%s", db->errstr);
+        json_decref(pl);
+    }
+    lf_rollup_t r = {0};
+    lf_consumer_t *c = s_consumer(db, &r);
+    /* The wire lost event 10 (index 9): windows of 3 are all acknowledged before it. */
+    json_t *got[11];
+    for (int i = 0, k = 0; i < 12; i++)
+        if (i != 9)
+            got[k++] = envs[i];
+    cr_expect_eq(lf_consumer_handle(c, got, 11), 11);
+    cr_expect_eq(lf_consumer_sweep(c, 3), 1, "found behind three acknowledged windows");
+    cr_expect_eq(lf_consumer_sweep(c, 3), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT sum(leads) FROM rollup_leads_daily"), 12);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT deals_reached FROM rollup_funnel"), 12);
+    for (int i = 0; i < 12; i++)
+        json_decref(envs[i]);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
