@@ -25,6 +25,10 @@ struct lf_consumer {
     json_t *pending_pub; /* envelopes queued by handlers in the open batch */
     json_t *committed;   /* envelopes of the last committed batches, not taken yet */
     void (*on_batch)(void *arg, int committed); /* optional, see lf_consumer_on_batch */
+    lf_batch_fn batch_fn; /* optional, see lf_consumer_set_batch_fn */
+    int batch_flags;      /* LF_BATCH_* */
+    long long sweep_from; /* batch path: the sweep pages on from here (0: cursor) */
+    int sweep_pages;      /* pages read since the sweep last started from the cursor */
 };
 
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
@@ -61,6 +65,11 @@ const char *lf_consumer_name(const lf_consumer_t *self) {
 
 void lf_consumer_on_batch(lf_consumer_t *self, void (*fn)(void *arg, int committed)) {
     self->on_batch = fn;
+}
+
+void lf_consumer_set_batch_fn(lf_consumer_t *self, lf_batch_fn fn, int flags) {
+    self->batch_fn = fn;
+    self->batch_flags = flags;
 }
 
 void lf_consumer_publish_after_commit(lf_consumer_t *self, json_t *env) {
@@ -120,6 +129,98 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     return 0;
 }
 
+static int s_cmp_ll(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/* The batch path: one statement inserts every ack of the batch and returns the seqs
+ * that were new, the batch handler applies those events, all in one transaction.
+ * Returns the number applied (committed), -1 when the connection failed, or -2 when
+ * a statement failed and the batch must be handled event by event (rolled back). */
+static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
+    size_t cap = n * 21 + 3, len = 0;
+    char *seqs = lf_malloc(cap);
+    seqs[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && lf_event_seq(sorted[i]) == lf_event_seq(sorted[i - 1]))
+            continue;
+        len += (size_t)snprintf(seqs + len, cap - len, "%s%lld", len > 1 ? "," : "",
+                                lf_event_seq(sorted[i]));
+    }
+    seqs[len++] = '}';
+    seqs[len] = '\0';
+    const char *p[] = {self->name, seqs};
+    json_t **fresh = NULL;
+    long long *ids = NULL;
+    int applied = -2;
+    if (lf_db_begin(self->db) < 0) {
+        free(seqs);
+        return -1;
+    }
+    /* Usually none of the events was seen before (the sweep skips acknowledged ones,
+     * ZeroMQ delivers once): a plain insert costs one index descent per ack, ON
+     * CONFLICT two. A redelivery makes the plain insert fail (unique violation); the
+     * batch is then retried with ON CONFLICT DO NOTHING, which returns only the new
+     * seqs. unnest keeps the array's (seq) order, so twin instances take the ack locks
+     * in the same order. */
+    PGresult *res = lf_db_exec(self->db,
+                               "INSERT INTO consumer_acks (consumer, event_id) "
+                               "SELECT $1, unnest($2::bigint[]) RETURNING event_id",
+                               2, p);
+    if (!res && !strcmp(lf_db_sqlstate(self->db), "23505")) {
+        lf_db_rollback(self->db);
+        if (lf_db_begin(self->db) < 0) {
+            free(seqs);
+            return -1;
+        }
+        res = lf_db_exec(self->db,
+                         "INSERT INTO consumer_acks (consumer, event_id) "
+                         "SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING "
+                         "RETURNING event_id",
+                         2, p);
+    }
+    free(seqs);
+    if (!res)
+        goto fallback;
+    size_t got = (size_t)PQntuples(res), nf = 0;
+    ids = lf_calloc(got + 1, sizeof *ids);
+    for (size_t i = 0; i < got; i++)
+        ids[i] = atoll(PQgetvalue(res, (int)i, 0));
+    PQclear(res);
+    qsort(ids, got, sizeof *ids, s_cmp_ll);
+    fresh = lf_calloc(got + 1, sizeof *fresh);
+    for (size_t i = 0, j = 0; i < n && j < got; i++) {
+        long long seq = lf_event_seq(sorted[i]);
+        while (j < got && ids[j] < seq)
+            j++;
+        if (j < got && ids[j] == seq) {
+            fresh[nf++] = sorted[i];
+            j++;
+        }
+    }
+    if (nf > 0 &&
+        (self->batch_fn(self, self->db, fresh, nf, self->arg) < 0 || self->db->err))
+        goto fallback;
+    if (lf_db_commit(self->db) < 0) {
+        applied = -1;
+        goto fallback;
+    }
+    free(ids);
+    free(fresh);
+    return (int)nf;
+fallback:
+    if (applied == -2)
+        lf_warn("event batch failed as a whole, handling it event by event consumer=%s "
+                "events=%zu reason=%s",
+                self->name, n, self->db->errstr);
+    lf_db_rollback(self->db);
+    json_array_clear(self->pending_pub);
+    free(ids);
+    free(fresh);
+    return applied;
+}
+
 int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
     if (n == 0)
         return 0;
@@ -129,6 +230,14 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
     memcpy(sorted, envs, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, s_cmp_seq);
     int applied = 0;
+    if (self->batch_fn) {
+        applied = s_handle_batch(self, sorted, n);
+        if (applied == -1)
+            goto fail;
+        if (applied >= 0)
+            goto committed;
+        applied = 0; /* -2: a statement failed; event by event isolates the culprit */
+    }
     if (lf_db_begin(self->db) < 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
@@ -141,6 +250,7 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
     }
     if (lf_db_commit(self->db) < 0)
         goto fail;
+committed:
     json_array_extend(self->committed, self->pending_pub);
     json_array_clear(self->pending_pub);
     free(sorted);
@@ -158,32 +268,113 @@ fail:
     return -1;
 }
 
-int lf_consumer_sweep(lf_consumer_t *self, int limit) {
-    char lim[16];
+/* Batch path: a window of the next `limit` events of our types after the cursor (or
+ * after sweep_from), then the ones without an ack. The ack test is a subquery per row
+ * on purpose: as an anti-join the planner likes to hash every ack of the consumer,
+ * which grows with the backlog. The first two columns tell how full the window was
+ * and where it ended; there is always one row, with NULL event columns when every
+ * event of the window had an ack. */
+#define S_SWEEP_WINDOW(cols)                                                             \
+    "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id" cols " "                    \
+    "FROM outbox o WHERE o.id > greatest(coalesce((SELECT "                              \
+    "safe_id FROM consumer_cursors WHERE consumer = $1), 0), $4::bigint) "               \
+    "AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
+#define S_SWEEP_REST                                                                     \
+    " FROM (SELECT count(*) AS n, max(id) AS m FROM w) s LEFT JOIN (SELECT * FROM w "    \
+    "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
+    "IS NULL) x ON true ORDER BY x.id"
+static const char *const s_sweep_light =
+    S_SWEEP_WINDOW("") "SELECT s.n, s.m, x.id, x.type, x.lead_id" S_SWEEP_REST;
+static const char *const s_sweep_full = S_SWEEP_WINDOW(
+    ", o.event_id, o.at, o.version, o.payload") "SELECT s.n, s.m, "
+                                                "lf_envelope(x.id, x.event_id, x.type, "
+                                                "x.lead_id, x.at, x.version, "
+                                                "x.payload)::text" S_SWEEP_REST;
+#undef S_SWEEP_WINDOW
+#undef S_SWEEP_REST
+
+/* The batch path's sweep. A backlog is read window after window from where the last
+ * full window ended, not from the safe cursor again (which would re-read every event
+ * already handled, quadratic in the backlog). Windows whose events all have acks are
+ * skipped, up to 20 per call, so an event lost on the wire behind them is found as
+ * by the per-event sweep. An event that commits late below sweep_from is found when
+ * a window comes back short or after 50 windows: the sweep then starts from the
+ * cursor again. Returns the result holding the events to handle, or NULL. */
+static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
+                                 long long *window_end) {
+    int light = self->batch_flags & LF_BATCH_SEQ_ONLY;
+    char lim[16], from[24];
     snprintf(lim, sizeof lim, "%d", limit);
-    const char *p[] = {self->name, self->types, lim};
-    PGresult *res = lf_db_exec(
-        self->db,
-        "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
-        "o.payload)::text FROM outbox o "
-        "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors WHERE consumer = "
-        "$1), 0) "
-        "AND o.type = ANY($2::text[]) "
-        "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
-        "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",
-        3, p);
+    for (int skipped = 0;; skipped++) {
+        snprintf(from, sizeof from, "%lld", self->sweep_from);
+        const char *p[] = {self->name, self->types, lim, from};
+        PGresult *res = lf_db_exec(self->db, light ? s_sweep_light : s_sweep_full, 4, p);
+        if (!res) {
+            self->sweep_from = 0;
+            self->sweep_pages = 0;
+            return NULL;
+        }
+        *window = atol(PQgetvalue(res, 0, 0));
+        *window_end = PQgetisnull(res, 0, 1) ? 0 : atoll(PQgetvalue(res, 0, 1));
+        int empty = PQntuples(res) == 1 && PQgetisnull(res, 0, 2);
+        if (!empty || *window < limit || skipped >= 20 || ++self->sweep_pages > 50)
+            return res;
+        PQclear(res);
+        self->sweep_from = *window_end; /* all acknowledged: look further */
+    }
+}
+
+int lf_consumer_sweep(lf_consumer_t *self, int limit) {
+    int light = self->batch_fn && (self->batch_flags & LF_BATCH_SEQ_ONLY);
+    long window = 0;
+    long long window_end = 0;
+    PGresult *res;
+    if (!self->batch_fn) { /* the per-event consumers' statement, as it always was */
+        char lim[16];
+        snprintf(lim, sizeof lim, "%d", limit);
+        const char *p[] = {self->name, self->types, lim};
+        res = lf_db_exec(
+            self->db,
+            "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
+            "o.payload)::text FROM outbox o "
+            "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors "
+            "WHERE consumer = $1), 0) "
+            "AND o.type = ANY($2::text[]) "
+            "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
+            "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",
+            3, p);
+    } else {
+        res = s_sweep_windows(self, limit, &window, &window_end);
+    }
     if (!res)
         return -1;
     int rows = PQntuples(res);
-    json_t **envs = lf_calloc((size_t)rows, sizeof *envs);
+    int col = self->batch_fn ? 2 : 0; /* the batch path's rows start with n, m */
+    json_t **envs = lf_calloc((size_t)rows + 1, sizeof *envs);
     size_t n = 0;
     for (int i = 0; i < rows; i++) {
-        json_t *env = json_loads(PQgetvalue(res, i, 0), 0, NULL);
+        if (PQgetisnull(res, i, col))
+            continue; /* the batch path's row for a window without new events */
+        json_t *env =
+            light ? json_pack("{s:I, s:s, s:s?}", "seq",
+                              (json_int_t)atoll(PQgetvalue(res, i, col)), "type",
+                              PQgetvalue(res, i, col + 1), "lead_id",
+                              PQgetisnull(res, i, col + 2) ? NULL
+                                                           : PQgetvalue(res, i, col + 2))
+                  : json_loads(PQgetvalue(res, i, col), 0, NULL);
         if (env)
             envs[n++] = env;
     }
     PQclear(res);
     int applied = lf_consumer_handle(self, envs, n);
+    if (self->batch_fn) {
+        if (applied >= 0 && window == limit && self->sweep_pages++ <= 50) {
+            self->sweep_from = window_end;
+        } else {
+            self->sweep_from = 0;
+            self->sweep_pages = 0;
+        }
+    }
     for (size_t i = 0; i < n; i++)
         json_decref(envs[i]);
     free(envs);

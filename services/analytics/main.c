@@ -6,6 +6,7 @@
 #include "lf/event.h"
 #include "lf/log.h"
 #include "lf/loop.h"
+#include "lf/pipeline.h"
 #include "lf/service.h"
 #include "rollup.h"
 
@@ -18,12 +19,49 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_SCHEDULER_EVENTS", LF_CFG_STR, "tcp://127.0.0.1:7103", 0, 0,
      "scheduler's event endpoint"},
     {"LEADFLOW_SWEEP_MS", LF_CFG_INT, "1000", 10, 600000, "outbox sweep interval"},
-    {"LEADFLOW_ANALYTICS_BATCH", LF_CFG_INT, "1000", 1, 100000,
+    {"LEADFLOW_ANALYTICS_BATCH", LF_CFG_INT, "5000", 1, 100000,
      "most events per transaction"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static const char *const s_types[] = {"lead.assigned", "stage.changed", "deal.won",
                                       "deal.lost", NULL};
+
+/* Loads config/pipeline.json (validated as intake does) and config/sla.json for the
+ * stages and SLA tables. Returns 0 or -1. */
+static int s_load_config(const lf_config_t *cfg, lf_rollup_t *r) {
+    char path[1024], err[512];
+    lf_service_config_path(cfg, "pipeline.json", path, sizeof path);
+    lf_pipeline_t *p = lf_pipeline_load(path, err, sizeof err);
+    if (!p) {
+        lf_error("bad pipeline configuration: %s", err);
+        return -1;
+    }
+    lf_pipeline_destroy(&p);
+    json_error_t jerr;
+    r->pipeline = json_load_file(path, 0, &jerr);
+    lf_service_config_path(cfg, "sla.json", path, sizeof path);
+    r->sla = json_load_file(path, 0, &jerr);
+    if (!r->pipeline || !r->sla ||
+        !json_is_object(json_object_get(r->sla, "first_contact_seconds"))) {
+        lf_error("bad SLA configuration %s: %s", path,
+                 r->sla ? "no first_contact_seconds" : jerr.text);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    lf_rollup_t *r;
+    lf_db_t *db;
+} s_tick_t;
+
+/* Until the configuration tables are synced, try every tick. */
+static int s_tick(void *arg) {
+    s_tick_t *t = arg;
+    if (!t->r->synced)
+        lf_rollup_sync_config(t->r, t->db);
+    return -1;
+}
 
 int main(int argc, char **argv) {
     int code = 0;
@@ -32,6 +70,12 @@ int main(int argc, char **argv) {
         return code;
     int rc = 1;
     lf_rollup_t r = {0};
+    if (s_load_config(cfg, &r) < 0) {
+        json_decref(r.pipeline);
+        json_decref(r.sla);
+        lf_config_destroy(&cfg);
+        return 1;
+    }
     void *zctx = zmq_ctx_new();
     const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_INTAKE_EVENTS"),
                                lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"),
@@ -43,6 +87,10 @@ int main(int argc, char **argv) {
         lf_warn("PostgreSQL not reachable yet, will retry: %s", db->errstr);
     lf_consumer_t *consumer =
         lf_consumer_new(db, "analytics", s_types, lf_rollup_on_event, &r);
+    lf_consumer_set_batch_fn(consumer, lf_rollup_on_batch, LF_BATCH_SEQ_ONLY);
+    if (!db->err)
+        lf_rollup_sync_config(&r, db);
+    s_tick_t tick = {&r, db};
     if (sub) {
         lf_info("ready");
         lf_loop_t loop = {
@@ -50,16 +98,21 @@ int main(int argc, char **argv) {
             .sub = sub,
             .batch = (int)lf_config_int(cfg, "LEADFLOW_ANALYTICS_BATCH"),
             .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
+            .tick_ms = 5000,
+            .tick = s_tick,
+            .tick_arg = &tick,
             .cfg = cfg,
         };
         rc = lf_loop_run(&loop);
-        lf_info("stopped folded=%ld", r.folded);
+        lf_info("stopped folded=%ld batches=%ld", r.folded, r.batches);
     }
     lf_consumer_destroy(&consumer);
     lf_db_destroy(&db);
     if (sub)
         zmq_close(sub);
     zmq_ctx_term(zctx);
+    json_decref(r.pipeline);
+    json_decref(r.sla);
     lf_config_destroy(&cfg);
     return rc;
 }

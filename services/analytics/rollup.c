@@ -1,83 +1,74 @@
 /* rollup.c - analytics rollups.
  *
- * Exactly-once counting comes from the consumer's ack, written in the same
- * transaction as the increment: a redelivered event finds its ack and adds
- * nothing. The day of a lead is its creation day in the sales team's time zone, so
- * a lead created at 07:00 Beijing time counts for that Beijing day. */
+ * Exactly-once counting comes from the consumer's acks, written in the same
+ * transaction as the increments: a redelivered event finds its ack and adds nothing.
+ * The folding itself is SQL (lf_analytics_fold in 0007_analytics.sql): it reads the
+ * events by seq from the outbox, the system of record, and updates each rollup with
+ * one grouped upsert, so a batch of a thousand events costs a handful of statements
+ * and the per-event fallback runs exactly the same code. The day of a lead is its
+ * creation day in the sales team's time zone (Asia/Shanghai); the day of a stage move
+ * or a closed deal is the day it happened there. */
 #include "rollup.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lf/event.h"
+#include "lf/log.h"
+#include "lf/util.h"
 
-/* Pipeline rollups: stage.changed counts one entry into the target stage on the day
- * of the move; deal.won / deal.lost count one closed deal and its amount on the day
- * it closed, lost ones per loss reason. Days are Asia/Shanghai days, as above. */
-int lf_rollup_on_deal_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
-    lf_rollup_t *r = arg;
-    const json_t *pl = lf_event_payload(env);
-    const char *type = lf_event_type(env);
-    const char *at = json_string_value(json_object_get(env, "at"));
-    if (!type || !at)
-        return 0;
-    if (strcmp(type, "stage.changed") == 0) {
-        const char *to = json_string_value(json_object_get(pl, "to"));
-        if (!to)
-            return 0;
-        const char *p[] = {at, to};
-        if (lf_db_cmd(db,
-                      "INSERT INTO rollup_stage_daily (day, stage, moves)"
-                      " VALUES (($1::timestamptz AT TIME ZONE 'Asia/Shanghai')::date, $2, 1)"
-                      " ON CONFLICT (day, stage)"
-                      " DO UPDATE SET moves = rollup_stage_daily.moves + 1",
-                      2, p) < 0)
-            return -1;
-    } else if (strcmp(type, "deal.won") == 0 || strcmp(type, "deal.lost") == 0) {
-        int won = strcmp(type, "deal.won") == 0;
-        const char *reason = json_string_value(json_object_get(pl, "loss_reason"));
-        const json_t *a = json_object_get(pl, "amount");
-        char amount[64] = "0";
-        if (json_is_number(a))
-            snprintf(amount, sizeof amount, "%.17g", json_number_value(a));
-        const char *p[] = {at, won ? "won" : "lost", won ? "" : (reason ? reason : "other"),
-                           amount};
-        if (lf_db_cmd(db,
-                      "INSERT INTO rollup_outcomes_daily (day, outcome, loss_reason, deals,"
-                      " amount) VALUES (($1::timestamptz AT TIME ZONE 'Asia/Shanghai')::date,"
-                      " $2, $3, 1, $4::numeric) ON CONFLICT (day, outcome, loss_reason)"
-                      " DO UPDATE SET deals = rollup_outcomes_daily.deals + 1,"
-                      " amount = rollup_outcomes_daily.amount + EXCLUDED.amount",
-                      4, p) < 0)
-            return -1;
-    } else {
-        return 0;
-    }
-    r->folded++;
+static const char *const s_fold_sql = "SELECT lf_analytics_fold($1::bigint[])";
+
+static int s_fold(lf_db_t *db, lf_rollup_t *r, const char *seqs) {
+    const char *p[] = {seqs};
+    PGresult *res = lf_db_exec_prepared(db, "lf_analytics_fold", s_fold_sql, 1, p);
+    if (!res)
+        return -1;
+    r->folded += atol(PQgetvalue(res, 0, 0));
+    PQclear(res);
     return 0;
 }
 
 int lf_rollup_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
+    (void)c;
+    char seqs[32];
+    snprintf(seqs, sizeof seqs, "{%lld}", lf_event_seq(env));
+    return s_fold(db, arg, seqs);
+}
+
+int lf_rollup_on_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                       void *arg) {
+    (void)c;
     lf_rollup_t *r = arg;
-    const json_t *pl = lf_event_payload(env);
-    const char *type = lf_event_type(env);
-    if (type && strcmp(type, "lead.assigned") != 0)
-        return lf_rollup_on_deal_event(c, db, env, arg);
-    if (!type || strcmp(type, "lead.assigned") != 0)
-        return 0;
-    const char *channel = json_string_value(json_object_get(pl, "channel"));
-    const char *grade = json_string_value(json_object_get(pl, "grade"));
-    const char *created = json_string_value(json_object_get(pl, "created_at"));
-    if (!channel || !grade || !created)
-        return 0;
-    const char *p[] = {created, channel, grade};
-    if (lf_db_cmd(
-            db,
-            "INSERT INTO rollup_leads_daily (day, channel, grade, leads)"
-            " VALUES (($1::timestamptz AT TIME ZONE 'Asia/Shanghai')::date, $2, $3, 1)"
-            " ON CONFLICT (day, channel, grade)"
-            " DO UPDATE SET leads = rollup_leads_daily.leads + 1",
-            3, p) < 0)
+    size_t cap = n * 21 + 3, len = 0;
+    char *seqs = lf_malloc(cap);
+    seqs[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(seqs + len, cap - len, "%s%lld", i ? "," : "",
+                                lf_event_seq(envs[i]));
+    seqs[len++] = '}';
+    seqs[len] = '\0';
+    int rc = s_fold(db, r, seqs);
+    free(seqs);
+    if (rc == 0)
+        r->batches++;
+    return rc;
+}
+
+int lf_rollup_sync_config(lf_rollup_t *r, lf_db_t *db) {
+    char *pl = json_dumps(r->pipeline, JSON_COMPACT);
+    char *sla = json_dumps(r->sla, JSON_COMPACT);
+    const char *p[] = {pl, sla};
+    long rc =
+        lf_db_cmd(db, "SELECT lf_analytics_sync_config($1::jsonb, $2::jsonb)", 2, p);
+    free(pl);
+    free(sla);
+    if (rc < 0) {
+        lf_warn("could not sync stages and SLA tables, will retry: %s", db->errstr);
         return -1;
-    r->folded++;
+    }
+    r->synced = 1;
+    lf_info("stages, loss reasons and SLA tables synced from the configuration");
     return 0;
 }

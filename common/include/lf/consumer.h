@@ -41,6 +41,27 @@ int lf_consumer_advance(lf_consumer_t *self);
 /* Called after each batch with committed = 1 when it committed, 0 when it rolled
  * back, so handlers can keep counters that only count what became durable. */
 void lf_consumer_on_batch(lf_consumer_t *self, void (*fn)(void *arg, int committed));
+/* Set-based alternative to lf_event_fn: applies the events `envs` (borrowed, in seq
+ * order, each new to this consumer: their acks were just inserted in the open
+ * transaction) with a few statements for the whole batch. Returns 0 when applied, -1 on
+ * a failure: the batch is then rolled back and handled again event by event with the
+ * lf_event_fn, so a poison event is set aside alone. */
+typedef int (*lf_batch_fn)(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                           void *arg);
+/* Flags of lf_consumer_set_batch_fn. */
+enum {
+    /* The handlers read what they need from the outbox by seq themselves: the sweep
+     * then hands them envelopes holding only "seq", "type" and "lead_id" (building
+     * and parsing full envelopes would cost more than the fold). Events that arrive
+     * over ZeroMQ are still full envelopes. */
+    LF_BATCH_SEQ_ONLY = 1
+};
+/* Opt in to the batch path: lf_consumer_handle then inserts all acks of a batch in one
+ * statement and hands only the events that were new to fn (arg as given to
+ * lf_consumer_new); lf_consumer_sweep pages forward through a backlog instead of
+ * re-reading it from the safe cursor. flags: 0 or LF_BATCH_SEQ_ONLY. Consumers that
+ * never call this keep the per-event path unchanged. */
+void lf_consumer_set_batch_fn(lf_consumer_t *self, lf_batch_fn fn, int flags);
 /* For a handler: queue an envelope (stolen) to publish once the batch commits. */
 void lf_consumer_publish_after_commit(lf_consumer_t *self, json_t *env);
 /* Takes the envelopes queued by the last committed batch. Returns a new array
