@@ -126,15 +126,16 @@ static int s_connect(conn_t *c) {
 static void s_build(conn_t *c, uint64_t seq, int64_t sent_us) {
     char body[1024];
     unsigned long long phone = 13900000000ULL + (g.phone_base + seq) % 100000000ULL;
-    unsigned co = (unsigned)(seq % 997); /* 997 companies: some repeat customers */
+    unsigned co = (unsigned)(seq % 997); /* 997 companies: some repeat customers;
+                                          * every e-mail unique (a repeat would merge) */
     int bl = snprintf(body, sizeof body,
                       "{\"name\":\"王芳\",\"company\":\"上海华东医疗器械%03u有限公司\","
-                      "\"phone\":\"%llu\",\"email\":\"wang.fang@hd%03u.example.cn\","
+                      "\"phone\":\"%llu\",\"email\":\"wang.fang.%llu@hd%03u.example.cn\","
                       "\"budget\":\"50万\",\"urgency\":\"高\",\"industry\":\"medical\","
                       "\"region\":\"east\",\"decision_maker\":\"是\","
                       "\"need\":\"采购一批医用监护设备，希望下周安排演示\","
                       "\"source\":\"官网表单\",\"extra\":{\"sent_us\":%" PRId64 "}}",
-                      co, phone, co, sent_us);
+                      co, phone, phone, co, sent_us);
     int n = snprintf(c->wbuf, sizeof c->wbuf,
                      "POST /v1/leads HTTP/1.1\r\nHost: %s\r\n"
                      "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"

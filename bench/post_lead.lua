@@ -1,5 +1,6 @@
 -- wrk script: POST /v1/leads with a 364-byte-class Chinese lead, a unique phone
--- number per request (so every request is a new lead, not a duplicate).
+-- number and e-mail per request (so every request is a new lead, not a duplicate
+-- and not a repeat inquiry merged into an open lead).
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -19,7 +20,7 @@ function request()
    counter = counter + 1
    local phone = string.format("139%08d", (base + counter * 4 + (tid or 0)) % 100000000)
    local body = '{"name":"王芳","company":"上海华东医疗器械有限公司","phone":"' .. phone ..
-      '","email":"wang.fang@example.com","budget":"50万","urgency":"高","industry":"medical",' ..
+      '","email":"wang.fang.' .. phone .. '@example.com","budget":"50万","urgency":"高","industry":"medical",' ..
       '"region":"east","decision_maker":"是","need":"采购一批医用监护设备，希望下周安排演示",' ..
       '"source":"官网表单"}'
    return wrk.format("POST", "/v1/leads", {

@@ -31,7 +31,11 @@ void *lf_zmq_sub(void *ctx, const char *const *endpoints, const char *const *top
     void *s = zmq_socket(ctx, ZMQ_SUB);
     if (!s)
         return NULL;
-    int hwm = 100000, linger = 0;
+    /* A consumer that falls behind would otherwise hold every waiting envelope in
+     * memory (bench/memory.sh: 160 MiB for a 75,000-lead backlog at 100,000). Beyond
+     * this many, ZeroMQ drops; the events are in the outbox, and the consumer's sweep
+     * finds what it has not acknowledged. */
+    int hwm = 4096, linger = 0;
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     if (!topics) {
