@@ -312,6 +312,27 @@ static const char *s_field(json_t *body, const char *const *names, int *bad) {
     return NULL;
 }
 
+/* A call's length in seconds (Twilio sends CallDuration as text, JSON callers a
+ * number), or -1 when absent or not a plain count of seconds below a day. */
+static json_int_t s_duration(json_t *body, const char *const *names) {
+    for (const char *const *n = names; *n; n++) {
+        json_t *v = json_object_get(body, *n);
+        if (json_is_integer(v))
+            return json_integer_value(v) >= 0 && json_integer_value(v) < 86400
+                       ? json_integer_value(v)
+                       : -1;
+        if (json_is_string(v)) {
+            const char *t = json_string_value(v);
+            size_t len = strlen(t);
+            if (len == 0 || len > 5 || strspn(t, "0123456789") != len)
+                return -1;
+            long secs = strtol(t, NULL, 10);
+            return secs < 86400 ? secs : -1;
+        }
+    }
+    return -1;
+}
+
 static int s_sid_valid(const char *s) {
     size_t n = strlen(s);
     if (n == 0 || n > 64)
@@ -338,7 +359,8 @@ static enum MHD_Result s_call(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
     int signed_ok = 0;
     if (in->twilio_token && form) {
         char url[2048];
-        snprintf(url, sizeof url, "%s%s", in->public_url ? in->public_url : "", req->url);
+        snprintf(url, sizeof url, "%s%s", in->public_url ? in->public_url : "",
+                 req->target ? req->target : req->url);
         signed_ok = sig && s_twilio_valid(in->twilio_token, url, body, sig);
         if (!signed_ok) {
             json_decref(body);
@@ -365,6 +387,7 @@ static enum MHD_Result s_call(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
     static const char *const n_status[] = {"CallStatus", "status", "call_status", NULL};
     static const char *const n_dir[] = {"Direction", "direction", NULL};
     static const char *const n_name[] = {"CallerName", "caller_name", "name", NULL};
+    static const char *const n_dur[] = {"CallDuration", "duration", NULL};
     int bf = 0, bt = 0, bs = 0, bst = 0, bd = 0, bn = 0;
     const char *from = s_field(body, n_from, &bf), *to = s_field(body, n_to, &bt);
     const char *sid = s_field(body, n_sid, &bs), *status = s_field(body, n_status, &bst);
@@ -407,12 +430,16 @@ static enum MHD_Result s_call(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
         json_object_set_new(call, "direction", json_string(dir));
     if (campaign)
         json_object_set_new(call, "campaign", json_string(campaign));
+    json_int_t secs = s_duration(body, n_dur);
+    if (secs >= 0)
+        json_object_set_new(call, "duration", json_integer(secs));
     json_t *extra = json_object();
     const char *k;
     json_t *v;
     json_object_foreach(body, k, v) {
         int known = 0;
-        const char *const *lists[] = {n_from, n_to, n_sid, n_status, n_dir, n_name, NULL};
+        const char *const *lists[] = {n_from, n_to,   n_sid, n_status,
+                                      n_dir,  n_name, n_dur, NULL};
         for (int l = 0; lists[l] && !known; l++)
             for (const char *const *nm = lists[l]; *nm && !known; nm++)
                 known = !strcmp(*nm, k);

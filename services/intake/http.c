@@ -364,15 +364,25 @@ static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
     return req->route->fn(in, req, &auth);
 }
 
+/* MHD calls this once per request, before the headers, with the request target as
+ * the client sent it (still percent-encoded, query string included). Twilio signs
+ * exactly that, so it is kept; everything else routes on the decoded path. */
+static void *s_on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    lf_req_t *req = lf_calloc(1, sizeof *req);
+    req->target = lf_strdup(uri ? uri : "");
+    return req;
+}
+
 static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
                                     const char *url, const char *method,
                                     const char *version, const char *upload,
                                     size_t *upload_size, void **con_cls) {
     lf_intake_t *in = cls;
     lf_req_t *req = *con_cls;
-    if (!req) {
+    if (!req || !req->conn) {
         atomic_fetch_add(&in->requests, 1);
-        req = lf_calloc(1, sizeof *req);
+        if (!req)
+            req = lf_calloc(1, sizeof *req);
         req->conn = conn;
         lf_strlcpy(req->method, method, sizeof req->method);
         req->url = lf_strdup(url);
@@ -425,6 +435,7 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     if (req->ext && req->ext_free)
         req->ext_free(req->ext);
     free(req->url);
+    free(req->target);
     free(req->body);
     free(req);
     *con_cls = NULL;
@@ -437,5 +448,6 @@ struct MHD_Daemon *lf_http_start(lf_intake_t *in, int port) {
         flags, (uint16_t)port, NULL, NULL, s_on_request, in, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)lf_config_int(in->cfg, "LEADFLOW_HTTP_THREADS"),
         MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 4096u,
-        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, in, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, in, MHD_OPTION_URI_LOG_CALLBACK,
+        s_on_uri, in, MHD_OPTION_END);
 }

@@ -78,6 +78,7 @@ struct lf_req {
     struct MHD_Connection *conn; /* borrowed */
     char method[8];
     char *url;              /* owned copy of the path */
+    char *target;           /* owned: the request target as sent, query string included */
     char *body;             /* owned, NUL-terminated */
     size_t len, cap, limit; /* body size, buffer size, allowed size */
     int too_large;          /* the body went over limit and was discarded */

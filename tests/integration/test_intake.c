@@ -541,7 +541,30 @@ Test(intake, calls_new_caller_known_caller_and_callsid_dedup, .timeout = 60) {
     cr_expect_str_eq(s_str(o, "status"), "duplicate");
     cr_expect_str_eq(s_str(o, "id"), id);
     json_decref(o);
+    /* ...its news is on the timeline once: the same status again adds nothing. */
+    const char *ended = "CallSid=CA100&From=%2B8613800138000&To=%2B864001234567"
+                        "&CallStatus=completed&CallDuration=95&Direction=inbound";
+    cr_expect_eq(s_post(h, "/v1/calls", "application/x-www-form-urlencoded", ended, &o),
+                 200);
+    json_decref(o);
     char q[512];
+    snprintf(
+        q, sizeof q,
+        "SELECT string_agg(type || ':' || coalesce(data->>'status', '') || ':' ||"
+        " coalesce(data->>'duration', '') || ':' || coalesce(data->>'previous', ''),"
+        " ',' ORDER BY id) FROM lead_events WHERE lead_id = '%s' AND type LIKE 'call%%'",
+        id);
+    row = lf_h_sql(h, q);
+    cr_expect_str_eq(row, "call:::,call_status:completed::ringing,"
+                          "call_status:completed:95:completed");
+    free(row);
+    cr_expect_eq(s_post(h, "/v1/calls", "application/x-www-form-urlencoded", ended, &o),
+                 200);
+    json_decref(o);
+    cr_expect_eq(
+        s_count(h, "SELECT count(*) FROM lead_events WHERE type = 'call_status'"), 2,
+        "the same status and duration again add nothing");
+    cr_expect_eq(s_count(h, "SELECT count(*) FROM leads"), 1);
     snprintf(q, sizeof q, "UPDATE leads SET owner = 'li.ming' WHERE id = '%s'", id);
     free(lf_h_sql(h, q));
     /* A second call from the same person (JSON this time): activity on the lead. */
@@ -628,7 +651,27 @@ Test(intake, twilio_signature_is_verified_when_a_token_is_set, .timeout = 60) {
     r = s_req(h, "POST", "/v1/calls", nosig, body2, strlen(body2));
     cr_expect_eq(r.status, 401, "with a token set, form posts must be signed");
     s_resp_free(&r);
-    cr_expect_eq(s_count(h, "SELECT count(*) FROM leads"), 1);
+    /* A webhook URL with a query string: Twilio signs the URL as configured, query
+     * included, and a signature over the bare path must not pass. */
+    const char *body4 = "To=%2B864001234567&From=%2B8613700137002&CallSid=CAsig4";
+    s_twilio_sig("12345",
+                 "https://leads.example.com/v1/calls?campaign=spring%20fair"
+                 "CallSidCAsig4From+8613700137002To+864001234567",
+                 sig);
+    snprintf(hdr, sizeof hdr, "X-Twilio-Signature: %s", sig);
+    r = s_req(h, "POST", "/v1/calls?campaign=spring%20fair", good, body4, strlen(body4));
+    cr_expect_eq(r.status, 201, "signed with its query string: %s", r.body);
+    s_resp_free(&r);
+    const char *body5 = "To=%2B864001234567&From=%2B8613700137003&CallSid=CAsig5";
+    s_twilio_sig("12345",
+                 "https://leads.example.com/v1/callsCallSidCAsig5From+8613700137003"
+                 "To+864001234567",
+                 sig);
+    snprintf(hdr, sizeof hdr, "X-Twilio-Signature: %s", sig);
+    r = s_req(h, "POST", "/v1/calls?campaign=spring%20fair", good, body5, strlen(body5));
+    cr_expect_eq(r.status, 401, "a signature without the query string: %s", r.body);
+    s_resp_free(&r);
+    cr_expect_eq(s_count(h, "SELECT count(*) FROM leads"), 2);
     lf_h_destroy(&h);
 }
 
