@@ -25,8 +25,10 @@ struct lf_consumer {
     json_t *pending_pub; /* envelopes queued by handlers in the open batch */
     json_t *committed;   /* envelopes of the last committed batches, not taken yet */
     void (*on_batch)(void *arg, int committed); /* optional, see lf_consumer_on_batch */
-    lf_batch_fn batch_fn; /* optional, see lf_consumer_set_batch_fn */
-    int batch_flags;      /* LF_BATCH_* */
+    int (*before_commit)(void *arg,
+                         lf_db_t *db); /* optional, lf_consumer_before_commit */
+    lf_batch_fn batch_fn;              /* optional, see lf_consumer_set_batch_fn */
+    int batch_flags;                   /* LF_BATCH_* */
     long long sweep_from; /* batch path: the sweep pages on from here (0: cursor) */
     int sweep_pages;      /* pages read since the sweep last started from the cursor */
 };
@@ -65,6 +67,19 @@ const char *lf_consumer_name(const lf_consumer_t *self) {
 
 void lf_consumer_on_batch(lf_consumer_t *self, void (*fn)(void *arg, int committed)) {
     self->on_batch = fn;
+}
+
+void lf_consumer_before_commit(lf_consumer_t *self, int (*fn)(void *arg, lf_db_t *db)) {
+    self->before_commit = fn;
+}
+
+/* Runs the before-commit hook, then commits. Returns 0, or -1 (still open: the
+ * caller rolls back). */
+static int s_commit(lf_consumer_t *self) {
+    if (self->before_commit &&
+        (self->before_commit(self->arg, self->db) < 0 || self->db->err))
+        return -1;
+    return lf_db_commit(self->db) < 0 ? -1 : 0;
 }
 
 void lf_consumer_set_batch_fn(lf_consumer_t *self, lf_batch_fn fn, int flags) {
@@ -202,7 +217,7 @@ static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
     if (nf > 0 &&
         (self->batch_fn(self, self->db, fresh, nf, self->arg) < 0 || self->db->err))
         goto fallback;
-    if (lf_db_commit(self->db) < 0) {
+    if (s_commit(self) < 0) {
         applied = -1;
         goto fallback;
     }
@@ -248,7 +263,7 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
             goto fail;
         applied += rc;
     }
-    if (lf_db_commit(self->db) < 0)
+    if (s_commit(self) < 0)
         goto fail;
 committed:
     json_array_extend(self->committed, self->pending_pub);

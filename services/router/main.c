@@ -117,6 +117,7 @@ int main(int argc, char **argv) {
         lf_warn("PostgreSQL not reachable yet, will retry: %s", db->errstr);
     consumer = lf_consumer_new(db, "router", s_types, lf_route_event, &ctx);
     lf_consumer_on_batch(consumer, lf_route_on_batch);
+    lf_consumer_before_commit(consumer, lf_route_before_commit);
     lf_info("ready events=%s,%s", endpoints[0], endpoints[1]);
     lf_loop_t loop = {
         .consumer = consumer,

@@ -13,9 +13,11 @@
  * last writer of the fairness ledger. When the fingerprint is exactly what this
  * process left behind, nobody else changed anything and the cached pool (open counts
  * and rotation included) is current; otherwise it is rebuilt from the reps table and
- * routing_ledger. A rolled-back batch leaves the old token in the database, so it
- * forces a rebuild as well. Edits to reps (capacity, leave, new hires) therefore
- * take effect on the next lead without a restart. */
+ * routing_ledger. The ledger is written once per batch, just before it commits
+ * (lf_route_before_commit), with a fresh token; a rolled-back batch leaves the old
+ * ledger in the database and clears our token, so it forces a rebuild as well. Edits to
+ * reps (capacity, leave, new hires) therefore take effect on the next lead without a
+ * restart. */
 #include "route.h"
 
 #include <stdio.h>
@@ -241,21 +243,36 @@ static int s_pool_ready(lf_router_ctx_t *ctx, lf_db_t *db, const s_lead_t *l) {
     return 0;
 }
 
-/* The ledger text and a fresh writer token for this decision. */
-static char *s_ledger_text(lf_router_ctx_t *ctx, char *token, size_t tokensz) {
+/* The decision is in the database (in this transaction): remember the reps state
+ * the cached pool now matches. The ledger (rotation and counts) is written once, when
+ * the batch commits (lf_route_before_commit). */
+static void s_decided(lf_router_ctx_t *ctx, const s_lead_t *l, long bumps) {
+    ctx->reps_version = l->v + bumps;
+    ctx->ledger_dirty = 1;
+}
+
+int lf_route_before_commit(void *arg, lf_db_t *db) {
+    lf_router_ctx_t *ctx = arg;
+    if (!ctx->ledger_dirty || !ctx->pool)
+        return 0;
     json_t *ledger = lf_pool_ledger(ctx->pool);
     char *text = json_dumps(ledger, JSON_COMPACT);
     json_decref(ledger);
-    snprintf(token, tokensz, "%s:%lu", ctx->instance, ++ctx->writes);
-    return text;
-}
-
-/* The decision is in the database (in this transaction): remember the state the
- * cached pool now matches. */
-static void s_committed(lf_router_ctx_t *ctx, const s_lead_t *l, long bumps,
-                        const char *token) {
-    ctx->reps_version = l->v + bumps;
-    lf_strlcpy(ctx->token, token, sizeof ctx->token);
+    char token[sizeof ctx->pending_token];
+    snprintf(token, sizeof token, "%s:%lu", ctx->instance, ++ctx->writes);
+    const char *p[] = {text, token};
+    long n = lf_db_cmd(db,
+                       "INSERT INTO routing_ledger (team, state, updated_at, writer)"
+                       " VALUES ('*', $1::jsonb, now(), $2) ON CONFLICT (team) DO UPDATE"
+                       " SET state = EXCLUDED.state, writer = EXCLUDED.writer,"
+                       " updated_at = now()",
+                       2, p);
+    free(text);
+    if (n < 0)
+        return -1;
+    lf_strlcpy(ctx->pending_token, token, sizeof ctx->pending_token);
+    ctx->ledger_dirty = 0;
+    return 0;
 }
 
 static int s_grade(lf_router_ctx_t *ctx, const json_t *lead, int *score, char *grade,
@@ -271,7 +288,7 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     json_t *breakdown = NULL;
     lf_assign_result_t res;
     memset(&res, 0, sizeof res);
-    char *bd_text = NULL, *cand_text = NULL, *ledger_text = NULL;
+    char *bd_text = NULL, *cand_text = NULL;
     if (s_grade(ctx, l->lead, &score, &grade, &breakdown) < 0)
         goto out;
     if (s_pool_ready(ctx, db, l) < 0)
@@ -288,15 +305,14 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     if (lf_pool_assign(ctx->pool, &req, &res) < 0)
         goto out;
 
-    char score_s[16], grade_s[2] = {grade, '\0'}, token[64];
+    char score_s[16], grade_s[2] = {grade, '\0'};
     snprintf(score_s, sizeof score_s, "%d", score);
     bd_text = json_dumps(breakdown, JSON_COMPACT);
     cand_text = json_dumps(res.candidates, JSON_COMPACT);
-    ledger_text = s_ledger_text(ctx, token, sizeof token);
     const char *owner = res.rep_id[0] ? res.rep_id : NULL;
     const char *queue = res.queue[0] ? res.queue : NULL;
-    const char *p[] = {lead_id,    grade_s, score_s,   bd_text,     owner,
-                       res.reason, queue,   cand_text, ledger_text, token};
+    const char *p[] = {lead_id, grade_s,    score_s, bd_text,
+                       owner,   res.reason, queue,   cand_text};
     /* One round trip records the whole decision. */
     PGresult *r = s_exec_prepared(
         ctx, db, S_PREP_ASSIGN,
@@ -307,21 +323,21 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         "  RETURNING channel, created_at),"
         " rep AS (UPDATE reps SET open_count = open_count + 1,"
         "  assigned_total = assigned_total + 1 WHERE id = $5 RETURNING id),"
-        " led AS (INSERT INTO routing_ledger (team, state, updated_at, writer)"
-        "  VALUES ('*', $9::jsonb, now(), $10) ON CONFLICT (team) DO UPDATE"
-        "  SET state = EXCLUDED.state, writer = EXCLUDED.writer, updated_at = now()"
-        "  RETURNING team),"
+        " cand AS MATERIALIZED (SELECT $8::jsonb AS j),"
         " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, candidates)"
-        "  VALUES ($1, $5, $7, $6, $8::jsonb) RETURNING id),"
-        " tl AS (INSERT INTO lead_events (lead_id, type, actor, data) VALUES"
-        "  ($1, 'graded', 'router', jsonb_build_object('grade', $2, 'score', $3::int,"
-        "   'breakdown', $4::jsonb)),"
-        "  ($1, CASE WHEN $5::text IS NULL THEN 'queued' ELSE 'assigned' END, 'router',"
+        "  SELECT $1, $5, $7, $6, cand.j FROM cand RETURNING id),"
+        " tl AS (INSERT INTO lead_events (lead_id, type, actor, data)"
+        "  SELECT $1, 'graded', 'router', jsonb_build_object('grade', $2, 'score', "
+        "$3::int,"
+        "   'breakdown', $4::jsonb)"
+        "  UNION ALL"
+        "  SELECT $1, CASE WHEN $5::text IS NULL THEN 'queued' ELSE 'assigned' END, "
+        "'router',"
         "   jsonb_build_object('owner', $5, 'queue', $7, 'reason', $6,"
-        "   'candidates', $8::jsonb)))"
+        "   'candidates', cand.j) FROM cand)"
         " SELECT upd.channel, lf_rfc3339(upd.created_at), (SELECT count(*) FROM rep),"
-        "  (SELECT count(*) FROM led), (SELECT count(*) FROM asg) FROM upd",
-        10, p);
+        "  (SELECT count(*) FROM asg) FROM upd",
+        8, p);
     if (!r)
         goto out;
     if (PQntuples(r) != 1) {
@@ -340,13 +356,12 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     if (!ev)
         goto out;
     lf_consumer_publish_after_commit(c, ev);
-    s_committed(ctx, l, bumps, token);
+    s_decided(ctx, l, bumps);
     ctx->pending_routed++;
     rc = 0;
 out:
     free(bd_text);
     free(cand_text);
-    free(ledger_text);
     json_decref(res.candidates);
     json_decref(breakdown);
     return rc;
@@ -430,7 +445,7 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     int rc = -1;
     lf_assign_result_t res;
     memset(&res, 0, sizeof res);
-    char *cand_text = NULL, *ledger_text = NULL;
+    char *cand_text = NULL;
     const char *cause = json_string_value(json_object_get(payload, "reason"));
     if (!cause)
         cause = "reassign";
@@ -465,34 +480,27 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     };
     if (lf_pool_assign(ctx->pool, &req, &res) < 0)
         goto out;
-    char token[64];
     cand_text = json_dumps(res.candidates, JSON_COMPACT);
-    ledger_text = s_ledger_text(ctx, token, sizeof token);
     const char *owner = res.rep_id[0] ? res.rep_id : NULL;
     const char *queue = res.queue[0] ? res.queue : NULL;
-    const char *p[] = {lead_id,     owner, res.reason, queue, cand_text,
-                       ledger_text, token, l->owner,   cause};
+    const char *p[] = {lead_id, owner, res.reason, queue, cand_text, l->owner, cause};
     PGresult *r = lf_db_exec(
         db,
         "WITH upd AS (UPDATE leads SET owner = $2, assignment_reason = $3, queue = $4,"
         "  assigned_at = now(), updated_at = now() WHERE id = $1 RETURNING id),"
         " dec AS (UPDATE reps SET open_count = greatest(open_count - 1, 0)"
-        "  WHERE id = $8 RETURNING id),"
+        "  WHERE id = $6 RETURNING id),"
         " inc AS (UPDATE reps SET open_count = open_count + 1,"
         "  assigned_total = assigned_total + 1 WHERE id = $2 RETURNING id),"
-        " led AS (INSERT INTO routing_ledger (team, state, updated_at, writer)"
-        "  VALUES ('*', $6::jsonb, now(), $7) ON CONFLICT (team) DO UPDATE"
-        "  SET state = EXCLUDED.state, writer = EXCLUDED.writer, updated_at = now()"
-        "  RETURNING team),"
         " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, candidates, "
         "kind)"
         "  VALUES ($1, $2, $4, $3, $5::jsonb, 'reassign') RETURNING id),"
         " tl AS (INSERT INTO lead_events (lead_id, type, actor, data) VALUES"
-        "  ($1, 'reassigned', 'router', jsonb_build_object('from', $8::text, 'owner', $2,"
-        "   'queue', $4, 'reason', $3, 'cause', $9::text, 'candidates', $5::jsonb)))"
+        "  ($1, 'reassigned', 'router', jsonb_build_object('from', $6::text, 'owner', $2,"
+        "   'queue', $4, 'reason', $3, 'cause', $7::text, 'candidates', $5::jsonb)))"
         " SELECT (SELECT count(*) FROM dec) + (SELECT count(*) FROM inc),"
-        "  (SELECT count(*) FROM led), (SELECT count(*) FROM asg) FROM upd",
-        9, p);
+        "  (SELECT count(*) FROM asg) FROM upd",
+        7, p);
     if (!r)
         goto out;
     long bumps = PQntuples(r) == 1 ? atol(PQgetvalue(r, 0, 0)) : 0;
@@ -505,7 +513,7 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     if (!ev)
         goto out;
     lf_consumer_publish_after_commit(c, ev);
-    s_committed(ctx, l, bumps, token);
+    s_decided(ctx, l, bumps);
     ctx->pending_reassigned++;
     lf_info("lead reassigned lead=%s from=%s to=%s", lead_id, l->owner ? l->owner : "-",
             owner ? owner : (queue ? queue : "-"));
@@ -513,7 +521,6 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
 out:
     json_decref(owner_arr);
     free(cand_text);
-    free(ledger_text);
     json_decref(res.candidates);
     return rc;
 }
@@ -553,6 +560,14 @@ void lf_route_on_batch(void *arg, int committed) {
         ctx->routed += ctx->pending_routed;
         ctx->regraded += ctx->pending_regraded;
         ctx->reassigned += ctx->pending_reassigned;
+        if (ctx->pending_token[0])
+            lf_strlcpy(ctx->token, ctx->pending_token, sizeof ctx->token);
+    } else {
+        /* The database kept the ledger of before the batch, the pool moved on:
+         * an empty token never matches, so the next lead rebuilds the pool. */
+        ctx->token[0] = '\0';
     }
+    ctx->pending_token[0] = '\0';
+    ctx->ledger_dirty = 0;
     ctx->pending_routed = ctx->pending_regraded = ctx->pending_reassigned = 0;
 }

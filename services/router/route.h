@@ -25,7 +25,9 @@ typedef struct {
     long long reps_version; /* sum(reps.version) the pool reflects */
     char instance[24];      /* random id of this process, for ledger tokens */
     unsigned long writes;   /* ledger writes by this process */
-    char token[48];         /* the writer token of our last ledger write */
+    char token[48];         /* the writer token of our last committed ledger write */
+    char pending_token[48]; /* the token written by the open batch, until it commits */
+    int ledger_dirty;       /* the open batch made decisions the ledger lacks */
     /* Hot statements prepared on the current connection (see route.c). */
     const void *prep_conn; /* the PGconn they were prepared on */
     int prep_pid;          /* and its backend pid (a new PGconn may reuse the address) */
@@ -56,7 +58,12 @@ lf_pool_t *lf_route_pool(const json_t *reps, const json_t *routing, char *err,
                          size_t errsz);
 
 /* lf_consumer_on_batch hook: moves the open batch's counts into the totals when it
- * committed, drops them when it rolled back. */
+ * committed, drops them when it rolled back (and then forgets which ledger the
+ * cached pool matches, so it is rebuilt). */
 void lf_route_on_batch(void *arg, int committed);
+/* lf_consumer_before_commit hook: writes the fairness ledger (rotation positions and
+ * counts) once for the batch's decisions, still under the routing lock, with a fresh
+ * writer token. Returns 0 or -1. */
+int lf_route_before_commit(void *arg, lf_db_t *db);
 
 #endif

@@ -41,6 +41,10 @@ int lf_consumer_advance(lf_consumer_t *self);
 /* Called after each batch with committed = 1 when it committed, 0 when it rolled
  * back, so handlers can keep counters that only count what became durable. */
 void lf_consumer_on_batch(lf_consumer_t *self, void (*fn)(void *arg, int committed));
+/* Called inside each batch's transaction just before it commits, to write what the
+ * handlers accumulated over the batch. Returning -1 rolls the whole batch back (the
+ * events come back with the sweep), as does leaving db->err set. */
+void lf_consumer_before_commit(lf_consumer_t *self, int (*fn)(void *arg, lf_db_t *db));
 /* Set-based alternative to lf_event_fn: applies the events `envs` (borrowed, in seq
  * order, each new to this consumer: their acks were just inserted in the open
  * transaction) with a few statements for the whole batch. Returns 0 when applied, -1 on

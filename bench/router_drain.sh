@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bench/router_drain.sh [RUNS=3] [LEADS=20000]: the real router against PostgreSQL.
+#
+# bench_router measures the assignment code alone, in memory. This measures what a lead
+# costs the running service: the prelude, the decision, the explanation rows, the
+# timeline, the outbox event and the acknowledgement, all in PostgreSQL. Per run: the
+# intake stores LEADS leads while the router is stopped (so each is a lead.created event
+# in the outbox that nobody has acknowledged), then the router starts and the clock runs
+# until every lead of the run is assigned (polled every 100 ms). The figure is LEADS / that
+# time. 200 reps with all rules on, as in bench_router; the scheduler and analytics are
+# not running, so the router has PostgreSQL to itself.
+# LF_BENCH_PROFILE=1 adds pg_stat_statements (top statements by total time);
+# LF_BENCH_KEEP=1 leaves PostgreSQL running with the data afterwards (stop it yourself).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+RUNS=${1:-3}; LEADS=${2:-20000}
+make -s WERROR=1 bins benches >/dev/null
+W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
+PG=$(lf_free_port); RP=$(lf_free_port); HTTP=$(lf_free_port); Z1=$(lf_free_port); Z2=$(lf_free_port)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ -n "${LF_BENCH_KEEP:-}" ]; then # keep PostgreSQL running to look around
+        lf_redis_stop "$W/redis" "$RP"; echo "kept $W, $LEADFLOW_DATABASE_URL" >&2; return
+    fi
+    lf_redis_stop "$W/redis" "$RP"; lf_pg_stop "$W/pg"; rm -rf "$W"
+}
+trap cleanup EXIT
+lf_pg_start "$W/pg" "$PG" >/dev/null
+export LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:$PG/leadflow
+if [ -n "${LF_BENCH_PROFILE:-}" ]; then
+    psql -qtAX "$LEADFLOW_DATABASE_URL" \
+        -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+    lf_as_pg "$PG_BIN/pg_ctl" -D "$W/pg/data" -o "-p $PG" -l "$W/pg/postgres.log" -w -t 60 \
+        restart >/dev/null
+fi
+lf_redis_start "$W/redis" "$RP"
+export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_INTAKE_PORT=$HTTP LEADFLOW_LOG_LEVEL=warn
+export LEADFLOW_CONFIG_DIR=$PWD/config LEADFLOW_REDIS_PORT=$RP LEADFLOW_REDIS_PREFIX=bench:
+export LEADFLOW_INTAKE_EVENTS_BIND=tcp://127.0.0.1:$Z1 LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:$Z1
+export LEADFLOW_ROUTER_EVENTS_BIND=tcp://127.0.0.1:$Z2 LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:$Z2
+build/bin/leadflow-migrate >/dev/null 2>&1
+q() { psql -qtAX "$LEADFLOW_DATABASE_URL" -c "$1"; }
+# 200 reps: 4 teams, skills and regions spread so that the filters do real work.
+q "INSERT INTO reps (id, name, team, skills, regions, grades, capacity, weight, active)
+   SELECT 'rep' || i, 'Rep ' || i, (ARRAY['east','north','south','west'])[1 + i % 4],
+          ARRAY[(ARRAY['medical','manufacturing','software','education','retail'])[1 + i % 5]],
+          ARRAY[(ARRAY['east','north','south','west'])[1 + (i / 5) % 4]],
+          ARRAY['A','B','C','D'], 1000000, 1 + i % 3, true
+     FROM generate_series(1, 200) i" >/dev/null
+[ -n "${LF_BENCH_PROFILE:-}" ] && q "CREATE EXTENSION pg_stat_statements" >/dev/null
+build/bin/leadflow-intake 2>"$W/intake.log" & pids+=($!)
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$HTTP/healthz" >/dev/null 2>&1 && break; sleep 0.1
+done
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+got=()
+for i in $(seq 1 "$RUNS"); do
+    before=$(q "SELECT count(*) FROM leads")
+    build/bench/loadgen --port "$HTTP" --rate 3000 --duration $(((LEADS + 2999) / 3000)) \
+        --connections 32 --key bench-key --phone-base $((i * 10000000)) >"$W/lg.$i" 2>&1 || true
+    stored=$(($(q "SELECT count(*) FROM leads") - before))
+    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    [ -n "${LF_BENCH_PROFILE:-}" ] && q "SELECT pg_stat_statements_reset()" >/dev/null
+    t0=$(date +%s.%N)
+    build/bin/leadflow-router 2>"$W/router.$i.log" & rp=$!
+    left=$stored
+    for _ in $(seq 1 6000); do # at most 600 s
+        left=$(q "SELECT count(*) FROM leads WHERE assigned_at IS NULL")
+        [ "$left" -eq 0 ] && break
+        sleep 0.1
+    done
+    t1=$(date +%s.%N)
+    kill -TERM "$rp"; wait "$rp" 2>/dev/null || true
+    rate=$(awk -v n="$stored" -v a="$t0" -v b="$t1" 'BEGIN {print int(n / (b - a))}')
+    got+=("$rate")
+    echo "run $i (load avg before: $load): $stored leads stored, unassigned at the end $left, router $rate leads/s" >&2
+    if [ -n "${LF_BENCH_PROFILE:-}" ] && [ "$i" -eq 1 ]; then
+        echo "pg_stat_statements during the drain (total ms, calls, ms/call, query):" >&2
+        psql -qtAX "$LEADFLOW_DATABASE_URL" -F ' | ' -c "SELECT round(total_exec_time), calls,
+            round((total_exec_time / calls)::numeric, 3),
+            left(regexp_replace(query, '\s+', ' ', 'g'), 100)
+            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" >&2
+    fi
+done
+echo "router.pg_assigned_per_sec $(printf '%s\n' "${got[@]}" | median) (runs: ${got[*]}; $LEADS leads, 200 reps)"
