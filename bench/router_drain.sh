@@ -65,7 +65,7 @@ for i in $(seq 1 "$RUNS"); do
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     [ -n "${LF_BENCH_PROFILE:-}" ] && q "SELECT pg_stat_statements_reset()" >/dev/null
     t0=$(date +%s.%N)
-    build/bin/leadflow-router 2>"$W/router.$i.log" & rp=$!
+    LEADFLOW_LOG_LEVEL=${LF_BENCH_ROUTER_LOG:-warn} build/bin/leadflow-router 2>"$W/router.$i.log" & rp=$!
     left=$stored
     for _ in $(seq 1 6000); do # at most 600 s
         left=$(q "SELECT count(*) FROM leads WHERE assigned_at IS NULL")

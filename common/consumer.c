@@ -30,7 +30,6 @@ struct lf_consumer {
     lf_batch_fn batch_fn;              /* optional, see lf_consumer_set_batch_fn */
     int batch_flags;                   /* LF_BATCH_* */
     long long sweep_from; /* batch path: the sweep pages on from here (0: cursor) */
-    int sweep_pages;      /* pages read since the sweep last started from the cursor */
 };
 
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
@@ -302,19 +301,24 @@ static const char *const s_sweep_light =
     S_SWEEP_WINDOW("") "SELECT s.n, s.m, x.id, x.type, x.lead_id" S_SWEEP_REST;
 static const char *const s_sweep_full = S_SWEEP_WINDOW(
     ", o.event_id, o.at, o.version, o.payload") "SELECT s.n, s.m, "
+                                                "CASE WHEN x.id IS NOT NULL THEN "
                                                 "lf_envelope(x.id, x.event_id, x.type, "
                                                 "x.lead_id, x.at, x.version, "
-                                                "x.payload)::text" S_SWEEP_REST;
+                                                "x.payload)::text END" S_SWEEP_REST;
 #undef S_SWEEP_WINDOW
 #undef S_SWEEP_REST
 
 /* The batch path's sweep. A backlog is read window after window from where the last
  * full window ended, not from the safe cursor again (which would re-read every event
  * already handled, quadratic in the backlog). Windows whose events all have acks are
- * skipped, up to 20 per call, so an event lost on the wire behind them is found as
- * by the per-event sweep. An event that commits late below sweep_from is found when
- * a window comes back short or after 50 windows: the sweep then starts from the
- * cursor again. Returns the result holding the events to handle, or NULL. */
+ * skipped, up to 20 per call (the next call goes on from there), so an event lost on
+ * the wire behind them is found as by the per-event sweep. When a window comes back
+ * short, the backlog is done and the next sweep starts from the cursor again: that is
+ * when an event that committed late below sweep_from is found. (An earlier version
+ * also went back to the cursor after 50 windows; with a backlog longer than 50
+ * windows of acknowledged events it then never got past them until the cursor moved,
+ * a minute later: bench/router_drain.sh stalled for 51 s at 6,400 events.) Returns the
+ * result holding the events to handle, or NULL. */
 static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
                                  long long *window_end) {
     int light = self->batch_flags & LF_BATCH_SEQ_ONLY;
@@ -326,13 +330,12 @@ static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
         PGresult *res = lf_db_exec(self->db, light ? s_sweep_light : s_sweep_full, 4, p);
         if (!res) {
             self->sweep_from = 0;
-            self->sweep_pages = 0;
             return NULL;
         }
         *window = atol(PQgetvalue(res, 0, 0));
         *window_end = PQgetisnull(res, 0, 1) ? 0 : atoll(PQgetvalue(res, 0, 1));
         int empty = PQntuples(res) == 1 && PQgetisnull(res, 0, 2);
-        if (!empty || *window < limit || skipped >= 20 || ++self->sweep_pages > 50)
+        if (!empty || *window < limit || skipped >= 20)
             return res;
         PQclear(res);
         self->sweep_from = *window_end; /* all acknowledged: look further */
@@ -383,12 +386,10 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
     PQclear(res);
     int applied = lf_consumer_handle(self, envs, n);
     if (self->batch_fn) {
-        if (applied >= 0 && window == limit && self->sweep_pages++ <= 50) {
+        if (applied >= 0 && window == limit)
             self->sweep_from = window_end;
-        } else {
+        else
             self->sweep_from = 0;
-            self->sweep_pages = 0;
-        }
     }
     for (size_t i = 0; i < n; i++)
         json_decref(envs[i]);

@@ -118,6 +118,7 @@ int main(int argc, char **argv) {
     consumer = lf_consumer_new(db, "router", s_types, lf_route_event, &ctx);
     lf_consumer_on_batch(consumer, lf_route_on_batch);
     lf_consumer_before_commit(consumer, lf_route_before_commit);
+    lf_consumer_set_batch_fn(consumer, lf_route_batch, 0);
     lf_info("ready events=%s,%s", endpoints[0], endpoints[1]);
     lf_loop_t loop = {
         .consumer = consumer,

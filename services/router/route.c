@@ -147,7 +147,8 @@ static void s_lead_clear(s_lead_t *l) {
 static int s_prelude(lf_router_ctx_t *ctx, lf_db_t *db, const char *lead_id,
                      s_lead_t *l) {
     memset(l, 0, sizeof *l);
-    if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
+    if (!ctx->batch_locked &&
+        lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
         return -1;
     const char *p[] = {lead_id, s_public_domains};
     l->res = s_exec_prepared(ctx, db, S_PREP_PRELUDE, s_prelude_sql, 2, p);
@@ -551,6 +552,29 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
     /* The pool may have moved for a decision that is being rolled back. */
     if (rc < 0)
         lf_pool_destroy(&ctx->pool);
+    return rc;
+}
+
+int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                   void *arg) {
+    lf_router_ctx_t *ctx = arg;
+    /* The acks of the whole batch are in; one lock round covers its decisions. */
+    if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
+        return -1;
+    ctx->batch_locked = 1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (lf_route_event(c, db, envs[i], arg) < 0 || db->err)
+            rc = -1;
+    ctx->batch_locked = 0;
+    if (rc < 0) {
+        /* The consumer rolls this attempt back and handles the events one by one:
+         * forget what the attempt did to the pool, the ledger and the counters. */
+        lf_pool_destroy(&ctx->pool);
+        ctx->token[0] = '\0';
+        ctx->ledger_dirty = 0;
+        ctx->pending_routed = ctx->pending_regraded = ctx->pending_reassigned = 0;
+    }
     return rc;
 }
 

@@ -28,6 +28,7 @@ typedef struct {
     char token[48];         /* the writer token of our last committed ledger write */
     char pending_token[48]; /* the token written by the open batch, until it commits */
     int ledger_dirty;       /* the open batch made decisions the ledger lacks */
+    int batch_locked;       /* lf_route_batch holds the routing lock for its events */
     /* Hot statements prepared on the current connection (see route.c). */
     const void *prep_conn; /* the PGconn they were prepared on */
     int prep_pid;          /* and its backend pid (a new PGconn may reuse the address) */
@@ -50,6 +51,14 @@ void lf_router_ctx_fini(lf_router_ctx_t *ctx);
  *   lead.reassigned.
  * Returns 0, or -1 on a database error. */
 int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
+
+/* lf_consumer_set_batch_fn handler: takes the routing lock once, then routes each
+ * event as lf_route_event does, in the batch's one transaction (the consumer has
+ * inserted all of its acks with one statement). On a failure it drops the cached pool
+ * and the batch's counts and returns -1; the consumer then rolls back and handles the
+ * events one by one, so a poison event is set aside alone. */
+int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                   void *arg);
 
 /* Builds a pool from rep objects, leaving out (and logging) any rep the pool refuses,
  * so one bad row cannot stop all routing. Returns NULL only when the routing rules

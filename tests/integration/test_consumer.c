@@ -130,3 +130,43 @@ Test(consumer, cursor_moves_only_past_old_fully_acked_events, .timeout = 60) {
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }
+
+static int s_count_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                         void *arg) {
+    for (size_t i = 0; i < n; i++)
+        if (s_count(c, db, envs[i], arg) < 0)
+            return -1;
+    return 0;
+}
+
+/* A backlog of many windows is swept through to its end, one window per call. An
+ * earlier batch path went back to the cursor after 50 windows, met only
+ * acknowledged windows there and never got further until the cursor moved. */
+Test(consumer, batch_sweep_pages_through_a_long_backlog, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    free(lf_h_sql(h, "INSERT INTO outbox (event_id, type, lead_id, payload)"
+                     " SELECT gen_random_uuid(), 'test.event', 'L' || i, '{}'"
+                     " FROM generate_series(1, 240) i"));
+    s_ctx_t ctx = {0};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
+    lf_consumer_set_batch_fn(c, s_count_batch, 0);
+    int total = 0, calls = 0;
+    while (calls < 130 && total < 240) {
+        int n = lf_consumer_sweep(c, 2);
+        cr_assert_geq(n, 0, "%s", db->errstr);
+        total += n;
+        calls++;
+    }
+    cr_expect_eq(total, 240, "all 120 windows swept in %d calls", calls);
+    cr_expect_eq(calls, 120, "one window per call");
+    cr_expect_eq(lf_consumer_sweep(c, 2), 0, "nothing left");
+    long effects = lf_h_sql_long(h, "SELECT count(DISTINCT lead) FROM test_effects");
+    cr_expect_eq(effects, 240, "effects: %ld, applied %d, calls %d", effects, total,
+                 calls);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 240,
+                 "no phantom event for a window without new events");
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
