@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 RUNS=${1:-3}; RATE=${2:-5000}; SECS=${3:-20}; CONNS=${LF_BENCH_CONNECTIONS:-32}
 make -s WERROR=1 bins benches >/dev/null
 W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
@@ -39,14 +40,7 @@ psql -qtAX "$LEADFLOW_DATABASE_URL" -c "ALTER SYSTEM SET track_commit_timestamp 
     -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
 lf_as_pg "$PG_BIN/pg_ctl" -D "$W/pg/data" -o "-p $PG" -l "$W/pg/postgres.log" -w -t 60 restart >/dev/null
 lf_redis_start "$W/redis" "$RP"
-export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_INTAKE_PORT=$HTTP LEADFLOW_LOG_LEVEL=warn
-export LEADFLOW_CONFIG_DIR=$PWD/config LEADFLOW_REDIS_PORT=$RP LEADFLOW_REDIS_PREFIX=bench:
-export LEADFLOW_INTAKE_EVENTS_BIND=tcp://127.0.0.1:$Z1 LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:$Z1
-export LEADFLOW_ROUTER_EVENTS_BIND=tcp://127.0.0.1:$Z2 LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:$Z2
-export LEADFLOW_SCHEDULER_EVENTS_BIND=tcp://127.0.0.1:$Z3 LEADFLOW_SCHEDULER_EVENTS=tcp://127.0.0.1:$Z3
-build/bin/leadflow-migrate >/dev/null 2>&1
-psql -qX "$LEADFLOW_DATABASE_URL" -f db/seed/demo_reps.sql >/dev/null
-psql -qX "$LEADFLOW_DATABASE_URL" -c "UPDATE reps SET capacity = 1000000" >/dev/null
+lf_bench_stack_env "$HTTP" "$RP" "$Z1" "$Z2" "$Z3"
 [ -n "${LF_BENCH_PROFILE:-}" ] && psql -qX "$LEADFLOW_DATABASE_URL" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 build/bench/mhd_null "$NULLP" & pids+=($!)
 for s in intake router scheduler analytics; do

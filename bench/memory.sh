@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 RUNS=${1:-3}; RATE=${2:-5000}; SECS=${3:-15}
 make -s WERROR=1 bins benches >/dev/null
 W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
@@ -33,14 +34,7 @@ trap cleanup EXIT
 lf_pg_start "$W/pg" "$PG" >/dev/null
 lf_redis_start "$W/redis" "$RP"
 export LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:$PG/leadflow
-export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_INTAKE_PORT=$HTTP LEADFLOW_LOG_LEVEL=warn
-export LEADFLOW_CONFIG_DIR=$PWD/config LEADFLOW_REDIS_PORT=$RP LEADFLOW_REDIS_PREFIX=bench:
-export LEADFLOW_INTAKE_EVENTS_BIND=tcp://127.0.0.1:$Z1 LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:$Z1
-export LEADFLOW_ROUTER_EVENTS_BIND=tcp://127.0.0.1:$Z2 LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:$Z2
-export LEADFLOW_SCHEDULER_EVENTS_BIND=tcp://127.0.0.1:$Z3 LEADFLOW_SCHEDULER_EVENTS=tcp://127.0.0.1:$Z3
-build/bin/leadflow-migrate >/dev/null 2>&1
-psql -qX "$LEADFLOW_DATABASE_URL" -f db/seed/demo_reps.sql >/dev/null
-psql -qX "$LEADFLOW_DATABASE_URL" -c "UPDATE reps SET capacity = 1000000" >/dev/null
+lf_bench_stack_env "$HTTP" "$RP" "$Z1" "$Z2" "$Z3"
 kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 spread() { sort -n | awk '{a[NR]=$1} END {printf "min %s max %s", a[1], a[NR]}'; }
