@@ -56,6 +56,7 @@ RUN groupadd --system --gid 10001 leadflow \
 COPY --from=build /out/bin/ /usr/local/bin/
 COPY --from=build /src/config/ /etc/leadflow/
 COPY --from=build /src/db/migrations/ /usr/share/leadflow/migrations/
+COPY --from=build /src/db/functions/ /usr/share/leadflow/functions/
 
 # Fail the image build, not the first start in production, if a runtime library is missing.
 RUN set -e; for b in /usr/local/bin/leadflow-*; do \

@@ -1,11 +1,25 @@
-/* leadflow-migrate - applies db/migrations/NNNN_name.sql in order.
+/* leadflow-migrate - brings the database schema up to date.
  *
- * Each file runs in its own transaction together with the row that records it in
- * schema_migrations, so a crash leaves either the whole migration or none of it.
+ * Two kinds of SQL, as Flyway has them:
+ *   - versioned migrations, db/migrations/NNNN_name.sql, change the schema. Each is
+ *     applied once, in file-name order, in its own transaction together with the row
+ *     that records it in schema_migrations, so a crash leaves the whole migration or
+ *     none of it. A file whose first line is `-- leadflow:no-transaction` is sent
+ *     statement by statement outside a transaction instead (CREATE INDEX
+ *     CONCURRENTLY cannot run inside one); such a file must be safe to run again
+ *     (IF NOT EXISTS), because a crash can leave part of it done.
+ *   - repeatable files, the .sql files of db/functions, hold the functions and views.
+ * After the versioned migrations, when any of them is new, changed or gone, the whole
+ *     folder is re-applied in file-name order in one transaction, and each file's
+ *     checksum is recorded in schema_repeatables. Re-applying all of them rather than
+ *     the changed ones keeps views that another view's DROP ... CASCADE removed.
+ *     A change to a function is then a diff of that function's file.
+ *
  * An advisory lock makes concurrent runs (two containers starting at once) wait for
- * each other; running again applies nothing. A file whose content changed after it
- * was applied is reported, because silently re-running or ignoring it would both
- * be wrong. */
+ * each other; running again applies nothing. A versioned file whose content changed
+ * after it was applied is reported, because silently re-running or ignoring it would
+ * both be wrong. The session runs without the services' statement timeout: a
+ * migration that rewrites a large table may take long, and must not be cut off. */
 #include <dirent.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -15,16 +29,29 @@
 #include "lf/config.h"
 #include "lf/db.h"
 #include "lf/log.h"
+#include "lf/sqlsplit.h"
 #include "lf/util.h"
 
-static const lf_cfg_def_t s_cfg[] = {LF_CFG_COMMON,
-                                     {"LEADFLOW_MIGRATIONS_DIR", LF_CFG_STR,
-                                      "db/migrations", 0, 0,
-                                      "folder of NNNN_name.sql files"},
-                                     {NULL, 0, NULL, 0, 0, NULL}};
+static const lf_cfg_def_t s_cfg[] = {
+    LF_CFG_COMMON,
+    {"LEADFLOW_MIGRATIONS_DIR", LF_CFG_STR, "db/migrations", 0, 0,
+     "folder of NNNN_name.sql files (versioned schema changes)"},
+    {"LEADFLOW_FUNCTIONS_DIR", LF_CFG_STR, "", 0, 0,
+     "folder of repeatable function and view files (default: 'functions' beside the "
+     "migrations folder)"},
+    {NULL, 0, NULL, 0, 0, NULL}};
+
+#define NO_TXN_MARK "-- leadflow:no-transaction"
+
+typedef struct {
+    char *name;   /* file name (owned) */
+    char *sql;    /* content (owned) */
+    size_t len;   /* content length */
+    char sum[65]; /* hex SHA-256 of the content */
+} s_file_t;
 
 static int s_cmp(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return strcmp(((const s_file_t *)a)->name, ((const s_file_t *)b)->name);
 }
 
 static void s_sha256(const char *data, size_t len, char out[65]) {
@@ -32,6 +59,203 @@ static void s_sha256(const char *data, size_t len, char out[65]) {
     SHA256((const unsigned char *)data, len, md);
     for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
         sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+static void s_files_free(s_file_t *files, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(files[i].name);
+        free(files[i].sql);
+    }
+    free(files);
+}
+
+/* Reads every .sql file of dir, sorted by name. Returns 0 or -1 (logged). A folder
+ * that does not exist is empty when `optional`. */
+static int s_read_dir(const char *dir, int optional, s_file_t **out, size_t *nout) {
+    s_file_t *files = NULL;
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (optional) {
+            *out = NULL, *nout = 0;
+            return 0;
+        }
+        lf_error("cannot open folder %s", dir);
+        return -1;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len <= 4 || strcmp(e->d_name + len - 4, ".sql") != 0)
+            continue;
+        char path[1024];
+        if (lf_path_join(path, sizeof path, dir, e->d_name) < 0) {
+            lf_error("path too long: %s/%s", dir, e->d_name);
+            goto fail;
+        }
+        files = lf_realloc(files, (n + 1) * sizeof *files);
+        s_file_t *f = &files[n];
+        f->name = lf_strdup(e->d_name);
+        f->sql = lf_read_file(path, &f->len);
+        n++;
+        if (!f->sql) {
+            lf_error("cannot read %s", path);
+            goto fail;
+        }
+        s_sha256(f->sql, f->len, f->sum);
+    }
+    closedir(d);
+    qsort(files, n, sizeof *files, s_cmp);
+    *out = files, *nout = n;
+    return 0;
+fail:
+    closedir(d);
+    s_files_free(files, n);
+    return -1;
+}
+
+/* Runs a whole script as one simple-query string (inside the caller's transaction). */
+static int s_exec_script(lf_db_t *db, const char *name, const char *sql) {
+    PGresult *r = PQexec(db->conn, sql);
+    if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
+        PQclear(r);
+        return 0;
+    }
+    lf_error("%s failed: %s", name,
+             r ? PQresultErrorMessage(r) : PQerrorMessage(db->conn));
+    PQclear(r);
+    return -1;
+}
+
+/* Sends a no-transaction migration statement by statement, then records it. */
+static int s_apply_no_txn(lf_db_t *db, const s_file_t *f) {
+    char **stmts;
+    int n = lf_sql_split(f->sql, f->len, &stmts);
+    if (n < 0) {
+        lf_error("migration %s: unterminated quote, comment or dollar body", f->name);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char what[300];
+        snprintf(what, sizeof what, "migration %s (statement %d)", f->name, i + 1);
+        rc = s_exec_script(db, what, stmts[i]);
+    }
+    lf_sql_split_free(stmts, n);
+    const char *q[] = {f->name, f->sum};
+    if (rc == 0 &&
+        lf_db_cmd(db, "INSERT INTO schema_migrations (version, sha256) VALUES ($1, $2)",
+                  2, q) != 1)
+        rc = -1;
+    return rc;
+}
+
+/* The file and its record commit together. PQexec runs the whole file as one
+ * simple-query string, so multi-statement files work as written. */
+static int s_apply_in_txn(lf_db_t *db, const s_file_t *f) {
+    const char *q[] = {f->name, f->sum};
+    char what[300];
+    snprintf(what, sizeof what, "migration %s", f->name);
+    if (lf_db_begin(db) == 0 && s_exec_script(db, what, f->sql) == 0 &&
+        lf_db_cmd(db, "INSERT INTO schema_migrations (version, sha256) VALUES ($1, $2)",
+                  2, q) == 1 &&
+        lf_db_commit(db) == 0)
+        return 0;
+    lf_db_rollback(db);
+    return -1;
+}
+
+/* Applies the versioned migrations not yet recorded. Returns the number applied
+ * (or pending, with status_only), or -1. */
+static int s_versioned(lf_db_t *db, const char *dir, int status_only) {
+    s_file_t *files;
+    size_t n;
+    if (s_read_dir(dir, 0, &files, &n) < 0)
+        return -1;
+    int count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const s_file_t *f = &files[i];
+        const char *p[] = {f->name};
+        PGresult *res = lf_db_exec(
+            db, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, p);
+        if (!res)
+            goto fail;
+        int done = PQntuples(res) > 0;
+        if (done && strcmp(PQgetvalue(res, 0, 0), f->sum) != 0)
+            lf_warn("migration changed after it was applied file=%s (not re-run)",
+                    f->name);
+        PQclear(res);
+        if (status_only) {
+            printf("%-40s %s\n", f->name, done ? "applied" : "pending");
+            count += !done;
+            continue;
+        }
+        if (done)
+            continue;
+        int no_txn = strncmp(f->sql, NO_TXN_MARK, strlen(NO_TXN_MARK)) == 0;
+        if ((no_txn ? s_apply_no_txn(db, f) : s_apply_in_txn(db, f)) < 0)
+            goto fail;
+        lf_info("applied migration %s%s", f->name,
+                no_txn ? " (outside a transaction)" : "");
+        count++;
+    }
+    s_files_free(files, n);
+    return count;
+fail:
+    s_files_free(files, n);
+    return -1;
+}
+
+/* Re-applies the repeatable folder when anything in it differs from what was
+ * recorded. Returns the number of files applied (0 when up to date; with
+ * status_only, 1 when a re-apply is pending), or -1. */
+static int s_repeatables(lf_db_t *db, const char *dir, int status_only) {
+    s_file_t *files;
+    size_t n;
+    if (s_read_dir(dir, 1, &files, &n) < 0)
+        return -1;
+    int rc = -1, changed = 0;
+    PGresult *res =
+        lf_db_exec(db, "SELECT name, sha256 FROM schema_repeatables", 0, NULL);
+    if (!res)
+        goto out;
+    changed = (size_t)PQntuples(res) != n;
+    for (size_t i = 0; i < n; i++) {
+        int same = 0;
+        for (int r = 0; r < PQntuples(res) && !same; r++)
+            same = strcmp(PQgetvalue(res, r, 0), files[i].name) == 0 &&
+                   strcmp(PQgetvalue(res, r, 1), files[i].sum) == 0;
+        if (status_only)
+            printf("%-40s %s\n", files[i].name, same ? "applied" : "pending");
+        changed |= !same;
+    }
+    PQclear(res);
+    if (!changed || status_only) {
+        rc = changed;
+        goto out;
+    }
+    if (lf_db_begin(db) < 0 ||
+        lf_db_cmd(db, "DELETE FROM schema_repeatables", 0, NULL) < 0)
+        goto rollback;
+    for (size_t i = 0; i < n; i++) {
+        char what[300];
+        snprintf(what, sizeof what, "function file %s", files[i].name);
+        const char *q[] = {files[i].name, files[i].sum};
+        if (s_exec_script(db, what, files[i].sql) < 0 ||
+            lf_db_cmd(db, "INSERT INTO schema_repeatables (name, sha256) VALUES ($1, $2)",
+                      2, q) != 1)
+            goto rollback;
+    }
+    if (lf_db_commit(db) < 0)
+        goto rollback;
+    lf_info("applied function files from %s count=%zu", dir, n);
+    rc = (int)n;
+    goto out;
+rollback:
+    lf_db_rollback(db);
+out:
+    s_files_free(files, n);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -50,105 +274,47 @@ int main(int argc, char **argv) {
     int lvl = lf_log_parse_level(lf_config_str(cfg, "LEADFLOW_LOG_LEVEL"));
     lf_log_init("migrate", lvl < 0 ? LF_LOG_INFO : (lf_log_level_t)lvl);
     const char *dir = lf_config_str(cfg, "LEADFLOW_MIGRATIONS_DIR");
+    char fdir[1024];
+    if (*lf_config_str(cfg, "LEADFLOW_FUNCTIONS_DIR"))
+        lf_strlcpy(fdir, lf_config_str(cfg, "LEADFLOW_FUNCTIONS_DIR"), sizeof fdir);
+    else
+        snprintf(fdir, sizeof fdir, "%s/../functions", dir);
     int rc = 1;
-    char **files = NULL;
-    size_t nfiles = 0;
     lf_db_t *db =
         lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"), "leadflow-migrate");
     if (db->err) {
         lf_error("cannot connect to PostgreSQL: %s", db->errstr);
         goto out;
     }
-    DIR *d = opendir(dir);
-    if (!d) {
-        lf_error("cannot open migrations folder %s", dir);
-        goto out;
-    }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (n > 4 && strcmp(e->d_name + n - 4, ".sql") == 0) {
-            files = lf_realloc(files, (nfiles + 1) * sizeof *files);
-            files[nfiles++] = lf_strdup(e->d_name);
-        }
-    }
-    closedir(d);
-    qsort(files, nfiles, sizeof *files, s_cmp);
-
-    if (lf_db_cmd(db, "SELECT pg_advisory_lock(727001)", 0, NULL) < 0 ||
+    if (lf_db_cmd(db, "SET statement_timeout = 0", 0, NULL) < 0 ||
+        lf_db_cmd(db, "SET idle_in_transaction_session_timeout = 0", 0, NULL) < 0 ||
+        lf_db_cmd(db, "SELECT pg_advisory_lock(727001)", 0, NULL) < 0 ||
         lf_db_cmd(
             db,
             "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
             "sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-            0, NULL) < 0) {
-        lf_error("cannot prepare schema_migrations: %s", db->errstr);
+            0, NULL) < 0 ||
+        lf_db_cmd(db,
+                  "CREATE TABLE IF NOT EXISTS schema_repeatables (name text PRIMARY KEY, "
+                  "sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                  0, NULL) < 0) {
+        lf_error("cannot prepare the migration tables: %s", db->errstr);
         goto out;
     }
-    int applied = 0, pending = 0;
-    for (size_t i = 0; i < nfiles; i++) {
-        char path[1024];
-        if (lf_path_join(path, sizeof path, dir, files[i]) < 0)
-            goto out;
-        size_t len = 0;
-        char *sql = lf_read_file(path, &len);
-        if (!sql) {
-            lf_error("cannot read %s", path);
-            goto out;
-        }
-        char sum[65];
-        s_sha256(sql, len, sum);
-        const char *p[] = {files[i]};
-        PGresult *res = lf_db_exec(
-            db, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, p);
-        if (!res) {
-            free(sql);
-            goto out;
-        }
-        int done = PQntuples(res) > 0;
-        if (done && strcmp(PQgetvalue(res, 0, 0), sum) != 0)
-            lf_warn("migration changed after it was applied file=%s (not re-run)",
-                    files[i]);
-        PQclear(res);
-        if (done || status_only) {
-            if (!done)
-                pending++;
-            if (status_only)
-                printf("%-40s %s\n", files[i], done ? "applied" : "pending");
-            free(sql);
-            continue;
-        }
-        /* The file and its record commit together. PQexec runs the whole file as
-         * one simple-query string, so multi-statement files work as written. */
-        PGresult *r = NULL;
-        if (lf_db_begin(db) == 0 && (r = PQexec(db->conn, sql)) &&
-            PQresultStatus(r) == PGRES_COMMAND_OK) {
-            PQclear(r);
-            const char *q[] = {files[i], sum};
-            if (lf_db_cmd(
-                    db, "INSERT INTO schema_migrations (version, sha256) VALUES ($1, $2)",
-                    2, q) == 1 &&
-                lf_db_commit(db) == 0) {
-                lf_info("applied migration %s", files[i]);
-                applied++;
-                free(sql);
-                continue;
-            }
-        } else {
-            lf_error("migration %s failed: %s", files[i],
-                     r ? PQresultErrorMessage(r) : db->errstr);
-            PQclear(r);
-        }
-        lf_db_rollback(db);
-        free(sql);
+    int applied = s_versioned(db, dir, status_only);
+    if (applied < 0)
+        goto out;
+    int functions = s_repeatables(db, fdir, status_only);
+    if (functions < 0)
+        goto out;
+    if (status_only) {
+        rc = (applied || functions) ? 3 : 0;
         goto out;
     }
-    if (!status_only)
-        lf_info("migrations up to date applied=%d total=%zu", applied, nfiles);
-    rc = (status_only && pending) ? 3 : 0;
+    lf_info("schema up to date migrations_applied=%d function_files_applied=%d", applied,
+            functions);
+    rc = 0;
 out:
-    for (size_t i = 0; i < nfiles; i++)
-        free(files[i]);
-    free(files);
     lf_db_destroy(&db);
     lf_config_destroy(&cfg);
     return rc;

@@ -4,7 +4,7 @@
  * timeline entry, its outbox event). Doing them per lead would cost a round trip
  * each and an fsync per lead (~1,900 leads/s on this class of machine). Sending the
  * whole batch as one jsonb array into one call of lf_intake_commit() (a PL/pgSQL
- * function, db/migrations/0002_intake.sql) costs one round trip and one fsync per
+ * function, db/functions/21_lf_intake_commit.sql) costs one round trip and one fsync per
  * batch, and PostgreSQL merges the WAL flushes of the several committer threads on
  * top of that.
  *

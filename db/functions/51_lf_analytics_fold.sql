@@ -1,0 +1,13 @@
+-- lf_analytics_fold: repeatable; first created by 0007_analytics.sql. Edit here, not in a migration.
+-- What leadflow-analytics calls, inside the transaction that inserts the events' acks,
+-- so a redelivered event (its ack already there) is never passed twice. Twin instances
+-- take turns (advisory lock 727007): analytics_deals is read-modify-write. The commit
+-- does not wait for its WAL flush (synchronous_commit off for this transaction only):
+-- a crash can lose the last folds, but it loses their acks with them, so the sweep
+-- folds those events again - still exactly once, and nothing else saw the lost commit.
+CREATE OR REPLACE FUNCTION lf_analytics_fold(seqs bigint[]) RETURNS integer
+    LANGUAGE sql AS $$
+SELECT pg_advisory_xact_lock(727007);
+SELECT set_config('synchronous_commit', 'off', true);
+SELECT lf_analytics_apply(seqs, false);
+$$;
