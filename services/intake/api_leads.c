@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "intake.h"
+#include "lead_view.h"
 #include "lf/lead.h"
 #include "lf/log.h"
 #include "lf/util.h"
@@ -206,20 +207,7 @@ static int s_valid_id(const char *id) {
 
 /* The lead as API.md shows it, built by PostgreSQL in one query. */
 static const char *s_get_sql =
-    "SELECT json_build_object("
-    " 'id', l.id, 'channel', l.channel, 'source', l.source, 'name', l.name,"
-    " 'company', l.company, 'email', l.email, 'phone', l.phone,"
-    " 'budget', CASE WHEN l.budget_min IS NULL AND l.budget_max IS NULL THEN NULL"
-    "   ELSE json_build_object('min', l.budget_min, 'max', l.budget_max,"
-    "   'currency', l.currency, 'raw', l.budget_raw) END,"
-    " 'urgency', l.urgency, 'decision_maker', l.decision_maker, 'region', l.region,"
-    " 'industry', l.industry, 'need', l.need, 'external_id', l.external_id,"
-    " 'extra', l.extra, 'created_at', lf_rfc3339(l.created_at),"
-    " 'grade', l.grade, 'score', l.score,"
-    " 'score_breakdown', coalesce(l.score_breakdown, '[]'::jsonb),"
-    " 'owner', l.owner, 'assignment_reason', l.assignment_reason, 'queue', l.queue,"
-    " 'stage', l.stage, 'stage_changed_at', lf_rfc3339(l.stage_changed_at),"
-    " 'first_contact_at', lf_rfc3339(l.first_contact_at),"
+    "SELECT json_build_object(" LF_LEAD_VIEW_FIELDS ","
     " 'timeline', (SELECT coalesce(json_agg(jsonb_build_object('at', lf_rfc3339(e.at),"
     "   'type', e.type, 'actor', e.actor) || e.data ORDER BY e.id), '[]'::json)"
     "   FROM lead_events e WHERE e.lead_id = l.id)"

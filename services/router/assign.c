@@ -23,16 +23,9 @@
  * "sticky_respects_capacity": true changes that. Sticky assignments do not move the
  * rotation: they were nobody's turn.
  *
- * Time zones. setenv("TZ") + localtime_r is not thread-safe and costs a system call path
- * per lead, so each time zone named by a rep is resolved once, at pool construction, into
- * a table of UTC offsets: fixed offsets ("+08:00", "-0530", "UTC") directly, IANA names
- * by reading the TZif file under $TZDIR or /usr/share/zoneinfo (the 64-bit v2+ block). A
- * lookup is then a binary search over transitions, pure arithmetic on read-only data.
- * Each pool owns its zone table, filled by the one thread that builds the pool, so there
- * is no global cache and no lock; nothing here calls tzset() or reads TZ.
- * Instants after the file's last transition keep the last offset; Debian ships "fat" TZif
- * files whose transitions run to 2037, so the POSIX-rule footer is not needed before
- * then.
+ * Time zones. Each zone named by a rep is resolved once, at pool construction, into a
+ * table of UTC offsets (lf/tz.h), so a shift check is pure arithmetic on read-only
+ * data: no tzset(), no TZ, no lock. Each pool owns its zones.
  *
  * Speed. Skills, regions, rep ids and team names are interned at load time into hash
  * maps, so a lead costs a few hash lookups plus integer compares per team member, not
@@ -41,6 +34,8 @@
  * beyond the array itself.
  */
 #include "assign.h"
+
+#include "lf/tz.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -52,7 +47,6 @@
 
 #define S_ID_MAX 64
 #define S_MAX_WEIGHT 1000
-#define S_TZIF_MAX (1 << 20)
 
 static void *s_alloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size);
@@ -141,143 +135,6 @@ static void s_map_free(s_map_t *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* ---- time zones ---- */
-
-typedef struct {
-    char name[S_ID_MAX]; /* as the rep wrote it */
-    int64_t *trans;      /* transition instants, ascending; NULL for a fixed offset */
-    int32_t *offs;       /* UTC offset in seconds from trans[i] on */
-    size_t n;            /* transitions */
-    int32_t base_off;    /* offset before the first transition (or the fixed offset) */
-} s_tz_t;
-
-static int32_t s_tz_offset(const s_tz_t *tz, int64_t t) {
-    if (tz->n == 0 || t < tz->trans[0])
-        return tz->base_off;
-    size_t lo = 0, hi = tz->n; /* find the last transition <= t */
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (tz->trans[mid] <= t)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return tz->offs[lo];
-}
-
-/* "+08:00", "-0530", "+8", "UTC", "Z": a fixed offset. Returns false if it is not one. */
-static bool s_tz_fixed(const char *s, int32_t *off) {
-    if (!strcmp(s, "UTC") || !strcmp(s, "Z") || !strcmp(s, "GMT") ||
-        !strcmp(s, "Etc/UTC")) {
-        *off = 0;
-        return true;
-    }
-    if (!strncmp(s, "UTC", 3) && (s[3] == '+' || s[3] == '-'))
-        s += 3;
-    if (*s != '+' && *s != '-')
-        return false;
-    int sign = *s == '-' ? -1 : 1, hh = 0, mm = 0, digits = 0;
-    const char *p = s + 1;
-    while (*p >= '0' && *p <= '9' && digits < 2)
-        hh = hh * 10 + (*p++ - '0'), digits++;
-    if (digits == 0)
-        return false;
-    if (*p == ':')
-        p++;
-    if (*p) {
-        if (!(p[0] >= '0' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] == '\0'))
-            return false;
-        mm = (p[0] - '0') * 10 + (p[1] - '0');
-    }
-    if (hh > 14)
-        return false;
-    *off = sign * (hh * 3600 + mm * 60);
-    return true;
-}
-
-static uint32_t s_be32(const unsigned char *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t s_be64(const unsigned char *p) {
-    return (uint64_t)s_be32(p) << 32 | s_be32(p + 4);
-}
-
-/* Parses a TZif file (RFC 8536) into `tz`; uses the 64-bit block when there is one. */
-static int s_tzif_parse(const unsigned char *buf, size_t len, s_tz_t *tz) {
-    const unsigned char *p = buf;
-    size_t left = len;
-    for (int pass = 0; pass < 2; pass++) {
-        if (left < 44 || memcmp(p, "TZif", 4) != 0)
-            return -1;
-        int v2 = p[4] >= '2';
-        uint32_t isut = s_be32(p + 20), isstd = s_be32(p + 24), leap = s_be32(p + 28);
-        uint32_t timecnt = s_be32(p + 32), typecnt = s_be32(p + 36),
-                 charcnt = s_be32(p + 40);
-        size_t tsz = pass == 0 ? 4 : 8;
-        if (timecnt > 100000 || typecnt == 0 || typecnt > 256 || charcnt > 100000 ||
-            leap > 100000 || isut > 256 || isstd > 256)
-            return -1;
-        size_t body = timecnt * tsz + timecnt + typecnt * 6 + charcnt + leap * (tsz + 4) +
-                      isstd + isut;
-        if (left - 44 < body)
-            return -1;
-        if (pass == 0 && v2) { /* skip the 32-bit block, read the 64-bit one */
-            p += 44 + body;
-            left -= 44 + body;
-            continue;
-        }
-        const unsigned char *times = p + 44, *idx = times + timecnt * tsz;
-        const unsigned char *types = idx + timecnt;
-        tz->trans = s_alloc(timecnt, sizeof *tz->trans);
-        tz->offs = s_alloc(timecnt, sizeof *tz->offs);
-        for (uint32_t i = 0; i < timecnt; i++) {
-            if (idx[i] >= typecnt)
-                return -1;
-            tz->trans[i] = tsz == 8 ? (int64_t)s_be64(times + 8 * i)
-                                    : (int64_t)(int32_t)s_be32(times + 4 * i);
-            tz->offs[i] = (int32_t)s_be32(types + 6 * idx[i]);
-            if (i > 0 && tz->trans[i] <= tz->trans[i - 1])
-                return -1;
-        }
-        tz->n = timecnt;
-        tz->base_off = (int32_t)s_be32(types); /* RFC 8536: type 0 before the first one */
-        return 0;
-    }
-    return -1;
-}
-
-static int s_tz_load(s_tz_t *tz, const char *name, char *err, size_t errsz) {
-    snprintf(tz->name, sizeof tz->name, "%s", name);
-    if (s_tz_fixed(name, &tz->base_off))
-        return 0;
-    /* Only plain zone names: no way out of the zoneinfo directory. */
-    bool ok = *name && *name != '/' && !strstr(name, "..");
-    for (const char *c = name; ok && *c; c++)
-        ok = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-             (*c >= '0' && *c <= '9') || *c == '/' || *c == '_' || *c == '-' || *c == '+';
-    if (!ok) {
-        snprintf(err, errsz, "not a time zone name or offset: \"%s\"", name);
-        return -1;
-    }
-    const char *dir = getenv("TZDIR");
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errsz, "unknown time zone \"%s\" (%s)", name, strerror(errno));
-        return -1;
-    }
-    unsigned char *buf = s_alloc(S_TZIF_MAX, 1);
-    size_t len = fread(buf, 1, S_TZIF_MAX, f);
-    fclose(f);
-    int rc = s_tzif_parse(buf, len, tz);
-    free(buf);
-    if (rc != 0)
-        snprintf(err, errsz, "time zone \"%s\": not a valid TZif file", name);
-    return rc;
-}
-
 /* ---- reps, teams, pool ---- */
 
 enum s_policy { S_ROUND_ROBIN, S_WEIGHTED, S_LEAST_LOADED };
@@ -348,7 +205,7 @@ struct lf_pool {
     size_t n_reps;
     s_team_t *teams; /* teams[0] is "*" */
     size_t n_teams;
-    s_tz_t *tzs; /* distinct zones named by reps; tzs[0] is UTC */
+    lf_tz_t **tzs; /* distinct zones named by reps; tzs[0] is UTC */
     size_t n_tzs;
     int32_t *tz_off;  /* scratch: offset of each zone at the current request's time */
     s_map_t rep_ids;  /* rep id -> index */
@@ -403,10 +260,17 @@ static int s_policy_parse(const json_t *v, int *out) {
     return -1;
 }
 
-/* {"queue": "east-queue"} or {"manager": true} */
+/* {"pool": true}, {"queue": "east-queue"} (the pool, under a name of its own) or
+ * {"manager": true} (the pool, and the manager is told) */
 static int s_fallback_parse(const json_t *v, s_team_t *team, const char *path, char *err,
                             size_t errsz) {
     json_t *q = json_object_get(v, "queue"), *m = json_object_get(v, "manager");
+    if (json_is_object(v) && json_object_size(v) == 1 &&
+        json_is_true(json_object_get(v, "pool"))) {
+        snprintf(team->queue, sizeof team->queue, "%s", "pool");
+        team->to_manager = false;
+        return 0;
+    }
     if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(q) &&
         json_string_length(q) > 0 && json_string_length(q) < S_ID_MAX) {
         snprintf(team->queue, sizeof team->queue, "%s", json_string_value(q));
@@ -418,19 +282,20 @@ static int s_fallback_parse(const json_t *v, s_team_t *team, const char *path, c
         return 0;
     }
     snprintf(err, errsz,
-             "routing: %s: must be {\"queue\": \"name\"} or {\"manager\": true}", path);
+             "routing: %s: must be {\"pool\": true}, {\"queue\": \"name\"} or "
+             "{\"manager\": true}",
+             path);
     return -1;
 }
 
 static int s_routing_parse(lf_pool_t *pool, const json_t *cfg, s_team_t *defaults,
                            int *default_capacity, char *err, size_t errsz) {
-    static const char *const known[] = {"description",
-                                        "default_team",
-                                        "default_policy",
-                                        "default_fallback",
-                                        "default_capacity",
-                                        "sticky_respects_capacity",
-                                        "teams"};
+    static const char *const known[] = {
+        "description", "default_team", "default_policy", "default_fallback",
+        "default_capacity", "sticky_respects_capacity", "teams",
+        /* read by lf_teams (common/teams.c) */
+        "team_rules", "vocabularies", "calendars", "default_calendar", "default_pool",
+        "default_on_deactivate"};
     const char *key;
     json_t *val;
     char path[160];
@@ -518,7 +383,9 @@ static int s_routing_parse(lf_pool_t *pool, const json_t *cfg, s_team_t *default
                 }
                 snprintf(team->manager, sizeof team->manager, "%s",
                          json_string_value(v2));
-            } else {
+            } else if (strcmp(k2, "calendar") && strcmp(k2, "pool") &&
+                       strcmp(k2, "on_deactivate") && strcmp(k2, "description")) {
+                /* calendar, pool and on_deactivate are lf_teams' (common/teams.c) */
                 snprintf(err, errsz, "routing: %s: unknown key", path);
                 return -1;
             }
@@ -568,14 +435,13 @@ static int s_strings(lf_pool_t *pool, const json_t *arr, int **out, size_t *n) {
 
 static int s_tz_index(lf_pool_t *pool, const char *name, char *err, size_t errsz) {
     for (size_t i = 0; i < pool->n_tzs; i++)
-        if (strcmp(pool->tzs[i].name, name) == 0)
+        if (strcmp(lf_tz_name(pool->tzs[i]), name) == 0)
             return (int)i;
-    pool->tzs = s_grow(pool->tzs, pool->n_tzs + 1, sizeof *pool->tzs);
-    s_tz_t *tz = &pool->tzs[pool->n_tzs];
-    memset(tz, 0, sizeof *tz);
-    pool->n_tzs++; /* counted before loading so a half-parsed zone is still freed */
-    if (s_tz_load(tz, name, err, errsz) != 0)
+    lf_tz_t *tz = lf_tz_load(name, err, errsz);
+    if (!tz)
         return -1;
+    pool->tzs = s_grow(pool->tzs, pool->n_tzs + 1, sizeof *pool->tzs);
+    pool->tzs[pool->n_tzs++] = tz;
     return (int)pool->n_tzs - 1;
 }
 
@@ -747,7 +613,7 @@ lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char
     lf_pool_t *pool = s_alloc(1, sizeof *pool);
     s_team_get(pool, "*");
     pool->tzs = s_alloc(1, sizeof *pool->tzs);
-    snprintf(pool->tzs[0].name, sizeof pool->tzs[0].name, "UTC");
+    pool->tzs[0] = lf_tz_load("UTC", err, errsz);
     pool->n_tzs = 1;
     if (s_routing_parse(pool, routing_cfg, &defaults, &default_capacity, err, errsz) != 0)
         goto fail;
@@ -817,10 +683,8 @@ void lf_pool_destroy(lf_pool_t **self_p) {
     for (size_t i = 0; i < pool->n_teams; i++)
         free(pool->teams[i].members);
     free(pool->teams);
-    for (size_t i = 0; i < pool->n_tzs; i++) {
-        free(pool->tzs[i].trans);
-        free(pool->tzs[i].offs);
-    }
+    for (size_t i = 0; i < pool->n_tzs; i++)
+        lf_tz_destroy(&pool->tzs[i]);
     free(pool->tzs);
     free(pool->tz_off);
     free(pool->order);
@@ -977,7 +841,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
             pool->reps[r].excl_stamp = pool->stamp;
     }
     for (size_t i = 0; i < pool->n_tzs; i++)
-        pool->tz_off[i] = s_tz_offset(&pool->tzs[i], c.now);
+        pool->tz_off[i] = lf_tz_offset(pool->tzs[i], c.now);
     res->candidates = json_array();
 
     char note[128] = "";
@@ -1064,6 +928,8 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         if (team->to_manager && !team->manager[0])
             target = pool->default_queue;
         snprintf(res->queue, sizeof res->queue, "%s", target);
+        if (team->to_manager && team->manager[0])
+            snprintf(res->notify, sizeof res->notify, "%s", team->manager);
         s_reason(res, "%snobody eligible in team %s (%s), so %s %s.", note, team->name,
                  team->n ? why : "no members",
                  team->to_manager && team->manager[0] ? "handed to manager"

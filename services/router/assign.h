@@ -31,6 +31,8 @@ typedef struct lf_pool lf_pool_t;
 
 /* Builds a pool from an array of rep objects and the routing configuration (NULL = the
  * defaults: round robin, fallback queue "unassigned"). Borrowed: both are only read.
+ * The team settings this module does not use (calendar, pool, on_deactivate,
+ * team_rules, vocabularies) are accepted and left to lf_teams (lf/teams.h).
  * Returns NULL with a message naming the rep and key in `err` on a bad rep, an unknown
  * time zone or a bad routing rule. Caller owns the result (lf_pool_destroy). */
 lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char *err,
@@ -56,6 +58,8 @@ typedef struct {
 typedef struct {
     char rep_id[64];    /* "" when nobody eligible */
     char queue[64];     /* fallback queue or manager id when nobody eligible, else "" */
+    char notify[64];    /* the manager to tell when nobody was eligible and the team's
+                           fallback is {"manager": true}, else "" */
     char reason[256];   /* one human sentence: why this rep / why the queue */
     json_t *candidates; /* [{"rep", "eligible", "skip", "chosen"}] (plus "sticky": true on
                            the preferred owner's entry); caller owns the array. Entries

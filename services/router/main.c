@@ -10,6 +10,7 @@
  * the outcome (replay.c). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "lf/event.h"
@@ -29,6 +30,9 @@ static const lf_cfg_def_t s_cfg[] = {
      "ZeroMQ PUB endpoint the router binds for its events"},
     {"LEADFLOW_ROUTER_BATCH", LF_CFG_INT, "128", 1, 10000, "most leads per transaction"},
     {"LEADFLOW_SWEEP_MS", LF_CFG_INT, "1000", 10, 600000, "outbox sweep interval"},
+    {"LEADFLOW_POOL_TICK_MS", LF_CFG_INT, "2000", 100, 600000,
+     "how often pool leads are routed again when someone became eligible, and pool SLAs"
+     " checked"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static const char *const s_types[] = {"lead.created", "lead.updated", "lead.merged",
@@ -88,6 +92,7 @@ int main(int argc, char **argv) {
     void *zctx = zmq_ctx_new(), *sub = NULL, *pub = NULL;
     lf_db_t *db = NULL;
     lf_consumer_t *consumer = NULL;
+    lf_teams_t *teams = NULL;
 
     lf_service_config_path(cfg, "scorecard.json", path, sizeof path);
     ctx.scorecard = lf_scorecard_load(path, err, sizeof err);
@@ -106,6 +111,13 @@ int main(int argc, char **argv) {
         goto out;
     }
     lf_pool_destroy(&check);
+    teams = lf_teams_load(lf_config_str(cfg, "LEADFLOW_CONFIG_DIR"), err, sizeof err);
+    if (!teams) {
+        lf_error("bad team settings: %s", err);
+        goto out;
+    }
+    lf_teams_check(teams, (int64_t)time(NULL));
+    ctx.teams = teams;
     const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_INTAKE_EVENTS"),
                                lf_config_str(cfg, "LEADFLOW_SCHEDULER_EVENTS"), NULL};
     sub = lf_zmq_sub(zctx, endpoints, s_types);
@@ -119,6 +131,8 @@ int main(int argc, char **argv) {
     lf_consumer_on_batch(consumer, lf_route_on_batch);
     lf_consumer_before_commit(consumer, lf_route_before_commit);
     lf_consumer_set_batch_fn(consumer, lf_route_batch, 0);
+    ctx.db = db;
+    ctx.pub = pub;
     lf_info("ready events=%s,%s", endpoints[0], endpoints[1]);
     lf_loop_t loop = {
         .consumer = consumer,
@@ -126,11 +140,16 @@ int main(int argc, char **argv) {
         .pub = pub,
         .batch = (int)lf_config_int(cfg, "LEADFLOW_ROUTER_BATCH"),
         .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
+        .tick_ms = (int)lf_config_int(cfg, "LEADFLOW_POOL_TICK_MS"),
+        .tick = lf_route_pool_tick,
+        .tick_arg = &ctx,
         .cfg = cfg,
     };
     rc = lf_loop_run(&loop);
-    lf_info("stopped routed=%ld regraded=%ld reassigned=%ld pool_rebuilds=%ld",
-            ctx.routed, ctx.regraded, ctx.reassigned, ctx.rebuilds);
+    lf_info("stopped routed=%ld regraded=%ld reassigned=%ld pool_rebuilds=%ld "
+            "pool_routed=%ld pool_escalated=%ld",
+            ctx.routed, ctx.regraded, ctx.reassigned, ctx.rebuilds, ctx.pooled_routed,
+            ctx.pool_escalated);
 out:
     lf_consumer_destroy(&consumer);
     lf_db_destroy(&db);
@@ -141,6 +160,7 @@ out:
     zmq_ctx_term(zctx);
     lf_router_ctx_fini(&ctx);
     json_decref(ctx.routing);
+    lf_teams_destroy(&teams);
     lf_scorecard_destroy(&ctx.scorecard);
     lf_config_destroy(&cfg);
     return rc;

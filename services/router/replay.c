@@ -40,7 +40,8 @@ static int s_window(const char *since, char *out, size_t outsz) {
 
 /* Loads the draft and fills in whatever it does not replace from the config dir.
  * Returns 0 or -1 (reason printed). */
-static int s_rules(const lf_replay_opts_t *o, lf_scorecard_t **sc, json_t **routing) {
+static int s_rules(const lf_replay_opts_t *o, lf_scorecard_t **sc, json_t **routing,
+                   lf_teams_t **teams) {
     char path[1024], err[256];
     json_t *draft = NULL;
     const json_t *d_sc = NULL, *d_rt = NULL;
@@ -92,6 +93,14 @@ static int s_rules(const lf_replay_opts_t *o, lf_scorecard_t **sc, json_t **rout
         goto out;
     }
     lf_pool_destroy(&p);
+    /* The team rules and vocabularies of the same file decide each lead's team. */
+    char cal_dir[1024];
+    lf_path_join(cal_dir, sizeof cal_dir, o->config_dir, "calendars");
+    *teams = lf_teams_from_json(*routing, cal_dir, err, sizeof err);
+    if (!*teams) {
+        fprintf(stderr, "ERROR %s routing: %s\n", d_rt ? "draft" : "current", err);
+        goto out;
+    }
     rc = 0;
 out:
     json_decref(draft);
@@ -143,13 +152,15 @@ int lf_replay_run(const lf_replay_opts_t *o, FILE *out) {
     lf_scorecard_t *sc = NULL;
     json_t *routing = NULL, *reps = NULL, *sticky = json_object();
     json_t *draft_load = json_object(), *actual_load = json_object(),
-           *queues = json_object();
+           *queues = json_object(), *team_draft = json_object(),
+           *team_now = json_object();
+    lf_teams_t *teams = NULL;
     lf_pool_t *pool = NULL;
     long grades_now[5] = {0}, grades_draft[4] = {0}, leads = 0, changed = 0, queued = 0,
          queued_now = 0;
     int rc = -1;
     lf_db_t *db = lf_db_connect(o->db_url, "leadflow-router-replay");
-    if (s_rules(o, &sc, &routing) < 0)
+    if (s_rules(o, &sc, &routing, &teams) < 0)
         goto out;
     if (db->err) {
         fprintf(stderr, "ERROR database: %s\n", db->errstr);
@@ -177,7 +188,8 @@ int lf_replay_run(const lf_replay_opts_t *o, FILE *out) {
                   "DECLARE replay NO SCROLL CURSOR FOR"
                   " SELECT lf_lead_canonical(l)::text,"
                   "  extract(epoch FROM l.created_at)::bigint, l.grade, l.owner, l.queue,"
-                  "  l.stage IN ('won', 'lost')"
+                  "  l.stage IN ('won', 'lost'), coalesce(l.region_raw, l.region),"
+                  "  coalesce(l.industry_raw, l.industry), coalesce(l.team, '(none)')"
                   " FROM leads l WHERE l.created_at >= now() - $1::interval"
                   " ORDER BY l.created_at, l.id",
                   1, p) < 0)
@@ -192,6 +204,18 @@ int lf_replay_run(const lf_replay_opts_t *o, FILE *out) {
             if (!lead)
                 continue;
             leads++;
+            /* What was typed, mapped again by the draft's vocabularies. */
+            json_object_set_new(lead, "region",
+                                PQgetisnull(res, i, 6)
+                                    ? json_null()
+                                    : json_string(PQgetvalue(res, i, 6)));
+            json_object_set_new(lead, "industry",
+                                PQgetisnull(res, i, 7)
+                                    ? json_null()
+                                    : json_string(PQgetvalue(res, i, 7)));
+            const char *team = lf_route_map_lead(teams, lead);
+            s_inc(team_draft, team ? team : "(none)", 1);
+            s_inc(team_now, PQgetvalue(res, i, 8), 1);
             const char *g = PQgetvalue(res, i, 2);
             grades_now[PQgetisnull(res, i, 2) ? 4 : (g[0] - 'A') & 3]++;
             if (!PQgetisnull(res, i, 3))
@@ -219,6 +243,7 @@ int lf_replay_run(const lf_replay_opts_t *o, FILE *out) {
             lf_assign_req_t req = {
                 .industry = json_string_value(json_object_get(lead, "industry")),
                 .region = json_string_value(json_object_get(lead, "region")),
+                .team = team,
                 .grade = grade,
                 .preferred_owner = pref,
                 .now = (time_t)atoll(PQgetvalue(res, i, 1)),
@@ -263,14 +288,14 @@ int lf_replay_run(const lf_replay_opts_t *o, FILE *out) {
     if (o->json) {
         json_t *report = json_pack(
             "{s:i, s:s, s:{s:{s:i,s:i,s:i,s:i,s:i}, s:{s:i,s:i,s:i,s:i}}, s:i, s:i, s:i,"
-            " s:O, s:o}",
+            " s:O, s:o, s:{s:O, s:O}}",
             "leads", (int)leads, "since", o->since, "grades", "current", "A",
             (int)grades_now[0], "B", (int)grades_now[1], "C", (int)grades_now[2], "D",
             (int)grades_now[3], "ungraded", (int)grades_now[4], "draft", "A",
             (int)grades_draft[0], "B", (int)grades_draft[1], "C", (int)grades_draft[2],
             "D", (int)grades_draft[3], "grade_changed", (int)changed, "no_eligible",
             (int)queued, "no_eligible_current", (int)queued_now, "queues", queues, "reps",
-            rep_rows);
+            rep_rows, "teams", "draft", team_draft, "current", team_now);
         char *text = json_dumps(report, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fprintf(out, "%s\n", text);
         free(text);
@@ -291,6 +316,12 @@ int lf_replay_run(const lf_replay_opts_t *o, FILE *out) {
         json_t *qv;
         json_object_foreach(queues, q, qv)
             fprintf(out, "  -> %-20s %6lld\n", q, (long long)json_integer_value(qv));
+        fprintf(out, "\nleads per team   draft  current\n");
+        json_t *all_teams = json_deep_copy(team_draft);
+        json_object_update_missing(all_teams, team_now);
+        json_object_foreach(all_teams, q, qv) fprintf(
+            out, "  %-14s %6ld %8ld\n", q, s_get(team_draft, q), s_get(team_now, q));
+        json_decref(all_teams);
         fprintf(out, "\n%-24s %-14s %7s %8s %12s %9s\n", "rep", "team", "draft",
                 "current", "open_at_end", "capacity");
         json_array_foreach(rep_rows, i, rep) {
@@ -320,5 +351,8 @@ out:
     json_decref(draft_load);
     json_decref(actual_load);
     json_decref(queues);
+    json_decref(team_draft);
+    json_decref(team_now);
+    lf_teams_destroy(&teams);
     return rc;
 }

@@ -203,10 +203,13 @@ void lf_router_ctx_init(lf_router_ctx_t *ctx) {
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(ctx->instance, sizeof ctx->instance, "%x%lx", (unsigned)getpid(),
              (unsigned long)ts.tv_nsec);
+    ctx->tick_pub = json_array();
 }
 
 void lf_router_ctx_fini(lf_router_ctx_t *ctx) {
     lf_pool_destroy(&ctx->pool);
+    json_decref(ctx->tick_pub);
+    ctx->tick_pub = NULL;
 }
 
 /* Makes ctx->pool match the database as seen by the prelude. Returns 0 or -1. */
@@ -281,6 +284,51 @@ static int s_grade(lf_router_ctx_t *ctx, const json_t *lead, int *score, char *g
     return lf_scorecard_grade(ctx->scorecard, lead, score, grade, breakdown);
 }
 
+/* Events of a consumer batch go out when the consumer commits; those of the pool tick
+ * (c == NULL) when the tick commits. */
+static void s_publish(lf_router_ctx_t *ctx, lf_consumer_t *c, json_t *ev) {
+    if (c)
+        lf_consumer_publish_after_commit(c, ev);
+    else if (ev)
+        json_array_append_new(ctx->tick_pub, ev);
+}
+
+const char *lf_route_map_lead(const lf_teams_t *teams, json_t *lead) {
+    if (!teams || !lead)
+        return NULL;
+    static const char *const keys[2][2] = {{"region", "region_raw"},
+                                           {"industry", "industry_raw"}};
+    for (int k = 0; k < 2; k++) {
+        const char *typed = json_string_value(json_object_get(lead, keys[k][0]));
+        if (!typed)
+            continue;
+        const char *id =
+            k == 0 ? lf_teams_region(teams, typed) : lf_teams_industry(teams, typed);
+        json_object_set_new(lead, keys[k][1], json_string(typed));
+        if (id)
+            json_object_set_new(lead, keys[k][0], json_string(id));
+    }
+    return lf_teams_route(teams, json_string_value(json_object_get(lead, "region")),
+                          json_string_value(json_object_get(lead, "industry")),
+                          json_string_value(json_object_get(lead, "channel")),
+                          json_string_value(json_object_get(lead, "source")));
+}
+
+/* The mapped facts of a lead, as statement parameters (borrowed from the lead). */
+typedef struct {
+    const char *team, *region, *region_raw, *industry, *industry_raw;
+} s_facts_t;
+
+static s_facts_t s_facts(lf_router_ctx_t *ctx, json_t *lead) {
+    s_facts_t f;
+    f.team = lf_route_map_lead(ctx->teams, lead);
+    f.region = json_string_value(json_object_get(lead, "region"));
+    f.region_raw = json_string_value(json_object_get(lead, "region_raw"));
+    f.industry = json_string_value(json_object_get(lead, "industry"));
+    f.industry_raw = json_string_value(json_object_get(lead, "industry_raw"));
+    return f;
+}
+
 /* lead.created (or a fact change before the first decision): grade and assign. */
 static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
                         const char *lead_id, const s_lead_t *l) {
@@ -290,14 +338,15 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     lf_assign_result_t res;
     memset(&res, 0, sizeof res);
     char *bd_text = NULL, *cand_text = NULL;
+    s_facts_t f = s_facts(ctx, l->lead); /* graded on the mapped ids */
     if (s_grade(ctx, l->lead, &score, &grade, &breakdown) < 0)
         goto out;
     if (s_pool_ready(ctx, db, l) < 0)
         goto out;
     lf_assign_req_t req = {
-        .industry = json_string_value(json_object_get(l->lead, "industry")),
-        .region = json_string_value(json_object_get(l->lead, "region")),
-        .team = NULL,
+        .industry = f.industry,
+        .region = f.region,
+        .team = f.team,
         .grade = grade,
         .preferred_owner = l->sticky,
         .exclude = NULL,
@@ -312,16 +361,37 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     cand_text = json_dumps(res.candidates, JSON_COMPACT);
     const char *owner = res.rep_id[0] ? res.rep_id : NULL;
     const char *queue = res.queue[0] ? res.queue : NULL;
-    const char *p[] = {lead_id, grade_s,    score_s, bd_text,
-                       owner,   res.reason, queue,   cand_text};
-    /* One round trip records the whole decision. */
+    const char *notify = res.notify[0] ? res.notify : NULL;
+    const char *p[] = {lead_id,      grade_s,    score_s,        bd_text, owner,
+                       res.reason,   queue,      cand_text,      f.team,  f.region,
+                       f.region_raw, f.industry, f.industry_raw, notify};
+    /* One round trip records the whole decision: a lead nobody can take goes to its
+     * team's pool (and the manager is told when the fallback says so); the owner of
+     * an assigned one is told. */
     PGresult *r = s_exec_prepared(
         ctx, db, S_PREP_ASSIGN,
         "WITH upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
         "$4::jsonb,"
         "  graded_at = now(), owner = $5, assignment_reason = $6, queue = $7,"
-        "  assigned_at = now(), updated_at = now() WHERE id = $1"
-        "  RETURNING channel, created_at),"
+        "  assigned_at = now(), updated_at = now(), team = $9,"
+        "  region = $10, industry = $12,"
+        "  region_raw = CASE WHEN $11::text IS DISTINCT FROM $10::text OR region_raw IS "
+        "NULL"
+        "   THEN $11 ELSE region_raw END,"
+        "  industry_raw = CASE WHEN $13::text IS DISTINCT FROM $12::text"
+        "   OR industry_raw IS NULL THEN $13 ELSE industry_raw END,"
+        "  pool_reason = CASE WHEN $5::text IS NULL THEN 'no_eligible_rep' END,"
+        "  pool_since = CASE WHEN $5::text IS NULL THEN now() END"
+        "  WHERE id = $1 RETURNING channel, created_at),"
+        " ntf AS (INSERT INTO notifications (lead_id, rep_id, kind, message)"
+        "  SELECT $1, x.rep, x.kind, x.msg FROM (VALUES"
+        "   ($5::text, 'lead_assigned', format('新线索 new lead %s (grade %s) is yours: "
+        "%s',"
+        "    $1, $2, $6)),"
+        "   ($14::text, 'pool_waiting', format('待分配 lead %s (grade %s, team %s) waits "
+        "in"
+        " the pool: %s', $1, $2, coalesce($9, '-'), $6))) x(rep, kind, msg)"
+        "  WHERE x.rep IS NOT NULL),"
         " rep AS (UPDATE reps SET open_count = open_count + 1,"
         "  assigned_total = assigned_total + 1 WHERE id = $5 RETURNING id),"
         " cand AS MATERIALIZED (SELECT $8::jsonb AS j),"
@@ -334,11 +404,12 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         "  UNION ALL"
         "  SELECT $1, CASE WHEN $5::text IS NULL THEN 'queued' ELSE 'assigned' END, "
         "'router',"
-        "   jsonb_build_object('owner', $5, 'queue', $7, 'reason', $6,"
-        "   'candidates', cand.j) FROM cand)"
+        "   jsonb_build_object('owner', $5, 'queue', $7, 'reason', $6, 'team', $9::text,"
+        "   'pool_reason', CASE WHEN $5::text IS NULL THEN 'no_eligible_rep' END,"
+        "   'notified', $14::text, 'candidates', cand.j) FROM cand)"
         " SELECT upd.channel, lf_rfc3339(upd.created_at), (SELECT count(*) FROM rep),"
         "  (SELECT count(*) FROM asg) FROM upd",
-        8, p);
+        14, p);
     if (!r)
         goto out;
     if (PQntuples(r) != 1) {
@@ -348,15 +419,16 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     }
     long bumps = atol(PQgetvalue(r, 0, 2));
     json_t *payload =
-        json_pack("{s:s, s:i, s:s?, s:s?, s:s, s:s, s:s}", "grade", grade_s, "score",
-                  score, "owner", owner, "queue", queue, "reason", res.reason, "channel",
-                  PQgetvalue(r, 0, 0), "created_at", PQgetvalue(r, 0, 1));
+        json_pack("{s:s, s:i, s:s?, s:s?, s:s, s:s, s:s, s:s?, s:s?}", "grade", grade_s,
+                  "score", score, "owner", owner, "queue", queue, "reason", res.reason,
+                  "channel", PQgetvalue(r, 0, 0), "created_at", PQgetvalue(r, 0, 1),
+                  "team", f.team, "pool_reason", owner ? NULL : "no_eligible_rep");
     PQclear(r);
     json_t *ev = lf_outbox_add(db, "lead.assigned", lead_id, payload);
     json_decref(payload);
     if (!ev)
         goto out;
-    lf_consumer_publish_after_commit(c, ev);
+    s_publish(ctx, c, ev);
     s_decided(ctx, l, bumps);
     ctx->pending_routed++;
     rc = 0;
@@ -374,19 +446,28 @@ static int s_regrade(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     int score = 0;
     char grade = 'D';
     json_t *breakdown = NULL;
+    s_facts_t f = s_facts(ctx, l->lead);
     if (s_grade(ctx, l->lead, &score, &grade, &breakdown) < 0)
         return -1;
     char score_s[16], grade_s[2] = {grade, '\0'};
     snprintf(score_s, sizeof score_s, "%d", score);
     char *bd_text = json_dumps(breakdown, JSON_COMPACT);
     json_decref(breakdown);
-    const char *p[] = {lead_id, grade_s, score_s, bd_text, cause};
+    const char *p[] = {lead_id, grade_s,  score_s,      bd_text,    cause,
+                       f.team,  f.region, f.region_raw, f.industry, f.industry_raw};
+    /* The facts may have changed: their ids and the team follow; the owner stays. */
     PGresult *r = lf_db_exec(
         db,
         "WITH old AS (SELECT grade::text AS grade, score FROM leads WHERE id = $1),"
         " upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
         "$4::jsonb,"
-        "  graded_at = now(), updated_at = now() WHERE id = $1 RETURNING id),"
+        "  graded_at = now(), updated_at = now(), team = $6, region = $7, industry = $9,"
+        "  region_raw = CASE WHEN $8::text IS DISTINCT FROM $7::text OR region_raw IS "
+        "NULL"
+        "   THEN $8 ELSE region_raw END,"
+        "  industry_raw = CASE WHEN $10::text IS DISTINCT FROM $9::text"
+        "   OR industry_raw IS NULL THEN $10 ELSE industry_raw END"
+        "  WHERE id = $1 RETURNING id),"
         " tl AS (INSERT INTO lead_events (lead_id, type, actor, data)"
         "  SELECT $1, 'regraded', 'router', jsonb_build_object('grade', $2,"
         "   'score', $3::int, 'previous_grade', old.grade, 'previous_score', old.score,"
@@ -394,7 +475,7 @@ static int s_regrade(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         "  WHERE old.grade IS DISTINCT FROM $2 OR old.score IS DISTINCT FROM $3::int"
         "  RETURNING id)"
         " SELECT old.grade, old.score, (SELECT count(*) FROM tl) FROM old",
-        5, p);
+        10, p);
     free(bd_text);
     if (!r)
         return -1;
@@ -411,7 +492,7 @@ static int s_regrade(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         json_decref(pl);
         if (!ev)
             return -1;
-        lf_consumer_publish_after_commit(c, ev);
+        s_publish(ctx, c, ev);
     }
     if (changed)
         ctx->pending_regraded++;
@@ -436,9 +517,14 @@ static void s_add_ids(const char **list, size_t *n, size_t cap, const json_t *ar
     list[*n] = NULL;
 }
 
-/* lead.reassign: another rep (never a previous owner) or the fallback queue. */
+/* lead.reassign ({"reason", "exclude": [...], "by": who asked, "pool_reason": why it
+ * goes to the pool if nobody fits}) and the pool tick: another rep (never a previous
+ * owner) or the pool. With only_if_eligible (the pool tick) nothing at all is written
+ * when nobody is eligible. Returns 1 when the lead got an owner, 0 when it did not (or
+ * was left alone), -1 on a database error. */
 static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
-                      const char *lead_id, const s_lead_t *l, const json_t *payload) {
+                      const char *lead_id, const s_lead_t *l, const json_t *payload,
+                      int only_if_eligible) {
     if (!strcmp(l->stage, "won") || !strcmp(l->stage, "lost")) {
         lf_info("reassign ignored: lead is closed lead=%s stage=%s", lead_id, l->stage);
         return 0;
@@ -448,8 +534,13 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     memset(&res, 0, sizeof res);
     char *cand_text = NULL;
     const char *cause = json_string_value(json_object_get(payload, "reason"));
+    const char *by = json_string_value(json_object_get(payload, "by"));
+    const char *pool_reason = json_string_value(json_object_get(payload, "pool_reason"));
+    if (lf_pool_reason_parse(pool_reason) < 0)
+        pool_reason = NULL;
     if (!cause)
         cause = "reassign";
+    s_facts_t f = s_facts(ctx, l->lead);
     char grade = l->grade;
     if (!grade) {
         int score;
@@ -468,12 +559,10 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     s_add_ids(exclude, &n, 130, json_object_get(payload, "exclude"));
     if (s_pool_ready(ctx, db, l) < 0)
         goto out;
-    if (l->owner)
-        lf_pool_release(ctx->pool, l->owner);
     lf_assign_req_t req = {
-        .industry = json_string_value(json_object_get(l->lead, "industry")),
-        .region = json_string_value(json_object_get(l->lead, "region")),
-        .team = NULL,
+        .industry = f.industry,
+        .region = f.region,
+        .team = f.team,
         .grade = grade,
         .preferred_owner = NULL,
         .exclude = exclude,
@@ -481,14 +570,28 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     };
     if (lf_pool_assign(ctx->pool, &req, &res) < 0)
         goto out;
+    if (only_if_eligible && !res.rep_id[0]) {
+        rc = 0; /* still nobody: stays in the pool as it is, nothing written */
+        goto out;
+    }
+    if (l->owner)
+        lf_pool_release(ctx->pool, l->owner);
     cand_text = json_dumps(res.candidates, JSON_COMPACT);
     const char *owner = res.rep_id[0] ? res.rep_id : NULL;
     const char *queue = res.queue[0] ? res.queue : NULL;
-    const char *p[] = {lead_id, owner, res.reason, queue, cand_text, l->owner, cause};
+    const char *notify = res.notify[0] ? res.notify : NULL;
+    const char grade_s[2] = {grade, '\0'};
+    const char *p[] = {lead_id, owner,  res.reason,  queue, cand_text, l->owner,
+                       cause,   f.team, pool_reason, by,    notify,    grade_s};
     PGresult *r = lf_db_exec(
         db,
         "WITH upd AS (UPDATE leads SET owner = $2, assignment_reason = $3, queue = $4,"
-        "  assigned_at = now(), updated_at = now() WHERE id = $1 RETURNING id),"
+        "  assigned_at = now(), updated_at = now(), team = $8,"
+        "  pool_reason = CASE WHEN $2::text IS NULL THEN coalesce($9::text,"
+        "   CASE WHEN owner IS NULL THEN pool_reason END, 'no_eligible_rep') END,"
+        "  pool_since = CASE WHEN $2::text IS NULL THEN"
+        "   CASE WHEN owner IS NULL THEN coalesce(pool_since, now()) ELSE now() END END"
+        "  WHERE id = $1 RETURNING pool_reason),"
         " dec AS (UPDATE reps SET open_count = greatest(open_count - 1, 0)"
         "  WHERE id = $6 RETURNING id),"
         " inc AS (UPDATE reps SET open_count = open_count + 1,"
@@ -496,29 +599,43 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, candidates, "
         "kind)"
         "  VALUES ($1, $2, $4, $3, $5::jsonb, 'reassign') RETURNING id),"
-        " tl AS (INSERT INTO lead_events (lead_id, type, actor, data) VALUES"
-        "  ($1, 'reassigned', 'router', jsonb_build_object('from', $6::text, 'owner', $2,"
-        "   'queue', $4, 'reason', $3, 'cause', $7::text, 'candidates', $5::jsonb)))"
+        " tl AS (INSERT INTO lead_events (lead_id, type, actor, data)"
+        "  SELECT $1, 'reassigned', coalesce($10, 'router'), jsonb_build_object("
+        "   'from', $6::text, 'owner', $2, 'queue', $4, 'reason', $3, 'cause', $7::text,"
+        "   'by', $10::text, 'team', $8::text, 'pool_reason', upd.pool_reason,"
+        "   'candidates', $5::jsonb) FROM upd),"
+        " ntf AS (INSERT INTO notifications (lead_id, rep_id, kind, message)"
+        "  SELECT $1, x.rep, x.kind, x.msg FROM (VALUES"
+        "   ($2::text, 'lead_assigned', format('线索转交 lead %s (grade %s) is now yours"
+        " (%s): %s', $1, $12::text, $7, $3)),"
+        "   ($6::text, 'lead_reassigned', format('线索转出 lead %s went to %s (%s)', $1,"
+        "    coalesce($2, 'the pool'), $7)),"
+        "   ($11::text, 'pool_waiting', format('待分配 lead %s (grade %s, team %s) waits "
+        "in"
+        " the pool: %s', $1, $12::text, coalesce($8, '-'), $3))) x(rep, kind, msg)"
+        "  WHERE x.rep IS NOT NULL AND ($2::text IS DISTINCT FROM $6::text))"
         " SELECT (SELECT count(*) FROM dec) + (SELECT count(*) FROM inc),"
-        "  (SELECT count(*) FROM asg) FROM upd",
-        7, p);
+        "  (SELECT count(*) FROM asg), upd.pool_reason FROM upd",
+        12, p);
     if (!r)
         goto out;
     long bumps = PQntuples(r) == 1 ? atol(PQgetvalue(r, 0, 0)) : 0;
+    json_t *pl = json_pack(
+        "{s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s?, s:s?, s:s?}", "from", l->owner, "owner",
+        owner, "queue", queue, "reason", res.reason, "cause", cause, "grade", grade_s,
+        "team", f.team, "by", by, "pool_reason",
+        PQntuples(r) == 1 && !PQgetisnull(r, 0, 2) ? PQgetvalue(r, 0, 2) : NULL);
     PQclear(r);
-    json_t *pl = json_pack("{s:s?, s:s?, s:s?, s:s, s:s, s:s}", "from", l->owner, "owner",
-                           owner, "queue", queue, "reason", res.reason, "cause", cause,
-                           "grade", (char[2]){grade, '\0'});
     json_t *ev = lf_outbox_add(db, "lead.reassigned", lead_id, pl);
     json_decref(pl);
     if (!ev)
         goto out;
-    lf_consumer_publish_after_commit(c, ev);
+    s_publish(ctx, c, ev);
     s_decided(ctx, l, bumps);
     ctx->pending_reassigned++;
-    lf_info("lead reassigned lead=%s from=%s to=%s", lead_id, l->owner ? l->owner : "-",
-            owner ? owner : (queue ? queue : "-"));
-    rc = 0;
+    lf_info("lead reassigned lead=%s from=%s to=%s cause=%s", lead_id,
+            l->owner ? l->owner : "-", owner ? owner : "pool", cause);
+    rc = owner ? 1 : 0;
 out:
     json_decref(owner_arr);
     free(cand_text);
@@ -539,8 +656,10 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
         return rc; /* 0: unknown lead, nothing to do */
     }
     if (!strcmp(type, "lead.reassign"))
-        rc = l.assigned ? s_reassign(c, db, ctx, lead_id, &l, lf_event_payload(env))
-                        : s_assign_new(c, db, ctx, lead_id, &l);
+        rc = l.assigned
+                 ? (s_reassign(c, db, ctx, lead_id, &l, lf_event_payload(env), 0) < 0 ? -1
+                                                                                      : 0)
+                 : s_assign_new(c, db, ctx, lead_id, &l);
     else if (!strcmp(type, "lead.updated") || !strcmp(type, "lead.merged"))
         rc = l.assigned ? s_regrade(c, db, ctx, lead_id, &l, type)
                         : s_assign_new(c, db, ctx, lead_id, &l);
@@ -594,4 +713,163 @@ void lf_route_on_batch(void *arg, int committed) {
     ctx->pending_token[0] = '\0';
     ctx->ledger_dirty = 0;
     ctx->pending_routed = ctx->pending_regraded = ctx->pending_reassigned = 0;
+}
+
+/* ---- the pool tick ---- */
+
+/* Routes the auto-routable pool leads again where someone is now eligible. Returns the
+ * number routed, or -1. */
+static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
+    /* Only the reasons some team routes by itself: claim-only leads (公海) never
+     * crowd the scan. */
+    json_t *reasons = json_array();
+    for (int r = 0; r < LF_POOL_REASONS; r++)
+        if (lf_teams_any_auto_route(ctx->teams, (lf_pool_reason_t)r))
+            json_array_append_new(reasons, json_string(lf_pool_reason_name(r)));
+    char *rtext = json_dumps(reasons, JSON_COMPACT);
+    json_decref(reasons);
+    const char *p[] = {rtext};
+    PGresult *res = lf_db_exec(
+        db,
+        "SELECT id, team, pool_reason FROM leads WHERE pool_reason IN"
+        " (SELECT jsonb_array_elements_text($1::jsonb)) AND stage NOT IN ('won', 'lost')"
+        " ORDER BY pool_since, id LIMIT 500",
+        1, p);
+    free(rtext);
+    if (!res)
+        return -1;
+    int routed = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *id = PQgetvalue(res, i, 0);
+        const lf_team_t *team = lf_teams_get(
+            ctx->teams, PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1));
+        int reason = lf_pool_reason_parse(PQgetvalue(res, i, 2));
+        if (reason < 0 || !team->auto_route[reason])
+            continue;
+        s_lead_t l;
+        int rc = s_prelude(ctx, db, id, &l);
+        if (rc > 0 && l.assigned && !l.owner) { /* still in the pool */
+            json_t *pl = json_pack("{s:s, s:s}", "reason", "pool", "pool_reason",
+                                   PQgetvalue(res, i, 2));
+            rc = s_reassign(NULL, db, ctx, id, &l, pl, 1);
+            json_decref(pl);
+            if (rc > 0)
+                routed++;
+        }
+        s_lead_clear(&l);
+        if (rc < 0) {
+            PQclear(res);
+            return -1;
+        }
+    }
+    PQclear(res);
+    return routed;
+}
+
+/* Escalates pool leads waiting longer than their team's pool SLA (business time) to
+ * the team's manager, once per stay in the pool. Returns the number escalated, or -1. */
+static int s_pool_escalate(lf_router_ctx_t *ctx, lf_db_t *db) {
+    int64_t min_sla = lf_teams_min_pool_sla(ctx->teams);
+    if (min_sla <= 0)
+        return 0;
+    char min_s[32];
+    snprintf(min_s, sizeof min_s, "%lld", (long long)min_sla);
+    const char *p[] = {min_s};
+    /* Business time never runs faster than the wall clock, so only leads in the pool
+     * for at least the shortest SLA can be due. */
+    PGresult *res = lf_db_exec(
+        db,
+        "SELECT l.id, l.team, l.pool_reason, extract(epoch FROM l.pool_since)::bigint,"
+        "  lf_rfc3339(l.pool_since), l.grade FROM leads l"
+        " WHERE l.pool_reason IS NOT NULL AND l.stage NOT IN ('won', 'lost')"
+        "  AND l.pool_since < now() - make_interval(secs => $1::bigint)"
+        "  AND NOT EXISTS (SELECT 1 FROM lead_events e WHERE e.lead_id = l.id"
+        "   AND e.type = 'pool_escalated' AND e.at >= l.pool_since)"
+        " ORDER BY l.pool_since, l.id LIMIT 200",
+        1, p);
+    if (!res)
+        return -1;
+    int n = 0;
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *team_name = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+        const lf_team_t *team = lf_teams_get(ctx->teams, team_name);
+        if (team->pool_sla_secs <= 0)
+            continue;
+        int64_t since = atoll(PQgetvalue(res, i, 3));
+        int64_t due = lf_bizcal_add_seconds(team->calendar, since, team->pool_sla_secs);
+        if (due < 0 || due > now)
+            continue;
+        char hours[32], due_s[40];
+        snprintf(hours, sizeof hours, "%.2f", (double)team->pool_sla_secs / 3600.0);
+        lf_rfc3339(due * 1000, due_s, sizeof due_s);
+        const char *q[] = {PQgetvalue(res, i, 0),
+                           team->manager,
+                           team_name,
+                           PQgetvalue(res, i, 2),
+                           hours,
+                           PQgetvalue(res, i, 4),
+                           due_s,
+                           PQgetisnull(res, i, 5) ? "-" : PQgetvalue(res, i, 5)};
+        long done = lf_db_cmd(
+            db,
+            "WITH l AS (SELECT id FROM leads WHERE id = $1 AND pool_reason IS NOT NULL),"
+            " m AS (SELECT coalesce($2::text, (SELECT r.manager FROM reps r"
+            "   WHERE r.team = $3::text AND r.manager IS NOT NULL ORDER BY r.id LIMIT 1))"
+            "   AS to_rep FROM l),"
+            " ev AS (INSERT INTO lead_events (lead_id, type, actor, data)"
+            "  SELECT $1, 'pool_escalated', 'router', jsonb_build_object('to', m.to_rep,"
+            "   'team', $3::text, 'pool_reason', $4::text, 'pool_since', $6::text,"
+            "   'due_at', $7::text, 'sla_business_hours', $5::numeric) FROM m)"
+            " INSERT INTO notifications (lead_id, rep_id, kind, message)"
+            "  SELECT $1, m.to_rep, 'sla_escalation', format('公海超时 lead %s (grade %s,"
+            " team %s, %s) has waited in the pool since %s, more than %s business hours',"
+            "   $1, $8::text, coalesce($3::text, '-'), $4::text, $6::text, $5::text)"
+            "  FROM m WHERE m.to_rep IS NOT NULL",
+            8, q);
+        if (done < 0) {
+            PQclear(res);
+            return -1;
+        }
+        n++;
+    }
+    PQclear(res);
+    return n;
+}
+
+int lf_route_pool_tick(void *arg) {
+    lf_router_ctx_t *ctx = arg;
+    lf_db_t *db = ctx->db;
+    if (!db || !ctx->teams || lf_db_begin(db) < 0)
+        return -1;
+    int routed = -1, escalated = -1;
+    if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
+        goto fail;
+    ctx->batch_locked = 1;
+    routed = s_pool_route(ctx, db);
+    escalated = routed < 0 ? -1 : s_pool_escalate(ctx, db);
+    ctx->batch_locked = 0;
+    if (escalated < 0 || lf_route_before_commit(ctx, db) < 0 || lf_db_commit(db) < 0)
+        goto fail;
+    lf_route_on_batch(ctx, 1);
+    ctx->pooled_routed += routed;
+    ctx->pool_escalated += escalated;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(ctx->tick_pub, i, ev) {
+        if (ctx->pub)
+            lf_event_send(ctx->pub, ev);
+    }
+    json_array_clear(ctx->tick_pub);
+    if (routed > 0 || escalated > 0)
+        lf_info("pool tick routed=%d escalated=%d", routed, escalated);
+    return routed >= 500 ? 0 : -1; /* a full scan: go on at once */
+fail:
+    ctx->batch_locked = 0;
+    lf_db_rollback(db);
+    lf_pool_destroy(&ctx->pool);
+    lf_route_on_batch(ctx, 0);
+    json_array_clear(ctx->tick_pub);
+    lf_warn("pool tick failed: %s", db->errstr);
+    return -1;
 }

@@ -8,11 +8,18 @@
 #include "assign.h"
 #include "lf/consumer.h"
 #include "lf/db.h"
+#include "lf/teams.h"
 #include "scorecard.h"
 
 typedef struct {
     lf_scorecard_t *scorecard; /* borrowed */
     json_t *routing;           /* borrowed: config/routing.json */
+    const lf_teams_t *teams;   /* borrowed: the teams of routing.json (NULL = none) */
+    void *pub;                 /* borrowed PUB socket for the pool tick's events */
+    lf_db_t *db;               /* borrowed: the connection the pool tick uses */
+    json_t *tick_pub;          /* owned: events of the open pool tick */
+    long pooled_routed;        /* pool leads routed again by the tick */
+    long pool_escalated;       /* pool leads escalated to a manager */
     long routed;               /* leads graded and assigned by this process */
     long regraded;             /* leads re-graded after their facts changed */
     long reassigned;           /* leads handed to another rep or the queue */
@@ -34,6 +41,13 @@ typedef struct {
     int prep_pid;          /* and its backend pid (a new PGconn may reuse the address) */
     unsigned prepared;     /* bit per prepared statement */
 } lf_router_ctx_t;
+
+/* Maps the lead's typed region and industry to vocabulary ids in place ("region" /
+ * "industry" become the ids, "region_raw" / "industry_raw" get what was typed; text the
+ * vocabulary does not know stays as typed) and returns the lead's team by the team
+ * rules: borrowed from `teams`, NULL = no team (the whole pool). teams NULL: no mapping,
+ * no team. */
+const char *lf_route_map_lead(const lf_teams_t *teams, json_t *lead);
 
 /* Prepares the context's cache (scorecard and routing must be set). */
 void lf_router_ctx_init(lf_router_ctx_t *ctx);
@@ -74,5 +88,14 @@ void lf_route_on_batch(void *arg, int committed);
  * counts) once for the batch's decisions, still under the routing lock, with a fresh
  * writer token. Returns 0 or -1. */
 int lf_route_before_commit(void *arg, lf_db_t *db);
+
+/* lf_loop_t tick: the pool. Leads waiting in a pool for a reason their team routes
+ * automatically (auto_route) are routed again, oldest first, as soon as someone is
+ * eligible (a shift started, capacity freed up, a rep was added or came back); a lead
+ * for whom still nobody is eligible is left alone, with nothing written. Leads waiting
+ * longer than their team's pool SLA in business time are escalated once to the team's
+ * manager. One transaction under the routing lock; events are published on ctx->pub
+ * after it commits. Returns the milliseconds until the next run (-1 = the default). */
+int lf_route_pool_tick(void *arg);
 
 #endif

@@ -127,8 +127,10 @@ lf_h_t *lf_h_new(int services, int seed) {
                  self->db_url);
         cr_assert(s_run(cmd) == 0, "cannot load demo reps");
     }
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/config && cp config/*.json %s/config/",
-             self->dir, self->dir);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/config && cp config/*.json %s/config/ && cp -r config/calendars "
+             "%s/config/",
+             self->dir, self->dir, self->dir);
     cr_assert(s_run(cmd) == 0);
     self->http_port = s_free_port();
     for (int i = 0; i < 3; i++)
