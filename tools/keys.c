@@ -1,45 +1,44 @@
 /* leadflow-keys - creates, lists and revokes API keys (table api_keys).
  *
- *   leadflow-keys create --channel web_form --origin https://example.com
- *                        [--origin ...] [--rep wang.fang] [--admin] [--rate 60]
+ *   leadflow-keys create --scope intake --channel web_form --origin https://example.com
+ *   leadflow-keys create --scope rep --rep wang.fang
+ *   leadflow-keys create --scope manager --rep li.ming
+ *   leadflow-keys create --scope admin
  *   leadflow-keys list
  *   leadflow-keys revoke ID
  *
  * Only the SHA-256 of a key is stored, so `create` prints the key once and it cannot
- * be shown again. Keys come from the kernel's random source (32 bytes, hex). Intake
- * picks up a new or revoked key within LEADFLOW_KEYS_REFRESH_MS. */
+ * be shown again (common/apikey.c, shared with intake's POST /v1/keys). Intake hears
+ * of a new or revoked key at once (NOTIFY leadflow_keys). */
 #include <jansson.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lf/apikey.h"
 #include "lf/config.h"
 #include "lf/db.h"
-#include "lf/lead.h"
 #include "lf/log.h"
 #include "lf/util.h"
 
 static const lf_cfg_def_t s_cfg[] = {LF_CFG_COMMON, {NULL, 0, NULL, 0, 0, NULL}};
 
 static void s_usage(void) {
-    fprintf(
-        stderr,
-        "usage: leadflow-keys create --channel CHANNEL [--origin URL]... [--rep REP_ID]\n"
-        "                            [--admin] [--rate PER_MINUTE]\n"
-        "       leadflow-keys list\n"
-        "       leadflow-keys revoke ID\n"
-        "channels: web_form, phone, trade_show, partner, api, referral, any\n");
-}
-
-static void s_hex(const unsigned char *b, size_t n, char *out) {
-    for (size_t i = 0; i < n; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    fprintf(stderr,
+            "usage: leadflow-keys create [--scope intake|rep|manager|admin]\n"
+            "                            [--channel CHANNEL] [--origin URL]...\n"
+            "                            [--rep REP_ID] [--rate PER_MINUTE]\n"
+            "       leadflow-keys list\n"
+            "       leadflow-keys revoke ID\n"
+            "scopes: intake (creates leads; --channel, web_form keys also --origin),\n"
+            "        rep and manager (--rep), admin (everything; --admin is the same)\n"
+            "channels: web_form, phone, trade_show, partner, api, referral, any\n"
+            "Without --scope: admin with --admin, rep with --rep, intake otherwise.\n");
 }
 
 static int s_create(lf_db_t *db, int argc, char **argv) {
-    const char *channel = NULL, *rep = NULL, *rate = "600";
+    const char *scope = NULL, *channel = NULL, *rep = NULL;
+    long rate = 600;
     int admin = 0;
     json_t *origins = json_array();
     int rc = 2;
@@ -48,79 +47,61 @@ static int s_create(lf_db_t *db, int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--admin")) {
             admin = 1;
+        } else if (v && !strcmp(a, "--scope")) {
+            scope = v, i++;
         } else if (v && !strcmp(a, "--channel")) {
             channel = v, i++;
         } else if (v && !strcmp(a, "--origin")) {
-            if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) {
-                fprintf(stderr, "ERROR --origin must look like https://example.com\n");
-                goto out;
-            }
-            size_t n = strlen(v);
-            if (n > 1 && v[n - 1] == '/') {
-                fprintf(stderr,
-                        "ERROR --origin has no path: https://example.com, not %s\n", v);
-                goto out;
-            }
             json_array_append_new(origins, json_string(v)), i++;
         } else if (v && !strcmp(a, "--rep")) {
             rep = v, i++;
         } else if (v && !strcmp(a, "--rate")) {
             char *end;
-            long r = strtol(v, &end, 10);
-            if (*end || r < 0 || r > 10000000) {
+            rate = strtol(v, &end, 10);
+            if (*end || rate < 0 || rate > 10000000) {
                 fprintf(stderr,
                         "ERROR --rate must be 0 (unlimited) .. 10000000 per minute\n");
                 goto out;
             }
-            rate = v, i++;
+            i++;
         } else {
             s_usage();
             goto out;
         }
     }
-    if (!channel && !admin) {
-        fprintf(stderr, "ERROR --channel is required (or --admin)\n");
+    if (admin && scope && strcmp(scope, "admin")) {
+        fprintf(stderr, "ERROR --admin and --scope %s contradict each other\n", scope);
         goto out;
     }
-    if (channel && !strcmp(channel, "any"))
-        channel = NULL;
-    if (channel && !lf_lead_channel_valid(channel)) {
-        fprintf(stderr, "ERROR unknown channel %s\n", channel);
+    if (!scope)
+        scope = admin ? "admin" : rep ? "rep" : "intake";
+    if (!strcmp(scope, "intake") && !channel) {
+        fprintf(stderr, "ERROR an intake key needs --channel (web_form, phone, "
+                        "trade_show, partner, api, referral or any)\n");
         goto out;
     }
     if (channel && !strcmp(channel, "web_form") && json_array_size(origins) == 0)
         fprintf(stderr,
                 "WARN a web_form key without --origin cannot be used from a browser "
                 "on another site\n");
-    unsigned char raw[32], idr[6];
-    if (RAND_bytes(raw, sizeof raw) != 1 || RAND_bytes(idr, sizeof idr) != 1) {
-        fprintf(stderr, "ERROR no random bytes\n");
+    lf_apikey_spec_t spec = {.scope = scope,
+                             .channel = channel,
+                             .rep = rep,
+                             .origins = json_array_size(origins) ? origins : NULL,
+                             .rate_per_minute = (int)rate,
+                             .created_by = "leadflow-keys"};
+    char id[24], key[72], why[160];
+    int r = lf_apikey_create(db, &spec, id, key, why, sizeof why);
+    if (r == LF_APIKEY_DB) {
+        fprintf(stderr, "ERROR key not created: %s\n", db->err ? db->errstr : why);
         rc = 1;
         goto out;
     }
-    char key[80] = "lf_", id[20] = "key_", hash[65];
-    s_hex(raw, sizeof raw, key + 3);
-    s_hex(idr, sizeof idr, id + 4);
-    unsigned char md[32];
-    SHA256((const unsigned char *)key, strlen(key), md);
-    s_hex(md, sizeof md, hash);
-    char *olist = json_dumps(origins, JSON_COMPACT);
-    const char *p[] = {id, hash, channel, rep, admin ? "t" : "f", olist, rate};
-    long n =
-        lf_db_cmd(db,
-                  "INSERT INTO api_keys (id, key_hash, channel, rep_id, is_admin,"
-                  " allowed_origins, rate_per_minute)"
-                  " SELECT $1, $2, $3, $4, $5::boolean,"
-                  " coalesce(array(SELECT jsonb_array_elements_text($6::jsonb)), '{}'),"
-                  " $7::integer",
-                  7, p);
-    free(olist);
-    if (n != 1) {
-        fprintf(stderr, "ERROR key not created: %s\n", db->errstr);
-        rc = 1;
+    if (r != LF_APIKEY_OK) {
+        fprintf(stderr, "ERROR key not created: %s\n", why);
         goto out;
     }
-    printf("id:  %s\nkey: %s\n", id, key);
+    printf("id:    %s\nscope: %s\nkey:   %s\n", id, scope, key);
     fprintf(stderr,
             "Store the key now: only its hash is kept, it cannot be shown again.\n");
     rc = 0;
@@ -132,24 +113,27 @@ out:
 static int s_list(lf_db_t *db) {
     PGresult *res =
         lf_db_exec(db,
-                   "SELECT id, coalesce(channel, 'any'), coalesce(rep_id, '-'),"
-                   " CASE WHEN is_admin THEN 'admin' ELSE '-' END, rate_per_minute,"
-                   " coalesce(array_to_string(allowed_origins, ','), ''),"
-                   " CASE WHEN revoked_at IS NULL THEN 'active' ELSE 'revoked ' || "
-                   "lf_rfc3339(revoked_at) END,"
-                   " lf_rfc3339(created_at) FROM api_keys ORDER BY created_at, id",
+                   "SELECT k.id, CASE WHEN k.scope = 'intake' THEN coalesce(k.channel, "
+                   "'any') ELSE '-' END, coalesce(k.rep_id, '-'), k.scope,"
+                   " k.rate_per_minute, coalesce(array_to_string(k.allowed_origins, ','),"
+                   " ''), CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked ' ||"
+                   " lf_rfc3339(k.revoked_at) WHEN r.id IS NOT NULL AND NOT r.active"
+                   " THEN 'disabled (rep inactive)' ELSE 'active' END,"
+                   " lf_rfc3339(k.created_at), coalesce(lf_rfc3339(k.last_used_at), '-')"
+                   " FROM api_keys k LEFT JOIN reps r ON r.id = k.rep_id"
+                   " ORDER BY k.created_at, k.id",
                    0, NULL);
     if (!res) {
         fprintf(stderr, "ERROR %s\n", db->errstr);
         return 1;
     }
-    printf("%-16s %-10s %-12s %-5s %-8s %-26s %s\n", "ID", "CHANNEL", "REP", "ADMIN",
-           "RATE/MIN", "CREATED", "ORIGINS / STATE");
+    printf("%-16s %-8s %-10s %-12s %-8s %-24s %-24s %s\n", "ID", "SCOPE", "CHANNEL",
+           "REP", "RATE/MIN", "CREATED", "LAST USED", "ORIGINS / STATE");
     for (int i = 0; i < PQntuples(res); i++)
-        printf("%-16s %-10s %-12s %-5s %-8s %-26s %s %s\n", PQgetvalue(res, i, 0),
-               PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-               PQgetvalue(res, i, 4), PQgetvalue(res, i, 7), PQgetvalue(res, i, 5),
-               PQgetvalue(res, i, 6));
+        printf("%-16s %-8s %-10s %-12s %-8s %-24s %-24s %s %s\n", PQgetvalue(res, i, 0),
+               PQgetvalue(res, i, 3), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+               PQgetvalue(res, i, 4), PQgetvalue(res, i, 7), PQgetvalue(res, i, 8),
+               PQgetvalue(res, i, 5), PQgetvalue(res, i, 6));
     PQclear(res);
     return 0;
 }
@@ -169,8 +153,7 @@ static int s_revoke(lf_db_t *db, const char *id) {
         fprintf(stderr, "ERROR no active key %s\n", id);
         return 1;
     }
-    printf("revoked %s (intake stops accepting it within LEADFLOW_KEYS_REFRESH_MS)\n",
-           id);
+    printf("revoked %s (intake refuses it from the next request)\n", id);
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "access.h"
 #include "intake.h"
 #include "lead_view.h"
 #include "lf/lead.h"
@@ -211,15 +212,16 @@ static const char *s_get_sql =
     " 'timeline', (SELECT coalesce(json_agg(jsonb_build_object('at', lf_rfc3339(e.at),"
     "   'type', e.type, 'actor', e.actor) || e.data ORDER BY e.id), '[]'::json)"
     "   FROM lead_events e WHERE e.lead_id = l.id)"
-    ")::text FROM leads l WHERE l.id = $1";
+    ")::text FROM leads l WHERE l.id = $1 AND lf_caller_sees($2, $3, l.owner)";
 
 static enum MHD_Result s_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
     const char *id = req->params[0];
     if (!s_valid_id(id))
         return lf_reply_error(in, req->conn, 404, "not_found", "no such lead", NULL);
     lf_db_t *db = lf_intake_db(in);
-    const char *p[] = {id};
-    PGresult *res = lf_db_exec(db, s_get_sql, 1, p);
+    /* A lead the caller may not see is "no such lead" (access.h). */
+    const char *p[] = {id, lf_access_scope_param(auth), lf_access_rep_param(auth)};
+    PGresult *res = lf_db_exec(db, s_get_sql, 3, p);
     if (!res)
         return lf_reply_error(in, req->conn, 503, "unavailable",
                               "the database cannot be reached", NULL);

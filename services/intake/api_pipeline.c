@@ -1,5 +1,6 @@
 /* api_pipeline.c - the HTTP API for stage moves, activities and the pipeline definition.
  */
+#include "access.h"
 #include "intake.h"
 
 /*
@@ -15,10 +16,11 @@
  * racing, the first one wins and the others find the lead already in that stage, which
  * the rules forbid (409). No move is lost and none is recorded twice.
  *
- * Who is acting: a key that carries a rep identity acts as that rep; the admin key acts
- * as the admin, or - with the header X-Leadflow-Actor: <rep id> - on behalf of that rep,
- * whose permissions then apply and whose id goes into the timeline (with via: admin).
- * Channel keys never move deals. */
+ * Who is acting: a rep key acts as that rep on the deals it owns, a manager key on
+ * those of the reps it reaches (access.h; any other deal is "no such lead"); the
+ * admin key acts as the admin, or - with the header X-Leadflow-Actor: <rep id> - on
+ * behalf of that rep, whose permissions then apply and whose id goes into the
+ * timeline (with via: admin). Intake keys never move deals (403, access.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,16 +140,18 @@ typedef struct {
     char owner[72];
     char manager[72];
     int has_owner, has_manager, no_contact_yet;
+    int visible; /* the key may see it (access.h); when not, it is "no such lead" */
 } s_lead_t;
 
-static int s_lock_lead(lf_db_t *db, const char *id, s_lead_t *l) {
-    const char *p[] = {id};
+static int s_lock_lead(lf_db_t *db, const char *id, const lf_auth_t *auth, s_lead_t *l) {
+    const char *p[] = {id, lf_access_scope_param(auth), lf_access_rep_param(auth)};
     PGresult *res =
         lf_db_exec(db,
-                   "SELECT l.stage, l.owner, r.manager, l.first_contact_at IS NULL"
+                   "SELECT l.stage, l.owner, r.manager, l.first_contact_at IS NULL,"
+                   " lf_caller_sees($2, $3, l.owner)"
                    " FROM leads l LEFT JOIN reps r ON r.id = l.owner"
                    " WHERE l.id = $1 FOR UPDATE OF l",
-                   1, p);
+                   3, p);
     if (!res)
         return -1;
     int found = PQntuples(res) == 1;
@@ -159,6 +163,7 @@ static int s_lock_lead(lf_db_t *db, const char *id, s_lead_t *l) {
         l->has_manager = !PQgetisnull(res, 0, 2);
         lf_strlcpy(l->manager, PQgetvalue(res, 0, 2), sizeof l->manager);
         l->no_contact_yet = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+        l->visible = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     }
     PQclear(res);
     return found;
@@ -205,7 +210,7 @@ static int s_admit(lf_intake_t *in, lf_req_t *req, lf_db_t *db, int found,
         *rc = s_unavailable(in, req, db);
         return -1;
     }
-    if (found == 0) {
+    if (found == 0 || !l->visible) {
         lf_db_rollback(db);
         *rc = lf_reply_error(in, req->conn, 404, "not_found", "no such lead", NULL);
         return -1;
@@ -225,7 +230,10 @@ static int s_admit(lf_intake_t *in, lf_req_t *req, lf_db_t *db, int found,
             return -1;
         }
     }
-    if (!lf_pipeline_may_move(&who->actor, l->has_owner ? l->owner : NULL,
+    /* The key's own reach was settled by visible; the admin acting for a rep gets
+     * that rep's permissions. */
+    if (who->on_behalf &&
+        !lf_pipeline_may_move(&who->actor, l->has_owner ? l->owner : NULL,
                               l->has_manager ? l->manager : NULL)) {
         lf_db_rollback(db);
         *rc = lf_reply_error(in, req->conn, 403, "forbidden",
@@ -288,7 +296,7 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
         rc = s_unavailable(in, req, db);
         goto out;
     }
-    if (s_admit(in, req, db, s_lock_lead(db, id, &l), &who, &l, &rc) < 0)
+    if (s_admit(in, req, db, s_lock_lead(db, id, auth, &l), &who, &l, &rc) < 0)
         goto out;
     const char *from = l.stage;
     lf_move_verdict_t v = lf_pipeline_check(p, from, to, body, &allowed, &fields, &norm);
@@ -612,7 +620,7 @@ static enum MHD_Result s_post_activity(lf_intake_t *in, lf_req_t *req,
         rc = s_unavailable(in, req, db);
         goto out;
     }
-    if (s_admit(in, req, db, s_lock_lead(db, id, &l), &who, &l, &rc) < 0)
+    if (s_admit(in, req, db, s_lock_lead(db, id, auth, &l), &who, &l, &rc) < 0)
         goto out;
     if (by) {
         int ok = s_rep_exists(db, by);
@@ -702,7 +710,7 @@ static enum MHD_Result s_get_customer(lf_intake_t *in, lf_req_t *req,
     if (n == 0 || n > 18 || strspn(id, "0123456789") != n)
         return lf_reply_error(in, req->conn, 404, "not_found", "no such customer", NULL);
     lf_db_t *db = lf_intake_db(in);
-    const char *p[] = {id};
+    const char *p[] = {id, lf_access_scope_param(auth), lf_access_rep_param(auth)};
     PGresult *res = lf_db_exec(
         db,
         "SELECT json_build_object('id', c.id, 'company', c.company, 'email_domain',"
@@ -711,9 +719,12 @@ static enum MHD_Result s_get_customer(lf_intake_t *in, lf_req_t *req,
         "  json_build_object('id', l.id, 'stage', l.stage, 'owner', l.owner, 'amount',"
         "  l.amount, 'created_at', lf_rfc3339(l.created_at)) ORDER BY l.created_at, "
         "l.id),"
-        "  '[]') FROM leads l WHERE l.customer_id = c.id))::text"
-        " FROM customers c WHERE c.id = $1::bigint",
-        1, p);
+        "  '[]') FROM leads l WHERE l.customer_id = c.id"
+        "  AND lf_caller_sees($2, $3, l.owner)))::text"
+        " FROM customers c WHERE c.id = $1::bigint AND (lf_caller_sees($2, $3, c.owner)"
+        "  OR EXISTS (SELECT 1 FROM leads l WHERE l.customer_id = c.id"
+        "  AND lf_caller_sees($2, $3, l.owner)))",
+        3, p);
     if (!res)
         return lf_reply_error(in, req->conn, 503, "unavailable",
                               "the database cannot be reached", NULL);

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "access.h"
 #include "intake.h"
 #include "lf/lead.h"
 #include "lf/util.h"
@@ -439,14 +440,16 @@ static enum MHD_Result s_list_reps(lf_intake_t *in, lf_req_t *req,
     if (active && strcmp(active, "true") && strcmp(active, "false"))
         return lf_reply_error(in, req->conn, 400, "bad_request",
                               "active must be true or false", NULL);
-    const char *p[] = {team, active};
+    const char *p[] = {team, active, lf_access_scope_param(auth),
+                       lf_access_rep_param(auth)};
     PGresult *res =
         lf_db_exec(lf_intake_db(in),
                    "SELECT json_build_object('reps', coalesce(json_agg(" S_REP_JSON
                    " ORDER BY r.id),"
                    " '[]'))::text FROM reps r WHERE ($1::text IS NULL OR r.team = $1)"
-                   " AND ($2::boolean IS NULL OR r.active = $2::boolean)",
-                   2, p);
+                   " AND ($2::boolean IS NULL OR r.active = $2::boolean)"
+                   " AND lf_caller_reaches($3, $4, r.id)",
+                   4, p);
     if (!res)
         return s_unavailable(in, req);
     return s_reply_rep(in, req, 200, res);
@@ -456,10 +459,11 @@ static enum MHD_Result s_get_rep(lf_intake_t *in, lf_req_t *req, const lf_auth_t
     const char *id = req->params[0];
     if (!s_valid_id(id))
         return lf_reply_error(in, req->conn, 404, "not_found", "no such rep", NULL);
-    const char *p[] = {id};
-    PGresult *res =
-        lf_db_exec(lf_intake_db(in),
-                   "SELECT " S_REP_JSON "::text FROM reps r WHERE r.id = $1", 1, p);
+    const char *p[] = {id, lf_access_scope_param(auth), lf_access_rep_param(auth)};
+    PGresult *res = lf_db_exec(lf_intake_db(in),
+                               "SELECT " S_REP_JSON "::text FROM reps r WHERE r.id = $1"
+                               " AND lf_caller_reaches($2, $3, r.id)",
+                               3, p);
     if (!res)
         return s_unavailable(in, req);
     if (PQntuples(res) == 0) {
@@ -483,7 +487,7 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
     if (pid && !(json_is_string(pid) && !strcmp(json_string_value(pid), id)))
         s_err(errors, "id", "read_only", "a rep's id cannot change");
     lf_db_t *db = lf_intake_db(in);
-    const char *p[] = {id};
+    const char *p[] = {id, lf_access_scope_param(auth), lf_access_rep_param(auth)};
     json_t *rep = NULL, *row = NULL;
     char *text = NULL;
     PGresult *res = NULL;
@@ -493,8 +497,8 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
     res = lf_db_exec(db,
                      "SELECT (" S_REP_JSON "::jsonb - '{open_count,assigned_total,"
                      "created_at,updated_at}'::text[])::text FROM reps r WHERE r.id = $1"
-                     " FOR UPDATE",
-                     1, p);
+                     " AND lf_caller_reaches($2, $3, r.id) FOR UPDATE",
+                     3, p);
     if (!res)
         goto unavailable;
     rep = s_one_json(res);
@@ -510,6 +514,17 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
         json_object_del(rep, "work_hours");
     if (json_is_null(json_object_get(rep, "manager")))
         json_object_del(rep, "manager");
+    const char *denied = lf_access_rep_patch_denied(auth, id, patch, rep);
+    if (denied) {
+        lf_db_rollback(db);
+        char msg[256];
+        snprintf(msg, sizeof msg, "this key may not change %.40s of rep %.64s", denied,
+                 id);
+        json_decref(patch);
+        json_decref(errors);
+        json_decref(rep);
+        return lf_reply_error(in, req->conn, 403, "forbidden", msg, NULL);
+    }
     s_merge_patch(rep, patch);
     json_object_set_new(rep, "id", json_string(id));
     if (!json_array_size(errors))
@@ -533,8 +548,34 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
         "  FROM x WHERE r.id = $1 RETURNING r.*)"
         " SELECT " S_REP_JSON "::text FROM upd r",
         2, q);
-    if (!res || lf_db_commit(db) < 0)
+    if (!res)
         goto unavailable;
+    /* A manager chain that loops would make two reps each other's manager. */
+    PGresult *loop =
+        lf_db_exec(db,
+                   "SELECT 1 FROM reps WHERE id = $1 AND (manager = $1 OR manager IN"
+                   " (SELECT lf_reps_reachable($1)))",
+                   1, p);
+    if (!loop)
+        goto unavailable;
+    int loops = PQntuples(loop) > 0;
+    PQclear(loop);
+    if (loops) {
+        PQclear(res);
+        lf_db_rollback(db);
+        lf_field_error(
+            errors, "manager", "cycle",
+            "this manager is one of the rep's own reports: the chain would loop");
+        json_decref(patch);
+        json_decref(rep);
+        json_decref(row);
+        free(text);
+        return s_invalid(in, req, errors);
+    }
+    if (lf_db_commit(db) < 0)
+        goto unavailable;
+    /* A deactivated rep's keys stop working from the next request. */
+    lf_keys_invalidate(in->keys);
     json_decref(patch);
     json_decref(errors);
     json_decref(rep);
@@ -621,14 +662,16 @@ static enum MHD_Result s_patch_lead(lf_intake_t *in, lf_req_t *req,
     json_decref(set);
     const char *actor =
         auth && auth->rep_id[0] ? auth->rep_id : (auth ? auth->key_id : "api");
-    const char *p[] = {id, text, actor};
+    const char *p[] = {id, text, actor, lf_access_scope_param(auth),
+                       lf_access_rep_param(auth)};
     lf_db_t *db = lf_intake_db(in);
     /* One statement: the row, the timeline entry and the outbox event commit
      * together, then the event is published. */
     PGresult *res = lf_db_exec(
         db,
         "WITH s AS (SELECT $2::jsonb AS j),"
-        " old AS (SELECT l.* FROM leads l WHERE l.id = $1),"
+        " old AS (SELECT l.* FROM leads l WHERE l.id = $1"
+        "  AND lf_caller_sees($4, $5, l.owner)),"
         " upd AS (UPDATE leads l SET"
         "  name = CASE WHEN s.j ? 'name' THEN s.j ->> 'name' ELSE l.name END,"
         "  company = CASE WHEN s.j ? 'company' THEN s.j ->> 'company' ELSE l.company END,"
@@ -648,7 +691,7 @@ static enum MHD_Result s_patch_lead(lf_intake_t *in, lf_req_t *req,
         "  budget_raw = CASE WHEN s.j ? 'budget_raw' THEN s.j ->> 'budget_raw'"
         "   ELSE l.budget_raw END,"
         "  updated_at = now()"
-        "  FROM s WHERE l.id = $1 RETURNING l.id),"
+        "  FROM s, old WHERE l.id = old.id RETURNING l.id),"
         " ch AS (SELECT coalesce(jsonb_object_agg(k.key, jsonb_build_object("
         "   'from', to_jsonb(o) -> k.key, 'to', k.value)), '{}') AS c"
         "  FROM s, old o, jsonb_each(s.j) k WHERE (to_jsonb(o) -> k.key) IS DISTINCT FROM"
@@ -661,7 +704,7 @@ static enum MHD_Result s_patch_lead(lf_intake_t *in, lf_req_t *req,
         "   jsonb_build_object('changes', ch.c, 'by', $3) FROM upd, ch"
         "  RETURNING lf_envelope(id, event_id, type, lead_id, at, version, payload))"
         " SELECT lf_envelope::text, (SELECT c::text FROM ch) FROM ob",
-        3, p);
+        5, p);
     free(text);
     if (!res)
         return s_unavailable(in, req);

@@ -1,6 +1,13 @@
 /* http.c - intake's HTTP front: libmicrohttpd setup, routing, authentication and
  * the JSON reply helpers.
  *
+ * The key is checked in the first callback, when the headers are in and the body is
+ * not: a request with no or an unknown key, or a key outside the route's scopes
+ * (access.c), is answered there and its body is never buffered. The one exception
+ * is a key that can only be in the body - the hidden leadflow_key field of a plain
+ * HTML form, or a Twilio-signed call - whose body is read first, within the
+ * single-lead limit (LEADFLOW_MAX_BODY).
+ *
  * libmicrohttpd runs a small pool of epoll threads. Handlers never block them on
  * a commit: the connection is suspended while the group committer works and
  * resumed when the lead is durable (see api_leads.c). Reads (GET) use a
@@ -11,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "intake.h"
 #include "lf/event.h"
 #include "parse.h"
@@ -26,9 +34,13 @@ const lf_route_t lf_routes_core[] = {
     {NULL, NULL, NULL, 0, 0},
 };
 
-static const lf_route_t *const s_tables[] = {lf_routes_core,     lf_routes_leads,
-                                             lf_routes_channels, lf_routes_reps,
-                                             lf_routes_pipeline, NULL};
+static const lf_route_t *const s_tables[] = {lf_routes_core,
+                                             lf_routes_leads,
+                                             lf_routes_channels,
+                                             lf_routes_reps,
+                                             lf_routes_pipeline,
+                                             lf_routes_keys,
+                                             NULL};
 
 /* Matches url against pattern, capturing "{}" segments. Returns 1 on a match. */
 static int s_match(const char *pattern, const char *url, char params[2][96]) {
@@ -226,6 +238,23 @@ static char *s_form_key(lf_req_t *req) {
     return copy;
 }
 
+/* 1 when the request's key can only be in its body: no Authorization header, a form
+ * body, and a route that takes a key there (a plain HTML form's leadflow_key, a
+ * Twilio-signed call). */
+static int s_key_in_body(lf_intake_t *in, lf_req_t *req) {
+    if (MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization"))
+        return 0;
+    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    char media[64], charset[32];
+    if (lf_parse_content_type(ct, media, sizeof media, charset, sizeof charset) < 0 ||
+        strcmp(media, "application/x-www-form-urlencoded") != 0)
+        return 0;
+    if (!strcmp(req->route->pattern, "/v1/leads"))
+        return 1;
+    return in->twilio_token && !strcmp(req->route->pattern, "/v1/calls");
+}
+
 /* Checks the bearer key: the admin key in constant time, others by their SHA-256
  * in the api_keys cache. Returns 0, or -1 when the keys cannot be read (503). */
 static int s_authenticate(lf_intake_t *in, lf_req_t *req, lf_auth_t *auth) {
@@ -249,7 +278,8 @@ static int s_authenticate(lf_intake_t *in, lf_req_t *req, lf_auth_t *auth) {
             if (colon)
                 key = form_key = lf_strdup(colon + 1);
         }
-    } else if (!h && req->route && !strcmp(req->route->pattern, "/v1/leads")) {
+    } else if (!h && req->body && req->route &&
+               !strcmp(req->route->pattern, "/v1/leads")) {
         key = form_key = s_form_key(req);
         auth->via_form_field = key != NULL;
     }
@@ -262,6 +292,7 @@ static int s_authenticate(lf_intake_t *in, lf_req_t *req, lf_auth_t *auth) {
     if (in->admin_key && klen == strlen(in->admin_key) &&
         CRYPTO_memcmp(key, in->admin_key, klen) == 0) {
         auth->ok = 1;
+        auth->scope = LF_SCOPE_ADMIN;
         auth->is_admin = 1;
         lf_strlcpy(auth->key_id, "admin", sizeof auth->key_id);
     } else if (in->keys) {
@@ -271,7 +302,8 @@ static int s_authenticate(lf_intake_t *in, lf_req_t *req, lf_auth_t *auth) {
             rc = -1;
         } else if (found == 1) {
             auth->ok = 1;
-            auth->is_admin = info.is_admin;
+            auth->scope = info.scope;
+            auth->is_admin = info.scope == LF_SCOPE_ADMIN;
             lf_strlcpy(auth->key_id, info.id, sizeof auth->key_id);
             lf_strlcpy(auth->channel, info.channel, sizeof auth->channel);
             lf_strlcpy(auth->rep_id, info.rep_id, sizeof auth->rep_id);
@@ -279,8 +311,7 @@ static int s_authenticate(lf_intake_t *in, lf_req_t *req, lf_auth_t *auth) {
         }
     }
     /* Only a public web-form key may travel in a form field. */
-    if (auth->via_form_field &&
-        (auth->is_admin || strcmp(auth->channel, "web_form") != 0))
+    if (auth->via_form_field && lf_auth_bit(auth) != LF_SCOPE_WEB_FORM)
         memset(auth, 0, sizeof *auth);
     free(form_key);
     return rc;
@@ -315,53 +346,89 @@ static enum MHD_Result s_preflight(lf_intake_t *in, lf_req_t *req) {
     return rc;
 }
 
-static enum MHD_Result s_dispatch(lf_intake_t *in, lf_req_t *req) {
-    if (!strcmp(req->method, "OPTIONS"))
-        return s_preflight(in, req);
+/* Answers what must not reach a handler: an unknown path (404/405), a missing or
+ * unknown key (401), a key outside the route's scopes or a web-form key from a
+ * foreign origin (403), a key over its rate (429), a body over the limit (413).
+ * Runs in the first callback, before the body; when the key can only be in the body
+ * it returns 0 unsettled and runs again once the body is in (body_read). Returns 1
+ * after queuing the answer in *rc, 0 to go on. */
+static int s_gate(lf_intake_t *in, lf_req_t *req, int body_read, enum MHD_Result *rc) {
+    if (!strcmp(req->method, "OPTIONS")) {
+        *rc = s_preflight(in, req);
+        return 1;
+    }
     if (!req->route) {
         /* Known path with another method gets 405, anything else 404. */
         char params[2][96];
         for (const lf_route_t *const *t = s_tables; *t; t++)
             for (const lf_route_t *r = *t; r->method; r++)
-                if (s_match(r->pattern, req->url, params))
-                    return lf_reply_error(in, req->conn, 405, "method_not_allowed",
-                                          "this path does not take that method", NULL);
-        return lf_reply_error(in, req->conn, 404, "not_found", "no such endpoint", NULL);
+                if (s_match(r->pattern, req->url, params)) {
+                    *rc = lf_reply_error(in, req->conn, 405, "method_not_allowed",
+                                         "this path does not take that method", NULL);
+                    return 1;
+                }
+        *rc = lf_reply_error(in, req->conn, 404, "not_found", "no such endpoint", NULL);
+        return 1;
+    }
+    int scopes = lf_access_scopes(req->method, req->route->pattern);
+    /* The key is checked once per request, before the body when it can be. */
+    if (!(scopes & LF_ACCESS_PUBLIC) && !req->authed) {
+        if (!body_read && s_key_in_body(in, req))
+            return 0; /* read the form first (LEADFLOW_MAX_BODY at most) */
+        if (s_authenticate(in, req, &req->auth) < 0) {
+            *rc = lf_reply_error(in, req->conn, 503, "unavailable",
+                                 "API keys cannot be read right now; retry later", NULL);
+            return 1;
+        }
+        req->authed = 1;
+        const lf_auth_t *auth = &req->auth;
+        if (!auth->ok) {
+            /* A Twilio form post proves itself with its signature (api_channels.c). */
+            int signed_call = body_read && in->twilio_token &&
+                              !strcmp(req->route->pattern, "/v1/calls");
+            if (!signed_call) {
+                *rc = lf_reply_error(
+                    in, req->conn, 401, "unauthorized",
+                    "missing or wrong key: send Authorization: Bearer <key>", NULL);
+                return 1;
+            }
+        } else if (!(scopes & lf_auth_bit(auth))) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "a key of scope %s%s may not call %s %s",
+                     lf_scope_name(auth->scope),
+                     lf_auth_bit(auth) == LF_SCOPE_WEB_FORM ? " (web_form)" : "",
+                     req->method, req->route->pattern);
+            *rc = lf_reply_error(in, req->conn, 403, "forbidden", msg, NULL);
+            return 1;
+        }
+        if (lf_auth_bit(auth) == LF_SCOPE_WEB_FORM) {
+            /* A public form key works only from its own origins. */
+            const char *origin =
+                MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin");
+            if (origin && !lf_keys_origin_allowed_for(in->keys, auth->key_id, origin)) {
+                *rc = lf_reply_error(in, req->conn, 403, "forbidden",
+                                     "this key is not allowed from this origin", NULL);
+                return 1;
+            }
+        }
+        if (auth->ok && !auth->is_admin && auth->rate_per_minute > 0) {
+            int wait =
+                lf_keys_rate(in->keys, auth->key_id, auth->rate_per_minute, lf_mono_ms());
+            if (wait > 0) {
+                *rc = lf_reply_error_retry(
+                    in, req->conn, 429, "rate_limited",
+                    "too many requests for this key; see Retry-After", wait);
+                return 1;
+            }
+        }
     }
     if (req->too_large) {
         char msg[96];
         snprintf(msg, sizeof msg, "the body is larger than %zu bytes", req->limit);
-        return lf_reply_error(in, req->conn, 413, "payload_too_large", msg, NULL);
+        *rc = lf_reply_error(in, req->conn, 413, "payload_too_large", msg, NULL);
+        return 1;
     }
-    lf_auth_t auth;
-    if (s_authenticate(in, req, &auth) < 0)
-        return lf_reply_error(in, req->conn, 503, "unavailable",
-                              "API keys cannot be read right now; retry later", NULL);
-    if (req->route->auth && !auth.ok)
-        return lf_reply_error(in, req->conn, 401, "unauthorized",
-                              "missing or wrong key: send Authorization: Bearer <key>",
-                              NULL);
-    if (auth.ok && !auth.is_admin && !strcmp(auth.channel, "web_form")) {
-        /* A public form key: only new web-form leads, only from its own origins. Used
-         * anywhere else it is the wrong key: 401, as API.md says. */
-        const char *origin =
-            MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin");
-        if (strcmp(req->method, "POST") || strcmp(req->route->pattern, "/v1/leads"))
-            return lf_reply_error(in, req->conn, 401, "unauthorized",
-                                  "a web-form key may only create web-form leads", NULL);
-        if (origin && !lf_keys_origin_allowed_for(in->keys, auth.key_id, origin))
-            return lf_reply_error(in, req->conn, 401, "unauthorized",
-                                  "this key is not allowed from this origin", NULL);
-    }
-    if (auth.ok && !auth.is_admin && auth.rate_per_minute > 0) {
-        int wait =
-            lf_keys_rate(in->keys, auth.key_id, auth.rate_per_minute, lf_mono_ms());
-        if (wait > 0)
-            return lf_reply_error_retry(in, req->conn, 429, "rate_limited",
-                                        "too many requests for this key; see Retry-After",
-                                        wait);
-    }
-    return req->route->fn(in, req, &auth);
+    return 0;
 }
 
 /* MHD calls this once per request, before the headers, with the request target as
@@ -399,6 +466,17 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
         if (cl && strtoull(cl, NULL, 10) > req->limit)
             req->too_large = 1;
         *con_cls = req;
+        enum MHD_Result rc;
+        if (s_gate(in, req, 0, &rc)) {
+            req->answered = 1;
+            return rc;
+        }
+        if (!req->authed) /* the key is in a form body: a single lead's size at most */
+            req->limit = in->max_body;
+        return MHD_YES;
+    }
+    if (req->answered) { /* answered before the body: drop whatever still arrives */
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -419,10 +497,13 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     if (req->job_active || req->ext) /* resumed after the commit */
-        return req->route->fn(in, req, NULL);
+        return req->route->fn(in, req, &req->auth);
     if (!req->body)
         req->body = lf_calloc(1, 1);
-    return s_dispatch(in, req);
+    enum MHD_Result rc;
+    if (s_gate(in, req, 1, &rc))
+        return rc;
+    return req->route->fn(in, req, &req->auth);
 }
 
 static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

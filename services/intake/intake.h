@@ -15,17 +15,6 @@
 #include "lf/db.h"
 #include "lf/pipeline.h"
 
-/* Who is calling, from the Authorization header. */
-typedef struct {
-    int ok;              /* 1 when a valid key was presented */
-    int is_admin;        /* the admin key, or a key with admin rights */
-    char key_id[64];     /* "admin" or the api_keys id (scopes Idempotency-Key) */
-    char channel[32];    /* the key's channel, "" for any */
-    char rep_id[64];     /* the rep the key belongs to, "" for none */
-    int rate_per_minute; /* the key's limit, 0 unlimited */
-    int via_form_field;  /* the key came in the body's leadflow_key field */
-} lf_auth_t;
-
 typedef struct lf_intake {
     lf_config_t *cfg;          /* owned */
     const char *db_url;        /* borrowed from cfg */
@@ -72,6 +61,7 @@ extern const lf_route_t lf_routes_leads[];    /* api_leads.c: POST/GET leads */
 extern const lf_route_t lf_routes_channels[]; /* api_channels.c: import, calls, forms */
 extern const lf_route_t lf_routes_reps[];     /* api_reps.c: reps, lead fact updates */
 extern const lf_route_t lf_routes_pipeline[]; /* api_pipeline.c: stage, activities */
+extern const lf_route_t lf_routes_keys[];     /* api_keys.c: POST/GET/DELETE keys */
 
 /* Per-request state, kept in MHD's con_cls between callbacks. */
 struct lf_req {
@@ -86,6 +76,9 @@ struct lf_req {
     int job_active;
     const lf_route_t *route;     /* the matched route, NULL none */
     char params[2][96];          /* path parameters ({id}) */
+    lf_auth_t auth;              /* the caller, checked before the body is read */
+    int authed;                  /* auth is settled (else: key in a form body) */
+    int answered;                /* a response was queued before the body */
     void *ext;                   /* a handler's own state across resume (owned) */
     void (*ext_free)(void *ext); /* frees ext when the request completes */
 };

@@ -33,7 +33,10 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_COMMIT_QUEUE", LF_CFG_INT, "20000", 1, 1000000,
      "leads waiting for commit before intake answers 503"},
     {"LEADFLOW_KEYS_REFRESH_MS", LF_CFG_INT, "5000", 100, 3600000,
-     "how long API keys are cached (a revoked key stops working within this time)"},
+     "longest a key change goes unseen should the change listener be disconnected "
+     "(normally a revoked key is refused from the next request)"},
+    {"LEADFLOW_KEYS_USED_FLUSH_MS", LF_CFG_INT, "2000", 100, 3600000,
+     "how often the keys' last-used times are written to api_keys"},
     {"LEADFLOW_IMPORT_WINDOW", LF_CFG_INT, "512", 1, 100000,
      "rows of one import handed to the committer at a time"},
     {"LEADFLOW_TWILIO_AUTH_TOKEN", LF_CFG_STR, NULL, 0, 0,
@@ -88,6 +91,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     in.keys = lf_keys_new((int)lf_config_int(in.cfg, "LEADFLOW_KEYS_REFRESH_MS"));
+    lf_keys_watch(in.keys, in.db_url,
+                  (int)lf_config_int(in.cfg, "LEADFLOW_KEYS_USED_FLUSH_MS"));
     if (!in.admin_key)
         lf_warn("LEADFLOW_ADMIN_KEY is not set: only channel keys can call the API");
     pthread_mutex_init(&in.pub_lock, NULL);

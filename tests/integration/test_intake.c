@@ -318,13 +318,13 @@ Test(intake, web_form_key_form_post_cors_honeypot_and_limits, .timeout = 60) {
     cr_expect_str_eq(s_header(&r, "Access-Control-Allow-Origin"), "");
     s_resp_free(&r);
 
-    /* The key from another origin is the wrong key: 401, nothing stored. */
+    /* A known key from another origin: 403, nothing stored. */
     const char *evil[] = {"Authorization: Bearer lf_pub_web1",
                           "Content-Type: application/x-www-form-urlencoded",
                           "Origin: https://evil.example.net", NULL};
     const char *f2 = "phone=13900139000";
     r = s_req(h, "POST", "/v1/leads", evil, f2, strlen(f2));
-    cr_expect_eq(r.status, 401);
+    cr_expect_eq(r.status, 403);
     s_resp_free(&r);
 
     /* Honeypot filled: looks like success, nothing stored. */
@@ -352,12 +352,12 @@ Test(intake, web_form_key_form_post_cors_honeypot_and_limits, .timeout = 60) {
     snprintf(path, sizeof path, "/v1/leads/%s", id);
     free(id);
     r = s_req(h, "GET", path, hj, NULL, 0);
-    cr_expect_eq(r.status, 401, "a public key must not read leads");
+    cr_expect_eq(r.status, 403, "a public key must not read leads");
     s_resp_free(&r);
     const char *hc[] = {"Authorization: Bearer lf_pub_web1", "Content-Type: text/csv",
                         NULL};
     r = s_req(h, "POST", "/v1/leads/import", hc, "phone\n13600136000\n", 18);
-    cr_expect_eq(r.status, 401);
+    cr_expect_eq(r.status, 403);
     s_resp_free(&r);
 
     /* A plain HTML form (no JavaScript) sends the key in a hidden field. */
@@ -419,14 +419,14 @@ Test(intake, rate_limit_per_key_429_with_retry_after_and_revoked_keys, .timeout 
 }
 
 Test(intake, keys_cli_creates_lists_and_revokes, .timeout = 60) {
-    lf_h_t *h = lf_h_new(0, 1);
-    lf_h_env(h, "LEADFLOW_KEYS_REFRESH_MS", "200");
-    lf_h_start(h, LF_H_INTAKE, 0);
+    /* The default cache lifetime (5 s): a revoke is seen through NOTIFY, not by
+     * waiting for the cache to expire. */
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
     const char *bin = getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/san/bin";
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "LEADFLOW_DATABASE_URL='%s' %s/leadflow-keys create --channel web_form "
-             "--origin https://example.com --rep wang.fang --rate 60 2>/dev/null",
+             "LEADFLOW_DATABASE_URL='%s' %s/leadflow-keys create --scope intake "
+             "--channel web_form --origin https://example.com --rate 60 2>/dev/null",
              lf_h_db_url(h), bin);
     FILE *p = popen(cmd, "r");
     char line[256], id[64] = "", key[128] = "";
@@ -437,7 +437,7 @@ Test(intake, keys_cli_creates_lists_and_revokes, .timeout = 60) {
     cr_assert_eq(pclose(p), 0);
     cr_assert(id[0] && key[0]);
     cr_expect_eq(s_count(h, "SELECT count(*) FROM api_keys WHERE channel = 'web_form' AND"
-                            " rep_id = 'wang.fang' AND rate_per_minute = 60 AND"
+                            " scope = 'intake' AND rate_per_minute = 60 AND"
                             " allowed_origins = '{https://example.com}'"),
                  1);
     char q[256];
@@ -461,15 +461,28 @@ Test(intake, keys_cli_creates_lists_and_revokes, .timeout = 60) {
              "LEADFLOW_DATABASE_URL='%s' %s/leadflow-keys revoke %s >/dev/null 2>&1",
              lf_h_db_url(h), bin, id);
     cr_expect_eq(system(cmd), 0);
-    usleep(400 * 1000);
+    usleep(300 * 1000);
     r = s_req(h, "POST", "/v1/leads", hd, "{\"phone\":\"13800138001\"}", 23);
-    cr_expect_eq(r.status, 401);
+    cr_expect_eq(r.status, 401,
+                 "revoked through the CLI: refused well before the cache "
+                 "lifetime (NOTIFY)");
     s_resp_free(&r);
     snprintf(cmd, sizeof cmd,
              "LEADFLOW_DATABASE_URL='%s' %s/leadflow-keys create --channel nope "
              ">/dev/null 2>&1",
              lf_h_db_url(h), bin);
     cr_expect_neq(system(cmd), 0);
+    /* A rep that does not exist: a plain sentence, not a database error. */
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' %s/leadflow-keys create --rep nobody 2>&1",
+             lf_h_db_url(h), bin);
+    p = popen(cmd, "r");
+    char out[1024] = "";
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    out[got] = '\0';
+    cr_expect_neq(pclose(p), 0);
+    cr_expect(strstr(out, "no such rep") && !strstr(out, "foreign key"), "%s", out);
+    cr_expect_eq(s_count(h, "SELECT count(*) FROM api_keys WHERE rep_id = 'nobody'"), 0);
     lf_h_destroy(&h);
 }
 
@@ -897,10 +910,10 @@ static const s_hostile_t s_hostile[] = {
      NULL},
     {"web key other channel", "POST", "/v1/leads", J, "web",
      "{\"phone\":\"13800138000\",\"channel\":\"partner\"}", -1, 422, NULL},
-    {"web key reads lead", "GET", "/v1/leads/abc", NULL, "web", NULL, -1, 401,
-     "unauthorized"},
+    {"web key reads lead", "GET", "/v1/leads/abc", NULL, "web", NULL, -1, 403,
+     "forbidden"},
     {"web key calls", "POST", "/v1/calls", J, "web",
-     "{\"CallSid\":\"CA9\",\"From\":\"13800138000\"}", -1, 401, NULL},
+     "{\"CallSid\":\"CA9\",\"From\":\"13800138000\"}", -1, 403, "forbidden"},
     {"import xml", "POST", "/v1/leads/import", "application/xml", "admin", "<a/>", -1,
      415, NULL},
     {"import json", "POST", "/v1/leads/import", J, "admin", "[{}]", -1, 415, NULL},

@@ -303,7 +303,7 @@ Test(pipeline_api, rep_keys_act_as_their_rep, .timeout = 60) {
                                        "X-Leadflow-Actor: zhang.wei", NULL};
     int st_z =
         lf_h_http(h, "POST", path, as_zhang, to_contacted, strlen(to_contacted), NULL);
-    cr_expect_eq(st_z, 403, "a rep key of another rep");
+    cr_expect_eq(st_z, 404, "a rep key of another rep: the lead is not revealed");
     cr_expect_eq(lf_h_http(h, "POST", path, as_wang_for_zhang, to_contacted,
                            strlen(to_contacted), NULL),
                  403, "X-Leadflow-Actor only with the admin key");
