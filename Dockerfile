@@ -19,6 +19,7 @@ RUN apt-get update \
         build-essential pkg-config \
         libzmq3-dev libpq-dev libjansson-dev libhiredis-dev libmicrohttpd-dev \
         libcurl4-openssl-dev libunistring-dev libcsv-dev libssl-dev libsodium-dev uuid-dev \
+        libphonenumber-dev libicu-dev libzip-dev libexpat1-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -45,7 +46,8 @@ FROM ${DEBIAN_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         libzmq5 libpq5 libjansson4 libhiredis0.14 libmicrohttpd12 libcurl4 libunistring2 \
-        libcsv3 libssl3 libsodium23 libuuid1 ca-certificates curl tini \
+        libcsv3 libssl3 libsodium23 libuuid1 libphonenumber8 libicu72 libzip4 libexpat1 \
+        ca-certificates curl tini \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed, unprivileged uid/gid so that volume ownership is predictable across rebuilds.

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lf/normalize.h"
+#include "lf/phone.h"
 #include "lf/util.h"
 
 const char *const lf_lead_channels[] = {"web_form", "phone",    "trade_show", "partner",
@@ -22,6 +23,47 @@ int lf_lead_channel_valid(const char *s) {
         if (strcmp(*c, s) == 0)
             return 1;
     return 0;
+}
+
+/* Channels that keep a phone number libphonenumber parses but does not validate, one bit
+   per entry of lf_lead_channels. Set once at start (lf_lead_keep_unverified_phones). */
+static unsigned s_keep_unverified;
+
+static int s_channel_index(const char *s, size_t len) {
+    for (int i = 0; lf_lead_channels[i]; i++)
+        if (strlen(lf_lead_channels[i]) == len &&
+            strncmp(lf_lead_channels[i], s, len) == 0)
+            return i;
+    return -1;
+}
+
+int lf_lead_keep_unverified_phones(const char *channels) {
+    unsigned mask = 0;
+    const char *p = channels ? channels : "";
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *w = p;
+        while (len > 0 && *w == ' ')
+            w++, len--;
+        while (len > 0 && w[len - 1] == ' ')
+            len--;
+        if (len > 0) {
+            int i = s_channel_index(w, len);
+            if (i < 0)
+                return -1;
+            mask |= 1u << i;
+        }
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
+    s_keep_unverified = mask;
+    return 0;
+}
+
+static int s_keeps_unverified(const char *channel) {
+    int i = channel ? s_channel_index(channel, strlen(channel)) : -1;
+    return i >= 0 && (s_keep_unverified >> i) & 1u;
 }
 
 void lf_field_error(json_t *errors, const char *field, const char *code,
@@ -41,6 +83,9 @@ static const s_text_field_t s_text_fields[] = {
     {"source", 100, 0}, {"name", 100, 1},     {"company", 200, 1},     {"need", 2000, 0},
     {"region", 100, 0}, {"industry", 100, 0}, {"external_id", 200, 0}, {NULL, 0, 0}};
 
+/* phone_type, phone_country, flags and company_key are computed, never taken from the
+   client: a submission that sends them keeps them under "extra" like any unknown field.
+ */
 static const char *const s_known[] = {
     "channel",  "source",      "name",     "company", "email",          "phone",
     "need",     "budget",      "currency", "urgency", "decision_maker", "region",
@@ -148,21 +193,41 @@ json_t *lf_lead_canonical(const json_t *in, const char *default_channel,
     }
     if (!json_object_get(lead, "email"))
         json_object_set_new(lead, "email", json_null());
+    /* phone: libphonenumber's verdict. A number that parses but is not valid is an error,
+       unless the lead's channel is configured to keep it with the flag phone_unverified.
+     */
+    json_t *flags = json_array();
     const char *phone = s_text(in, "phone", num, sizeof num, &bad);
     if (bad) {
         s_type_error(errors, "phone");
     } else if (phone) {
-        int rc = lf_norm_phone(phone, buf, sizeof buf, &why);
-        if (rc < 0)
+        lf_phone_t ph;
+        int rc = lf_phone_parse(phone, NULL, &ph, &why);
+        const char *channel = json_string_value(json_object_get(lead, "channel"));
+        if (rc == -2 && s_keeps_unverified(channel)) {
+            json_object_set_new(lead, "phone", json_string(ph.e164));
+            json_object_set_new(lead, "phone_type", json_string("unknown"));
+            json_object_set_new(lead, "phone_country", json_null());
+            json_array_append_new(flags, json_string("phone_unverified"));
+            have_contact = 1;
+        } else if (rc < 0) {
             lf_field_error(errors, "phone", "invalid",
                            why ? why : "not a valid phone number");
-        else if (rc == 0) {
-            json_object_set_new(lead, "phone", json_string(buf));
+        } else if (rc == 0) {
+            json_object_set_new(lead, "phone", json_string(ph.e164));
+            json_object_set_new(lead, "phone_type", json_string(ph.type));
+            json_object_set_new(lead, "phone_country",
+                                ph.country[0] ? json_string(ph.country) : json_null());
             have_contact = 1;
         }
     }
     if (!json_object_get(lead, "phone"))
         json_object_set_new(lead, "phone", json_null());
+    if (!json_object_get(lead, "phone_type"))
+        json_object_set_new(lead, "phone_type", json_null());
+    if (!json_object_get(lead, "phone_country"))
+        json_object_set_new(lead, "phone_country", json_null());
+    json_object_set_new(lead, "flags", flags);
     /* Report "required" only when neither field already has an error of its own. */
     int contact_errors = 0;
     for (size_t i = errors_before; i < json_array_size(errors); i++) {

@@ -1,17 +1,19 @@
 /* normalize.c - turns what clients type into the canonical lead's field values.
  *
  * Intake accepts leads from web forms, phone systems, Excel exports and partners, and the
- * same person arrives as "１３８ ００１３ ８０００", "+86 138-0013-8000" and
- * "008613800138000". Dedup, grading and assignment only work if all of those become one
- * value, so every string field passes through here before anything is stored.
+ * same person arrives as "王芳 ", "王芳" and "王芳" with a zero-width space inside.
+ * Dedup, grading and assignment only work if all of those become one value, so every
+ * string field passes through here before anything is stored.
  *
  * Unicode work (validation, NFKC, character classes, case mapping) is delegated to
  * libunistring rather than hand-written tables: it tracks the Unicode standard and it is
- * what glibc-era C code is expected to use. The phone, budget, urgency and yes/no rules
- * are hand-written parsers over the already NFKC-normalized text, because they encode
- * business conventions (Chinese area codes, 万 and 亿, "10-20万" meaning a range) that no
- * library knows. They work on bytes and only ever compare against ASCII or whole UTF-8
- * keywords, so a multi-byte character can never be split.
+ * what glibc-era C code is expected to use. The budget, urgency and yes/no rules are
+ * hand-written parsers over the already NFKC-normalized text, because they encode
+ * business conventions (万 and 亿, "10-20万" meaning a range) that no library knows.
+ * Phone numbers are not here: libphonenumber judges them (phone.c), so that carrier
+ * metadata, not a hand-written copy of it, decides. The rules here work on bytes and only
+ * ever compare against ASCII or whole UTF-8 keywords, so a multi-byte character can never
+ * be split.
  *
  * Every function is pure and re-entrant; temporary buffers live for one call. The inputs
  * are hostile by assumption: lengths are capped before any allocation, and every write
@@ -307,150 +309,6 @@ int lf_norm_email(const char *in, char *out, size_t outsz, const char **why) {
         rc = s_put(out, outsz, low, ll, why);
     free(low);
     return rc;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* Phone                                                                                */
-
-/* A Chinese national number without the trunk 0: a mobile, or area code + subscriber. */
-static int s_cn_mobile(const char *d, size_t n) {
-    return n == 11 && d[0] == '1' && d[1] >= '3' && d[1] <= '9';
-}
-
-static int s_cn_landline(const char *d, size_t n) {
-    if (n < 2)
-        return 0;
-    size_t area;
-    if (d[0] == '1' && d[1] == '0')
-        area = 2; /* Beijing 010 */
-    else if (d[0] == '2')
-        area = 2; /* 020-029, the big cities */
-    else if (d[0] >= '3' && d[0] <= '9')
-        area = 3; /* 0[3-9]xx */
-    else
-        return 0;
-    size_t sub = n - area;
-    return n > area && sub >= 7 && sub <= 8 && d[area] != '0';
-}
-
-/* Removes a trailing extension ("转123", "ext. 123", "x123", "#123", "分机 123") in
- * place. */
-static void s_drop_extension(char *s, size_t *n) {
-    static const char *const markers[] = {"分机号", "分机", "转", "ext.",
-                                          "ext",    "x",    "#"};
-    size_t e = *n, i = e;
-    while (i > 0 && s_digit(s[i - 1]))
-        i--;
-    if (i == e || e - i > 6)
-        return;
-    while (i > 0 && s[i - 1] == ' ')
-        i--;
-    for (size_t m = 0; m < sizeof markers / sizeof *markers; m++) {
-        size_t ml = strlen(markers[m]);
-        if (i >= ml && strncmp(s + i - ml, markers[m], ml) == 0) {
-            /* Only when a number precedes it: "x123" alone is not a phone with extension.
-             */
-            size_t j = i - ml;
-            while (j > 0 && s[j - 1] == ' ')
-                j--;
-            if (j > 0 && (s_digit(s[j - 1]) || s[j - 1] == ')')) {
-                s[j] = '\0';
-                *n = j;
-            }
-            return;
-        }
-    }
-}
-
-static int s_e164(char *e164, size_t sz, const char *cc, const char *d, size_t n,
-                  const char **why) {
-    size_t cl = strlen(cc);
-    if (cl + n + 2 > sz) {
-        e164[0] = '\0';
-        return s_fail(why, "output buffer too small");
-    }
-    e164[0] = '+';
-    memcpy(e164 + 1, cc, cl);
-    memcpy(e164 + 1 + cl, d, n);
-    e164[1 + cl + n] = '\0';
-    return 0;
-}
-
-int lf_norm_phone(const char *in, char *e164, size_t sz, const char **why) {
-    if (!e164 || sz == 0)
-        return s_fail(why, "output buffer too small");
-    e164[0] = '\0';
-    uint8_t *t;
-    size_t tl;
-    int rc = s_norm_text(in, &t, &tl, why);
-    if (rc != 0) {
-        free(t);
-        return rc;
-    }
-    char *s = (char *)t;
-    for (size_t i = 0; i < tl; i++)
-        t[i] = s_lower(t[i]);
-    s_drop_extension(s, &tl);
-
-    char d[24];
-    size_t n = 0;
-    int plus = 0;
-    const char *bad = NULL;
-    for (size_t i = 0; i < tl && !bad; i++) {
-        char c = s[i];
-        if (s_digit(c)) {
-            if (n == sizeof d)
-                bad = "not a valid phone number";
-            else
-                d[n++] = c;
-        } else if (c == '+') {
-            if (plus || n > 0)
-                bad = "not a valid phone number";
-            plus = 1;
-        } else if (!strchr(" -.()/", c)) {
-            bad = "not a valid phone number";
-        }
-    }
-    free(t);
-    if (bad)
-        return s_fail(why, bad);
-    if (n == 0)
-        return s_fail(why, "not a valid phone number");
-
-    const char *p = d;
-    if (!plus && n >= 2 && d[0] == '0' && d[1] == '0') {
-        plus = 1; /* 00 is the international prefix dialled from China */
-        p += 2;
-        n -= 2;
-    }
-    if (plus) {
-        if (n >= 2 && p[0] == '8' && p[1] == '6') {
-            const char *q = p + 2;
-            size_t m = n - 2;
-            if (s_cn_mobile(q, m) || s_cn_landline(q, m))
-                return s_e164(e164, sz, "86", q, m, why);
-            /* "+86 (0)10 ..." keeps the trunk 0 out of habit. */
-            if (m > 0 && q[0] == '0' && s_cn_landline(q + 1, m - 1))
-                return s_e164(e164, sz, "86", q + 1, m - 1, why);
-            return s_fail(why, "not a valid Chinese phone number");
-        }
-        if (n < 8 || n > 15 || p[0] == '0')
-            return s_fail(why, "not a valid international phone number");
-        return s_e164(e164, sz, "", p, n, why);
-    }
-    if (s_cn_mobile(d, n))
-        return s_e164(e164, sz, "86", d, n, why);
-    if (d[0] == '0' && s_cn_landline(d + 1, n - 1))
-        return s_e164(e164, sz, "86", d + 1, n - 1, why);
-    if (n >= 2 && d[0] == '8' && d[1] == '6') {
-        if (s_cn_mobile(d + 2, n - 2) || s_cn_landline(d + 2, n - 2))
-            return s_e164(e164, sz, "86", d + 2, n - 2, why);
-        if (n > 3 && d[2] == '0' && s_cn_landline(d + 3, n - 3))
-            return s_e164(e164, sz, "86", d + 3, n - 3, why);
-    }
-    if (n == 7 || n == 8)
-        return s_fail(why, "landline number needs an area code");
-    return s_fail(why, "not a valid phone number");
 }
 
 /* ------------------------------------------------------------------------------------ */

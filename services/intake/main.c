@@ -13,7 +13,9 @@
 
 #include "intake.h"
 #include "lf/event.h"
+#include "lf/lead.h"
 #include "lf/log.h"
+#include "lf/phone.h"
 #include "lf/util.h"
 
 static const lf_cfg_def_t s_cfg[] = {
@@ -43,6 +45,12 @@ static const lf_cfg_def_t s_cfg[] = {
      "when set, Twilio form posts to /v1/calls must carry a valid X-Twilio-Signature"},
     {"LEADFLOW_PUBLIC_URL", LF_CFG_STR, "http://127.0.0.1:8080", 0, 0,
      "the base URL Twilio calls (https://leads.example.com); signatures cover it"},
+    {"LEADFLOW_PHONE_REGION", LF_CFG_STR, "CN", 0, 0,
+     "ISO 3166 region of phone numbers written without +86 / + (CN, HK, US, ...)"},
+    {"LEADFLOW_PHONE_KEEP_UNVERIFIED", LF_CFG_STR, "", 0, 0,
+     "channels (comma-separated, e.g. phone,trade_show) that keep a number "
+     "libphonenumber "
+     "does not validate, flagged phone_unverified, instead of answering 422"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static volatile sig_atomic_t s_stop;
@@ -75,6 +83,21 @@ int main(int argc, char **argv) {
         return 2;
     }
     lf_log_init("intake", (lf_log_level_t)lvl);
+    const char *region = lf_config_str(in.cfg, "LEADFLOW_PHONE_REGION");
+    if (lf_phone_set_default_region(region) != 0) {
+        fprintf(stderr, "ERROR bad configuration: LEADFLOW_PHONE_REGION must be a region "
+                        "libphonenumber knows, such as CN or HK\n");
+        lf_config_destroy(&in.cfg);
+        return 2;
+    }
+    if (lf_lead_keep_unverified_phones(
+            lf_config_str(in.cfg, "LEADFLOW_PHONE_KEEP_UNVERIFIED")) != 0) {
+        fprintf(stderr,
+                "ERROR bad configuration: LEADFLOW_PHONE_KEEP_UNVERIFIED must list "
+                "channels: web_form, phone, trade_show, partner, api, referral\n");
+        lf_config_destroy(&in.cfg);
+        return 2;
+    }
     in.db_url = lf_config_str(in.cfg, "LEADFLOW_DATABASE_URL");
     in.admin_key = lf_config_str(in.cfg, "LEADFLOW_ADMIN_KEY");
     in.max_body = (size_t)lf_config_int(in.cfg, "LEADFLOW_MAX_BODY");

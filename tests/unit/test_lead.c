@@ -114,3 +114,56 @@ Test(lead, a_forced_channel_cannot_be_escaped) {
     json_decref(in);
     json_decref(errors);
 }
+
+Test(lead, phone_type_and_country_come_from_libphonenumber) {
+    json_t *errors;
+    json_t *lead = s_canon("{\"phone\":\"400-800-1234\"}", &errors);
+    cr_assert(lead, "unexpected errors: %s", json_dumps(errors, 0));
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "phone")), "+864008001234");
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "phone_type")), "toll_free");
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "phone_country")), "CN");
+    cr_expect_eq(json_array_size(json_object_get(lead, "flags")), 0);
+    json_decref(lead);
+    json_decref(errors);
+    lead = s_canon("{\"email\":\"a@example.com\"}", &errors);
+    cr_assert(lead);
+    cr_expect(json_is_null(json_object_get(lead, "phone_type")));
+    cr_expect(json_is_null(json_object_get(lead, "phone_country")));
+    json_decref(lead);
+    json_decref(errors);
+}
+
+Test(lead, unallocated_number_is_422_unless_the_channel_keeps_it) {
+    json_t *errors = json_array();
+    json_t *in = json_pack("{s:s, s:s}", "phone", "14212345678", "channel", "phone");
+    cr_assert_null(lf_lead_canonical(in, "api", NULL, errors));
+    cr_expect(s_has_error(errors, "phone", "invalid"));
+    json_decref(errors);
+
+    cr_assert_eq(lf_lead_keep_unverified_phones("phone, trade_show"), 0);
+    errors = json_array();
+    json_t *lead = lf_lead_canonical(in, "api", NULL, errors);
+    cr_assert(lead, "unexpected errors: %s", json_dumps(errors, 0));
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "phone")), "+8614212345678");
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "phone_type")), "unknown");
+    cr_expect(json_is_null(json_object_get(lead, "phone_country")));
+    json_t *flags = json_object_get(lead, "flags");
+    cr_expect_eq(json_array_size(flags), 1);
+    cr_expect_str_eq(json_string_value(json_array_get(flags, 0)), "phone_unverified");
+    json_decref(lead);
+    json_decref(errors);
+
+    /* Another channel still refuses it; text that is no number at all is refused
+       everywhere. */
+    errors = json_array();
+    json_object_set_new(in, "channel", json_string("web_form"));
+    cr_expect_null(lf_lead_canonical(in, "api", NULL, errors));
+    json_object_set_new(in, "channel", json_string("phone"));
+    json_object_set_new(in, "phone", json_string("1.38001E+10"));
+    cr_expect_null(lf_lead_canonical(in, "api", NULL, errors));
+    json_decref(errors);
+    json_decref(in);
+
+    cr_expect_eq(lf_lead_keep_unverified_phones("phone,fax"), -1);
+    cr_expect_eq(lf_lead_keep_unverified_phones(""), 0);
+}

@@ -317,8 +317,8 @@ Test(normalize, buffer_too_small) {
     cr_expect_str_eq(e, "");
     cr_expect_eq(lf_norm_phone("13800138000", e, 15, &why), 0);
     cr_expect_str_eq(e, "+8613800138000");
-    cr_expect_eq(lf_norm_phone("+441234567890123", e, sizeof e, &why), 0);
-    cr_expect_str_eq(e, "+441234567890123");
+    cr_expect_eq(lf_norm_phone("+1 201 555 0123", e, 13, &why), 0);
+    cr_expect_str_eq(e, "+12015550123");
     cr_expect_eq(lf_norm_email("a@b.cn", out, 6, &why), -1);
     cr_expect_eq(lf_norm_email("a@b.cn", out, 7, &why), 0);
 }

@@ -2,8 +2,11 @@
  * and analytics (which read it back from PostgreSQL).
  *
  * A canonical lead is a JSON object with the field names of API.md: channel,
- * source, name, company, email, phone (E.164), budget {min,max,currency,raw} or
- * null, urgency, decision_maker, region, industry, need, external_id, extra. */
+ * source, name, company, email, phone (E.164), phone_type (mobile, fixed_line,
+ * toll_free, voip, unknown) and phone_country (ISO 3166, e.g. "CN") or null, flags (a
+ * list; "phone_unverified" when a channel keeps a number that is not valid), budget
+ * {min,max,currency,raw} or null, urgency, decision_maker, region, industry, need,
+ * external_id, extra. */
 #ifndef LF_LEAD_H
 #define LF_LEAD_H
 
@@ -13,6 +16,13 @@
 extern const char *const lf_lead_channels[];
 /* 1 when s is one of lf_lead_channels. */
 int lf_lead_channel_valid(const char *s);
+
+/* Channels (comma-separated names of lf_lead_channels, "" for none) whose leads keep a
+ * phone number that libphonenumber parses but does not validate, with the flag
+ * "phone_unverified" and phone_type "unknown", instead of a validation error. Call once
+ * at start, before threads run. Returns 0, or -1 for an unknown channel name (nothing
+ * changed). */
+int lf_lead_keep_unverified_phones(const char *channels);
 
 /* Builds the canonical lead from a client's submission (borrowed, an object whose
  * values may be strings, numbers, booleans or null). default_channel is used when

@@ -59,19 +59,15 @@ int lf_norm_name(const char *in, char *out, size_t outsz, const char **why);
    Returns 0, 1 when empty, -1 when invalid. */
 int lf_norm_email(const char *in, char *out, size_t outsz, const char **why);
 
-/* Phone number to E.164 ("+8613800138000"), hand-written rules for China plus a syntactic
-   check for other countries:
-   - separators space - . ( ) / are ignored, full-width digits and '＋' are accepted;
-   - CN mobile 1[3-9] + 9 digits, optionally after +86, 0086 or 86;
-   - CN landline with area code: 010 and 02x (3 digits with the trunk 0) or 0[3-9]xx
-     (4 digits), then a 7-8 digit subscriber number not starting with 0; also after +86
-   with or without the trunk 0;
-   - other countries after '+' or '00': 8..15 digits in all, country code not starting
-     with 0;
-   - an extension at the end ("转123", "分机 123", "ext 123", "ext. 123", "x123", "#123",
-     1..6 digits) is dropped: the lead is about the person, and dedup works on the main
-   line. `sz` must be at least LF_E164_SIZE for any number to fit. Returns 0, 1 when
-   empty, -1 when invalid or the buffer is too small. */
+/* Phone number to E.164 ("+8613800138000"), defined in common/phone.c: leadflow's
+   cleaning (full-width digits and '＋', separators space - . ( ) /, an extension at the
+   end such as "转123", "分机 123", "ext. 123", "x123" or "#123" dropped), then
+   libphonenumber's parse with the default region (CN unless lf_phone_set_default_region
+   changed it) and its validation against the library's metadata (lf/phone.h has the whole
+   verdict: type, country, and the E.164 of a number that parses but is not valid). `sz`
+   must be at least LF_E164_SIZE for any number to fit. Returns 0, 1 when empty, -1 when
+   the text is not a valid phone number (also a number that parses but is not allocated)
+   or the buffer is too small. */
 int lf_norm_phone(const char *in, char *e164, size_t sz, const char **why);
 
 typedef struct {
