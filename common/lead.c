@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lf/company.h"
 #include "lf/normalize.h"
 #include "lf/phone.h"
 #include "lf/util.h"
@@ -175,6 +176,16 @@ json_t *lf_lead_canonical(const json_t *in, const char *default_channel,
             json_object_set_new(lead, f->field, json_string(buf));
         }
     }
+
+    /* The company key: what known-customer matching and sticky owners compare (the
+       company as typed is kept in "company"). A name the key rules cannot handle gets no
+       key rather than an error: the lead itself is fine. */
+    const char *company = json_string_value(json_object_get(lead, "company"));
+    char key[LF_COMPANY_KEY_SIZE];
+    json_object_set_new(lead, "company_key",
+                        company && lf_company_key(company, key, sizeof key, NULL) == 0
+                            ? json_string(key)
+                            : json_null());
 
     /* e-mail and phone: at least one of them */
     int have_contact = 0;

@@ -1,6 +1,6 @@
 /* api_channels.c - the channels that are not "one lead as JSON": bulk imports of
- * trade-show lists (POST /v1/leads/import, CSV or NDJSON) and phone-system webhooks
- * (POST /v1/calls, JSON or the Twilio voice-webhook form). Web forms use POST
+ * trade-show lists (POST /v1/leads/import, CSV, NDJSON or .xlsx) and phone-system
+ * webhooks (POST /v1/calls, JSON or the Twilio voice-webhook form). Web forms use POST
  * /v1/leads (api_leads.c) with a public web_form key.
  *
  * Imports: every row is validated on its own, and the good rows go through the same
@@ -33,6 +33,7 @@
 #include "lf/normalize.h"
 #include "lf/util.h"
 #include "parse.h"
+#include "xlsx.h"
 
 /* ---------------------------------------------------------------- imports */
 
@@ -150,7 +151,25 @@ static enum MHD_Result s_import(lf_intake_t *in, lf_req_t *req, const lf_auth_t 
     if (lf_parse_content_type(ct, media, sizeof media, charset, sizeof charset) < 0)
         return lf_reply_error(in, req->conn, 415, "unsupported_media_type",
                               "send text/csv or application/x-ndjson", NULL);
-    if (!strcmp(media, "text/csv")) {
+    /* Excel workbooks: .xlsx by its media type or, sent as bytes, by its zip signature;
+       the old binary .xls is refused with what to do instead. */
+    int xlsx = !strcmp(media, LF_XLSX_MEDIA_TYPE) ||
+               ((!strcmp(media, "application/octet-stream") ||
+                 !strcmp(media, "application/zip")) &&
+                lf_xlsx_sniff(req->body, req->len));
+    if (!strcmp(media, "application/vnd.ms-excel") || lf_xls_sniff(req->body, req->len))
+        return lf_reply_error(
+            in, req->conn, 415, "unsupported_media_type",
+            "old Excel .xls files (and password-protected workbooks) are "
+            "not read: open the file in Excel, WPS or LibreOffice and "
+            "save it as .xlsx (Excel Workbook) or CSV UTF-8",
+            NULL);
+    if (xlsx) {
+        const char *sheet =
+            MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "sheet");
+        imp = lf_import_xlsx(req->body, req->len, sheet, in->xlsx_max_unpacked, why,
+                             sizeof why);
+    } else if (!strcmp(media, "text/csv")) {
         imp = lf_import_csv(req->body, req->len, charset, why, sizeof why);
     } else if (!strcmp(media, "application/x-ndjson") ||
                !strcmp(media, "application/ndjson")) {
@@ -159,10 +178,11 @@ static enum MHD_Result s_import(lf_intake_t *in, lf_req_t *req, const lf_auth_t 
                                   "NDJSON must be UTF-8", NULL);
         imp = lf_import_ndjson(req->body, req->len, why, sizeof why);
     } else {
-        return lf_reply_error(in, req->conn, 415, "unsupported_media_type",
-                              "send text/csv (charset utf-8, gb18030 or gbk) or "
-                              "application/x-ndjson",
-                              NULL);
+        return lf_reply_error(
+            in, req->conn, 415, "unsupported_media_type",
+            "send text/csv (charset utf-8, gb18030 or gbk), "
+            "application/x-ndjson or an .xlsx workbook (" LF_XLSX_MEDIA_TYPE ")",
+            NULL);
     }
     if (!imp) {
         /* An unknown charset is a media type we do not take; the rest is a body we

@@ -49,6 +49,7 @@ typedef struct {
     size_t nf;        /* cells in the current record */
     size_t overflow;  /* cells beyond LF_IMPORT_MAX_COLUMNS in the current record */
     char **cols;      /* column keys from the header; NULL until the header is read */
+    char **units;     /* per column: the unit of its header ("万元") or NULL */
     size_t ncols;     /* number of entries in cols */
     size_t sheet_row; /* spreadsheet rows completed before the current one */
     int header_error; /* the header row had too many columns */
@@ -150,12 +151,16 @@ static void s_take_header(s_csv_t *st) {
         st->header_error = 1;
         return;
     }
-    st->cols = calloc(st->nf, sizeof *st->cols);
-    if (!st->cols)
+    st->cols = calloc(st->nf + 1, sizeof *st->cols);
+    st->units = calloc(st->nf + 1, sizeof *st->units);
+    if (!st->cols || !st->units)
         s_oom();
     for (size_t i = 0; i < st->nf; i++) {
         char *name = s_trim(st->fields[i]);
-        const char *canon = lf_map_header(name);
+        char unit[LF_UNIT_SIZE];
+        const char *canon = lf_map_header_unit(name, unit, sizeof unit);
+        if (unit[0])
+            st->units[i] = s_strdup(unit);
         char fallback[32];
         if (!canon && !*name) {
             snprintf(fallback, sizeof fallback, "column_%zu", i + 1);
@@ -186,6 +191,8 @@ static void s_take_row(s_csv_t *st, size_t line) {
         /* Two columns may map to one field (电话 and 手机): the first filled one wins. */
         if (!*v || json_object_get(obj, st->cols[i]))
             continue;
+        char withunit[256];
+        v = lf_apply_unit(v, st->units[i], withunit, sizeof withunit);
         if (json_object_set_new(obj, st->cols[i], json_string(v)) != 0)
             s_oom();
     }
@@ -366,12 +373,92 @@ lf_import_t *lf_import_csv(const char *body, size_t len, const char *charset, ch
     csv_free(&p);
     s_clear_fields(&st);
     free(st.fields);
-    for (size_t i = 0; i < st.ncols; i++)
+    for (size_t i = 0; i < st.ncols; i++) {
         free(st.cols[i]);
+        free(st.units[i]);
+    }
     free(st.cols);
+    free(st.units);
     free(owned);
     if (failed)
         lf_import_destroy(&st.imp);
+    return st.imp;
+}
+
+static int s_cell_filled(const lf_sheet_row_t *r, size_t i) {
+    return i < r->ncells && r->cells[i] && r->cells[i][strspn(r->cells[i], " \t\r\n")];
+}
+
+static size_t s_filled(const lf_sheet_row_t *r) {
+    size_t n = 0;
+    for (size_t i = 0; i < r->ncells; i++)
+        n += s_cell_filled(r, i) != 0;
+    return n;
+}
+
+lf_import_t *lf_import_sheet(const lf_sheet_row_t *rows, size_t nrows, char *why,
+                             size_t whysz) {
+    size_t h = nrows;
+    for (size_t i = 0; i < nrows && h == nrows; i++)
+        if (s_filled(&rows[i]) >= 2)
+            h = i;
+    for (size_t i = 0; i < nrows && h == nrows; i++)
+        if (s_filled(&rows[i]) >= 1)
+            h = i;
+    if (h == nrows) {
+        s_set_why(why, whysz, "the sheet is empty");
+        return NULL;
+    }
+    size_t ncols = rows[h].ncells;
+    if (ncols > LF_IMPORT_MAX_COLUMNS) {
+        if (why && whysz)
+            snprintf(why, whysz, "the header row has more than %d columns",
+                     LF_IMPORT_MAX_COLUMNS);
+        return NULL;
+    }
+    /* The same header rules as CSV, through the same state. */
+    s_csv_t st = {.imp = s_import_new()};
+    st.fields = calloc(LF_IMPORT_MAX_COLUMNS, sizeof *st.fields);
+    if (!st.fields)
+        s_oom();
+    for (size_t i = 0; i < ncols; i++)
+        st.fields[st.nf++] = s_strdup(rows[h].cells[i] ? rows[h].cells[i] : "");
+    s_take_header(&st);
+    s_clear_fields(&st);
+    for (size_t r = h + 1; r < nrows; r++) {
+        const lf_sheet_row_t *row = &rows[r];
+        if (s_filled(row) == 0)
+            continue;
+        json_t *obj = json_object();
+        if (!obj)
+            s_oom();
+        for (size_t i = 0; i < row->ncells; i++) {
+            if (!s_cell_filled(row, i))
+                continue;
+            char *copy = s_strdup(row->cells[i]);
+            const char *v = s_trim(copy);
+            char fallback[32], withunit[256];
+            const char *key = i < st.ncols ? st.cols[i] : NULL;
+            if (!key) {
+                snprintf(fallback, sizeof fallback, "column_%zu", i + 1);
+                key = fallback;
+            }
+            if (i < st.ncols)
+                v = lf_apply_unit(v, st.units[i], withunit, sizeof withunit);
+            if (!json_object_get(obj, key) &&
+                json_object_set_new(obj, key, json_string(v)) != 0)
+                s_oom();
+            free(copy);
+        }
+        s_push(st.imp, row->line, obj, NULL);
+    }
+    free(st.fields);
+    for (size_t i = 0; i < st.ncols; i++) {
+        free(st.cols[i]);
+        free(st.units[i]);
+    }
+    free(st.cols);
+    free(st.units);
     return st.imp;
 }
 
@@ -383,11 +470,24 @@ static json_t *s_ndjson_row(json_t *doc) {
     const char *key;
     json_t *v;
     json_object_foreach(doc, key, v) {
-        const char *canon = lf_map_header(key);
+        char unit[LF_UNIT_SIZE];
+        const char *canon = lf_map_header_unit(key, unit, sizeof unit);
         const char *k = canon ? canon : key;
         if (json_object_get(obj, k))
             continue;
-        json_object_set(obj, k, v);
+        /* "预算（万元）": 80 is 80万元, as in a CSV column with that header. */
+        char num[64], withunit[256];
+        const char *text = json_is_string(v) ? json_string_value(v) : NULL;
+        if (json_is_integer(v) || json_is_real(v)) {
+            snprintf(num, sizeof num, "%.15g", json_number_value(v));
+            text = num;
+        }
+        const char *u =
+            unit[0] && text ? lf_apply_unit(text, unit, withunit, sizeof withunit) : NULL;
+        if (u && u != text)
+            json_object_set_new(obj, k, json_string(u));
+        else
+            json_object_set(obj, k, v);
     }
     return obj;
 }

@@ -38,6 +38,23 @@ lf_import_t *lf_import_csv(const char *body, size_t len, const char *charset, ch
  * Returns NULL with `why` when there is no non-blank line. Caller owns the result. */
 lf_import_t *lf_import_ndjson(const char *body, size_t len, char *why, size_t whysz);
 
+/* One row of a spreadsheet read by xlsx.c, for lf_import_sheet. */
+typedef struct {
+    size_t line;        /* 1-based row number as the spreadsheet shows it */
+    size_t ncells;      /* entries in cells; trailing empty cells may be left out */
+    const char **cells; /* cell texts, NULL or "" for an empty cell (borrowed) */
+} lf_sheet_row_t;
+
+/* Turns the rows of a spreadsheet (already decoded: numbers as exact digits, dates as
+ * ISO 8601) into an import with the same header mapping, units and row rules as CSV. The
+ * header is the first row with at least two filled cells (a title row above it, typed
+ * into a merged cell, is skipped), or the only filled row; empty rows are skipped and
+ * keep their numbers. A row may be shorter than the header; a filled cell right of the
+ * last header goes under "column_<n>". Returns NULL with `why` when no row is filled or
+ * the header has more than LF_IMPORT_MAX_COLUMNS columns. Caller owns the result. */
+lf_import_t *lf_import_sheet(const lf_sheet_row_t *rows, size_t nrows, char *why,
+                             size_t whysz);
+
 /* Frees the import; accepts NULL and a pointer to NULL, and sets *self_p to NULL. */
 void lf_import_destroy(lf_import_t **self_p);
 

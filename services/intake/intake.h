@@ -21,6 +21,7 @@ typedef struct lf_intake {
     const char *admin_key;     /* borrowed from cfg; NULL when unset */
     size_t max_body;           /* bytes for one lead */
     size_t max_import;         /* bytes for an import */
+    size_t xlsx_max_unpacked;  /* bytes an .xlsx import may inflate to (zip bombs) */
     void *zctx;                /* ZeroMQ context */
     void *pub;                 /* PUB socket; used under pub_lock */
     pthread_mutex_t pub_lock;  /* ZeroMQ sockets are not thread-safe */

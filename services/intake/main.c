@@ -45,6 +45,8 @@ static const lf_cfg_def_t s_cfg[] = {
      "when set, Twilio form posts to /v1/calls must carry a valid X-Twilio-Signature"},
     {"LEADFLOW_PUBLIC_URL", LF_CFG_STR, "http://127.0.0.1:8080", 0, 0,
      "the base URL Twilio calls (https://leads.example.com); signatures cover it"},
+    {"LEADFLOW_XLSX_MAX_UNPACKED", LF_CFG_INT, "67108864", 1048576, 1073741824,
+     "bytes an .xlsx import may unpack to, all its parts together (zip bombs stop here)"},
     {"LEADFLOW_PHONE_REGION", LF_CFG_STR, "CN", 0, 0,
      "ISO 3166 region of phone numbers written without +86 / + (CN, HK, US, ...)"},
     {"LEADFLOW_PHONE_KEEP_UNVERIFIED", LF_CFG_STR, "", 0, 0,
@@ -105,6 +107,7 @@ int main(int argc, char **argv) {
     in.twilio_token = lf_config_str(in.cfg, "LEADFLOW_TWILIO_AUTH_TOKEN");
     in.public_url = lf_config_str(in.cfg, "LEADFLOW_PUBLIC_URL");
     in.import_window = (int)lf_config_int(in.cfg, "LEADFLOW_IMPORT_WINDOW");
+    in.xlsx_max_unpacked = (size_t)lf_config_int(in.cfg, "LEADFLOW_XLSX_MAX_UNPACKED");
     char chpath[1024];
     if (lf_path_join(chpath, sizeof chpath, lf_config_str(in.cfg, "LEADFLOW_CONFIG_DIR"),
                      "channels.json") < 0 ||

@@ -4,8 +4,8 @@
  * or English, mixed case, with full-width punctuation from a Chinese input method and
  * notes such as "预算（万元）". Rather than a growing list of spellings, a header is
  * first folded to one plain form (full-width ASCII to ASCII, lower case, trimmed, unit
- * note dropped, spaces and dashes to '_') and only then looked up in a small synonym
- * table.
+ * note in (), [] or 【】 dropped, spaces and dashes to '_') and only then looked up in a
+ * small synonym table.
  *
  * Partner JSON is mapped by configuration, not code: config/channels.json names, per
  * partner, the path of each canonical field inside the partner's document. Paths are
@@ -14,6 +14,8 @@
  * not consume is kept in "extra", so no partner data is lost because nobody mapped it
  * yet. */
 #include "mapping.h"
+
+#include "lf/normalize.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,9 +128,10 @@ typedef struct {
 } s_step_t;
 
 typedef struct {
-    char *field;     /* canonical field name this path fills */
-    s_step_t *steps; /* compiled path */
-    size_t nsteps;   /* number of steps, at least 1 */
+    char *field;             /* canonical field name this path fills */
+    s_step_t *steps;         /* compiled path */
+    size_t nsteps;           /* number of steps, at least 1 */
+    char unit[LF_UNIT_SIZE]; /* budget only: the unit in the path's last key, or "" */
 } s_field_t;
 
 typedef struct {
@@ -245,8 +248,18 @@ static int s_fold(const char *header, char *out, size_t outsz) {
             out[0] = ' ';
             continue;
         }
-        if (o > 1 && out[o - 1] == ')') {
-            char *open = strrchr(out, '(');
+        if (o > 1 && (out[o - 1] == ')' || out[o - 1] == ']')) {
+            char *open = strrchr(out, out[o - 1] == ')' ? '(' : '[');
+            if (open && open != out) {
+                *open = '\0';
+                continue;
+            }
+        }
+        static const char close_cjk[] = "】", open_cjk[] = "【";
+        if (o > strlen(close_cjk) && !strcmp(out + o - strlen(close_cjk), close_cjk)) {
+            char *open = NULL;
+            for (char *q = out; (q = strstr(q, open_cjk)); q++)
+                open = q;
             if (open && open != out) {
                 *open = '\0';
                 continue;
@@ -274,6 +287,99 @@ const char *lf_map_header(const char *header) {
         if (strcmp(folded, s_synonyms[i].synonym) == 0)
             return s_synonyms[i].field;
     return NULL;
+}
+
+/* The text of the last bracket group of a header ("预算（万元）" -> "万元"), brackets of
+   either width, with a "单位:" (unit:) label dropped. Returns 0, or -1 when there is
+   none. */
+static int s_bracket_note(const char *header, char *note, size_t notesz) {
+    static const struct {
+        const char *open, *close;
+    } pairs[] = {{"(", ")"}, {"（", "）"}, {"[", "]"}, {"【", "】"}};
+    size_t n = strlen(header);
+    while (n > 0 &&
+           (header[n - 1] == ' ' || header[n - 1] == '*' || header[n - 1] == ':'))
+        n--;
+    for (size_t p = 0; p < sizeof pairs / sizeof *pairs; p++) {
+        size_t cl = strlen(pairs[p].close);
+        if (n < cl || memcmp(header + n - cl, pairs[p].close, cl) != 0)
+            continue;
+        const char *open = NULL;
+        for (const char *q = header; (q = strstr(q, pairs[p].open)) && q < header + n;
+             q++)
+            open = q;
+        if (!open)
+            return -1;
+        const char *b = open + strlen(pairs[p].open), *e = header + n - cl;
+        static const char *const labels[] = {"单位:", "单位：", "unit:", "Unit:", "单位"};
+        for (size_t l = 0; l < sizeof labels / sizeof *labels; l++)
+            if ((size_t)(e - b) > strlen(labels[l]) &&
+                !strncmp(b, labels[l], strlen(labels[l]))) {
+                b += strlen(labels[l]);
+                break;
+            }
+        while (b < e && *b == ' ')
+            b++;
+        while (e > b && e[-1] == ' ')
+            e--;
+        if (e == b || (size_t)(e - b) >= notesz)
+            return -1;
+        memcpy(note, b, (size_t)(e - b));
+        note[e - b] = '\0';
+        return 0;
+    }
+    return -1;
+}
+
+/* Writes the unit of amount in brackets at the end of `name` into `unit`, or "". A unit
+   is whatever the budget parser reads after a plain number. */
+static void s_unit_of(const char *name, char *unit, size_t unitsz) {
+    char note[LF_UNIT_SIZE];
+    unit[0] = '\0';
+    if (s_bracket_note(name, note, sizeof note) != 0)
+        return;
+    char probe[LF_UNIT_SIZE + 4];
+    snprintf(probe, sizeof probe, "1%s", note);
+    lf_budget_t b;
+    if (lf_norm_budget(probe, NULL, &b, NULL) == 0 && b.has_min && b.has_max &&
+        b.min == b.max && strlen(note) < unitsz)
+        snprintf(unit, unitsz, "%s", note);
+}
+
+const char *lf_map_header_unit(const char *header, char *unit, size_t unitsz) {
+    if (unit && unitsz)
+        unit[0] = '\0';
+    const char *field = lf_map_header(header);
+    if (field && !strcmp(field, "budget") && unit && unitsz)
+        s_unit_of(header, unit, unitsz);
+    return field;
+}
+
+/* 1 when `s` is a plain number: digits with thousands commas and at most one decimal
+   point, spaces around. */
+static int s_plain_number(const char *s) {
+    while (*s == ' ')
+        s++;
+    size_t digits = 0;
+    int dot = 0;
+    for (; *s && *s != ' '; s++) {
+        if (*s >= '0' && *s <= '9')
+            digits++;
+        else if (*s == '.' && !dot)
+            dot = 1;
+        else if (*s != ',' || digits == 0)
+            return 0;
+    }
+    while (*s == ' ')
+        s++;
+    return digits > 0 && *s == '\0';
+}
+
+const char *lf_apply_unit(const char *value, const char *unit, char *out, size_t outsz) {
+    if (!value || !unit || !unit[0] || !s_plain_number(value))
+        return value;
+    int n = snprintf(out, outsz, "%s%s", value, unit);
+    return n > 0 && (size_t)n < outsz ? out : value;
 }
 
 /* Compiles "a.b[0][2].c" into steps. Returns 0, or -1 with `err` on bad syntax. */
@@ -450,6 +556,9 @@ static int s_load_partner(s_partner_t *p, const char *name, const json_t *def, c
             0)
             return -1;
         f->field = s_strdup(field);
+        /* "预算（万元）" as the partner's key: its plain numbers are in 万元. */
+        if (!strcmp(field, "budget") && f->steps[f->nsteps - 1].key)
+            s_unit_of(f->steps[f->nsteps - 1].key, f->unit, sizeof f->unit);
         p->nfields++;
     }
     return 0;
@@ -578,7 +687,19 @@ json_t *lf_mapping_apply(const lf_mapping_t *m, const char *partner, const json_
         json_t *v = s_resolve(in, f->steps, f->nsteps);
         if (!s_is_scalar(v))
             continue;
-        json_object_set_new(out, f->field, json_copy(v));
+        char num[64], withunit[256];
+        const char *text = json_is_string(v) ? json_string_value(v) : NULL;
+        if (json_is_integer(v) || json_is_real(v)) {
+            snprintf(num, sizeof num, "%.15g", json_number_value(v));
+            text = num;
+        }
+        const char *u = f->unit[0] && text
+                            ? lf_apply_unit(text, f->unit, withunit, sizeof withunit)
+                            : NULL;
+        if (u && u != text)
+            json_object_set_new(out, f->field, json_string(u));
+        else
+            json_object_set_new(out, f->field, json_copy(v));
         s_consume(extra, f->steps, f->nsteps);
     }
     /* A partner that already uses our names needs no mapping for them. */

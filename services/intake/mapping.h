@@ -18,6 +18,24 @@
  * input gives NULL. */
 const char *lf_map_header(const char *header);
 
+/* Longest unit text lf_map_header_unit writes, NUL included. */
+#define LF_UNIT_SIZE 32
+
+/* As lf_map_header, and when the header carries a unit of amount in brackets at its end
+ * ("预算（万元）", "Budget (k USD)", "预算(单位:千元)"; 万元, 千元, 元, 万, k, USD, 美元,
+ * EUR and whatever else lf_norm_budget reads after a number), writes that unit, as the
+ * budget parser reads it, into `unit`; otherwise `unit` is "". The unit is only reported
+ * for a header that maps to "budget": a note in another column means nothing to leadflow.
+ * `unitsz` should be LF_UNIT_SIZE. */
+const char *lf_map_header_unit(const char *header, char *unit, size_t unitsz);
+
+/* The value a plain number in a column with `unit` stands for, as budget text: "80" with
+ * "万元" gives "80万元", which lf_norm_budget reads as 800,000 CNY. Only a plain number
+ * is changed (digits, thousands commas, one decimal point, spaces around); a cell with
+ * its own unit or currency ("50万", "$5k") or any other text is returned as it is. Writes
+ * into `out` and returns it; a result that does not fit leaves the value as it is. */
+const char *lf_apply_unit(const char *value, const char *unit, char *out, size_t outsz);
+
 /* Returns 1 if `name` is one of the canonical input field names of API.md (channel,
  * source, name, company, email, phone, need, budget, currency, urgency, decision_maker,
  * region, industry, external_id), else 0. */

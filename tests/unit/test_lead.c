@@ -167,3 +167,21 @@ Test(lead, unallocated_number_is_422_unless_the_channel_keeps_it) {
     cr_expect_eq(lf_lead_keep_unverified_phones("phone,fax"), -1);
     cr_expect_eq(lf_lead_keep_unverified_phones(""), 0);
 }
+
+Test(lead, company_is_kept_as_typed_and_keyed) {
+    json_t *errors;
+    json_t *lead = s_canon(
+        "{\"phone\":\"13800138000\",\"company\":\"華東醫療器械（上海）有限公司\"}",
+        &errors);
+    cr_assert(lead, "unexpected errors: %s", json_dumps(errors, 0));
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "company")),
+                     "華東醫療器械(上海)有限公司");
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "company_key")),
+                     "华东医疗器械");
+    json_decref(lead);
+    json_decref(errors);
+    lead = s_canon("{\"phone\":\"13800138000\"}", &errors);
+    cr_expect(json_is_null(json_object_get(lead, "company_key")));
+    json_decref(lead);
+    json_decref(errors);
+}

@@ -246,3 +246,60 @@ Test(mapping, canonical_fields) {
     cr_expect_not(lf_is_canonical_field("Name"));
     cr_expect_not(lf_is_canonical_field(NULL));
 }
+
+Test(mapping, units_in_headers) {
+    const struct {
+        const char *header, *field, *unit;
+    } cases[] = {
+        {"预算（万元）", "budget", "万元"},    {"预算(万元)", "budget", "万元"},
+        {"预算（千元）", "budget", "千元"},    {"预算（元）", "budget", "元"},
+        {"预算(万)", "budget", "万"},          {"Budget (k)", "budget", "k"},
+        {"budget (USD)", "budget", "USD"},     {"预算（美元）", "budget", "美元"},
+        {"预算【万元】", "budget", "万元"},    {"预算[万元]", "budget", "万元"},
+        {"预算(单位:万元)", "budget", "万元"}, {"预算（单位：万元）", "budget", "万元"},
+        {"预算（备注）", "budget", ""},        {"预算", "budget", ""},
+        {"手机(万元)", "phone", ""},           {"unknown (万元)", NULL, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char unit[LF_UNIT_SIZE] = "junk";
+        const char *f = lf_map_header_unit(cases[i].header, unit, sizeof unit);
+        if (cases[i].field)
+            cr_expect(f && !strcmp(f, cases[i].field), "%s: field %s", cases[i].header,
+                      f ? f : "NULL");
+        else
+            cr_expect_null(f, "%s", cases[i].header);
+        cr_expect_str_eq(unit, cases[i].unit, "%s", cases[i].header);
+    }
+    char out[64];
+    cr_expect_str_eq(lf_apply_unit("80", "万元", out, sizeof out), "80万元");
+    cr_expect_str_eq(lf_apply_unit(" 1,200.5 ", "万元", out, sizeof out),
+                     " 1,200.5 万元");
+    cr_expect_str_eq(lf_apply_unit("50万", "万元", out, sizeof out), "50万");
+    cr_expect_str_eq(lf_apply_unit("待定", "万元", out, sizeof out), "待定");
+    cr_expect_str_eq(lf_apply_unit("-5", "万元", out, sizeof out), "-5");
+    cr_expect_str_eq(lf_apply_unit("80", "", out, sizeof out), "80");
+    cr_expect_str_eq(lf_apply_unit("80", "万元", out, 4), "80");
+}
+
+Test(mapping, partner_key_with_a_unit) {
+    json_t *cfg =
+        json_loads("{\"partners\": {\"acme\": {\"fields\": {"
+                   "\"budget\": \"lead.预算（万元）\", \"phone\": \"lead.tel\"}}}}",
+                   0, NULL);
+    char err[256];
+    lf_mapping_t *m = lf_mapping_from_json(cfg, err, sizeof err);
+    cr_assert(m, "%s", err);
+    json_t *in = json_loads(
+        "{\"lead\": {\"预算（万元）\": 80, \"tel\": \"13800138000\"}}", 0, NULL);
+    json_t *out = lf_mapping_apply(m, "acme", in);
+    cr_expect_str_eq(json_string_value(json_object_get(out, "budget")), "80万元");
+    json_decref(out);
+    json_decref(in);
+    in = json_loads("{\"lead\": {\"预算（万元）\": \"30万\"}}", 0, NULL);
+    out = lf_mapping_apply(m, "acme", in);
+    cr_expect_str_eq(json_string_value(json_object_get(out, "budget")), "30万");
+    json_decref(out);
+    json_decref(in);
+    lf_mapping_destroy(&m);
+    json_decref(cfg);
+}

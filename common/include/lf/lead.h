@@ -5,8 +5,9 @@
  * source, name, company, email, phone (E.164), phone_type (mobile, fixed_line,
  * toll_free, voip, unknown) and phone_country (ISO 3166, e.g. "CN") or null, flags (a
  * list; "phone_unverified" when a channel keeps a number that is not valid), budget
- * {min,max,currency,raw} or null, urgency, decision_maker, region, industry, need,
- * external_id, extra. */
+ * {min,max,currency,raw} or null, company_key (lf_company_key, null without a
+ * company; for matching known customers, never shown as the company), urgency,
+ * decision_maker, region, industry, need, external_id, extra. */
 #ifndef LF_LEAD_H
 #define LF_LEAD_H
 
