@@ -5,7 +5,9 @@
  * would for any C caller) and hands it to each rule. Beyond "no crash, no leak, no UB",
  * it checks the promises callers rely on: results are NUL-terminated valid UTF-8 that fit
  * the buffer, normalization is idempotent, e-mails and phones have their documented
- * shape, and budgets are finite, ordered and within bounds.
+ * shape, and budgets are finite, ordered and within bounds. Phones go through
+ * libphonenumber (common/phone.c and its C++ shim) and company names through the company
+ * key (common/company.c, ICU), with their own promises checked.
  * See fuzz/README.md for the build and run lines.
  */
 #include <math.h>
@@ -13,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lf/company.h"
 #include "lf/normalize.h"
+#include "lf/phone.h"
 
 #define S_CHECK(cond)                                                                    \
     do {                                                                                 \
@@ -71,6 +75,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 1; i < n; i++)
             S_CHECK(e164[i] >= '0' && e164[i] <= '9');
     }
+    /* The whole phone verdict: a valid number has a known type and a two-letter country;
+       a parsed-but-invalid one keeps an E.164 and is "unknown"; the rest has nothing. */
+    lf_phone_t ph;
+    const char *pwhy = NULL;
+    int prc = lf_phone_parse(s, NULL, &ph, &pwhy);
+    S_CHECK(prc == 0 || prc == 1 || prc == -1 || prc == -2);
+    S_CHECK(ph.type && ph.lib_type);
+    if (prc == 0) {
+        S_CHECK(ph.e164[0] == '+' && strlen(ph.country) == 2);
+        S_CHECK(!strcmp(ph.type, "mobile") || !strcmp(ph.type, "fixed_line") ||
+                !strcmp(ph.type, "toll_free") || !strcmp(ph.type, "voip") ||
+                !strcmp(ph.type, "unknown"));
+        char again[LF_E164_SIZE];
+        S_CHECK(lf_norm_phone(ph.e164, again, sizeof again, NULL) == 0 &&
+                !strcmp(again, ph.e164));
+    } else if (prc == -2) {
+        S_CHECK(ph.e164[0] == '+' && !strcmp(ph.type, "unknown") && pwhy && *pwhy);
+    } else {
+        S_CHECK(ph.e164[0] == '\0' && (prc == 1 || (pwhy && *pwhy)));
+    }
+
+    /* The company key: letters and digits only, never longer than the name. */
+    char key[LF_COMPANY_KEY_SIZE];
+    const char *kwhy = NULL;
+    int krc = lf_company_key(s, key, sizeof key, &kwhy);
+    S_CHECK(krc == 0 || krc == 1 || krc == -1);
+    if (krc == 0) {
+        S_CHECK(key[0] && lf_utf8_valid(key, strlen(key)) && !strchr(key, ' '));
+        S_CHECK(!strpbrk(key, "()[],.;:!?'\"-_/\\&"));
+    } else {
+        S_CHECK(key[0] == '\0' && (krc == 1 || (kwhy && *kwhy)));
+    }
+    char small[8];
+    if (lf_company_key(s, small, sizeof small, NULL) == 0)
+        S_CHECK(krc == 0 && !strcmp(small, key));
+
     char mail[LF_EMAIL_SIZE];
     if (lf_norm_email(s, mail, sizeof mail, NULL) == 0) {
         char *at = strchr(mail, '@');

@@ -79,7 +79,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             char media[64], charset[32];
             lf_parse_content_type(z, media, sizeof media, charset, sizeof charset);
         } else {
-            lf_map_header(z);
+            /* Header mapping with its unit, and the unit applied to the header itself as
+               if it were a cell: a unit is never longer than LF_UNIT_SIZE, and a value
+               changes only by gaining the unit at its end. */
+            char unit[LF_UNIT_SIZE], out[256];
+            const char *f = lf_map_header_unit(z, unit, sizeof unit);
+            if (f != lf_map_header(z) || strlen(unit) >= LF_UNIT_SIZE ||
+                (unit[0] && strcmp(f, "budget") != 0))
+                abort();
+            const char *v = lf_apply_unit(z, unit[0] ? unit : "万元", out, sizeof out);
+            if (v != z && (strncmp(v, z, strlen(z)) != 0 || strlen(v) <= strlen(z)))
+                abort();
         }
         free(z);
         break;

@@ -6,16 +6,33 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 out=build/fuzz
 mkdir -p "$out"
-CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icommon/include -Iservices/intake $(pkg-config --cflags jansson)"
-LIBS="$(pkg-config --libs jansson) -lunistring -lcsv"
+CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icommon/include -Iservices/intake $(pkg-config --cflags jansson icu-uc libzip expat libpq)"
+# The phone shim is C++ (libphonenumber); it is compiled once with the sanitizers and
+# linked into the targets that judge phone numbers, as the Makefile links it.
+LIBS="$(pkg-config --libs jansson) -lunistring -lcsv -Wl,-Bstatic -lphonenumber -lprotobuf-lite \
+-Wl,-Bdynamic -labsl_hash -labsl_raw_hash_set -labsl_strings -labsl_throw_delegate \
+$(pkg-config --libs icu-uc icu-i18n libzip expat) -lpthread"
+clang++ -g -O1 -std=c++17 -fsanitize=fuzzer-no-link,address,undefined -Icommon/include \
+    -c common/phonenumber.cc -o "$out/phonenumber.o"
+common="common/normalize.c common/phone.c common/company.c $out/phonenumber.o"
 for src in fuzz/fuzz_*.c; do
     name=$(basename "$src" .c)
     case $name in
-    fuzz_normalize) extra="common/normalize.c" ;;
-    fuzz_parsers) extra="services/intake/parse.c services/intake/csv_import.c services/intake/mapping.c common/normalize.c" ;;
+    fuzz_normalize) extra="$common" ;;
+    fuzz_parsers) extra="services/intake/parse.c services/intake/csv_import.c services/intake/mapping.c $common" ;;
+    fuzz_xlsx) extra="services/intake/xlsx.c services/intake/parse.c services/intake/csv_import.c services/intake/mapping.c $common" ;;
     *) extra="" ;;
     esac
-    clang $CFLAGS "$src" $extra $LIBS -o "$out/$name"
+    # C sources as C, then everything linked by the C++ driver.
+    objs=()
+    for f in "$src" $extra; do
+        case $f in
+        *.c) o="$out/$name-$(basename "$f" .c).o"
+             clang $CFLAGS -c "$f" -o "$o"; objs+=("$o") ;;
+        *) objs+=("$f") ;;
+        esac
+    done
+    clang++ -fsanitize=fuzzer,address,undefined "${objs[@]}" $LIBS -o "$out/$name"
     mkdir -p "$out/corpus-$name"
     echo "fuzzing $name for $secs s"
     "$out/$name" -max_total_time="$secs" -max_len=4096 -timeout=10 \

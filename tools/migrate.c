@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lf/company.h"
 #include "lf/config.h"
 #include "lf/db.h"
 #include "lf/log.h"
@@ -311,8 +312,13 @@ int main(int argc, char **argv) {
         rc = (applied || functions) ? 3 : 0;
         goto out;
     }
-    lf_info("schema up to date migrations_applied=%d function_files_applied=%d", applied,
-            functions);
+    /* Values only C can compute (company keys need ICU) for rows written before. */
+    long keyed = lf_company_backfill(db);
+    if (keyed < 0)
+        goto out;
+    lf_info("schema up to date migrations_applied=%d function_files_applied=%d "
+            "company_keys_backfilled=%ld",
+            applied, functions, keyed);
     rc = 0;
 out:
     lf_db_destroy(&db);

@@ -5,6 +5,8 @@ CREATE OR REPLACE FUNCTION lf_lead_canonical(l leads) RETURNS jsonb
     AS $$ SELECT jsonb_build_object(
         'id', l.id, 'channel', l.channel, 'source', l.source, 'name', l.name,
         'company', l.company, 'email', l.email, 'phone', l.phone,
+        'phone_type', l.phone_type, 'phone_country', l.phone_country, 'flags', l.flags,
+        'company_key', nullif(l.company_key, ''),
         'budget', CASE WHEN l.budget_min IS NULL AND l.budget_max IS NULL THEN NULL
                   ELSE jsonb_build_object('min', l.budget_min, 'max', l.budget_max,
                                           'currency', l.currency, 'raw', l.budget_raw) END,

@@ -63,17 +63,21 @@ BEGIN
             name text, company text, email text, phone text, need text, budget_min numeric,
             budget_max numeric, currency text, budget_raw text, urgency text,
             decision_maker boolean, region text, industry text, external_id text,
-            extra jsonb, raw jsonb, idempotency_key text, call jsonb)
+            extra jsonb, raw jsonb, idempotency_key text, call jsonb, phone_type text,
+            phone_country text, flags jsonb, company_key text)
     ), ins AS (
         INSERT INTO leads (id, channel, source, name, company, email, phone, need,
             budget_min, budget_max, currency, budget_raw, urgency, decision_maker, region,
-            industry, external_id, extra, raw, idempotency_key, customer_id)
+            industry, external_id, extra, raw, idempotency_key, customer_id, phone_type,
+            phone_country, flags, company_key)
         SELECT i.id, i.channel, i.source, i.name, i.company, i.email, i.phone, i.need,
             i.budget_min, i.budget_max, i.currency, i.budget_raw, i.urgency,
             i.decision_maker, i.region, i.industry, i.external_id,
             coalesce(i.extra, '{}'), i.raw, i.idempotency_key,
             (SELECT c.id FROM customers c
-              WHERE c.key = lf_customer_key(i.company, i.email, i.phone)) FROM input i
+              WHERE c.key = lf_customer_key(i.company_key, i.email, i.phone)),
+            i.phone_type, i.phone_country, coalesce(i.flags, '[]'), i.company_key
+          FROM input i
         ON CONFLICT DO NOTHING
         RETURNING leads.id, leads.channel, leads.source, leads.created_at
     ), tl AS (
@@ -102,7 +106,8 @@ BEGIN
             source text, name text, company text, email text, phone text, need text,
             budget_min numeric, budget_max numeric, currency text, budget_raw text,
             urgency text, decision_maker boolean, region text, industry text,
-            external_id text, extra jsonb, raw jsonb, idempotency_key text, call jsonb)
+            external_id text, extra jsonb, raw jsonb, idempotency_key text, call jsonb,
+            phone_type text, phone_country text, flags jsonb, company_key text)
     LOOP
         sid := r.call ->> 'call_sid';
         kind := CASE WHEN r.kind = 'call' THEN 'call' ELSE 'inquiry' END;
@@ -195,13 +200,15 @@ BEGIN
         -- 3. a new lead
         INSERT INTO leads (id, channel, source, name, company, email, phone, need,
             budget_min, budget_max, currency, budget_raw, urgency, decision_maker, region,
-            industry, external_id, extra, raw, idempotency_key, customer_id)
+            industry, external_id, extra, raw, idempotency_key, customer_id, phone_type,
+            phone_country, flags, company_key)
         VALUES (r.id, r.channel, r.source, r.name, r.company, r.email, r.phone, r.need,
             r.budget_min, r.budget_max, r.currency, r.budget_raw, r.urgency,
             r.decision_maker, r.region, r.industry, r.external_id,
             coalesce(r.extra, '{}'), r.raw, r.idempotency_key,
             (SELECT c.id FROM customers c
-              WHERE c.key = lf_customer_key(r.company, r.email, r.phone)))
+              WHERE c.key = lf_customer_key(r.company_key, r.email, r.phone)),
+            r.phone_type, r.phone_country, coalesce(r.flags, '[]'), r.company_key)
         ON CONFLICT DO NOTHING
         RETURNING created_at INTO created;
         IF NOT FOUND THEN

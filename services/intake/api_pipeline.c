@@ -372,7 +372,7 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
         res = lf_db_exec(
             db,
             "WITH c AS (INSERT INTO customers (key, company, email_domain, owner, won_at)"
-            "  SELECT lf_customer_key(l.company, l.email, l.phone), "
+            "  SELECT lf_customer_key(l.company_key, l.email, l.phone), "
             "nullif(btrim(l.company), ''),"
             "  lf_email_domain(l.email), l.owner, now() FROM leads l WHERE l.id = $1"
             "  ON CONFLICT (key) DO UPDATE SET owner = coalesce(EXCLUDED.owner, "

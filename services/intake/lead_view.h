@@ -8,6 +8,7 @@
 #define LF_LEAD_VIEW_FIELDS                                                              \
     " 'id', l.id, 'channel', l.channel, 'source', l.source, 'name', l.name,"             \
     " 'company', l.company, 'email', l.email, 'phone', l.phone,"                         \
+    " 'phone_type', l.phone_type, 'phone_country', l.phone_country, 'flags', l.flags,"   \
     " 'budget', CASE WHEN l.budget_min IS NULL AND l.budget_max IS NULL THEN NULL"       \
     "   ELSE json_build_object('min', l.budget_min, 'max', l.budget_max,"                \
     "   'currency', l.currency, 'raw', l.budget_raw) END,"                               \

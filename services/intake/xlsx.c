@@ -775,7 +775,7 @@ lf_import_t *lf_import_xlsx(const char *body, size_t len, const char *sheet,
             for (size_t i = 0; i < b.nsheets && strlen(names) < 150; i++)
                 snprintf(names + strlen(names), sizeof names - strlen(names), "%s\"%s\"",
                          i ? ", " : "", b.sheets[i].name);
-            char msg[300];
+            char msg[400];
             snprintf(msg, sizeof msg,
                      "the workbook has no sheet named \"%.60s\" (it has %s)", sheet,
                      names);

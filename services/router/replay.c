@@ -124,7 +124,9 @@ static void s_customer_keys(const json_t *lead, char *ck, size_t cksz, char *dk,
         "sohu.com",  "yeah.net",   "foxmail.com", "aliyun.com",
         "139.com",   "gmail.com",  "outlook.com", "hotmail.com",
         "yahoo.com", "icloud.com", "live.com",    NULL};
-    const char *company = json_string_value(json_object_get(lead, "company"));
+    /* The company key (lf_company_key, stored by intake): the same company written
+       differently is one customer, as for the live sticky-owner rule. */
+    const char *company = json_string_value(json_object_get(lead, "company_key"));
     const char *email = json_string_value(json_object_get(lead, "email"));
     ck[0] = dk[0] = '\0';
     if (company && *company) {

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "lf/db.h"
+
 /* Buffer size that always suffices for a key (a key is never longer than the company
    name, which lf_lead_canonical caps at 200 characters). */
 #define LF_COMPANY_KEY_SIZE 1024
@@ -28,5 +30,11 @@
  * itself. Returns 0, 1 when the company is empty (out ""), -1 when the text is not valid
  * UTF-8, too long for `outsz`, or ICU fails (out ""; *why set when not NULL). */
 int lf_company_key(const char *company, char *out, size_t outsz, const char **why);
+
+/* Gives every lead with a company and no company_key its key, and re-keys customers still
+ * keyed by the old rule ("company:" + the lower-cased name). For leadflow-migrate, after
+ * the migrations; safe to run again (only rows that need it are touched). Returns the
+ * number of leads keyed, or -1 (logged) when the database fails. */
+long lf_company_backfill(lf_db_t *db);
 
 #endif
