@@ -8,17 +8,16 @@
  * and 行业), without the administrative area in front and the legal form behind.
  *
  * Unicode work is delegated: NFKC and case through libunistring (as normalize.c does),
- * traditional to simplified Chinese through ICU's transliterator (libunistring has no
- * such mapping, and ICU's table is the one CLDR maintains). The rest is a small rule set
- * over UTF-8 bytes: every comparison is against a whole keyword at a character boundary,
- * which UTF-8's self-synchronisation makes safe.
- *
- * The transliterator is built once, on first use (its rules take about a megabyte, which
- * a service that never sees a company should not pay), and shared under a mutex: ICU's
- * transliterators are not thread-safe. */
+ * traditional to simplified Chinese through ICU's "Traditional-Simplified" transliterator
+ * (libunistring has no such mapping, and ICU's is the one CLDR maintains). That mapping
+ * is one code point to one, so it is compiled in as ICU produces it (t2s_table.h, made by
+ * tools/gen/t2s_table.c and checked against the linked ICU by the unit tests) instead of
+ * building the transliterator at run time, which costs 55 ms and 4.6 MiB of resident
+ * memory in every intake process. The rest is a small rule set over UTF-8 bytes: every
+ * comparison is against a whole keyword at a character boundary, which UTF-8's
+ * self-synchronisation makes safe. */
 #include "lf/company.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +26,8 @@
 #include <unictype.h>
 #include <unistr.h>
 
-#include <unicode/ustring.h>
-#include <unicode/utrans.h>
-
 #include "lf/normalize.h"
+#include "t2s_table.h"
 
 #define S_OOM()                                                                          \
     do {                                                                                 \
@@ -97,53 +94,45 @@ static const char *const s_latin_suffixes[] = {
 static const char *const s_branch_words[] = {"分公司", "办事处", "代表处", "分厂",
                                              "branch", "office", NULL};
 
-static pthread_once_t s_once = PTHREAD_ONCE_INIT;
-static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-static UTransliterator *s_t2s; /* NULL when ICU could not build it */
-
-static void s_t2s_init(void) {
-    UErrorCode st = U_ZERO_ERROR;
-    UChar id[32];
-    u_uastrcpy(id, "Traditional-Simplified");
-    s_t2s = utrans_openU(id, -1, UTRANS_FORWARD, NULL, 0, NULL, &st);
-    if (U_FAILURE(st)) {
-        fprintf(stderr, "ERROR ICU cannot build Traditional-Simplified: %s\n",
-                u_errorName(st));
-        s_t2s = NULL;
-    }
-}
-
 static int s_fail(const char **why, const char *reason) {
     if (why)
         *why = reason;
     return -1;
 }
 
-/* Traditional to simplified, in place (the result is never longer in UTF-16; in UTF-8 the
-   simplified forms are 3 bytes like the traditional ones, but `cap` is checked anyway).
-   Returns 0, or -1 when ICU fails. */
+static int s_t2s_cmp(const void *key, const void *entry) {
+    unsigned k = *(const unsigned *)key, e = ((const unsigned *)entry)[0];
+    return k < e ? -1 : k > e;
+}
+
+ucs4_t lf_company_simplify_char(ucs4_t uc) {
+    const unsigned *e =
+        bsearch(&uc, s_t2s, sizeof s_t2s / sizeof *s_t2s, sizeof *s_t2s, s_t2s_cmp);
+    return e ? e[1] : uc;
+}
+
+/* Traditional to simplified, into `s` (at most `cap` bytes with the NUL). Returns 0, or
+   -1 when the result does not fit. */
 static int s_simplify(char *s, size_t cap) {
-    pthread_once(&s_once, s_t2s_init);
-    if (!s_t2s)
-        return -1;
-    UErrorCode st = U_ZERO_ERROR;
-    int32_t ulen = 0;
-    UChar u[S_MAX];
-    u_strFromUTF8(u, S_MAX, &ulen, s, -1, &st);
-    if (U_FAILURE(st) || ulen >= S_MAX)
-        return -1;
-    int32_t limit = ulen;
-    pthread_mutex_lock(&s_lock);
-    utrans_transUChars(s_t2s, u, &ulen, S_MAX, 0, &limit, &st);
-    pthread_mutex_unlock(&s_lock);
-    if (U_FAILURE(st))
-        return -1;
-    int32_t blen = 0;
-    u_strToUTF8(s, (int32_t)cap, &blen, u, ulen, &st);
-    if (U_FAILURE(st) || (size_t)blen >= cap)
-        return -1;
-    s[blen] = '\0';
-    return 0;
+    size_t len = strlen(s), o = 0;
+    char *out = malloc(len * 2 + 1);
+    if (!out)
+        S_OOM();
+    for (size_t i = 0; i < len;) {
+        ucs4_t uc;
+        int k = u8_mbtouc(&uc, (const uint8_t *)s + i, len - i);
+        if (k <= 0)
+            k = 1;
+        int w = u8_uctomb((uint8_t *)out + o, lf_company_simplify_char(uc), 4);
+        o += (size_t)(w > 0 ? w : 0);
+        i += (size_t)k;
+    }
+    out[o] = '\0';
+    int rc = o + 1 <= cap ? 0 : -1;
+    if (rc == 0)
+        memcpy(s, out, o + 1);
+    free(out);
+    return rc;
 }
 
 static void s_rtrim(char *s) {
@@ -361,7 +350,7 @@ int lf_company_key(const char *company, char *out, size_t outsz, const char **wh
     if (rc != 0)
         goto out;
     if (s_simplify(s, S_MAX) != 0) {
-        rc = s_fail(why, "traditional-to-simplified conversion failed");
+        rc = s_fail(why, "too long");
         goto out;
     }
     size_t ll = 0;

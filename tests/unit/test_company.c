@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unicode/uchar.h>
+#include <unicode/ustring.h>
+#include <unicode/utrans.h>
+
 #include "lf/company.h"
 
 static const char *s_root(void) {
@@ -101,4 +105,60 @@ Test(company, empty_and_bad_input) {
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     cr_expect_eq(lf_company_key(big, k, sizeof k, &why), -1);
+}
+
+/* The compiled-in traditional-to-simplified table is ICU's transliterator: the same for
+   every code point and on strings (no context rules), against the ICU linked here. */
+Test(company, simplification_is_icus_transliterator) {
+    UErrorCode st = U_ZERO_ERROR;
+    UChar id[32];
+    u_uastrcpy(id, "Traditional-Simplified");
+    UTransliterator *t = utrans_openU(id, -1, UTRANS_FORWARD, NULL, 0, NULL, &st);
+    cr_assert(U_SUCCESS(st), "ICU: %s", u_errorName(st));
+    size_t differ = 0, mapped = 0;
+    UChar32 sample[4096];
+    size_t ns = 0;
+    for (UChar32 c = 0x80; c <= 0x10FFFF; c++) {
+        if (U_IS_SURROGATE(c) || !u_isdefined(c))
+            continue;
+        UChar u[8];
+        int32_t len = 0;
+        U16_APPEND_UNSAFE(u, len, c);
+        int32_t lim = len, l = len;
+        st = U_ZERO_ERROR;
+        utrans_transUChars(t, u, &l, 8, 0, &lim, &st);
+        int32_t i = 0;
+        UChar32 d;
+        U16_NEXT(u, i, l, d);
+        if (i != l || (ucs4_t)d != lf_company_simplify_char((ucs4_t)c)) {
+            if (differ++ < 10)
+                cr_log_error("U+%04X: ICU gives U+%04X, the table U+%04X", (unsigned)c,
+                             (unsigned)d, (unsigned)lf_company_simplify_char((ucs4_t)c));
+        }
+        if (d != c) {
+            mapped++;
+            if (ns < 4096)
+                sample[ns++] = c;
+        }
+    }
+    cr_expect_eq(differ, 0, "%zu code points differ: run tools/gen/t2s_table.c", differ);
+    cr_expect_gt(mapped, 2000);
+    /* Strings of mapped characters with plain ones between them. */
+    srand(15);
+    for (int k = 0; k < 500; k++) {
+        UChar u[128], v[128];
+        int32_t len = 0, vl = 0;
+        for (int j = 0; j < 20; j++) {
+            UChar32 c = (j % 3 == 2) ? (UChar32)(0x4E00 + rand() % 0x5000)
+                                     : sample[(size_t)rand() % ns];
+            U16_APPEND_UNSAFE(u, len, c);
+            U16_APPEND_UNSAFE(v, vl, (UChar32)lf_company_simplify_char((ucs4_t)c));
+        }
+        int32_t lim = len;
+        st = U_ZERO_ERROR;
+        utrans_transUChars(t, u, &len, 128, 0, &lim, &st);
+        cr_expect(len == vl && memcmp(u, v, (size_t)len * sizeof *u) == 0,
+                  "string %d: ICU and the table differ", k);
+    }
+    utrans_close(t);
 }

@@ -6,6 +6,7 @@
 #define LF_COMPANY_H
 
 #include <stddef.h>
+#include <unitypes.h>
 
 #include "lf/db.h"
 
@@ -16,7 +17,7 @@
 /* Writes the key of `company` into `out`:
  * - the text rule of lf_norm_text (NFKC: full-width letters, digits and brackets become
  *   half-width), traditional Chinese to simplified (ICU's "Traditional-Simplified"
- *   transliterator), lower case;
+ *   transliterator, compiled in: lf_company_simplify_char), lower case;
  * - a branch is its parent: "…分公司", "…办事处", "…代表处", "… branch" lose that word
  *   and the city before it;
  * - legal forms at the end, repeatedly: 股份有限公司, 有限责任公司, 有限公司, 集团,
@@ -30,6 +31,10 @@
  * itself. Returns 0, 1 when the company is empty (out ""), -1 when the text is not valid
  * UTF-8, too long for `outsz`, or ICU fails (out ""; *why set when not NULL). */
 int lf_company_key(const char *company, char *out, size_t outsz, const char **why);
+
+/* The simplified form of one code point as ICU's "Traditional-Simplified" transliterator
+ * gives it (the code point itself when ICU leaves it alone). */
+ucs4_t lf_company_simplify_char(ucs4_t uc);
 
 /* Gives every lead with a company and no company_key its key, and re-keys customers still
  * keyed by the old rule ("company:" + the lower-cased name). For leadflow-migrate, after
