@@ -11,13 +11,15 @@
 --     number of reassignments): phase 0 reminds the owner, phase 2 asks the router to
 --     reassign (outbox 'lead.reassign', previous owner excluded), any other phase
 --     escalates to the owner's manager (the owner when there is none);
---   * follow_up: reminds the deal's current owner with what the activity said;
+--   * follow_up: reminds the deal's current owner with what the activity said, while
+--     the deal is open;
 --   * each reminder/escalation is a notification (notifications.timer_id is unique:
 --     at most one per timer), a timeline entry and an outbox event; a reminder
 --     creates the escalation timer, an escalation the reassign timer when the grade
 --     has a reassign_after_seconds.
 -- It returns the counts and the new timers as "due_ms id due_ms id ..." for the
--- caller to index in Redis (one ZADD). sla is config/sla.json.
+-- caller to index in Redis (one ZADD). sla is config/sla.json. Timers of the
+-- keep-alive kinds in the batch fire in lf_keepalive_fire() (42_lf_keepalive.sql).
 CREATE OR REPLACE FUNCTION lf_fire_timers(p_ids bigint[], p_sla jsonb,
                                OUT fired integer, OUT reminders integer,
                                OUT escalations integer, OUT reassigns integer,
@@ -27,13 +29,15 @@ BEGIN
     WITH f AS (
         UPDATE timers SET state = 'fired', fired_at = clock_timestamp()
          WHERE id = ANY (p_ids) AND state = 'pending'
+           AND kind IN ('sla_first_contact', 'follow_up')
         RETURNING id, lead_id, kind, step),
     j AS (
         SELECT f.id, f.lead_id, f.step, f.step / 10 AS round, f.step % 10 AS phase,
                l.owner, l.manager, coalesce(l.grade, '') AS grade,
                CASE
                  WHEN f.kind = 'follow_up' THEN
-                   CASE WHEN l.owner IS NOT NULL THEN 'follow_up' END
+                   CASE WHEN l.owner IS NOT NULL AND l.closed_at IS NULL
+                        THEN 'follow_up' END
                  WHEN f.kind <> 'sla_first_contact' THEN NULL
                  WHEN (l.first_contact_at IS NULL AND l.stage = 'new'
                        AND l.owner IS NOT NULL) IS NOT TRUE THEN NULL
@@ -47,7 +51,7 @@ BEGIN
           -- LIMIT 1 keeps this a primary-key lookup per fired timer, never a scan
           -- and hash of the whole leads table.
           FROM f CROSS JOIN LATERAL (
-              SELECT l1.id, l1.owner, l1.grade, l1.stage, l1.first_contact_at,
+              SELECT l1.id, l1.owner, l1.grade, l1.stage, l1.first_contact_at, l1.closed_at,
                      (SELECT r.manager FROM reps r WHERE r.id = l1.owner) AS manager
                 FROM leads l1 WHERE l1.id = f.lead_id LIMIT 1) l),
     m AS (
@@ -136,4 +140,10 @@ BEGIN
            (SELECT coalesce(string_agg((extract(epoch FROM nt.due_at) * 1000)::bigint
                                        || ' ' || nt.id, ' '), '') FROM nt)
       INTO fired, reminders, escalations, reassigns, next_timers;
+    -- The keep-alive kinds (stale, reactivate, digest) of the same batch:
+    -- 42_lf_keepalive.sql.
+    SELECT lf_fire_timers.fired + k.fired, lf_fire_timers.reminders + k.warnings,
+           concat_ws(' ', nullif(lf_fire_timers.next_timers, ''),
+                     nullif(k.next_timers, ''))
+      INTO fired, reminders, next_timers FROM lf_keepalive_fire(p_ids) k;
 END $$;

@@ -417,6 +417,16 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
         }
     }
 
+    if (was_open != now_open) {
+        /* Closing stops the clocks that no longer apply (first-contact SLA, follow-ups,
+         * stale); reopening stops the reactivation: db/functions/42_lf_keepalive.sql. */
+        const char *pk[] = {id, now_open ? "t" : "f"};
+        if (lf_db_cmd(db, "SELECT lf_keepalive_on_move($1, $2::boolean)", 2, pk) < 0) {
+            rc = s_unavailable(in, req, db);
+            goto out;
+        }
+    }
+
     data = json_pack("{s:s, s:s}", "from", from, "to", to);
     if (reason)
         json_object_set_new(data, "reason", json_string(reason));

@@ -37,8 +37,9 @@ static const lf_cfg_def_t s_cfg[] = {
      "PostgreSQL connections firing batches concurrently (0 = on the main one)"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned", "lead.reassigned",
-                                      "activity.logged", NULL};
+static const char *const s_types[] = {"lead.assigned",   "lead.reassigned",
+                                      "activity.logged", "stage.changed",
+                                      "deal.lost",       NULL};
 
 int main(int argc, char **argv) {
     int code = 0;
@@ -55,6 +56,8 @@ int main(int argc, char **argv) {
     lf_timers_t t;
     memset(&t, 0, sizeof t);
     int nlanes = 0;
+    lf_pipeline_t *pipeline = NULL;
+    lf_keepalive_t *ka = NULL;
 
     lf_service_config_path(cfg, "sla.json", path, sizeof path);
     json_error_t jerr;
@@ -64,6 +67,22 @@ int main(int argc, char **argv) {
                  t.sla ? "no first_contact_seconds" : jerr.text);
         goto out;
     }
+    /* Keep-alive clocks (config/keepalive.json), checked against the pipeline's stages
+     * and loss reasons. */
+    char err[512];
+    lf_service_config_path(cfg, "pipeline.json", path, sizeof path);
+    pipeline = lf_pipeline_load(path, err, sizeof err);
+    if (!pipeline) {
+        lf_error("bad pipeline configuration: %s", err);
+        goto out;
+    }
+    lf_service_config_path(cfg, "keepalive.json", path, sizeof path);
+    ka = lf_keepalive_load(path, pipeline, err, sizeof err);
+    if (!ka) {
+        lf_error("bad keep-alive configuration: %s", err);
+        goto out;
+    }
+    t.ka = ka;
     const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"),
                                lf_config_str(cfg, "LEADFLOW_INTAKE_EVENTS"), NULL};
     sub = lf_zmq_sub(zctx, endpoints, s_types);
@@ -128,6 +147,8 @@ out:
         zmq_close(pub);
     zmq_ctx_term(zctx);
     json_decref(t.sla);
+    lf_keepalive_destroy(&ka);
+    lf_pipeline_destroy(&pipeline);
     curl_global_cleanup();
     lf_config_destroy(&cfg);
     return rc;

@@ -34,6 +34,7 @@
 #include "lf/event.h"
 #include "lf/log.h"
 #include "lf/util.h"
+#include "clocks.h"
 
 static const char *s_claim_lua =
     "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, "
@@ -92,9 +93,10 @@ static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id,
     const char *p[] = {lead_id, step, due};
     PGresult *res =
         lf_db_exec(db,
-                   "INSERT INTO timers (lead_id, kind, step, due_at) VALUES ($1, "
+                   "INSERT INTO timers (lead_id, kind, step, due_at) SELECT $1, "
                    "'follow_up', $2::int,"
-                   " $3::timestamptz) ON CONFLICT DO NOTHING"
+                   " $3::timestamptz WHERE EXISTS (SELECT 1 FROM leads WHERE id = $1"
+                   " AND closed_at IS NULL) ON CONFLICT DO NOTHING"
                    " RETURNING id, (extract(epoch FROM due_at) * 1000)::bigint",
                    3, p);
     if (!res)
@@ -108,6 +110,8 @@ static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id,
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
     lf_timers_t *t = arg;
     const char *type = lf_event_type(env);
+    if (lf_stale_on_event(t, db, env) < 0) /* the keep-alive clocks: clocks.h */
+        return -1;
     if (type && strcmp(type, "activity.logged") == 0)
         return s_on_activity(t, db, lf_event_lead(env), lf_event_payload(env));
     const char *lead_id = lf_event_lead(env);
@@ -159,6 +163,10 @@ static void s_zadd_pairs(lf_timers_t *t, char *pairs) {
                     t->redis->errstr);
     }
     free(argv);
+}
+
+void lf_timers_index(lf_timers_t *t, char *pairs) {
+    s_zadd_pairs(t, pairs);
 }
 
 long lf_timers_rebuild(lf_timers_t *t) {

@@ -8,6 +8,7 @@
 
 #include "lf/consumer.h"
 #include "lf/db.h"
+#include "lf/keepalive.h"
 #include "lf/redis.h"
 
 /* Connections that fire claimed batches concurrently (one batch each in flight). */
@@ -31,11 +32,15 @@ typedef struct {
     const char *webhook_url;   /* borrowed, NULL = notifications only recorded */
     int64_t next_pg_sweep;     /* monotonic ms of the next PostgreSQL sweep */
     lf_deliverer_t *deliverer; /* webhook delivery thread, or NULL */
+    const lf_keepalive_t *ka;  /* borrowed: config/keepalive.json (clocks.h) */
 } lf_timers_t;
 
 /* Consumer callback for lead.assigned: creates the first-contact SLA timer (once)
  * and indexes it in Redis. Returns 0, or -1 on a database error. */
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
+/* Indexes committed-or-about-to-commit timers in Redis: pairs is "due_ms id due_ms id
+ * ..." (modified in place). Not fatal when Redis is away: the sweep fires them. */
+void lf_timers_index(lf_timers_t *t, char *pairs);
 /* Periodic work: rebuild the Redis index if it was lost, claim due timers from
  * Redis, fire them in PostgreSQL (a batch per statement, up to nlanes batches in
  * flight), fire due timers Redis forgot. Returns the milliseconds until the next due

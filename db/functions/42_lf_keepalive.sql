@@ -1,0 +1,176 @@
+-- Keep-alive clocks (0035_keepalive.sql; docs/pipeline.md#keeping-deals-alive):
+-- arming and stopping the stale clock, and firing the stale, reactivate and digest
+-- timers of a claimed batch. lf_fire_timers() (41) hands every batch here too, so a
+-- batch is still one statement and one transaction whatever its kinds.
+
+-- A deal closed (p_now_open false) stops the clocks that no longer apply: its
+-- first-contact SLA, its follow-ups and its stale clock. A deal reopened stops its
+-- reactivation. Called in the transaction of the stage move. Returns how many timers
+-- were cancelled (their Redis entries find no pending row and are ignored).
+CREATE OR REPLACE FUNCTION lf_keepalive_on_move(p_lead text, p_now_open boolean)
+    RETURNS integer LANGUAGE sql AS $$
+    WITH s AS (
+        UPDATE leads SET stale_gen = stale_gen + 1, stale_since = NULL
+         WHERE id = p_lead AND NOT p_now_open RETURNING id),
+    c AS (
+        UPDATE timers SET state = 'cancelled'
+         WHERE lead_id = p_lead AND state = 'pending'
+           AND CASE WHEN p_now_open THEN kind = 'reactivate'
+                    ELSE kind IN ('sla_first_contact', 'follow_up', 'stale') END
+        RETURNING id)
+    SELECT (SELECT count(*) FROM c)::integer + 0 * (SELECT count(*) FROM s)::integer $$;
+
+-- (Re)starts the stale clock of a lead at p_since for the owner p_owner: a new
+-- generation, the pending stale timers of older ones cancelled, and the ladder's three
+-- timers (warn the owner at p_due0, the manager at p_due1, recycle at p_due2; the
+-- scheduler computed them in the team's business calendar). With p_due0 NULL the
+-- clock only stops (a stage that is not watched, no owner). An event older than the
+-- running clock (p_since before stale_since) changes nothing, and so does arming a
+-- deal that is closed or owned by someone else by now. Returns the new timers as
+-- "due_ms id ..." for the caller to index in Redis once committed.
+CREATE OR REPLACE FUNCTION lf_keepalive_arm(p_lead text, p_since timestamptz,
+                                            p_owner text, p_due0 timestamptz,
+                                            p_due1 timestamptz, p_due2 timestamptz,
+                                            p_data jsonb)
+    RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    g integer;
+    r text;
+BEGIN
+    UPDATE leads SET stale_gen = stale_gen + 1,
+                     stale_since = CASE WHEN p_due0 IS NULL THEN NULL ELSE p_since END,
+                     stale_due_at = coalesce(p_due0, stale_due_at)
+     WHERE id = p_lead AND (stale_since IS NULL OR stale_since <= p_since)
+       AND (p_due0 IS NULL OR (closed_at IS NULL AND owner = p_owner))
+    RETURNING stale_gen INTO g;
+    IF g IS NULL THEN
+        RETURN '';
+    END IF;
+    UPDATE timers SET state = 'cancelled'
+     WHERE lead_id = p_lead AND kind = 'stale' AND state = 'pending';
+    IF p_due0 IS NULL THEN
+        RETURN '';
+    END IF;
+    WITH t AS (
+        INSERT INTO timers (lead_id, kind, step, due_at, rep_id, data)
+        VALUES (p_lead, 'stale', g * 10, p_due0, p_owner, p_data),
+               (p_lead, 'stale', g * 10 + 1, p_due1, p_owner, p_data),
+               (p_lead, 'stale', g * 10 + 2, p_due2, p_owner, p_data)
+            ON CONFLICT DO NOTHING
+        RETURNING id, due_at)
+    SELECT coalesce(string_agg((extract(epoch FROM t.due_at) * 1000)::bigint || ' ' || t.id,
+                               ' '), '')
+      INTO r FROM t;
+    RETURN r;
+END $$;
+
+-- Fires the keep-alive timers among p_ids (lf_fire_timers fires the others). Only
+-- timers still pending fire (a timer claimed twice fires once).
+--   stale: only the lead's current generation, while the deal is open and still owned
+--   by the rep whose clock it is. Phase 0 warns the owner, phase 1 the owner's manager
+--   (the owner when there is none), phase 2 recycles: the deal leaves its owner (a
+--   lead_recycles row with the cool-down, a 'recycled' timeline entry, 'lead.recycled'
+--   and a 'lead.reassign' for the router that excludes the owner and everyone still in
+--   a cool-down on this deal); the stage does not change.
+-- Each warning or recycle is one notification (notifications.timer_id is unique), one
+-- timeline entry and one outbox event.
+CREATE OR REPLACE FUNCTION lf_keepalive_fire(p_ids bigint[],
+                                             OUT fired integer, OUT warnings integer,
+                                             OUT recycles integer, OUT next_timers text)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    WITH f AS (
+        UPDATE timers SET state = 'fired', fired_at = clock_timestamp()
+         WHERE id = ANY (p_ids) AND state = 'pending' AND kind IN ('stale')
+        RETURNING id, lead_id, kind, step, rep_id, data),
+    j AS (
+        SELECT f.id, f.lead_id, f.step % 10 AS phase, f.rep_id, f.data, l.owner, l.stage,
+               coalesce(l.grade::text, '') AS grade, l.stale_since, l.stale_due_at,
+               (SELECT r.manager FROM reps r WHERE r.id = l.owner) AS manager,
+               (SELECT r.team FROM reps r WHERE r.id = l.owner) AS team
+          FROM f CROSS JOIN LATERAL (
+              SELECT l1.owner, l1.stage, l1.grade, l1.stale_since, l1.stale_due_at,
+                     l1.stale_gen, l1.closed_at
+                FROM leads l1 WHERE l1.id = f.lead_id LIMIT 1) l
+         WHERE f.kind = 'stale' AND l.closed_at IS NULL AND l.owner = f.rep_id
+           AND l.stale_gen = f.step / 10),
+    m AS (
+        SELECT j.*,
+               CASE j.phase WHEN 1 THEN coalesce(j.manager, j.owner) ELSE j.owner END
+                   AS rep_to,
+               CASE j.phase WHEN 2 THEN 'recycled' ELSE 'stale_warning' END AS nkind,
+               CASE j.phase WHEN 0 THEN 'owner' WHEN 1 THEN 'manager' ELSE 'recycle' END
+                   AS level,
+               now() + make_interval(secs => coalesce((j.data ->> 'cooldown_s')::bigint,
+                                                      2592000)) AS cooldown_until,
+               CASE j.phase
+                 WHEN 0 THEN format(
+                   '停滞预警 stale deal: lead %s (grade %s) has had no follow-up in stage '
+                   '%s since %s; please follow up now.', j.lead_id, j.grade, j.stage,
+                   lf_rfc3339(j.stale_since))
+                 WHEN 1 THEN format(
+                   '停滞升级 stale deal: lead %s (grade %s) owned by %s has had no '
+                   'follow-up in stage %s since %s, after a warning.', j.lead_id, j.grade,
+                   j.owner, j.stage, lf_rfc3339(j.stale_since))
+                 ELSE format(
+                   '商机回收 recycled: lead %s (stage %s) had no follow-up since %s and '
+                   'was taken back from you.', j.lead_id, j.stage, lf_rfc3339(j.stale_since))
+               END AS message
+          FROM j),
+    n AS (
+        INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)
+        SELECT m.id, m.lead_id, m.rep_to, m.nkind, m.message FROM m ORDER BY m.id
+            ON CONFLICT (timer_id) DO NOTHING
+        RETURNING id AS nid, timer_id),
+    nm AS (
+        SELECT m.*, n.nid FROM n JOIN m ON m.id = n.timer_id),
+    rc AS (
+        INSERT INTO lead_recycles (lead_id, timer_id, from_rep, team, stage, cooldown_until)
+        SELECT nm.lead_id, nm.id, nm.owner, nm.team, nm.stage, nm.cooldown_until
+          FROM nm WHERE nm.phase = 2 ORDER BY nm.id
+        RETURNING lead_id, from_rep, cooldown_until),
+    ev AS (
+        INSERT INTO lead_events (lead_id, type, actor, data)
+        SELECT nm.lead_id, nm.nkind, 'scheduler',
+               jsonb_build_object('to', nm.rep_to, 'level', nm.level, 'stage', nm.stage,
+                                  'since', lf_rfc3339(nm.stale_since),
+                                  'due', lf_rfc3339(nm.stale_due_at),
+                                  'message', nm.message, 'notification', nm.nid)
+               || CASE WHEN nm.phase = 2
+                       THEN jsonb_build_object('from', nm.owner, 'cooldown_until',
+                                               lf_rfc3339(nm.cooldown_until))
+                       ELSE '{}' END
+          FROM nm ORDER BY nm.id),
+    ob AS (
+        INSERT INTO outbox (event_id, type, lead_id, payload)
+        SELECT gen_random_uuid(), o.type, o.lead_id, o.payload FROM (
+            SELECT nm.id, 1 AS k,
+                   CASE nm.phase WHEN 2 THEN 'lead.recycled' ELSE 'stale.warned' END AS type,
+                   nm.lead_id,
+                   jsonb_build_object('to', nm.rep_to, 'level', nm.level, 'stage',
+                                      nm.stage, 'grade', nm.grade, 'team', nm.team,
+                                      'since', lf_rfc3339(nm.stale_since))
+                   || CASE WHEN nm.phase = 2
+                           THEN jsonb_build_object('from', nm.owner, 'cooldown_until',
+                                                   lf_rfc3339(nm.cooldown_until))
+                           ELSE '{}' END AS payload
+              FROM nm
+            UNION ALL
+            -- Route it again: never to its owner, nor to anyone still in a cool-down
+            -- on this deal (lead_recycles of earlier recycles).
+            SELECT nm.id, 2, 'lead.reassign', nm.lead_id,
+                   jsonb_build_object(
+                       'reason', 'stale',
+                       'exclude', (SELECT jsonb_agg(DISTINCT x.rep) FROM (
+                                       SELECT nm.owner AS rep
+                                       UNION ALL
+                                       SELECT r.from_rep FROM lead_recycles r
+                                        WHERE r.lead_id = nm.lead_id
+                                          AND r.cooldown_until > now()) x))
+              FROM nm WHERE nm.phase = 2) o
+         ORDER BY o.id, o.k)
+    SELECT (SELECT count(*) FROM f)::integer,
+           (SELECT count(*) FROM nm WHERE nm.phase < 2)::integer,
+           (SELECT count(*) FROM rc)::integer, ''
+      INTO fired, warnings, recycles, next_timers;
+END $$;

@@ -1,0 +1,34 @@
+/* clocks.h - the keep-alive clocks of the scheduler
+ * (docs/pipeline.md#keeping-deals-alive): when a duration of config/keepalive.json ends
+ * for a lead of a team (clock.c), the stale-deal clock armed and stopped from events
+ * (stale.c), the reactivation of lost deals (reactivate.c) and the team digests
+ * (digest.c). Firing is in PostgreSQL (db/functions/42_lf_keepalive.sql), with the other
+ * timers of a claimed batch. */
+#ifndef LF_SCHEDULER_CLOCKS_H
+#define LF_SCHEDULER_CLOCKS_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "lf/db.h"
+#include "lf/keepalive.h"
+#include "timers.h"
+
+/* The instant `d` after `t` (seconds since the epoch) for a lead of `team` (may be
+ * NULL): in the team's business calendar when the duration is written in business
+ * time and the configuration counts business time, else wall-clock. */
+int64_t lf_clock_after(const lf_timers_t *t, const char *team, int64_t at,
+                       const lf_duration_t *d);
+
+/* Seconds since the epoch of an RFC 3339 UTC time as leadflow writes them
+ * ("2026-12-01T14:27:18.123Z"), with milliseconds in *ms when ms != NULL. Returns -1
+ * when it is not one. */
+int64_t lf_clock_parse(const char *rfc3339, int *ms);
+
+/* Consumer step for the events that start, restart or stop a stale clock:
+ * lead.assigned, lead.reassigned, stage.changed, and activity.logged of a type that
+ * restarts the clock. Runs in the consumer's transaction; indexes new timers in Redis.
+ * Returns 0, or -1 on a database error. */
+int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
+
+#endif
