@@ -15,7 +15,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 lf_pg_start "$W/pg" "$PG" >/dev/null
 export LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:$PG/leadflow
-export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_INTAKE_PORT=$HTTP LEADFLOW_LOG_LEVEL=warn
+export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_ALLOW_SHORT_ADMIN_KEY=1 LEADFLOW_INTAKE_PORT=$HTTP LEADFLOW_LOG_LEVEL=warn
 export LEADFLOW_INTAKE_EVENTS_BIND=tcp://127.0.0.1:$Z
 build/bin/leadflow-migrate >/dev/null 2>&1
 build/bench/mhd_null "$NULLP" & pids+=($!)

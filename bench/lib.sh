@@ -6,7 +6,7 @@
 # with unlimited capacity (so capacity never sends leads to the queue).
 # Usage: lf_bench_stack_env HTTP_PORT REDIS_PORT ZMQ1 ZMQ2 ZMQ3
 lf_bench_stack_env() {
-    export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_INTAKE_PORT=$1 LEADFLOW_LOG_LEVEL=warn
+    export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_ALLOW_SHORT_ADMIN_KEY=1 LEADFLOW_INTAKE_PORT=$1 LEADFLOW_LOG_LEVEL=warn
     export LEADFLOW_CONFIG_DIR=$PWD/config LEADFLOW_REDIS_PORT=$2 LEADFLOW_REDIS_PREFIX=bench:
     export LEADFLOW_INTAKE_EVENTS_BIND=tcp://127.0.0.1:$3 LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:$3
     export LEADFLOW_ROUTER_EVENTS_BIND=tcp://127.0.0.1:$4 LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:$4

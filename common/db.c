@@ -20,6 +20,8 @@ static void s_set_err(lf_db_t *self, const char *what, const char *detail) {
     for (char *p = self->errstr; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
+    /* errstr goes to logs and error columns: no value a message quotes may stay. */
+    lf_log_scrub(self->errstr);
 }
 
 static int s_connect(lf_db_t *self) {
@@ -49,6 +51,9 @@ static int s_connect(lf_db_t *self) {
         self->conn = NULL;
         return -1;
     }
+    /* Error messages without DETAIL, HINT or CONTEXT: those quote the row that failed
+     * (a unique violation's DETAIL names the phone or e-mail). */
+    PQsetErrorVerbosity(self->conn, PQERRORS_TERSE);
     self->err = 0;
     self->errstr[0] = '\0';
     self->gen++;
@@ -113,8 +118,8 @@ PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams,
     return res;
 }
 
-PGresult *lf_db_exec_prepared(lf_db_t *self, const char *name, const char *sql, int nparams,
-                              const char *const *params) {
+PGresult *lf_db_exec_prepared(lf_db_t *self, const char *name, const char *sql,
+                              int nparams, const char *const *params) {
     if (lf_db_ensure(self) < 0)
         return NULL;
     size_t slot = 0, n = sizeof self->prepared / sizeof self->prepared[0];

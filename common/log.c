@@ -1,7 +1,10 @@
 /* log.c - stderr logging with masking of personal data.
  *
  * Each call formats the whole line first and writes it with one fputs on a
- * line-buffered stream, so lines from different threads do not interleave. */
+ * line-buffered stream, so lines from different threads do not interleave. Every
+ * line goes through lf_log_scrub before it is written: callers mask the values they
+ * log on purpose, and the scrub catches what they did not mean to log (a value
+ * quoted inside an error message). */
 #include "lf/log.h"
 
 #include <stdarg.h>
@@ -42,6 +45,7 @@ void lf_log(lf_log_level_t level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    lf_log_scrub(line + n);
     size_t len = strlen(line);
     if (len + 1 < sizeof line) {
         line[len] = '\n';
@@ -89,4 +93,100 @@ const char *lf_mask_key(const char *key, char *out, size_t outsz) {
     size_t n = strlen(key);
     snprintf(out, outsz, "%.*s***", (int)(n < 8 ? n / 2 : 4), key);
     return out;
+}
+
+static int s_email_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '%' || c == '+' || c == '-';
+}
+
+static int s_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int s_word(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || (unsigned char)c >= 0x80;
+}
+
+/* Replaces s[from, to) with the masked text m (never longer than the span). */
+static size_t s_splice(char *s, size_t from, size_t to, const char *m) {
+    size_t mlen = strlen(m), span = to - from;
+    if (mlen > span) { /* a short value: hide it whole rather than cut the mask */
+        m = "****";
+        mlen = span < 4 ? span : 4;
+    }
+    memcpy(s + from, m, mlen);
+    memmove(s + from + mlen, s + to, strlen(s + to) + 1);
+    return from + mlen;
+}
+
+char *lf_log_scrub(char *s) {
+    if (!s)
+        return s;
+    size_t i = 0;
+    while (s[i]) {
+        /* leadflow keys: lf_ and at least 16 hex digits */
+        if (s[i] == 'l' && s[i + 1] == 'f' && s[i + 2] == '_' &&
+            (i == 0 || !s_word(s[i - 1]))) {
+            size_t j = i + 3;
+            while (s_hex(s[j]))
+                j++;
+            if (j - i - 3 >= 16) {
+                char key[80], m[16];
+                size_t n = j - i < sizeof key ? j - i : sizeof key - 1;
+                memcpy(key, s + i, n);
+                key[n] = '\0';
+                i = s_splice(s, i, j, lf_mask_key(key, m, sizeof m));
+                continue;
+            }
+        }
+        /* e-mail addresses: the whole token around an @ */
+        if (s[i] == '@' && i > 0 && s_email_char(s[i - 1]) && s_email_char(s[i + 1])) {
+            size_t a = i, b = i + 1;
+            while (a > 0 && s_email_char(s[a - 1]))
+                a--;
+            while (s_email_char(s[b]) || (unsigned char)s[b] >= 0x80)
+                b++;
+            char mail[256], m[256];
+            size_t n = b - a < sizeof mail ? b - a : sizeof mail - 1;
+            memcpy(mail, s + a, n);
+            mail[n] = '\0';
+            lf_mask_email(mail, m, sizeof m);
+            if (strlen(m) > n && i - a >= 1) {
+                /* a short local part: as many stars as letters, so nothing grows */
+                memset(m, '*', i - a);
+                lf_strlcpy(m + (i - a), s + i, sizeof m - (i - a));
+                m[n] = '\0';
+            }
+            i = s_splice(s, a, b, m);
+            continue;
+        }
+        /* phone numbers: 7..15 digits, + allowed in front, not part of a word or a
+         * UUID group (hex letters or '-' around it) */
+        if ((s[i] >= '0' && s[i] <= '9') ||
+            (s[i] == '+' && s[i + 1] >= '0' && s[i + 1] <= '9')) {
+            size_t a = i, b = i + (s[i] == '+');
+            while (s[b] >= '0' && s[b] <= '9')
+                b++;
+            size_t digits = b - a - (s[a] == '+');
+            int inside = (a > 0 && (s_word(s[a - 1]) || s[a - 1] == '-')) ||
+                         s_word(s[b]) || s[b] == '-';
+            if (digits >= 7 && digits <= 15 && !inside) {
+                char num[20], m[24];
+                size_t n = b - a;
+                memcpy(num, s + a, n);
+                num[n] = '\0';
+                lf_mask_phone(num, m, sizeof m);
+                if (strlen(m) > n) /* 11 digits: 139****9000, the same length */
+                    snprintf(m, sizeof m, "%.*s****%s", (int)(n - 8), num, num + n - 4);
+                i = s_splice(s, a, b, m);
+                continue;
+            }
+            i = b > i ? b : i + 1;
+            continue;
+        }
+        i++;
+    }
+    return s;
 }

@@ -44,6 +44,8 @@ lf_as_pg() {
 # lf_pg_start DIR PORT : initialises (first time) and starts PostgreSQL on
 # 127.0.0.1:PORT with data in DIR/data and its log in DIR/postgres.log; creates the
 # role and database "leadflow". DIR is handed to the postgres user when we are root.
+# The server log is terse (no DETAIL, HINT or CONTEXT, which quote the failing row:
+# a unique violation's DETAIL names the phone or e-mail), on every start.
 lf_pg_start() {
     local dir=$1 port=$2 data=$1/data
     mkdir -p "$dir"
@@ -62,7 +64,8 @@ checkpoint_timeout = 15min
 max_wal_size = 2GB
 CONF
     fi
-    lf_as_pg "$PG_BIN/pg_ctl" -D "$data" -o "-p $port" -l "$dir/postgres.log" -w -t 60 \
+    lf_as_pg "$PG_BIN/pg_ctl" -D "$data" -o "-p $port -c log_error_verbosity=terse" \
+        -l "$dir/postgres.log" -w -t 60 \
         start >/dev/null || { tail -20 "$dir/postgres.log" >&2; return 1; }
     "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U leadflow -d postgres -qtAc \
         "SELECT 1 FROM pg_database WHERE datname = 'leadflow'" | grep -q 1 ||

@@ -15,6 +15,10 @@ PG_PORT=${LEADFLOW_PG_PORT:-55432}
 REDIS_PORT=${LEADFLOW_REDIS_PORT:-56379}
 HTTP_PORT=${LEADFLOW_INTAKE_PORT:-8080}
 export LEADFLOW_ADMIN_KEY=${LEADFLOW_ADMIN_KEY:-dev-admin-key}
+# The development key is shorter than the 16 characters intake requires of an admin key.
+if [ "$LEADFLOW_ADMIN_KEY" = dev-admin-key ]; then export LEADFLOW_ALLOW_SHORT_ADMIN_KEY=1; fi
+# Only this machine reaches intake unless told otherwise (LEADFLOW_INTAKE_ADDR=0.0.0.0).
+export LEADFLOW_INTAKE_ADDR=${LEADFLOW_INTAKE_ADDR:-127.0.0.1}
 export LEADFLOW_DATABASE_URL=${LEADFLOW_DATABASE_URL:-postgresql://leadflow@127.0.0.1:$PG_PORT/leadflow}
 export LEADFLOW_REDIS_PORT=$REDIS_PORT LEADFLOW_INTAKE_PORT=$HTTP_PORT
 export LEADFLOW_CONFIG_DIR=${LEADFLOW_CONFIG_DIR:-$PWD/config}

@@ -30,6 +30,8 @@ lf_pg_start "$WORK/pg" "$PG_PORT"
 lf_redis_start "$WORK/redis" "$REDIS_PORT"
 
 export LF_TEST_PG_PORT=$PG_PORT LF_TEST_REDIS_PORT=$REDIS_PORT LF_TEST_BIN=build/san/bin
+# PostgreSQL's own log, which test_privacy searches for personal data.
+export LF_TEST_PG_LOG=$WORK/pg/postgres.log
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0

@@ -192,6 +192,15 @@ static enum MHD_Result s_import(lf_intake_t *in, lf_req_t *req, const lf_auth_t 
                               cs ? "unsupported_media_type" : "bad_request",
                               why[0] ? why : "the file cannot be read", NULL);
     }
+    if (in->import_max_rows > 0 && lf_import_rows(imp) > (size_t)in->import_max_rows) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "the import has %zu rows; at most %d are taken at once "
+                 "(LEADFLOW_IMPORT_MAX_ROWS): split the file",
+                 lf_import_rows(imp), in->import_max_rows);
+        lf_import_destroy(&imp);
+        return lf_reply_error(in, req->conn, 413, "payload_too_large", msg, NULL);
+    }
 
     char idem_base[320];
     enum MHD_Result answered = MHD_NO;

@@ -12,6 +12,8 @@
  * a commit: the connection is suspended while the group committer works and
  * resumed when the lead is durable (see api_leads.c). Reads (GET) use a
  * per-thread PostgreSQL connection and are short. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -371,6 +373,17 @@ static int s_gate(lf_intake_t *in, lf_req_t *req, int body_read, enum MHD_Result
         return 1;
     }
     int scopes = lf_access_scopes(req->method, req->route->pattern);
+    if (!body_read && in->limits) {
+        /* Per client address, before the key: a flood of guesses is cut here too. */
+        int wait = lf_limits_rate(in->limits, req->client, lf_mono_ms());
+        if (wait > 0) {
+            *rc = lf_reply_error_retry(in, req->conn, 429, "rate_limited",
+                                       "too many requests from this address; see "
+                                       "Retry-After",
+                                       wait);
+            return 1;
+        }
+    }
     /* The key is checked once per request, before the body when it can be. */
     if (!(scopes & LF_ACCESS_PUBLIC) && !req->authed) {
         if (!body_read && s_key_in_body(in, req))
@@ -466,6 +479,15 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
         if (cl && strtoull(cl, NULL, 10) > req->limit)
             req->too_large = 1;
         *con_cls = req;
+        req->started_ms = lf_mono_ms();
+        if (in->limits) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            lf_limits_client(
+                in->limits, ci ? ci->client_addr : NULL,
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"),
+                req->client, sizeof req->client);
+        }
         enum MHD_Result rc;
         if (s_gate(in, req, 0, &rc)) {
             req->answered = 1;
@@ -480,6 +502,13 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     if (*upload_size) {
+        if (in->request_timeout_ms > 0 &&
+            lf_mono_ms() - req->started_ms > in->request_timeout_ms) {
+            /* A body trickling in: close the connection rather than hold it (MHD takes
+             * no answer in the middle of a body). */
+            lf_info("request body too slow, connection closed client=%s", req->client);
+            return MHD_NO;
+        }
         if (!req->too_large && req->len + *upload_size > req->limit)
             req->too_large = 1;
         if (!req->too_large) {
@@ -522,13 +551,57 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     *con_cls = NULL;
 }
 
-struct MHD_Daemon *lf_http_start(lf_intake_t *in, int port) {
+/* Accept policy: the per-address connection cap. */
+static enum MHD_Result s_on_accept(void *cls, const struct sockaddr *addr,
+                                   socklen_t len) {
+    lf_intake_t *in = cls;
+    return !in->limits || lf_limits_accept(in->limits, addr) ? MHD_YES : MHD_NO;
+}
+
+static void s_on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                            enum MHD_ConnectionNotificationCode code) {
+    lf_intake_t *in = cls;
+    if (!in->limits)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    lf_limits_count(in->limits, ci ? ci->client_addr : NULL,
+                    code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
+struct MHD_Daemon *lf_http_start(lf_intake_t *in, const char *addr, int port,
+                                 int idle_s) {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+    memset(&a4, 0, sizeof a4);
+    memset(&a6, 0, sizeof a6);
+    a4.sin_family = AF_INET; /* every IPv4 interface unless addr says otherwise */
+    a4.sin_port = htons((uint16_t)port);
+    a4.sin_addr.s_addr = htonl(INADDR_ANY);
+    const struct sockaddr *sa = (const struct sockaddr *)&a4;
+    if (addr && *addr) {
+        if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
+            a4.sin_family = AF_INET;
+            a4.sin_port = htons((uint16_t)port);
+            sa = (const struct sockaddr *)&a4;
+        } else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) == 1) {
+            a6.sin6_family = AF_INET6;
+            a6.sin6_port = htons((uint16_t)port);
+            sa = (const struct sockaddr *)&a6;
+            flags |= MHD_USE_IPv6;
+        } else {
+            lf_error("LEADFLOW_INTAKE_ADDR is not an IP address: %s", addr);
+            return NULL;
+        }
+    }
     return MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, s_on_request, in, MHD_OPTION_THREAD_POOL_SIZE,
+        flags, (uint16_t)port, s_on_accept, in, s_on_request, in,
+        MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)lf_config_int(in->cfg, "LEADFLOW_HTTP_THREADS"),
-        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 4096u,
-        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, in, MHD_OPTION_URI_LOG_CALLBACK,
-        s_on_uri, in, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)idle_s, MHD_OPTION_CONNECTION_LIMIT,
+        4096u, MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, in,
+        MHD_OPTION_NOTIFY_CONNECTION, s_on_connection, in, MHD_OPTION_URI_LOG_CALLBACK,
+        s_on_uri, in, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_END);
 }

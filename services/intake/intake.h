@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "commit.h"
+#include "limits.h"
 #include "mapping.h"
 #include "lf/config.h"
 #include "lf/db.h"
@@ -39,6 +40,9 @@ typedef struct lf_intake {
     const char *twilio_token; /* borrowed from cfg; NULL: no signature check */
     const char *public_url;   /* borrowed from cfg; base URL Twilio signs */
     int import_window;        /* import rows in the committer at once */
+    int import_max_rows;      /* most rows one import may have */
+    lf_limits_t *limits;      /* per-address connections and rates (owned) */
+    int request_timeout_ms;   /* a body not complete by then: connection closed */
 } lf_intake_t;
 
 typedef struct lf_req lf_req_t;
@@ -80,6 +84,8 @@ struct lf_req {
     lf_auth_t auth;              /* the caller, checked before the body is read */
     int authed;                  /* auth is settled (else: key in a form body) */
     int answered;                /* a response was queued before the body */
+    int64_t started_ms;          /* monotonic time of the first callback */
+    char client[48];             /* the client address (limits.h) */
     void *ext;                   /* a handler's own state across resume (owned) */
     void (*ext_free)(void *ext); /* frees ext when the request completes */
 };
@@ -121,7 +127,9 @@ json_t *lf_body_parse(lf_intake_t *in, lf_req_t *req, int allow_form, int *form,
 int lf_idempotency(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth, char *out,
                    size_t outsz, enum MHD_Result *answered);
 
-/* Request lifecycle (http.c). */
-struct MHD_Daemon *lf_http_start(lf_intake_t *in, int port);
+/* Request lifecycle (http.c). Listens on addr (an IPv4 or IPv6 address; "" or NULL
+ * for every interface) and port; idle_s closes a connection silent that long.
+ * Returns NULL when it cannot listen. */
+struct MHD_Daemon *lf_http_start(lf_intake_t *in, const char *addr, int port, int idle_s);
 
 #endif

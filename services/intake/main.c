@@ -21,7 +21,25 @@
 static const lf_cfg_def_t s_cfg[] = {
     LF_CFG_COMMON,
     {"LEADFLOW_INTAKE_PORT", LF_CFG_INT, "8080", 1, 65535, "HTTP port"},
-    {"LEADFLOW_ADMIN_KEY", LF_CFG_STR, NULL, 0, 0, "key that may do everything"},
+    {"LEADFLOW_INTAKE_ADDR", LF_CFG_STR, "127.0.0.1", 0, 0,
+     "address intake listens on (0.0.0.0 or :: for every interface)"},
+    {"LEADFLOW_ADMIN_KEY", LF_CFG_STR, NULL, 0, 0,
+     "key that may do everything (at least 16 characters)"},
+    {"LEADFLOW_ALLOW_SHORT_ADMIN_KEY", LF_CFG_INT, "0", 0, 1,
+     "1 accepts an admin key shorter than 16 characters (development only)"},
+    {"LEADFLOW_TRUSTED_PROXIES", LF_CFG_STR, "", 0, 0,
+     "reverse proxies (addresses or CIDR blocks, comma-separated) whose "
+     "X-Forwarded-For is believed"},
+    {"LEADFLOW_MAX_CONNECTIONS_PER_ADDR", LF_CFG_INT, "256", 0, 100000,
+     "connections one client address may hold open at once (0: no cap)"},
+    {"LEADFLOW_RATE_PER_ADDR", LF_CFG_INT, "12000", 0, 100000000,
+     "requests per minute from one client address, any key or none (0: no limit)"},
+    {"LEADFLOW_HTTP_IDLE_TIMEOUT", LF_CFG_INT, "30", 1, 3600,
+     "seconds a connection may stay silent before it is closed"},
+    {"LEADFLOW_HTTP_REQUEST_TIMEOUT", LF_CFG_INT, "120", 0, 86400,
+     "seconds a request body may take to arrive before the connection is closed (0: no limit)"},
+    {"LEADFLOW_IMPORT_MAX_ROWS", LF_CFG_INT, "100000", 1, 10000000,
+     "most rows one import may have (more is answered 413)"},
     {"LEADFLOW_INTAKE_EVENTS_BIND", LF_CFG_STR, "tcp://127.0.0.1:7101", 0, 0,
      "ZeroMQ PUB endpoint intake binds for its events"},
     {"LEADFLOW_MAX_BODY", LF_CFG_INT, "65536", 1024, 16777216,
@@ -108,11 +126,33 @@ int main(int argc, char **argv) {
     in.public_url = lf_config_str(in.cfg, "LEADFLOW_PUBLIC_URL");
     in.import_window = (int)lf_config_int(in.cfg, "LEADFLOW_IMPORT_WINDOW");
     in.xlsx_max_unpacked = (size_t)lf_config_int(in.cfg, "LEADFLOW_XLSX_MAX_UNPACKED");
+    in.import_max_rows = (int)lf_config_int(in.cfg, "LEADFLOW_IMPORT_MAX_ROWS");
+    in.request_timeout_ms =
+        1000 * (int)lf_config_int(in.cfg, "LEADFLOW_HTTP_REQUEST_TIMEOUT");
+    if (in.admin_key && strlen(in.admin_key) < 16 &&
+        !lf_config_int(in.cfg, "LEADFLOW_ALLOW_SHORT_ADMIN_KEY")) {
+        lf_error("bad configuration: LEADFLOW_ADMIN_KEY has %zu characters; an admin key "
+                 "needs at least 16 (openssl rand -hex 32 makes one), or set "
+                 "LEADFLOW_ALLOW_SHORT_ADMIN_KEY=1 for a development machine",
+                 strlen(in.admin_key));
+        lf_config_destroy(&in.cfg);
+        return 2;
+    }
+    in.limits =
+        lf_limits_new((int)lf_config_int(in.cfg, "LEADFLOW_MAX_CONNECTIONS_PER_ADDR"),
+                      (int)lf_config_int(in.cfg, "LEADFLOW_RATE_PER_ADDR"),
+                      lf_config_str(in.cfg, "LEADFLOW_TRUSTED_PROXIES"), err, sizeof err);
+    if (!in.limits) {
+        lf_error("bad configuration: %s", err);
+        lf_config_destroy(&in.cfg);
+        return 2;
+    }
     char chpath[1024];
     if (lf_path_join(chpath, sizeof chpath, lf_config_str(in.cfg, "LEADFLOW_CONFIG_DIR"),
                      "channels.json") < 0 ||
         !(in.mapping = lf_mapping_load(chpath, err, sizeof err))) {
         lf_error("bad channels configuration: %s", err);
+        lf_limits_destroy(&in.limits);
         lf_config_destroy(&in.cfg);
         return 2;
     }
@@ -153,12 +193,14 @@ int main(int argc, char **argv) {
     if (!in.committer)
         goto out;
     int port = (int)lf_config_int(in.cfg, "LEADFLOW_INTAKE_PORT");
-    httpd = lf_http_start(&in, port);
+    const char *addr = lf_config_str(in.cfg, "LEADFLOW_INTAKE_ADDR");
+    httpd = lf_http_start(&in, addr, port,
+                          (int)lf_config_int(in.cfg, "LEADFLOW_HTTP_IDLE_TIMEOUT"));
     if (!httpd) {
-        lf_error("cannot listen on HTTP port %d", port);
+        lf_error("cannot listen on HTTP %s port %d", addr ? addr : "*", port);
         goto out;
     }
-    lf_info("listening port=%d events=%s", port,
+    lf_info("listening addr=%s port=%d events=%s", addr ? addr : "*", port,
             lf_config_str(in.cfg, "LEADFLOW_INTAKE_EVENTS_BIND"));
     const char *health = lf_config_str(in.cfg, "LEADFLOW_HEALTH_FILE");
     while (!s_stop) {
@@ -189,6 +231,7 @@ out:
     pthread_mutex_destroy(&in.pub_lock);
     pthread_mutex_destroy(&in.dbs_lock);
     lf_keys_destroy(&in.keys);
+    lf_limits_destroy(&in.limits);
     lf_mapping_destroy(&in.mapping);
     lf_config_destroy(&in.cfg);
     return rc;

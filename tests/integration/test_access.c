@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../services/intake/access.h"
@@ -601,4 +602,129 @@ Test(access, unauthenticated_16_mib_body_is_refused_before_it_is_read, .timeout 
     /* The service still works. */
     cr_expect_eq(lf_h_get_json(h, "/healthz", NULL), 200);
     lf_h_destroy(&h);
+}
+
+static int s_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    return fd;
+}
+
+/* Reads an HTTP status from fd within ms; 0 when the connection closes or nothing
+ * comes. */
+static int s_status(int fd, int ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char resp[512] = "";
+    int status = 0;
+    if (poll(&p, 1, ms) == 1) {
+        ssize_t got = recv(fd, resp, sizeof resp - 1, 0);
+        if (got > 0) {
+            resp[got] = '\0';
+            sscanf(resp, "HTTP/1.%*d %d", &status);
+        }
+    }
+    return status;
+}
+
+/* The safe defaults and the per-address limits, against a real intake. */
+Test(access, per_address_limits_timeouts_and_row_cap, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_env(h, "LEADFLOW_RATE_PER_ADDR", "40");
+    lf_h_env(h, "LEADFLOW_MAX_CONNECTIONS_PER_ADDR", "6");
+    lf_h_env(h, "LEADFLOW_HTTP_REQUEST_TIMEOUT", "1");
+    lf_h_env(h, "LEADFLOW_IMPORT_MAX_ROWS", "3");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    int port = lf_h_http_port(h);
+
+    /* An import over the row cap is refused whole; at the cap it goes in. */
+    const char *csv[] = {"Content-Type: text/csv", NULL};
+    const char *four = "phone\n13600000001\n13600000002\n13600000003\n13600000004\n";
+    const char *three = "phone\n13600000001\n13600000002\n13600000003\n";
+    cr_expect_eq(lf_h_http(h, "POST", "/v1/leads/import", csv, four, strlen(four), NULL),
+                 413);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), 0);
+    cr_expect_eq(
+        lf_h_http(h, "POST", "/v1/leads/import", csv, three, strlen(three), NULL), 200);
+
+    /* A body that trickles in past LEADFLOW_HTTP_REQUEST_TIMEOUT: the connection is
+     * closed. */
+    int fd = s_connect(port);
+    const char *head = "POST /v1/leads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                       "test-admin-key\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 100\r\n\r\n{\"phone\":";
+    cr_assert(send(fd, head, strlen(head), MSG_NOSIGNAL) > 0);
+    usleep(1300 * 1000);
+    send(fd, "\"1390013", 8, MSG_NOSIGNAL);
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    char tmp[64];
+    cr_expect(poll(&pf, 1, 3000) == 1 && recv(fd, tmp, sizeof tmp, 0) <= 0,
+              "closed without an answer");
+    close(fd);
+
+    /* Connections per address: the seventh is closed unanswered; one closed frees a
+     * place. */
+    int fds[6];
+    for (int i = 0; i < 6; i++)
+        fds[i] = s_connect(port);
+    usleep(200 * 1000);
+    int extra = s_connect(port);
+    const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(extra, get, strlen(get), MSG_NOSIGNAL);
+    cr_expect_eq(s_status(extra, 2000), 0, "over the per-address cap: no answer");
+    close(extra);
+    close(fds[0]);
+    usleep(200 * 1000);
+    extra = s_connect(port);
+    send(extra, get, strlen(get), MSG_NOSIGNAL);
+    cr_expect_eq(s_status(extra, 3000), 200);
+    close(extra);
+    for (int i = 1; i < 6; i++)
+        close(fds[i]);
+    usleep(200 * 1000);
+
+    /* Requests per address: wrong keys, then 429, whatever X-Forwarded-For says (the
+     * peer is no trusted proxy). */
+    int got429 = 0, n401 = 0;
+    for (int i = 0; i < 60 && !got429; i++) {
+        char xff[64];
+        snprintf(xff, sizeof xff, "X-Forwarded-For: 198.51.100.%d", i);
+        const char *hd[] = {"Authorization: Bearer guess", xff, NULL};
+        int st = lf_h_http(h, "GET", "/v1/reps", hd, NULL, 0, NULL);
+        got429 = st == 429;
+        n401 += st == 401;
+    }
+    cr_expect(got429 && n401 <= 40, "429 after at most 40 requests (%d were 401)", n401);
+
+    /* Behind a trusted proxy each forwarded address has its own allowance. */
+    lf_h_stop(h, LF_H_INTAKE, 0, 0);
+    lf_h_env(h, "LEADFLOW_TRUSTED_PROXIES", "127.0.0.1");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    int limited = 0;
+    for (int i = 0; i < 60; i++) {
+        char xff[64];
+        snprintf(xff, sizeof xff, "X-Forwarded-For: 6.6.6.6, 198.51.100.%d", i);
+        const char *hd[] = {"Authorization: Bearer guess", xff, NULL};
+        limited += lf_h_http(h, "GET", "/v1/reps", hd, NULL, 0, NULL) == 429;
+    }
+    cr_expect_eq(limited, 0);
+    lf_h_destroy(&h);
+}
+
+/* An admin key shorter than 16 characters stops intake unless allowed. */
+Test(access, short_admin_key_is_refused, .timeout = 30) {
+    const char *bin = getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/san/bin";
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "env -i PATH=/usr/bin:/bin LEADFLOW_ADMIN_KEY=short-key %s/leadflow-intake "
+             "2>&1",
+             bin);
+    FILE *p = popen(cmd, "r");
+    char out[2048] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "exit status %d: %s", st, out);
+    cr_expect(strstr(out, "at least 16") && !strstr(out, "short-key"), "%s", out);
 }

@@ -171,11 +171,12 @@ void lf_h_start(lf_h_t *self, int service, int instance) {
     snprintf(bin, sizeof bin, "%s/leadflow-%s", s_bin(), s_names[s]);
     char *env[64];
     int n = 0;
-    char buf[16][300];
+    char buf[20][300];
 #define S_ENV(...) (snprintf(buf[n], sizeof buf[n], __VA_ARGS__), env[n] = buf[n], n++)
     S_ENV("LEADFLOW_DATABASE_URL=%s", self->db_url);
     S_ENV("LEADFLOW_CONFIG_DIR=%s/config", self->dir);
     S_ENV("LEADFLOW_ADMIN_KEY=test-admin-key");
+    S_ENV("LEADFLOW_ALLOW_SHORT_ADMIN_KEY=1"); /* test-admin-key has 14 characters */
     S_ENV("LEADFLOW_INTAKE_PORT=%d", self->http_port);
     S_ENV("LEADFLOW_REDIS_PORT=%d", self->redis_port);
     S_ENV("LEADFLOW_REDIS_PREFIX=%s", self->prefix);

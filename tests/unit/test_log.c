@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lf/log.h"
@@ -33,4 +34,32 @@ Test(log, levels_parse) {
     cr_expect_eq(lf_log_parse_level("WARN"), LF_LOG_WARN);
     cr_expect_eq(lf_log_parse_level("warning"), LF_LOG_WARN);
     cr_expect_eq(lf_log_parse_level("loud"), -1);
+}
+
+/* A table of free texts (PostgreSQL errors, log lines) and what the scrub leaves. */
+Test(log, scrub_masks_phones_emails_and_keys_in_free_text) {
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"duplicate key value: (phone)=(+8613800138000)",
+         "duplicate key value: (phone)=(+86138****8000)"},
+        {"invalid input syntax for type bigint: \"13900139000\"",
+         "invalid input syntax for type bigint: \"139****9000\""},
+        {"mail wang.fang@example.com failed", "mail w***@example.com failed"},
+        {"to=<li@x.cn>", "to=<**@x.cn>"},
+        {"key lf_5b0e9a1c2d3e4f5a6b7c8d9e0f1a2b3c used", "key lf_5*** used"},
+        /* left alone: UUIDs, timestamps, SQLSTATEs, short numbers, words */
+        {"lead 0193a1b2-7c3e-7d41-9b1a-301234567890 at 2026-12-01T14:25:04.132Z [23505]",
+         "lead 0193a1b2-7c3e-7d41-9b1a-301234567890 at 2026-12-01T14:25:04.132Z [23505]"},
+        {"port=55432 seq=123456 batch=42", "port=55432 seq=123456 batch=42"},
+        {"order abc1234567 x", "order abc1234567 x"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        lf_log_scrub(buf);
+        cr_expect_str_eq(buf, cases[i].out, "case %zu: %s", i, cases[i].in);
+    }
+    cr_expect_null(lf_log_scrub(NULL));
 }

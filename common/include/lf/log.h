@@ -28,4 +28,12 @@ const char *lf_mask_email(const char *email, char *out, size_t outsz);
 /* "dev-admin-key" -> "dev-***" (first four characters at most). */
 const char *lf_mask_key(const char *key, char *out, size_t outsz);
 
+/* Masks, in place, what looks like personal data or a secret in a free text (a
+ * PostgreSQL error message, a log line): e-mail addresses (lf_mask_email), runs of 7
+ * to 15 digits with an optional leading + (lf_mask_phone; digit groups inside a UUID
+ * are left alone) and leadflow keys "lf_<hex>" (lf_mask_key). The text never grows.
+ * lf_log applies it to every line, and lf_db to every error it keeps, so a value
+ * quoted by a database error cannot reach a log or an error column. Returns s. */
+char *lf_log_scrub(char *s);
+
 #endif
