@@ -654,6 +654,9 @@ static enum MHD_Result s_patch_lead(lf_intake_t *in, lf_req_t *req,
         } else {
             json_t *nv = json_object_get(lead, k);
             json_object_set(set, k, nv ? nv : json_null());
+            /* A corrected company is matched to customers by its new key. */
+            if (!strcmp(k, "company"))
+                json_object_set(set, "company_key", json_object_get(lead, "company_key"));
         }
     }
     json_decref(lead);
@@ -675,6 +678,8 @@ static enum MHD_Result s_patch_lead(lf_intake_t *in, lf_req_t *req,
         " upd AS (UPDATE leads l SET"
         "  name = CASE WHEN s.j ? 'name' THEN s.j ->> 'name' ELSE l.name END,"
         "  company = CASE WHEN s.j ? 'company' THEN s.j ->> 'company' ELSE l.company END,"
+        "  company_key = CASE WHEN s.j ? 'company' THEN s.j ->> 'company_key'"
+        "   ELSE l.company_key END,"
         "  need = CASE WHEN s.j ? 'need' THEN s.j ->> 'need' ELSE l.need END,"
         "  industry = CASE WHEN s.j ? 'industry' THEN s.j ->> 'industry' ELSE l.industry "
         "END,"

@@ -327,10 +327,24 @@ Test(standardize, company_key_links_customers_and_keeps_sticky_owners, .timeout 
     snprintf(want, sizeof want, "%s|true", first_owner);
     cr_expect_str_eq(v, want);
     free(v);
+    char *second = strdup(s_str(out, "id"));
     json_decref(out);
     free(first_owner);
     /* Two leads, two records: the company key never merges leads. */
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), 2);
+
+    /* A corrected company gets its own key (PATCH /v1/leads/{id}). */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/leads/%s", second);
+    const char *hj[] = {"Content-Type: application/json", NULL};
+    const char *patch = "{\"company\":\"華南醫療器械（廣州）有限公司\"}";
+    cr_expect_eq(lf_h_http(h, "PATCH", path, hj, patch, strlen(patch), NULL), 200);
+    snprintf(q, sizeof q,
+             "SELECT company || '|' || company_key FROM leads WHERE id = '%s'", second);
+    v = lf_h_sql(h, q);
+    cr_expect_str_eq(v, "華南醫療器械(廣州)有限公司|华南医疗器械");
+    free(v);
+    free(second);
     lf_h_destroy(&h);
 }
 
