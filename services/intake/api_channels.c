@@ -151,11 +151,12 @@ static enum MHD_Result s_import(lf_intake_t *in, lf_req_t *req, const lf_auth_t 
     if (lf_parse_content_type(ct, media, sizeof media, charset, sizeof charset) < 0)
         return lf_reply_error(in, req->conn, 415, "unsupported_media_type",
                               "send text/csv or application/x-ndjson", NULL);
-    /* Excel workbooks: .xlsx by its media type or, sent as bytes, by its zip signature;
+    /* Excel workbooks: .xlsx by its media type or, sent as bytes (or by a client that
+       calls every spreadsheet text/csv), by its zip signature;
        the old binary .xls is refused with what to do instead. */
     int xlsx = !strcmp(media, LF_XLSX_MEDIA_TYPE) ||
                ((!strcmp(media, "application/octet-stream") ||
-                 !strcmp(media, "application/zip")) &&
+                 !strcmp(media, "application/zip") || !strcmp(media, "text/csv")) &&
                 lf_xlsx_sniff(req->body, req->len));
     if (!strcmp(media, "application/vnd.ms-excel") || lf_xls_sniff(req->body, req->len))
         return lf_reply_error(

@@ -211,6 +211,11 @@ Test(standardize, xlsx_import_over_http, .timeout = 90) {
                            "/v1/leads/import?sheet=%E5%AE%A2%E6%88%B7%E5%90%8D%E5%8D%95",
                            ho, x, len, NULL),
                  200);
+    /* A client that labels every spreadsheet text/csv still gets its workbook read. */
+    const char *hcsv[] = {"Content-Type: text/csv", NULL};
+    cr_expect_eq(lf_h_http(h, "POST", "/v1/leads/import", hcsv, x, len, &b), 200);
+    cr_expect(strstr(b, "\"duplicate\""), "%s", b);
+    free(b);
     free(x);
 
     /* Old .xls: 415 with what to do. */
