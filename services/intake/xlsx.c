@@ -36,8 +36,13 @@
    real files have a handful. */
 #define S_MAX_SHEETS 1024
 #define S_MAX_MERGES 65536
-/* Most cells one merged range may fill (a whole-column merge is a mistake, not data). */
-#define S_MAX_MERGE_CELLS 100000
+/* Most values (shared strings plus filled cells) kept from one workbook: memory grows
+   with them (about 50 bytes each besides the text), and the unpack cap alone would allow
+   tens of millions of tiny ones. Two million is 200,000 rows of ten columns. */
+#define S_MAX_VALUES 2000000
+/* Most cells all merged ranges together may fill (a whole-column merge is a mistake, not
+   data). */
+#define S_MAX_MERGE_CELLS 200000
 
 typedef struct {
     char *p;    /* text, NUL-terminated when p != NULL */
@@ -103,6 +108,7 @@ typedef struct {
     size_t nfmt, capfmt;
     s_row_t *rows;
     size_t nrows, caprows;
+    size_t nvalues;      /* shared strings and filled cells kept so far */
     size_t (*merges)[4]; /* r1, c1, r2, c2 (0-based) */
     size_t nmerges;
 } s_book_t;
@@ -321,6 +327,12 @@ static void XMLCALL s_sst_end(void *ud, const XML_Char *name) {
         s->in_ph--;
     } else if (!strcmp(n, "si") && s->in_si) {
         s->in_si = 0;
+        if (++b->nvalues > S_MAX_VALUES) {
+            s_stop(&s->x,
+                   "the workbook has more than 2,000,000 cells and strings%s; split it",
+                   NULL);
+            return;
+        }
         if (b->nstrings == b->capstrings) {
             b->capstrings = b->capstrings ? b->capstrings * 2 : 256;
             b->strings = realloc(b->strings, b->capstrings * sizeof *b->strings);
@@ -646,6 +658,13 @@ static void XMLCALL s_sheet_end(void *ud, const XML_Char *name) {
     } else if (!strcmp(n, "c") && s->in_cell) {
         s->in_cell = 0;
         char *text = s_cell_text(s);
+        if (text && s->row && ++s->x.book->nvalues > S_MAX_VALUES) {
+            free(text);
+            s_stop(&s->x,
+                   "the workbook has more than 2,000,000 cells and strings%s; split it",
+                   NULL);
+            return;
+        }
         if (text && s->row)
             s_set_cell(s->row, s->col, text);
         else
@@ -668,35 +687,56 @@ static void XMLCALL s_sheet_text(void *ud, const XML_Char *t, int len) {
         s_buf_add(&s->text, t, (size_t)len);
 }
 
-/* Gives every cell of a merged range the value of its top-left cell. */
+static int s_row_cmp(const void *x, const void *y) {
+    size_t a = (*(s_row_t *const *)x)->line, b = (*(s_row_t *const *)y)->line;
+    return a < b ? -1 : a > b;
+}
+
+/* Gives every cell of a merged range the value of its top-left cell. Rows are found by
+   binary search over an index sorted by row number, and the cells filled in all are
+   capped, so a file full of merged ranges costs bounded time. */
 static void s_fill_merges(s_book_t *b) {
-    for (size_t k = 0; k < b->nmerges; k++) {
+    if (b->nmerges == 0 || b->nrows == 0)
+        return;
+    s_row_t **idx = malloc(b->nrows * sizeof *idx);
+    if (!idx)
+        s_oom();
+    for (size_t i = 0; i < b->nrows; i++)
+        idx[i] = &b->rows[i];
+    qsort(idx, b->nrows, sizeof *idx, s_row_cmp);
+    size_t budget = S_MAX_MERGE_CELLS;
+    for (size_t k = 0; k < b->nmerges && budget > 0; k++) {
         size_t r1 = b->merges[k][0], c1 = b->merges[k][1];
         size_t r2 = b->merges[k][2], c2 = b->merges[k][3];
-        if (c2 >= LF_IMPORT_MAX_COLUMNS ||
-            (r2 - r1 + 1) * (c2 - c1 + 1) > S_MAX_MERGE_CELLS)
+        if (c2 >= LF_IMPORT_MAX_COLUMNS || (r2 - r1 + 1) * (c2 - c1 + 1) > budget)
             continue;
-        const char *v = NULL;
+        /* The first row at or after r1. */
+        size_t lo = 0, hi = b->nrows;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (idx[mid]->line < r1)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == b->nrows || idx[lo]->line != r1 || c1 >= idx[lo]->n ||
+            !idx[lo]->cells[c1])
+            continue;
+        const char *v = idx[lo]->cells[c1];
         size_t filled = 0;
-        for (size_t i = 0; i < b->nrows && !v; i++)
-            if (b->rows[i].line == r1 && c1 < b->rows[i].n) {
-                v = b->rows[i].cells[c1];
-                for (size_t c = 0; c < b->rows[i].n; c++)
-                    filled += b->rows[i].cells[c] != NULL;
-            }
+        for (size_t c = 0; c < idx[lo]->n; c++)
+            filled += idx[lo]->cells[c] != NULL;
         /* A title typed into a row-wide merged cell stays one cell, so that it is not
            taken for a header row. */
-        if (!v || (r1 == r2 && filled == 1))
+        if (r1 == r2 && filled == 1)
             continue;
-        for (size_t i = 0; i < b->nrows; i++) {
-            s_row_t *r = &b->rows[i];
-            if (r->line < r1 || r->line > r2)
-                continue;
-            for (size_t c = c1; c <= c2; c++)
-                if (!(r->line == r1 && c == c1) && (c >= r->n || !r->cells[c]))
-                    s_set_cell(r, c, s_strdup(v));
-        }
+        for (size_t i = lo; i < b->nrows && idx[i]->line <= r2; i++)
+            for (size_t c = c1; c <= c2 && budget > 0; c++, budget--)
+                if (!(idx[i]->line == r1 && c == c1) &&
+                    (c >= idx[i]->n || !idx[i]->cells[c]))
+                    s_set_cell(idx[i], c, s_strdup(v));
     }
+    free(idx);
 }
 
 /* ---------------------------------------------------------------- entry points */

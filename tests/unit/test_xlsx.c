@@ -228,6 +228,22 @@ Test(xlsx, zip_bomb_stops_at_the_cap) {
     free(big);
 }
 
+Test(xlsx, too_many_values_stop_early, .timeout = 60) {
+    /* Two million and one empty shared strings: 10 MiB of XML, a few KiB packed. */
+    size_t n = 2000001, o = 0;
+    char *sst = malloc(n * 5 + 256);
+    cr_assert(sst);
+    o += (size_t)sprintf(sst, "<sst " NS ">");
+    for (size_t i = 0; i < n; i++, o += 5)
+        memcpy(sst + o, "<si/>", 5);
+    strcpy(sst + o, "</sst>");
+    lf_test_part_t parts[10];
+    lf_test_xlsx_book(parts, HDR "<worksheet " NS "><sheetData/></worksheet>", sst, NULL,
+                      0);
+    s_expect_error(parts, NULL, 64 * MIB, "more than 2,000,000 cells and strings");
+    free(sst);
+}
+
 Test(xlsx, hostile_and_damaged_files) {
     lf_test_part_t parts[10];
     lf_test_xlsx_book(
