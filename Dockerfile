@@ -41,12 +41,14 @@ RUN make -j"$(nproc)" ${MAKE_ARGS} bins \
 
 # ---------------------------------------------------------------------------------------------
 # Runtime stage: shared libraries, curl (intake healthcheck), tini (PID 1), nothing else.
+# libphonenumber and protobuf-lite are linked statically (less resident memory, see
+# docs/benchmarks.md); what they need at run time is abseil and ICU.
 FROM ${DEBIAN_IMAGE} AS runtime
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         libzmq5 libpq5 libjansson4 libhiredis0.14 libmicrohttpd12 libcurl4 libunistring2 \
-        libcsv3 libssl3 libsodium23 libuuid1 libphonenumber8 libicu72 libzip4 libexpat1 \
+        libcsv3 libssl3 libsodium23 libuuid1 libabsl20220623 libicu72 libzip4 libexpat1 \
         ca-certificates curl tini \
  && rm -rf /var/lib/apt/lists/*
 
