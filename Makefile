@@ -30,7 +30,9 @@ CXXFLAGS += -std=c++17 $(OPT) $(WARN) -fstack-protector-strong -pthread -Icommon
             -DLF_PHONENUMBER_VERSION='"$(PN_VERSION)"'
 # Everything links with the C++ driver (libphonenumber needs libstdc++); --as-needed
 # keeps the C++, ICU and zip libraries out of the services that do not use them (their
-# idle memory is measured against 16 MiB).
+# idle memory is measured against 16 MiB). libphonenumber is linked statically with
+# protobuf-lite: its shared library pulls in the full libprotobuf, whose start-up costs
+# 1.7 MiB of resident memory (intake idle 15.3 MiB that way, 13.6 MiB this way).
 LDFLAGS  += -Wl,--as-needed
 LDLIBS   := -Wl,-Bstatic -lphonenumber -lprotobuf-lite -Wl,-Bdynamic -labsl_hash \
             -labsl_raw_hash_set -labsl_strings -labsl_throw_delegate $(shell pkg-config --libs $(PKGS)) -lunistring -lcsv -lcrypto \
