@@ -766,6 +766,78 @@ static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
     return routed;
 }
 
+/* Applies each team's on_deactivate policy to the open leads of reps that were
+ * deactivated: "keep" leaves them, "pool" puts them in the team's pool (owner_left),
+ * "route" routes each again by the rules now (the pool, owner_left, when nobody is
+ * eligible). However a rep was deactivated (API, SQL, a script), its leads are found
+ * here. Returns the number of leads moved, or -1. */
+static int s_pool_deactivated(lf_router_ctx_t *ctx, lf_db_t *db) {
+    PGresult *res = lf_db_exec(
+        db,
+        "SELECT r.id, r.team FROM reps r WHERE NOT r.active AND EXISTS (SELECT 1 FROM"
+        " leads l WHERE l.owner = r.id AND l.stage NOT IN ('won', 'lost')) ORDER BY r.id"
+        " LIMIT 20",
+        0, NULL);
+    if (!res)
+        return -1;
+    int moved = 0;
+    for (int i = 0; i < PQntuples(res) && moved >= 0; i++) {
+        const char *rep = PQgetvalue(res, i, 0);
+        const lf_team_t *team = lf_teams_get(ctx->teams, PQgetvalue(res, i, 1));
+        if (team->on_deactivate == LF_DEACT_KEEP)
+            continue;
+        const char *p[] = {rep};
+        if (team->on_deactivate == LF_DEACT_POOL) {
+            PGresult *m = lf_db_exec(
+                db,
+                "SELECT (lf_move_lead(l.id, NULL, 'router', 'owner_left', 'the owner was"
+                " deactivated', 'owner_left', $1, false, false)).envelope FROM leads l"
+                " WHERE l.owner = $1 AND l.stage NOT IN ('won', 'lost')"
+                " ORDER BY l.created_at, l.id LIMIT 500",
+                1, p);
+            if (!m) {
+                moved = -1;
+                break;
+            }
+            for (int k = 0; k < PQntuples(m); k++)
+                if (!PQgetisnull(m, k, 0))
+                    s_publish(ctx, NULL, json_loads(PQgetvalue(m, k, 0), 0, NULL));
+            moved += PQntuples(m);
+            PQclear(m);
+            lf_pool_destroy(&ctx->pool); /* counts changed under it */
+            continue;
+        }
+        PGresult *ids = lf_db_exec(db,
+                                   "SELECT l.id FROM leads l WHERE l.owner = $1 AND"
+                                   " l.stage NOT IN ('won', 'lost')"
+                                   " ORDER BY l.created_at, l.id LIMIT 500",
+                                   1, p);
+        if (!ids) {
+            moved = -1;
+            break;
+        }
+        json_t *pl = json_pack("{s:s, s:s, s:s}", "reason", "owner_left", "by", "router",
+                               "pool_reason", "owner_left");
+        for (int k = 0; k < PQntuples(ids) && moved >= 0; k++) {
+            s_lead_t l;
+            int rc = s_prelude(ctx, db, PQgetvalue(ids, k, 0), &l);
+            if (rc > 0 && l.owner && !strcmp(l.owner, rep))
+                rc = s_reassign(NULL, db, ctx, PQgetvalue(ids, k, 0), &l, pl, 0);
+            s_lead_clear(&l);
+            if (rc < 0)
+                moved = -1;
+            else
+                moved++;
+        }
+        json_decref(pl);
+        PQclear(ids);
+    }
+    PQclear(res);
+    if (moved > 0)
+        lf_info("leads of deactivated reps moved n=%d", moved);
+    return moved;
+}
+
 /* Escalates pool leads waiting longer than their team's pool SLA (business time) to
  * the team's manager, once per stay in the pool. Returns the number escalated, or -1. */
 static int s_pool_escalate(lf_router_ctx_t *ctx, lf_db_t *db) {
@@ -846,7 +918,7 @@ int lf_route_pool_tick(void *arg) {
     if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
         goto fail;
     ctx->batch_locked = 1;
-    routed = s_pool_route(ctx, db);
+    routed = s_pool_deactivated(ctx, db) < 0 ? -1 : s_pool_route(ctx, db);
     escalated = routed < 0 ? -1 : s_pool_escalate(ctx, db);
     ctx->batch_locked = 0;
     if (escalated < 0 || lf_route_before_commit(ctx, db) < 0 || lf_db_commit(db) < 0)

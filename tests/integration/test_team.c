@@ -215,3 +215,79 @@ Test(team, a_queued_lead_is_escalated_after_the_pool_sla, .timeout = 60) {
     free(id);
     lf_h_destroy(&h);
 }
+
+/* What deactivating a rep does to its open leads, per team: pool, route again, keep. */
+Test(team, deactivation_follows_each_teams_policy, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_config(h, "routing.json",
+                "{\"default_team\": null, \"teams\": {"
+                " \"p\": {\"on_deactivate\": \"pool\","
+                "  \"pool\": {\"auto_route\": {\"owner_left\": false}}},"
+                " \"r\": {\"on_deactivate\": \"route\"},"
+                " \"k\": {\"on_deactivate\": \"keep\"}},"
+                " \"team_rules\": [{\"when\": {\"source\": \"p\"}, \"team\": \"p\"},"
+                "  {\"when\": {\"source\": \"r\"}, \"team\": \"r\"},"
+                "  {\"when\": {\"source\": \"k\"}, \"team\": \"k\"}]}");
+    lf_h_env(h, "LEADFLOW_POOL_TICK_MS", "300");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_ROUTER, 0);
+    const char *const teams[3] = {"p", "r", "k"};
+    for (int t = 0; t < 3; t++) {
+        char rep[200];
+        snprintf(rep, sizeof rep,
+                 "{\"id\":\"%s1\",\"name\":\"x\",\"team\":\"%s\",\"ignore_shift\":true}",
+                 teams[t], teams[t]);
+        s_rep(h, rep);
+    }
+    char *ids[3][2];
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < 2; i++) {
+            char body[128];
+            snprintf(body, sizeof body, "{\"phone\":\"1371111%d%03d\",\"source\":\"%s\"}",
+                     t, i, teams[t]);
+            ids[t][i] = s_lead(h, body);
+        }
+    /* The second rep of team r joins only now, so team r's leads are all r1's. */
+    s_rep(h, "{\"id\":\"r2\",\"name\":\"x\",\"team\":\"r\",\"ignore_shift\":true}");
+    cr_assert_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE owner IN ('p1', 'r1',"
+                                  " 'k1')"),
+                 6);
+    for (int t = 0; t < 3; t++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/reps/%s1", teams[t]);
+        cr_assert_eq(s_send(h, "PATCH", path, "{\"active\": false}", NULL), 200);
+    }
+    cr_assert(
+        lf_h_wait_sql(h,
+                      "SELECT count(*) FROM leads WHERE team = 'p' AND owner IS NULL"
+                      " AND pool_reason = 'owner_left'",
+                      "2", 15000),
+        "team p: the leads did not go to the pool");
+    cr_assert(
+        lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE owner = 'r2'", "2", 15000),
+        "team r: the leads were not routed again");
+    sleep(1);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE owner = 'k1'"), 2,
+                 "team k keeps them");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT open_count FROM reps WHERE id = 'p1'"), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT open_count FROM reps WHERE id = 'r1'"), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT open_count FROM reps WHERE id = 'r2'"), 2);
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT data->>'cause' || '/' || (data->>'from') || '/' ||"
+             " coalesce(data->>'owner', '-') FROM lead_events WHERE lead_id = '%s' AND"
+             " type = 'reassigned'",
+             ids[0][0]);
+    char *ev = lf_h_sql(h, q);
+    cr_expect_str_eq(ev, "owner_left/p1/-");
+    free(ev);
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM notifications WHERE lead_id = '%s' AND kind ="
+             " 'lead_reassigned' AND rep_id = 'r1'",
+             ids[1][0]);
+    cr_expect_eq(lf_h_sql_long(h, q), 1, "the old owner is told");
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < 2; i++)
+            free(ids[t][i]);
+    lf_h_destroy(&h);
+}
