@@ -190,3 +190,14 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Whether a caller (scope and rep as for lf_caller_sees) reads the pool leads of team
+-- `lead_team` and may claim from it: the admin every pool; a rep the pool of its own
+-- team; a manager the pools of its own team and of the teams of the reps it reaches.
+-- Pool leads of no team (routing.json without a default team) are everyone's.
+CREATE OR REPLACE FUNCTION lf_caller_sees_pool(scope text, caller text, lead_team text)
+    RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT scope = 'admin' OR (scope IN ('rep', 'manager') AND caller IS NOT NULL AND
+        (lead_team IS NULL OR lead_team IN (
+            SELECT r.team FROM reps r
+             WHERE r.id = caller OR (scope = 'manager' AND
+                                     r.id IN (SELECT lf_reps_reachable(caller)))))) $$;

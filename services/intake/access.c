@@ -22,6 +22,15 @@ static const struct {
     {"POST", "/v1/calls", LF_SCOPE_INTAKE | LF_SCOPE_ADMIN},
     /* People work the leads they reach (404 for the others). */
     {"GET", "/v1/leads/{}", LF_ACCESS_PEOPLE},
+    /* Lists, the pool and moves (api_lists.c, api_pool.c): a rep lists its own leads,
+     * reads its team's pool and claims for itself; assigning and handing over is a
+     * manager's or the admin's. */
+    {"GET", "/v1/leads", LF_ACCESS_PEOPLE},
+    {"GET", "/v1/me/agenda", LF_SCOPE_REP | LF_SCOPE_MANAGER},
+    {"GET", "/v1/pool", LF_ACCESS_PEOPLE},
+    {"POST", "/v1/leads/{}/claim", LF_SCOPE_REP | LF_SCOPE_MANAGER},
+    {"POST", "/v1/leads/{}/assign", LF_SCOPE_MANAGER | LF_SCOPE_ADMIN},
+    {"POST", "/v1/reps/{}/handover", LF_SCOPE_MANAGER | LF_SCOPE_ADMIN},
     {"PATCH", "/v1/leads/{}", LF_ACCESS_PEOPLE},
     {"POST", "/v1/leads/{}/stage", LF_ACCESS_PEOPLE},
     {"POST", "/v1/leads/{}/activities", LF_ACCESS_PEOPLE},

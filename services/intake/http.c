@@ -36,13 +36,10 @@ const lf_route_t lf_routes_core[] = {
     {NULL, NULL, NULL, 0, 0},
 };
 
-static const lf_route_t *const s_tables[] = {lf_routes_core,
-                                             lf_routes_leads,
-                                             lf_routes_channels,
-                                             lf_routes_reps,
-                                             lf_routes_pipeline,
-                                             lf_routes_keys,
-                                             NULL};
+static const lf_route_t *const s_tables[] = {
+    lf_routes_core,  lf_routes_leads,    lf_routes_channels,
+    lf_routes_reps,  lf_routes_pipeline, lf_routes_keys,
+    lf_routes_lists, lf_routes_pool,     NULL};
 
 /* Matches url against pattern, capturing "{}" segments. Returns 1 on a match. */
 static int s_match(const char *pattern, const char *url, char params[2][96]) {

@@ -15,6 +15,7 @@
 #include "lf/config.h"
 #include "lf/db.h"
 #include "lf/pipeline.h"
+#include "lf/teams.h"
 
 typedef struct lf_intake {
     lf_config_t *cfg;          /* owned */
@@ -32,6 +33,7 @@ typedef struct lf_intake {
     int ndbs;
     atomic_long requests, responses_2xx, responses_4xx, responses_5xx;
     lf_pipeline_t *pipeline; /* owned: config/pipeline.json, read-only after start */
+    lf_teams_t *teams; /* owned: config/routing.json's teams, read-only after start */
     atomic_long published, publish_dropped;
     atomic_int health_ok; /* last health probe result */
     atomic_long health_checked_ms;
@@ -67,6 +69,8 @@ extern const lf_route_t lf_routes_channels[]; /* api_channels.c: import, calls, 
 extern const lf_route_t lf_routes_reps[];     /* api_reps.c: reps, lead fact updates */
 extern const lf_route_t lf_routes_pipeline[]; /* api_pipeline.c: stage, activities */
 extern const lf_route_t lf_routes_keys[];     /* api_keys.c: POST/GET/DELETE keys */
+extern const lf_route_t lf_routes_lists[];    /* api_lists.c: GET leads, agenda */
+extern const lf_route_t lf_routes_pool[]; /* api_pool.c: pool, claim, assign, handover */
 
 /* Per-request state, kept in MHD's con_cls between callbacks. */
 struct lf_req {

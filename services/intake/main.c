@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -182,6 +183,14 @@ int main(int argc, char **argv) {
         rc = 2;
         goto out;
     }
+    in.teams =
+        lf_teams_load(lf_config_str(in.cfg, "LEADFLOW_CONFIG_DIR"), err, sizeof err);
+    if (!in.teams) {
+        lf_error("bad team settings: %s", err);
+        rc = 2;
+        goto out;
+    }
+    lf_teams_check(in.teams, (int64_t)time(NULL));
     in.zctx = zmq_ctx_new();
     in.pub = lf_zmq_pub(in.zctx, lf_config_str(in.cfg, "LEADFLOW_INTAKE_EVENTS_BIND"));
     if (!in.pub)
@@ -226,6 +235,7 @@ out:
     if (in.zctx)
         zmq_ctx_term(in.zctx);
     lf_pipeline_destroy(&in.pipeline);
+    lf_teams_destroy(&in.teams);
     for (int i = 0; i < in.ndbs; i++)
         lf_db_destroy(&in.dbs[i]);
     pthread_mutex_destroy(&in.pub_lock);

@@ -273,6 +273,43 @@ static const s_row_t s_matrix[] = {
     {"mgr", "DELETE", "/v1/keys/{}", "/v1/keys/k-spare-wang", NULL, NULL, 200},
     {"admin", "DELETE", "/v1/keys/{}", "/v1/keys/k-spare-qian", NULL, NULL, 200},
     {"admin", "DELETE", "/v1/keys/{}", "/v1/keys/no-such-key", NULL, NULL, 404},
+    /* lists, the pool and moves (these rows move leads: they come last) */
+    {"none", "GET", "/v1/leads", "/v1/leads", NULL, NULL, 401},
+    {"phone", "GET", "/v1/leads", "/v1/leads", NULL, NULL, 403},
+    {"rep", "GET", "/v1/leads", "/v1/leads", NULL, NULL, 200},
+    {"mgr", "GET", "/v1/leads", "/v1/leads?owner=qian.rep", NULL, NULL, 200},
+    {"admin", "GET", "/v1/leads", "/v1/leads", NULL, NULL, 200},
+    {"phone", "GET", "/v1/me/agenda", "/v1/me/agenda", NULL, NULL, 403},
+    {"rep", "GET", "/v1/me/agenda", "/v1/me/agenda", NULL, NULL, 200},
+    {"admin", "GET", "/v1/me/agenda", "/v1/me/agenda", NULL, NULL, 403},
+    {"web", "GET", "/v1/pool", "/v1/pool", NULL, NULL, 403},
+    {"rep", "GET", "/v1/pool", "/v1/pool", NULL, NULL, 200},
+    {"admin", "GET", "/v1/pool", "/v1/pool?team=east", NULL, NULL, 200},
+    {"phone", "POST", "/v1/leads/{}/claim", "/v1/leads/{pool}/claim", NULL, NULL, 403},
+    {"admin", "POST", "/v1/leads/{}/claim", "/v1/leads/{pool}/claim", NULL, NULL, 403},
+    {"rep", "POST", "/v1/leads/{}/claim", "/v1/leads/{pool}/claim", NULL, NULL, 409},
+    {"rep", "POST", "/v1/leads/{}/claim", "/v1/leads/no-such-lead/claim", NULL, NULL,
+     404},
+    {"rep", "POST", "/v1/leads/{}/assign", "/v1/leads/{own}/assign", J,
+     "{\"rep\":\"zhang.wei\"}", 403},
+    {"phone", "POST", "/v1/leads/{}/assign", "/v1/leads/{own}/assign", J,
+     "{\"rep\":\"zhang.wei\"}", 403},
+    {"mgr", "POST", "/v1/leads/{}/assign", "/v1/leads/{other}/assign", J,
+     "{\"rep\":\"zhang.wei\"}", 404},
+    {"mgr", "POST", "/v1/leads/{}/assign", "/v1/leads/{own}/assign", J,
+     "{\"rep\":\"qian.rep\"}", 422},
+    {"mgr", "POST", "/v1/leads/{}/assign", "/v1/leads/{own}/assign", J,
+     "{\"rep\":\"zhang.wei\",\"reason\":\"on leave\"}", 200},
+    {"admin", "POST", "/v1/leads/{}/assign", "/v1/leads/{pool}/assign", J,
+     "{\"rep\":\"qian.rep\"}", 200},
+    {"rep", "POST", "/v1/reps/{}/handover", "/v1/reps/wang.fang/handover", J,
+     "{\"to\":null}", 403},
+    {"mgr", "POST", "/v1/reps/{}/handover", "/v1/reps/qian.rep/handover", J,
+     "{\"to\":\"wang.fang\"}", 404},
+    {"mgr", "POST", "/v1/reps/{}/handover", "/v1/reps/zhang.wei/handover", J,
+     "{\"to\":\"wang.fang\"}", 200},
+    {"admin", "POST", "/v1/reps/{}/handover", "/v1/reps/nobody/handover", J,
+     "{\"to\":null}", 404},
 };
 
 static void s_fill(char *out, size_t outsz, const char *tmpl, const char *own,
@@ -331,9 +368,9 @@ Test(access, every_route_by_every_scope, .timeout = 120) {
         free(resp);
     }
     /* Every route of intake has rows here and is listed in access.c. */
-    const lf_route_t *const tables[] = {lf_routes_core,     lf_routes_leads,
-                                        lf_routes_channels, lf_routes_reps,
-                                        lf_routes_pipeline, lf_routes_keys};
+    const lf_route_t *const tables[] = {
+        lf_routes_core,     lf_routes_leads, lf_routes_channels, lf_routes_reps,
+        lf_routes_pipeline, lf_routes_keys,  lf_routes_lists,    lf_routes_pool};
     for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
         for (const lf_route_t *r = tables[t]; r->method; r++) {
             cr_expect(lf_access_listed(r->method, r->pattern), "%s %s is not in access.c",
