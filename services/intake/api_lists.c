@@ -161,7 +161,7 @@ static enum MHD_Result s_list(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
     json_decref(errors);
 
     s_query_t q = {.len = 0, .n = 0};
-    char limit_buf[16], like[256];
+    char limit_buf[24], like[256];
     snprintf(limit_buf, sizeof limit_buf, "%ld", limit + 1);
     const char *key = updated ? "updated_at" : "created_at";
     s_add(&q,

@@ -94,7 +94,7 @@ static enum MHD_Result s_pool(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
             in, req->conn, 422, "validation_failed", "limit must be 1..500",
             json_pack("[{s:s, s:s, s:s}]", "field", "limit", "code", "invalid", "message",
                       "an integer from 1 to 500"));
-    char limit_buf[16];
+    char limit_buf[24];
     snprintf(limit_buf, sizeof limit_buf, "%ld", limit);
     const char *p[] = {lf_access_scope_param(auth), lf_access_rep_param(auth), team,
                        limit_buf};

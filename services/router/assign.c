@@ -822,11 +822,9 @@ static void s_reason(lf_assign_result_t *res, const char *fmt, ...) {
     va_end(ap);
 }
 
-int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result_t *res) {
-    if (res)
-        memset(res, 0, sizeof *res);
-    if (!pool || !req || !res || req->grade < 'A' || req->grade > 'D')
-        return -1;
+/* The request as the checks read it: interned facts, exclusion marks, each zone's
+ * offset at the decision time. */
+static void s_prepare(lf_pool_t *pool, const lf_assign_req_t *req, s_ctx_t *out) {
     s_ctx_t c = {.grade = 1u << (req->grade - 'A'), .now = (int64_t)req->now};
     c.industry = req->industry ? s_map_get(&pool->tags, req->industry) : -2;
     c.region = req->region ? s_map_get(&pool->tags, req->region) : -2;
@@ -842,6 +840,31 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
     }
     for (size_t i = 0; i < pool->n_tzs; i++)
         pool->tz_off[i] = lf_tz_offset(pool->tzs[i], c.now);
+    *out = c;
+}
+
+int lf_pool_eligible(lf_pool_t *pool, const lf_assign_req_t *req) {
+    if (!pool || !req || req->grade < 'A' || req->grade > 'D')
+        return -1;
+    s_ctx_t c;
+    s_prepare(pool, req, &c);
+    int t = req->team ? s_map_get(&pool->team_ids, req->team) : pool->default_team;
+    if (t < 0 || (req->team && !strcmp(req->team, "*")))
+        return 0;
+    const s_team_t *team = &pool->teams[t];
+    int n = 0;
+    for (size_t k = 0; k < team->n; k++)
+        n += s_skip(pool, &pool->reps[team->members[k]], &c) == S_OK;
+    return n;
+}
+
+int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result_t *res) {
+    if (res)
+        memset(res, 0, sizeof *res);
+    if (!pool || !req || !res || req->grade < 'A' || req->grade > 'D')
+        return -1;
+    s_ctx_t c;
+    s_prepare(pool, req, &c);
     res->candidates = json_array();
 
     char note[128] = "";

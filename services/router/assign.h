@@ -74,6 +74,12 @@ typedef struct {
  * argument or a grade outside A..D (res is then zeroed and holds no reference). */
 int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result_t *res);
 
+/* How many members of the request's team are eligible now (the preferred owner is not
+ * looked at), without recording anything: the pool tick asks this before it locks a
+ * waiting lead. Returns the count, 0 for a team without members, -1 as lf_pool_assign
+ * does for a bad request. */
+int lf_pool_eligible(lf_pool_t *pool, const lf_assign_req_t *req);
+
 /* The fairness ledger: {"teams": {"east": {"last": "wang.fang"}},
  *  "reps": {"wang.fang": {"assigned_total": 12, "current_weight": -3}}}.
  * open_count is not part of it: the number of open leads is a fact of the database and

@@ -729,22 +729,69 @@ static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
     char *rtext = json_dumps(reasons, JSON_COMPACT);
     json_decref(reasons);
     const char *p[] = {rtext};
+    /* One snapshot of the candidates and of the reps' fingerprint (under the routing
+     * lock): whether anyone is eligible is answered from the cached pool, so a pool
+     * that stays full all night costs one query per tick, not a locked read per lead. */
     PGresult *res = lf_db_exec(
         db,
-        "SELECT id, team, pool_reason FROM leads WHERE pool_reason IN"
-        " (SELECT jsonb_array_elements_text($1::jsonb)) AND stage NOT IN ('won', 'lost')"
-        " ORDER BY pool_since, id LIMIT 500",
+        "SELECT l.id, l.team, l.pool_reason, lf_lead_canonical(l)::text, l.grade,"
+        " (SELECT coalesce(json_agg(DISTINCT a.rep_id), '[]')::text FROM assignments a"
+        "   WHERE a.lead_id = l.id AND a.rep_id IS NOT NULL),"
+        " (SELECT count(*) FROM reps), (SELECT coalesce(sum(version), 0) FROM reps),"
+        " (SELECT writer FROM routing_ledger WHERE team = '*')"
+        " FROM leads l WHERE l.pool_reason IN"
+        " (SELECT jsonb_array_elements_text($1::jsonb)) AND l.stage NOT IN ('won', "
+        "'lost')"
+        " ORDER BY l.pool_since, l.id LIMIT 500",
         1, p);
     free(rtext);
     if (!res)
         return -1;
     int routed = 0;
+    if (PQntuples(res) > 0) {
+        s_lead_t fp;
+        memset(&fp, 0, sizeof fp);
+        fp.n = atoll(PQgetvalue(res, 0, 6));
+        fp.v = atoll(PQgetvalue(res, 0, 7));
+        fp.writer = PQgetisnull(res, 0, 8) ? "" : PQgetvalue(res, 0, 8);
+        if (s_pool_ready(ctx, db, &fp) < 0) {
+            PQclear(res);
+            return -1;
+        }
+    }
     for (int i = 0; i < PQntuples(res); i++) {
         const char *id = PQgetvalue(res, i, 0);
         const lf_team_t *team = lf_teams_get(
             ctx->teams, PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1));
         int reason = lf_pool_reason_parse(PQgetvalue(res, i, 2));
         if (reason < 0 || !team->auto_route[reason])
+            continue;
+        /* Anyone eligible? Asked of the cached pool, recording nothing. */
+        json_t *lead = json_loads(PQgetvalue(res, i, 3), 0, NULL);
+        json_t *prev = json_loads(PQgetvalue(res, i, 5), 0, NULL);
+        s_facts_t f = s_facts(ctx, lead);
+        char grade = PQgetisnull(res, i, 4) ? 0 : PQgetvalue(res, i, 4)[0];
+        if (!grade) {
+            int score;
+            json_t *bd = NULL;
+            if (s_grade(ctx, lead, &score, &grade, &bd) < 0)
+                grade = 'D';
+            json_decref(bd);
+        }
+        const char *exclude[130];
+        size_t n = 0;
+        exclude[0] = NULL;
+        s_add_ids(exclude, &n, 130, prev);
+        lf_assign_req_t req = {.industry = f.industry,
+                               .region = f.region,
+                               .team = f.team,
+                               .grade = grade,
+                               .exclude = exclude,
+                               .now = time(NULL)};
+        int eligible = ctx->pool ? lf_pool_eligible(ctx->pool, &req) : 1;
+        json_decref(lead);
+        json_decref(prev);
+        if (eligible <= 0)
             continue;
         s_lead_t l;
         int rc = s_prelude(ctx, db, id, &l);

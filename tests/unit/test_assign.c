@@ -671,3 +671,28 @@ Test(assign, shipped_routing_config_loads) {
     cr_assert_null(lf_routing_load("/nonexistent.json", err, sizeof err));
     cr_assert(strstr(err, "/nonexistent.json") != NULL);
 }
+
+Test(assign, eligible_counts_without_moving_anything) {
+    lf_pool_t *pool =
+        s_pool("[{\"id\": \"a\", \"team\": \"east\", \"capacity\": 1, \"open_count\": 1},"
+               " {\"id\": \"b\", \"team\": \"east\", \"capacity\": 3, \"open_count\": 1},"
+               " {\"id\": \"c\", \"team\": \"east\", \"capacity\": 3}]",
+               NULL);
+    const char *const ex[] = {"c", NULL};
+    lf_assign_req_t req = {.grade = 'B', .team = "east", .now = NOW};
+    cr_expect_eq(lf_pool_eligible(pool, &req), 2, "a is at capacity");
+    req.exclude = ex;
+    cr_expect_eq(lf_pool_eligible(pool, &req), 1, "c excluded");
+    req.team = "nobody-here";
+    cr_expect_eq(lf_pool_eligible(pool, &req), 0);
+    req.grade = 'E';
+    cr_expect_eq(lf_pool_eligible(pool, &req), -1);
+    /* Asking moved nothing: b is still the first in the rotation. */
+    lf_assign_req_t go = {.grade = 'B', .team = "east", .now = NOW};
+    lf_assign_result_t res;
+    s_assign(pool, &go, &res);
+    cr_expect_str_eq(res.rep_id, "b");
+    cr_expect_eq(lf_pool_open_count(pool, "b"), 2);
+    json_decref(res.candidates);
+    lf_pool_destroy(&pool);
+}
