@@ -68,10 +68,11 @@ END $$;
 -- timers still pending fire (a timer claimed twice fires once).
 --   stale: only the lead's current generation, while the deal is open and still owned
 --   by the rep whose clock it is. Phase 0 warns the owner, phase 1 the owner's manager
---   (the owner when there is none), phase 2 recycles: the deal leaves its owner (a
---   lead_recycles row with the cool-down, a 'recycled' timeline entry, 'lead.recycled'
---   and a 'lead.reassign' for the router that excludes the owner and everyone still in
---   a cool-down on this deal); the stage does not change.
+--   (the owner when there is none), phase 2 recycles: the deal leaves its owner for its
+--   team pool (pool_reason 'recycled'; the router routes it again by itself when the
+--   team's pool.auto_route.recycled says so, never to a previous owner), with a
+--   lead_recycles row holding the cool-down during which that owner may not get it
+--   back, a 'recycled' timeline entry and 'lead.recycled'; the stage does not change.
 -- Each warning or recycle is one notification (notifications.timer_id is unique), one
 -- timeline entry and one outbox event.
 CREATE OR REPLACE FUNCTION lf_keepalive_fire(p_ids bigint[],
@@ -87,13 +88,25 @@ BEGIN
         SELECT f.id, f.lead_id, f.step % 10 AS phase, f.rep_id, f.data, l.owner, l.stage,
                coalesce(l.grade::text, '') AS grade, l.stale_since, l.stale_due_at,
                (SELECT r.manager FROM reps r WHERE r.id = l.owner) AS manager,
-               (SELECT r.team FROM reps r WHERE r.id = l.owner) AS team
+               coalesce(l.team, (SELECT r.team FROM reps r WHERE r.id = l.owner)) AS team
           FROM f CROSS JOIN LATERAL (
               SELECT l1.owner, l1.stage, l1.grade, l1.stale_since, l1.stale_due_at,
-                     l1.stale_gen, l1.closed_at
+                     l1.stale_gen, l1.closed_at, l1.team
                 FROM leads l1 WHERE l1.id = f.lead_id LIMIT 1) l
          WHERE f.kind = 'stale' AND l.closed_at IS NULL AND l.owner = f.rep_id
            AND l.stale_gen = f.step / 10),
+    -- The recycle itself, under the row lock: only if the owner is still the one whose
+    -- clock ran out (a claim or reassignment that got there first wins).
+    rl AS (
+        UPDATE leads l SET owner = NULL, pool_reason = 'recycled', pool_since = now(),
+                           stale_gen = l.stale_gen + 1, stale_since = NULL,
+                           updated_at = now()
+          FROM j WHERE j.phase = 2 AND l.id = j.lead_id AND l.owner = j.owner
+        RETURNING j.id AS timer_id, j.owner),
+    dec AS (
+        UPDATE reps SET open_count = greatest(open_count - x.n, 0), updated_at = now()
+          FROM (SELECT rl.owner, count(*) AS n FROM rl GROUP BY rl.owner) x
+         WHERE reps.id = x.owner RETURNING reps.id),
     m AS (
         SELECT j.*,
                CASE j.phase WHEN 1 THEN coalesce(j.manager, j.owner) ELSE j.owner END
@@ -114,9 +127,11 @@ BEGIN
                    j.owner, j.stage, lf_rfc3339(j.stale_since))
                  ELSE format(
                    '商机回收 recycled: lead %s (stage %s) had no follow-up since %s and '
-                   'was taken back from you.', j.lead_id, j.stage, lf_rfc3339(j.stale_since))
+                   'went back to the team pool.', j.lead_id, j.stage,
+                   lf_rfc3339(j.stale_since))
                END AS message
-          FROM j),
+          FROM j
+         WHERE j.phase < 2 OR j.id IN (SELECT rl.timer_id FROM rl)),
     n AS (
         INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)
         SELECT m.id, m.lead_id, m.rep_to, m.nkind, m.message FROM m ORDER BY m.id
@@ -128,7 +143,7 @@ BEGIN
         INSERT INTO lead_recycles (lead_id, timer_id, from_rep, team, stage, cooldown_until)
         SELECT nm.lead_id, nm.id, nm.owner, nm.team, nm.stage, nm.cooldown_until
           FROM nm WHERE nm.phase = 2 ORDER BY nm.id
-        RETURNING lead_id, from_rep, cooldown_until),
+        RETURNING lead_id),
     ev AS (
         INSERT INTO lead_events (lead_id, type, actor, data)
         SELECT nm.lead_id, nm.nkind, 'scheduler',
@@ -137,38 +152,26 @@ BEGIN
                                   'due', lf_rfc3339(nm.stale_due_at),
                                   'message', nm.message, 'notification', nm.nid)
                || CASE WHEN nm.phase = 2
-                       THEN jsonb_build_object('from', nm.owner, 'cooldown_until',
+                       THEN jsonb_build_object('from', nm.owner, 'team', nm.team,
+                                               'pool_reason', 'recycled',
+                                               'cooldown_until',
                                                lf_rfc3339(nm.cooldown_until))
                        ELSE '{}' END
           FROM nm ORDER BY nm.id),
     ob AS (
         INSERT INTO outbox (event_id, type, lead_id, payload)
-        SELECT gen_random_uuid(), o.type, o.lead_id, o.payload FROM (
-            SELECT nm.id, 1 AS k,
-                   CASE nm.phase WHEN 2 THEN 'lead.recycled' ELSE 'stale.warned' END AS type,
-                   nm.lead_id,
-                   jsonb_build_object('to', nm.rep_to, 'level', nm.level, 'stage',
-                                      nm.stage, 'grade', nm.grade, 'team', nm.team,
-                                      'since', lf_rfc3339(nm.stale_since))
-                   || CASE WHEN nm.phase = 2
-                           THEN jsonb_build_object('from', nm.owner, 'cooldown_until',
-                                                   lf_rfc3339(nm.cooldown_until))
-                           ELSE '{}' END AS payload
-              FROM nm
-            UNION ALL
-            -- Route it again: never to its owner, nor to anyone still in a cool-down
-            -- on this deal (lead_recycles of earlier recycles).
-            SELECT nm.id, 2, 'lead.reassign', nm.lead_id,
-                   jsonb_build_object(
-                       'reason', 'stale',
-                       'exclude', (SELECT jsonb_agg(DISTINCT x.rep) FROM (
-                                       SELECT nm.owner AS rep
-                                       UNION ALL
-                                       SELECT r.from_rep FROM lead_recycles r
-                                        WHERE r.lead_id = nm.lead_id
-                                          AND r.cooldown_until > now()) x))
-              FROM nm WHERE nm.phase = 2) o
-         ORDER BY o.id, o.k)
+        SELECT gen_random_uuid(),
+               CASE nm.phase WHEN 2 THEN 'lead.recycled' ELSE 'stale.warned' END,
+               nm.lead_id,
+               jsonb_build_object('to', nm.rep_to, 'level', nm.level, 'stage', nm.stage,
+                                  'grade', nm.grade, 'team', nm.team,
+                                  'since', lf_rfc3339(nm.stale_since))
+               || CASE WHEN nm.phase = 2
+                       THEN jsonb_build_object('from', nm.owner, 'pool_reason', 'recycled',
+                                               'cooldown_until',
+                                               lf_rfc3339(nm.cooldown_until))
+                       ELSE '{}' END
+          FROM nm ORDER BY nm.id)
     SELECT (SELECT count(*) FROM f)::integer,
            (SELECT count(*) FROM nm WHERE nm.phase < 2)::integer,
            (SELECT count(*) FROM rc)::integer, ''

@@ -5,19 +5,28 @@ DROP VIEW IF EXISTS v_lead_outcomes CASCADE;
 CREATE VIEW v_lead_outcomes AS
 SELECT l.id AS lead_id, l.channel, coalesce(l.source, '') AS source,
        coalesce(l.grade::text, '') AS grade, coalesce(l.owner, '') AS owner,
-       coalesce(r.team, '') AS team, l.created_at, l.assigned_at, l.first_contact_at,
-       l.stage, l.closed_at, l.amount, l.loss_reason,
+       coalesce(l.team, r.team, '') AS team, l.created_at, l.assigned_at,
+       l.first_contact_at, l.stage, l.closed_at, l.amount, l.loss_reason,
        extract(epoch FROM l.first_contact_at - l.assigned_at)::numeric AS response_seconds,
        sla.seconds AS sla_seconds,
-       CASE WHEN sla.seconds IS NULL THEN NULL
+       -- The deadline that applied: stored when the SLA clock was set (business time
+       -- of the lead's team); computed from today's configuration only for leads
+       -- assigned before deadlines were stored.
+       coalesce(l.first_contact_due_at,
+                l.assigned_at + make_interval(secs => sla.seconds)) AS sla_due_at,
+       CASE WHEN coalesce(l.first_contact_due_at, l.assigned_at + make_interval(secs => sla.seconds)) IS NULL THEN NULL
             WHEN l.first_contact_at IS NOT NULL
-                THEN l.first_contact_at <= l.assigned_at + make_interval(secs => sla.seconds)
-            WHEN now() > l.assigned_at + make_interval(secs => sla.seconds) THEN false
-       END AS within_sla
+                THEN l.first_contact_at <= coalesce(l.first_contact_due_at,
+                         l.assigned_at + make_interval(secs => sla.seconds))
+            WHEN now() > coalesce(l.first_contact_due_at,
+                         l.assigned_at + make_interval(secs => sla.seconds)) THEN false
+       END AS within_sla,
+       l.reactivated_from
 FROM leads l
 LEFT JOIN reps r ON r.id = l.owner
 LEFT JOIN sla_first_contact sla ON sla.grade = l.grade::text
 WHERE l.assigned_at IS NOT NULL;
 COMMENT ON VIEW v_lead_outcomes IS
-    'Assigned leads with channel/source/grade/owner/team, response time and SLA verdict '
-    '(NULL while still inside the SLA)';
+    'Assigned leads with channel/source/grade/owner/team (the lead''s team), response time '
+    'and SLA verdict against the deadline stored when the clock was set (NULL while still '
+    'inside the SLA); reactivated_from for reactivated opportunities';

@@ -20,6 +20,17 @@
 int64_t lf_clock_after(const lf_timers_t *t, const char *team, int64_t at,
                        const lf_duration_t *d);
 
+/* The first-contact SLA of the lead of `env` (lead.assigned / lead.reassigned) for
+ * the owner's round (`step`: 10 * reassignments): its reminder first_contact_seconds
+ * of config/sla.json after the assignment, its escalation escalate_after_seconds after
+ * that, its reassignment reassign_after_seconds after that (when the grade has one),
+ * counted in the lead's team calendar unless keepalive.json says "clock": "wall". The
+ * three timers are written at once, so each deadline is computed here once, and the
+ * reminder's deadline is stored on the lead (leads.first_contact_due_at) for the SLA
+ * reports. Runs in the consumer's transaction. Returns 0, or -1 on a database error. */
+int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
+                     int step);
+
 /* Seconds since the epoch of an RFC 3339 UTC time as leadflow writes them
  * ("2026-12-01T14:27:18.123Z"), with milliseconds in *ms when ms != NULL. Returns -1
  * when it is not one. */

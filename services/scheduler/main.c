@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "lf/event.h"
@@ -58,6 +59,7 @@ int main(int argc, char **argv) {
     int nlanes = 0;
     lf_pipeline_t *pipeline = NULL;
     lf_keepalive_t *ka = NULL;
+    lf_teams_t *teams = NULL;
 
     lf_service_config_path(cfg, "sla.json", path, sizeof path);
     json_error_t jerr;
@@ -83,6 +85,15 @@ int main(int argc, char **argv) {
         goto out;
     }
     t.ka = ka;
+    /* The teams' business calendars: every keep-alive clock and the first-contact SLA
+     * count in the lead's team calendar. */
+    teams = lf_teams_load(lf_config_str(cfg, "LEADFLOW_CONFIG_DIR"), err, sizeof err);
+    if (!teams) {
+        lf_error("bad team configuration: %s", err);
+        goto out;
+    }
+    lf_teams_check(teams, (int64_t)time(NULL));
+    t.teams = teams;
     const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"),
                                lf_config_str(cfg, "LEADFLOW_INTAKE_EVENTS"), NULL};
     sub = lf_zmq_sub(zctx, endpoints, s_types);
@@ -148,6 +159,7 @@ out:
     zmq_ctx_term(zctx);
     json_decref(t.sla);
     lf_keepalive_destroy(&ka);
+    lf_teams_destroy(&teams);
     lf_pipeline_destroy(&pipeline);
     curl_global_cleanup();
     lf_config_destroy(&cfg);

@@ -45,7 +45,8 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
     const char *p[] = {lead_id};
     PGresult *res = lf_db_exec(db,
                                "SELECT l.stage, l.grade, l.owner, l.closed_at IS NULL,"
-                               " (SELECT r.team FROM reps r WHERE r.id = l.owner)"
+                               " coalesce(l.team, (SELECT r.team FROM reps r"
+                               "  WHERE r.id = l.owner))"
                                " FROM leads l WHERE l.id = $1",
                                1, p);
     if (!res)

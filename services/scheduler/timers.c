@@ -42,11 +42,6 @@ static const char *s_claim_lua =
     "if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end "
     "return ids";
 
-static long s_seconds(const json_t *sla, const char *key, const char *grade, long def) {
-    const json_t *v = json_object_get(json_object_get(sla, key), grade);
-    return json_is_integer(v) ? (long)json_integer_value(v) : def;
-}
-
 static int s_zadd(lf_timers_t *t, const char *id, const char *due_ms) {
     redisReply *r = lf_redis_cmd(t->redis, "ZADD %s %s %s", t->zkey, due_ms, id);
     if (!r) {
@@ -55,27 +50,6 @@ static int s_zadd(lf_timers_t *t, const char *id, const char *due_ms) {
         return -1;
     }
     freeReplyObject(r);
-    return 0;
-}
-
-/* Inserts a timer row (idempotent per lead/kind/step) and indexes it. */
-static int s_add_timer(lf_timers_t *t, lf_db_t *db, const char *lead_id, const char *kind,
-                       int step, long delay_s) {
-    char step_s[8], delay[24];
-    snprintf(step_s, sizeof step_s, "%d", step);
-    snprintf(delay, sizeof delay, "%ld", delay_s);
-    const char *p[] = {lead_id, kind, step_s, delay};
-    PGresult *res = lf_db_exec(
-        db,
-        "INSERT INTO timers (lead_id, kind, step, due_at) VALUES ($1, $2, $3::int,"
-        " now() + make_interval(secs => $4::int)) ON CONFLICT DO NOTHING"
-        " RETURNING id, (extract(epoch FROM due_at) * 1000)::bigint",
-        4, p);
-    if (!res)
-        return -1;
-    if (PQntuples(res) == 1)
-        s_zadd(t, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
-    PQclear(res);
     return 0;
 }
 
@@ -119,7 +93,6 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
     const char *grade = json_string_value(json_object_get(pl, "grade"));
     if (!lead_id || !grade)
         return 0;
-    long secs = s_seconds(t->sla, "first_contact_seconds", grade, 3600);
     if (type && strcmp(type, "lead.reassigned") == 0) {
         /* A new owner gets a first-contact clock of their own: the SLA timers of
          * round r use steps 10r, 10r+1, 10r+2, where r counts the reassignments. */
@@ -134,9 +107,9 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
             return -1;
         int round = atoi(PQgetvalue(r, 0, 0));
         PQclear(r);
-        return s_add_timer(t, db, lead_id, "sla_first_contact", round * 10, secs);
+        return lf_clock_sla_arm(t, db, env, grade, round * 10);
     }
-    return s_add_timer(t, db, lead_id, "sla_first_contact", 0, secs);
+    return lf_clock_sla_arm(t, db, env, grade, 0);
 }
 
 /* ZADD of many timers in one command. pairs: "due_ms id due_ms id ..." (modified in

@@ -9,6 +9,7 @@
 #include "lf/consumer.h"
 #include "lf/db.h"
 #include "lf/keepalive.h"
+#include "lf/teams.h"
 #include "lf/redis.h"
 
 /* Connections that fire claimed batches concurrently (one batch each in flight). */
@@ -33,6 +34,7 @@ typedef struct {
     int64_t next_pg_sweep;     /* monotonic ms of the next PostgreSQL sweep */
     lf_deliverer_t *deliverer; /* webhook delivery thread, or NULL */
     const lf_keepalive_t *ka;  /* borrowed: config/keepalive.json (clocks.h) */
+    const lf_teams_t *teams;   /* borrowed: teams and their calendars (routing.json) */
 } lf_timers_t;
 
 /* Consumer callback for lead.assigned: creates the first-contact SLA timer (once)

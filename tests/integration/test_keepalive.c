@@ -70,7 +70,7 @@ static int s_wait(lf_h_t *h, const char *fmt, const char *a, const char *expect,
 Test(keepalive, closing_a_deal_cancels_its_follow_up_and_sla_clocks, .timeout = 120) {
     lf_h_t *h = lf_h_new(0, 1);
     lf_h_config(h, "sla.json",
-                "{\"first_contact_seconds\":{\"A\":4,\"B\":4,\"C\":4,\"D\":4},"
+                "{\"first_contact_seconds\":{\"A\":10,\"B\":10,\"C\":10,\"D\":10},"
                 "\"escalate_after_seconds\":{\"A\":600,\"B\":600,\"C\":600,\"D\":600}}");
     lf_h_start(h, LF_H_INTAKE, 0);
     lf_h_start(h, LF_H_ROUTER, 0);
@@ -81,9 +81,9 @@ Test(keepalive, closing_a_deal_cancels_its_follow_up_and_sla_clocks, .timeout = 
     free(s_wait_owner(h, won));
     /* The first-contact clock of each is running. */
     cr_assert(s_wait(h,
-                     "SELECT count(*) FROM timers WHERE lead_id = '%s'"
+                     "SELECT count(*) > 0 FROM timers WHERE lead_id = '%s'"
                      " AND kind = 'sla_first_contact' AND state = 'pending'",
-                     won, "1", 10000));
+                     won, "t", 10000));
     /* `lost` gets a follow-up three seconds out; wait until its timer exists. */
     char *next = lf_h_sql(h, "SELECT lf_rfc3339(now() + interval '3 seconds')");
     char body[256];
@@ -107,12 +107,20 @@ Test(keepalive, closing_a_deal_cancels_its_follow_up_and_sla_clocks, .timeout = 
                         " AND state = 'pending' AND kind <> 'reactivate'",
                         lost, won),
                  0, "a closed deal kept a clock");
-    sleep(6); /* past the follow-up and the first-contact deadlines */
+    /* Past the follow-up and the first-contact deadlines (10 s after assignment). */
+    cr_assert(s_wait(h,
+                     "SELECT bool_and(now() > assigned_at + interval '11 seconds')"
+                     " FROM leads WHERE id = '%s'",
+                     won, "t", 30000));
+    sleep(1);
     cr_expect_eq(s_long(h,
                         "SELECT count(*) FROM notifications WHERE lead_id IN ('%s', '%s')"
                         " AND kind IN ('follow_up_reminder', 'sla_reminder')",
                         lost, won),
-                 0, "the owner %s was reminded about a closed deal", owner);
+                 0, "the owner %s was reminded about a closed deal: %s", owner,
+                 lf_h_sql(h,
+                          "SELECT string_agg(kind || ' ' || lead_id || ' ' || created_at,"
+                          " '; ') FROM notifications"));
     cr_expect_eq(s_long(h,
                         "SELECT count(*) FROM timers WHERE lead_id = '%s'"
                         " AND kind = 'follow_up' AND state = 'cancelled'",
@@ -131,13 +139,30 @@ static const char *S_LADDER =
     "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\": \"2s\"},"
     " \"warn_manager_after\": \"2s\", \"recycle_after\": \"2s\", \"cooldown\": \"1h\"}}";
 
+/* Makes the team pool route recycled deals again by itself (default_pool.auto_route),
+ * in the test's own copy of routing.json. */
+static void s_route_recycled(lf_h_t *h) {
+    json_error_t jerr;
+    json_t *r = json_load_file("config/routing.json", 0, &jerr);
+    cr_assert(r, "config/routing.json: %s", jerr.text);
+    json_t *pool = json_object_get(r, "default_pool");
+    cr_assert(json_is_object(pool));
+    json_t *ar = json_object_get(pool, "auto_route");
+    if (!ar) {
+        ar = json_object();
+        json_object_set_new(pool, "auto_route", ar);
+    }
+    json_object_set_new(ar, "recycled", json_true());
+    char *text = json_dumps(r, JSON_COMPACT);
+    lf_h_config(h, "routing.json", text);
+    free(text);
+    json_decref(r);
+}
+
 Test(keepalive, stale_ladder_warns_owner_then_manager_then_recycles_over_http,
      .timeout = 180) {
     lf_h_t *h = lf_h_new(0, 1);
     lf_h_config(h, "keepalive.json", S_LADDER);
-    /* Every demo rep may take any lead, so a recycled deal has somewhere to go. */
-    free(lf_h_sql(h, "UPDATE reps SET grades = '{}', skills = '{}', regions = '{}'"
-                     " RETURNING 1"));
     lf_h_start(h, LF_H_INTAKE, 0);
     lf_h_start(h, LF_H_ROUTER, 0);
     lf_h_start(h, LF_H_SCHEDULER, 0);
@@ -146,27 +171,21 @@ Test(keepalive, stale_ladder_warns_owner_then_manager_then_recycles_over_http,
     char *first = s_wait_owner(h, id);
     char *manager =
         s_str(h, "SELECT coalesce(manager, id) FROM reps WHERE id = '%s'%s", first, NULL);
+    long open_before =
+        s_long(h, "SELECT open_count FROM reps WHERE id = '%s'%s", first, NULL);
     cr_assert_eq(s_post(h, id, "stage", "{\"to\":\"contacted\"}", NULL), 200);
     cr_assert(s_wait(h, "SELECT count(*) FROM lead_recycles WHERE lead_id = '%s'", id,
                      "1", 30000),
               "the deal was not recycled");
-    /* The router hands it to someone else: never its previous owner. */
-    char q[512];
-    snprintf(q, sizeof q,
-             "SELECT owner IS DISTINCT FROM '%s' AND owner IS NOT NULL FROM leads"
-             " WHERE id = '%s'",
-             first, id);
-    if (!lf_h_wait_sql(h, q, "t", 15000)) {
-        char *why = s_str(h,
-                          "SELECT coalesce(owner, '-') || ' ' || coalesce(queue, '-') || ' '"
-                          " || coalesce((SELECT string_agg(type || ' ' || data::text, E'\\n'"
-                          " ORDER BY id) FROM lead_events WHERE lead_id = '%s'), '')"
-                          " FROM leads WHERE id = '%s'",
-                          id, id);
-        cr_assert_fail("the recycled deal was not routed again: %s", why);
-    }
-    char *second = s_str(h, "SELECT owner FROM leads WHERE id = '%s'%s", id, NULL);
-    cr_log_info("first owner %s, manager %s, then %s", first, manager, second);
+    /* By default a recycled deal waits in its team pool (公海) to be claimed. */
+    char *where = s_str(h,
+                        "SELECT coalesce(owner, '-') || ' ' || coalesce(pool_reason, '-')"
+                        " || ' ' || stage FROM leads WHERE id = '%s'%s",
+                        id, NULL);
+    cr_expect_str_eq(where, "- recycled contacted", "owner, pool reason, stage");
+    free(where);
+    cr_expect_eq(s_long(h, "SELECT open_count FROM reps WHERE id = '%s'%s", first, NULL),
+                 open_before - 1, "the recycled deal still counts against its old owner");
 
     /* One warning to the owner, one to the manager, one recycle notice to the owner. */
     cr_expect_eq(s_long(h,
@@ -184,10 +203,6 @@ Test(keepalive, stale_ladder_warns_owner_then_manager_then_recycles_over_http,
                         " AND kind = 'recycled' AND rep_id = '%s'",
                         id, first),
                  1);
-    /* The stage did not change; the timeline tells the story in order. */
-    char *stage = s_str(h, "SELECT stage FROM leads WHERE id = '%s'%s", id, NULL);
-    cr_expect_str_eq(stage, "contacted");
-    free(stage);
     char *story =
         s_str(h,
               "SELECT string_agg(type || coalesce(':' || (data->>'level'), ''),"
@@ -195,18 +210,28 @@ Test(keepalive, stale_ladder_warns_owner_then_manager_then_recycles_over_http,
               " ('stage_changed', 'stale_warning', 'recycled', 'reassigned')%s",
               id, NULL);
     cr_expect_str_eq(story, "stage_changed,stale_warning:owner,stale_warning:manager,"
-                            "recycled:recycle,reassigned");
+                            "recycled:recycle");
     free(story);
     cr_expect_eq(s_long(h,
                         "SELECT count(*) FROM outbox WHERE lead_id = '%s'"
                         " AND type = 'lead.recycled' AND payload->>'from' = '%s'",
                         id, first),
                  1);
-    /* The recycle is on the lead's timeline over HTTP too. */
+    /* The ladder stopped with the owner: nothing more is pending for this deal. */
+    cr_expect_eq(
+        s_long(h,
+               "SELECT count(*) FROM timers WHERE lead_id = '%s' AND kind = 'stale'"
+               " AND state = 'pending'%s",
+               id, NULL),
+        0);
+    /* Over HTTP: the lead shows the pool and the whole story on its timeline. */
     char path[128];
     snprintf(path, sizeof path, "/v1/leads/%s", id);
     json_t *lead = NULL;
     cr_assert_eq(lf_h_get_json(h, path, &lead), 200);
+    cr_expect(json_is_null(json_object_get(lead, "owner")));
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "pool_reason")), "recycled");
+    cr_expect_str_eq(json_string_value(json_object_get(lead, "stage")), "contacted");
     size_t i;
     json_t *e;
     int seen_recycled = 0, seen_warnings = 0;
@@ -218,31 +243,59 @@ Test(keepalive, stale_ladder_warns_owner_then_manager_then_recycles_over_http,
     cr_expect_eq(seen_recycled, 1);
     cr_expect_eq(seen_warnings, 2);
     json_decref(lead);
+    free(manager);
+    free(first);
+    free(id);
+    lf_h_destroy(&h);
+}
 
-    /* The new owner's clock runs in turn; when it recycles again, neither the new owner
-     * nor the first one (still in the cool-down) gets the deal. */
+/* A team whose pool routes recycled deals again: the deal goes to someone else, whose
+ * own clock then runs; when it recycles again, neither that owner nor the first one
+ * (still in the cool-down) gets it back. */
+Test(keepalive, recycled_deal_never_returns_to_a_previous_owner_in_the_cooldown,
+     .timeout = 180) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(h, "keepalive.json", S_LADDER);
+    s_route_recycled(h);
+    /* Every demo rep may take any lead, so a recycled deal has somewhere to go. */
+    free(lf_h_sql(h, "UPDATE reps SET grades = '{}', skills = '{}', regions = '{}'"
+                     " RETURNING 1"));
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_ROUTER, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    char *id = s_new_lead(h, "{\"name\":\"钱七\",\"phone\":\"13800138112\","
+                             "\"region\":\"east\"}");
+    char *first = s_wait_owner(h, id);
+    cr_assert_eq(s_post(h, id, "stage", "{\"to\":\"contacted\"}", NULL), 200);
+    cr_assert(s_wait(h, "SELECT count(*) FROM lead_recycles WHERE lead_id = '%s'", id,
+                     "1", 30000),
+              "the deal was not recycled");
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT owner IS DISTINCT FROM '%s' AND owner IS NOT NULL FROM leads"
+             " WHERE id = '%s'",
+             first, id);
+    cr_assert(lf_h_wait_sql(h, q, "t", 15000), "the team pool did not route it again");
+    char *second = s_str(h, "SELECT owner FROM leads WHERE id = '%s'%s", id, NULL);
     cr_assert(s_wait(h, "SELECT count(*) FROM lead_recycles WHERE lead_id = '%s'", id,
                      "2", 30000),
               "the second owner's clock did not run");
-    snprintf(q, sizeof q,
-             "SELECT count(*) FROM outbox WHERE lead_id = '%s' AND type = 'lead.reassign'"
-             " AND payload->'exclude' @> '[\"%s\", \"%s\"]'",
-             id, first, second);
-    cr_expect(lf_h_wait_sql(h, q, "1", 5000),
-              "the second recycle did not exclude both owners in their cool-down");
-    snprintf(
-        q, sizeof q,
-        "SELECT count(*) FROM assignments WHERE lead_id = '%s' AND kind = 'reassign'",
-        id);
-    cr_assert(lf_h_wait_sql(h, q, "2", 15000));
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM lead_recycles WHERE lead_id = '%s'"
+                        " AND from_rep = '%s' AND cooldown_until > now()",
+                        id, first),
+                 1, "the first owner's cool-down is on record");
+    sleep(3); /* the pool tick has had its chance to route it */
     char *third = s_str(
         h, "SELECT coalesce(owner, '(pool)') FROM leads WHERE id = '%s'%s", id, NULL);
-    cr_log_info("after the second recycle: %s", third);
+    cr_log_info("owners: %s, then %s, then %s", first, second, third);
     cr_expect_str_neq(third, first, "the first owner got it back during the cool-down");
-    cr_expect_str_neq(third, second);
+    cr_expect_str_neq(third, second, "the second owner got it back during the cool-down");
+    char *stage = s_str(h, "SELECT stage FROM leads WHERE id = '%s'%s", id, NULL);
+    cr_expect_str_eq(stage, "contacted");
+    free(stage);
     free(third);
     free(second);
-    free(manager);
     free(first);
     free(id);
     lf_h_destroy(&h);
@@ -357,10 +410,9 @@ Test(keepalive, kill9_in_a_recycle_batch_recycles_each_deal_once, .timeout = 180
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_recycles"), n);
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'lead.recycled'"), n);
-    cr_expect_eq(lf_h_sql_long(h,
-                               "SELECT count(*) FROM outbox WHERE type = 'lead.reassign'"
-                               " AND payload->>'reason' = 'stale'"),
-                 n);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE owner IS NULL"
+                                  " AND pool_reason = 'recycled'"),
+                 n, "each deal left its owner for the pool");
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT count(*) FROM notifications WHERE kind = 'recycled'"),
         n);
@@ -368,5 +420,78 @@ Test(keepalive, kill9_in_a_recycle_batch_recycles_each_deal_once, .timeout = 180
         lf_h_sql_long(h, "SELECT count(*) FROM lead_events WHERE type = 'recycled'"), n);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE stage <> 'proposal'"),
                  0, "recycling changed a stage");
+    lf_h_destroy(&h);
+}
+
+/* Business time: a grade A lead assigned on Friday 2026-12-04 at 19:00 in Shanghai (after
+ * hours) gets its first-contact reminder at Monday 09:15 and its escalation at 09:30
+ * (A: 900 s + 900 s of working time, config/sla.json), not on Friday night or Saturday;
+ * a deal that entered `contacted` at the same moment is warned after 3 business days on
+ * Thursday 09:00, its manager on Monday 12-14 09:00, and it is recycled on Thursday
+ * 12-17 09:00 (the shipped config/keepalive.json, the team's calendar "cn":
+ * Monday-Friday 09:00-12:00 and 13:00-18:00). The events are written with that time, so
+ * the test does not depend on today's date. */
+Test(keepalive, friday_evening_a_lead_is_escalated_on_monday_morning, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 1);
+    json_error_t jerr;
+    json_t *ka = json_load_file("config/keepalive.json", 0, &jerr);
+    cr_assert(ka, "%s", jerr.text);
+    char *text = json_dumps(ka, JSON_COMPACT); /* the shipped file: business time */
+    lf_h_config(h, "keepalive.json", text);
+    free(text);
+    json_decref(ka);
+    free(lf_h_sql(
+        h, "INSERT INTO leads (id, channel, phone, grade, owner, stage, team,"
+           " assigned_at) VALUES"
+           " ('F1', 'web_form', '13900000001', 'A', 'wang.fang', 'new', 'east',"
+           "  '2026-12-04T19:00:00+08:00'),"
+           " ('F2', 'web_form', '13900000002', 'A', 'wang.fang', 'contacted', 'east',"
+           "  '2026-12-04T19:00:00+08:00') RETURNING 1"));
+    free(lf_h_sql(
+        h, "INSERT INTO outbox (event_id, type, lead_id, at, payload) VALUES"
+           " (gen_random_uuid(), 'lead.assigned', 'F1', '2026-12-04T19:00:00+08:00',"
+           "  '{\"grade\": \"A\", \"owner\": \"wang.fang\"}'),"
+           " (gen_random_uuid(), 'stage.changed', 'F2', '2026-12-04T19:00:00+08:00',"
+           "  '{\"from\": \"new\", \"to\": \"contacted\", \"owner\": \"wang.fang\"}')"
+           " RETURNING 1"));
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM timers WHERE lead_id IN ('F1', 'F2')",
+                            "6", 20000),
+              "the clocks were not set");
+    const struct {
+        const char *lead, *kind;
+        int step;
+        const char *due;
+    } want[] = {
+        {"F1", "sla_first_contact", 0, "2026-12-07 09:15:00"}, /* Monday */
+        {"F1", "sla_first_contact", 1, "2026-12-07 09:30:00"},
+        {"F1", "sla_first_contact", 2, "2026-12-07 10:00:00"}, /* reassign: 1800 s */
+        {"F2", "stale", 10, "2026-12-10 09:00:00"},            /* Thursday */
+        {"F2", "stale", 11, "2026-12-14 09:00:00"},            /* Monday */
+        {"F2", "stale", 12, "2026-12-17 09:00:00"},            /* Thursday */
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char q[512];
+        snprintf(
+            q, sizeof q,
+            "SELECT to_char(due_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI:SS')"
+            " FROM timers WHERE lead_id = '%s' AND kind = '%s' AND step = %d",
+            want[i].lead, want[i].kind, want[i].step);
+        char *got = lf_h_sql(h, q);
+        cr_expect_str_eq(got, want[i].due, "%s %s step %d", want[i].lead, want[i].kind,
+                         want[i].step);
+        free(got);
+    }
+    /* The deadlines that applied are on the leads, for the reports. */
+    char *due =
+        lf_h_sql(h, "SELECT to_char(first_contact_due_at AT TIME ZONE"
+                    " 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') FROM leads WHERE id = 'F1'");
+    cr_expect_str_eq(due, "2026-12-07 09:15");
+    free(due);
+    due = lf_h_sql(h, "SELECT to_char(stale_due_at AT TIME ZONE 'Asia/Shanghai',"
+                      " 'YYYY-MM-DD HH24:MI') FROM leads WHERE id = 'F2'");
+    cr_expect_str_eq(due, "2026-12-10 09:00");
+    free(due);
     lf_h_destroy(&h);
 }
