@@ -30,9 +30,9 @@ BEGIN
         UPDATE timers SET state = 'fired', fired_at = clock_timestamp()
          WHERE id = ANY (p_ids) AND state = 'pending'
            AND kind IN ('sla_first_contact', 'follow_up')
-        RETURNING id, lead_id, kind, step),
+        RETURNING id, lead_id, kind, step, data),
     j AS (
-        SELECT f.id, f.lead_id, f.step, f.step / 10 AS round, f.step % 10 AS phase,
+        SELECT f.id, f.lead_id, f.step, f.step / 10 AS round, f.step % 10 AS phase, f.data,
                l.owner, l.manager, coalesce(l.grade, '') AS grade,
                CASE
                  WHEN f.kind = 'follow_up' THEN
@@ -116,11 +116,17 @@ BEGIN
                                       'exclude', jsonb_build_array(j.owner))
               FROM j WHERE j.action = 'reassign') o
          ORDER BY o.id),
+    -- The next step's deadline was computed in the team's business time when the
+    -- clock was set (data: escalate_at, reassign_at; clock.c); timers set without
+    -- them count from now.
     nt AS (
-        INSERT INTO timers (lead_id, kind, step, due_at)
+        INSERT INTO timers (lead_id, kind, step, due_at, data)
         SELECT x.lead_id, 'sla_first_contact', x.next_step,
-               now() + make_interval(secs => x.secs)
-          FROM (SELECT nm.lead_id, nm.id,
+               coalesce(x.due, now() + make_interval(secs => x.secs)), x.data
+          FROM (SELECT nm.lead_id, nm.id, nm.data,
+                       (nm.data ->> CASE nm.action WHEN 'reminder' THEN 'escalate_at'
+                                                   ELSE 'reassign_at' END)::timestamptz
+                         AS due,
                        nm.round * 10 + CASE nm.action WHEN 'reminder' THEN 1 ELSE 2 END
                          AS next_step,
                        CASE nm.action

@@ -64,8 +64,8 @@ BEGIN
     RETURN r;
 END $$;
 
--- Fires the keep-alive timers among p_ids (lf_fire_timers fires the others). Only
--- timers still pending fire (a timer claimed twice fires once).
+-- Fires the stale timers among p_ids (lf_fire_timers fires the SLA and follow-up
+-- ones). Only timers still pending fire (a timer claimed twice fires once).
 --   stale: only the lead's current generation, while the deal is open and still owned
 --   by the rep whose clock it is. Phase 0 warns the owner, phase 1 the owner's manager
 --   (the owner when there is none), phase 2 recycles: the deal leaves its owner for its
@@ -75,9 +75,9 @@ END $$;
 --   back, a 'recycled' timeline entry and 'lead.recycled'; the stage does not change.
 -- Each warning or recycle is one notification (notifications.timer_id is unique), one
 -- timeline entry and one outbox event.
-CREATE OR REPLACE FUNCTION lf_keepalive_fire(p_ids bigint[],
-                                             OUT fired integer, OUT warnings integer,
-                                             OUT recycles integer, OUT next_timers text)
+CREATE OR REPLACE FUNCTION lf_keepalive_fire_stale(p_ids bigint[],
+                                                   OUT fired integer, OUT warnings integer,
+                                                   OUT recycles integer)
     LANGUAGE plpgsql AS $$
 BEGIN
     WITH f AS (
@@ -174,6 +174,27 @@ BEGIN
           FROM nm ORDER BY nm.id)
     SELECT (SELECT count(*) FROM f)::integer,
            (SELECT count(*) FROM nm WHERE nm.phase < 2)::integer,
-           (SELECT count(*) FROM rc)::integer, ''
-      INTO fired, warnings, recycles, next_timers;
+           (SELECT count(*) FROM rc)::integer
+      INTO fired, warnings, recycles;
+END $$;
+
+-- The keep-alive kinds of a claimed batch: stale (above), reactivate
+-- (43_lf_keepalive_reactivate.sql) and digest (44_lf_keepalive_digest.sql). The
+-- timers those create later are set by the scheduler, so next_timers stays empty.
+CREATE OR REPLACE FUNCTION lf_keepalive_fire(p_ids bigint[],
+                                             OUT fired integer, OUT warnings integer,
+                                             OUT recycles integer, OUT next_timers text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    nr integer;
+    nd integer;
+BEGIN
+    SELECT * INTO s FROM lf_keepalive_fire_stale(p_ids);
+    nr := lf_keepalive_fire_reactivate(p_ids);
+    nd := lf_keepalive_fire_digest(p_ids);
+    fired := s.fired + nr + nd;  -- for the scheduler's counters
+    warnings := s.warnings + nr + nd;
+    recycles := s.recycles;
+    next_timers := '';
 END $$;

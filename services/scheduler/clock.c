@@ -81,10 +81,10 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
         db,
         "WITH l AS (UPDATE leads SET first_contact_due_at = $3::timestamptz"
         "  WHERE id = $1 RETURNING id),"
-        " n AS (INSERT INTO timers (lead_id, kind, step, due_at)"
-        "  SELECT l.id, 'sla_first_contact', $2::int + s.k, s.due FROM l,"
-        "   (VALUES (0, $3::timestamptz), (1, $4::timestamptz), (2, $5::timestamptz))"
-        "    s (k, due) WHERE s.due IS NOT NULL"
+        " n AS (INSERT INTO timers (lead_id, kind, step, due_at, data)"
+        "  SELECT l.id, 'sla_first_contact', $2::int, $3::timestamptz,"
+        "   jsonb_strip_nulls(jsonb_build_object('escalate_at', $4::timestamptz,"
+        "    'reassign_at', $5::timestamptz)) FROM l"
         "  ON CONFLICT DO NOTHING RETURNING id, due_at)"
         " SELECT coalesce(string_agg((extract(epoch FROM due_at) * 1000)::bigint"
         "  || ' ' || id, ' '), '') FROM n",

@@ -25,7 +25,8 @@ int64_t lf_clock_after(const lf_timers_t *t, const char *team, int64_t at,
  * of config/sla.json after the assignment, its escalation escalate_after_seconds after
  * that, its reassignment reassign_after_seconds after that (when the grade has one),
  * counted in the lead's team calendar unless keepalive.json says "clock": "wall". The
- * three timers are written at once, so each deadline is computed here once, and the
+ * reminder's timer carries the later deadlines (data: escalate_at, reassign_at) for
+ * lf_fire_timers() to give the next steps, so each deadline is computed here once; the
  * reminder's deadline is stored on the lead (leads.first_contact_due_at) for the SLA
  * reports. Runs in the consumer's transaction. Returns 0, or -1 on a database error. */
 int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
@@ -41,5 +42,16 @@ int64_t lf_clock_parse(const char *rfc3339, int *ms);
  * restarts the clock. Runs in the consumer's transaction; indexes new timers in Redis.
  * Returns 0, or -1 on a database error. */
 int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
+
+/* Consumer step for deal.lost (sets the reactivation timer when the loss reason comes
+ * back) and lead.created (links a returning customer's inquiry to its lost deal).
+ * Returns 0, or -1 on a database error. */
+int lf_reactivate_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
+
+/* The digest schedules: one pending digest timer per team. */
+lf_digests_t *lf_digests_new(const char *config_dir);
+void lf_digests_destroy(lf_digests_t **self_p);
+/* At most every 30 s: gives each team without one its next digest timer. */
+void lf_digests_tick(lf_timers_t *t, lf_digests_t *d);
 
 #endif

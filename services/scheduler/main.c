@@ -14,6 +14,7 @@
 #include "lf/loop.h"
 #include "lf/service.h"
 #include "lf/util.h"
+#include "clocks.h"
 #include "timers.h"
 
 static const lf_cfg_def_t s_cfg[] = {
@@ -38,9 +39,13 @@ static const lf_cfg_def_t s_cfg[] = {
      "PostgreSQL connections firing batches concurrently (0 = on the main one)"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned",   "lead.reassigned",
-                                      "activity.logged", "stage.changed",
-                                      "deal.lost",       NULL};
+static const char *const s_types[] = {"lead.assigned",
+                                      "lead.reassigned",
+                                      "activity.logged",
+                                      "stage.changed",
+                                      "deal.lost",
+                                      "lead.created",
+                                      NULL};
 
 int main(int argc, char **argv) {
     int code = 0;
@@ -60,6 +65,7 @@ int main(int argc, char **argv) {
     lf_pipeline_t *pipeline = NULL;
     lf_keepalive_t *ka = NULL;
     lf_teams_t *teams = NULL;
+    lf_digests_t *digests = NULL;
 
     lf_service_config_path(cfg, "sla.json", path, sizeof path);
     json_error_t jerr;
@@ -94,6 +100,8 @@ int main(int argc, char **argv) {
     }
     lf_teams_check(teams, (int64_t)time(NULL));
     t.teams = teams;
+    digests = lf_digests_new(lf_config_str(cfg, "LEADFLOW_CONFIG_DIR"));
+    t.digests = digests;
     const char *endpoints[] = {lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS"),
                                lf_config_str(cfg, "LEADFLOW_INTAKE_EVENTS"), NULL};
     sub = lf_zmq_sub(zctx, endpoints, s_types);
@@ -160,6 +168,7 @@ out:
     json_decref(t.sla);
     lf_keepalive_destroy(&ka);
     lf_teams_destroy(&teams);
+    lf_digests_destroy(&digests);
     lf_pipeline_destroy(&pipeline);
     curl_global_cleanup();
     lf_config_destroy(&cfg);

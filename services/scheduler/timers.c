@@ -84,7 +84,8 @@ static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id,
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
     lf_timers_t *t = arg;
     const char *type = lf_event_type(env);
-    if (lf_stale_on_event(t, db, env) < 0) /* the keep-alive clocks: clocks.h */
+    /* The keep-alive clocks: clocks.h */
+    if (lf_stale_on_event(t, db, env) < 0 || lf_reactivate_on_event(t, db, env) < 0)
         return -1;
     if (type && strcmp(type, "activity.logged") == 0)
         return s_on_activity(t, db, lf_event_lead(env), lf_event_payload(env));
@@ -529,7 +530,8 @@ int lf_timers_tick(void *arg) {
     if (end == S_DRAIN_MORE)
         return 0; /* more is due: come back right after the events */
     if (end == S_DRAIN_PG_DOWN)
-        return -1; /* try again a tick later */
+        return -1;                  /* try again a tick later */
+    lf_digests_tick(t, t->digests); /* team digest timers: clocks.h */
     if (now >= t->next_pg_sweep) {
         s_sweep_pg(t, lf_mono_ms() + 1000);
         t->next_pg_sweep = now + 1000;

@@ -16,6 +16,7 @@
 #define LF_TIMERS_LANES_MAX 4
 
 typedef struct lf_deliverer lf_deliverer_t;
+typedef struct lf_digests lf_digests_t;
 
 typedef struct {
     lf_db_t *db; /* borrowed: the scheduler's connection */
@@ -35,6 +36,7 @@ typedef struct {
     lf_deliverer_t *deliverer; /* webhook delivery thread, or NULL */
     const lf_keepalive_t *ka;  /* borrowed: config/keepalive.json (clocks.h) */
     const lf_teams_t *teams;   /* borrowed: teams and their calendars (routing.json) */
+    lf_digests_t *digests;     /* borrowed: team digest schedules (clocks.h), or NULL */
 } lf_timers_t;
 
 /* Consumer callback for lead.assigned: creates the first-contact SLA timer (once)

@@ -132,9 +132,11 @@ lf_h_t *lf_h_new(int services, int seed) {
              "%s/config/",
              self->dir, self->dir, self->dir);
     cr_assert(s_run(cmd) == 0);
-    /* Tests run at any hour: clocks count wall-clock time unless a test writes its own
-     * keepalive.json (business time is tested on its own, test_keepalive). */
-    lf_h_config(self, "keepalive.json", "{\"clock\": \"wall\"}");
+    /* Tests run at any hour: clocks count wall-clock time, and no team digest timer
+     * joins the timers a test counts, unless a test writes its own keepalive.json
+     * (test_keepalive tests business time and digests). */
+    lf_h_config(self, "keepalive.json",
+                "{\"clock\": \"wall\", \"digest\": {\"enabled\": false}}");
     self->http_port = s_free_port();
     for (int i = 0; i < 3; i++)
         self->zmq_port[i] = s_free_port();
