@@ -96,14 +96,21 @@ json_t *lf_event_recv(void *sock) {
         zmq_msg_close(&body);
         return NULL;
     }
-    /* Drain any unexpected extra frames so the next recv starts on a message. */
-    while (zmq_msg_more(&body)) {
-        zmq_msg_t extra;
-        zmq_msg_init(&extra);
-        zmq_msg_recv(&extra, sock, 0);
-        zmq_msg_close(&extra);
-        lf_warn("event message with extra frames");
-        break;
+    /* Drain every unexpected extra frame so the next recv starts on a message. The
+     * MORE flag is the socket's (ZMQ_RCVMORE after each part): the body frame's own
+     * flag says nothing about the frames after the first extra one. */
+    if (zmq_msg_more(&body)) {
+        lf_warn("event message with extra frames (ignored)");
+        int rcvmore = 1;
+        size_t len = sizeof rcvmore;
+        while (rcvmore) {
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            int rc = zmq_msg_recv(&extra, sock, 0);
+            zmq_msg_close(&extra);
+            if (rc < 0 || zmq_getsockopt(sock, ZMQ_RCVMORE, &rcvmore, &len) != 0)
+                break;
+        }
     }
     json_error_t jerr;
     json_t *env = json_loadb(zmq_msg_data(&body), zmq_msg_size(&body), 0, &jerr);

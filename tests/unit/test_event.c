@@ -72,3 +72,36 @@ Test(event, bind_failure_returns_null) {
     zmq_close(a);
     zmq_ctx_term(ctx);
 }
+
+/* A message with several extra frames is consumed whole: the next recv returns the
+ * next message. The old code drained one extra frame only and then read the rest of
+ * the message as messages of their own (the valid event after it was lost). */
+Test(event, extra_frames_are_drained_and_the_next_message_is_intact) {
+    void *ctx = zmq_ctx_new();
+    void *pub = lf_zmq_pub(ctx, "inproc://ev4");
+    const char *eps[] = {"inproc://ev4", NULL};
+    void *sub = lf_zmq_sub(ctx, eps, NULL);
+    usleep(100 * 1000);
+    const char *first = "{\"type\":\"x\",\"seq\":8}";
+    cr_assert_eq(zmq_send(pub, "x", 1, ZMQ_SNDMORE), 1);
+    cr_assert_eq(zmq_send(pub, first, strlen(first), ZMQ_SNDMORE), (int)strlen(first));
+    cr_assert_eq(zmq_send(pub, "extra-1", 7, ZMQ_SNDMORE), 7);
+    cr_assert_eq(zmq_send(pub, "extra-2", 7, ZMQ_SNDMORE), 7);
+    cr_assert_eq(zmq_send(pub, "{\"type\":\"x\",\"seq\":666}", 22, 0), 22);
+    lf_event_send_raw(pub, "x", "{\"type\":\"x\",\"seq\":9}", 20);
+    zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
+    cr_assert_eq(zmq_poll(&it, 1, 2000), 1);
+    usleep(100 * 1000);
+    json_t *a = lf_event_recv(sub);
+    cr_assert(a);
+    cr_expect_eq(lf_event_seq(a), 8);
+    json_t *b = lf_event_recv(sub);
+    cr_assert(b, "the message after the one with extra frames was not received whole");
+    cr_expect_eq(lf_event_seq(b), 9, "got seq %lld", lf_event_seq(b));
+    cr_expect_null(lf_event_recv(sub), "nothing else is waiting");
+    json_decref(a);
+    json_decref(b);
+    zmq_close(sub);
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+}
