@@ -1,11 +1,24 @@
 /* consumer.c - idempotent outbox consumers.
  *
- * Why acks and not a single "last seq" cursor: outbox ids come from a sequence and
- * transactions commit out of order, so id 41 can become visible after id 42. A
- * cursor that jumped to 42 would skip 41 for ever. Acks per event make the sweep
- * exact; the cursor (safe_id) only moves past events that are all acknowledged and
- * older than a minute, long after any intake transaction could still commit, and
- * exists to keep the anti-join small and to prune old acks. */
+ * Every event a consumer applies leaves an ack (consumer_acks: consumer, event id) in
+ * the same transaction as its effect, so a redelivery - ZeroMQ, the sweep, a twin
+ * instance - finds the ack and does nothing.
+ *
+ * Acks would grow for ever, so each consumer also has a cursor (consumer_cursors):
+ * events below it are done and their acks are pruned. Outbox ids come from a sequence
+ * and transactions commit out of order (id 41 can become visible after id 42), so the
+ * cursor is not an id but a transaction id: every outbox row carries the xid8 of the
+ * transaction that wrote it (0015_outbox_xid.sql), and the cursor (safe_xid) never
+ * passes pg_snapshot_xmin(pg_current_snapshot()), the oldest transaction that may
+ * still commit, nor an event of the consumer's types that has no ack. An event that
+ * becomes visible later therefore always lies at or above the cursor.
+ *
+ * An event below the cursor has lost its ack, so "no ack" no longer means "not done":
+ * acks are only ever inserted for events at or above the cursor, read under a share
+ * lock on the cursor row that the transaction keeps until it commits (the advance
+ * takes the row FOR UPDATE, so the cursor cannot pass an event while a batch is
+ * acknowledging it). A ZeroMQ envelope that waited in a socket queue while the cursor
+ * passed its event is recognised as done and applied nothing. */
 #include "lf/consumer.h"
 
 #include <stdio.h>
@@ -27,9 +40,15 @@ struct lf_consumer {
     void (*on_batch)(void *arg, int committed); /* optional, see lf_consumer_on_batch */
     int (*before_commit)(void *arg,
                          lf_db_t *db); /* optional, lf_consumer_before_commit */
-    lf_batch_fn batch_fn;              /* optional, see lf_consumer_set_batch_fn */
-    int batch_flags;                   /* LF_BATCH_* */
-    long long sweep_from; /* batch path: the sweep pages on from here (0: cursor) */
+    int (*on_begin)(void *arg, lf_db_t *db, json_t *const *envs,
+                    size_t n); /* optional, see lf_consumer_on_begin */
+    lf_batch_fn batch_fn;      /* optional, see lf_consumer_set_batch_fn */
+    int batch_flags;           /* LF_BATCH_* */
+    long long sweep_from;      /* batch path: the sweep pages on from here (0: cursor) */
+    /* The cursor as read (and share-locked) by the open batch transaction. */
+    char cur_xid[24];  /* safe_xid as text */
+    char cur_id[24];   /* safe_id (the pre-0015 floor) as text */
+    char last_xid[24]; /* safe_xid after the last advance, for lf_consumer_cursor */
 };
 
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
@@ -72,6 +91,11 @@ void lf_consumer_before_commit(lf_consumer_t *self, int (*fn)(void *arg, lf_db_t
     self->before_commit = fn;
 }
 
+void lf_consumer_on_begin(lf_consumer_t *self, int (*fn)(void *arg, lf_db_t *db,
+                                                         json_t *const *envs, size_t n)) {
+    self->on_begin = fn;
+}
+
 /* Runs the before-commit hook, then commits. Returns 0, or -1 (still open: the
  * caller rolls back). */
 static int s_commit(lf_consumer_t *self) {
@@ -103,26 +127,85 @@ static int s_cmp_seq(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Opens the batch transaction and reads the cursor under a share lock held until it
+ * ends: the advance (FOR UPDATE) waits for this batch, so no event this batch
+ * acknowledges can fall below the cursor before its ack is committed. A missing
+ * cursor row (a consumer's first batch) is created. Returns 0, or -1 (rolled back). */
+static int s_begin(lf_consumer_t *self) {
+    if (lf_db_begin(self->db) < 0)
+        return -1;
+    const char *p[] = {self->name};
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGresult *res = lf_db_exec_prepared(
+            self->db, "lf_consumer_cursor_share",
+            "SELECT safe_xid::text, safe_id FROM consumer_cursors WHERE consumer = $1 "
+            "FOR SHARE",
+            1, p);
+        if (!res)
+            break;
+        int found = PQntuples(res) == 1;
+        if (found) {
+            lf_strlcpy(self->cur_xid, PQgetvalue(res, 0, 0), sizeof self->cur_xid);
+            lf_strlcpy(self->cur_id, PQgetvalue(res, 0, 1), sizeof self->cur_id);
+        }
+        PQclear(res);
+        if (found)
+            return 0;
+        if (lf_db_cmd(self->db,
+                      "INSERT INTO consumer_cursors (consumer) VALUES ($1) "
+                      "ON CONFLICT DO NOTHING",
+                      1, p) < 0)
+            break;
+    }
+    if (!self->db->err)
+        lf_strlcpy(self->db->errstr, "consumer cursor row cannot be created",
+                   sizeof self->db->errstr);
+    lf_db_rollback(self->db);
+    return -1;
+}
+
+/* s_begin, then the consumer's on_begin hook with the batch. Returns 0, or -1 (rolled
+ * back). */
+static int s_begin_batch(lf_consumer_t *self, json_t *const *envs, size_t n) {
+    if (s_begin(self) < 0)
+        return -1;
+    if (self->on_begin &&
+        (self->on_begin(self->arg, self->db, envs, n) < 0 || self->db->err)) {
+        lf_db_rollback(self->db);
+        return -1;
+    }
+    return 0;
+}
+
+/* The ack of one event, inserted only when the event lies at or above the cursor
+ * read by s_begin ($3, $4) and has no ack yet. */
+static const char *const s_ack_one_sql =
+    "INSERT INTO consumer_acks (consumer, event_id) SELECT $1, o.id FROM outbox o "
+    "WHERE o.id = $2::bigint AND o.xid >= $3::xid8 AND o.id > $4::bigint "
+    "ON CONFLICT DO NOTHING";
+
 /* Applies one event under a savepoint. Returns 1 applied, 0 already done or
- * recorded as failed, -1 connection-level failure (abort the batch). */
+ * recorded as failed, -1 connection-level failure (abort the batch). Every path that
+ * returns 0 or 1 releases the savepoint: a batch never nests subtransactions. */
 static int s_apply(lf_consumer_t *self, const json_t *env) {
     char seq[24];
     snprintf(seq, sizeof seq, "%lld", lf_event_seq(env));
-    const char *p[] = {self->name, seq};
+    const char *p[] = {self->name, seq, self->cur_xid, self->cur_id};
     if (lf_db_cmd(self->db, "SAVEPOINT ev", 0, NULL) < 0)
         return -1;
-    long got = lf_db_cmd(self->db,
-                         "INSERT INTO consumer_acks (consumer, event_id) VALUES ($1, $2) "
-                         "ON CONFLICT DO NOTHING",
-                         2, p);
-    if (got < 0)
+    PGresult *res = lf_db_exec_prepared(self->db, "lf_consumer_ack", s_ack_one_sql, 4, p);
+    if (!res)
         return -1;
-    if (got == 0)
-        return 0; /* someone (us earlier, or a twin instance) already did it */
+    long got = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    if (got == 0) {
+        /* Done already: acknowledged (by us earlier, or by a twin instance), set
+         * aside, or below the cursor. */
+        return lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0 ? -1 : 0;
+    }
     size_t before = json_array_size(self->pending_pub);
-    if (self->fn(self, self->db, env, self->arg) == 0) {
-        lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL);
-        return self->db->err ? -1 : 1;
+    if (self->fn(self, self->db, env, self->arg) == 0 && !self->db->err) {
+        return lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0 ? -1 : 1;
     }
     /* The handler failed. Drop what it queued for publishing. */
     while (json_array_size(self->pending_pub) > before)
@@ -136,7 +219,8 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     if (lf_db_cmd(
             self->db,
             "INSERT INTO consumer_acks (consumer, event_id, error) VALUES ($1, $2, $3)",
-            3, q) < 0)
+            3, q) < 0 ||
+        lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0)
         return -1;
     lf_error("event failed and was set aside consumer=%s seq=%s type=%s reason=%s",
              self->name, seq, lf_event_type(env) ? lf_event_type(env) : "?", why);
@@ -164,35 +248,42 @@ static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
     }
     seqs[len++] = '}';
     seqs[len] = '\0';
-    const char *p[] = {self->name, seqs};
     json_t **fresh = NULL;
     long long *ids = NULL;
     int applied = -2;
-    if (lf_db_begin(self->db) < 0) {
+    if (s_begin_batch(self, sorted, n) < 0) {
         free(seqs);
         return -1;
     }
+    const char *p[] = {self->name, seqs, self->cur_xid, self->cur_id};
     /* Usually none of the events was seen before (the sweep skips acknowledged ones,
      * ZeroMQ delivers once): a plain insert costs one index descent per ack, ON
      * CONFLICT two. A redelivery makes the plain insert fail (unique violation); the
      * batch is then retried with ON CONFLICT DO NOTHING, which returns only the new
-     * seqs. unnest keeps the array's (seq) order, so twin instances take the ack locks
-     * in the same order. */
-    PGresult *res = lf_db_exec(self->db,
-                               "INSERT INTO consumer_acks (consumer, event_id) "
-                               "SELECT $1, unnest($2::bigint[]) RETURNING event_id",
-                               2, p);
+     * seqs. The acks go in in the array's (seq) order, so twin instances take the ack
+     * locks in the same order. Only events at or above the cursor get an ack: one below
+     * it is done (its ack was pruned) and comes back only from a stale queue. */
+    PGresult *res = lf_db_exec_prepared(
+        self->db, "lf_consumer_ack_batch",
+        "INSERT INTO consumer_acks (consumer, event_id) SELECT $1, o.id "
+        "FROM unnest($2::bigint[]) WITH ORDINALITY u(id, n) JOIN outbox o ON o.id = u.id "
+        "WHERE o.xid >= $3::xid8 AND o.id > $4::bigint ORDER BY u.n RETURNING event_id",
+        4, p);
     if (!res && !strcmp(lf_db_sqlstate(self->db), "23505")) {
         lf_db_rollback(self->db);
-        if (lf_db_begin(self->db) < 0) {
+        if (s_begin_batch(self, sorted, n) < 0) {
             free(seqs);
             return -1;
         }
-        res = lf_db_exec(self->db,
-                         "INSERT INTO consumer_acks (consumer, event_id) "
-                         "SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING "
-                         "RETURNING event_id",
-                         2, p);
+        p[2] = self->cur_xid;
+        p[3] = self->cur_id;
+        res = lf_db_exec_prepared(
+            self->db, "lf_consumer_ack_batch_dup",
+            "INSERT INTO consumer_acks (consumer, event_id) SELECT $1, o.id "
+            "FROM unnest($2::bigint[]) WITH ORDINALITY u(id, n) "
+            "JOIN outbox o ON o.id = u.id WHERE o.xid >= $3::xid8 AND o.id > $4::bigint "
+            "ORDER BY u.n ON CONFLICT DO NOTHING RETURNING event_id",
+            4, p);
     }
     free(seqs);
     if (!res)
@@ -252,7 +343,7 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
             goto committed;
         applied = 0; /* -2: a statement failed; event by event isolates the culprit */
     }
-    if (lf_db_begin(self->db) < 0)
+    if (s_begin_batch(self, sorted, n) < 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && lf_event_seq(sorted[i]) == lf_event_seq(sorted[i - 1]))
@@ -292,7 +383,9 @@ fail:
     "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id" cols " "                    \
     "FROM outbox o WHERE o.id > greatest(coalesce((SELECT "                              \
     "safe_id FROM consumer_cursors WHERE consumer = $1), 0), $4::bigint) "               \
-    "AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
+    "AND o.xid >= coalesce((SELECT safe_xid FROM consumer_cursors WHERE consumer = "     \
+    "$1), "                                                                              \
+    "'1') AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
 #define S_SWEEP_REST                                                                     \
     " FROM (SELECT count(*) AS n, max(id) AS m FROM w) s LEFT JOIN (SELECT * FROM w "    \
     "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
@@ -357,6 +450,8 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
             "o.payload)::text FROM outbox o "
             "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors "
             "WHERE consumer = $1), 0) "
+            "AND o.xid >= coalesce((SELECT safe_xid FROM consumer_cursors "
+            "WHERE consumer = $1), '1') "
             "AND o.type = ANY($2::text[]) "
             "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
             "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",
@@ -401,31 +496,40 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
 
 int lf_consumer_advance(lf_consumer_t *self) {
     const char *p[] = {self->name, self->types};
-    long n = lf_db_cmd(
+    /* One statement: the cursor row is locked first (it waits for batches that hold
+     * it FOR SHARE); the oldest running transaction and the acks are read with the
+     * statement's snapshot, taken before that wait, which can only hold the cursor
+     * lower than it could go. Failed acks count as acknowledged: a poison event that
+     * was set aside does not hold the cursor. */
+    PGresult *res = lf_db_exec(
         self->db,
-        "WITH cur AS (SELECT coalesce((SELECT safe_id FROM consumer_cursors "
-        "  WHERE consumer = $1), 0) AS s), "
-        "gap AS (SELECT min(o.id) AS m FROM outbox o, cur WHERE o.id > cur.s "
-        "  AND o.type = ANY($2::text[]) AND NOT EXISTS (SELECT 1 FROM consumer_acks a "
-        "  WHERE a.consumer = $1 AND a.event_id = o.id)), "
-        "old AS (SELECT max(o.id) AS m FROM outbox o, cur WHERE o.id > cur.s "
-        "  AND o.at < now() - interval '60 seconds') "
-        "INSERT INTO consumer_cursors (consumer, safe_id) "
-        "SELECT $1, least(coalesce(gap.m - 1, old.m), old.m) FROM gap, old "
-        "WHERE old.m IS NOT NULL "
-        "ON CONFLICT (consumer) DO UPDATE "
-        "SET safe_id = greatest(consumer_cursors.safe_id, EXCLUDED.safe_id)",
+        "WITH c AS MATERIALIZED (SELECT safe_xid, safe_id FROM consumer_cursors "
+        "  WHERE consumer = $1 FOR UPDATE), "
+        "snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x), "
+        "gap AS (SELECT min(o.xid) AS m FROM outbox o, c WHERE o.xid >= c.safe_xid "
+        "  AND o.id > c.safe_id AND o.type = ANY($2::text[]) AND NOT EXISTS (SELECT 1 "
+        "  FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = o.id)) "
+        "UPDATE consumer_cursors k SET safe_xid = greatest(k.safe_xid, "
+        "  least(snap.x, coalesce(gap.m, snap.x))), advanced_at = now() "
+        "FROM snap, gap WHERE k.consumer = $1 RETURNING k.safe_xid::text",
         2, p);
-    if (n < 0)
+    if (!res)
         return -1;
+    if (PQntuples(res) == 1)
+        lf_strlcpy(self->last_xid, PQgetvalue(res, 0, 0), sizeof self->last_xid);
+    PQclear(res);
     const char *q[] = {self->name};
     if (lf_db_cmd(self->db,
-                  "DELETE FROM consumer_acks a USING consumer_cursors c "
-                  "WHERE a.consumer = $1 AND c.consumer = $1 AND a.event_id <= c.safe_id "
-                  "AND a.error IS NULL",
+                  "DELETE FROM consumer_acks a USING consumer_cursors c, outbox o "
+                  "WHERE a.consumer = $1 AND c.consumer = $1 AND o.id = a.event_id "
+                  "AND (o.xid < c.safe_xid OR o.id <= c.safe_id) AND a.error IS NULL",
                   1, q) < 0)
         return -1;
     return 0;
+}
+
+const char *lf_consumer_cursor(const lf_consumer_t *self) {
+    return self->last_xid;
 }
 
 json_t *lf_outbox_add(lf_db_t *db, const char *type, const char *lead_id,

@@ -1,9 +1,19 @@
 /* db.c - libpq helpers.
  *
  * Timeouts: connect_timeout bounds connection set-up, tcp_user_timeout and
- * keepalives bound a peer that vanished, and statement_timeout bounds a query
- * stuck behind a lock. The URI given by the operator overrides these defaults
- * because libpq applies the expanded dbname after the keywords listed before it. */
+ * keepalives bound a peer that vanished, statement_timeout bounds a query stuck
+ * behind a lock, and idle_in_transaction_session_timeout ends a transaction that a
+ * stuck service left open: an open writing transaction holds every consumer's cursor
+ * (consumer.h), so none may live long. The URI given by the operator overrides these
+ * defaults because libpq applies the expanded dbname after the keywords listed before
+ * it.
+ *
+ * Reconnecting: a broken connection is re-established on the next call - but never
+ * inside a transaction. A transaction dies with its connection; running the rest of
+ * it on a fresh connection would commit half of it (each statement on its own) and
+ * let the final COMMIT "succeed". So once a connection breaks inside a transaction,
+ * every call fails, COMMIT included, until the caller rolls back (lf_db_rollback) or
+ * begins anew. */
 #include "lf/db.h"
 
 #include <stdio.h>
@@ -40,7 +50,9 @@ static int s_connect(lf_db_t *self) {
                           "5",
                           "3",
                           self->app,
-                          "-c statement_timeout=15000 -c client_min_messages=warning",
+                          "-c statement_timeout=15000 "
+                          "-c idle_in_transaction_session_timeout=10000 "
+                          "-c client_min_messages=warning",
                           self->url,
                           NULL};
     self->conn = PQconnectdbParams(keys, vals, 1);
@@ -79,12 +91,38 @@ void lf_db_destroy(lf_db_t **self_p) {
     *self_p = NULL;
 }
 
+/* Closes a connection that broke; a transaction open on it is lost. */
+static void s_drop(lf_db_t *self) {
+    if (self->in_tx)
+        self->tx_lost = 1;
+    self->in_tx = 0;
+    PQfinish(self->conn);
+    self->conn = NULL;
+}
+
+/* Remembers whether a transaction is open, after a statement that reached the
+ * server. */
+static void s_track(lf_db_t *self) {
+    if (self->conn && PQstatus(self->conn) == CONNECTION_OK)
+        self->in_tx = PQtransactionStatus(self->conn) != PQTRANS_IDLE;
+}
+
+static int s_tx_lost(lf_db_t *self) {
+    s_set_err(self, "connection",
+              "lost inside a transaction; nothing of it was committed (roll back, "
+              "then retry the whole transaction)");
+    return -1;
+}
+
 int lf_db_ensure(lf_db_t *self) {
+    if (self->tx_lost)
+        return s_tx_lost(self);
     if (self->conn && PQstatus(self->conn) == CONNECTION_OK)
         return 0;
     if (self->conn) {
-        PQfinish(self->conn);
-        self->conn = NULL;
+        s_drop(self);
+        if (self->tx_lost)
+            return s_tx_lost(self);
     }
     return s_connect(self);
 }
@@ -98,11 +136,12 @@ static PGresult *s_result_err(lf_db_t *self, PGresult *res) {
         snprintf(self->errstr + n, sizeof self->errstr - n, " [%s]", st);
     }
     PQclear(res);
-    /* A broken connection is dropped here so the next call reconnects. */
-    if (self->conn && PQstatus(self->conn) != CONNECTION_OK) {
-        PQfinish(self->conn);
-        self->conn = NULL;
-    }
+    /* A broken connection is dropped here so the next call reconnects (unless a
+     * transaction was open on it). */
+    if (self->conn && PQstatus(self->conn) != CONNECTION_OK)
+        s_drop(self);
+    else
+        s_track(self);
     return NULL;
 }
 
@@ -115,6 +154,7 @@ PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams,
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         return s_result_err(self, res);
     self->err = 0;
+    s_track(self);
     return res;
 }
 
@@ -154,14 +194,32 @@ long lf_db_cmd(lf_db_t *self, const char *sql, int nparams, const char *const *p
 }
 
 int lf_db_begin(lf_db_t *self) {
+    self->tx_lost = 0; /* the caller has moved on from the lost one */
     return lf_db_cmd(self, "BEGIN", 0, NULL) < 0 ? -1 : 0;
 }
 
 int lf_db_commit(lf_db_t *self) {
-    return lf_db_cmd(self, "COMMIT", 0, NULL) < 0 ? -1 : 0;
+    if (self->tx_lost) {
+        self->tx_lost = 0;
+        s_tx_lost(self);
+        return -1;
+    }
+    PGresult *res = lf_db_exec(self, "COMMIT", 0, NULL);
+    if (!res)
+        return -1;
+    /* COMMIT of a transaction in which a statement failed answers "ROLLBACK". */
+    int rolled_back = strcmp(PQcmdStatus(res), "COMMIT") != 0;
+    PQclear(res);
+    if (rolled_back) {
+        s_set_err(self, "commit", "the transaction had failed and was rolled back");
+        return -1;
+    }
+    return 0;
 }
 
 void lf_db_rollback(lf_db_t *self) {
+    self->tx_lost = 0;
+    self->in_tx = 0;
     if (!self->conn || PQstatus(self->conn) != CONNECTION_OK)
         return;
     if (PQtransactionStatus(self->conn) == PQTRANS_IDLE)

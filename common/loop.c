@@ -1,5 +1,12 @@
 /* loop.c - see loop.h. The sweep runs at start-up too, so whatever arrived while
- * the service was down is processed before anything new. */
+ * the service was down is processed before anything new.
+ *
+ * One turn of the loop does at most one sweep chunk and one batch from the SUB
+ * socket: a long backlog is swept chunk after chunk (the next sweep is due at once
+ * while chunks come back full), with the socket read between chunks. An earlier loop
+ * ran up to 100 sweep chunks before it looked at the socket, so envelopes waited there
+ * for minutes (the consumer's cursor guard makes a stale envelope harmless, but the
+ * queue then overflowed and its events waited for the sweep). */
 #include "lf/loop.h"
 
 #include <stdlib.h>
@@ -22,23 +29,22 @@ static void s_publish(lf_loop_t *loop) {
 
 int lf_loop_run(lf_loop_t *loop) {
     json_t **batch = lf_calloc((size_t)loop->batch, sizeof *batch);
-    int64_t next_sweep = 0, next_tick = 0, next_advance = lf_mono_ms() + 30000;
+    int64_t next_sweep = 0, next_tick = 0,
+            next_advance = lf_mono_ms() + LF_LOOP_ADVANCE_MS;
     int healthy = 0;
     while (!lf_service_stopping()) {
         int64_t now = lf_mono_ms();
         if (now >= next_sweep) {
-            /* Drain the backlog in chunks; stop early when a chunk fails. */
-            int n, rounds = 0;
-            do {
-                n = lf_consumer_sweep(loop->consumer, loop->batch);
-                s_publish(loop);
-            } while (n >= loop->batch / 2 && ++rounds < 100 && !lf_service_stopping());
+            /* One chunk of the backlog; while chunks come back full, the next one is
+             * due at once (after a look at the socket). */
+            int n = lf_consumer_sweep(loop->consumer, loop->batch);
+            s_publish(loop);
             healthy = n >= 0;
-            next_sweep = lf_mono_ms() + loop->sweep_ms;
+            next_sweep = n >= loop->batch / 2 ? 0 : lf_mono_ms() + loop->sweep_ms;
         }
         if (now >= next_advance) {
             lf_consumer_advance(loop->consumer);
-            next_advance = now + 30000;
+            next_advance = now + LF_LOOP_ADVANCE_MS;
         }
         if (loop->tick && now >= next_tick) {
             int want = loop->tick(loop->tick_arg);

@@ -272,7 +272,7 @@ int lf_replay_run(const lf_replay_opts_t *o, FILE *out) {
         if (rows == 0)
             break;
     }
-    lf_db_cmd(db, "ROLLBACK", 0, NULL);
+    lf_db_rollback(db);
 
     json_t *rep_rows = json_array();
     size_t i;

@@ -102,30 +102,169 @@ Test(consumer, a_poison_event_is_set_aside_and_does_not_block, .timeout = 60) {
     lf_h_destroy(&h);
 }
 
-Test(consumer, cursor_moves_only_past_old_fully_acked_events, .timeout = 60) {
+/* The cursor stops at the first unacknowledged event and at the oldest transaction
+ * still running; what lies below it is pruned. */
+Test(consumer, cursor_stops_at_a_gap_and_at_a_running_transaction, .timeout = 60) {
     lf_h_t *h = lf_h_new(0, 0);
     lf_db_t *db = s_setup(h);
     s_ctx_t ctx = {0};
     lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
     for (int i = 0; i < 5; i++)
         json_decref(s_add(db, "x"));
-    /* Age the first three; leave event 2 unacknowledged. */
-    free(
-        lf_h_sql(h, "UPDATE outbox SET at = now() - interval '5 minutes' WHERE id <= 3"));
+    free(lf_h_sql(h, "INSERT INTO consumer_cursors (consumer) VALUES ('t')"));
     free(lf_h_sql(
         h, "INSERT INTO consumer_acks (consumer, event_id) VALUES ('t', 1), ('t', 3)"));
-    cr_expect_eq(lf_consumer_advance(c), 0);
-    cr_expect_eq(
-        lf_h_sql_long(h, "SELECT safe_id FROM consumer_cursors WHERE consumer = 't'"), 1,
-        "the gap at 2 holds the cursor");
+    cr_expect_eq(lf_consumer_advance(c), 0, "%s", db->errstr);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_cursors k, outbox o "
+                                  "WHERE k.consumer = 't' AND o.id = 2 "
+                                  "AND k.safe_xid = o.xid"),
+                 1, "the gap at event 2 holds the cursor");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks"), 1,
+                 "the ack of event 1, below the cursor, is pruned; 3's is kept");
     cr_expect_eq(lf_consumer_sweep(c, 100), 3, "events 2, 4 and 5 are still delivered");
+
+    /* A transaction that wrote an event and has not committed holds the cursor. */
+    lf_db_t *held = lf_db_connect(lf_h_db_url(h), "test-held");
+    cr_assert_eq(lf_db_begin(held), 0);
+    json_t *late = lf_outbox_add(held, "test.event", "late", NULL);
+    cr_assert(late, "%s", held->errstr);
+    json_decref(late);
+    json_decref(s_add(db, "after"));
+    cr_expect_eq(lf_consumer_sweep(c, 100), 1);
     cr_expect_eq(lf_consumer_advance(c), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_cursors k, outbox o "
+                                  "WHERE k.consumer = 't' AND o.lead_id = 'after' "
+                                  "AND k.safe_xid < o.xid"),
+                 1, "the cursor is below the running transaction");
     cr_expect_eq(
-        lf_h_sql_long(h, "SELECT safe_id FROM consumer_cursors WHERE consumer = 't'"), 3,
-        "young events (4, 5) are not passed yet");
-    cr_expect_eq(
-        lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks WHERE event_id <= 3"), 0,
+        lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks WHERE event_id <= 5"), 0,
         "acks below the cursor are pruned");
+    cr_expect_eq(lf_db_commit(held), 0);
+    cr_expect_eq(lf_consumer_sweep(c, 100), 1, "the late event is delivered");
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0);
+    cr_expect_eq(lf_consumer_advance(c), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks"), 0,
+                 "every ack is behind the cursor once nothing runs");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 5,
+                 "2, 4, 5, after, late (1 and 3 were acknowledged by hand)");
+    lf_db_destroy(&held);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* An event whose transaction began long ago and committed after later ones is still
+ * delivered. The old cursor moved past events older than 60 seconds by their `at`, the
+ * start of the producing transaction, so this event (at: 5 minutes ago, committed now)
+ * was skipped for ever. */
+Test(consumer, an_event_that_commits_late_is_still_delivered, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_ctx_t ctx = {0};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
+    lf_db_t *held = lf_db_connect(lf_h_db_url(h), "test-held");
+    cr_assert_eq(lf_db_begin(held), 0);
+    cr_assert_eq(lf_db_cmd(held,
+                           "INSERT INTO outbox (event_id, type, lead_id, at) VALUES "
+                           "(gen_random_uuid(), 'test.event', 'late', "
+                           "now() - interval '5 minutes')",
+                           0, NULL),
+                 1, "%s", held->errstr);
+    free(lf_h_sql(h, "INSERT INTO outbox (event_id, type, lead_id, at) VALUES "
+                     "(gen_random_uuid(), 'test.event', 'early', "
+                     "now() - interval '5 minutes')"));
+    cr_expect_eq(lf_consumer_sweep(c, 100), 1);
+    cr_expect_eq(lf_consumer_advance(c), 0);
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0);
+    cr_assert_eq(lf_db_commit(held), 0);
+    cr_expect_eq(lf_consumer_sweep(c, 100), 1, "the event that committed late is lost");
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM test_effects WHERE lead = 'late'"), 1);
+    lf_db_destroy(&held);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* An envelope that waited in a queue while the cursor passed its event (and its ack
+ * was pruned) is recognised as done. The old code inserted a new ack for it and
+ * applied it a second time. */
+Test(consumer, a_stale_envelope_below_the_cursor_is_not_applied_again, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_ctx_t ctx = {0};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
+    json_t *e1 = s_add(db, "a"), *e2 = s_add(db, "b");
+    json_t *batch[] = {e1, e2};
+    cr_expect_eq(lf_consumer_handle(c, batch, 2), 2);
+    /* Old enough for any cursor rule. */
+    free(lf_h_sql(h, "UPDATE outbox SET at = now() - interval '5 minutes'"));
+    cr_expect_eq(lf_consumer_advance(c), 0);
+    cr_assert_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks"), 0,
+                 "the acks were pruned");
+    cr_expect_eq(lf_consumer_handle(c, batch, 1), 0,
+                 "the stale envelope was applied again");
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 2);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks"), 0,
+                 "no ack is inserted below the cursor");
+    json_decref(e1);
+    json_decref(e2);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* How many savepoints named "ev" are open around a handler: it releases the
+ * consumer's own, then tries to release another one. */
+static int s_probe_depth(lf_db_t *db) {
+    int depth = 0;
+    if (lf_db_cmd(db, "RELEASE SAVEPOINT ev", 0, NULL) < 0)
+        return -1;
+    depth = 1;
+    lf_db_cmd(db, "SAVEPOINT probe", 0, NULL);
+    if (lf_db_cmd(db, "RELEASE SAVEPOINT ev", 0, NULL) >= 0) {
+        depth = 2; /* a leaked one: it (and probe) are gone now */
+    } else {
+        lf_db_cmd(db, "ROLLBACK TO SAVEPOINT probe", 0, NULL);
+        lf_db_cmd(db, "RELEASE SAVEPOINT probe", 0, NULL);
+    }
+    lf_db_cmd(db, "SAVEPOINT ev", 0, NULL); /* the consumer releases it */
+    return depth;
+}
+
+typedef struct {
+    s_ctx_t base;
+    int depth; /* what the probe event saw */
+} s_probe_ctx_t;
+
+static int s_probe(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
+    s_probe_ctx_t *p = arg;
+    if (lf_event_lead(env) && !strcmp(lf_event_lead(env), "probe")) {
+        p->depth = s_probe_depth(db);
+        return 0;
+    }
+    return s_count(c, db, env, &p->base);
+}
+
+/* Each event's savepoint is released whatever happened to the event (already
+ * acknowledged, set aside): subtransactions never pile up in a batch. The old code
+ * left the savepoint of an acknowledged or failed event open. */
+Test(consumer, each_event_savepoint_is_released_on_every_path, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_probe_ctx_t pc = {.base = {.poison = "bad"}};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_probe, &pc);
+    json_t *done = s_add(db, "done"), *bad = s_add(db, "bad"),
+           *probe = s_add(db, "probe");
+    json_t *first[] = {done};
+    cr_assert_eq(lf_consumer_handle(c, first, 1), 1);
+    json_t *batch[] = {done, bad, probe};
+    cr_expect_eq(lf_consumer_handle(c, batch, 3), 1, "%s", db->errstr);
+    cr_expect_eq(pc.depth, 1, "savepoints open around the handler: %d", pc.depth);
+    json_decref(done);
+    json_decref(bad);
+    json_decref(probe);
     lf_consumer_destroy(&c);
     lf_db_destroy(&db);
     lf_h_destroy(&h);

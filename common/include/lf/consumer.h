@@ -1,11 +1,35 @@
 /* consumer.h - exactly-once processing of outbox events.
  *
- * Every consumer (router, scheduler, analytics) records, in the same transaction as
- * its effect, that it has processed event <seq>: a row in consumer_acks keyed by
- * (consumer, seq). Redelivery - from ZeroMQ, from the sweep, from a second instance
- * of the same consumer - finds the row and does nothing. The sweep reads the outbox
- * for events of the consumer's types that have no ack, which is how an event lost
- * on the wire or in a crashed process is found again. */
+ * The guarantee: a consumer applies each outbox event of its types exactly once in
+ * effect, whatever the wire does (loss, duplicates, delay), whatever crashes, and
+ * however many instances of it run. It holds because
+ *   - every event is a row of the outbox, written in the transaction of the change it
+ *     announces (lf_outbox_add, or the producers' SQL functions);
+ *   - applying an event inserts its ack (consumer_acks: consumer, event id) in the
+ *     same transaction as the event's effect, so an event is either applied and
+ *     acknowledged or neither; a second delivery finds the ack and does nothing;
+ *   - the sweep reads the outbox for events of the consumer's types without an ack,
+ *     which brings back whatever the wire or a crash lost;
+ *   - the cursor (consumer_cursors.safe_xid, a transaction id) keeps the acks small:
+ *     it never passes the oldest transaction still running
+ *     (pg_snapshot_xmin(pg_current_snapshot())) nor an unacknowledged event, acks
+ *     below it are pruned, and no ack is ever inserted below it (such an event is
+ *     done; it can only come from a stale queue).
+ *
+ * Limits: a writing transaction that stays open holds every cursor (the acks grow,
+ * the sweep reads more); services bound theirs (lf_db.h: statement and
+ * idle-in-transaction timeouts) and intake's /metrics shows each consumer's lag.
+ * Handlers must be deterministic in effect: a batch that rolls back is applied again.
+ *
+ * Writing a consumer:
+ *   c = lf_consumer_new(db, "mine", types, fn, arg);   one name per kind of consumer
+ *   and the loop of lf/loop.h, which calls lf_consumer_handle for ZeroMQ envelopes,
+ *   lf_consumer_sweep every sweep interval and lf_consumer_advance every few seconds.
+ * fn runs inside the batch's transaction on `db`: it writes its effect with db and
+ * returns 0, or -1 to have the event set aside (its ack records the error). Two twin
+ * instances of a consumer share its name and cooperate. Never delete a
+ * consumer_cursors row: the cursor's position is what says the pruned events are
+ * done. */
 #ifndef LF_CONSUMER_H
 #define LF_CONSUMER_H
 
@@ -28,16 +52,21 @@ typedef int (*lf_event_fn)(lf_consumer_t *c, lf_db_t *db, const json_t *env, voi
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
                                lf_event_fn fn, void *arg);
 void lf_consumer_destroy(lf_consumer_t **self_p);
-/* Processes a batch of envelopes (borrowed) in one transaction, in seq order.
- * Returns the number of events newly applied, or -1 when the transaction failed
- * (nothing applied; the sweep will bring them back). */
+/* Processes a batch of envelopes (borrowed) in one transaction, in seq order; events
+ * already acknowledged, set aside or below the cursor are skipped. Returns the number
+ * of events newly applied, or -1 when the transaction failed (nothing applied; the
+ * sweep will bring them back). */
 int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n);
 /* Reads up to `limit` unprocessed events of this consumer's types from the outbox
  * and handles them. Returns the number applied, or -1. */
 int lf_consumer_sweep(lf_consumer_t *self, int limit);
-/* Moves the consumer's safe cursor past events that are all acknowledged and older
- * than a minute, and prunes their acks. Returns 0 or -1. */
+/* Moves the consumer's cursor up to the oldest transaction still running or the
+ * oldest unacknowledged event of its types, whichever is lower, and prunes the acks
+ * below it. Runs outside a batch (its own statements). Returns 0 or -1. */
 int lf_consumer_advance(lf_consumer_t *self);
+/* The cursor (safe_xid, as text) after the last successful lf_consumer_advance, "" before
+ * it. Borrowed: valid until the next advance. */
+const char *lf_consumer_cursor(const lf_consumer_t *self);
 /* Called after each batch with committed = 1 when it committed, 0 when it rolled
  * back, so handlers can keep counters that only count what became durable. */
 void lf_consumer_on_batch(lf_consumer_t *self, void (*fn)(void *arg, int committed));
@@ -45,6 +74,14 @@ void lf_consumer_on_batch(lf_consumer_t *self, void (*fn)(void *arg, int committ
  * handlers accumulated over the batch. Returning -1 rolls the whole batch back (the
  * events come back with the sweep), as does leaving db->err set. */
 void lf_consumer_before_commit(lf_consumer_t *self, int (*fn)(void *arg, lf_db_t *db));
+/* Called first in each batch's transaction - after the cursor's share lock, before any
+ * ack - with the batch's envelopes (borrowed, in seq order, duplicates possible), on
+ * the per-event and on the batch path alike. For taking the locks the handlers will
+ * need in one documented order up front, instead of one by one as events come (which
+ * interleaves them: lead 1, rep A, lead 2 - a cycle with anyone taking lead 2 then rep
+ * A). Returning -1, or leaving db->err set, rolls the batch back. */
+void lf_consumer_on_begin(lf_consumer_t *self, int (*fn)(void *arg, lf_db_t *db,
+                                                         json_t *const *envs, size_t n));
 /* Set-based alternative to lf_event_fn: applies the events `envs` (borrowed, in seq
  * order, each new to this consumer: their acks were just inserted in the open
  * transaction) with a few statements for the whole batch. Returns 0 when applied, -1 on

@@ -1,6 +1,8 @@
 /* db.h - a thin libpq wrapper in hiredis' shape: the handle carries err and errstr,
- * every connection has connect and TCP timeouts, and a broken connection is
- * re-established on the next call instead of killing the service. */
+ * every connection has connect, TCP, statement and idle-in-transaction timeouts, and a
+ * broken connection is re-established on the next call instead of killing the
+ * service - except inside a transaction: then every call fails, lf_db_commit
+ * included, until lf_db_rollback or lf_db_begin. */
 #ifndef LF_DB_H
 #define LF_DB_H
 
@@ -13,6 +15,8 @@ typedef struct {
     char *url;        /* connection URI (owned) */
     char *app;        /* application_name shown in pg_stat_activity (owned) */
     unsigned gen;     /* bumped on every (re)connect: prepared statements die with it */
+    int in_tx;        /* a transaction was open after the last statement */
+    int tx_lost;      /* the connection broke inside a transaction (see above) */
     struct {
         const char *name; /* static statement name */
         unsigned gen;     /* connection generation it was prepared on */
@@ -38,8 +42,11 @@ PGresult *lf_db_exec_prepared(lf_db_t *self, const char *name, const char *sql, 
  * affected rows, or -1. */
 long lf_db_cmd(lf_db_t *self, const char *sql, int nparams, const char *const *params);
 int lf_db_begin(lf_db_t *self);
+/* Returns 0 when the transaction committed; -1 when it did not (a failed statement
+ * inside it, a lost connection, a failed COMMIT). */
 int lf_db_commit(lf_db_t *self);
-/* Rolls back if a transaction is open; safe to call on a broken connection. */
+/* Rolls back if a transaction is open; safe to call on a broken connection. Ends a
+ * transaction lost with its connection. */
 void lf_db_rollback(lf_db_t *self);
 /* SQLSTATE of the last failed statement ("" when unknown). */
 const char *lf_db_sqlstate(const lf_db_t *self);

@@ -24,6 +24,9 @@ typedef struct {
     const lf_config_t *cfg; /* borrowed: for the health file */
 } lf_loop_t;
 
+/* How often the loop moves the consumer's cursor (lf_consumer_advance). */
+#define LF_LOOP_ADVANCE_MS 5000
+
 /* Runs until SIGINT/SIGTERM. Returns 0. */
 int lf_loop_run(lf_loop_t *loop);
 
