@@ -36,8 +36,8 @@ PGresult *lf_db_exec(lf_db_t *self, const char *sql, int nparams,
                      const char *const *params);
 /* Like lf_db_exec, for a hot statement: prepared once per connection under `name`
  * (a static string), so PostgreSQL parses and plans it once, not per call. */
-PGresult *lf_db_exec_prepared(lf_db_t *self, const char *name, const char *sql, int nparams,
-                              const char *const *params);
+PGresult *lf_db_exec_prepared(lf_db_t *self, const char *name, const char *sql,
+                              int nparams, const char *const *params);
 /* Like lf_db_exec for statements whose rows are not needed: returns the number of
  * affected rows, or -1. */
 long lf_db_cmd(lf_db_t *self, const char *sql, int nparams, const char *const *params);

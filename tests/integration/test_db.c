@@ -1,0 +1,88 @@
+/* The libpq wrapper against a real PostgreSQL: reconnecting, and never inside a
+ * transaction. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../support/harness.h"
+#include "lf/db.h"
+
+TestSuite(db, .fini = lf_h_fini);
+
+static void s_kill_backend(lf_h_t *h, lf_db_t *db) {
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", PQbackendPID(db->conn));
+    free(lf_h_sql(h, sql));
+}
+
+/* A connection that breaks outside a transaction is re-established by the next
+ * call. */
+Test(db, a_broken_connection_is_reestablished, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
+    cr_assert_eq(db->err, 0, "%s", db->errstr);
+    s_kill_backend(h, db);
+    cr_expect_lt(lf_db_cmd(db, "SELECT 1", 0, NULL), 0, "the dead connection fails once");
+    cr_expect_geq(lf_db_cmd(db, "SELECT 1", 0, NULL), 0, "then reconnects: %s",
+                  db->errstr);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* A connection that breaks inside a transaction is not replaced silently: the
+ * statements after it and the COMMIT fail, nothing of the transaction is stored, and
+ * after the rollback the handle works again. The old code reconnected at the next
+ * statement, ran the rest of the transaction statement by statement outside any
+ * transaction and let COMMIT "succeed" (with only half of the work stored). */
+Test(db, a_connection_lost_inside_a_transaction_fails_until_rolled_back, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    free(lf_h_sql(h, "CREATE TABLE t (v text)"));
+    lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
+    cr_assert_eq(lf_db_begin(db), 0);
+    cr_assert_eq(lf_db_cmd(db, "INSERT INTO t VALUES ('first')", 0, NULL), 1);
+    s_kill_backend(h, db);
+    cr_expect_lt(lf_db_cmd(db, "INSERT INTO t VALUES ('second')", 0, NULL), 0);
+    cr_expect_lt(lf_db_cmd(db, "INSERT INTO t VALUES ('third')", 0, NULL), 0,
+                 "a statement after the break ran on a new connection");
+    cr_expect_lt(lf_db_commit(db), 0, "COMMIT of a lost transaction succeeded");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM t"), 0,
+                 "part of the lost transaction was stored");
+    lf_db_rollback(db);
+    cr_expect_eq(lf_db_cmd(db, "INSERT INTO t VALUES ('after')", 0, NULL), 1,
+                 "the handle works again after the rollback: %s", db->errstr);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM t"), 1);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* COMMIT of a transaction in which a statement failed rolls back; lf_db_commit says
+ * so instead of returning success. */
+Test(db, commit_after_a_failed_statement_reports_failure, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    free(lf_h_sql(h, "CREATE TABLE t (v text)"));
+    lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
+    cr_assert_eq(lf_db_begin(db), 0);
+    cr_assert_eq(lf_db_cmd(db, "INSERT INTO t VALUES ('x')", 0, NULL), 1);
+    cr_assert_lt(lf_db_cmd(db, "SELECT 1/0", 0, NULL), 0);
+    cr_expect_lt(lf_db_commit(db), 0, "a rolled-back transaction reported committed");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM t"), 0);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* A transaction left idle is ended by the server (idle_in_transaction_session_timeout),
+ * so it cannot hold the consumers' cursors for ever. */
+Test(db, sessions_carry_the_statement_and_idle_transaction_timeouts, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
+    PGresult *r = lf_db_exec(db,
+                             "SELECT current_setting('statement_timeout'), "
+                             "current_setting('idle_in_transaction_session_timeout')",
+                             0, NULL);
+    cr_assert(r, "%s", db->errstr);
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "15s");
+    cr_expect_str_eq(PQgetvalue(r, 0, 1), "10s");
+    PQclear(r);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
