@@ -5,7 +5,7 @@
 
 /*
  * A stage move or an activity is one short transaction on the calling thread's
- * connection: the lead row is locked (SELECT ... FOR UPDATE), the rules of
+ * connection: the lead row is locked (SELECT ... FOR NO KEY UPDATE), the rules of
  * common/pipeline.c are asked, and everything the change means is written before the
  * commit - the lead's new state, an append-only timeline entry naming who did it, the
  * playbook notification for the owner, the owner's open-deal count, the customer on a
@@ -14,7 +14,16 @@
  *
  * The row lock serializes concurrent moves of one lead: of several identical moves
  * racing, the first one wins and the others find the lead already in that stage, which
- * the rules forbid (409). No move is lost and none is recorded twice.
+ * the rules forbid (409). No move is lost and none is recorded twice. It is the weakest
+ * mode that serializes writers of the row: FOR NO KEY UPDATE does not block the
+ * foreign-key checks of rows that reference the lead (timeline entries, notifications
+ * written by intake's group commit), which FOR UPDATE did. A repeat inquiry merged into
+ * this lead takes FOR SHARE on it, so it waits for a move that may close the deal and
+ * then sees the new stage.
+ *
+ * Lock order (docs/reliability.md): the lead, then its owner's reps row. The router
+ * takes the same order for a whole batch (every lead of the batch, by id, then reps),
+ * so a stage move and a routing batch never wait for each other in a cycle.
  *
  * Who is acting: a rep key acts as that rep on the deals it owns, a manager key on
  * those of the reps it reaches (access.h; any other deal is "no such lead"); the
@@ -150,7 +159,7 @@ static int s_lock_lead(lf_db_t *db, const char *id, const lf_auth_t *auth, s_lea
                    "SELECT l.stage, l.owner, r.manager, l.first_contact_at IS NULL,"
                    " lf_caller_sees($2, $3, l.owner)"
                    " FROM leads l LEFT JOIN reps r ON r.id = l.owner"
-                   " WHERE l.id = $1 FOR UPDATE OF l",
+                   " WHERE l.id = $1 FOR NO KEY UPDATE OF l",
                    3, p);
     if (!res)
         return -1;
@@ -406,13 +415,28 @@ static enum MHD_Result s_post_stage(lf_intake_t *in, lf_req_t *req,
     }
     if (owner && was_open != now_open) {
         /* A closed deal stops counting against the owner's capacity; a reopened one
-         * counts again. */
+         * counts again - only while the owner has room for it. */
         const char *po[] = {owner, now_open ? "1" : "-1"};
-        if (lf_db_cmd(db,
+        long n =
+            lf_db_cmd(db,
                       "UPDATE reps SET open_count = greatest(open_count + $2::int, 0),"
-                      " updated_at = now() WHERE id = $1",
-                      2, po) < 0) {
+                      " updated_at = now() WHERE id = $1"
+                      " AND ($2::int < 0 OR open_count < capacity)",
+                      2, po);
+        if (n < 0) {
             rc = s_unavailable(in, req, db);
+            goto out;
+        }
+        if (n == 0 && now_open && s_rep_exists(db, owner) == 1) {
+            lf_db_rollback(db);
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "the owner %s has no capacity for another open deal: raise their "
+                     "capacity or reassign the deal first",
+                     owner);
+            rc = lf_reply_json(in, req->conn, 409,
+                               json_pack("{s:s, s:s, s:s}", "error", "owner_at_capacity",
+                                         "message", msg, "stage", from));
             goto out;
         }
     }

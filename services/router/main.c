@@ -128,6 +128,7 @@ int main(int argc, char **argv) {
     if (db->err)
         lf_warn("PostgreSQL not reachable yet, will retry: %s", db->errstr);
     consumer = lf_consumer_new(db, "router", s_types, lf_route_event, &ctx);
+    lf_consumer_on_begin(consumer, lf_route_on_begin);
     lf_consumer_on_batch(consumer, lf_route_on_batch);
     lf_consumer_before_commit(consumer, lf_route_before_commit);
     lf_consumer_set_batch_fn(consumer, lf_route_batch, 0);

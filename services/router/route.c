@@ -32,6 +32,13 @@
 
 #define S_ROUTING_LOCK "727002"
 
+/* Lock order (the project's one order, docs/reliability.md): the routing lock, then
+ * every lead of the batch by id (FOR NO KEY UPDATE), then reps rows as decisions are
+ * recorded. Stage moves take a lead, then its owner's reps row; so do merges (FOR
+ * SHARE on the lead). Taking the leads one by one as events come instead would hold rep
+ * A (decided for lead 1) while waiting for lead 2, whose stage move waits for rep A: a
+ * deadlock, which PostgreSQL resolves by failing one side (a 503 for the move). */
+
 /* Webmail domains say nothing about the company, so they never make a customer
  * "known" by e-mail domain. */
 static const char *s_public_domains =
@@ -59,7 +66,7 @@ static const char *s_prelude_sql =
     "   WHERE a.lead_id = l.id AND a.rep_id IS NOT NULL),"
     " (SELECT count(*) FROM reps), (SELECT coalesce(sum(version), 0) FROM reps),"
     " (SELECT writer FROM routing_ledger WHERE team = '*')"
-    " FROM leads l WHERE l.id = $1 FOR UPDATE OF l";
+    " FROM leads l WHERE l.id = $1 FOR NO KEY UPDATE OF l";
 
 enum {
     P_LEAD,
@@ -364,10 +371,13 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     const char *notify = res.notify[0] ? res.notify : NULL;
     const char *p[] = {lead_id,      grade_s,    score_s,        bd_text, owner,
                        res.reason,   queue,      cand_text,      f.team,  f.region,
-                       f.region_raw, f.industry, f.industry_raw, notify};
+                       f.region_raw, f.industry, f.industry_raw, notify,  l->sticky};
     /* One round trip records the whole decision: a lead nobody can take goes to its
      * team's pool (and the manager is told when the fallback says so); the owner of
-     * an assigned one is told. */
+     * an assigned one is told. The reps row is bumped only while the rep has room (the
+     * sticky owner of a known customer may go over when the routing rules allow it):
+     * the cached pool's view of capacity is checked by the database, whoever else
+     * changed open counts. */
     PGresult *r = s_exec_prepared(
         ctx, db, S_PREP_ASSIGN,
         "WITH upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
@@ -393,7 +403,8 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         " the pool: %s', $1, $2, coalesce($9, '-'), $6))) x(rep, kind, msg)"
         "  WHERE x.rep IS NOT NULL),"
         " rep AS (UPDATE reps SET open_count = open_count + 1,"
-        "  assigned_total = assigned_total + 1 WHERE id = $5 RETURNING id),"
+        "  assigned_total = assigned_total + 1 WHERE id = $5"
+        "  AND (open_count < capacity OR id = $15) RETURNING id),"
         " cand AS MATERIALIZED (SELECT $8::jsonb AS j),"
         " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, candidates)"
         "  SELECT $1, $5, $7, $6, cand.j FROM cand RETURNING id),"
@@ -409,7 +420,7 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         "   'notified', $14::text, 'candidates', cand.j) FROM cand)"
         " SELECT upd.channel, lf_rfc3339(upd.created_at), (SELECT count(*) FROM rep),"
         "  (SELECT count(*) FROM asg) FROM upd",
-        14, p);
+        15, p);
     if (!r)
         goto out;
     if (PQntuples(r) != 1) {
@@ -418,6 +429,14 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         goto out;
     }
     long bumps = atol(PQgetvalue(r, 0, 2));
+    if (owner && bumps == 0) {
+        /* The pool thought the rep had room; the database says no. The batch rolls
+         * back and the pool is rebuilt from the database. */
+        PQclear(r);
+        lf_warn("rep over capacity in the database, routing again lead=%s rep=%s",
+                lead_id, owner);
+        goto out;
+    }
     json_t *payload =
         json_pack("{s:s, s:i, s:s?, s:s?, s:s, s:s, s:s, s:s?, s:s?}", "grade", grade_s,
                   "score", score, "owner", owner, "queue", queue, "reason", res.reason,
@@ -595,7 +614,8 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         " dec AS (UPDATE reps SET open_count = greatest(open_count - 1, 0)"
         "  WHERE id = $6 RETURNING id),"
         " inc AS (UPDATE reps SET open_count = open_count + 1,"
-        "  assigned_total = assigned_total + 1 WHERE id = $2 RETURNING id),"
+        "  assigned_total = assigned_total + 1 WHERE id = $2"
+        "  AND open_count < capacity RETURNING id),"
         " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, candidates, "
         "kind)"
         "  VALUES ($1, $2, $4, $3, $5::jsonb, 'reassign') RETURNING id),"
@@ -615,11 +635,19 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         " the pool: %s', $1, $12::text, coalesce($8, '-'), $3))) x(rep, kind, msg)"
         "  WHERE x.rep IS NOT NULL AND ($2::text IS DISTINCT FROM $6::text))"
         " SELECT (SELECT count(*) FROM dec) + (SELECT count(*) FROM inc),"
-        "  (SELECT count(*) FROM asg), upd.pool_reason FROM upd",
+        "  (SELECT count(*) FROM asg), upd.pool_reason, (SELECT count(*) FROM inc)"
+        " FROM upd",
         12, p);
     if (!r)
         goto out;
     long bumps = PQntuples(r) == 1 ? atol(PQgetvalue(r, 0, 0)) : 0;
+    if (owner && !(PQntuples(r) == 1 && atol(PQgetvalue(r, 0, 3)) == 1)) {
+        /* The pool thought the rep had room; the database says no. */
+        PQclear(r);
+        lf_warn("rep over capacity in the database, routing again lead=%s rep=%s",
+                lead_id, owner);
+        goto out;
+    }
     json_t *pl = json_pack(
         "{s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s?, s:s?, s:s?}", "from", l->owner, "owner",
         owner, "queue", queue, "reason", res.reason, "cause", cause, "grade", grade_s,
@@ -674,19 +702,42 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
     return rc;
 }
 
+int lf_route_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n) {
+    lf_router_ctx_t *ctx = arg;
+    json_t *ids = json_array();
+    for (size_t i = 0; i < n; i++)
+        if (lf_event_lead(envs[i]))
+            json_array_append_new(ids, json_string(lf_event_lead(envs[i])));
+    char *text = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    const char *p[] = {text};
+    int rc = -1;
+    if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
+        goto out;
+    /* ORDER BY comes before the lock: the rows are locked in id order. */
+    if (lf_db_cmd(db,
+                  "SELECT 1 FROM leads WHERE id IN (SELECT jsonb_array_elements_text("
+                  "$1::jsonb)) ORDER BY id FOR NO KEY UPDATE",
+                  1, p) < 0)
+        goto out;
+    ctx->batch_locked = 1;
+    rc = 0;
+out:
+    free(text);
+    return rc;
+}
+
 int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                    void *arg) {
     lf_router_ctx_t *ctx = arg;
-    /* The acks of the whole batch are in; one lock round covers its decisions. */
-    if (lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
-        return -1;
+    /* The routing lock and the batch's leads were taken by lf_route_on_begin. */
     ctx->batch_locked = 1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         if (lf_route_event(c, db, envs[i], arg) < 0 || db->err)
             rc = -1;
-    ctx->batch_locked = 0;
     if (rc < 0) {
+        ctx->batch_locked = 0;
         /* The consumer rolls this attempt back and handles the events one by one:
          * forget what the attempt did to the pool, the ledger and the counters. */
         lf_pool_destroy(&ctx->pool);
@@ -699,6 +750,7 @@ int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
 
 void lf_route_on_batch(void *arg, int committed) {
     lf_router_ctx_t *ctx = arg;
+    ctx->batch_locked = 0; /* the transaction, and its locks, ended */
     if (committed) {
         ctx->routed += ctx->pending_routed;
         ctx->regraded += ctx->pending_regraded;
@@ -748,6 +800,7 @@ static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
     if (!res)
         return -1;
     int routed = 0;
+    json_t *todo = json_array(); /* rows of res to route */
     if (PQntuples(res) > 0) {
         s_lead_t fp;
         memset(&fp, 0, sizeof fp);
@@ -755,12 +808,12 @@ static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
         fp.v = atoll(PQgetvalue(res, 0, 7));
         fp.writer = PQgetisnull(res, 0, 8) ? "" : PQgetvalue(res, 0, 8);
         if (s_pool_ready(ctx, db, &fp) < 0) {
+            json_decref(todo);
             PQclear(res);
             return -1;
         }
     }
     for (int i = 0; i < PQntuples(res); i++) {
-        const char *id = PQgetvalue(res, i, 0);
         const lf_team_t *team = lf_teams_get(
             ctx->teams, PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1));
         int reason = lf_pool_reason_parse(PQgetvalue(res, i, 2));
@@ -791,8 +844,37 @@ static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
         int eligible = ctx->pool ? lf_pool_eligible(ctx->pool, &req) : 1;
         json_decref(lead);
         json_decref(prev);
-        if (eligible <= 0)
-            continue;
+        if (eligible > 0)
+            json_array_append_new(todo, json_integer(i));
+    }
+    /* The leads to route are locked up front, in id order (the lock order of this
+     * file's head comment: leads, then reps), not one by one between reps updates. */
+    if (json_array_size(todo) > 0) {
+        json_t *ids = json_array();
+        size_t k;
+        json_t *v;
+        json_array_foreach(todo, k, v) json_array_append_new(
+            ids, json_string(PQgetvalue(res, (int)json_integer_value(v), 0)));
+        char *text = json_dumps(ids, JSON_COMPACT);
+        json_decref(ids);
+        const char *q[] = {text};
+        long locked = lf_db_cmd(db,
+                                "SELECT 1 FROM leads WHERE id IN (SELECT "
+                                "jsonb_array_elements_text($1::jsonb)) ORDER BY id "
+                                "FOR NO KEY UPDATE",
+                                1, q);
+        free(text);
+        if (locked < 0) {
+            json_decref(todo);
+            PQclear(res);
+            return -1;
+        }
+    }
+    size_t k;
+    json_t *v;
+    json_array_foreach(todo, k, v) {
+        int i = (int)json_integer_value(v);
+        const char *id = PQgetvalue(res, i, 0);
         s_lead_t l;
         int rc = s_prelude(ctx, db, id, &l);
         if (rc > 0 && l.assigned && !l.owner) { /* still in the pool */
@@ -805,10 +887,12 @@ static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
         }
         s_lead_clear(&l);
         if (rc < 0) {
+            json_decref(todo);
             PQclear(res);
             return -1;
         }
     }
+    json_decref(todo);
     PQclear(res);
     return routed;
 }

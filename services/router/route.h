@@ -35,7 +35,7 @@ typedef struct {
     char token[48];         /* the writer token of our last committed ledger write */
     char pending_token[48]; /* the token written by the open batch, until it commits */
     int ledger_dirty;       /* the open batch made decisions the ledger lacks */
-    int batch_locked;       /* lf_route_batch holds the routing lock for its events */
+    int batch_locked; /* the open batch holds the routing lock (lf_route_on_begin) */
     /* Hot statements prepared on the current connection (see route.c). */
     const void *prep_conn; /* the PGconn they were prepared on */
     int prep_pid;          /* and its backend pid (a new PGconn may reuse the address) */
@@ -66,7 +66,11 @@ void lf_router_ctx_fini(lf_router_ctx_t *ctx);
  * Returns 0, or -1 on a database error. */
 int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
 
-/* lf_consumer_set_batch_fn handler: takes the routing lock once, then routes each
+/* lf_consumer_on_begin hook: takes the routing lock, then every lead of the batch in
+ * id order, before anything else of the batch (route.c says why). Returns 0 or -1. */
+int lf_route_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n);
+
+/* lf_consumer_set_batch_fn handler: under the locks of lf_route_on_begin, routes each
  * event as lf_route_event does, in the batch's one transaction (the consumer has
  * inserted all of its acks with one statement). On a failure it drops the cached pool
  * and the batch's counts and returns -1; the consumer then rolls back and handles the

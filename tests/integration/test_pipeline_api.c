@@ -735,3 +735,125 @@ Test(pipeline_api, activity_stops_the_sla_and_schedules_a_follow_up, .timeout = 
     free(id);
     lf_h_destroy(&h);
 }
+
+/* Reopening a lost deal counts against its owner's capacity: with no room left the
+ * move is refused (409) and nothing changes. The old code raised the open count past
+ * the capacity unchecked. */
+Test(pipeline_api, reopening_a_deal_respects_the_owner_capacity, .timeout = 60) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
+    char *id = s_new_lead(h, "{\"phone\":\"13800138031\"}");
+    s_set(h, id, "lost", "chen.jing");
+    free(lf_h_sql(h,
+                  "UPDATE reps SET capacity = 2, open_count = 2 WHERE id = 'chen.jing'"));
+    json_t *out = NULL;
+    cr_expect_eq(s_post(h, id, "stage", "{\"to\":\"new\",\"reason\":\"budget is back\"}",
+                        NULL, &out),
+                 409);
+    cr_expect_str_eq(json_string_value(json_object_get(out, "error")),
+                     "owner_at_capacity");
+    json_decref(out);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT open_count FROM reps WHERE id = 'chen.jing'"),
+                 2);
+    char *stage = s_stage_of(h, id);
+    cr_expect_str_eq(stage, "lost", "nothing changed");
+    free(stage);
+    free(lf_h_sql(h, "UPDATE reps SET capacity = 3 WHERE id = 'chen.jing'"));
+    cr_expect_eq(s_post(h, id, "stage", "{\"to\":\"new\",\"reason\":\"budget is back\"}",
+                        NULL, NULL),
+                 200);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT open_count FROM reps WHERE id = 'chen.jing'"),
+                 3);
+    free(id);
+    lf_h_destroy(&h);
+}
+
+typedef struct {
+    lf_h_t *h;
+    char (*ids)[40];
+    int n, ok, unavailable;
+} s_mover_t;
+
+/* Moves each lead new -> contacted -> new (with a reason) -> lost, as fast as it
+ * can, counting 503s. */
+static void *s_mover(void *arg) {
+    s_mover_t *m = arg;
+    for (int i = 0; i < m->n; i++) {
+        const char *moves[] = {"{\"to\":\"contacted\"}",
+                               "{\"to\":\"new\",\"reason\":\"wrong number\"}",
+                               "{\"to\":\"lost\",\"loss_reason\":\"no_budget\"}"};
+        for (int k = 0; k < 3; k++) {
+            int st = s_post(m->h, m->ids[i], "stage", moves[k], NULL, NULL);
+            if (st == 200)
+                m->ok++;
+            else if (st == 503)
+                m->unavailable++;
+        }
+    }
+    return NULL;
+}
+
+/* Stage moves (lead, then the owner's reps row) race the router's batches (which
+ * record decisions for many leads and their reps in one transaction): with one lock
+ * order on both sides nobody deadlocks, so no move answers 503. The old router took
+ * lead 1, rep A, lead 2 ... and a move holding lead 2 while waiting for rep A made a
+ * cycle that PostgreSQL broke by failing the move. */
+Test(pipeline_api, stage_moves_racing_routing_batches_never_deadlock, .timeout = 180) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
+    /* One rep for everything, so every routing decision and every move meets on the
+     * same reps row. */
+    free(lf_h_sql(h, "UPDATE reps SET active = false WHERE id <> 'li.ming'"));
+    free(lf_h_sql(h, "UPDATE reps SET capacity = 100000 WHERE id = 'li.ming'"));
+    enum { MOVED = 60, ROUTED = 600 };
+    s_mover_t m = {.h = h, .n = MOVED};
+    m.ids = calloc(MOVED, sizeof *m.ids);
+    for (int i = 0; i < MOVED; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"phone\":\"1390000%04d\"}", i);
+        char *id = s_new_lead(h, body);
+        snprintf(m.ids[i], sizeof m.ids[i], "%s", id);
+        free(id);
+    }
+    /* Owned leads to move; the routing backlog is made of new leads that name them
+     * in the same batches (lead.updated of a moved lead re-grades it: lead then rep). */
+    free(lf_h_sql(
+        h, "UPDATE leads SET owner = 'li.ming', assigned_at = now(), grade = 'B'"));
+    free(lf_h_sql(h, "UPDATE reps SET open_count = 60 WHERE id = 'li.ming'"));
+    char q[512];
+    snprintf(q, sizeof q,
+             "INSERT INTO leads (id, channel, phone) SELECT 'bk' || i, 'api', "
+             "'+86137' || lpad(i::text, 8, '0') FROM generate_series(1, %d) i",
+             ROUTED);
+    free(lf_h_sql(h, q));
+    /* Interleave: a new lead to assign, a moved lead to re-grade (lead.updated). */
+    snprintf(
+        q, sizeof q,
+        "INSERT INTO outbox (event_id, type, lead_id) SELECT gen_random_uuid(), t, l "
+        "FROM (SELECT i, 'lead.created' AS t, 'bk' || i AS l FROM generate_series(1, "
+        "%d) i UNION ALL SELECT i, 'lead.updated', (SELECT id FROM leads WHERE phone "
+        "LIKE '+86139%%' ORDER BY id OFFSET (i %% %d) LIMIT 1) FROM generate_series(1, "
+        "%d) i) x ORDER BY i, t",
+        ROUTED, MOVED, ROUTED);
+    free(lf_h_sql(h, q));
+    lf_h_start(h, LF_H_ROUTER, 0);
+    pthread_t t[2];
+    s_mover_t m2 = m;
+    m2.n = MOVED / 2;
+    m.n = MOVED / 2;
+    m2.ids = m.ids + MOVED / 2;
+    pthread_create(&t[0], NULL, s_mover, &m);
+    pthread_create(&t[1], NULL, s_mover, &m2);
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    cr_expect_eq(m.unavailable + m2.unavailable, 0,
+                 "stage moves answered 503 (deadlock) %d times",
+                 m.unavailable + m2.unavailable);
+    cr_expect_eq(m.ok + m2.ok, 3 * MOVED);
+    cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NULL",
+                            "0", 60000),
+              "the router did not finish");
+    long deadlocks = lf_h_sql_long(
+        h, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()");
+    cr_expect_eq(deadlocks, 0, "PostgreSQL saw %ld deadlocks", deadlocks);
+    free(m.ids);
+    lf_h_destroy(&h);
+}
