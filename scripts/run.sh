@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # make run: leadflow on one machine. Installs missing packages (as root), builds,
 # starts PostgreSQL (port 55432) and Redis (port 56379) with data under ./var,
-# applies migrations, loads demo reps, starts the four services and waits; Ctrl-C
-# or SIGTERM stops everything in order. Run again, it reuses ./var.
+# applies migrations, loads demo reps, starts the four services and supervises them:
+# a service that exits is started again after a pause that doubles with each quick
+# failure (1 s up to 30 s; back to 1 s once it ran a minute), with a line in the log.
+# Ctrl-C, or SIGTERM to this script or to its whole process group, stops everything
+# in order, PostgreSQL and Redis included. Run again, it reuses ./var.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -25,18 +28,31 @@ export LEADFLOW_CONFIG_DIR=${LEADFLOW_CONFIG_DIR:-$PWD/config}
 mkdir -p "$VAR/log"
 chmod 755 "$VAR"
 
-pids=()
+SERVICES=(intake router scheduler analytics)
+declare -A pid_of=() started_at=() delay_of=()
 PG_DIR=$VAR/pg
+stopping=0
 stop_all() {
-    trap - INT TERM EXIT
+    trap - INT TERM EXIT HUP
+    stopping=1
     lf_say "stopping services"
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+        p=${pid_of[${SERVICES[$i]}]:-}
+        [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+    done
+    for s in "${SERVICES[@]}"; do
+        p=${pid_of[$s]:-}
+        [ -n "$p" ] && wait "$p" 2>/dev/null || true
+    done
     lf_redis_stop "$VAR/redis" "$REDIS_PORT"
     lf_pg_stop "$PG_DIR"
     lf_say "stopped"
 }
-trap stop_all INT TERM EXIT
+# SIGTERM to the whole process group reaches the services too; the trap still stops
+# PostgreSQL and Redis, which run in sessions of their own (pg_ctl and redis-server
+# --daemonize detach), so nothing else would.
+trap 'stop_all; exit 0' INT TERM HUP
+trap stop_all EXIT
 
 # PostgreSQL runs as the postgres user, who must be able to reach its data folder.
 # A checkout under a private home (/root is 0700) is not reachable: the data then
@@ -56,9 +72,15 @@ lf_redis_start "$VAR/redis" "$REDIS_PORT"
 build/bin/leadflow-migrate
 "$PG_BIN/psql" -q "$LEADFLOW_DATABASE_URL" -f db/seed/demo_reps.sql
 
-for s in intake router scheduler analytics; do
+start_service() {
+    local s=$1
     build/bin/leadflow-$s 2> >(tee -a "$VAR/log/$s.log" >&2) &
-    pids+=($!)
+    pid_of[$s]=$!
+    started_at[$s]=$SECONDS
+}
+for s in "${SERVICES[@]}"; do
+    start_service "$s"
+    delay_of[$s]=1
 done
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && break
@@ -80,9 +102,26 @@ Then see it graded and assigned (use the id it returned):
   curl -s http://127.0.0.1:$HTTP_PORT/v1/leads/<id> -H 'Authorization: Bearer $LEADFLOW_ADMIN_KEY'
 
 MSG
-# Wait for any service to exit (a crash) or for a signal.
+# Supervise: wait for any service to exit (or a signal, whose trap stops everything),
+# then start what exited again after its back-off pause. The pause is slept in the
+# background so a signal interrupts it at once.
 set +e
-wait -n "${pids[@]}"
-code=$?
-lf_say "a service exited (status $code); stopping the rest"
-exit 1
+while [ "$stopping" -eq 0 ]; do
+    wait -n "${pid_of[@]}"
+    for s in "${SERVICES[@]}"; do
+        kill -0 "${pid_of[$s]}" 2>/dev/null && continue
+        wait "${pid_of[$s]}" 2>/dev/null
+        code=$?
+        [ "$stopping" -eq 0 ] || break
+        if [ $((SECONDS - ${started_at[$s]})) -ge 60 ]; then delay_of[$s]=1; fi
+        delay=${delay_of[$s]}
+        lf_say "leadflow-$s exited (status $code); restarting it in ${delay}s (log: var/log/$s.log)"
+        echo "$(date -u +%FT%TZ) leadflow-$s exited (status $code); restarted after ${delay}s" >>"$VAR/log/supervisor.log"
+        sleep "$delay" &
+        wait $!
+        [ "$stopping" -eq 0 ] || break
+        next=$((delay * 2)); [ "$next" -le 30 ] || next=30
+        delay_of[$s]=$next
+        start_service "$s"
+    done
+done

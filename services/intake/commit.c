@@ -187,16 +187,23 @@ int lf_committer_submit(lf_committer_t *self, lf_job_t *job) {
     return 0;
 }
 
-void lf_committer_destroy(lf_committer_t **self_p) {
-    if (!self_p || !*self_p)
+void lf_committer_stop(lf_committer_t *self) {
+    if (!self)
         return;
-    lf_committer_t *self = *self_p;
     pthread_mutex_lock(&self->lock);
     self->stopping = 1;
     pthread_cond_broadcast(&self->wake);
     pthread_mutex_unlock(&self->lock);
     for (int i = 0; i < self->nthreads; i++)
         pthread_join(self->threads[i], NULL);
+    self->nthreads = 0;
+}
+
+void lf_committer_destroy(lf_committer_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    lf_committer_t *self = *self_p;
+    lf_committer_stop(self);
     free(self->threads);
     free(self->db_url);
     pthread_cond_destroy(&self->wake);

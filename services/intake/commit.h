@@ -39,7 +39,12 @@ lf_committer_t *lf_committer_new(const char *db_url, int threads, int max_batch,
  * stopping (the caller answers 503; nothing was stored). The job must stay valid
  * until done_fn was called. */
 int lf_committer_submit(lf_committer_t *self, lf_job_t *job);
-/* Commits what is queued, stops the threads, closes the connections. */
+/* Commits and answers what is queued, stops the threads and closes their connections;
+ * from then on lf_committer_submit refuses (-1). The committer stays valid: stop it
+ * before stopping the HTTP daemon, destroy it after, so a request still arriving on an
+ * open connection meets a refusing committer, not freed memory. Safe to call twice. */
+void lf_committer_stop(lf_committer_t *self);
+/* Stops (if not stopped) and frees the committer. */
 void lf_committer_destroy(lf_committer_t **self_p);
 /* Queue depth and counters for /metrics. */
 void lf_committer_stats(lf_committer_t *self, long *queued, long *batches,

@@ -80,8 +80,16 @@ static void s_cors(lf_intake_t *in, struct MHD_Connection *conn, struct MHD_Resp
 
 static enum MHD_Result s_reply(lf_intake_t *in, struct MHD_Connection *conn,
                                unsigned status, json_t *body, int retry_after) {
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
+    if (!text) {
+        /* A reply that could not be built (json_pack refuses a string that is not
+         * UTF-8, for one) is a bug here, not the client's: say 500, never crash. */
+        lf_error("reply body could not be built status=%u", status);
+        status = 500;
+        text = lf_strdup("{\"error\":\"internal\",\"message\":\"the reply could not be "
+                         "built; nothing about the request is known to have failed\"}");
+    }
     size_t len = strlen(text);
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);

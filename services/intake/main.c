@@ -3,7 +3,8 @@
  * main() reads the configuration table, binds the event PUB socket, starts the
  * group committer and the HTTP server, then waits for SIGINT/SIGTERM. Shutdown is
  * in order: stop accepting connections, let the committer finish and answer every
- * queued lead, stop HTTP, close sockets and connections. */
+ * queued lead (refusing new ones), stop HTTP, free the committer, close sockets and
+ * connections. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,13 +224,15 @@ int main(int argc, char **argv) {
     lf_info("shutting down: no new connections, finishing queued commits");
     rc = 0;
 out:
+    /* Order: no new connections; the committer answers and resumes every queued
+     * request and refuses new ones (503); the HTTP daemon stops (its threads may still
+     * call the committer until then); only then is the committer freed. */
     if (httpd)
         MHD_quiesce_daemon(httpd);
-    /* The committer answers and resumes every queued request before it returns,
-     * so no client that got a connection is left without an answer. */
-    lf_committer_destroy(&in.committer);
+    lf_committer_stop(in.committer);
     if (httpd)
         MHD_stop_daemon(httpd);
+    lf_committer_destroy(&in.committer);
     if (in.pub)
         zmq_close(in.pub);
     if (in.zctx)
