@@ -23,6 +23,7 @@
 #include "access.h"
 #include "intake.h"
 #include "lf/event.h"
+#include "metrics_lag.h"
 #include "parse.h"
 #include "lf/log.h"
 #include "lf/util.h"
@@ -225,6 +226,17 @@ static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t
         atomic_load(&in->publish_dropped));
     if (n < 0)
         return MHD_NO;
+    /* The consumers' lag, when the database answers (the counters above do not need
+     * it). */
+    char *lag = lf_metrics_lag(lf_intake_db(in));
+    if (lag) {
+        char *both = NULL;
+        if (asprintf(&both, "%s%s", text, lag) > 0) {
+            free(text);
+            text = both;
+        }
+        free(lag);
+    }
     return s_reply_text(req->conn, 200, "text/plain; version=0.0.4", text);
 }
 

@@ -424,6 +424,12 @@ int lf_h_wait_sql(lf_h_t *self, const char *sql, const char *expect, int timeout
     }
 }
 
+int lf_h_zmq_port(const lf_h_t *self, int service) {
+    int s = s_index(service);
+    cr_assert(s < 3, "%s publishes no events", s_names[s]);
+    return self->zmq_port[s];
+}
+
 const char *lf_h_admin_key(const lf_h_t *self) {
     (void)self;
     return "test-admin-key";

@@ -78,6 +78,11 @@ void lf_h_use_redis(lf_h_t *self, int port);
 /* A TCP port on 127.0.0.1 that nothing listens on now. */
 int lf_h_free_port(void);
 
+/* The ZeroMQ PUB port that service (LF_H_INTAKE, LF_H_ROUTER or LF_H_SCHEDULER) binds
+ * and the others connect to. While that service is not running, a test may bind it to
+ * play the producer. */
+int lf_h_zmq_port(const lf_h_t *self, int service);
+
 const char *lf_h_admin_key(const lf_h_t *self);
 const char *lf_h_db_url(const lf_h_t *self);
 int lf_h_http_port(const lf_h_t *self);

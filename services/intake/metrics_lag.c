@@ -1,0 +1,73 @@
+/* metrics_lag.c - how far behind each outbox consumer is, for intake's /metrics.
+ *
+ * Consumers (router, scheduler, analytics) serve no HTTP of their own; their state is in
+ * PostgreSQL, so intake reports it. A consumer's cursor (consumer_cursors.safe_xid,
+ * common/consumer.c) stops at the oldest transaction still running, so a writing
+ * transaction left open anywhere shows here first: the oldest event above a cursor
+ * ages, and so does the oldest writing transaction. */
+#include "metrics_lag.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf/util.h"
+
+char *lf_metrics_lag(lf_db_t *db) {
+    PGresult *res = lf_db_exec(
+        db,
+        "SELECT c.consumer,"
+        " (SELECT count(*) FROM outbox o WHERE o.xid >= c.safe_xid AND o.id > c.safe_id),"
+        " coalesce(extract(epoch FROM now() - (SELECT min(o.at) FROM outbox o"
+        "   WHERE o.xid >= c.safe_xid AND o.id > c.safe_id)), 0)::float8,"
+        " coalesce(extract(epoch FROM now() - c.advanced_at), -1)::float8"
+        " FROM consumer_cursors c ORDER BY c.consumer",
+        0, NULL);
+    if (!res)
+        return NULL;
+    PGresult *tx = lf_db_exec(db,
+                              "SELECT coalesce(extract(epoch FROM now() - min(xact_start)),"
+                              " 0)::float8 FROM pg_stat_activity"
+                              " WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+                              0, NULL);
+    size_t cap = 1024 + (size_t)PQntuples(res) * 400, len = 0;
+    char *out = lf_malloc(cap);
+    len += (size_t)snprintf(
+        out + len, cap - len,
+        "# HELP leadflow_consumer_pending_events Outbox events above the consumer's "
+        "cursor (not yet known done).\n"
+        "# TYPE leadflow_consumer_pending_events gauge\n");
+    for (int i = 0; i < PQntuples(res); i++)
+        len += (size_t)snprintf(out + len, cap - len,
+                                "leadflow_consumer_pending_events{consumer=\"%s\"} %s\n",
+                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+    len += (size_t)snprintf(
+        out + len, cap - len,
+        "# HELP leadflow_consumer_lag_seconds Age of the oldest outbox event above the "
+        "consumer's cursor.\n"
+        "# TYPE leadflow_consumer_lag_seconds gauge\n");
+    for (int i = 0; i < PQntuples(res); i++)
+        len += (size_t)snprintf(out + len, cap - len,
+                                "leadflow_consumer_lag_seconds{consumer=\"%s\"} %s\n",
+                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 2));
+    len += (size_t)snprintf(
+        out + len, cap - len,
+        "# HELP leadflow_consumer_cursor_age_seconds Time since the consumer last moved "
+        "its cursor (-1: never).\n"
+        "# TYPE leadflow_consumer_cursor_age_seconds gauge\n");
+    for (int i = 0; i < PQntuples(res); i++)
+        len += (size_t)snprintf(out + len, cap - len,
+                                "leadflow_consumer_cursor_age_seconds{consumer=\"%s\"} %s\n",
+                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 3));
+    if (tx && PQntuples(tx) == 1)
+        snprintf(out + len, cap - len,
+                 "# HELP leadflow_oldest_write_transaction_seconds Age of the oldest "
+                 "transaction that holds a transaction id (it holds every consumer's "
+                 "cursor).\n"
+                 "# TYPE leadflow_oldest_write_transaction_seconds gauge\n"
+                 "leadflow_oldest_write_transaction_seconds %s\n",
+                 PQgetvalue(tx, 0, 0));
+    PQclear(tx);
+    PQclear(res);
+    return out;
+}
