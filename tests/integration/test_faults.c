@@ -11,6 +11,7 @@
  * the timeline. docs/reliability.md lists what each test proves. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
