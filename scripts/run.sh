@@ -33,7 +33,11 @@ declare -A pid_of=() started_at=() delay_of=()
 PG_DIR=$VAR/pg
 stopping=0
 stop_all() {
-    trap - INT TERM EXIT HUP
+    # Ignore further signals while stopping (not the default action: SIGTERM to the
+    # process group arrives more than once - from the sender and again from make - and
+    # a second one would end this script before PostgreSQL and Redis are stopped).
+    trap '' INT TERM HUP
+    trap - EXIT
     stopping=1
     lf_say "stopping services"
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do

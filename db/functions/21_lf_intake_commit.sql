@@ -100,6 +100,18 @@ BEGIN
     )
     SELECT ob.lead_id, ob.lead_id, 'created'::text, 'lead.created'::text, ob.env FROM ob;
 
+    -- Every open lead a row of `rest` may be merged into is locked FOR SHARE first, in
+    -- id order (the project's lock order: leads by id, then reps; docs/reliability.md).
+    -- A stage move closing one of them (FOR NO KEY UPDATE) has either committed - the
+    -- lead is skipped here and the merge below sees it closed - or waits until this
+    -- batch commits. Without the lock, an inquiry read the lead as open while a move
+    -- was closing it and landed on a won or lost deal: no new lead, no SLA.
+    PERFORM 1 FROM leads l
+     WHERE l.stage NOT IN ('won', 'lost')
+       AND (l.phone IN (SELECT x ->> 'phone' FROM jsonb_array_elements(rest) x)
+         OR l.email IN (SELECT x ->> 'email' FROM jsonb_array_elements(rest) x))
+     ORDER BY l.id FOR SHARE;
+
     -- The others one by one, in the order they arrived.
     FOR r IN
         SELECT * FROM jsonb_to_recordset(rest) AS x(id text, kind text, channel text,
@@ -167,7 +179,7 @@ BEGIN
          WHERE l.stage NOT IN ('won', 'lost')
            AND ((r.phone IS NOT NULL AND l.phone = r.phone)
              OR (r.email IS NOT NULL AND l.email = r.email))
-         ORDER BY l.created_at DESC, l.id DESC LIMIT 1;
+         ORDER BY l.created_at DESC, l.id DESC LIMIT 1 FOR SHARE OF l;
         IF hit IS NOT NULL THEN
             INSERT INTO lead_inquiries (lead_id, kind, channel, external_id, idempotency_key,
                                         call_sid, raw)
