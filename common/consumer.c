@@ -381,11 +381,8 @@ fail:
  * event of the window had an ack. */
 #define S_SWEEP_WINDOW(cols)                                                             \
     "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id" cols " "                    \
-    "FROM outbox o WHERE o.id > greatest(coalesce((SELECT "                              \
-    "safe_id FROM consumer_cursors WHERE consumer = $1), 0), $4::bigint) "               \
-    "AND o.xid >= coalesce((SELECT safe_xid FROM consumer_cursors WHERE consumer = "     \
-    "$1), "                                                                              \
-    "'1') AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
+    "FROM outbox o WHERE o.id > greatest($5::bigint, $4::bigint) "                       \
+    "AND o.xid >= $6::xid8 AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
 #define S_SWEEP_REST                                                                     \
     " FROM (SELECT count(*) AS n, max(id) AS m FROM w) s LEFT JOIN (SELECT * FROM w "    \
     "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
@@ -413,14 +410,15 @@ static const char *const s_sweep_full = S_SWEEP_WINDOW(
  * a minute later: bench/router_drain.sh stalled for 51 s at 6,400 events.) Returns the
  * result holding the events to handle, or NULL. */
 static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
-                                 long long *window_end) {
+                                 long long *window_end, const char *cur_xid,
+                                 const char *cur_id) {
     int light = self->batch_flags & LF_BATCH_SEQ_ONLY;
     char lim[16], from[24];
     snprintf(lim, sizeof lim, "%d", limit);
     for (int skipped = 0;; skipped++) {
         snprintf(from, sizeof from, "%lld", self->sweep_from);
-        const char *p[] = {self->name, self->types, lim, from};
-        PGresult *res = lf_db_exec(self->db, light ? s_sweep_light : s_sweep_full, 4, p);
+        const char *p[] = {self->name, self->types, lim, from, cur_id, cur_xid};
+        PGresult *res = lf_db_exec(self->db, light ? s_sweep_light : s_sweep_full, 6, p);
         if (!res) {
             self->sweep_from = 0;
             return NULL;
@@ -435,29 +433,48 @@ static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
     }
 }
 
+/* Reads the cursor (without a lock: the sweep only chooses what to hand to
+ * lf_consumer_handle, which checks again under the lock). Its values go into the
+ * sweep's statements as parameters, never as subqueries: the planner then knows how
+ * few rows lie above the cursor and walks the outbox_xid index, where a subquery made
+ * it walk the primary key from the start of the outbox, filtering every event ever
+ * written. Returns 0 or -1. */
+static int s_read_cursor(lf_consumer_t *self, char xid[24], char id[24]) {
+    const char *p[] = {self->name};
+    PGresult *res = lf_db_exec_prepared(
+        self->db, "lf_consumer_cursor_read",
+        "SELECT safe_xid::text, safe_id FROM consumer_cursors WHERE consumer = $1", 1, p);
+    if (!res)
+        return -1;
+    lf_strlcpy(xid, PQntuples(res) ? PQgetvalue(res, 0, 0) : "1", 24);
+    lf_strlcpy(id, PQntuples(res) ? PQgetvalue(res, 0, 1) : "0", 24);
+    PQclear(res);
+    return 0;
+}
+
 int lf_consumer_sweep(lf_consumer_t *self, int limit) {
     int light = self->batch_fn && (self->batch_flags & LF_BATCH_SEQ_ONLY);
     long window = 0;
     long long window_end = 0;
     PGresult *res;
-    if (!self->batch_fn) { /* the per-event consumers' statement, as it always was */
+    char cur_xid[24], cur_id[24];
+    if (s_read_cursor(self, cur_xid, cur_id) < 0)
+        return -1;
+    if (!self->batch_fn) { /* the per-event consumers' statement */
         char lim[16];
         snprintf(lim, sizeof lim, "%d", limit);
-        const char *p[] = {self->name, self->types, lim};
+        const char *p[] = {self->name, self->types, lim, cur_id, cur_xid};
         res = lf_db_exec(
             self->db,
             "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
             "o.payload)::text FROM outbox o "
-            "WHERE o.id > coalesce((SELECT safe_id FROM consumer_cursors "
-            "WHERE consumer = $1), 0) "
-            "AND o.xid >= coalesce((SELECT safe_xid FROM consumer_cursors "
-            "WHERE consumer = $1), '1') "
+            "WHERE o.id > $4::bigint AND o.xid >= $5::xid8 "
             "AND o.type = ANY($2::text[]) "
             "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
             "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",
-            3, p);
+            5, p);
     } else {
-        res = s_sweep_windows(self, limit, &window, &window_end);
+        res = s_sweep_windows(self, limit, &window, &window_end, cur_xid, cur_id);
     }
     if (!res)
         return -1;
@@ -495,37 +512,72 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
 }
 
 int lf_consumer_advance(lf_consumer_t *self) {
-    const char *p[] = {self->name, self->types};
-    /* One statement: the cursor row is locked first (it waits for batches that hold
-     * it FOR SHARE); the oldest running transaction and the acks are read with the
-     * statement's snapshot, taken before that wait, which can only hold the cursor
-     * lower than it could go. Failed acks count as acknowledged: a poison event that
-     * was set aside does not hold the cursor. */
-    PGresult *res = lf_db_exec(
-        self->db,
-        "WITH c AS MATERIALIZED (SELECT safe_xid, safe_id FROM consumer_cursors "
-        "  WHERE consumer = $1 FOR UPDATE), "
-        "snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x), "
-        "gap AS (SELECT min(o.xid) AS m FROM outbox o, c WHERE o.xid >= c.safe_xid "
-        "  AND o.id > c.safe_id AND o.type = ANY($2::text[]) AND NOT EXISTS (SELECT 1 "
-        "  FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = o.id)) "
-        "UPDATE consumer_cursors k SET safe_xid = greatest(k.safe_xid, "
-        "  least(snap.x, coalesce(gap.m, snap.x))), advanced_at = now() "
-        "FROM snap, gap WHERE k.consumer = $1 RETURNING k.safe_xid::text",
-        2, p);
-    if (!res)
+    const char *p[] = {self->name};
+    char xmin[24], gap[24] = "", cur_xid[24], cur_id[24];
+    int has_gap = 0;
+    /* The cursor row is locked first (FOR UPDATE: it waits for the batches that hold
+     * it FOR SHARE). Then one statement - one snapshot - reads the oldest running
+     * transaction and the oldest unacknowledged event above the cursor: every row of a
+     * transaction below that xmin is visible to that same snapshot, so none can be
+     * missed. Failed acks count as acknowledged (a poison event set aside does not
+     * hold the cursor). The cursor's values are parameters, as in the sweep, so the
+     * gap query walks the outbox_xid index. */
+    if (lf_db_begin(self->db) < 0)
         return -1;
+    PGresult *res = lf_db_exec(self->db,
+                               "SELECT safe_xid::text, safe_id FROM consumer_cursors "
+                               "WHERE consumer = $1 FOR UPDATE",
+                               1, p);
+    if (!res)
+        goto fail;
+    if (PQntuples(res) == 0) { /* no batch yet: nothing to prune */
+        PQclear(res);
+        lf_db_rollback(self->db);
+        return 0;
+    }
+    lf_strlcpy(cur_xid, PQgetvalue(res, 0, 0), sizeof cur_xid);
+    lf_strlcpy(cur_id, PQgetvalue(res, 0, 1), sizeof cur_id);
+    PQclear(res);
+    const char *q[] = {self->name, self->types, cur_xid, cur_id};
+    res = lf_db_exec(self->db,
+                     "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, "
+                     "(SELECT min(o.xid) FROM outbox o WHERE o.xid >= $3::xid8 "
+                     " AND o.id > $4::bigint AND o.type = ANY($2::text[]) "
+                     " AND NOT EXISTS (SELECT 1 FROM consumer_acks a "
+                     " WHERE a.consumer = $1 AND a.event_id = o.id))::text",
+                     4, q);
+    if (!res)
+        goto fail;
+    lf_strlcpy(xmin, PQgetvalue(res, 0, 0), sizeof xmin);
+    if (!PQgetisnull(res, 0, 1)) {
+        lf_strlcpy(gap, PQgetvalue(res, 0, 1), sizeof gap);
+        has_gap = 1;
+    }
+    PQclear(res);
+    const char *u[] = {self->name, xmin, has_gap ? gap : NULL};
+    res =
+        lf_db_exec(self->db,
+                   "UPDATE consumer_cursors SET safe_xid = greatest(safe_xid, "
+                   "least($2::xid8, coalesce($3::xid8, $2::xid8))), advanced_at = now() "
+                   "WHERE consumer = $1 RETURNING safe_xid::text",
+                   3, u);
+    if (!res)
+        goto fail;
     if (PQntuples(res) == 1)
         lf_strlcpy(self->last_xid, PQgetvalue(res, 0, 0), sizeof self->last_xid);
     PQclear(res);
-    const char *q[] = {self->name};
+    if (lf_db_commit(self->db) < 0)
+        goto fail;
     if (lf_db_cmd(self->db,
                   "DELETE FROM consumer_acks a USING consumer_cursors c, outbox o "
                   "WHERE a.consumer = $1 AND c.consumer = $1 AND o.id = a.event_id "
                   "AND (o.xid < c.safe_xid OR o.id <= c.safe_id) AND a.error IS NULL",
-                  1, q) < 0)
+                  1, p) < 0)
         return -1;
     return 0;
+fail:
+    lf_db_rollback(self->db);
+    return -1;
 }
 
 const char *lf_consumer_cursor(const lf_consumer_t *self) {

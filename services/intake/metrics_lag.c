@@ -13,52 +13,84 @@
 
 #include "lf/util.h"
 
-char *lf_metrics_lag(lf_db_t *db) {
+/* One consumer's pending events and lag. The cursor goes in as parameters (not a
+ * correlated subquery), so the planner walks the outbox_xid index; the count stops at
+ * a million. Returns 0 or -1. */
+static int s_lag(lf_db_t *db, const char *xid, const char *id, char count[24],
+                 char secs[32]) {
+    const char *p[] = {xid, id};
     PGresult *res = lf_db_exec(
         db,
-        "SELECT c.consumer,"
-        " (SELECT count(*) FROM outbox o WHERE o.xid >= c.safe_xid AND o.id > c.safe_id),"
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox o WHERE o.xid >= $1::xid8"
+        "  AND o.id > $2::bigint LIMIT 1000000) x),"
         " coalesce(extract(epoch FROM now() - (SELECT min(o.at) FROM outbox o"
-        "   WHERE o.xid >= c.safe_xid AND o.id > c.safe_id)), 0)::float8,"
-        " coalesce(extract(epoch FROM now() - c.advanced_at), -1)::float8"
-        " FROM consumer_cursors c ORDER BY c.consumer",
-        0, NULL);
+        "  WHERE o.xid >= $1::xid8 AND o.id > $2::bigint)), 0)::float8",
+        2, p);
+    if (!res)
+        return -1;
+    lf_strlcpy(count, PQgetvalue(res, 0, 0), 24);
+    lf_strlcpy(secs, PQgetvalue(res, 0, 1), 32);
+    PQclear(res);
+    return 0;
+}
+
+char *lf_metrics_lag(lf_db_t *db) {
+    PGresult *res =
+        lf_db_exec(db,
+                   "SELECT consumer, safe_xid::text, safe_id,"
+                   " coalesce(extract(epoch FROM now() - advanced_at), -1)::float8"
+                   " FROM consumer_cursors ORDER BY consumer",
+                   0, NULL);
     if (!res)
         return NULL;
-    PGresult *tx = lf_db_exec(db,
-                              "SELECT coalesce(extract(epoch FROM now() - min(xact_start)),"
-                              " 0)::float8 FROM pg_stat_activity"
-                              " WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
-                              0, NULL);
-    size_t cap = 1024 + (size_t)PQntuples(res) * 400, len = 0;
+    int n = PQntuples(res);
+    char(*count)[24] = lf_calloc((size_t)n + 1, sizeof *count);
+    char(*secs)[32] = lf_calloc((size_t)n + 1, sizeof *secs);
+    for (int i = 0; i < n; i++) {
+        if (s_lag(db, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), count[i], secs[i]) <
+            0) {
+            free(count);
+            free(secs);
+            PQclear(res);
+            return NULL;
+        }
+    }
+    PGresult *tx =
+        lf_db_exec(db,
+                   "SELECT coalesce(extract(epoch FROM now() - min(xact_start)),"
+                   " 0)::float8 FROM pg_stat_activity"
+                   " WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+                   0, NULL);
+    size_t cap = 1024 + (size_t)n * 400, len = 0;
     char *out = lf_malloc(cap);
     len += (size_t)snprintf(
         out + len, cap - len,
         "# HELP leadflow_consumer_pending_events Outbox events above the consumer's "
         "cursor (not yet known done).\n"
         "# TYPE leadflow_consumer_pending_events gauge\n");
-    for (int i = 0; i < PQntuples(res); i++)
+    for (int i = 0; i < n; i++)
         len += (size_t)snprintf(out + len, cap - len,
                                 "leadflow_consumer_pending_events{consumer=\"%s\"} %s\n",
-                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+                                PQgetvalue(res, i, 0), count[i]);
     len += (size_t)snprintf(
         out + len, cap - len,
         "# HELP leadflow_consumer_lag_seconds Age of the oldest outbox event above the "
         "consumer's cursor.\n"
         "# TYPE leadflow_consumer_lag_seconds gauge\n");
-    for (int i = 0; i < PQntuples(res); i++)
+    for (int i = 0; i < n; i++)
         len += (size_t)snprintf(out + len, cap - len,
                                 "leadflow_consumer_lag_seconds{consumer=\"%s\"} %s\n",
-                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 2));
+                                PQgetvalue(res, i, 0), secs[i]);
     len += (size_t)snprintf(
         out + len, cap - len,
         "# HELP leadflow_consumer_cursor_age_seconds Time since the consumer last moved "
         "its cursor (-1: never).\n"
         "# TYPE leadflow_consumer_cursor_age_seconds gauge\n");
-    for (int i = 0; i < PQntuples(res); i++)
-        len += (size_t)snprintf(out + len, cap - len,
-                                "leadflow_consumer_cursor_age_seconds{consumer=\"%s\"} %s\n",
-                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 3));
+    for (int i = 0; i < n; i++)
+        len +=
+            (size_t)snprintf(out + len, cap - len,
+                             "leadflow_consumer_cursor_age_seconds{consumer=\"%s\"} %s\n",
+                             PQgetvalue(res, i, 0), PQgetvalue(res, i, 3));
     if (tx && PQntuples(tx) == 1)
         snprintf(out + len, cap - len,
                  "# HELP leadflow_oldest_write_transaction_seconds Age of the oldest "
@@ -69,5 +101,7 @@ char *lf_metrics_lag(lf_db_t *db) {
                  PQgetvalue(tx, 0, 0));
     PQclear(tx);
     PQclear(res);
+    free(count);
+    free(secs);
     return out;
 }
