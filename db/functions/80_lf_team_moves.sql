@@ -48,7 +48,8 @@ DECLARE
     v_payload jsonb;
 BEGIN
     PERFORM pg_advisory_xact_lock(727002);
-    SELECT * INTO l FROM leads WHERE id = p_lead FOR UPDATE;
+    -- Lock order: the routing lock, the lead, then reps rows (docs/reliability.md).
+    SELECT * INTO l FROM leads WHERE id = p_lead FOR NO KEY UPDATE;
     IF NOT FOUND THEN status := 'not_found'; RETURN; END IF;
     IF l.stage IN ('won', 'lost') THEN status := 'closed'; RETURN; END IF;
     IF p_from_pool AND (l.owner IS NOT NULL OR l.pool_reason IS NULL) THEN
@@ -59,7 +60,7 @@ BEGIN
     END IF;
     IF l.owner IS NOT DISTINCT FROM p_to THEN status := 'same_owner'; RETURN; END IF;
     IF p_to IS NOT NULL THEN
-        SELECT * INTO r FROM reps WHERE id = p_to FOR UPDATE;
+        SELECT * INTO r FROM reps WHERE id = p_to FOR NO KEY UPDATE;
         IF NOT FOUND THEN status := 'no_rep'; RETURN; END IF;
         IF NOT r.active THEN status := 'inactive'; RETURN; END IF;
         IF p_check_capacity AND (r.capacity = 0 OR r.open_count >= r.capacity) THEN
@@ -170,10 +171,18 @@ DECLARE
     env text;
 BEGIN
     PERFORM pg_advisory_xact_lock(727002);
+    -- Every lead to hand over is locked first, in id order, before lf_move_lead touches
+    -- any reps row (leads, then reps: docs/reliability.md). Locking them one by one in
+    -- the loop held the reps rows of the first moves while waiting for the next lead,
+    -- whose stage move may wait for those reps rows: a deadlock.
+    PERFORM 1 FROM leads
+      WHERE owner = p_rep AND stage NOT IN ('won', 'lost')
+        AND (p_stages IS NULL OR stage = ANY (p_stages))
+      ORDER BY id FOR NO KEY UPDATE;
     FOR lid IN SELECT id FROM leads
                 WHERE owner = p_rep AND stage NOT IN ('won', 'lost')
                   AND (p_stages IS NULL OR stage = ANY (p_stages))
-                ORDER BY created_at, id FOR UPDATE LOOP
+                ORDER BY created_at, id LOOP
         IF p_to IS NOT NULL THEN
             SELECT * INTO m FROM lf_move_lead(lid, p_to, p_by, 'handover', p_reason, NULL,
                                               p_rep, false, false);
