@@ -529,7 +529,7 @@ static enum MHD_Result s_call(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
 }
 
 const lf_route_t lf_routes_channels[] = {
-    {"POST", "/v1/leads/import", s_import, 1, 1},
-    {"POST", "/v1/calls", s_call, 0, 0},
-    {NULL, NULL, NULL, 0, 0},
+    {"POST", "/v1/leads/import", s_import, 1, 1, 0},
+    {"POST", "/v1/calls", s_call, 0, 0, 0},
+    {NULL, NULL, NULL, 0, 0, 0},
 };

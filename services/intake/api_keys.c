@@ -206,8 +206,8 @@ static enum MHD_Result s_delete_key(lf_intake_t *in, lf_req_t *req,
 }
 
 const lf_route_t lf_routes_keys[] = {
-    {"POST", "/v1/keys", s_post_key, 1, 0},
-    {"GET", "/v1/keys", s_list_keys, 1, 0},
-    {"DELETE", "/v1/keys/{}", s_delete_key, 1, 0},
-    {NULL, NULL, NULL, 0, 0},
+    {"POST", "/v1/keys", s_post_key, 1, 0, 1},
+    {"GET", "/v1/keys", s_list_keys, 1, 0, 1},
+    {"DELETE", "/v1/keys/{}", s_delete_key, 1, 0, 1},
+    {NULL, NULL, NULL, 0, 0, 0},
 };

@@ -238,7 +238,7 @@ static enum MHD_Result s_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_
 }
 
 const lf_route_t lf_routes_leads[] = {
-    {"POST", "/v1/leads", s_post_lead, 1, 0},
-    {"GET", "/v1/leads/{}", s_get_lead, 1, 0},
-    {NULL, NULL, NULL, 0, 0},
+    {"POST", "/v1/leads", s_post_lead, 1, 0, 0},
+    {"GET", "/v1/leads/{}", s_get_lead, 1, 0, 1},
+    {NULL, NULL, NULL, 0, 0, 0},
 };

@@ -303,7 +303,7 @@ static enum MHD_Result s_agenda(lf_intake_t *in, lf_req_t *req, const lf_auth_t 
 }
 
 const lf_route_t lf_routes_lists[] = {
-    {"GET", "/v1/leads", s_list, 1, 0},
-    {"GET", "/v1/me/agenda", s_agenda, 1, 0},
-    {NULL, NULL, NULL, 0, 0},
+    {"GET", "/v1/leads", s_list, 1, 0, 1},
+    {"GET", "/v1/me/agenda", s_agenda, 1, 0, 1},
+    {NULL, NULL, NULL, 0, 0, 0},
 };

@@ -770,9 +770,9 @@ static enum MHD_Result s_get_customer(lf_intake_t *in, lf_req_t *req,
 }
 
 const lf_route_t lf_routes_pipeline[] = {
-    {"POST", "/v1/leads/{}/stage", s_post_stage, 1, 0},
-    {"POST", "/v1/leads/{}/activities", s_post_activity, 1, 0},
-    {"GET", "/v1/pipeline", s_get_pipeline, 1, 0},
-    {"GET", "/v1/customers/{}", s_get_customer, 1, 0},
-    {NULL, NULL, NULL, 0, 0},
+    {"POST", "/v1/leads/{}/stage", s_post_stage, 1, 0, 1},
+    {"POST", "/v1/leads/{}/activities", s_post_activity, 1, 0, 1},
+    {"GET", "/v1/pipeline", s_get_pipeline, 1, 0, 0},
+    {"GET", "/v1/customers/{}", s_get_customer, 1, 0, 1},
+    {NULL, NULL, NULL, 0, 0, 0},
 };

@@ -457,9 +457,9 @@ done:
 }
 
 const lf_route_t lf_routes_pool[] = {
-    {"GET", "/v1/pool", s_pool, 1, 0},
-    {"POST", "/v1/leads/{}/claim", s_claim, 1, 0},
-    {"POST", "/v1/leads/{}/assign", s_assign, 1, 0},
-    {"POST", "/v1/reps/{}/handover", s_handover, 1, 0},
-    {NULL, NULL, NULL, 0, 0},
+    {"GET", "/v1/pool", s_pool, 1, 0, 1},
+    {"POST", "/v1/leads/{}/claim", s_claim, 1, 0, 1},
+    {"POST", "/v1/leads/{}/assign", s_assign, 1, 0, 1},
+    {"POST", "/v1/reps/{}/handover", s_handover, 1, 0, 1},
+    {NULL, NULL, NULL, 0, 0, 0},
 };

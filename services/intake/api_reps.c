@@ -727,10 +727,10 @@ static enum MHD_Result s_patch_lead(lf_intake_t *in, lf_req_t *req,
 }
 
 const lf_route_t lf_routes_reps[] = {
-    {"POST", "/v1/reps", s_post_rep, 1, 0},
-    {"GET", "/v1/reps", s_list_reps, 1, 0},
-    {"GET", "/v1/reps/{}", s_get_rep, 1, 0},
-    {"PATCH", "/v1/reps/{}", s_patch_rep, 1, 0},
-    {"PATCH", "/v1/leads/{}", s_patch_lead, 1, 0},
-    {NULL, NULL, NULL, 0, 0},
+    {"POST", "/v1/reps", s_post_rep, 1, 0, 1},
+    {"GET", "/v1/reps", s_list_reps, 1, 0, 1},
+    {"GET", "/v1/reps/{}", s_get_rep, 1, 0, 1},
+    {"PATCH", "/v1/reps/{}", s_patch_rep, 1, 0, 1},
+    {"PATCH", "/v1/leads/{}", s_patch_lead, 1, 0, 1},
+    {NULL, NULL, NULL, 0, 0, 0},
 };

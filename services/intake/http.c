@@ -8,10 +8,13 @@
  * HTML form, or a Twilio-signed call - whose body is read first, within the
  * single-lead limit (LEADFLOW_MAX_BODY).
  *
- * libmicrohttpd runs a small pool of epoll threads. Handlers never block them on
- * a commit: the connection is suspended while the group committer works and
- * resumed when the lead is durable (see api_leads.c). Reads (GET) use a
- * per-thread PostgreSQL connection and are short. */
+ * libmicrohttpd runs a small pool of epoll threads, each serving many connections,
+ * so nothing that waits on PostgreSQL runs there. A new lead goes to the group
+ * committer (api_leads.c); every other route that talks to the database is marked
+ * `db` in its table and runs on a database worker (workers.h): the connection is
+ * suspended, the worker runs the handler on its own connection, its reply is kept
+ * (s_answer) and the HTTP thread sends it when the connection resumes. One lock wait
+ * then stalls one worker, not every connection of an HTTP thread. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
@@ -32,9 +35,9 @@ static enum MHD_Result s_healthz(lf_intake_t *in, lf_req_t *req, const lf_auth_t
 static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth);
 
 const lf_route_t lf_routes_core[] = {
-    {"GET", "/healthz", s_healthz, 0, 0},
-    {"GET", "/metrics", s_metrics, 0, 0},
-    {NULL, NULL, NULL, 0, 0},
+    {"GET", "/healthz", s_healthz, 0, 0, 0},
+    {"GET", "/metrics", s_metrics, 0, 0, 1},
+    {NULL, NULL, NULL, 0, 0, 0},
 };
 
 static const lf_route_t *const s_tables[] = {
@@ -79,22 +82,17 @@ static void s_cors(lf_intake_t *in, struct MHD_Connection *conn, struct MHD_Resp
         MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
 }
 
-static enum MHD_Result s_reply(lf_intake_t *in, struct MHD_Connection *conn,
-                               unsigned status, json_t *body, int retry_after) {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text) {
-        /* A reply that could not be built (json_pack refuses a string that is not
-         * UTF-8, for one) is a bug here, not the client's: say 500, never crash. */
-        lf_error("reply body could not be built status=%u", status);
-        status = 500;
-        text = lf_strdup("{\"error\":\"internal\",\"message\":\"the reply could not be "
-                         "built; nothing about the request is known to have failed\"}");
-    }
-    size_t len = strlen(text);
+/* The request a database worker is running on this thread (see s_run), NULL on the
+ * HTTP threads: its replies are kept, not queued (only an HTTP thread may queue). */
+static __thread lf_req_t *s_deferring;
+
+/* Queues a response (text owned, freed here) with the headers every answer carries. */
+static enum MHD_Result s_send(lf_intake_t *in, struct MHD_Connection *conn,
+                              unsigned status, char *text, const char *type,
+                              int retry_after) {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", type);
     if (status == 503 || status == 429) {
         char ra[16];
         snprintf(ra, sizeof ra, "%d", retry_after > 0 ? retry_after : 1);
@@ -110,6 +108,39 @@ static enum MHD_Result s_reply(lf_intake_t *in, struct MHD_Connection *conn,
     else
         atomic_fetch_add(&in->responses_5xx, 1);
     return rc;
+}
+
+/* Sends the response now, or keeps it for the resume when a worker made it. */
+static enum MHD_Result s_answer(lf_intake_t *in, struct MHD_Connection *conn,
+                                unsigned status, char *text, const char *type,
+                                int retry_after) {
+    lf_req_t *req = s_deferring;
+    if (req && req->conn == conn) {
+        free(req->reply_text); /* a handler answers once; keep the last word */
+        req->reply_status = status;
+        req->reply_text = text;
+        req->reply_type = type;
+        req->reply_retry_after = retry_after;
+        req->reply_ready = 1;
+        return MHD_YES;
+    }
+    return s_send(in, conn, status, text, type, retry_after);
+}
+
+static enum MHD_Result s_reply(lf_intake_t *in, struct MHD_Connection *conn,
+                               unsigned status, json_t *body, int retry_after) {
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        /* A reply that could not be built (json_pack refuses a string that is not
+         * UTF-8, for one) is a bug here, not the client's: say 500, never crash. */
+        lf_error("reply body could not be built status=%u", status);
+        status = 500;
+        text = lf_strdup("{\"error\":\"internal\",\"message\":\"the reply could not be "
+                         "built; nothing about the request is known to have failed\"}");
+    }
+    return s_answer(in, conn, status, text, "application/json; charset=utf-8",
+                    retry_after);
 }
 
 enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
@@ -134,14 +165,9 @@ enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn,
     return lf_reply_json(in, conn, status, body);
 }
 
-static enum MHD_Result s_reply_text(struct MHD_Connection *conn, unsigned status,
-                                    const char *type, char *text) {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(r, "Content-Type", type);
-    enum MHD_Result rc = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return rc;
+static enum MHD_Result s_reply_text(lf_intake_t *in, struct MHD_Connection *conn,
+                                    unsigned status, const char *type, char *text) {
+    return s_answer(in, conn, status, text, type, 0);
 }
 
 lf_db_t *lf_intake_db(lf_intake_t *in) {
@@ -237,7 +263,7 @@ static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t
         }
         free(lag);
     }
-    return s_reply_text(req->conn, 200, "text/plain; version=0.0.4", text);
+    return s_reply_text(in, req->conn, 200, "text/plain; version=0.0.4", text);
 }
 
 /* The key of a plain HTML form (no JavaScript, so no Authorization header): the
@@ -470,6 +496,41 @@ static void *s_on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
     return req;
 }
 
+/* A database worker runs a db route's handler; what it answers is kept with the
+ * request (s_answer) and sent by the HTTP thread when the connection resumes. */
+static void s_work(void *arg) {
+    lf_req_t *req = arg;
+    s_deferring = req;
+    enum MHD_Result rc = req->route->fn(req->in, req, &req->auth);
+    s_deferring = NULL;
+    if (!req->reply_ready && rc == MHD_YES) {
+        lf_error("handler gave no answer route=%s", req->route->pattern);
+        req->reply_status = 500;
+        req->reply_text = lf_strdup("{\"error\":\"internal\",\"message\":\"no answer\"}");
+        req->reply_type = "application/json; charset=utf-8";
+        req->reply_ready = 1;
+    }
+    MHD_resume_connection(req->conn);
+}
+
+/* Runs the route's handler: here, or - for a db route - on a database worker, with the
+ * connection suspended meanwhile (suspended before queueing, so a worker can never
+ * resume a connection that is not suspended yet). */
+static enum MHD_Result s_run(lf_intake_t *in, lf_req_t *req) {
+    if (!req->route->db || !in->workers)
+        return req->route->fn(in, req, &req->auth);
+    req->in = in;
+    req->on_worker = 1;
+    MHD_suspend_connection(req->conn);
+    if (lf_workers_submit(in->workers, s_work, req) < 0) {
+        MHD_resume_connection(req->conn);
+        req->on_worker = 0;
+        return lf_reply_error_retry(in, req->conn, 503, "unavailable",
+                                    "too much database work waiting; retry later", 1);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
                                     const char *url, const char *method,
                                     const char *version, const char *upload,
@@ -542,6 +603,15 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
         *upload_size = 0;
         return MHD_YES;
     }
+    if (req->on_worker) { /* resumed after a database worker ran the handler */
+        if (!req->reply_ready)
+            return MHD_NO; /* the handler gave up on the connection */
+        char *text = req->reply_text;
+        req->reply_text = NULL;
+        req->on_worker = 0;
+        return s_send(in, conn, req->reply_status, text, req->reply_type,
+                      req->reply_retry_after);
+    }
     if (req->job_active || req->ext) /* resumed after the commit */
         return req->route->fn(in, req, &req->auth);
     if (!req->body)
@@ -549,7 +619,7 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
     enum MHD_Result rc;
     if (s_gate(in, req, 1, &rc))
         return rc;
-    return req->route->fn(in, req, &req->auth);
+    return s_run(in, req);
 }
 
 static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -561,6 +631,7 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
         json_decref(req->job.row);
     if (req->ext && req->ext_free)
         req->ext_free(req->ext);
+    free(req->reply_text);
     free(req->url);
     free(req->target);
     free(req->body);

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "commit.h"
 #include "limits.h"
+#include "workers.h"
 #include "mapping.h"
 #include "lf/config.h"
 #include "lf/db.h"
@@ -28,6 +29,7 @@ typedef struct lf_intake {
     void *pub;                 /* PUB socket; used under pub_lock */
     pthread_mutex_t pub_lock;  /* ZeroMQ sockets are not thread-safe */
     lf_committer_t *committer; /* group commit of new leads */
+    lf_workers_t *workers;     /* database work of the db routes (workers.h) */
     pthread_mutex_t dbs_lock;  /* guards dbs */
     lf_db_t *dbs[64];          /* per-thread read connections, closed at exit */
     int ndbs;
@@ -61,6 +63,10 @@ typedef struct {
     lf_route_fn fn;
     int auth;
     int import;
+    /* The handler talks to PostgreSQL: it runs on a database worker (workers.h), never
+     * on an HTTP thread. Its replies (lf_reply_*) are kept and sent when the suspended
+     * connection resumes. */
+    int db;
 } lf_route_t;
 
 extern const lf_route_t lf_routes_core[];     /* http.c: healthz, metrics */
@@ -92,6 +98,14 @@ struct lf_req {
     char client[48];             /* the client address (limits.h) */
     void *ext;                   /* a handler's own state across resume (owned) */
     void (*ext_free)(void *ext); /* frees ext when the request completes */
+    /* A db route's run on a worker (http.c): the reply it made, sent on resume. */
+    lf_intake_t *in; /* borrowed, for the worker */
+    int on_worker;   /* handed to a worker; the connection is suspended */
+    int reply_ready; /* the worker finished; reply_* is what to send */
+    unsigned reply_status;
+    char *reply_text;       /* owned */
+    const char *reply_type; /* static Content-Type */
+    int reply_retry_after;  /* Retry-After seconds for 429/503 */
 };
 
 /* Sends `body` (stolen) as JSON with status. Returns MHD's result. */

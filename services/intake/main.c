@@ -39,7 +39,8 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_HTTP_IDLE_TIMEOUT", LF_CFG_INT, "30", 1, 3600,
      "seconds a connection may stay silent before it is closed"},
     {"LEADFLOW_HTTP_REQUEST_TIMEOUT", LF_CFG_INT, "120", 0, 86400,
-     "seconds a request body may take to arrive before the connection is closed (0: no limit)"},
+     "seconds a request body may take to arrive before the connection is closed (0: no "
+     "limit)"},
     {"LEADFLOW_IMPORT_MAX_ROWS", LF_CFG_INT, "100000", 1, 10000000,
      "most rows one import may have (more is answered 413)"},
     {"LEADFLOW_INTAKE_EVENTS_BIND", LF_CFG_STR, "tcp://127.0.0.1:7101", 0, 0,
@@ -49,6 +50,9 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_MAX_IMPORT", LF_CFG_INT, "16777216", 65536, 1073741824,
      "largest import body"},
     {"LEADFLOW_HTTP_THREADS", LF_CFG_INT, "2", 1, 64, "HTTP worker threads"},
+    {"LEADFLOW_DB_WORKERS", LF_CFG_INT, "4", 1, 64,
+     "threads (and PostgreSQL connections) for the database work of stage moves, "
+     "activities, reps, keys, reads and /metrics"},
     {"LEADFLOW_COMMITTERS", LF_CFG_INT, "3", 1, 32,
      "group-commit threads (PostgreSQL connections)"},
     {"LEADFLOW_COMMIT_BATCH", LF_CFG_INT, "256", 1, 5000, "most leads per commit"},
@@ -202,6 +206,9 @@ int main(int argc, char **argv) {
         (int)lf_config_int(in.cfg, "LEADFLOW_COMMIT_QUEUE"), lf_intake_publish, &in);
     if (!in.committer)
         goto out;
+    in.workers = lf_workers_new((int)lf_config_int(in.cfg, "LEADFLOW_DB_WORKERS"), 4096);
+    if (!in.workers)
+        goto out;
     int port = (int)lf_config_int(in.cfg, "LEADFLOW_INTAKE_PORT");
     const char *addr = lf_config_str(in.cfg, "LEADFLOW_INTAKE_ADDR");
     httpd = lf_http_start(&in, addr, port,
@@ -224,14 +231,16 @@ int main(int argc, char **argv) {
     lf_info("shutting down: no new connections, finishing queued commits");
     rc = 0;
 out:
-    /* Order: no new connections; the committer answers and resumes every queued
-     * request and refuses new ones (503); the HTTP daemon stops (its threads may still
-     * call the committer until then); only then is the committer freed. */
+    /* Order: no new connections; the committer and the database workers answer and
+     * resume every queued request and refuse new ones (503); the HTTP daemon stops
+     * (its threads may still call both until then); only then are they freed. */
     if (httpd)
         MHD_quiesce_daemon(httpd);
     lf_committer_stop(in.committer);
+    lf_workers_stop(in.workers);
     if (httpd)
         MHD_stop_daemon(httpd);
+    lf_workers_destroy(&in.workers);
     lf_committer_destroy(&in.committer);
     if (in.pub)
         zmq_close(in.pub);

@@ -93,7 +93,7 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
         return -1;
     char *pairs = lf_strdup(PQgetvalue(res, 0, 0));
     PQclear(res);
-    lf_timers_index(t, pairs);
+    lf_timers_index_after_commit(t, pairs);
     free(pairs);
     return 0;
 }

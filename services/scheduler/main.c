@@ -135,6 +135,7 @@ int main(int argc, char **argv) {
     if (lf_timers_deliver_start(&t, lf_config_str(cfg, "LEADFLOW_DATABASE_URL")) < 0)
         goto out;
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
+    lf_consumer_on_batch(consumer, lf_timers_on_batch);
     lf_info("ready events=%s redis=%s:%ld", endpoints[0],
             lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
             lf_config_int(cfg, "LEADFLOW_REDIS_PORT"));
@@ -157,6 +158,7 @@ out:
     for (int i = 0; i < nlanes; i++)
         lf_db_destroy(&t.lanes[i]);
     free(t.sla_text);
+    free(t.pending);
     lf_consumer_destroy(&consumer);
     lf_redis_destroy(&redis);
     lf_db_destroy(&db);

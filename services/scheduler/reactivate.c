@@ -61,7 +61,7 @@ static int s_on_lost(lf_timers_t *t, lf_db_t *db, const char *lead_id) {
         return -1;
     if (PQntuples(res) == 1) {
         char *pairs = lf_strdup(PQgetvalue(res, 0, 0));
-        lf_timers_index(t, pairs);
+        lf_timers_index_after_commit(t, pairs);
         free(pairs);
     }
     PQclear(res);

@@ -87,7 +87,7 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
         return -1;
     char *pairs = lf_strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
-    lf_timers_index(t, pairs);
+    lf_timers_index_after_commit(t, pairs);
     free(pairs);
     return 0;
 }

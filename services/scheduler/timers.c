@@ -42,15 +42,11 @@ static const char *s_claim_lua =
     "if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end "
     "return ids";
 
-static int s_zadd(lf_timers_t *t, const char *id, const char *due_ms) {
-    redisReply *r = lf_redis_cmd(t->redis, "ZADD %s %s %s", t->zkey, due_ms, id);
-    if (!r) {
-        /* Not fatal: the PostgreSQL sweep fires it; it will only be later. */
-        lf_warn("timer not indexed in Redis id=%s reason=%s", id, t->redis->errstr);
-        return -1;
-    }
-    freeReplyObject(r);
-    return 0;
+/* Queues one timer for the Redis index once the consumer's batch commits. */
+static void s_zadd(lf_timers_t *t, const char *id, const char *due_ms) {
+    char pair[64];
+    snprintf(pair, sizeof pair, "%s %s", due_ms, id);
+    lf_timers_index_after_commit(t, pair);
 }
 
 /* Follow-ups (pipeline): an activity's next_action_at becomes a 'follow_up' timer at
@@ -141,6 +137,30 @@ static void s_zadd_pairs(lf_timers_t *t, char *pairs) {
 
 void lf_timers_index(lf_timers_t *t, char *pairs) {
     s_zadd_pairs(t, pairs);
+}
+
+void lf_timers_index_after_commit(lf_timers_t *t, const char *pairs) {
+    size_t n = strlen(pairs);
+    if (n == 0)
+        return;
+    if (t->pending_len + n + 2 > t->pending_cap) {
+        t->pending_cap = (t->pending_len + n + 2) * 2;
+        t->pending = lf_realloc(t->pending, t->pending_cap);
+    }
+    if (t->pending_len)
+        t->pending[t->pending_len++] = ' ';
+    memcpy(t->pending + t->pending_len, pairs, n);
+    t->pending_len += n;
+    t->pending[t->pending_len] = '\0';
+}
+
+void lf_timers_on_batch(void *arg, int committed) {
+    lf_timers_t *t = arg;
+    if (committed && t->pending_len)
+        s_zadd_pairs(t, t->pending);
+    t->pending_len = 0;
+    if (t->pending)
+        t->pending[0] = '\0';
 }
 
 long lf_timers_rebuild(lf_timers_t *t) {

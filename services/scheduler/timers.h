@@ -37,14 +37,28 @@ typedef struct {
     const lf_keepalive_t *ka;  /* borrowed: config/keepalive.json (clocks.h) */
     const lf_teams_t *teams;   /* borrowed: teams and their calendars (routing.json) */
     lf_digests_t *digests;     /* borrowed: team digest schedules (clocks.h), or NULL */
+    /* "due_ms id ..." of the timers the open consumer batch wrote: indexed in Redis
+     * once it commits (lf_timers_on_batch), never while its transaction is open. */
+    char *pending;
+    size_t pending_len, pending_cap;
 } lf_timers_t;
 
 /* Consumer callback for lead.assigned: creates the first-contact SLA timer (once)
  * and indexes it in Redis. Returns 0, or -1 on a database error. */
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
-/* Indexes committed-or-about-to-commit timers in Redis: pairs is "due_ms id due_ms id
- * ..." (modified in place). Not fatal when Redis is away: the sweep fires them. */
+/* Indexes committed timers in Redis now: pairs is "due_ms id due_ms id ..." (modified
+ * in place). For work outside a consumer batch (ticks). Not fatal when Redis is away:
+ * the sweep fires them. */
 void lf_timers_index(lf_timers_t *t, char *pairs);
+/* The same for timers written inside the open consumer batch (handlers): pairs
+ * (borrowed) are queued and indexed when the batch commits (lf_timers_on_batch) - no
+ * Redis call inside a transaction, which would hold it open (and every consumer's
+ * cursor with it) for as long as Redis takes to answer - and dropped when it rolls
+ * back. */
+void lf_timers_index_after_commit(lf_timers_t *t, const char *pairs);
+/* lf_consumer_on_batch hook: indexes the committed batch's timers in one ZADD, or
+ * forgets them when the batch rolled back. */
+void lf_timers_on_batch(void *arg, int committed);
 /* Periodic work: rebuild the Redis index if it was lost, claim due timers from
  * Redis, fire them in PostgreSQL (a batch per statement, up to nlanes batches in
  * flight), fire due timers Redis forgot. Returns the milliseconds until the next due

@@ -152,7 +152,8 @@ static void s_check_ledger(lf_h_t *h, s_load_t *loads, int n, int checks) {
         total += loads[i].acked;
         sent += loads[i].count;
     }
-    cr_expect_eq(total, sent, "only %ld of %ld leads were ever acknowledged", total, sent);
+    cr_expect_eq(total, sent, "only %ld of %ld leads were ever acknowledged", total,
+                 sent);
     /* Stored once: every acknowledged id exists, nothing else does. */
     for (int i = 0; i < n; i++) {
         for (int k = 0; k < loads[i].acked; k++) {
@@ -226,11 +227,12 @@ static void s_check_ledger(lf_h_t *h, s_load_t *loads, int n, int checks) {
                    " WHERE r.leads IS DISTINCT FROM c.n"),
             0, "rollup_leads_daily differs from a recount of leads");
         cr_expect_eq(
-            s_q(h, "SELECT count(*) FROM rollup_stage_daily r FULL JOIN (SELECT"
-                   " (at AT TIME ZONE 'Asia/Shanghai')::date AS day, data->>'to' AS stage,"
-                   " count(*) AS n FROM lead_events WHERE type = 'stage_changed'"
-                   " GROUP BY 1, 2) c ON c.day = r.day AND c.stage = r.stage"
-                   " WHERE r.moves IS DISTINCT FROM c.n"),
+            s_q(h,
+                "SELECT count(*) FROM rollup_stage_daily r FULL JOIN (SELECT"
+                " (at AT TIME ZONE 'Asia/Shanghai')::date AS day, data->>'to' AS stage,"
+                " count(*) AS n FROM lead_events WHERE type = 'stage_changed'"
+                " GROUP BY 1, 2) c ON c.day = r.day AND c.stage = r.stage"
+                " WHERE r.moves IS DISTINCT FROM c.n"),
             0, "rollup_stage_daily differs from a recount of the timeline");
     }
 }
@@ -450,8 +452,10 @@ Test(faults, a_transaction_that_commits_late_is_still_delivered, .timeout = 180)
     cr_expect_eq(s_q(h, q), 0, "a cursor passed the running transaction");
     PQclear(PQexec(held, "COMMIT"));
     PQfinish(held);
-    s_wait(h, "SELECT count(*) FROM leads WHERE id = 'held-back' AND assigned_at IS NOT NULL",
-           1, 20000, "the late lead was never routed");
+    s_wait(
+        h,
+        "SELECT count(*) FROM leads WHERE id = 'held-back' AND assigned_at IS NOT NULL",
+        1, 20000, "the late lead was never routed");
     /* The ledger: the 40 acknowledged leads plus the held-back one. */
     l.ids = realloc(l.ids, 41 * sizeof *l.ids);
     snprintf(l.ids[l.acked++], 40, "held-back");
@@ -575,7 +579,8 @@ static void *s_race_inquiries(void *arg) {
         int st = lf_h_post_json(r->h, "/v1/leads", body, &out);
         if (st == 200 || st == 201) {
             r->inquiries_ok++;
-            snprintf(r->answers[i], 40, "%s", json_string_value(json_object_get(out, "id")));
+            snprintf(r->answers[i], 40, "%s",
+                     json_string_value(json_object_get(out, "id")));
         } else {
             r->failed++;
         }
@@ -646,4 +651,43 @@ Test(faults, a_stage_move_racing_a_repeat_inquiry, .timeout = 180) {
     free(r.answers);
     free(r.ids);
     lf_h_destroy(&h);
+}
+
+/* ---- no transaction across a network call ------------------------------------------ */
+
+/* Redis stalls (CLIENT PAUSE) while the scheduler takes new leads: its timers are
+ * indexed in Redis only after their transaction commits, so no scheduler transaction
+ * stays open waiting for Redis (an open writing transaction holds every consumer's
+ * cursor). The old scheduler called ZADD inside the consumer's transaction and sat
+ * "idle in transaction" for the whole Redis timeout. */
+Test(faults, a_stalled_redis_holds_no_transaction_open, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 1);
+    int port = lf_h_free_port();
+    cr_assert_eq(s_redis_start(lf_h_dir(h), port), 0);
+    lf_h_use_redis(h, port);
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_ROUTER, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d CLIENT PAUSE 4000 ALL >/dev/null", port);
+    cr_assert_eq(system(cmd), 0);
+    usleep(200 * 1000);
+    pthread_t t;
+    s_load_t l;
+    s_start_load(&t, &l, h, 11000, 10, 0);
+    long held = 0;
+    for (int i = 0; i < 60 && !held; i++) {
+        held = s_q(h, "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                      " 'leadflow-scheduler' AND state = 'idle in transaction'"
+                      " AND now() - state_change > interval '500 milliseconds'");
+        usleep(50 * 1000);
+    }
+    cr_expect_eq(held, 0, "a scheduler transaction stayed open while Redis stalled");
+    s_join(&t, &l, 1);
+    sleep(4);
+    s_check_ledger(h, &l, 1, S_ROUTED);
+    s_wait(h, "SELECT count(*) FROM timers WHERE step = 0", 10, 15000, "timers missing");
+    s_free(&l, 1);
+    lf_h_destroy(&h);
+    s_redis_kill(port);
 }

@@ -5,6 +5,7 @@
  * one step back with a reason, lost from any open stage, lost -> new with a reason,
  * nothing out of won), not taken from common/pipeline.c. */
 #include <criterion/criterion.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -855,5 +856,55 @@ Test(pipeline_api, stage_moves_racing_routing_batches_never_deadlock, .timeout =
         h, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()");
     cr_expect_eq(deadlocks, 0, "PostgreSQL saw %ld deadlocks", deadlocks);
     free(m.ids);
+    lf_h_destroy(&h);
+}
+
+typedef struct {
+    lf_h_t *h;
+    const char *id;
+    int status;
+    volatile int done;
+} s_slow_t;
+
+static void *s_slow_move(void *arg) {
+    s_slow_t *s = arg;
+    s->status = s_post(s->h, s->id, "stage", "{\"to\":\"contacted\"}", NULL, NULL);
+    s->done = 1;
+    return NULL;
+}
+
+/* A stage move waiting for a row lock holds one database worker, not the HTTP thread:
+ * with a single HTTP thread, other requests (a database read, the health probe) are
+ * answered while the move waits. The old intake ran the move on the HTTP thread, so
+ * every other connection of that thread waited for the lock too. */
+Test(pipeline_api, a_lock_wait_holds_one_worker_not_the_http_thread, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_env(h, "LEADFLOW_HTTP_THREADS", "1");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    char *id = s_new_lead(h, "{\"phone\":\"13800138041\"}");
+    s_set(h, id, "new", "li.ming");
+    PGconn *lock = PQconnectdb(lf_h_db_url(h));
+    cr_assert(PQstatus(lock) == CONNECTION_OK);
+    char q[160];
+    snprintf(q, sizeof q, "BEGIN; SELECT 1 FROM leads WHERE id = '%s' FOR UPDATE", id);
+    PQclear(PQexec(lock, q));
+    s_slow_t slow = {.h = h, .id = id};
+    pthread_t t;
+    pthread_create(&t, NULL, s_slow_move, &slow);
+    cr_expect(lf_h_wait_sql(h,
+                            "SELECT count(*) > 0 FROM pg_stat_activity WHERE"
+                            " datname = current_database() AND wait_event_type = 'Lock'",
+                            "t", 10000),
+              "the move never waited for the lock");
+    json_t *out = NULL;
+    cr_expect_eq(lf_h_get_json(h, "/v1/reps", &out), 200);
+    json_decref(out);
+    cr_expect_eq(lf_h_http(h, "GET", "/healthz", NULL, NULL, 0, NULL), 200);
+    cr_expect(!slow.done, "other requests were answered only after the lock wait ended");
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    pthread_join(t, NULL);
+    cr_expect_eq(slow.status, 200, "the move itself went through once the lock was free");
+    free(id);
     lf_h_destroy(&h);
 }
