@@ -450,6 +450,22 @@ Test(faults, a_transaction_that_commits_late_is_still_delivered, .timeout = 180)
              "SELECT count(*) FROM consumer_cursors WHERE safe_xid > '%s'::xid8",
              held_xid);
     cr_expect_eq(s_q(h, q), 0, "a cursor passed the running transaction");
+    /* /metrics shows the held transaction and the consumers waiting behind it. */
+    char *metrics = NULL;
+    cr_expect_eq(lf_h_http(h, "GET", "/metrics", NULL, NULL, 0, &metrics), 200);
+    cr_expect(metrics &&
+                  strstr(metrics, "leadflow_consumer_lag_seconds{consumer=\"router\"}"),
+              "no router lag in /metrics");
+    const char *old =
+        metrics ? strstr(metrics, "\nleadflow_oldest_write_transaction_seconds ") : NULL;
+    cr_expect(old && atof(old + 43) >= 5.0,
+              "the held transaction (older than 5 s) is not in /metrics");
+    const char *pend =
+        metrics
+            ? strstr(metrics, "leadflow_consumer_pending_events{consumer=\"analytics\"} ")
+            : NULL;
+    cr_expect(pend && atol(pend + 55) > 0, "analytics shows no pending events");
+    free(metrics);
     PQclear(PQexec(held, "COMMIT"));
     PQfinish(held);
     s_wait(
