@@ -1,11 +1,15 @@
 /* The exactly-once outbox consumer against a real PostgreSQL. */
 #include <criterion/criterion.h>
+#include <signal.h>
+#include <zmq.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../support/harness.h"
 #include "lf/consumer.h"
+#include "lf/loop.h"
+#include "lf/service.h"
 #include "lf/event.h"
 
 TestSuite(consumer, .fini = lf_h_fini);
@@ -321,6 +325,64 @@ Test(consumer, batch_sweep_pages_through_a_long_backlog, .timeout = 120) {
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 240,
                  "no phantom event for a window without new events");
     lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+typedef struct {
+    int n;         /* events applied so far */
+    int total;     /* stop the loop after this many */
+    int pushed_at; /* when the envelope that came over ZeroMQ was applied */
+} s_order_t;
+
+static int s_order(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
+    s_order_t *o = arg;
+    o->n++;
+    if (lf_event_lead(env) && !strcmp(lf_event_lead(env), "pushed"))
+        o->pushed_at = o->n;
+    if (o->n == o->total)
+        raise(SIGTERM); /* the service's handler: the loop stops after this batch */
+    return 0;
+}
+
+/* The loop reads its SUB socket between sweep chunks: an envelope that arrives while
+ * a long backlog is being swept is applied after one chunk, not after the backlog. The
+ * old loop ran up to 100 sweep chunks before it looked at the socket (here: the whole
+ * backlog of 300; the pushed event came last, from the sweep). */
+Test(consumer, the_loop_reads_the_socket_between_sweep_chunks, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    free(lf_h_sql(h, "INSERT INTO outbox (event_id, type, lead_id, payload)"
+                     " SELECT gen_random_uuid(), 'test.event', 'B' || i, '{}'"
+                     " FROM generate_series(1, 300) i"));
+    json_t *pushed = s_add(db, "pushed");
+    void *zctx = zmq_ctx_new();
+    void *pub = lf_zmq_pub(zctx, "inproc://loop-starve");
+    const char *eps[] = {"inproc://loop-starve", NULL};
+    void *sub = lf_zmq_sub(zctx, eps, NULL);
+    usleep(100 * 1000);
+    cr_assert_eq(lf_event_send(pub, pushed), 0);
+    static const lf_cfg_def_t defs[] = {LF_CFG_COMMON, {NULL, 0, NULL, 0, 0, NULL}};
+    char name[] = "test";
+    char *argv[] = {name, NULL};
+    int code = 0;
+    lf_config_t *cfg = lf_service_init("test", defs, 1, argv, &code);
+    cr_assert(cfg, "service init failed (%d)", code);
+    s_order_t o = {.total = 301};
+    lf_consumer_t *c = lf_consumer_new(db, "loop", s_types, s_order, &o);
+    lf_loop_t loop = {
+        .consumer = c, .sub = sub, .batch = 4, .sweep_ms = 1000, .cfg = cfg};
+    lf_loop_run(&loop);
+    cr_expect_eq(o.n, 301, "applied %d of 301", o.n);
+    cr_expect_gt(o.pushed_at, 0);
+    cr_expect_lt(o.pushed_at, 20, "the pushed event waited for %d backlog events",
+                 o.pushed_at - 1);
+    lf_consumer_destroy(&c);
+    lf_config_destroy(&cfg);
+    json_decref(pushed);
+    zmq_close(sub);
+    zmq_close(pub);
+    zmq_ctx_term(zctx);
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }
