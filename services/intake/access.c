@@ -45,6 +45,9 @@ static const struct {
     {"POST", "/v1/keys", LF_SCOPE_MANAGER | LF_SCOPE_ADMIN},
     {"GET", "/v1/keys", LF_SCOPE_MANAGER | LF_SCOPE_ADMIN},
     {"DELETE", "/v1/keys/{}", LF_SCOPE_MANAGER | LF_SCOPE_ADMIN},
+    /* Notifications: people see (and retry) those of the reps they reach. */
+    {"GET", "/v1/notifications", LF_ACCESS_PEOPLE},
+    {"POST", "/v1/notifications/{}/retry", LF_ACCESS_PEOPLE},
 };
 
 static int s_find(const char *method, const char *pattern) {

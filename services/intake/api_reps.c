@@ -18,6 +18,7 @@
 #include "access.h"
 #include "intake.h"
 #include "lf/lead.h"
+#include "notify_api.h"
 #include "lf/util.h"
 
 #define S_ID_MAX 64
@@ -182,7 +183,8 @@ static int s_hhmm(const json_t *v, int is_end) {
 static const char *const s_rep_fields[] = {
     "id",       "name",       "team",          "manager",      "skills",
     "regions",  "grades",     "capacity",      "weight",       "active",
-    "timezone", "work_hours", "out_of_office", "ignore_shift", NULL};
+    "timezone", "work_hours", "out_of_office", "ignore_shift", "notify",
+    NULL};
 static const char *const s_rep_readonly[] = {"open_count", "assigned_total", "created_at",
                                              "updated_at", NULL};
 
@@ -237,7 +239,8 @@ static json_t *s_rep_row(json_t *rep, json_t *errors) {
                 {"active", "true"},
                 {"ignore_shift", "false"},
                 {"timezone", "\"Asia/Shanghai\""},
-                {"out_of_office", "[]"}};
+                {"out_of_office", "[]"},
+                {"notify", "[]"}};
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++)
         if (!json_object_get(rep, defs[i].k))
             json_object_set_new(rep, defs[i].k,
@@ -358,14 +361,15 @@ static json_t *s_rep_row(json_t *rep, json_t *errors) {
     "   'from', lf_rfc3339(to_timestamp((p ->> 0)::float8)),"                            \
     "   'to', lf_rfc3339(to_timestamp((p ->> 1)::float8))) ORDER BY o), '[]')"           \
     "   FROM jsonb_array_elements(r.out_of_office) WITH ORDINALITY AS x(p, o)),"         \
-    " 'ignore_shift', r.ignore_shift, 'open_count', r.open_count,"                       \
+    " 'ignore_shift', r.ignore_shift, 'notify', lf_notify_public(r.notify),"             \
+    " 'open_count', r.open_count,"                                                       \
     " 'assigned_total', r.assigned_total, 'created_at', lf_rfc3339(r.created_at),"       \
     " 'updated_at', lf_rfc3339(r.updated_at))"
 
 #define S_REP_COLS                                                                       \
     "id text, name text, team text, manager text, skills text[], regions text[],"        \
     " grades text[], capacity int, weight int, active boolean, timezone text,"           \
-    " work_hours jsonb, out_of_office jsonb, ignore_shift boolean"
+    " work_hours jsonb, out_of_office jsonb, ignore_shift boolean, notify jsonb"
 
 static json_t *s_one_json(PGresult *res) {
     json_t *out = NULL;
@@ -400,6 +404,15 @@ static enum MHD_Result s_post_rep(lf_intake_t *in, lf_req_t *req, const lf_auth_
     if (!body)
         return reply;
     json_t *errors = json_array();
+    if (lf_notify_prepare(in, auth, json_string_value(json_object_get(body, "id")), body,
+                          NULL, errors) < 0) {
+        json_decref(body);
+        json_decref(errors);
+        return lf_reply_error(in, req->conn, 403, "forbidden",
+                              "webhook and e-mail destinations are set by managers and "
+                              "admins",
+                              NULL);
+    }
     json_t *row = s_rep_row(body, errors);
     json_decref(body);
     if (!row)
@@ -414,7 +427,8 @@ static enum MHD_Result s_post_rep(lf_intake_t *in, lf_req_t *req, const lf_auth_
     PGresult *res = lf_db_exec(
         db,
         "WITH ins AS (INSERT INTO reps (id, name, team, manager, skills, regions, grades,"
-        "  capacity, weight, active, timezone, work_hours, out_of_office, ignore_shift)"
+        "  capacity, weight, active, timezone, work_hours, out_of_office, ignore_shift,"
+        "  notify)"
         "  SELECT * FROM jsonb_to_record($1::jsonb) AS x(" S_REP_COLS ")"
         "  ON CONFLICT (id) DO NOTHING RETURNING *)"
         " SELECT " S_REP_JSON "::text FROM ins r",
@@ -488,7 +502,7 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
         s_err(errors, "id", "read_only", "a rep's id cannot change");
     lf_db_t *db = lf_intake_db(in);
     const char *p[] = {id, lf_access_scope_param(auth), lf_access_rep_param(auth)};
-    json_t *rep = NULL, *row = NULL;
+    json_t *rep = NULL, *row = NULL, *stored = NULL;
     char *text = NULL;
     PGresult *res = NULL;
     if (lf_db_begin(db) < 0)
@@ -496,12 +510,13 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
     /* The stored rep in API form, minus what the router keeps. */
     res = lf_db_exec(db,
                      "SELECT (" S_REP_JSON "::jsonb - '{open_count,assigned_total,"
-                     "created_at,updated_at}'::text[])::text FROM reps r WHERE r.id = $1"
-                     " AND lf_caller_reaches($2, $3, r.id) FOR UPDATE",
+                     "created_at,updated_at}'::text[])::text, r.notify::text FROM reps r"
+                     " WHERE r.id = $1 AND lf_caller_reaches($2, $3, r.id) FOR UPDATE",
                      3, p);
     if (!res)
         goto unavailable;
     rep = s_one_json(res);
+    stored = rep ? json_loads(PQgetvalue(res, 0, 1), 0, NULL) : NULL;
     PQclear(res);
     res = NULL;
     if (!rep) {
@@ -523,10 +538,24 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
         json_decref(patch);
         json_decref(errors);
         json_decref(rep);
+        json_decref(stored);
         return lf_reply_error(in, req->conn, 403, "forbidden", msg, NULL);
     }
     s_merge_patch(rep, patch);
     json_object_set_new(rep, "id", json_string(id));
+    if (lf_notify_prepare(in, auth, id, rep, stored, errors) < 0) {
+        lf_db_rollback(db);
+        json_decref(patch);
+        json_decref(errors);
+        json_decref(rep);
+        json_decref(stored);
+        return lf_reply_error(in, req->conn, 403, "forbidden",
+                              "webhook and e-mail destinations are set by managers and "
+                              "admins",
+                              NULL);
+    }
+    json_decref(stored);
+    stored = NULL;
     if (!json_array_size(errors))
         row = s_rep_row(rep, errors);
     if (!row) {
@@ -544,7 +573,8 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
         "  skills = x.skills, regions = x.regions, grades = x.grades,"
         "  capacity = x.capacity, weight = x.weight, active = x.active,"
         "  timezone = x.timezone, work_hours = x.work_hours,"
-        "  out_of_office = x.out_of_office, ignore_shift = x.ignore_shift"
+        "  out_of_office = x.out_of_office, ignore_shift = x.ignore_shift,"
+        "  notify = x.notify"
         "  FROM x WHERE r.id = $1 RETURNING r.*)"
         " SELECT " S_REP_JSON "::text FROM upd r",
         2, q);
@@ -585,6 +615,7 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
 unavailable:
     PQclear(res);
     lf_db_rollback(db);
+    json_decref(stored);
     json_decref(patch);
     json_decref(errors);
     json_decref(rep);

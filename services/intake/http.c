@@ -27,6 +27,7 @@
 #include "intake.h"
 #include "lf/event.h"
 #include "metrics_lag.h"
+#include "notify_api.h"
 #include "parse.h"
 #include "lf/log.h"
 #include "lf/util.h"
@@ -40,10 +41,11 @@ const lf_route_t lf_routes_core[] = {
     {NULL, NULL, NULL, 0, 0, 0},
 };
 
-static const lf_route_t *const s_tables[] = {
-    lf_routes_core,  lf_routes_leads,    lf_routes_channels,
-    lf_routes_reps,  lf_routes_pipeline, lf_routes_keys,
-    lf_routes_lists, lf_routes_pool,     NULL};
+static const lf_route_t *const s_tables[] = {lf_routes_core,          lf_routes_leads,
+                                             lf_routes_channels,      lf_routes_reps,
+                                             lf_routes_pipeline,      lf_routes_keys,
+                                             lf_routes_lists,         lf_routes_pool,
+                                             lf_routes_notifications, NULL};
 
 /* Matches url against pattern, capturing "{}" segments. Returns 1 on a match. */
 static int s_match(const char *pattern, const char *url, char params[2][96]) {
@@ -263,6 +265,7 @@ static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t
         }
         free(lag);
     }
+    text = lf_notify_metrics(in, text);
     return s_reply_text(in, req->conn, 200, "text/plain; version=0.0.4", text);
 }
 

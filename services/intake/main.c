@@ -77,6 +77,9 @@ static const lf_cfg_def_t s_cfg[] = {
      "channels (comma-separated, e.g. phone,trade_show) that keep a number "
      "libphonenumber "
      "does not validate, flagged phone_unverified, instead of answering 422"},
+    {"LEADFLOW_NOTIFY_ALLOW_PRIVATE", LF_CFG_STR, "none", 0, 0,
+     "none, loopback or private: notification destinations on such addresses are "
+     "refused unless allowed here"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static volatile sig_atomic_t s_stop;

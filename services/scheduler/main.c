@@ -1,18 +1,24 @@
-/* leadflow-scheduler - first-contact SLA reminders and escalations on Redis timers.
+/* leadflow-scheduler - first-contact SLA reminders and escalations on Redis timers,
+ * and the delivery of every notification to where people work.
  *
  * Reads lead.assigned events (ZeroMQ from the router, plus the outbox sweep),
- * creates timers in PostgreSQL and indexes them in Redis, and fires them on time. */
+ * creates timers in PostgreSQL and indexes them in Redis, and fires them on time.
+ * Delivery worker threads (deliver.c) send notifications on connections of their
+ * own, so a slow or dead destination never holds up firing. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "lf/event.h"
 #include "lf/log.h"
 #include "lf/loop.h"
 #include "lf/service.h"
+#include "deliver.h"
+#include "lf/netguard.h"
 #include "lf/util.h"
 #include "clocks.h"
 #include "timers.h"
@@ -29,7 +35,44 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_SCHEDULER_EVENTS_BIND", LF_CFG_STR, "tcp://127.0.0.1:7103", 0, 0,
      "ZeroMQ PUB endpoint the scheduler binds for its events"},
     {"LEADFLOW_WEBHOOK_URL", LF_CFG_STR, NULL, 0, 0,
-     "where notifications are POSTed as JSON (unset: only recorded)"},
+     "a generic webhook that gets every notification, besides the reps' and teams' "
+     "own destinations (unset: none)"},
+    {"LEADFLOW_WEBHOOK_SECRET", LF_CFG_STR, NULL, 0, 0,
+     "signing secret of LEADFLOW_WEBHOOK_URL (X-Leadflow-Signature; unset: unsigned)"},
+    {"LEADFLOW_NOTIFY_WORKERS", LF_CFG_INT, "2", 0, 16,
+     "notification delivery threads (0: this scheduler delivers nothing)"},
+    {"LEADFLOW_NOTIFY_TIMEOUT_MS", LF_CFG_INT, "10000", 100, 120000,
+     "longest wait for one destination to answer"},
+    {"LEADFLOW_NOTIFY_MERGE_MAX", LF_CFG_INT, "100", 1, 1000,
+     "notifications waiting for one destination merged into one message"},
+    {"LEADFLOW_NOTIFY_MAX_LINES", LF_CFG_INT, "10", 1, 50,
+     "notifications a merged chat message lists before \"另有 N 条\""},
+    {"LEADFLOW_NOTIFY_MAX_AGE_S", LF_CFG_INT, "86400", 1, 2592000,
+     "a notification not delivered within this many seconds is dead"},
+    {"LEADFLOW_NOTIFY_BACKOFF_MS", LF_CFG_INT, "2000", 10, 3600000,
+     "first retry delay; doubles with each attempt, with jitter"},
+    {"LEADFLOW_NOTIFY_BACKOFF_MAX_MS", LF_CFG_INT, "900000", 10, 86400000,
+     "longest retry delay (before jitter)"},
+    {"LEADFLOW_NOTIFY_PAUSE_AFTER", LF_CFG_INT, "10", 1, 10000,
+     "failed messages in a row after which a destination is paused"},
+    {"LEADFLOW_NOTIFY_PAUSE_S", LF_CFG_INT, "3600", 1, 604800,
+     "how long a failing destination stays paused"},
+    {"LEADFLOW_NOTIFY_ROBOT_PER_MINUTE", LF_CFG_INT, "20", 1, 600,
+     "messages per minute one WeCom, DingTalk or Feishu robot is sent"},
+    {"LEADFLOW_NOTIFY_POLL_MS", LF_CFG_INT, "500", 10, 10000,
+     "idle wait of a delivery thread between looks for due notifications"},
+    {"LEADFLOW_NOTIFY_ALLOW_PRIVATE", LF_CFG_STR, "none", 0, 0,
+     "none, loopback or private: destinations on such addresses are refused unless "
+     "allowed here"},
+    {"LEADFLOW_LINK_TEMPLATE", LF_CFG_STR, NULL, 0, 0,
+     "link to a lead in notifications, {lead_id} replaced (unset: no link)"},
+    {"LEADFLOW_SMTP_URL", LF_CFG_STR, NULL, 0, 0,
+     "SMTP server for e-mail destinations, smtp://host:587 or smtps://host:465"},
+    {"LEADFLOW_SMTP_FROM", LF_CFG_STR, NULL, 0, 0, "sender address of e-mail"},
+    {"LEADFLOW_SMTP_USER", LF_CFG_STR, NULL, 0, 0, "SMTP login (unset: none)"},
+    {"LEADFLOW_SMTP_PASSWORD", LF_CFG_STR, NULL, 0, 0, "SMTP password"},
+    {"LEADFLOW_SMTP_TLS", LF_CFG_STR, "require", 0, 0,
+     "STARTTLS: require, try (when offered) or off"},
     {"LEADFLOW_SWEEP_MS", LF_CFG_INT, "1000", 10, 600000, "outbox sweep interval"},
     {"LEADFLOW_TICK_MS", LF_CFG_INT, "100", 5, 10000,
      "longest wait between timer checks"},
@@ -47,6 +90,81 @@ static const char *const s_types[] = {"lead.assigned",
                                       "lead.created",
                                       NULL};
 
+/* Reads the notification settings and config (routing.json teams, notify.json
+ * templates), copies the team destinations to PostgreSQL and starts the delivery
+ * threads. *tpl (caller owns) gets notify.json. Returns 0, or -1 after logging why. */
+static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl,
+                            lf_deliver_t **out) {
+    char path[1024], why[512];
+    json_error_t jerr;
+    int policy = lf_net_policy_parse(lf_config_str(cfg, "LEADFLOW_NOTIFY_ALLOW_PRIVATE"));
+    const char *tls = lf_config_str(cfg, "LEADFLOW_SMTP_TLS");
+    int tlsmode = !strcmp(tls, "require") ? 2
+                  : !strcmp(tls, "try")   ? 1
+                  : !strcmp(tls, "off")   ? 0
+                                          : -1;
+    if (policy < 0 || tlsmode < 0) {
+        lf_error("%s", policy < 0 ? "LEADFLOW_NOTIFY_ALLOW_PRIVATE must be none, "
+                                    "loopback or private"
+                                  : "LEADFLOW_SMTP_TLS must be require, try or off");
+        return -1;
+    }
+    lf_service_config_path(cfg, "notify.json", path, sizeof path);
+    if (access(path, F_OK) == 0) {
+        *tpl = json_load_file(path, 0, &jerr);
+        json_t *tt = json_object_get(*tpl, "templates");
+        if (!json_is_object(*tpl) || (tt && !json_is_object(tt))) {
+            lf_error("bad notification configuration %s: %s", path,
+                     *tpl ? "templates must be an object" : jerr.text);
+            return -1;
+        }
+    }
+    lf_service_config_path(cfg, "routing.json", path, sizeof path);
+    json_t *routing = json_load_file(path, 0, &jerr);
+    if (!routing) {
+        lf_error("bad routing configuration %s: %s", path, jerr.text);
+        return -1;
+    }
+    int rc = lf_deliver_sync_teams(
+        db, routing, lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
+        lf_config_str(cfg, "LEADFLOW_WEBHOOK_SECRET"), why, sizeof why);
+    json_decref(routing);
+    if (rc < 0) {
+        /* A database that is not up yet is not fatal: the previous copy is used. */
+        if (strstr(why, "not saved"))
+            lf_warn("%s", why);
+        else {
+            lf_error("bad team destinations in %s: %s", path, why);
+            return -1;
+        }
+    }
+    lf_deliver_cfg_t dc = {
+        .db_url = lf_config_str(cfg, "LEADFLOW_DATABASE_URL"),
+        .workers = (int)lf_config_int(cfg, "LEADFLOW_NOTIFY_WORKERS"),
+        .timeout_ms = lf_config_int(cfg, "LEADFLOW_NOTIFY_TIMEOUT_MS"),
+        .merge_max = (int)lf_config_int(cfg, "LEADFLOW_NOTIFY_MERGE_MAX"),
+        .max_lines = (int)lf_config_int(cfg, "LEADFLOW_NOTIFY_MAX_LINES"),
+        .max_age_s = lf_config_int(cfg, "LEADFLOW_NOTIFY_MAX_AGE_S"),
+        .backoff_ms = lf_config_int(cfg, "LEADFLOW_NOTIFY_BACKOFF_MS"),
+        .backoff_max_ms = lf_config_int(cfg, "LEADFLOW_NOTIFY_BACKOFF_MAX_MS"),
+        .pause_after = (int)lf_config_int(cfg, "LEADFLOW_NOTIFY_PAUSE_AFTER"),
+        .pause_s = lf_config_int(cfg, "LEADFLOW_NOTIFY_PAUSE_S"),
+        .robot_per_minute = (int)lf_config_int(cfg, "LEADFLOW_NOTIFY_ROBOT_PER_MINUTE"),
+        .poll_ms = (int)lf_config_int(cfg, "LEADFLOW_NOTIFY_POLL_MS"),
+        .net_policy = policy,
+        .link = lf_config_str(cfg, "LEADFLOW_LINK_TEMPLATE"),
+        .templates = json_object_get(*tpl, "templates"),
+        .smtp = {.url = lf_config_str(cfg, "LEADFLOW_SMTP_URL"),
+                 .from = lf_config_str(cfg, "LEADFLOW_SMTP_FROM"),
+                 .user = lf_config_str(cfg, "LEADFLOW_SMTP_USER"),
+                 .password = lf_config_str(cfg, "LEADFLOW_SMTP_PASSWORD"),
+                 .tls = tlsmode,
+                 .timeout_ms = lf_config_int(cfg, "LEADFLOW_NOTIFY_TIMEOUT_MS")},
+    };
+    *out = lf_deliver_start(&dc);
+    return *out ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
     int code = 0;
     lf_config_t *cfg = lf_service_init("scheduler", s_cfg, argc, argv, &code);
@@ -59,6 +177,8 @@ int main(int argc, char **argv) {
     lf_db_t *db = NULL;
     lf_redis_t *redis = NULL;
     lf_consumer_t *consumer = NULL;
+    lf_deliver_t *deliver = NULL;
+    json_t *notify_tpl = NULL;
     lf_timers_t t;
     memset(&t, 0, sizeof t);
     int nlanes = 0;
@@ -124,7 +244,6 @@ int main(int argc, char **argv) {
         t.lanes[i] = lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"),
                                    "leadflow-scheduler-fire");
     t.nlanes = nlanes;
-    t.webhook_url = lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL");
     snprintf(t.zkey, sizeof t.zkey, "%stimers",
              lf_config_str(cfg, "LEADFLOW_REDIS_PREFIX"));
     snprintf(t.epoch_key, sizeof t.epoch_key, "%stimers:epoch",
@@ -132,7 +251,7 @@ int main(int argc, char **argv) {
     /* The index is rebuilt from PostgreSQL at every start: cheap, and it repairs
      * whatever happened to Redis while we were down. */
     lf_timers_rebuild(&t);
-    if (lf_timers_deliver_start(&t, lf_config_str(cfg, "LEADFLOW_DATABASE_URL")) < 0)
+    if (s_start_delivery(cfg, db, &notify_tpl, &deliver) < 0)
         goto out;
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
     lf_consumer_on_batch(consumer, lf_timers_on_batch);
@@ -154,7 +273,8 @@ int main(int argc, char **argv) {
     lf_info("stopped fired=%ld reminders=%ld escalations=%ld", t.fired, t.reminders,
             t.escalations);
 out:
-    lf_timers_deliver_stop(&t);
+    lf_deliver_stop(&deliver);
+    json_decref(notify_tpl);
     for (int i = 0; i < nlanes; i++)
         lf_db_destroy(&t.lanes[i]);
     free(t.sla_text);

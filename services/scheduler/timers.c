@@ -10,7 +10,7 @@
  * a timeline entry, an outbox event, the next step's timer (indexed in Redis with
  * one ZADD once committed). Up to nlanes batches are in flight on their own
  * connections, so the next claim overlaps the previous batch's work and commit.
- * Webhook delivery runs in a thread of its own, off the firing path.
+ * Notifications are delivered by deliver.c's threads, off the firing path.
  *
  * What Redis may lose, PostgreSQL recovers:
  * - an id added to Redis by a transaction that rolled back is an orphan; firing
@@ -21,11 +21,8 @@
  *   index from PostgreSQL. */
 #include "timers.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,106 +430,6 @@ static void s_sweep_pg(lf_timers_t *t, int64_t deadline) {
         }
         PQclear(res);
     } while (n >= t->claim_batch && lf_mono_ms() < deadline);
-}
-
-static size_t s_discard(char *ptr, size_t size, size_t nmemb, void *arg) {
-    (void)ptr;
-    (void)arg;
-    return size * nmemb;
-}
-
-/* Delivers recorded notifications to the webhook, at least once each. Returns how
- * many were tried. */
-static int s_deliver(lf_db_t *db, const char *url, CURL *curl, atomic_int *stop) {
-    PGresult *res = lf_db_exec(
-        db,
-        "SELECT id, json_build_object('id', id, 'lead_id', lead_id, 'to', rep_id, 'kind',"
-        " kind, 'message', message, 'at', lf_rfc3339(created_at))::text FROM "
-        "notifications"
-        " WHERE delivered_at IS NULL AND attempts < 20 ORDER BY id LIMIT 20",
-        0, NULL);
-    if (!res)
-        return 0;
-    int n = PQntuples(res);
-    for (int i = 0; i < n && !atomic_load(stop); i++) {
-        struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-        curl_easy_reset(curl);
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, PQgetvalue(res, i, 1));
-        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
-        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_discard);
-        CURLcode cc = curl_easy_perform(curl);
-        long status = 0;
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(h);
-        const char *p[] = {PQgetvalue(res, i, 0)};
-        if (cc == CURLE_OK && status >= 200 && status < 300)
-            lf_db_cmd(db,
-                      "UPDATE notifications SET delivered_at = now(),"
-                      " attempts = attempts + 1 WHERE id = $1::bigint",
-                      1, p);
-        else
-            lf_db_cmd(db,
-                      "UPDATE notifications SET attempts = attempts + 1"
-                      " WHERE id = $1::bigint",
-                      1, p);
-    }
-    PQclear(res);
-    return n;
-}
-
-/* The delivery thread: its own connection and curl handle, so a slow or dead webhook
- * never holds up firing. */
-struct lf_deliverer {
-    pthread_t thread;
-    lf_db_t *db;
-    const char *url;
-    atomic_int stop;
-};
-
-static void *s_deliver_main(void *arg) {
-    lf_deliverer_t *d = arg;
-    CURL *curl = curl_easy_init();
-    while (curl && !atomic_load(&d->stop)) {
-        if (s_deliver(d->db, d->url, curl, &d->stop) == 20)
-            continue; /* a backlog: keep going */
-        for (int i = 0; i < 10 && !atomic_load(&d->stop); i++)
-            nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
-    }
-    if (curl)
-        curl_easy_cleanup(curl);
-    return NULL;
-}
-
-int lf_timers_deliver_start(lf_timers_t *t, const char *db_url) {
-    if (!t->webhook_url)
-        return 0;
-    lf_deliverer_t *d = lf_calloc(1, sizeof *d);
-    d->db = lf_db_connect(db_url, "leadflow-scheduler-webhook");
-    d->url = t->webhook_url;
-    atomic_init(&d->stop, 0);
-    if (pthread_create(&d->thread, NULL, s_deliver_main, d) != 0) {
-        lf_error("cannot start the webhook delivery thread");
-        lf_db_destroy(&d->db);
-        free(d);
-        return -1;
-    }
-    t->deliverer = d;
-    return 0;
-}
-
-void lf_timers_deliver_stop(lf_timers_t *t) {
-    lf_deliverer_t *d = t->deliverer;
-    if (!d)
-        return;
-    atomic_store(&d->stop, 1);
-    pthread_join(d->thread, NULL);
-    lf_db_destroy(&d->db);
-    free(d);
-    t->deliverer = NULL;
 }
 
 int lf_timers_tick(void *arg) {

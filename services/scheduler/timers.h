@@ -15,7 +15,6 @@
 /* Connections that fire claimed batches concurrently (one batch each in flight). */
 #define LF_TIMERS_LANES_MAX 4
 
-typedef struct lf_deliverer lf_deliverer_t;
 typedef struct lf_digests lf_digests_t;
 
 typedef struct {
@@ -31,12 +30,10 @@ typedef struct {
     char *sla_text;     /* owned: sla as compact JSON, passed to lf_fire_timers() */
     int claim_batch;    /* timers claimed per Lua call (and fired per statement) */
     long fired, reminders, escalations, rebuilt;
-    const char *webhook_url;   /* borrowed, NULL = notifications only recorded */
-    int64_t next_pg_sweep;     /* monotonic ms of the next PostgreSQL sweep */
-    lf_deliverer_t *deliverer; /* webhook delivery thread, or NULL */
-    const lf_keepalive_t *ka;  /* borrowed: config/keepalive.json (clocks.h) */
-    const lf_teams_t *teams;   /* borrowed: teams and their calendars (routing.json) */
-    lf_digests_t *digests;     /* borrowed: team digest schedules (clocks.h), or NULL */
+    int64_t next_pg_sweep;    /* monotonic ms of the next PostgreSQL sweep */
+    const lf_keepalive_t *ka; /* borrowed: config/keepalive.json (clocks.h) */
+    const lf_teams_t *teams;  /* borrowed: teams and their calendars (routing.json) */
+    lf_digests_t *digests;    /* borrowed: team digest schedules (clocks.h), or NULL */
     /* "due_ms id ..." of the timers the open consumer batch wrote: indexed in Redis
      * once it commits (lf_timers_on_batch), never while its transaction is open. */
     char *pending;
@@ -67,10 +64,4 @@ int lf_timers_tick(void *arg);
 /* Loads every pending timer into Redis and marks the index complete. Returns the
  * number indexed, or -1. */
 long lf_timers_rebuild(lf_timers_t *t);
-/* Starts the webhook delivery thread (own PostgreSQL connection to db_url) when
- * t->webhook_url is set, so a slow webhook never delays firing. Returns 0 or -1. */
-int lf_timers_deliver_start(lf_timers_t *t, const char *db_url);
-/* Stops and joins the delivery thread, if any. */
-void lf_timers_deliver_stop(lf_timers_t *t);
-
 #endif

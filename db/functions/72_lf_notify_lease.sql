@@ -1,0 +1,85 @@
+-- lf_notify_lease: repeatable (notifications, 0030_notify.sql).
+-- A delivery worker's lease, in one short transaction of its own: up to p_dests
+-- destinations that may send now (rate limit passed, not paused, something due),
+-- each locked with SKIP LOCKED so two schedulers never take the same destination,
+-- and for each the rows of one message: the batch retried as it was (its id is the
+-- X-Leadflow-Delivery that receivers drop repeats by), or up to p_merge due rows not
+-- yet in a batch (merged into one message). The rows turn 'sending' with a lease of
+-- p_lease_s seconds and the destination's next message waits p_gap_ms[type] ms.
+-- The caller sends with no transaction open and calls lf_notify_record; rows of a
+-- worker that died are leased again once their lease ran out (at-least-once).
+CREATE OR REPLACE FUNCTION lf_notify_lease(p_worker text, p_dests integer,
+                                           p_merge integer, p_lease_s integer,
+                                           p_gap_ms jsonb)
+    RETURNS TABLE (dest_key text, type text, url text, secret text, to_addr text,
+                   format text, batch uuid, ids bigint[], items jsonb,
+                   attempts integer)
+    LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    d notify_dests;
+    b uuid;
+    picked bigint[];
+BEGIN
+    FOR d IN
+        SELECT nd.* FROM notify_dests nd
+         WHERE nd.next_send_at <= now()
+           AND (nd.paused_until IS NULL OR nd.paused_until <= now())
+           AND EXISTS (SELECT 1 FROM notify_deliveries x
+                        WHERE x.dest_key = nd.key
+                          AND x.state IN ('pending', 'sending')
+                          AND ((x.state = 'pending' AND x.next_at <= now())
+                               OR (x.state = 'sending' AND x.lease_until < now())))
+         ORDER BY nd.next_send_at
+         LIMIT p_dests
+         FOR UPDATE SKIP LOCKED
+    LOOP
+        b := NULL;
+        picked := NULL;
+        SELECT x.batch INTO b FROM notify_deliveries x
+         WHERE x.dest_key = d.key AND x.state IN ('pending', 'sending')
+           AND ((x.state = 'pending' AND x.next_at <= now())
+                OR (x.state = 'sending' AND x.lease_until < now()))
+         ORDER BY x.urgent DESC, x.id LIMIT 1;
+        IF b IS NOT NULL THEN
+            SELECT array_agg(x.id ORDER BY x.id) INTO picked FROM notify_deliveries x
+             WHERE x.batch = b AND x.state IN ('pending', 'sending');
+        ELSE
+            b := gen_random_uuid();
+            SELECT array_agg(s.id ORDER BY s.id) INTO picked
+              FROM (SELECT x.id FROM notify_deliveries x
+                     WHERE x.dest_key = d.key AND x.state = 'pending'
+                       AND x.batch IS NULL AND x.next_at <= now()
+                     ORDER BY x.urgent DESC, x.id LIMIT p_merge) s;
+        END IF;
+        CONTINUE WHEN picked IS NULL;
+        UPDATE notify_deliveries x
+           SET state = 'sending', batch = b, leased_by = p_worker,
+               lease_until = now() + make_interval(secs => p_lease_s),
+               attempts = x.attempts + 1
+         WHERE x.id = ANY (picked);
+        UPDATE notify_dests nd
+           SET next_send_at = now() + make_interval(
+                   secs => coalesce((p_gap_ms ->> d.type)::float8, 0) / 1000)
+         WHERE nd.key = d.key;
+        RETURN QUERY
+            SELECT d.key, d.type, d.url, d.secret, d.to_addr, d.format, b, picked,
+                   (SELECT jsonb_agg(jsonb_build_object(
+                        'id', n.id, 'kind', n.kind, 'to', n.rep_id,
+                        'lead_id', n.lead_id, 'message', n.message,
+                        'at', lf_rfc3339(n.created_at),
+                        'lead', CASE WHEN l.id IS NULL THEN NULL ELSE jsonb_build_object(
+                            'name', l.name, 'company', l.company, 'phone', l.phone,
+                            'email', l.email, 'grade', l.grade, 'stage', l.stage,
+                            'need', l.need, 'budget', l.budget_raw, 'owner', l.owner,
+                            'industry', l.industry, 'region', l.region,
+                            'channel', l.channel, 'source', l.source) END)
+                        ORDER BY x.id)
+                      FROM notify_deliveries x
+                      JOIN notifications n ON n.id = x.notification_id
+                      LEFT JOIN leads l ON l.id = n.lead_id
+                     WHERE x.id = ANY (picked)),
+                   (SELECT max(x.attempts) FROM notify_deliveries x
+                     WHERE x.id = ANY (picked));
+    END LOOP;
+END $$;
