@@ -3,14 +3,15 @@
 -- p_dest): 'sent'; 'retry' after p_delay_ms (backoff with jitter, Retry-After
 -- included), or dead once past p_max_age_s since the rows' clock started; 'dead' for a
 -- permanent refusal. Rows whose lease this worker lost are left alone. A destination
--- that failed p_pause_after messages in a row is paused for p_pause_s seconds and the
--- manager of its owner (rep's manager, or the team's) gets a destination_paused
--- notification. Counters for /metrics are kept in notify_stats.
+-- that kept failing - at least 3 messages in a row, and nothing delivered for
+-- p_pause_after_s seconds - is paused for p_pause_s seconds and the manager of its
+-- owner (rep's manager, or the team's) gets a destination_paused notification; a
+-- receiver down for a few minutes is only retried. Counters for /metrics are kept in notify_stats.
 -- Latency buckets (seconds): 1, 5, 15, 60, 300, 900, 3600, 21600, +Inf.
 CREATE OR REPLACE FUNCTION lf_notify_record(p_worker text, p_ids bigint[], p_dest text,
                                             p_outcome text, p_error text,
                                             p_delay_ms bigint, p_retry_after_s integer,
-                                            p_max_age_s integer, p_pause_after integer,
+                                            p_max_age_s integer, p_pause_after_s integer,
                                             p_pause_s integer)
     RETURNS TABLE (sent integer, retried integer, dead integer, paused boolean)
     LANGUAGE plpgsql AS $$
@@ -54,7 +55,7 @@ BEGIN
              WHERE st.type = d.type;
         END IF;
         UPDATE notify_dests SET fails = 0, last_ok_at = now(), last_error = NULL,
-                                paused_until = NULL
+                                paused_until = NULL, failing_since = NULL
          WHERE key = p_dest;
     ELSE
         WITH u AS (
@@ -75,13 +76,15 @@ BEGIN
          WHERE st.type = d.type;
         UPDATE notify_dests nd
            SET fails = nd.fails + 1, last_error = left(p_error, 500),
+               failing_since = coalesce(nd.failing_since, now()),
                next_send_at = CASE WHEN p_retry_after_s > 0
                    THEN greatest(nd.next_send_at,
                                  now() + make_interval(secs => p_retry_after_s))
                    ELSE nd.next_send_at END
          WHERE nd.key = p_dest
         RETURNING * INTO d;
-        IF d.fails >= p_pause_after
+        IF d.fails >= 3
+           AND d.failing_since <= now() - make_interval(secs => p_pause_after_s)
            AND (d.paused_until IS NULL OR d.paused_until <= now()) THEN
             UPDATE notify_dests
                SET paused_until = now() + make_interval(secs => p_pause_s)

@@ -36,7 +36,8 @@ CREATE TABLE notify_dests (
     owner_team   text,
     next_send_at timestamptz NOT NULL DEFAULT '-infinity', -- rate limit and Retry-After
     fails        integer NOT NULL DEFAULT 0, -- consecutive failed messages
-    paused_until timestamptz,                -- set after too many failures in a row
+    failing_since timestamptz,               -- first failure since the last success
+    paused_until timestamptz,                -- set once it kept failing too long
     last_error   text,
     last_ok_at   timestamptz,
     created_at   timestamptz NOT NULL DEFAULT now()

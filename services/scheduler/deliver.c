@@ -248,7 +248,7 @@ static void s_one(s_worker_t *w, lf_db_t *db, CURL *c, PGresult *res, int r) {
              out == LF_SEND_RETRY ? s_delay_ms(w, attempts, retry_after) : 0L);
     snprintf(ra, sizeof ra, "%ld", retry_after);
     snprintf(age, sizeof age, "%ld", d->cfg.max_age_s);
-    snprintf(pa, sizeof pa, "%d", d->cfg.pause_after);
+    snprintf(pa, sizeof pa, "%d", d->cfg.pause_after_s);
     snprintf(ps, sizeof ps, "%ld", d->cfg.pause_s);
     const char *p[] = {w->name, ids, key, s_outcome[out], out ? err : NULL, delay, ra,
                        age,     pa,  ps};

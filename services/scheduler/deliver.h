@@ -19,7 +19,7 @@ typedef struct {
     long max_age_s;          /* a row not delivered by then is dead */
     long backoff_ms;         /* first retry delay; doubles per attempt */
     long backoff_max_ms;     /* cap of the delay (before jitter) */
-    int pause_after;         /* failed messages in a row that pause a destination */
+    int pause_after_s;       /* failing this long (3+ messages) pauses a destination */
     long pause_s;            /* how long a pause lasts */
     int robot_per_minute;    /* messages a robot (WeCom, DingTalk, Feishu) may take */
     int poll_ms;             /* idle wait between leases */

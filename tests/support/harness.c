@@ -176,7 +176,7 @@ void lf_h_start(lf_h_t *self, int service, int instance) {
     snprintf(bin, sizeof bin, "%s/leadflow-%s", s_bin(), s_names[s]);
     char *env[64];
     int n = 0;
-    char buf[20][300];
+    char buf[24][300];
 #define S_ENV(...) (snprintf(buf[n], sizeof buf[n], __VA_ARGS__), env[n] = buf[n], n++)
     S_ENV("LEADFLOW_DATABASE_URL=%s", self->db_url);
     S_ENV("LEADFLOW_CONFIG_DIR=%s/config", self->dir);
@@ -197,6 +197,8 @@ void lf_h_start(lf_h_t *self, int service, int instance) {
     S_ENV("LEADFLOW_SCHEDULER_EVENTS=tcp://127.0.0.1:%d", self->zmq_port[2]);
     S_ENV("LEADFLOW_SWEEP_MS=300");
     S_ENV("LEADFLOW_LOG_LEVEL=info");
+    /* Notification receivers in tests listen on loopback. */
+    S_ENV("LEADFLOW_NOTIFY_ALLOW_PRIVATE=loopback");
     S_ENV("PATH=%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
 #undef S_ENV
     const char *pass[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TZ", NULL};
