@@ -25,6 +25,8 @@ export LEADFLOW_INTAKE_ADDR=${LEADFLOW_INTAKE_ADDR:-127.0.0.1}
 export LEADFLOW_DATABASE_URL=${LEADFLOW_DATABASE_URL:-postgresql://leadflow@127.0.0.1:$PG_PORT/leadflow}
 export LEADFLOW_REDIS_PORT=$REDIS_PORT LEADFLOW_INTAKE_PORT=$HTTP_PORT
 export LEADFLOW_CONFIG_DIR=${LEADFLOW_CONFIG_DIR:-$PWD/config}
+# On one machine, a notification receiver on 127.0.0.1 is allowed (compose: refused).
+export LEADFLOW_NOTIFY_ALLOW_PRIVATE=${LEADFLOW_NOTIFY_ALLOW_PRIVATE:-loopback}
 mkdir -p "$VAR/log"
 chmod 755 "$VAR"
 
