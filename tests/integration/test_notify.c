@@ -710,3 +710,69 @@ Test(notify, list_and_retry_through_the_api, .timeout = 60) {
     json_decref(out);
     lf_h_destroy(&h);
 }
+
+Test(notify, team_and_global_destinations_from_the_configuration, .timeout = 60) {
+    lf_rcv_t *team = lf_rcv_start(0), *global = lf_rcv_start(0);
+    lf_h_t *h = lf_h_new(0, 1);
+    char cfg[1024], url[64];
+    snprintf(
+        cfg, sizeof cfg,
+        "{\"default_team\": null, \"default_policy\": \"round_robin\","
+        " \"default_fallback\": {\"queue\": \"unassigned\"}, \"teams\": {\"east\":"
+        " {\"policy\": \"weighted\", \"manager\": \"li.ming\", \"notify\": [{\"type\":"
+        " \"webhook\", \"url\": \"http://127.0.0.1:%d/team\", \"secret\": \"t\"}]}}}",
+        lf_rcv_port(team));
+    lf_h_config(h, "routing.json", cfg);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/all", lf_rcv_port(global));
+    lf_h_env(h, "LEADFLOW_WEBHOOK_URL", url);
+    lf_h_env(h, "LEADFLOW_WEBHOOK_SECRET", "g");
+    s_fast(h);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    /* wang.fang is in team east; chen.jing in south (no team destinations). */
+    s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
+    s_notifications(h, 2, 1, "chen.jing", "lead_assigned");
+    cr_assert(lf_h_wait_sql(
+        h, "SELECT count(*) FROM notify_deliveries WHERE state = 'sent'", "3", 20000));
+    cr_expect_eq(lf_rcv_count(team), 1);
+    json_t *j = s_json(lf_rcv_body(team, 0));
+    cr_expect_str_eq(json_string_value(json_object_get(
+                         json_array_get(json_object_get(j, "notifications"), 0), "to")),
+                     "wang.fang");
+    json_decref(j);
+    char *body = lf_rcv_body(global, 0),
+         *ts = lf_rcv_header(global, 0, "X-Leadflow-Timestamp"),
+         *sig = lf_rcv_header(global, 0, "X-Leadflow-Signature"), hex[65], want[80];
+    cr_assert(body && ts && sig);
+    lf_sign_webhook("g", ts, body, strlen(body), hex);
+    snprintf(want, sizeof want, "sha256=%s", hex);
+    cr_expect_str_eq(sig, want);
+    free(body);
+    free(ts);
+    free(sig);
+    size_t items = 0;
+    for (int i = 0; i < lf_rcv_count(global); i++) {
+        json_t *g = s_json(lf_rcv_body(global, i));
+        items += json_array_size(json_object_get(g, "notifications"));
+        json_decref(g);
+    }
+    cr_expect_eq(items, 2, "the global webhook gets everything");
+    lf_h_destroy(&h);
+    lf_rcv_stop(&team);
+    lf_rcv_stop(&global);
+}
+
+Test(notify, a_bad_team_destination_stops_the_scheduler_with_a_clear_error,
+     .timeout = 30) {
+    char cmd[1024];
+    const char *bin = getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/san/bin";
+    snprintf(
+        cmd, sizeof cmd,
+        "d=$(mktemp -d) && cp config/*.json $d/ && printf '%%s' '{\"teams\": {\"east\":"
+        " {\"notify\": [{\"type\": \"qq\", \"url\": \"http://x\"}]}}}' > $d/routing.json"
+        " && LEADFLOW_CONFIG_DIR=$d "
+        "LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:"
+        "%s/postgres %s/leadflow-scheduler 2>&1 | grep -q 'teams.east.notify\\[0\\]';"
+        " rc=$?; rm -rf $d; exit $rc",
+        getenv("LF_TEST_PG_PORT"), bin);
+    cr_expect_eq(system(cmd), 0, "a bad team destination was not refused clearly");
+}
