@@ -56,3 +56,13 @@ BEGIN
     RETURN CASE WHEN off IS NOT NULL THEN (best - off) AT TIME ZONE 'UTC'
                 ELSE best AT TIME ZONE tz END;
 END $$;
+
+-- The earliest moment at or after t inside open (a team's working time from its
+-- business calendar, as the scheduler wrote it to notify_teams.open_hours). NULL open,
+-- or nothing open ahead in it: t itself (a message is never held back for good).
+CREATE OR REPLACE FUNCTION lf_notify_next_open(open tstzmultirange, t timestamptz)
+    RETURNS timestamptz
+    LANGUAGE sql STABLE
+    AS $$ SELECT CASE WHEN open IS NULL OR open @> t THEN t
+                      ELSE coalesce((SELECT min(lower(r)) FROM unnest(open) r
+                                      WHERE lower(r) > t), t) END $$;

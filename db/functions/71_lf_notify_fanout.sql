@@ -2,8 +2,11 @@
 -- Every new notification becomes one notify_deliveries row per destination of its
 -- rep (reps.notify), of the rep's team and of team '*' (notify_teams, copied from
 -- config by the scheduler): in the same transaction as the notification, so a
--- notification is never without its deliveries. Non-urgent ones wait for the rep's
--- working hours (lf_notify_not_before); escalations and pause notices never wait.
+-- notification is never without its deliveries. Quiet hours: messages to people (chat
+-- robots, e-mail) wait for the rep's working time - its own work_hours when set
+-- (lf_notify_not_before), else its team's business calendar (lf_notify_next_open) -
+-- unless the rep ignores shifts; escalations, pause notices and generic webhooks
+-- (machines) never wait.
 -- Destinations are keyed by md5(type|url|to): the same robot set by two reps is one
 -- destination with one rate limit.
 CREATE OR REPLACE FUNCTION lf_notify_targets(p_ids bigint[])
@@ -14,24 +17,31 @@ CREATE OR REPLACE FUNCTION lf_notify_targets(p_ids bigint[])
         SELECT n.id, n.kind, n.rep_id, r.team, r.timezone, r.work_hours,
                CASE WHEN jsonb_typeof(r.notify) = 'array' THEN r.notify
                     ELSE '[]'::jsonb END AS rep_notify,
-               n.kind IN ('sla_escalation', 'destination_paused') AS urgent
+               n.kind IN ('sla_escalation', 'destination_paused')
+                 OR r.id IS NULL OR r.ignore_shift AS urgent,
+               coalesce((SELECT t.open_hours FROM notify_teams t WHERE t.team = r.team),
+                        (SELECT t.open_hours FROM notify_teams t WHERE t.team = ''))
+                 AS open_hours
           FROM notifications n LEFT JOIN reps r ON r.id = n.rep_id
          WHERE n.id = ANY (p_ids)),
     d AS (
-        SELECT n.id, n.urgent, n.timezone, n.work_hours, x.dest, n.rep_id AS owner_rep,
-               NULL::text AS owner_team
+        SELECT n.id, n.urgent, n.timezone, n.work_hours, n.open_hours, x.dest,
+               n.rep_id AS owner_rep, NULL::text AS owner_team
           FROM n CROSS JOIN LATERAL jsonb_array_elements(n.rep_notify) x(dest)
         UNION ALL
-        SELECT n.id, n.urgent, n.timezone, n.work_hours, x.dest, NULL, t.team
+        SELECT n.id, n.urgent OR t.team = '*', n.timezone, n.work_hours, n.open_hours,
+               x.dest, NULL, t.team
           FROM n JOIN notify_teams t ON t.team = n.team OR t.team = '*'
          CROSS JOIN LATERAL jsonb_array_elements(t.notify) x(dest)
-         WHERE jsonb_typeof(t.notify) = 'array')
+         WHERE jsonb_typeof(t.notify) = 'array' AND t.team <> '')
     SELECT d.id,
            md5(concat_ws('|', d.dest ->> 'type', coalesce(d.dest ->> 'url', ''),
                          coalesce(d.dest ->> 'to', ''))),
            d.dest, d.owner_rep, d.owner_team, d.urgent,
-           CASE WHEN d.urgent THEN now()
-                ELSE lf_notify_not_before(d.timezone, d.work_hours, now()) END
+           CASE WHEN d.urgent OR d.dest ->> 'type' = 'webhook' THEN now()
+                WHEN d.work_hours IS NOT NULL
+                  THEN lf_notify_not_before(d.timezone, d.work_hours, now())
+                ELSE lf_notify_next_open(d.open_hours, now()) END
       FROM d
      WHERE d.dest ->> 'type' IN ('wecom', 'dingtalk', 'feishu', 'slack', 'webhook', 'email')
 $$;

@@ -15,12 +15,15 @@ ALTER TABLE reps ADD COLUMN notify jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE notifications ALTER COLUMN lead_id DROP NOT NULL;
 
 -- Team destinations come from config/routing.json (teams.<id>.notify); the scheduler
--- copies them here at start so the fan-out can read them. Team '*' is the global
--- LEADFLOW_WEBHOOK_URL destination: it gets every notification.
+-- copies them here at start so the fan-out can read them, with the team's working
+-- time for the next weeks from its business calendar (quiet hours). Team '' holds the
+-- defaults (teams not listed); team '*' is the global LEADFLOW_WEBHOOK_URL
+-- destination: it gets every notification.
 CREATE TABLE notify_teams (
     team       text PRIMARY KEY,
     notify     jsonb NOT NULL DEFAULT '[]',
     manager    text,                         -- told when a team destination is paused
+    open_hours tstzmultirange,               -- working time ahead; NULL: never quiet
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 

@@ -282,11 +282,19 @@ static void *s_worker_main(void *arg) {
     snprintf(merge, sizeof merge, "%d", d->cfg.merge_max);
     /* A lease outlives the longest send, so nobody else takes the rows meanwhile. */
     snprintf(lease, sizeof lease, "%ld", d->cfg.timeout_ms * 2 / 1000 + 30);
-    int64_t next_expire = 0;
+    int64_t next_expire = 0, next_sync = lf_mono_ms() + 3600 * 1000;
     while (c && !atomic_load(&d->stop)) {
         if (lf_db_ensure(db) < 0) {
             s_nap(d, 1000);
             continue;
+        }
+        if (w == &d->workers[0] && lf_mono_ms() >= next_sync) {
+            /* Working time is written two weeks ahead: move it on every hour. */
+            char why[256];
+            if (lf_deliver_sync_teams(db, d->cfg.routing, d->cfg.teams, d->cfg.global_url,
+                                      d->cfg.global_secret, why, sizeof why) < 0)
+                lf_warn("%s", why);
+            next_sync = lf_mono_ms() + 3600 * 1000;
         }
         if (lf_mono_ms() >= next_expire) {
             char age[24];
@@ -366,9 +374,30 @@ void lf_deliver_stop(lf_deliver_t **self_p) {
 
 /* ---- team destinations from the configuration ---- */
 
-int lf_deliver_sync_teams(lf_db_t *db, const json_t *routing, const char *global_url,
-                          const char *global_secret, char *why, size_t whysz) {
+/* The working windows of cal from `from` for `days` days: [[open, close], ...] in
+ * epoch seconds (minute steps: calendars are set in HH:MM). */
+static json_t *s_open_windows(const lf_bizcal_t *cal, int64_t from, int days) {
+    json_t *a = json_array();
+    int64_t end = from + (int64_t)days * 86400, t = from;
+    while (t < end) {
+        int64_t open = lf_bizcal_next_open(cal, t);
+        if (open < 0 || open >= end)
+            break;
+        int64_t close = open - open % 60 + 60;
+        while (close < end + 86400 && lf_bizcal_is_open(cal, close))
+            close += 60;
+        json_array_append_new(a,
+                              json_pack("[I, I]", (json_int_t)open, (json_int_t)close));
+        t = close;
+    }
+    return a;
+}
+
+int lf_deliver_sync_teams(lf_db_t *db, const json_t *routing, const lf_teams_t *cals,
+                          const char *global_url, const char *global_secret, char *why,
+                          size_t whysz) {
     json_t *teams = json_object();
+    int64_t now = lf_now_ms() / 1000;
     const char *id;
     json_t *t;
     json_object_foreach(json_object_get(routing, "teams"), id, t) {
@@ -396,31 +425,55 @@ int lf_deliver_sync_teams(lf_db_t *db, const json_t *routing, const char *global
                 goto bad;
             }
         }
-        json_t *mgr = json_object_get(t, "manager");
-        json_object_set_new(teams, id,
-                            json_pack("{s:O, s:O}", "notify", list, "manager",
-                                      json_is_string(mgr) ? mgr : json_null()));
     }
+    /* Every listed team (destinations, manager, working time) and the defaults ("")
+     * for the teams that are not. */
+    json_object_foreach(json_object_get(routing, "teams"), id, t) {
+        json_t *list = json_object_get(t, "notify");
+        json_t *mgr = json_object_get(t, "manager");
+        const lf_team_t *tm = cals ? lf_teams_get(cals, id) : NULL;
+        json_object_set_new(teams, id,
+                            json_pack("{s:o, s:O, s:o}", "notify",
+                                      list ? json_incref(list) : json_array(), "manager",
+                                      json_is_string(mgr) ? mgr : json_null(), "open",
+                                      tm && tm->calendar
+                                          ? s_open_windows(tm->calendar, now, 14)
+                                          : json_null()));
+    }
+    const lf_team_t *def = cals ? lf_teams_get(cals, NULL) : NULL;
+    json_object_set_new(teams, "",
+                        json_pack("{s:[], s:n, s:o}", "notify", "manager", "open",
+                                  def && def->calendar
+                                      ? s_open_windows(def->calendar, now, 14)
+                                      : json_null()));
     if (global_url && *global_url) {
         json_t *g = json_pack("{s:s, s:s}", "type", "webhook", "url", global_url);
         if (global_secret && *global_secret)
             json_object_set_new(g, "secret", json_string(global_secret));
-        json_object_set_new(teams, "*",
-                            json_pack("{s:[o], s:n}", "notify", g, "manager"));
+        json_object_set_new(
+            teams, "*", json_pack("{s:[o], s:n, s:n}", "notify", g, "manager", "open"));
     }
     char *text = json_dumps(teams, JSON_COMPACT);
     json_decref(teams);
     const char *p[] = {text};
-    long rc = lf_db_cmd(db,
-                        "WITH t AS (SELECT key AS team, value -> 'notify' AS notify,"
-                        "  value ->> 'manager' AS manager FROM jsonb_each($1::jsonb)),"
-                        " del AS (DELETE FROM notify_teams WHERE team NOT IN"
-                        "  (SELECT team FROM t))"
-                        " INSERT INTO notify_teams (team, notify, manager)"
-                        " SELECT team, notify, manager FROM t"
-                        " ON CONFLICT (team) DO UPDATE SET notify = EXCLUDED.notify,"
-                        "  manager = EXCLUDED.manager, updated_at = now()",
-                        1, p);
+    long rc = lf_db_cmd(
+        db,
+        "WITH t AS (SELECT key AS team, value -> 'notify' AS notify,"
+        "  value ->> 'manager' AS manager,"
+        "  CASE WHEN jsonb_typeof(value -> 'open') = 'array' THEN"
+        "   coalesce((SELECT range_agg(tstzrange("
+        "     to_timestamp((w ->> 0)::float8), to_timestamp((w ->> 1)::float8)))"
+        "     FROM jsonb_array_elements(value -> 'open') w),"
+        "    '{}'::tstzmultirange) END AS open_hours"
+        "  FROM jsonb_each($1::jsonb)),"
+        " del AS (DELETE FROM notify_teams WHERE team NOT IN"
+        "  (SELECT team FROM t))"
+        " INSERT INTO notify_teams (team, notify, manager, open_hours)"
+        " SELECT team, notify, manager, open_hours FROM t"
+        " ON CONFLICT (team) DO UPDATE SET notify = EXCLUDED.notify,"
+        "  manager = EXCLUDED.manager, open_hours = EXCLUDED.open_hours,"
+        "  updated_at = now()",
+        1, p);
     free(text);
     if (rc < 0) {
         snprintf(why, whysz, "team destinations not saved: %s", db->errstr);

@@ -19,6 +19,7 @@
 #include "lf/service.h"
 #include "deliver.h"
 #include "lf/netguard.h"
+#include "lf/teams.h"
 #include "lf/util.h"
 #include "clocks.h"
 #include "timers.h"
@@ -93,9 +94,10 @@ static const char *const s_types[] = {"lead.assigned",
 
 /* Reads the notification settings and config (routing.json teams, notify.json
  * templates), copies the team destinations to PostgreSQL and starts the delivery
- * threads. *tpl (caller owns) gets notify.json. Returns 0, or -1 after logging why. */
-static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl,
-                            lf_deliver_t **out) {
+ * threads. The caller owns *tpl (notify.json), *routing and *teams (the teams'
+ * calendars), which must outlive the deliverer. Returns 0, or -1 after logging why. */
+static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl, json_t **routing,
+                            lf_teams_t **teams, lf_deliver_t **out) {
     char path[1024], why[512];
     json_error_t jerr;
     int policy = lf_net_policy_parse(lf_config_str(cfg, "LEADFLOW_NOTIFY_ALLOW_PRIVATE"));
@@ -121,15 +123,20 @@ static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl,
         }
     }
     lf_service_config_path(cfg, "routing.json", path, sizeof path);
-    json_t *routing = json_load_file(path, 0, &jerr);
-    if (!routing) {
+    *routing = json_load_file(path, 0, &jerr);
+    if (!*routing) {
         lf_error("bad routing configuration %s: %s", path, jerr.text);
         return -1;
     }
+    /* The teams' business calendars: quiet hours of reps without work_hours. */
+    *teams = lf_teams_load(lf_config_str(cfg, "LEADFLOW_CONFIG_DIR"), why, sizeof why);
+    if (!*teams) {
+        lf_error("bad team configuration: %s", why);
+        return -1;
+    }
     int rc = lf_deliver_sync_teams(
-        db, routing, lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
+        db, *routing, *teams, lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
         lf_config_str(cfg, "LEADFLOW_WEBHOOK_SECRET"), why, sizeof why);
-    json_decref(routing);
     if (rc < 0) {
         /* A database that is not up yet is not fatal: the previous copy is used. */
         if (strstr(why, "not saved"))
@@ -161,6 +168,10 @@ static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl,
                  .password = lf_config_str(cfg, "LEADFLOW_SMTP_PASSWORD"),
                  .tls = tlsmode,
                  .timeout_ms = lf_config_int(cfg, "LEADFLOW_NOTIFY_TIMEOUT_MS")},
+        .routing = *routing,
+        .teams = *teams,
+        .global_url = lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
+        .global_secret = lf_config_str(cfg, "LEADFLOW_WEBHOOK_SECRET"),
     };
     *out = lf_deliver_start(&dc);
     return *out ? 0 : -1;
@@ -179,7 +190,8 @@ int main(int argc, char **argv) {
     lf_redis_t *redis = NULL;
     lf_consumer_t *consumer = NULL;
     lf_deliver_t *deliver = NULL;
-    json_t *notify_tpl = NULL;
+    json_t *notify_tpl = NULL, *routing = NULL;
+    lf_teams_t *teams = NULL;
     lf_timers_t t;
     memset(&t, 0, sizeof t);
     int nlanes = 0;
@@ -252,7 +264,7 @@ int main(int argc, char **argv) {
     /* The index is rebuilt from PostgreSQL at every start: cheap, and it repairs
      * whatever happened to Redis while we were down. */
     lf_timers_rebuild(&t);
-    if (s_start_delivery(cfg, db, &notify_tpl, &deliver) < 0)
+    if (s_start_delivery(cfg, db, &notify_tpl, &routing, &teams, &deliver) < 0)
         goto out;
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
     lf_consumer_on_batch(consumer, lf_timers_on_batch);
@@ -276,6 +288,8 @@ int main(int argc, char **argv) {
 out:
     lf_deliver_stop(&deliver);
     json_decref(notify_tpl);
+    json_decref(routing);
+    lf_teams_destroy(&teams);
     for (int i = 0; i < nlanes; i++)
         lf_db_destroy(&t.lanes[i]);
     free(t.sla_text);

@@ -498,36 +498,71 @@ Test(notify, smtp_temporary_refusal_is_retried, .timeout = 60) {
 }
 
 Test(notify, quiet_hours_hold_back_all_but_escalations, .timeout = 60) {
-    lf_rcv_t *r = lf_rcv_start(0);
+    lf_rcv_t *r = lf_rcv_start(0), *hook = lf_rcv_start(0);
     lf_h_t *h = lf_h_new(0, 1);
-    char dests[256];
+    /* Team east works only tomorrow 09:00-10:00 UTC (its business calendar). */
+    char cfg[1024], *dow = lf_h_sql(h, "SELECT to_char(now() + interval '1 day', 'dy')");
+    snprintf(cfg, sizeof cfg,
+             "{\"default_team\": null, \"teams\": {\"east\": {\"policy\": \"weighted\","
+             " \"calendar\": {\"timezone\": \"UTC\", \"work_days\": [\"%s\"],"
+             " \"hours\": [[\"09:00\", \"10:00\"]]}}}}",
+             dow);
+    free(dow);
+    lf_h_config(h, "routing.json", cfg);
+    char dests[512];
     snprintf(dests, sizeof dests,
-             "[{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/h\"}]",
-             lf_rcv_port(r));
+             "[{\"type\": \"slack\", \"url\": \"http://127.0.0.1:%d/s\"},"
+             " {\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/h\"}]",
+             lf_rcv_port(r), lf_rcv_port(hook));
     s_set_notify(h, "wang.fang", dests);
-    /* Works only tomorrow 09:00-10:00 UTC: now is quiet. */
-    free(lf_h_sql(
-        h, "UPDATE reps SET timezone = 'UTC', work_hours = jsonb_build_object("
-           " to_char(now() + interval '1 day', 'dy'), '[\"09:00\", \"10:00\"]'::jsonb)"
-           " WHERE id = 'wang.fang' RETURNING 1"));
+    s_set_notify(h, "zhang.wei", dests);
+    /* wang.fang: its own work_hours, tomorrow 09:00-10:00 UTC; zhang.wei: none, so its
+     * team's calendar; chen.jing (south) ignores shifts: never quiet. */
+    free(lf_h_sql(h, "UPDATE reps SET timezone = 'UTC', ignore_shift = false,"
+                     " work_hours = jsonb_build_object(to_char(now() + interval '1 day',"
+                     " 'dy'), '[\"09:00\", \"10:00\"]'::jsonb) WHERE id = 'wang.fang'"
+                     " RETURNING 1"));
+    free(lf_h_sql(h, "UPDATE reps SET ignore_shift = false, work_hours = NULL"
+                     " WHERE id = 'zhang.wei' RETURNING 1"));
     s_fast(h);
+    lf_h_start(h, LF_H_SCHEDULER, 0); /* writes the team calendars to PostgreSQL */
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) > 0 FROM notify_teams WHERE team = 'east'"
+                            " AND open_hours IS NOT NULL",
+                            "t", 10000));
     s_notifications(h, 1, 1, "wang.fang", "sla_reminder");
     s_notifications(h, 2, 1, "wang.fang", "sla_escalation");
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_deliveries WHERE next_at ="
-                                  " date_trunc('day', now() + interval '1 day')"
-                                  " + interval '9 hours'"),
-                 1, "the reminder waits for working hours");
-    lf_h_start(h, LF_H_SCHEDULER, 0);
+    s_notifications(h, 3, 1, "zhang.wei", "sla_reminder");
+    const char *tomorrow9 =
+        "date_trunc('day', now() + interval '1 day') + interval '9 hours'";
+    char q[512];
+    snprintf(
+        q, sizeof q,
+        "SELECT string_agg(n.lead_id || ':' || d.type || ':' || (x.next_at = %s), ' '"
+        " ORDER BY n.lead_id, d.type) FROM notify_deliveries x JOIN notifications n"
+        " ON n.id = x.notification_id JOIN notify_dests d ON d.key = x.dest_key",
+        tomorrow9);
+    char *s = lf_h_sql(h, q);
+    cr_expect_str_eq(s,
+                     "L1:slack:true L1:webhook:false L2:slack:false L2:webhook:false "
+                     "L3:slack:true L3:webhook:false",
+                     "reminders to people wait for working hours; escalations and "
+                     "webhooks do not");
+    free(s);
     cr_assert_eq(lf_rcv_wait(r, 1, 15000), 1);
     sleep(1);
-    cr_expect_eq(lf_rcv_count(r), 1, "only the escalation goes out now");
+    cr_expect_eq(lf_rcv_count(r), 1, "only the escalation goes to the chat now");
     json_t *j = s_json(lf_rcv_body(r, 0));
-    cr_expect_str_eq(json_string_value(json_object_get(
-                         json_array_get(json_object_get(j, "notifications"), 0), "kind")),
-                     "sla_escalation");
+    cr_expect(strstr(json_string_value(json_object_get(j, "text")), "首次联系超时升级"));
     json_decref(j);
+    cr_expect(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM notify_deliveries x JOIN notify_dests d"
+                            " ON d.key = x.dest_key WHERE d.type = 'webhook'"
+                            " AND x.state = 'sent'",
+                            "3", 10000));
     lf_h_destroy(&h);
     lf_rcv_stop(&r);
+    lf_rcv_stop(&hook);
 }
 
 Test(notify, a_failing_destination_is_paused_and_the_manager_told, .timeout = 60) {
@@ -775,4 +810,44 @@ Test(notify, a_bad_team_destination_stops_the_scheduler_with_a_clear_error,
         " rc=$?; rm -rf $d; exit $rc",
         getenv("LF_TEST_PG_PORT"), bin);
     cr_expect_eq(system(cmd), 0, "a bad team destination was not refused clearly");
+}
+
+/* A scheduler killed between send and record: the rows stay leased, and once the
+ * lease runs out the message is sent again with the same X-Leadflow-Delivery, which
+ * is what lets a receiver drop the repeat (at-least-once, never lost). */
+Test(notify, a_kill_between_send_and_record_repeats_with_the_same_delivery_id,
+     .timeout = 120) {
+    lf_rcv_t *r = lf_rcv_start(0);
+    lf_rcv_script(r, &(lf_rcv_answer_t){.status = 200, .delay_ms = 800}, 1);
+    lf_h_t *h = lf_h_new(0, 1);
+    char dests[256];
+    snprintf(dests, sizeof dests,
+             "[{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/h\", \"secret\": "
+             "\"s\"}]",
+             lf_rcv_port(r));
+    s_set_notify(h, "wang.fang", dests);
+    s_fast(h); /* 1 s timeout: a lease of 32 s */
+    s_notifications(h, 1, 3, "wang.fang", "lead_assigned");
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert_eq(lf_rcv_wait(r, 1, 15000), 1);
+    lf_h_stop(h, LF_H_SCHEDULER, 0, 1); /* while the receiver is still answering */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_deliveries"
+                                  " WHERE state = 'sending'"),
+                 3, "the rows stay leased");
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM notify_deliveries WHERE state = 'sent'",
+                            "3", 60000),
+              "the leased rows were never sent again");
+    cr_assert_eq(lf_rcv_count(r), 2);
+    char *d0 = lf_rcv_header(r, 0, "X-Leadflow-Delivery"),
+         *d1 = lf_rcv_header(r, 1, "X-Leadflow-Delivery");
+    cr_assert(d0 && d1);
+    cr_expect_str_eq(d0, d1, "a repeat must carry the same delivery id");
+    cr_expect_geq(lf_rcv_at(r, 1) - lf_rcv_at(r, 0), 25000,
+                  "sent again before the lease ran out");
+    free(d0);
+    free(d1);
+    lf_h_destroy(&h);
+    lf_rcv_stop(&r);
 }
