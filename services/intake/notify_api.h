@@ -14,7 +14,7 @@ extern const lf_route_t lf_routes_notifications[]; /* GET/POST /v1/notifications
  * destination well-formed, a masked URL or secret sent back unchanged replaced by
  * the stored value, hosts allowed by LEADFLOW_NOTIFY_ALLOW_PRIVATE. Broken fields are
  * appended to errors (422). Returns 0, or -1 when the caller may not make the change:
- * webhook and e-mail destinations are set by managers and admins only (403). */
+ * webhook and e-mail destinations are set by manager and admin keys only (403). */
 int lf_notify_prepare(lf_intake_t *in, const lf_auth_t *auth, const char *rep_id,
                       json_t *rep, const json_t *stored, json_t *errors);
 

@@ -743,6 +743,27 @@ Test(notify, list_and_retry_through_the_api, .timeout = 60) {
     json_decref(out);
     cr_expect_eq(lf_h_get_json(h, "/v1/notifications?state=lost", &out), 400);
     json_decref(out);
+    /* People see the notifications of the reps they reach: wang.fang its own, its
+     * manager li.ming those of its reps, zhang.wei none of them. */
+    free(lf_h_sql(h,
+                  "INSERT INTO api_keys (id, key_hash, scope, rep_id) VALUES"
+                  " ('k1', encode(sha256('wf-key'::bytea), 'hex'), 'rep', 'wang.fang'),"
+                  " ('k2', encode(sha256('zw-key'::bytea), 'hex'), 'rep', 'zhang.wei'),"
+                  " ('k3', encode(sha256('lm-key'::bytea), 'hex'), 'manager', 'li.ming')"
+                  " RETURNING 1"));
+    const char *keys[] = {"wf-key", "zw-key", "lm-key"};
+    const size_t want[] = {2, 0, 2};
+    for (int i = 0; i < 3; i++) {
+        char auth[64], *b = NULL;
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", keys[i]);
+        const char *hd[] = {auth, NULL};
+        cr_expect_eq(lf_h_http(h, "GET", "/v1/notifications", hd, NULL, 0, &b), 200);
+        json_t *j = s_json(b);
+        cr_expect_eq(json_array_size(json_object_get(j, "notifications")), want[i],
+                     "%s sees %zu", keys[i],
+                     json_array_size(json_object_get(j, "notifications")));
+        json_decref(j);
+    }
     lf_h_destroy(&h);
 }
 
