@@ -5,7 +5,7 @@
 -- destination), with its state. Destinations themselves are notify_dests rows keyed
 -- by what they are (type, URL, whom to mention), so the rate limit, the consecutive
 -- failures and the pause belong to the destination, shared by every scheduler.
--- The fan-out trigger and the lease/record functions are in db/functions/8*_lf_notify_*.sql.
+-- The fan-out trigger and the lease/record functions are in db/functions/9*_lf_notify_*.sql.
 
 -- The destinations a rep set: [{"type", "url", "secret", "to", "format"}]. Secrets and
 -- robot URLs are never shown by the API (lf_notify_public masks them).
