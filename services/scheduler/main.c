@@ -94,10 +94,10 @@ static const char *const s_types[] = {"lead.assigned",
 
 /* Reads the notification settings and config (routing.json teams, notify.json
  * templates), copies the team destinations to PostgreSQL and starts the delivery
- * threads. The caller owns *tpl (notify.json), *routing and *teams (the teams'
- * calendars), which must outlive the deliverer. Returns 0, or -1 after logging why. */
+ * threads. The caller owns *tpl (notify.json) and *routing; they and teams (the teams'
+ * calendars, borrowed) must outlive the deliverer. Returns 0, or -1 after logging why. */
 static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl, json_t **routing,
-                            lf_teams_t **teams, lf_deliver_t **out) {
+                            const lf_teams_t *teams, lf_deliver_t **out) {
     char path[1024], why[512];
     json_error_t jerr;
     int policy = lf_net_policy_parse(lf_config_str(cfg, "LEADFLOW_NOTIFY_ALLOW_PRIVATE"));
@@ -128,14 +128,8 @@ static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl, json_t 
         lf_error("bad routing configuration %s: %s", path, jerr.text);
         return -1;
     }
-    /* The teams' business calendars: quiet hours of reps without work_hours. */
-    *teams = lf_teams_load(lf_config_str(cfg, "LEADFLOW_CONFIG_DIR"), why, sizeof why);
-    if (!*teams) {
-        lf_error("bad team configuration: %s", why);
-        return -1;
-    }
     int rc = lf_deliver_sync_teams(
-        db, *routing, *teams, lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
+        db, *routing, teams, lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
         lf_config_str(cfg, "LEADFLOW_WEBHOOK_SECRET"), why, sizeof why);
     if (rc < 0) {
         /* A database that is not up yet is not fatal: the previous copy is used. */
@@ -169,7 +163,7 @@ static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl, json_t 
                  .tls = tlsmode,
                  .timeout_ms = lf_config_int(cfg, "LEADFLOW_NOTIFY_TIMEOUT_MS")},
         .routing = *routing,
-        .teams = *teams,
+        .teams = teams,
         .global_url = lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
         .global_secret = lf_config_str(cfg, "LEADFLOW_WEBHOOK_SECRET"),
     };
@@ -191,7 +185,6 @@ int main(int argc, char **argv) {
     lf_consumer_t *consumer = NULL;
     lf_deliver_t *deliver = NULL;
     json_t *notify_tpl = NULL, *routing = NULL;
-    lf_teams_t *teams = NULL;
     lf_timers_t t;
     memset(&t, 0, sizeof t);
     int nlanes = 0;
@@ -264,7 +257,7 @@ int main(int argc, char **argv) {
     /* The index is rebuilt from PostgreSQL at every start: cheap, and it repairs
      * whatever happened to Redis while we were down. */
     lf_timers_rebuild(&t);
-    if (s_start_delivery(cfg, db, &notify_tpl, &routing, &teams, &deliver) < 0)
+    if (s_start_delivery(cfg, db, &notify_tpl, &routing, teams, &deliver) < 0)
         goto out;
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
     lf_consumer_on_batch(consumer, lf_timers_on_batch);
@@ -289,7 +282,6 @@ out:
     lf_deliver_stop(&deliver);
     json_decref(notify_tpl);
     json_decref(routing);
-    lf_teams_destroy(&teams);
     for (int i = 0; i < nlanes; i++)
         lf_db_destroy(&t.lanes[i]);
     free(t.sla_text);
