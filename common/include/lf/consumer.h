@@ -17,9 +17,14 @@
  *     done; it can only come from a stale queue).
  *
  * Limits: a writing transaction that stays open holds every cursor (the acks grow,
- * the sweep reads more); services bound theirs (lf_db.h: statement and
+ * the sweep reads more); services bound theirs (lf/db.h: statement and
  * idle-in-transaction timeouts) and intake's /metrics shows each consumer's lag.
  * Handlers must be deterministic in effect: a batch that rolls back is applied again.
+ * Handlers make no network call (HTTP, Redis) inside the transaction: they queue the
+ * work and do it once the batch committed (lf_consumer_on_batch,
+ * lf_consumer_publish_after_commit), so a slow peer cannot hold the transaction - and
+ * every cursor - open. Locks: take them in the project's one order (leads by id, then
+ * reps rows; docs/reliability.md), all of a batch up front in lf_consumer_on_begin.
  *
  * Writing a consumer:
  *   c = lf_consumer_new(db, "mine", types, fn, arg);   one name per kind of consumer
