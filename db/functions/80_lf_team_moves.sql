@@ -150,6 +150,13 @@ BEGIN
            AND e.at > now() - make_interval(secs => p_cooldown_secs)) THEN
         status := 'cooldown'; RETURN;
     END IF;
+    -- A deal recycled from this rep because it went stale: the keep-alive cool-down
+    -- (config/keepalive.json stale.cooldown, recorded in lead_recycles) holds too.
+    IF EXISTS (SELECT 1 FROM lead_recycles r
+                WHERE r.lead_id = p_lead AND r.from_rep = p_rep
+                  AND r.cooldown_until > now()) THEN
+        status := 'cooldown'; RETURN;
+    END IF;
     SELECT m.status, m.envelope INTO status, envelope
       FROM lf_move_lead(p_lead, p_rep, p_rep, 'claim', NULL, NULL, NULL, true, true) m;
     IF status = 'moved' THEN

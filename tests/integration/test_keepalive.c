@@ -159,10 +159,44 @@ static void s_route_recycled(lf_h_t *h) {
     json_decref(r);
 }
 
+/* The team's own claim cool-down off (routing.json default_pool), so a 409 below can
+ * only come from the keep-alive cool-down. */
+static void s_no_team_cooldown(lf_h_t *h) {
+    json_error_t jerr;
+    json_t *r = json_load_file("config/routing.json", 0, &jerr);
+    cr_assert(r, "config/routing.json: %s", jerr.text);
+    json_object_set_new(json_object_get(r, "default_pool"), "claim_cooldown_hours",
+                        json_integer(0));
+    char *text = json_dumps(r, JSON_COMPACT);
+    lf_h_config(h, "routing.json", text);
+    free(text);
+    json_decref(r);
+}
+
+/* POST /v1/leads/{id}/claim with a rep key of `rep` (made here). Returns the status. */
+static int s_claim(lf_h_t *h, const char *id, const char *rep) {
+    char q[512], auth[128], path[128];
+    snprintf(q, sizeof q,
+             "INSERT INTO api_keys (id, key_hash, scope, rep_id, rate_per_minute) VALUES"
+             " ('k-%s', encode(sha256('key-%s'::bytea), 'hex'), 'rep', '%s', 0)"
+             " ON CONFLICT DO NOTHING RETURNING 1",
+             rep, rep, rep);
+    free(lf_h_sql(h, q));
+    snprintf(auth, sizeof auth, "Authorization: Bearer key-%s", rep);
+    snprintf(path, sizeof path, "/v1/leads/%s/claim", id);
+    const char *hd[] = {auth, "Content-Type: application/json", NULL};
+    char *resp = NULL;
+    int st = lf_h_http(h, "POST", path, hd, "{}", 2, &resp);
+    cr_log_info("claim %s by %s: %d %s", id, rep, st, resp ? resp : "");
+    free(resp);
+    return st;
+}
+
 Test(keepalive, stale_ladder_warns_owner_then_manager_then_recycles_over_http,
      .timeout = 180) {
     lf_h_t *h = lf_h_new(0, 1);
     lf_h_config(h, "keepalive.json", S_LADDER);
+    s_no_team_cooldown(h);
     lf_h_start(h, LF_H_INTAKE, 0);
     lf_h_start(h, LF_H_ROUTER, 0);
     lf_h_start(h, LF_H_SCHEDULER, 0);
@@ -243,6 +277,26 @@ Test(keepalive, stale_ladder_warns_owner_then_manager_then_recycles_over_http,
     cr_expect_eq(seen_recycled, 1);
     cr_expect_eq(seen_warnings, 2);
     json_decref(lead);
+    /* In the pool: its previous owner may not claim it back during the cool-down; a
+     * teammate may, and a new clock runs for the new owner. */
+    cr_expect_eq(s_claim(h, id, first), 409, "the previous owner claimed it back");
+    const char *other = strcmp(first, "zhang.wei") ? "zhang.wei" : "wang.fang";
+    free(lf_h_sql(h, "UPDATE reps SET grades = '{}', skills = '{}', regions = '{}'"
+                     " RETURNING 1"));
+    cr_expect_eq(s_claim(h, id, other), 200, "a teammate could not claim it");
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM timers WHERE lead_id = '%s' AND kind = 'stale'"
+             " AND rep_id = '%s'",
+             id, other);
+    cr_expect(lf_h_wait_sql(h, q, "3", 10000), "no clock for the new owner");
+    /* BI: the recycle and what became of it. */
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM v_recycled_deals WHERE lead_id = '%s'"
+                        " AND from_rep = '%s' AND outcome = 'open'"
+                        " AND stage_at_recycle = 'contacted'",
+                        id, first),
+                 1);
     free(manager);
     free(first);
     free(id);
@@ -379,6 +433,8 @@ static void s_stale_deals(lf_h_t *h, int n, double secs) {
     cr_assert_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE kind = 'stale'"), n);
 }
 
+/* kill -9 in the middle of a recycle batch, then two schedulers and a flushed Redis
+ * index: each deal is recycled once. */
 Test(keepalive, kill9_in_a_recycle_batch_recycles_each_deal_once, .timeout = 180) {
     lf_h_t *h = lf_h_new(0, 1);
     const int n = 3000;
@@ -399,7 +455,14 @@ Test(keepalive, kill9_in_a_recycle_batch_recycles_each_deal_once, .timeout = 180
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE kind = 'stale'"
                                   " AND state = 'fired'"),
                  done, "a fired timer without its recycle, or the reverse");
+    /* Back with two schedulers, and the Redis index flushed under them. */
     lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 1);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "redis-cli -p %d DEL '%stimers' '%stimers:epoch' >/dev/null",
+             lf_h_redis_port(h), lf_h_redis_prefix(h), lf_h_redis_prefix(h));
+    cr_expect_eq(system(cmd), 0);
     char want[32];
     snprintf(want, sizeof want, "%d", n);
     cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM lead_recycles", want, 60000),
@@ -619,6 +682,18 @@ Test(keepalive, lost_deal_comes_back_as_a_new_opportunity_over_http, .timeout = 
                      "the lost deal stays lost");
     json_decref(lead);
 
+    /* BI: the reactivated opportunity, apart from inbound leads, with its origin. */
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM v_reactivated_deals WHERE lead_id = '%s'"
+                        " AND reactivated_from = '%s' AND original_loss_reason = 'price'"
+                        " AND outcome = 'open'",
+                        fresh, price),
+                 1);
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM v_lead_outcomes WHERE lead_id = '%s'"
+                        " AND channel = 'reactivation' AND reactivated_from = '%s'",
+                        fresh, price),
+                 1);
     /* Never, reopened, returning: none is offered again. */
     sleep(4);
     cr_expect_eq(
