@@ -191,7 +191,7 @@ static int s_claim(lf_h_t *h, const char *id, const char *rep) {
         char *resp = NULL;
         st = lf_h_http(h, "POST", path, hd, "{}", 2, &resp);
         if (st != 200)
-            cr_log_warn("claim %s by %s: %d %s", id, rep, st, resp ? resp : "");
+            cr_log_info("claim %s by %s: %d %s", id, rep, st, resp ? resp : "");
         free(resp);
         if (st != 503)
             break;
