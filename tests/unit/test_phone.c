@@ -163,6 +163,19 @@ Test(phone, service_numbers_400_and_800_are_accepted) {
     cr_expect_str_eq(ph.lib_type, "TOLL_FREE");
 }
 
+/* Found by fuzz_normalize: libphonenumber places the non-geographic calling codes in
+ * its region "001", which is no ISO 3166 country; such a number is valid and has no
+ * phone_country. */
+Test(phone, non_geographic_numbers_are_valid_without_a_country) {
+    lf_phone_t ph;
+    cr_assert_eq(lf_phone_parse("+88884880888488", NULL, &ph, NULL), 0);
+    cr_expect_str_eq(ph.e164, "+88884880888488");
+    cr_expect_str_eq(ph.country, "");
+    cr_assert_eq(lf_phone_parse("+800 1234 5678", NULL, &ph, NULL), 0);
+    cr_expect_str_eq(ph.country, "");
+    cr_expect_str_eq(ph.type, "toll_free");
+}
+
 Test(phone, chinese_cleaning_is_kept) {
     const struct {
         const char *in, *e164;

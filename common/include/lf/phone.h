@@ -13,7 +13,9 @@ typedef struct {
     char e164[LF_E164_SIZE]; /* "+8613800138000", also for a number that is not valid */
     const char *type;        /* "mobile", "fixed_line", "toll_free", "voip" or "unknown"
                                 (static; "unknown" for every number that is not valid) */
-    char country[3];         /* ISO 3166 alpha-2 ("CN"), "" when not valid */
+    char country[3];         /* ISO 3166 alpha-2 ("CN"); "" when not valid, and for a
+                                valid non-geographic number (+800, +808, +870,
+                                +881, +882, +883, +888, +979: no country) */
     const char *lib_type;    /* libphonenumber's own type name ("SHARED_COST"), static */
 } lf_phone_t;
 
