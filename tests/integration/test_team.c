@@ -291,3 +291,66 @@ Test(team, deactivation_follows_each_teams_policy, .timeout = 90) {
             free(ids[t][i]);
     lf_h_destroy(&h);
 }
+
+/* leadflow-router --replay applies a draft's team rules and vocabularies: leads that
+ * went to no team would go to "east" under a draft that maps their typed region. */
+Test(team, replay_applies_a_drafts_team_rules, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_config(h, "routing.json", "{\"default_team\": null}");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_ROUTER, 0);
+    s_rep(h, "{\"id\":\"e\",\"name\":\"e\",\"team\":\"east\",\"ignore_shift\":true}");
+    static const char *const regions[] = {"江苏省", "上海", "广东", "华东区"};
+    for (int i = 0; i < 4; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"phone\":\"1376666000%d\",\"region\":\"%s\"}", i,
+                 regions[i]);
+        free(s_lead(h, body));
+    }
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE team IS NULL"), 4,
+                 "no rules today: no team");
+    char draft[512];
+    snprintf(draft, sizeof draft, "%s/draft.json", lf_h_dir(h));
+    FILE *f = fopen(draft, "w");
+    cr_assert(f);
+    fputs("{\"routing\": {\"team_rules\": [{\"when\": {\"region\": \"east\"}, \"team\":"
+          " \"east\"}], \"vocabularies\": {\"region\": {\"east\": [\"江苏\", \"上海\","
+          " \"华东\"]}}}}",
+          f);
+    fclose(f);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_CONFIG_DIR=%s/config %s/leadflow-router"
+             " --replay --since 1d --config %s --json",
+             lf_h_db_url(h), lf_h_dir(h),
+             getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/bin", draft);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    int st = pclose(p);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replay failed: %s", buf);
+    json_t *rep = json_loads(buf, 0, NULL);
+    cr_assert(rep, "replay --json printed: %s", buf);
+    json_t *teams = json_object_get(rep, "teams");
+    cr_expect_eq(
+        json_integer_value(json_object_get(json_object_get(teams, "draft"), "east")), 3,
+        "江苏省, 上海 and 华东区 map to east: %s", buf);
+    cr_expect_eq(
+        json_integer_value(json_object_get(json_object_get(teams, "draft"), "(none)")),
+        1);
+    cr_expect_eq(
+        json_integer_value(json_object_get(json_object_get(teams, "current"), "(none)")),
+        4);
+    json_t *r;
+    size_t i;
+    json_array_foreach(json_object_get(rep, "reps"), i, r) {
+        if (!strcmp(json_string_value(json_object_get(r, "id")), "e"))
+            cr_expect_eq(json_integer_value(json_object_get(r, "draft")), 4,
+                         "the east rep takes the east leads and, no team being the "
+                         "whole pool, the one of no team");
+    }
+    json_decref(rep);
+    lf_h_destroy(&h);
+}
