@@ -22,6 +22,9 @@ export LEADFLOW_ADMIN_KEY=${LEADFLOW_ADMIN_KEY:-dev-admin-key}
 if [ "$LEADFLOW_ADMIN_KEY" = dev-admin-key ]; then export LEADFLOW_ALLOW_SHORT_ADMIN_KEY=1; fi
 # Only this machine reaches intake unless told otherwise (LEADFLOW_INTAKE_ADDR=0.0.0.0).
 export LEADFLOW_INTAKE_ADDR=${LEADFLOW_INTAKE_ADDR:-127.0.0.1}
+# The services log in as their own roles (0012_roles.sql) on the PostgreSQL started here;
+# a LEADFLOW_DATABASE_URL given by the caller is used as it is, for every program.
+OWN_DB=${LEADFLOW_DATABASE_URL:+given}
 export LEADFLOW_DATABASE_URL=${LEADFLOW_DATABASE_URL:-postgresql://leadflow@127.0.0.1:$PG_PORT/leadflow}
 export LEADFLOW_REDIS_PORT=$REDIS_PORT LEADFLOW_INTAKE_PORT=$HTTP_PORT
 export LEADFLOW_CONFIG_DIR=${LEADFLOW_CONFIG_DIR:-$PWD/config}
@@ -77,10 +80,17 @@ lf_say "starting Redis on 127.0.0.1:$REDIS_PORT (data in var/redis)"
 lf_redis_start "$VAR/redis" "$REDIS_PORT"
 build/bin/leadflow-migrate
 "$PG_BIN/psql" -q "$LEADFLOW_DATABASE_URL" -f db/seed/demo_reps.sql
+if [ -z "$OWN_DB" ]; then
+    "$PG_BIN/psql" -q "$LEADFLOW_DATABASE_URL" -c "ALTER ROLE leadflow_intake LOGIN" \
+        -c "ALTER ROLE leadflow_router LOGIN" -c "ALTER ROLE leadflow_scheduler LOGIN" \
+        -c "ALTER ROLE leadflow_analytics LOGIN"
+fi
 
 start_service() {
-    local s=$1
-    build/bin/leadflow-$s 2> >(tee -a "$VAR/log/$s.log" >&2) &
+    local s=$1 url=$LEADFLOW_DATABASE_URL
+    # Each service as its own database role, unless the caller gave a URL for all.
+    [ -n "$OWN_DB" ] || url=postgresql://leadflow_$s@127.0.0.1:$PG_PORT/leadflow
+    LEADFLOW_DATABASE_URL=$url build/bin/leadflow-$s 2> >(tee -a "$VAR/log/$s.log" >&2) &
     pid_of[$s]=$!
     started_at[$s]=$SECONDS
 }

@@ -40,6 +40,11 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_FUNCTIONS_DIR", LF_CFG_STR, "", 0, 0,
      "folder of repeatable function and view files (default: 'functions' beside the "
      "migrations folder)"},
+    {"LEADFLOW_DB_SERVICE_PASSWORD", LF_CFG_STR, NULL, 0, 0,
+     "when set, the service roles (leadflow_intake, _router, _scheduler, _analytics) "
+     "may log in with this password"},
+    {"LEADFLOW_DB_BI_PASSWORD", LF_CFG_STR, NULL, 0, 0,
+     "when set, the read-only role leadflow_bi may log in with this password"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 #define NO_TXN_MARK "-- leadflow:no-transaction"
@@ -50,6 +55,43 @@ typedef struct {
     size_t len;   /* content length */
     char sum[65]; /* hex SHA-256 of the content */
 } s_file_t;
+
+/* Gives the service roles and the BI role (db/migrations/0012_roles.sql) LOGIN and a
+ * password when the operator set one (compose does). libpq hashes the password (SCRAM)
+ * before it is sent, so its clear text reaches neither the server nor its log.
+ * Returns 0, or -1 after logging. */
+static int s_role_passwords(lf_db_t *db, lf_config_t *cfg) {
+    static const char *const roles[] = {"leadflow_intake",    "leadflow_router",
+                                        "leadflow_scheduler", "leadflow_analytics",
+                                        "leadflow_bi",        NULL};
+    const char *svc = lf_config_str(cfg, "LEADFLOW_DB_SERVICE_PASSWORD");
+    const char *bi = lf_config_str(cfg, "LEADFLOW_DB_BI_PASSWORD");
+    for (int i = 0; roles[i]; i++) {
+        const char *pw = strcmp(roles[i], "leadflow_bi") ? svc : bi;
+        if (!pw || !*pw)
+            continue;
+        if (lf_db_ensure(db) < 0)
+            return -1;
+        char *verifier = PQencryptPasswordConn(db->conn, pw, roles[i], NULL);
+        if (!verifier) {
+            lf_error("cannot hash the password of role %s", roles[i]);
+            return -1;
+        }
+        const char *p[] = {roles[i], verifier};
+        PGresult *res = lf_db_exec(
+            db, "SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)", 2,
+            p);
+        PQfreemem(verifier);
+        long n = res ? lf_db_cmd(db, PQgetvalue(res, 0, 0), 0, NULL) : -1;
+        PQclear(res);
+        if (n < 0) {
+            lf_error("cannot set the password of role %s: %s", roles[i], db->errstr);
+            return -1;
+        }
+        lf_info("role may log in role=%s", roles[i]);
+    }
+    return 0;
+}
 
 static int s_cmp(const void *a, const void *b) {
     return strcmp(((const s_file_t *)a)->name, ((const s_file_t *)b)->name);
@@ -314,7 +356,7 @@ int main(int argc, char **argv) {
     }
     /* Values only C can compute (company keys need ICU) for rows written before. */
     long keyed = lf_company_backfill(db);
-    if (keyed < 0)
+    if (keyed < 0 || s_role_passwords(db, cfg) < 0)
         goto out;
     lf_info("schema up to date migrations_applied=%d function_files_applied=%d "
             "company_keys_backfilled=%ld",

@@ -89,6 +89,32 @@ static PGresult *s_exec(lf_h_t *self, const char *sql) {
     return PQexec(self->conn, sql);
 }
 
+/* The service roles are NOLOGIN as the migration makes them; the test cluster trusts
+ * loopback, so LOGIN is all they need. Roles are shared by every database of the
+ * cluster, and tests running at once may race on the same ALTER ROLE: retried. */
+static void s_roles_login(lf_h_t *self) {
+    static const char *const roles[] = {"leadflow_intake", "leadflow_router",
+                                        "leadflow_scheduler", "leadflow_analytics", NULL};
+    for (int i = 0; roles[i]; i++) {
+        char q[160];
+        snprintf(q, sizeof q, "SELECT rolcanlogin FROM pg_roles WHERE rolname = '%s'",
+                 roles[i]);
+        for (int attempt = 0; attempt < 20; attempt++) {
+            PGresult *r = s_exec(self, q);
+            int can = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                      PQgetvalue(r, 0, 0)[0] == 't';
+            PQclear(r);
+            if (can)
+                break;
+            snprintf(q, sizeof q, "ALTER ROLE %s LOGIN", roles[i]);
+            PQclear(s_exec(self, q));
+            snprintf(q, sizeof q, "SELECT rolcanlogin FROM pg_roles WHERE rolname = '%s'",
+                     roles[i]);
+            s_sleep_ms(50);
+        }
+    }
+}
+
 lf_h_t *lf_h_new(int services, int seed) {
     const char *pg = getenv("LF_TEST_PG_PORT"), *rd = getenv("LF_TEST_REDIS_PORT");
     cr_assert(pg && rd,
@@ -122,15 +148,17 @@ lf_h_t *lf_h_new(int services, int seed) {
              ">%s/migrate.log 2>&1",
              self->db_url, s_bin(), self->dir);
     cr_assert(s_run(cmd) == 0, "leadflow-migrate failed (see %s/migrate.log)", self->dir);
+    s_roles_login(self);
     if (seed) {
         snprintf(cmd, sizeof cmd, "psql -q '%s' -f db/seed/demo_reps.sql >/dev/null",
                  self->db_url);
         cr_assert(s_run(cmd) == 0, "cannot load demo reps");
     }
-    snprintf(cmd, sizeof cmd,
-             "mkdir -p %s/config && cp config/*.json %s/config/ && cp -r config/calendars "
-             "%s/config/",
-             self->dir, self->dir, self->dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "mkdir -p %s/config && cp config/*.json %s/config/ && cp -r config/calendars "
+        "%s/config/",
+        self->dir, self->dir, self->dir);
     cr_assert(s_run(cmd) == 0);
     /* Tests run at any hour: clocks count wall-clock time, and no team digest timer
      * joins the timers a test counts, unless a test writes its own keepalive.json
@@ -178,7 +206,10 @@ void lf_h_start(lf_h_t *self, int service, int instance) {
     int n = 0;
     char buf[24][300];
 #define S_ENV(...) (snprintf(buf[n], sizeof buf[n], __VA_ARGS__), env[n] = buf[n], n++)
-    S_ENV("LEADFLOW_DATABASE_URL=%s", self->db_url);
+    /* Each service logs in as its own role (db/migrations/0012_roles.sql), so a grant
+     * missing from db/functions/99_grants.sql fails the tests. */
+    S_ENV("LEADFLOW_DATABASE_URL=postgresql://leadflow_%s@127.0.0.1:%d/%s", s_names[s],
+          self->pg_port, self->dbname);
     S_ENV("LEADFLOW_CONFIG_DIR=%s/config", self->dir);
     S_ENV("LEADFLOW_ADMIN_KEY=test-admin-key");
     S_ENV("LEADFLOW_ALLOW_SHORT_ADMIN_KEY=1"); /* test-admin-key has 14 characters */

@@ -1,0 +1,67 @@
+-- Grants: what each service's role may do, table by table, and what BI tools may read
+-- (roles: db/migrations/0012_roles.sql). Repeatable, and applied last: everything is
+-- revoked first and granted again, so this file is the whole truth.
+--
+-- A new table needs its line here: a service without one fails with "permission denied
+-- for table ...". SELECT ... FOR UPDATE needs UPDATE. Functions run with the caller's
+-- rights (lf_intake_commit as intake, lf_fire_timers as the scheduler), so the tables
+-- they touch are granted to their caller. Sequences (bigserial ids) are granted as a
+-- whole, now and for tables made later.
+
+REVOKE ALL ON ALL TABLES IN SCHEMA public
+    FROM leadflow_intake, leadflow_router, leadflow_scheduler, leadflow_analytics,
+         leadflow_bi;
+GRANT USAGE ON SCHEMA public
+    TO leadflow_intake, leadflow_router, leadflow_scheduler, leadflow_analytics,
+       leadflow_bi;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public
+    TO leadflow_intake, leadflow_router, leadflow_scheduler, leadflow_analytics;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES
+    TO leadflow_intake, leadflow_router, leadflow_scheduler, leadflow_analytics;
+
+-- Every consumer of the outbox: its acknowledgements and cursor, and the events.
+GRANT SELECT, INSERT, UPDATE, DELETE ON consumer_acks, consumer_cursors
+    TO leadflow_router, leadflow_scheduler, leadflow_analytics;
+GRANT SELECT ON outbox TO leadflow_router, leadflow_scheduler, leadflow_analytics;
+
+-- intake: leads in (lf_intake_commit), keys, reps, stage moves and activities.
+GRANT SELECT, INSERT, UPDATE ON leads, lead_inquiries, customers, reps, api_keys
+    TO leadflow_intake;
+GRANT SELECT, INSERT ON lead_events, outbox, notifications TO leadflow_intake;
+GRANT SELECT ON assignments, stages, loss_reasons TO leadflow_intake;
+-- a stage move restarts the deal's stale clock (lf_keepalive_on_move)
+GRANT SELECT, INSERT, UPDATE ON timers TO leadflow_intake;
+GRANT SELECT ON lead_recycles TO leadflow_intake;
+
+-- router: grades, assigns and reassigns; its fairness ledger.
+GRANT SELECT, UPDATE ON leads, reps TO leadflow_router;
+GRANT SELECT, INSERT ON lead_events, assignments, notifications, outbox TO leadflow_router;
+GRANT SELECT, INSERT, UPDATE ON routing_ledger TO leadflow_router;
+GRANT SELECT ON customers, stages, lead_recycles TO leadflow_router;
+
+-- scheduler: timers, reminders and escalations, notifications and their delivery.
+GRANT SELECT, INSERT, UPDATE, DELETE ON timers TO leadflow_scheduler;
+GRANT SELECT, INSERT, UPDATE ON notifications TO leadflow_scheduler;
+GRANT SELECT, UPDATE ON leads TO leadflow_scheduler;
+GRANT SELECT, INSERT ON lead_events, outbox TO leadflow_scheduler;
+GRANT SELECT ON reps, assignments, stages, sla_first_contact TO leadflow_scheduler;
+-- stale deals recycled to the pool, weekly digests (lf_fire_timers, keep-alive)
+GRANT SELECT, INSERT, UPDATE ON lead_recycles, digests TO leadflow_scheduler;
+
+-- analytics: its rollups and the stage/SLA tables it syncs from the configuration.
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON analytics_deals, rollup_funnel, rollup_leads_daily, rollup_outcomes_daily,
+       rollup_stage_daily, stages, loss_reasons, sla_first_contact
+    TO leadflow_analytics;
+GRANT SELECT ON leads, lead_events, reps TO leadflow_analytics;
+
+-- BI tools: the documented views and the rollups behind them; no table that holds a
+-- name, phone, e-mail, company or raw submission (leads, lead_events, customers, ...).
+-- A view reads its tables with its owner's rights, so v_lead_outcomes shows ids,
+-- channels, grades, times and amounts without leadflow_bi reading leads itself.
+GRANT SELECT
+    ON v_funnel, v_win_loss, v_pipeline_value, v_loss_reasons, v_lead_outcomes,
+       v_first_response, v_conversion, v_stage_conversion, assignment_explanations,
+       rollup_funnel, rollup_leads_daily, rollup_outcomes_daily, rollup_stage_daily,
+       stages, loss_reasons, sla_first_contact
+    TO leadflow_bi;
