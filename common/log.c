@@ -109,6 +109,27 @@ static int s_word(char c) {
            c == '_' || (unsigned char)c >= 0x80;
 }
 
+/* 1 when the number at s[at] is the value of one of our own key=value details
+ * (seq=, folded=, pending=...): counters and ids, not phone numbers. A key that names
+ * a number a person has (phone=, from=, to=, tel=, mobile=, caller=) is not one. */
+static int s_counter(const char *s, size_t at) {
+    if (at == 0 || s[at - 1] != '=')
+        return 0;
+    size_t k = at - 1;
+    while (k > 0 && (s_word(s[k - 1])))
+        k--;
+    char key[32];
+    size_t n = at - 1 - k < sizeof key - 1 ? at - 1 - k : sizeof key - 1;
+    memcpy(key, s + k, n);
+    key[n] = '\0';
+    static const char *const personal[] = {"phone", "tel",    "mobile", "from",
+                                           "to",    "caller", "called", NULL};
+    for (int i = 0; personal[i]; i++)
+        if (strcasestr(key, personal[i]))
+            return 0;
+    return n > 0;
+}
+
 /* Replaces s[from, to) with the masked text m (never longer than the span). */
 static size_t s_splice(char *s, size_t from, size_t to, const char *m) {
     size_t mlen = strlen(m), span = to - from;
@@ -171,7 +192,7 @@ char *lf_log_scrub(char *s) {
                 b++;
             size_t digits = b - a - (s[a] == '+');
             int inside = (a > 0 && (s_word(s[a - 1]) || s[a - 1] == '-')) ||
-                         s_word(s[b]) || s[b] == '-';
+                         s_word(s[b]) || s[b] == '-' || s_counter(s, a);
             if (digits >= 7 && digits <= 15 && !inside) {
                 char num[20], m[24];
                 size_t n = b - a;
