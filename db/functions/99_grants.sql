@@ -28,7 +28,10 @@ GRANT SELECT ON outbox TO leadflow_router, leadflow_scheduler, leadflow_analytic
 GRANT SELECT, INSERT, UPDATE ON leads, lead_inquiries, customers, reps, api_keys
     TO leadflow_intake;
 GRANT SELECT, INSERT ON lead_events, outbox, notifications TO leadflow_intake;
-GRANT SELECT ON assignments, stages, loss_reasons TO leadflow_intake;
+GRANT SELECT ON stages, loss_reasons TO leadflow_intake;
+-- claims, assignments and handovers by people (lf_claim_lead, lf_move_lead, lf_handover)
+GRANT SELECT, INSERT ON assignments TO leadflow_intake;
+GRANT SELECT, INSERT, UPDATE ON lead_claims, routing_ledger TO leadflow_intake;
 -- a stage move restarts the deal's stale clock (lf_keepalive_on_move)
 GRANT SELECT, INSERT, UPDATE ON timers TO leadflow_intake;
 GRANT SELECT ON lead_recycles TO leadflow_intake;
@@ -37,7 +40,7 @@ GRANT SELECT ON lead_recycles TO leadflow_intake;
 GRANT SELECT, UPDATE ON leads, reps TO leadflow_router;
 GRANT SELECT, INSERT ON lead_events, assignments, notifications, outbox TO leadflow_router;
 GRANT SELECT, INSERT, UPDATE ON routing_ledger TO leadflow_router;
-GRANT SELECT ON customers, stages, lead_recycles TO leadflow_router;
+GRANT SELECT ON customers, stages, lead_recycles, lead_claims TO leadflow_router;
 
 -- scheduler: timers, reminders and escalations, notifications and their delivery.
 GRANT SELECT, INSERT, UPDATE, DELETE ON timers TO leadflow_scheduler;

@@ -95,7 +95,8 @@ Test(roles, bi_reads_the_analytics_views_and_no_personal_column, .timeout = 60) 
         "SELECT coalesce(string_agg(DISTINCT c.table_name || '.' || c.column_name, ', '),"
         " '') FROM information_schema.columns c"
         " WHERE c.table_schema = 'public'"
-        " AND has_table_privilege('leadflow_bi', format('%I.%I', c.table_schema, c.table_name), 'SELECT')"
+        " AND has_table_privilege('leadflow_bi', format('%I.%I', c.table_schema, "
+        "c.table_name), 'SELECT')"
         " AND c.column_name ~ '(phone|email|mail|name|company|raw|extra|need|key)'"
         " AND c.column_name NOT IN ('loss_reason', 'stage_name')"
         " AND c.column_name !~ '^(label_|loss_reason)'");
