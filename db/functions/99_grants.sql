@@ -45,7 +45,9 @@ GRANT SELECT ON customers, stages, lead_recycles, lead_claims TO leadflow_router
 -- scheduler: timers, reminders and escalations, notifications and their delivery.
 GRANT SELECT, INSERT, UPDATE, DELETE ON timers TO leadflow_scheduler;
 GRANT SELECT, INSERT, UPDATE ON notifications TO leadflow_scheduler;
-GRANT SELECT, UPDATE ON leads TO leadflow_scheduler;
+-- (a reactivated lost deal is a new lead; recycling updates the owner's open count)
+GRANT SELECT, INSERT, UPDATE ON leads TO leadflow_scheduler;
+GRANT UPDATE ON reps TO leadflow_scheduler;
 GRANT SELECT, INSERT ON lead_events, outbox TO leadflow_scheduler;
 GRANT SELECT ON reps, assignments, stages, sla_first_contact TO leadflow_scheduler;
 -- stale deals recycled to the pool, weekly digests (lf_fire_timers, keep-alive)
@@ -65,6 +67,7 @@ GRANT SELECT ON leads, lead_events, reps TO leadflow_analytics;
 GRANT SELECT
     ON v_funnel, v_win_loss, v_pipeline_value, v_loss_reasons, v_lead_outcomes,
        v_first_response, v_conversion, v_stage_conversion, assignment_explanations,
+       v_recycled_deals, v_reactivated_deals, v_keepalive_outcomes,
        rollup_funnel, rollup_leads_daily, rollup_outcomes_daily, rollup_stage_daily,
        stages, loss_reasons, sla_first_contact
     TO leadflow_bi;

@@ -74,6 +74,9 @@ Test(roles, bi_reads_the_analytics_views_and_no_personal_column, .timeout = 60) 
                            "v_conversion",
                            "v_stage_conversion",
                            "assignment_explanations",
+                           "v_recycled_deals",
+                           "v_reactivated_deals",
+                           "v_keepalive_outcomes",
                            NULL};
     for (int i = 0; views[i]; i++) {
         char q[160];
