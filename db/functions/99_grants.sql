@@ -29,6 +29,8 @@ GRANT SELECT, INSERT, UPDATE ON leads, lead_inquiries, customers, reps, api_keys
     TO leadflow_intake;
 GRANT SELECT, INSERT ON lead_events, outbox, notifications TO leadflow_intake;
 GRANT SELECT ON stages, loss_reasons TO leadflow_intake;
+-- /metrics shows each consumer's lag
+GRANT SELECT ON consumer_cursors, consumer_acks TO leadflow_intake;
 -- claims, assignments and handovers by people (lf_claim_lead, lf_move_lead, lf_handover)
 GRANT SELECT, INSERT ON assignments TO leadflow_intake;
 GRANT SELECT, INSERT, UPDATE ON lead_claims, routing_ledger TO leadflow_intake;
@@ -59,6 +61,15 @@ GRANT SELECT, INSERT, UPDATE, DELETE
        rollup_stage_daily, stages, loss_reasons, sla_first_contact
     TO leadflow_analytics;
 GRANT SELECT ON leads, lead_events, reps TO leadflow_analytics;
+
+-- Notification destinations and deliveries (0030_notify.sql): every service that writes
+-- a notification fans it out to its destinations in the same statement
+-- (lf_notify_fanout); intake lists and retries them and edits destinations; the
+-- scheduler delivers them.
+GRANT SELECT, INSERT, UPDATE ON notify_teams, notify_dests, notify_deliveries, notify_stats
+    TO leadflow_intake, leadflow_router, leadflow_scheduler;
+GRANT UPDATE ON notifications TO leadflow_intake;
+GRANT DELETE ON notify_teams TO leadflow_scheduler; -- synced from config/routing.json
 
 -- BI tools: the documented views and the rollups behind them; no table that holds a
 -- name, phone, e-mail, company or raw submission (leads, lead_events, customers, ...).
