@@ -29,8 +29,11 @@ GRANT SELECT, INSERT, UPDATE ON leads, lead_inquiries, customers, reps, api_keys
     TO leadflow_intake;
 GRANT SELECT, INSERT ON lead_events, outbox, notifications TO leadflow_intake;
 GRANT SELECT ON stages, loss_reasons TO leadflow_intake;
--- /metrics shows each consumer's lag
+-- /metrics shows each consumer's lag and the oldest open transaction: pg_stat_activity
+-- shows other sessions' transactions only to members of pg_read_all_stats (read-only
+-- statistics, no data)
 GRANT SELECT ON consumer_cursors, consumer_acks TO leadflow_intake;
+GRANT pg_read_all_stats TO leadflow_intake;
 -- claims, assignments and handovers by people (lf_claim_lead, lf_move_lead, lf_handover)
 GRANT SELECT, INSERT ON assignments TO leadflow_intake;
 GRANT SELECT, INSERT, UPDATE ON lead_claims, routing_ledger TO leadflow_intake;
