@@ -34,6 +34,8 @@ for src in fuzz/fuzz_*.c; do
     done
     clang++ -fsanitize=fuzzer,address,undefined "${objs[@]}" $LIBS -o "$out/$name"
     mkdir -p "$out/corpus-$name"
+    # Hand-made seeds (fuzz/seeds/<target>/) give the structured targets a start.
+    [ -d "fuzz/seeds/$name" ] && cp -n fuzz/seeds/"$name"/* "$out/corpus-$name/" 2>/dev/null || true
     echo "fuzzing $name for $secs s"
     "$out/$name" -max_total_time="$secs" -max_len=4096 -timeout=10 \
         -artifact_prefix="$out/$name-" "$out/corpus-$name" 2>"$out/$name.log" ||
