@@ -371,6 +371,14 @@ int lf_company_key(const char *company, char *out, size_t outsz, const char **wh
     s_drop_bracket_places(s);
     while (s_trim_end(s))
         ;
+    /* "The Boeing Company" is Boeing. */
+    {
+        char *p = s;
+        while (*p == ' ')
+            p++;
+        if (!strncmp(p, "the ", 4) && s_weight(p + 4) >= 2)
+            memmove(s, p + 4, strlen(p + 4) + 1);
+    }
     /* A place in front, twice at most ("中国上海…"), only when enough is left. */
     for (int i = 0; i < 2; i++) {
         char *p = s;

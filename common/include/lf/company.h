@@ -25,6 +25,7 @@
  * - a province or city in brackets anywhere ("(上海)", "（中国）", "(Shanghai)") or in
  *   front ("上海", "上海市", "广东省") when at least four characters are left after it
  *   (so 上海银行 and 北京银行 stay two banks);
+ * - a leading English "The" dropped ("The Boeing Company" is Boeing);
  * - spaces and punctuation removed.
  * 华东医疗器械(上海)有限公司, 上海华东医疗器械有限公司 and 華東醫療器械有限公司 all give
  * "华东医疗器械". When nothing would be left ("有限公司"), the key is the folded name
