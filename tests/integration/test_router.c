@@ -616,10 +616,11 @@ Test(router, sla_miss_after_escalation_reassigns_to_another_rep, .timeout = 60) 
         "SELECT count(*) FROM assignments WHERE lead_id = '%s' AND kind = 'reassign'",
         id);
     cr_assert(lf_h_wait_sql(h, q, "1", 15000), "no reassignment after the SLA miss");
-    snprintf(q, sizeof q,
-             "SELECT coalesce(rep_id, '') FROM assignments WHERE lead_id = '%s' AND kind = "
-             "'reassign' ORDER BY id LIMIT 1",
-             id);
+    snprintf(
+        q, sizeof q,
+        "SELECT coalesce(rep_id, '') FROM assignments WHERE lead_id = '%s' AND kind = "
+        "'reassign' ORDER BY id LIMIT 1",
+        id);
     char *second = lf_h_sql(h, q);
     cr_expect_str_neq(second, first);
     cr_expect_str_neq(second, "");
@@ -629,10 +630,11 @@ Test(router, sla_miss_after_escalation_reassigns_to_another_rep, .timeout = 60) 
              id);
     char *cause = lf_h_sql(h, q);
     cr_expect_str_eq(cause, "sla_missed");
-    snprintf(q, sizeof q,
-             "SELECT string_agg(kind || ':' || rep_id, ',' ORDER BY id) FROM (SELECT * FROM "
-             "notifications WHERE lead_id = '%s' ORDER BY id LIMIT 5) n",
-             id);
+    snprintf(
+        q, sizeof q,
+        "SELECT string_agg(kind || ':' || rep_id, ',' ORDER BY id) FROM (SELECT * FROM "
+        "notifications WHERE lead_id = '%s' ORDER BY id LIMIT 5) n",
+        id);
     char *kinds = lf_h_sql(h, q);
     char want[256];
     /* Told of the lead, reminded, escalated, then the lead moved: the new owner is
