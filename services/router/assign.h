@@ -8,7 +8,7 @@
  * A pool is not thread-safe: lf_pool_assign() moves the rotation. Use one pool per thread
  * or a lock around it.
  *
- * Rep JSON (API.md's rep plus routing fields):
+ * Rep JSON (the rep of the HTTP API plus routing fields):
  *   {"id": "wang.fang", "name": "王芳", "team": "east", "manager": "li.ming",
  *    "skills": ["medical"], "regions": ["east"], "grades": ["A","B"], "capacity": 30,
  *    "weight": 1, "active": true, "open_count": 3, "assigned_total": 120,
