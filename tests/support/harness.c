@@ -142,11 +142,18 @@ lf_h_t *lf_h_new(int services, int seed) {
     PQclear(r);
     PQfinish(admin);
 
+    /* Test databases share one PostgreSQL cluster, and the roles that migrations create
+     * and grant are cluster-wide: two migrations at once (Criterion runs two tests in
+     * parallel) can collide on the same role rows ("tuple concurrently updated"). The
+     * migrator's advisory lock is per database, so the tests take a file lock. A failed
+     * run's log goes to stderr, since the test folder is removed afterwards. */
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_LOG_LEVEL=warn %s/leadflow-migrate "
-             ">%s/migrate.log 2>&1",
-             self->db_url, s_bin(), self->dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "LEADFLOW_DATABASE_URL='%s' LEADFLOW_LOG_LEVEL=warn flock "
+        "/tmp/leadflow-test-migrate.lock %s/leadflow-migrate >%s/migrate.log 2>&1 || "
+        "{ cat %s/migrate.log >&2; false; }",
+        self->db_url, s_bin(), self->dir, self->dir);
     cr_assert(s_run(cmd) == 0, "leadflow-migrate failed (see %s/migrate.log)", self->dir);
     s_roles_login(self);
     if (seed) {
