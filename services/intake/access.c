@@ -1,8 +1,8 @@
 /* access.c - the route scope table and the caller's reach (see access.h).
  *
  * One table rather than a field in each handler file's routes: who may do what reads
- * in one place, next to API.md's table, and the route-by-scope test matrix is driven
- * from it. */
+ * in one place, next to the table in docs/intake.md (keys and scopes), and the
+ * route-by-scope test matrix is driven from it. */
 #include "access.h"
 
 #include <string.h>

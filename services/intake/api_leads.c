@@ -206,7 +206,7 @@ static int s_valid_id(const char *id) {
     return 1;
 }
 
-/* The lead as API.md shows it, built by PostgreSQL in one query. */
+/* The lead as the API shows it (docs/openapi.yaml), built by PostgreSQL in one query. */
 static const char *s_get_sql =
     "SELECT json_build_object(" LF_LEAD_VIEW_FIELDS ","
     " 'timeline', (SELECT coalesce(json_agg(jsonb_build_object('at', lf_rfc3339(e.at),"

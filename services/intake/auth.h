@@ -1,10 +1,10 @@
 /* auth.h - who is calling: API keys (table api_keys), their scopes, the key cache
  * and per-key rate limits for leadflow-intake.
  *
- * Every key has one scope (API.md "Who may do what"): `intake` (with a channel; a
- * web_form key also with origins) creates leads and nothing else, `rep` (with a rep
- * id) works the leads that rep owns, `manager` (with a rep id) those of every rep it
- * reaches through the reps.manager chain, `admin` everything.
+ * Every key has one scope (docs/intake.md, "Keys and scopes"): `intake` (with a channel;
+ * a web_form key also with origins) creates leads and nothing else, `rep` (with a rep id)
+ * works the leads that rep owns, `manager` (with a rep id) those of every rep it reaches
+ * through the reps.manager chain, `admin` everything.
  *
  * Keys are stored as the hex SHA-256 of the key text; the cache holds those hashes,
  * never the keys. The table is small (one row per form, phone system, script and

@@ -111,7 +111,7 @@ struct lf_req {
 /* Sends `body` (stolen) as JSON with status. Returns MHD's result. */
 enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
                               unsigned status, json_t *body);
-/* Sends the API.md error shape; fields (stolen) may be NULL. */
+/* Sends the API error shape (docs/openapi.yaml, Error); fields (stolen) may be NULL. */
 enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn,
                                unsigned status, const char *code, const char *message,
                                json_t *fields);

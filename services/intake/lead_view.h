@@ -1,4 +1,4 @@
-/* lead_view.h - the lead as API.md shows it, as the arguments of one SQL
+/* lead_view.h - the lead as the API shows it, as the arguments of one SQL
  * json_build_object() over `l`, a row of leads. GET /v1/leads/{id} adds the timeline;
  * the lists (GET /v1/leads, GET /v1/pool) show exactly this. One definition, so a field
  * added here shows everywhere. */

@@ -490,8 +490,8 @@ static bool s_budget_amount(const lf_scorecard_t *sc, const json_t *lead,
         return false;
     const char *cur = json_string_value(json_object_get(b, "currency"));
     if (!cur || !*cur)
-        cur =
-            sc->currency; /* the HTTP API: the currency defaults to CNY, our base by default */
+        cur = sc->currency; /* the HTTP API: the currency defaults to CNY, our base by
+                               default */
     for (size_t i = 0; i < sc->n_rates; i++)
         if (strcasecmp(sc->rates[i].code, cur) == 0) {
             *amount = json_number_value(v) * sc->rates[i].rate;
