@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/analytics.sh [RUNS] [EVENTS] [LEADS]: the analytics figures of BENCHMARKS.md.
+# bench/analytics.sh [RUNS] [EVENTS] [LEADS]: the analytics figures of docs/benchmarks.md.
 #  (a) fold rate: EVENTS (200,000) lead.assigned / stage.changed / deal.won / deal.lost
 #      events with the payloads the router and intake write are put straight into the
 #      outbox; leadflow-analytics (release build) is started and timed from its start

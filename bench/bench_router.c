@@ -7,7 +7,7 @@
  * live constraint instead of filling every rep and sending the rest to the queue. The
  * JSON that the router must produce per lead (breakdown, candidates) is built and freed
  * in the loop, as in production. Prints one "name value" line per figure; the target is
- * >= 50,000 grade+assign per second (docs: BENCHMARKS.md, router row).
+ * >= 50,000 grade+assign per second (docs/benchmarks.md, router row).
  *
  * Usage: build/bench/bench_router [N] [scorecard.json]   (run from the repository root)
  */

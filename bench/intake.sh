@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/intake.sh [RUNS] [SECONDS]: intake→stored throughput against the do-nothing
-# libmicrohttpd reference, measured in the same run (BENCHMARKS.md). Starts its own
+# libmicrohttpd reference, measured in the same run (docs/benchmarks.md). Starts its own
 # PostgreSQL and Redis on free loopback ports; prints one line per figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/latency.sh [RUNS] [RATE] [SECONDS]: intake ack latency and end-to-end latency
 # (request sent → lead graded and assigned in PostgreSQL) at a constant offered rate
-# (BENCHMARKS.md: 5,000 leads/s, targets p99 ≤ 20 ms and ≤ 100 ms).
+# (docs/benchmarks.md: 5,000 leads/s, targets p99 ≤ 20 ms and ≤ 100 ms).
 #
 # Starts its own PostgreSQL and Redis on free loopback ports, migrates, loads the demo
 # reps with unlimited capacity, starts the four services (release build, build/bin),

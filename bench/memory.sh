@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/memory.sh [RUNS] [RATE] [SECONDS]: resident memory of each service, idle and
-# under load (BENCHMARKS.md targets: ≤ 16 MiB idle, ≤ 128 MiB under load).
+# under load (docs/benchmarks.md targets: ≤ 16 MiB idle, ≤ 128 MiB under load).
 #
 # Starts its own PostgreSQL and Redis on free loopback ports, migrates, loads the demo
 # reps with unlimited capacity, then per run starts the four services (release build,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/scheduler.sh [RUNS] [N] : leadflow-scheduler against BullMQ (BENCHMARKS.md).
+# bench/scheduler.sh [RUNS] [N] : leadflow-scheduler against BullMQ (docs/benchmarks.md).
 # Starts a private PostgreSQL and Redis on free loopback ports. Each run: N leads
 # (owned, stage new, not contacted) and N pending first-contact timers all due at
 # the same instant T, inserted with SQL; the scheduler starts and indexes them in

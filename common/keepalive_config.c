@@ -1,6 +1,6 @@
 /* keepalive_config.c - config/keepalive.json: how long a deal may sit without a
  * follow-up, what happens then, when lost deals come back, and when managers get
- * their digests (PRODUCT.md steps 7 and 8).
+ * their digests (docs/pipeline.md, "Keeping deals alive").
  *
  * Sales managers write these settings, so lengths of time are written the way they
  * say them ("3 business days", "90s", "2w") and schedules the way operators already

@@ -1,5 +1,5 @@
 /*
- * pipeline.c - the deal pipeline rules (PRODUCT.md step 6, POST /v1/leads/{id}/stage).
+ * pipeline.c - the deal pipeline rules (docs/pipeline.md, POST /v1/leads/{id}/stage).
  *
  * Sales managers change their pipeline more often than we release, so the stages, the
  * fields each stage needs, the loss reasons and the allowed moves live in

@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Out of memory is not a condition this service can recover from (STYLE.md). */
+/* Out of memory is not a condition this service can recover from (the allocation rule of
+ * lf/util.h). */
 #define s_oom()                                                                          \
     do {                                                                                 \
         fprintf(stderr, "FATAL out of memory at %s:%d\n", __FILE__, __LINE__);           \
@@ -519,8 +520,7 @@ static int s_load_partner(s_partner_t *p, const char *name, const json_t *def, c
     json_t *ch = json_object_get(def, "channel"), *src = json_object_get(def, "source");
     json_t *fields = json_object_get(def, "fields");
     if (ch && (!json_is_string(ch) || !s_valid_channel(json_string_value(ch)))) {
-        snprintf(err, errsz, "partners.%s.channel must be one of the API.md channels",
-                 name);
+        snprintf(err, errsz, "partners.%s.channel must be one of the API channels", name);
         return -1;
     }
     if (src && (!json_is_string(src) || json_string_length(src) == 0)) {

@@ -1,7 +1,7 @@
 /* mapping.h: column-header synonyms and per-partner field mapping for leadflow-intake.
  *
  * Two jobs share this module because both turn "somebody else's field names" into the
- * canonical lead field names of API.md: spreadsheet headers (any language, any case) and
+ * canonical lead field names of the API: spreadsheet headers (any language, any case) and
  * partner JSON documents (configured per partner in config/channels.json). The same file
  * also maps a dialled phone number to the source/campaign of a call. */
 #ifndef LF_INTAKE_MAPPING_H
@@ -36,7 +36,7 @@ const char *lf_map_header_unit(const char *header, char *unit, size_t unitsz);
  * into `out` and returns it; a result that does not fit leaves the value as it is. */
 const char *lf_apply_unit(const char *value, const char *unit, char *out, size_t outsz);
 
-/* Returns 1 if `name` is one of the canonical input field names of API.md (channel,
+/* Returns 1 if `name` is one of the canonical input field names of the API (channel,
  * source, name, company, email, phone, need, budget, currency, urgency, decision_maker,
  * region, industry, external_id), else 0. */
 int lf_is_canonical_field(const char *name);

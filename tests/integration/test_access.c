@@ -1,4 +1,5 @@
-/* test_access.c - who may do what (API.md "Who may do what"), against the real intake.
+/* test_access.c - who may do what (docs/intake.md, "Keys and scopes"), against the real
+ * intake.
  *
  * The matrix runs every route with every kind of caller - no key, a wrong key, a
  * web-form key, a phone key, a rep, its manager, and the admin - and checks the exact

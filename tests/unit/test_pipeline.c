@@ -346,7 +346,7 @@ Test(pipeline, loss_reason_ignored_outside_lost_and_errors_listed_together) {
     json_decref(norm);
     json_decref(body);
 
-    /* Every broken field is reported at once, as API.md asks of a 422. */
+    /* Every broken field is reported at once, as the API promises of a 422. */
     body = json_pack("{s:s, s:i}", "amount", "abc", "reason", 7);
     cr_expect_eq(lf_pipeline_check(p, "quote", "lost", body, NULL, &fields, &norm),
                  LF_MOVE_MISSING);

@@ -1,12 +1,12 @@
 /* lead.h - the canonical lead, shared by intake (which builds it) and the router
  * and analytics (which read it back from PostgreSQL).
  *
- * A canonical lead is a JSON object with the field names of API.md: channel,
- * source, name, company, email, phone (E.164), phone_type (mobile, fixed_line,
- * toll_free, voip, unknown) and phone_country (ISO 3166, e.g. "CN") or null, flags (a
- * list; "phone_unverified" when a channel keeps a number that is not valid), budget
- * {min,max,currency,raw} or null, company_key (lf_company_key, null without a
- * company; for matching known customers, never shown as the company), urgency,
+ * A canonical lead is a JSON object with the field names of the HTTP API
+ * (docs/openapi.yaml): channel, source, name, company, email, phone (E.164), phone_type
+ * (mobile, fixed_line, toll_free, voip, unknown) and phone_country (ISO 3166, e.g. "CN")
+ * or null, flags (a list; "phone_unverified" when a channel keeps a number that is not
+ * valid), budget {min,max,currency,raw} or null, company_key (lf_company_key, null
+ * without a company; for matching known customers, never shown as the company), urgency,
  * decision_maker, region, industry, need, external_id, extra. */
 #ifndef LF_LEAD_H
 #define LF_LEAD_H

@@ -1,4 +1,5 @@
-/* lf/normalize.h - field normalizers for lead intake (PRODUCT.md lifecycle step 2).
+/* lf/normalize.h - field normalizers for lead intake (the "standardize and validate" step
+ * of the lead lifecycle).
  *
  * Every function here is pure: no globals, no I/O, no allocation that outlives the call.
  * Inputs are NUL-terminated UTF-8 straight from untrusted clients; outputs go into

@@ -44,7 +44,7 @@ typedef enum {
    - LF_MOVE_FORBIDDEN: *allowed is a new array of the stage ids reachable from `from`,
      in pipeline order (empty from a final stage). Caller owns it.
    - LF_MOVE_MISSING: *fields is a new array of {"field", "code", "message"} objects, one
-     per broken field, in API.md's error shape; codes are "required", "invalid" and
+     per broken field, in the API's error shape; codes are "required", "invalid" and
      "too_long". Caller owns it.
    - LF_MOVE_OK: *normalized is a new object holding what to record with the move:
      "amount" (a JSON number > 0), "loss_reason" (the reason id, only when entering a

@@ -28,7 +28,7 @@
 
 typedef struct lf_teams lf_teams_t;
 
-/* Why a lead without an owner is in its team's pool (API.md's pool_reason). */
+/* Why a lead without an owner is in its team's pool (the API's pool_reason). */
 typedef enum {
     LF_POOL_NO_ELIGIBLE_REP,
     LF_POOL_OWNER_LEFT,
