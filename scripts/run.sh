@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 lf_need_pkgs $LF_BUILD_PKGS $LF_RUN_PKGS
 make -s -j"$(nproc 2>/dev/null || echo 2)" bins
 
-VAR=$PWD/var
+# Data and logs under ./var (LEADFLOW_VAR_DIR elsewhere: tests use a folder of their own).
+VAR=${LEADFLOW_VAR_DIR:-$PWD/var}
 PG_PORT=${LEADFLOW_PG_PORT:-55432}
 REDIS_PORT=${LEADFLOW_REDIS_PORT:-56379}
 HTTP_PORT=${LEADFLOW_INTAKE_PORT:-8080}

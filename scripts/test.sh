@@ -88,6 +88,14 @@ else
     tail -n 40 "$WORK/webform.out" >&2 2>/dev/null || true
 fi
 
+# The README's `make run` (scripts/run.sh) as a user runs it: its own PostgreSQL, Redis
+# and ports; supervisor restarts with back-off; SIGTERM stops everything.
+if bash tests/integration/test_make_run.sh >"$WORK/makerun.out" 2>&1; then
+    passed=$((passed + 1)); lf_say "PASS make run (supervisor, restart back-off, stop)"
+else
+    failed=$((failed + 1)); failed_names+=("make run"); tail -n 40 "$WORK/makerun.out" >&2
+fi
+
 # Compose file: no engine runs here, but the file must be valid.
 if command -v docker-compose >/dev/null; then
     if LEADFLOW_ADMIN_KEY=compose-check docker-compose -f docker-compose.yml config -q; then
