@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "access.h"
 #include "intake.h"
@@ -534,6 +535,47 @@ static enum MHD_Result s_run(lf_intake_t *in, lf_req_t *req) {
     return MHD_YES;
 }
 
+/* Answers 408 to a request whose body is still arriving past its deadline
+ * (LEADFLOW_HTTP_REQUEST_TIMEOUT). libmicrohttpd 0.9.75 queues a response only before
+ * the body or after all of it (MHD_queue_response refuses in between), so the answer
+ * is written to the socket here, on the connection's own thread, while MHD is reading
+ * the body and writes nothing: a few hundred bytes into an empty send buffer of a
+ * non-blocking socket. The write side is then shut (the client reads the answer, then
+ * the end), what already arrived is drained so that the close is not a reset that
+ * could discard the answer at the client, and the caller returns MHD_NO so MHD closes
+ * the connection. No TLS here: intake speaks plain HTTP behind its proxy. */
+static void s_timeout_answer(lf_intake_t *in, struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    atomic_fetch_add(&in->responses_4xx, 1);
+    if (!ci || ci->connect_fd == MHD_INVALID_SOCKET)
+        return;
+    int fd = ci->connect_fd;
+    static const char body[] =
+        "{\"error\":\"request_timeout\",\"message\":\"the request body took longer "
+        "than LEADFLOW_HTTP_REQUEST_TIMEOUT to arrive; nothing was stored\"}";
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    char cors[400] = "";
+    if (origin && strlen(origin) < 300 && in->keys &&
+        lf_keys_origin_allowed(in->keys, origin))
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\n", origin);
+    char text[1024];
+    int n = snprintf(text, sizeof text,
+                     "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                     "Content-Type: application/json; charset=utf-8\r\n"
+                     "Vary: Origin\r\n%sContent-Length: %zu\r\n\r\n%s",
+                     cors, sizeof body - 1, body);
+    if (n <= 0 || (size_t)n >= sizeof text)
+        return;
+    if (send(fd, text, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n)
+        return; /* the client is gone or not reading: the close says the rest */
+    shutdown(fd, SHUT_WR);
+    char sink[4096];
+    for (int i = 0; i < 64; i++) /* at most 256 KiB of what is already here */
+        if (recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+            break;
+}
+
 static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
                                     const char *url, const char *method,
                                     const char *version, const char *upload,
@@ -585,9 +627,10 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
     if (*upload_size) {
         if (in->request_timeout_ms > 0 &&
             lf_mono_ms() - req->started_ms > in->request_timeout_ms) {
-            /* A body trickling in: close the connection rather than hold it (MHD takes
-             * no answer in the middle of a body). */
-            lf_info("request body too slow, connection closed client=%s", req->client);
+            /* A body still trickling in past its deadline: 408, then the connection
+             * is closed. */
+            lf_info("request body too slow, answered 408 client=%s", req->client);
+            s_timeout_answer(in, conn);
             return MHD_NO;
         }
         if (!req->too_large && req->len + *upload_size > req->limit)

@@ -46,7 +46,7 @@ typedef struct lf_intake {
     int import_window;        /* import rows in the committer at once */
     int import_max_rows;      /* most rows one import may have */
     lf_limits_t *limits;      /* per-address connections and rates (owned) */
-    int request_timeout_ms;   /* a body not complete by then: connection closed */
+    int request_timeout_ms;   /* a body not complete by then: 408, then closed */
 } lf_intake_t;
 
 typedef struct lf_req lf_req_t;

@@ -24,6 +24,7 @@
 #include "../../services/intake/access.h"
 #include "../../services/intake/intake.h"
 #include "../support/harness.h"
+#include "lf/util.h"
 
 TestSuite(access, .fini = lf_h_fini);
 
@@ -672,6 +673,7 @@ Test(access, per_address_limits_timeouts_and_row_cap, .timeout = 120) {
     lf_h_env(h, "LEADFLOW_RATE_PER_ADDR", "40");
     lf_h_env(h, "LEADFLOW_MAX_CONNECTIONS_PER_ADDR", "6");
     lf_h_env(h, "LEADFLOW_HTTP_REQUEST_TIMEOUT", "1");
+    lf_h_env(h, "LEADFLOW_HTTP_IDLE_TIMEOUT", "2");
     lf_h_env(h, "LEADFLOW_IMPORT_MAX_ROWS", "3");
     lf_h_start(h, LF_H_INTAKE, 0);
     int port = lf_h_http_port(h);
@@ -686,19 +688,49 @@ Test(access, per_address_limits_timeouts_and_row_cap, .timeout = 120) {
     cr_expect_eq(
         lf_h_http(h, "POST", "/v1/leads/import", csv, three, strlen(three), NULL), 200);
 
-    /* A body that trickles in past LEADFLOW_HTTP_REQUEST_TIMEOUT: the connection is
-     * closed. */
+    /* A body that trickles in past LEADFLOW_HTTP_REQUEST_TIMEOUT (1 s): the client is
+     * still sending, byte by byte, so it is answered 408 and the connection closed;
+     * nothing is stored. */
+    long leads_before = lf_h_sql_long(h, "SELECT count(*) FROM leads");
     int fd = s_connect(port);
     const char *head = "POST /v1/leads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                        "test-admin-key\r\nContent-Type: application/json\r\n"
                        "Content-Length: 100\r\n\r\n{\"phone\":";
     cr_assert(send(fd, head, strlen(head), MSG_NOSIGNAL) > 0);
-    usleep(1300 * 1000);
-    send(fd, "\"1390013", 8, MSG_NOSIGNAL);
+    const char *trickle = "\"13900138000\", \"name\": \"slow\"";
+    for (int i = 0; trickle[i] && i < 8; i++) { /* 8 x 200 ms: past the deadline */
+        usleep(200 * 1000);
+        send(fd, trickle + i, 1, MSG_NOSIGNAL);
+    }
+    char resp[1024] = "";
+    size_t got = 0;
     struct pollfd pf = {.fd = fd, .events = POLLIN};
+    while (got < sizeof resp - 1 && poll(&pf, 1, 3000) == 1) {
+        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    resp[got] = '\0';
+    cr_expect(strncmp(resp, "HTTP/1.1 408 ", 13) == 0 && strstr(resp, "request_timeout"),
+              "a trickling body is answered 408: %s", resp);
+    cr_expect(strstr(resp, "Connection: close") != NULL, "%s", resp);
+    close(fd);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), leads_before);
+
+    /* A connection that goes silent in the middle of a body is closed by the idle
+     * timeout (LEADFLOW_HTTP_IDLE_TIMEOUT, 2 s here), without an answer: there is no
+     * upload callback to answer from. */
+    fd = s_connect(port);
+    cr_assert(send(fd, head, strlen(head), MSG_NOSIGNAL) > 0);
     char tmp[64];
-    cr_expect(poll(&pf, 1, 3000) == 1 && recv(fd, tmp, sizeof tmp, 0) <= 0,
-              "closed without an answer");
+    int64_t t0 = lf_mono_ms();
+    pf = (struct pollfd){.fd = fd, .events = POLLIN};
+    cr_expect(poll(&pf, 1, 8000) == 1 && recv(fd, tmp, sizeof tmp, 0) <= 0,
+              "an idle connection is closed without an answer");
+    int64_t waited = lf_mono_ms() - t0;
+    cr_expect(waited >= 1500, "closed after the idle timeout, not before (%lld ms)",
+              (long long)waited);
     close(fd);
 
     /* Connections per address: the seventh is closed unanswered; one closed frees a
