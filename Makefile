@@ -1,6 +1,6 @@
 # leadflow build. `make` builds everything into build/; `make SANITIZE=1` builds an
 # ASan+UBSan variant into build/san/; `make WERROR=1` turns warnings into errors (CI).
-# `make run` and `make test` are the two commands of the README.
+# `make run` and `make test` are the two commands of the README; `make bench` measures.
 
 SANITIZE ?= 0
 WERROR   ?= 0
@@ -75,7 +75,7 @@ INTEG_BINS:= $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 SUPPORT_SRC := $(wildcard tests/support/*.c)
 SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all bins tests benches run test unit integration fmt fmt-check clean compose-check
+.PHONY: all bins tests benches bench run test unit integration fmt fmt-check clean compose-check
 all: bins tests
 
 bins: $(SVC_BINS) $(TOOL_BINS)
@@ -115,6 +115,12 @@ run:
 
 test:
 	@bash scripts/test.sh
+
+# Every benchmark (release build, the whole stack on private PostgreSQL and Redis),
+# then the results table in docs/benchmarks.md. Never part of `make test`.
+# BENCH_QUICK=1: one short run each (table in build/bench/results.md); BENCH_ONLY=...
+bench:
+	@bash bench/all.sh
 
 compose-check:
 	LEADFLOW_ADMIN_KEY=$${LEADFLOW_ADMIN_KEY:-compose-check} docker-compose -f docker-compose.yml config -q

@@ -1,69 +1,54 @@
 #!/usr/bin/env bash
-# bench/latency.sh [RUNS] [RATE] [SECONDS]: intake ack latency and end-to-end latency
-# (request sent → lead graded and assigned in PostgreSQL) at a constant offered rate
-# (docs/benchmarks.md: 5,000 leads/s, targets p99 ≤ 20 ms and ≤ 100 ms).
+# bench/latency.sh [RUNS=3] [RATE=5000] [SECONDS=20]: latency at a steady offered rate,
+# whole stack up (bench/lib.sh; docs/benchmarks.md targets: ack p99 <= 20 ms and
+# end-to-end p99 <= 100 ms at 5,000 leads/s for 60 s; scheduler lateness p99 <= 100 ms
+# at a steady 5,000 timers/s).
 #
-# Starts its own PostgreSQL and Redis on free loopback ports, migrates, loads the demo
-# reps with unlimited capacity, starts the four services (release build, build/bin),
-# then per run: build/bench/loadgen at RATE for SECONDS with 32 connections (open
-# loop: latency counts from the scheduled send time), waits until the router has
-# assigned every lead of the run, and computes in SQL the p99 of
-# assigned_at − extra.sent_us over the leads of that run. It also computes the same
-# from the commit time of the assigning transaction (track_commit_timestamp), since
-# assigned_at is now(), the *start* of the router's batch transaction.
-# A lead not assigned within LF_BENCH_WAIT seconds (default 60) after the load ends
-# counts with the time of the query: the figure is then a lower bound, shown as ">N".
+# (a) Leads. Per run: build/bench/loadgen at RATE for SECONDS with 32 connections and
+# the intake key (open loop: latency counts from the scheduled send time), waits until
+# the router has assigned every lead of the run (at most LF_BENCH_WAIT s, default 60),
+# and computes in SQL the p99 of assigned_at - extra.sent_us over the leads of that run,
+# and the same from the commit time of the assigning transaction
+# (track_commit_timestamp), since assigned_at is now(), the *start* of the router's
+# batch transaction. A lead not assigned by then counts with the time of the query: the
+# figure is then a lower bound, shown as ">N". The reference is the same loadgen
+# against the do-nothing mhd_null at the same rate (min(SECONDS, 10) s).
+#
+# (b) Timers. The router's assignments in (a) left one pending first-contact timer per
+# lead (due in minutes or hours). Per run, LF_BENCH_TIMER_RATE x LF_BENCH_TIMER_SECS
+# (default 5,000/s x 20 s; fewer when (a) left fewer than RUNS times that) of them are
+# moved to be due one after another at that steady rate, starting 10 s later; the scheduler is restarted (it rebuilds its Redis index
+# from PostgreSQL at start) and fires them while the rest of the stack runs. Lateness =
+# fired_at - due_at, and commit time - due_at; p50, p99, max over the run's timers.
+#
 # Prints one line per figure: median over RUNS, then the runs and the spread.
+# LF_BENCH_PROFILE=1: perf, top and pg_stat_statements during the first run of (a).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . bench/lib.sh
 RUNS=${1:-3}; RATE=${2:-5000}; SECS=${3:-20}; CONNS=${LF_BENCH_CONNECTIONS:-32}
+TRATE=${LF_BENCH_TIMER_RATE:-5000}; TSECS=${LF_BENCH_TIMER_SECS:-20}
+REFSECS=$((SECS < 10 ? SECS : 10))
 make -s WERROR=1 bins benches >/dev/null
-W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
-PG=$(lf_free_port); RP=$(lf_free_port); HTTP=$(lf_free_port); NULLP=$(lf_free_port)
-Z1=$(lf_free_port); Z2=$(lf_free_port); Z3=$(lf_free_port)
-pids=()
 lg=
-cleanup() {
-    [ -n "$lg" ] && kill "$lg" 2>/dev/null || true
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    lf_redis_stop "$W/redis" "$RP"; lf_pg_stop "$W/pg"
-    [ -n "${LF_BENCH_KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"
-}
+cleanup() { [ -n "$lg" ] && kill "$lg" 2>/dev/null; lf_bench_down; }
 trap cleanup EXIT
-lf_pg_start "$W/pg" "$PG" >/dev/null
-export LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:$PG/leadflow
-psql -qtAX "$LEADFLOW_DATABASE_URL" -c "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
-[ -n "${LF_BENCH_PROFILE:-}" ] && psql -qtAX "$LEADFLOW_DATABASE_URL" \
-    -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
-lf_as_pg "$PG_BIN/pg_ctl" -D "$W/pg/data" -o "-p $PG" -l "$W/pg/postgres.log" -w -t 60 restart >/dev/null
-lf_redis_start "$W/redis" "$RP"
-lf_bench_stack_env "$HTTP" "$RP" "$Z1" "$Z2" "$Z3"
-[ -n "${LF_BENCH_PROFILE:-}" ] && psql -qX "$LEADFLOW_DATABASE_URL" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
-build/bench/mhd_null "$NULLP" & pids+=($!)
-for s in intake router scheduler analytics; do
-    build/bin/leadflow-$s 2>"$W/$s.log" & pids+=($!)
-done
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$HTTP/healthz" >/dev/null 2>&1 && break; sleep 0.1
-done
-curl -fs "http://127.0.0.1:$HTTP/healthz" >/dev/null || { echo "intake did not start" >&2; cat "$W/intake.log" >&2; exit 1; }
+lf_bench_up
+SVCS=(intake router scheduler analytics)
+lf_bench_start mhd_null "${SVCS[@]}"
 sleep 1 # let the ZeroMQ subscriptions connect
-q() { psql -qtAX "$LEADFLOW_DATABASE_URL" -c "$1"; }
-median() { tr -d '>' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-spread() { tr -d '>' | sort -g | awk '{a[NR]=$1} END {printf "min %s max %s", a[1], a[NR]}'; }
+q() { lf_bench_q "$1"; }
 ack=(); e2e=(); e2ec=(); rate=(); ref=()
 for i in $(seq 1 "$RUNS"); do
     # the reference: the do-nothing libmicrohttpd server at the same offered rate
-    build/bench/loadgen --port "$NULLP" --rate "$RATE" --duration "$SECS" \
+    build/bench/loadgen --port "$NULLP" --rate "$RATE" --duration "$REFSECS" \
         --connections "$CONNS" >"$W/ref.$i" || true
     ref+=("$(awk '/ack_p99_ms/ {print $2}' "$W/ref.$i")")
-    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    load=$(lf_bench_load)
     since=$(q "SELECT now()")
     build/bench/loadgen --port "$HTTP" --rate "$RATE" --duration "$SECS" \
-        --connections "$CONNS" --key bench-key --phone-base $((i * 10000000)) >"$W/lg.$i" &
+        --connections "$CONNS" --key "$LF_BENCH_KEY" --phone-base $((i * 10000000)) >"$W/lg.$i" &
     lg=$!
     if [ -n "${LF_BENCH_PROFILE:-}" ] && [ "$i" -eq 1 ]; then # where the CPU goes, 5 s
         sleep 5
@@ -73,9 +58,10 @@ for i in $(seq 1 "$RUNS"); do
         { top -b -n 1 -w 200 | head -20 >&2; } || true
     fi
     wait "$lg" || true
+    lg=
     n=$(q "SELECT count(*) FROM leads WHERE created_at >= '$since'")
     wait_end=$(($(date +%s) + ${LF_BENCH_WAIT:-60}))
-    while :; do # the router catches up (at most LF_BENCH_WAIT seconds, default 60)
+    while :; do # the router catches up (at most LF_BENCH_WAIT seconds)
         left=$(q "SELECT count(*) FROM leads WHERE created_at >= '$since' AND assigned_at IS NULL")
         [ "$left" -eq 0 ] || [ "$(date +%s)" -ge "$wait_end" ] && break; sleep 0.2
     done
@@ -95,7 +81,8 @@ for i in $(seq 1 "$RUNS"); do
     ach=$(awk '/achieved_rate/ {print $2}' "$W/lg.$i")
     st=$(awk '/loadgen.status/ {$1=""; print}' "$W/lg.$i")
     ack+=("$p99"); e2e+=("$a99"); e2ec+=("$c99"); rate+=("$ach")
-    echo "run $i (load avg before: $load): reference p99 ${ref[-1]} ms; intake achieved $ach/s,$st; ack p50 $(awk '/ack_p50_ms/ {print $2}' "$W/lg.$i") p99 $p99 p99.9 $(awk '/ack_p99_9_ms/ {print $2}' "$W/lg.$i") max $(awk '/ack_max_ms/ {print $2}' "$W/lg.$i") ms; stored $n, assigned $nassigned (unassigned after wait: $left); e2e p99 by assigned_at $a99 ms, by commit time p50 $c50 p99 $c99 ms; load avg after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
+    echo "run $i (load avg before: $load): reference p99 ${ref[-1]} ms; intake achieved $ach/s,$st; ack p50 $(awk '/ack_p50_ms/ {print $2}' "$W/lg.$i") p99 $p99 p99.9 $(awk '/ack_p99_9_ms/ {print $2}' "$W/lg.$i") max $(awk '/ack_max_ms/ {print $2}' "$W/lg.$i") ms; stored $n, assigned $nassigned (unassigned after wait: $left); e2e p99 by assigned_at $a99 ms, by commit time p50 $c50 p99 $c99 ms; load avg after: $(lf_bench_load)" >&2
 done
 if [ -n "${LF_BENCH_PROFILE:-}" ]; then # where PostgreSQL's time went, by statement
     echo "pg_stat_statements, top 10 by total time (ms, calls, ms/call, rows, query):" >&2
@@ -103,9 +90,62 @@ if [ -n "${LF_BENCH_PROFILE:-}" ]; then # where PostgreSQL's time went, by state
         round((total_exec_time / calls)::numeric, 3), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10" >&2
 fi
-echo "intake.achieved_rate $(printf '%s\n' "${rate[@]}" | median) (offered $RATE/s, runs: ${rate[*]})"
-echo "intake.reference_ack_p99_ms $(printf '%s\n' "${ref[@]}" | median) (do-nothing libmicrohttpd at the same rate, runs: ${ref[*]})"
-echo "intake.ack_p99_ms $(printf '%s\n' "${ack[@]}" | median) (runs: ${ack[*]}; $(printf '%s\n' "${ack[@]}" | spread); target <= 20)"
 lb() { printf '%s\n' "$@" | grep -q '>' && printf '>' || true; }
-echo "e2e.assigned_p99_ms $(lb "${e2e[@]}")$(printf '%s\n' "${e2e[@]}" | median) (runs: ${e2e[*]}; $(printf '%s\n' "${e2e[@]}" | spread); target <= 100)"
-echo "e2e.assigned_committed_p99_ms $(lb "${e2ec[@]}")$(printf '%s\n' "${e2ec[@]}" | median) (runs: ${e2ec[*]}; $(printf '%s\n' "${e2ec[@]}" | spread); commit time of the assigning transaction)"
+fig() { # name values detail
+    echo "$1 $(lb $2)$(printf '%s\n' $2 | lf_bench_median) (runs: ${2% }; $(printf '%s\n' $2 | lf_bench_spread); $3)"
+}
+fig intake.achieved_rate "${rate[*]}" "offered $RATE/s for ${SECS}s, 32 connections"
+fig intake.reference_ack_p99_ms "${ref[*]}" "do-nothing libmicrohttpd at the same rate, ${REFSECS}s"
+fig intake.ack_p99_ms "${ack[*]}" "target <= 20"
+fig e2e.assigned_p99_ms "${e2e[*]}" "assigned_at, the start of the router's transaction"
+fig e2e.assigned_committed_p99_ms "${e2ec[*]}" "commit time of the assigning transaction; target <= 100"
+
+# (b) the scheduler at a steady rate
+lat=(); latc=(); l50=(); lmax=(); fired=()
+# Each run takes its share of the timers (a) left, at most TRATE x TSECS.
+avail=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND kind = 'sla_first_contact'
+             AND due_at > now() + interval '5 minutes'")
+want=$((avail / RUNS < TRATE * TSECS ? avail / RUNS : TRATE * TSECS))
+for i in $(seq 1 "$RUNS"); do
+    q "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_steady;
+       CREATE TABLE bench_steady AS SELECT id FROM timers WHERE state = 'pending'
+          AND kind = 'sla_first_contact' AND due_at > now() + interval '5 minutes'
+        ORDER BY id LIMIT $want" >/dev/null
+    n=$(q "SELECT count(*) FROM bench_steady")
+    if [ "$n" -eq 0 ]; then
+        echo "timers run $i: no pending first-contact timer to move (the router assigned nothing in (a))" >&2
+        lat+=("-"); latc+=("-"); l50+=("-"); lmax+=("-"); fired+=("0"); continue
+    fi
+    load=$(lf_bench_load)
+    t_end=$(q "WITH b AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM bench_steady),
+                    u AS (UPDATE timers t SET due_at = now() + interval '10 seconds'
+                                 + (b.rn - 1) / $TRATE::float8 * interval '1 second'
+                            FROM b WHERE t.id = b.id RETURNING t.due_at)
+               SELECT max(due_at) FROM u")
+    lf_bench_stop scheduler # it rebuilds its Redis index from PostgreSQL at start
+    lf_bench_start scheduler
+    wait_end=$(($(date +%s) + 10 + n / TRATE + ${LF_BENCH_WAIT:-60}))
+    while :; do # cheap: the partial index of pending timers
+        p=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND due_at <= '$t_end'")
+        [ "$p" -eq 0 ] || [ "$(date +%s)" -ge "$wait_end" ] && break; sleep 0.5
+    done
+    row=$(q "SELECT count(*) FILTER (WHERE t.state <> 'pending'),
+                    round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 1),
+                    round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric, 1),
+                    round(max(ms)::numeric, 1),
+                    round((percentile_cont(0.99) WITHIN GROUP (ORDER BY cms))::numeric, 1)
+               FROM timers t JOIN bench_steady b ON b.id = t.id,
+                    LATERAL (SELECT extract(epoch FROM coalesce(t.fired_at, now()) - t.due_at) * 1000 AS ms,
+                                    extract(epoch FROM CASE WHEN t.state = 'pending' THEN now()
+                                        ELSE pg_xact_commit_timestamp(t.xmin) END - t.due_at) * 1000 AS cms) x")
+    IFS='|' read -r nf t50 t99 tmax tc99 <<<"$row"
+    [ "$nf" -lt "$n" ] && { t99=">$t99"; tc99=">$tc99"; }
+    lat+=("$t99"); latc+=("$tc99"); l50+=("$t50"); lmax+=("$tmax"); fired+=("$nf")
+    for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
+    echo "timers run $i (load avg before: $load, after: $(lf_bench_load)): $n timers due at $TRATE/s over $(awk -v n="$n" -v r="$TRATE" 'BEGIN {printf "%.1f", n / r}') s, $nf fired (not pending); lateness p50 $t50 p99 $t99 max $tmax ms, by commit time p99 $tc99 ms" >&2
+done
+fig scheduler.steady_lateness_p99_ms "${lat[*]}" "fired_at - due_at, $TRATE timers/s for $(awk -v n="$want" -v r="$TRATE" 'BEGIN {printf "%.1f", n / r}')s, whole stack; target <= 100"
+fig scheduler.steady_lateness_committed_p99_ms "${latc[*]}" "commit time - due_at"
+fig scheduler.steady_lateness_p50_ms "${l50[*]}" "fired_at - due_at"
+fig scheduler.steady_lateness_max_ms "${lmax[*]}" "fired_at - due_at"
+fig scheduler.steady_fired "${fired[*]}" "timers fired per run, of $want moved ($((TRATE * TSECS)) asked)"

@@ -1,6 +1,7 @@
 -- wrk script: POST /v1/leads with a 364-byte-class Chinese lead, a unique phone
 -- number and e-mail per request (so every request is a new lead, not a duplicate
--- and not a repeat inquiry merged into an open lead).
+-- and not a repeat inquiry merged into an open lead). The key: LF_BENCH_KEY (an intake
+-- key made by bench/lib.sh), else LEADFLOW_ADMIN_KEY, else bench-key.
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -25,6 +26,6 @@ function request()
       '"source":"官网表单"}'
    return wrk.format("POST", "/v1/leads", {
       ["Content-Type"] = "application/json",
-      ["Authorization"] = "Bearer " .. (os.getenv("LEADFLOW_ADMIN_KEY") or "bench-key"),
+      ["Authorization"] = "Bearer " .. (os.getenv("LF_BENCH_KEY") or os.getenv("LEADFLOW_ADMIN_KEY") or "bench-key"),
    }, body)
 end

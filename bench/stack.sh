@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# bench/stack.sh [RUNS=3] [SECONDS=10] [LEADS=20000]: intake and router throughput with
+# the whole stack up (intake, router, scheduler and analytics on one PostgreSQL and one
+# Redis, bench/lib.sh), against the do-nothing libmicrohttpd server measured in the
+# same run (docs/benchmarks.md).
+#
+# Per run:
+#  1. reference: wrk -t2 -c32 for SECONDS with bench/post_lead.lua against mhd_null;
+#  2. intake: the same wrk against intake while the router, scheduler and analytics
+#     consume what it commits; the figure is the rows added to `leads` divided by the
+#     wall time of wrk (committed leads/s, not answered requests);
+#  3. the router catches up with step 2 (at most LF_BENCH_WAIT s, default 60: its
+#     catch-up rate is printed, not a figure);
+#  4. router: the router is stopped, LEADS leads are stored at LF_BENCH_STORE_RATE/s
+#     (default 5,000, build/bench/loadgen), the router starts again and the clock runs
+#     until every one of them is assigned (polled every 100 ms, at most
+#     LF_BENCH_DRAIN_MAX s, default 120); the figure is the leads assigned / that time.
+#     The scheduler and analytics keep consuming the router's events meanwhile.
+# 200 reps in 4 teams with skills and regions, capacity 1,000,000 (bench/lib.sh).
+# Prints one line per figure on stdout (median, runs, spread), per-run details with
+# the load average on stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. bench/lib.sh
+RUNS=${1:-3}; SECS=${2:-10}; LEADS=${3:-20000}
+STORE_RATE=${LF_BENCH_STORE_RATE:-5000}
+make -s WERROR=1 bins benches >/dev/null
+trap lf_bench_down EXIT
+lf_bench_up
+SVCS=(intake router scheduler analytics)
+lf_bench_start mhd_null "${SVCS[@]}"
+sleep 1 # let the ZeroMQ subscriptions connect
+unassigned() { lf_bench_q "SELECT count(*) FROM leads WHERE created_at >= '$1' AND assigned_at IS NULL"; }
+rps() { wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "$1" >"$2"; awk '/Requests\/sec/ {print int($2)}' "$2"; }
+ref=(); got=(); drain=()
+for i in $(seq 1 "$RUNS"); do
+    load0=$(lf_bench_load)
+    ref+=("$(rps "http://127.0.0.1:$NULLP" "$W/wrk-ref.$i")")
+    before=$(lf_bench_q "SELECT count(*) FROM leads")
+    since=$(lf_bench_q "SELECT now()")
+    t0=$(date +%s.%N)
+    wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >"$W/wrk.$i"
+    t1=$(date +%s.%N)
+    after=$(lf_bench_q "SELECT count(*) FROM leads")
+    non2xx=$(awk '/Non-2xx/ {print $4}' "$W/wrk.$i"); non2xx=${non2xx:-0}
+    got+=("$(awk -v n=$((after - before)) -v a="$t0" -v b="$t1" 'BEGIN {print int(n / (b - a))}')")
+    # 3. the router catches up (not a figure: it ran beside intake's load)
+    c0=$(date +%s.%N); backlog=$(unassigned "$since")
+    end=$(($(date +%s) + ${LF_BENCH_WAIT:-60})); left=$backlog
+    while [ "$left" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; left=$(unassigned "$since"); done
+    c1=$(date +%s.%N)
+    # 4. the router drains LEADS leads stored while it was stopped
+    lf_bench_stop router
+    since=$(lf_bench_q "SELECT now()")
+    build/bench/loadgen --port "$HTTP" --rate "$STORE_RATE" \
+        --duration "$(awk -v n="$LEADS" -v r="$STORE_RATE" 'BEGIN {print n / r}')" --connections 32 \
+        --key "$LF_BENCH_KEY" --phone-base $((i * 10000000)) >"$W/lg.$i" 2>&1 || true
+    stored=$(unassigned "$since")
+    d0=$(date +%s.%N)
+    lf_bench_start router
+    dend=$(($(date +%s) + ${LF_BENCH_DRAIN_MAX:-120})); dleft=$stored
+    while [ "$dleft" -gt 0 ] && [ "$(date +%s)" -lt "$dend" ]; do sleep 0.1; dleft=$(unassigned "$since"); done
+    d1=$(date +%s.%N)
+    drain+=("$(awk -v n=$((stored - dleft)) -v a="$d0" -v b="$d1" 'BEGIN {print int(n / (b - a))}')")
+    for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
+    echo "run $i (load avg before: $load0, after: $(lf_bench_load)): reference ${ref[-1]} req/s;" \
+        "intake ${got[-1]} leads committed/s ($((after - before)) leads, non-2xx $non2xx);" \
+        "router backlog after the intake phase $backlog, $left left after" \
+        "$(awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.1f", b - a}') s;" \
+        "drain: $stored leads stored with the router stopped, $dleft unassigned at the end," \
+        "router ${drain[-1]} leads assigned/s" >&2
+done
+fig() { # name values detail
+    echo "$1 $(printf '%s\n' $2 | lf_bench_median) (runs: ${2% }; $(printf '%s\n' $2 | lf_bench_spread); $3)"
+}
+fig stack.reference_req_per_sec "${ref[*]}" "mhd_null, wrk -t2 -c32 ${SECS}s"
+fig stack.intake_committed_per_sec "${got[*]}" "whole stack, wrk -t2 -c32 ${SECS}s; target >= 20000"
+r=$(printf '%s\n' "${ref[@]}" | lf_bench_median); g=$(printf '%s\n' "${got[@]}" | lf_bench_median)
+awk -v g="$g" -v r="$r" 'BEGIN {printf "stack.intake_ratio_to_reference %.3f (target >= 0.35)\n", (r > 0 ? g / r : 0)}'
+fig stack.router_assigned_per_sec "${drain[*]}" "$LEADS leads, $LF_BENCH_REPS reps, whole stack; target >= 20000"
