@@ -21,6 +21,13 @@
 # from PostgreSQL at start) and fires them while the rest of the stack runs. Lateness =
 # fired_at - due_at, and commit time - due_at; p50, p99, max over the run's timers.
 #
+# (c) Burst. Per run, LF_BENCH_BURST_N (default 100,000; fewer when (a) left fewer than
+# RUNS times that) of those timers are moved to be due at one instant T, 10 s later; the
+# scheduler restarts and fires them with the stack up: fire rate = fired / (last
+# fired_at - T), lateness, and the time until every effect (an sla.reminded event and a
+# notification per timer) is committed. Then BullMQ 5 (bench/bullmq) fires as many
+# delayed jobs due at one instant on the same Redis (docs/benchmarks.md: >= 5x).
+#
 # Prints one line per figure: median over RUNS, then the runs and the spread.
 # LF_BENCH_PROFILE=1: perf, top and pg_stat_statements during the first run of (a).
 set -euo pipefail
@@ -149,3 +156,72 @@ fig scheduler.steady_lateness_committed_p99_ms "${latc[*]}" "commit time - due_a
 fig scheduler.steady_lateness_p50_ms "${l50[*]}" "fired_at - due_at"
 fig scheduler.steady_lateness_max_ms "${lmax[*]}" "fired_at - due_at"
 fig scheduler.steady_fired "${fired[*]}" "timers fired per run, of $want moved ($((TRATE * TSECS)) asked)"
+
+# (c) the scheduler, all due at once, against BullMQ on the same Redis
+BN=${LF_BENCH_BURST_N:-100000}
+(cd bench/bullmq && [ -d node_modules/bullmq ] || npm install --no-audit --no-fund >/dev/null)
+avail=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND kind = 'sla_first_contact'
+             AND due_at > now() + interval '5 minutes'")
+bwant=$((avail / RUNS < BN ? avail / RUNS : BN))
+brate=(); b99=(); bvis=(); bfx=(); qrate=(); q99=()
+for i in $(seq 1 "$RUNS"); do
+    q "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_burst;
+       CREATE TABLE bench_burst AS SELECT id, lead_id FROM timers WHERE state = 'pending'
+          AND kind = 'sla_first_contact' AND due_at > now() + interval '5 minutes'
+        ORDER BY id LIMIT $bwant" >/dev/null
+    n=$(q "SELECT count(*) FROM bench_burst")
+    if [ "$n" -eq 0 ]; then
+        echo "burst run $i: no pending first-contact timer to move" >&2; continue
+    fi
+    load=$(lf_bench_load)
+    T=$(q "WITH u AS (UPDATE timers t SET due_at = date_trunc('second', now()) + interval '10 seconds'
+                        FROM bench_burst b WHERE t.id = b.id RETURNING t.due_at)
+           SELECT extract(epoch FROM min(due_at)) FROM u")
+    lf_bench_stop scheduler
+    lf_bench_start scheduler
+    seen=; fx=
+    end=$(($(date +%s) + 10 + ${LF_BENCH_BURST_MAX:-60}))
+    while [ "$(date +%s)" -lt "$end" ]; do # cheap: the partial index of pending timers
+        sleep 0.1
+        [ -z "$seen" ] && [ "$(q "SELECT count(*) FROM timers WHERE state = 'pending'
+                                  AND due_at <= to_timestamp($T)")" -eq 0 ] && seen=$(date +%s.%N)
+        # every effect committed: one sla.reminded event and one notification per timer
+        if [ -n "$seen" ]; then
+            fx=$(q "SELECT (SELECT count(*) FROM outbox WHERE type = 'sla.reminded'
+                              AND lead_id IN (SELECT lead_id FROM bench_burst)) || ' ' ||
+                           (SELECT count(*) FROM notifications WHERE kind = 'sla_reminder'
+                              AND lead_id IN (SELECT lead_id FROM bench_burst))")
+            [ "$fx" = "$n $n" ] && break
+            sleep 0.4
+        fi
+    done
+    done_at=$(date +%s.%N)
+    IFS='|' read -r nf rate t50 t99 tmax <<<"$(q "SELECT count(*) FILTER (WHERE t.state <> 'pending'),
+            round(count(*) FILTER (WHERE t.state <> 'pending')
+                  / greatest(extract(epoch FROM max(t.fired_at) - to_timestamp($T)), 0.001)),
+            round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric),
+            round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric), round(max(ms)::numeric)
+        FROM timers t JOIN bench_burst b ON b.id = t.id,
+             LATERAL (SELECT extract(epoch FROM coalesce(t.fired_at, now()) - t.due_at) * 1000 AS ms) x")"
+    vis=$(awk -v a="$T" -v b="${seen:-$done_at}" 'BEGIN {printf "%.2f", b - a}')
+    efx=$(awk -v a="$T" -v b="$done_at" 'BEGIN {printf "%.2f", b - a}')
+    [ "$fx" = "$n $n" ] || efx=">$efx"
+    [ "$nf" -lt "$n" ] && rate=">$rate" # a lower bound of the time, so of lateness; rate as measured
+    brate+=("$rate"); b99+=("$t99"); bvis+=("$vis"); bfx+=("$efx")
+    out=$(cd bench/bullmq && node bullmq_bench.js "$RP" "$n" 100)
+    qrate+=("$(node -e "console.log(Math.round(JSON.parse(process.argv[1]).fire_rate))" "$out")")
+    q99+=("$(node -e "console.log(Math.round(JSON.parse(process.argv[1]).p99_ms))" "$out")")
+    for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
+    echo "burst run $i (load avg before: $load, after: $(lf_bench_load)): $n timers due at one instant T;" \
+        "$nf fired, $rate timers/s, lateness p50 $t50 p99 $t99 max $tmax ms; all fired and committed" \
+        "${vis}s after T, every effect (sla.reminded event, notification: $fx of $n each) ${efx}s after T;" \
+        "BullMQ n=$n on the same Redis: $out" >&2
+done
+fig scheduler.burst_fire_rate "${brate[*]}" "$bwant timers due at one instant, whole stack (fired / (last fired_at - T))"
+fig scheduler.burst_bullmq_fire_rate "${qrate[*]}" "BullMQ 5, $bwant delayed jobs due at one instant, the same Redis, concurrency 100"
+r=$(printf '%s\n' "${brate[@]}" | lf_bench_median); b=$(printf '%s\n' "${qrate[@]}" | lf_bench_median)
+awk -v a="$r" -v b="$b" 'BEGIN {printf "scheduler.burst_ratio_to_bullmq %.2f (target >= 5)\n", (b > 0 ? a / b : 0)}'
+fig scheduler.burst_lateness_p99_ms "${b99[*]}" "fired_at - due_at"
+fig scheduler.burst_bullmq_lateness_p99_ms "${q99[*]}" "BullMQ"
+fig scheduler.burst_all_fired_s "${bvis[*]}" "seconds after T until no timer of the burst was pending (committed)"
+fig scheduler.burst_all_effects_s "${bfx[*]}" "seconds after T until every sla.reminded event and notification was committed"
