@@ -22,6 +22,7 @@
 #include "lf/teams.h"
 #include "lf/util.h"
 #include "clocks.h"
+#include "effects.h"
 #include "timers.h"
 
 static const lf_cfg_def_t s_cfg[] = {
@@ -184,6 +185,7 @@ int main(int argc, char **argv) {
     lf_redis_t *redis = NULL;
     lf_consumer_t *consumer = NULL;
     lf_deliver_t *deliver = NULL;
+    lf_effects_t *effects = NULL;
     json_t *notify_tpl = NULL, *routing = NULL;
     lf_timers_t t;
     memset(&t, 0, sizeof t);
@@ -257,6 +259,20 @@ int main(int argc, char **argv) {
     /* The index is rebuilt from PostgreSQL at every start: cheap, and it repairs
      * whatever happened to Redis while we were down. */
     lf_timers_rebuild(&t);
+    /* What fired timers mean is derived in a thread of its own (effects.c). */
+    lf_effects_cfg_t ec = {
+        .db_url = lf_config_str(cfg, "LEADFLOW_DATABASE_URL"),
+        .redis_host = lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
+        .redis_port = (int)lf_config_int(cfg, "LEADFLOW_REDIS_PORT"),
+        .zkey = t.zkey,
+        .sla_text = t.sla_text,
+        .batch = t.claim_batch,
+        .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
+    };
+    effects = lf_effects_start(&ec);
+    if (!effects)
+        goto out;
+    t.effects = effects;
     if (s_start_delivery(cfg, db, &notify_tpl, &routing, teams, &deliver) < 0)
         goto out;
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
@@ -276,9 +292,10 @@ int main(int argc, char **argv) {
         .cfg = cfg,
     };
     rc = lf_loop_run(&loop);
-    lf_info("stopped fired=%ld reminders=%ld escalations=%ld", t.fired, t.reminders,
-            t.escalations);
+    lf_info("stopped fired=%ld effects=%ld keepalive_warnings=%ld", t.fired,
+            lf_effects_applied(effects), t.reminders);
 out:
+    lf_effects_stop(&effects);
     lf_deliver_stop(&deliver);
     json_decref(notify_tpl);
     json_decref(routing);

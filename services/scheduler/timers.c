@@ -4,13 +4,15 @@
  * The life of a timer: a row in `timers` (state pending) is written in the same
  * transaction as the event that caused it, and its id is added to a Redis sorted
  * set scored by due time. Every tick a Lua script atomically takes the due ids out
- * of the set, a batch at a time; one statement per batch, lf_fire_timers() in
- * 0006_scheduler.sql, flips them to fired (only rows still pending, so a timer fires
- * once however often it is claimed) and records what firing means: a notification,
- * a timeline entry, an outbox event, the next step's timer (indexed in Redis with
- * one ZADD once committed). Up to nlanes batches are in flight on their own
- * connections, so the next claim overlaps the previous batch's work and commit.
- * Notifications are delivered by deliver.c's threads, off the firing path.
+ * of the set, a batch at a time; one statement per batch, lf_fire_timers()
+ * (41_lf_fire_timers.sql), flips them to fired (only rows still pending, so a timer
+ * fires once however often it is claimed) and writes one 'timer.fired' outbox event
+ * per SLA or follow-up timer. What firing means - the reminder or escalation, its
+ * notification, timeline entry and event, the next step's timer - is derived from
+ * those events off the firing path, exactly once, by effects.c's thread, to which
+ * the committed events' seqs are handed. Up to nlanes batches are in flight on their
+ * own connections, so the next claim overlaps the previous batch's work and commit.
+ * Notifications are delivered by deliver.c's threads.
  *
  * What Redis may lose, PostgreSQL recovers:
  * - an id added to Redis by a transaction that rolled back is an orphan; firing
@@ -32,6 +34,7 @@
 #include "lf/log.h"
 #include "lf/util.h"
 #include "clocks.h"
+#include "effects.h"
 
 static const char *s_claim_lua =
     "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, "
@@ -106,13 +109,11 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
     return lf_clock_sla_arm(t, db, env, grade, 0);
 }
 
-/* ZADD of many timers in one command. pairs: "due_ms id due_ms id ..." (modified in
- * place). Not fatal when Redis is away: the PostgreSQL sweep fires them later. */
-static void s_zadd_pairs(lf_timers_t *t, char *pairs) {
+void lf_timers_zadd(lf_redis_t *redis, const char *zkey, char *pairs) {
     size_t cap = 64, argc = 2;
     const char **argv = lf_malloc(cap * sizeof *argv);
     argv[0] = "ZADD";
-    argv[1] = t->zkey;
+    argv[1] = zkey;
     char *save = NULL;
     for (char *tok = strtok_r(pairs, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
         if (argc == cap) {
@@ -122,14 +123,18 @@ static void s_zadd_pairs(lf_timers_t *t, char *pairs) {
         argv[argc++] = tok;
     }
     if (argc > 2 && argc % 2 == 0) {
-        redisReply *r = lf_redis_cmdargv(t->redis, (int)argc, argv, NULL);
+        redisReply *r = lf_redis_cmdargv(redis, (int)argc, argv, NULL);
         if (r)
             freeReplyObject(r);
         else
             lf_warn("next timers not indexed in Redis n=%zu reason=%s", (argc - 2) / 2,
-                    t->redis->errstr);
+                    redis->errstr);
     }
     free(argv);
+}
+
+static void s_zadd_pairs(lf_timers_t *t, char *pairs) {
+    lf_timers_zadd(t->redis, t->zkey, pairs);
 }
 
 void lf_timers_index(lf_timers_t *t, char *pairs) {
@@ -214,13 +219,14 @@ fail:
     return -1;
 }
 
-/* The whole firing of a batch: one statement, one transaction (0006_scheduler.sql). */
+/* The firing of a batch: one statement, one transaction (41_lf_fire_timers.sql). */
 #define S_FIRE_SQL                                                                       \
-    "SELECT fired, reminders, escalations, reassigns, next_timers"                       \
+    "SELECT fired, reminders, escalations, reassigns, next_timers, events"               \
     " FROM lf_fire_timers($1::bigint[], $2::jsonb)"
 
-/* Takes a committed lf_fire_timers() result: counters, and the next-step timers into
- * Redis with one ZADD. Returns the number fired. */
+/* Takes a committed lf_fire_timers() result: counters, the keep-alive kinds' next
+ * timers into Redis with one ZADD, and the 'timer.fired' events to the effects
+ * thread. Returns the number fired. */
 static int s_took(lf_timers_t *t, PGresult *res) {
     if (PQntuples(res) != 1)
         return 0;
@@ -231,6 +237,7 @@ static int s_took(lf_timers_t *t, PGresult *res) {
     char *pairs = lf_strdup(PQgetvalue(res, 0, 4));
     s_zadd_pairs(t, pairs);
     free(pairs);
+    lf_effects_push(t->effects, PQgetvalue(res, 0, 5));
     return fired;
 }
 

@@ -16,6 +16,7 @@
 #define LF_TIMERS_LANES_MAX 4
 
 typedef struct lf_digests lf_digests_t;
+typedef struct lf_effects lf_effects_t;
 
 typedef struct {
     lf_db_t *db; /* borrowed: the scheduler's connection */
@@ -34,6 +35,8 @@ typedef struct {
     const lf_keepalive_t *ka; /* borrowed: config/keepalive.json (clocks.h) */
     const lf_teams_t *teams;  /* borrowed: teams and their calendars (routing.json) */
     lf_digests_t *digests;    /* borrowed: team digest schedules (clocks.h), or NULL */
+    /* borrowed: the thread that derives what fired timers mean (effects.h), or NULL */
+    lf_effects_t *effects;
     /* "due_ms id ..." of the timers the open consumer batch wrote: indexed in Redis
      * once it commits (lf_timers_on_batch), never while its transaction is open. */
     char *pending;
@@ -61,6 +64,10 @@ void lf_timers_on_batch(void *arg, int committed);
  * flight), fire due timers Redis forgot. Returns the milliseconds until the next due
  * timer (capped). */
 int lf_timers_tick(void *arg);
+/* ZADD of many timers to zkey in one command. pairs: "due_ms id due_ms id ..."
+ * (modified in place). Not fatal when Redis is away (logged): the PostgreSQL sweep
+ * fires them later. For any thread with its own Redis connection. */
+void lf_timers_zadd(lf_redis_t *redis, const char *zkey, char *pairs);
 /* Loads every pending timer into Redis and marks the index complete. Returns the
  * number indexed, or -1. */
 long lf_timers_rebuild(lf_timers_t *t);

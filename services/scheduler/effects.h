@@ -1,0 +1,35 @@
+/* effects.h - what a fired SLA or follow-up timer means (its reminder, escalation or
+ * reassign request, the notification, timeline entry, outbox event and next timer),
+ * derived off the firing path by an exactly-once consumer of 'timer.fired' events in
+ * a thread of its own. */
+#ifndef LF_SCHEDULER_EFFECTS_H
+#define LF_SCHEDULER_EFFECTS_H
+
+#include <stddef.h>
+
+typedef struct lf_effects lf_effects_t;
+
+typedef struct {
+    const char *db_url;     /* borrowed: the thread has its own connection */
+    const char *redis_host; /* borrowed: and its own Redis connection */
+    int redis_port;
+    const char *zkey;     /* borrowed: the timers' sorted set (next steps go there) */
+    const char *sla_text; /* borrowed: config/sla.json as compact JSON */
+    int batch;            /* events applied per transaction */
+    int sweep_ms;         /* how often the outbox is swept for events not handed over */
+} lf_effects_cfg_t;
+
+/* Starts the thread. cfg is copied; what it borrows must outlive the result. Returns
+ * the handle (caller owns), or NULL when the thread could not start. */
+lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg);
+/* Hands over the outbox seqs of 'timer.fired' events that just committed, as a
+ * PostgreSQL array literal "{1,2,3}" (borrowed). Never blocks on the database: the
+ * seqs are queued, and what does not fit in the queue is left to the thread's sweep
+ * of the outbox. */
+void lf_effects_push(lf_effects_t *self, const char *seqs);
+/* Events applied so far (committed). */
+long lf_effects_applied(lf_effects_t *self);
+/* Stops the thread (the batch in flight ends first), joins it, frees. Accepts NULL. */
+void lf_effects_stop(lf_effects_t **self_p);
+
+#endif
