@@ -19,13 +19,18 @@ WITH ev AS MATERIALIZED (
            o.payload ->> 'channel' AS channel, o.payload ->> 'grade' AS grade,
            o.payload ->> 'created_at' AS created_at,
            o.payload ->> 'loss_reason' AS loss_reason
+    -- (A range scan merged with the seqs reads the outbox faster, but its row
+    -- estimate of 1 turns the joins of cur below into nested loops over this CTE,
+    -- quadratic in the batch: measured 3.4 s for 5,000 events.)
     FROM outbox o
     WHERE o.id = ANY (seqs)
       AND o.type IN ('lead.assigned', 'stage.changed', 'deal.won', 'deal.lost')
 ), leads_daily AS (
+    -- Grouped and ordered under the "C" collation (the keys are ASCII names): a sort
+    -- by the database's collation calls strcoll() for every comparison.
     INSERT INTO rollup_leads_daily (day, channel, grade, leads)
-    SELECT (created_at::timestamptz AT TIME ZONE 'Asia/Shanghai')::date, channel, grade,
-           count(*)
+    SELECT (created_at::timestamptz AT TIME ZONE 'Asia/Shanghai')::date,
+           channel COLLATE "C", grade COLLATE "C", count(*)
     FROM ev
     WHERE NOT funnel_only AND type = 'lead.assigned' AND channel IS NOT NULL
       AND grade IS NOT NULL AND created_at IS NOT NULL
@@ -34,7 +39,7 @@ WITH ev AS MATERIALIZED (
     DO UPDATE SET leads = rollup_leads_daily.leads + EXCLUDED.leads
 ), stage_daily AS (
     INSERT INTO rollup_stage_daily (day, stage, moves)
-    SELECT (at AT TIME ZONE 'Asia/Shanghai')::date, to_stage, count(*)
+    SELECT (at AT TIME ZONE 'Asia/Shanghai')::date, to_stage COLLATE "C", count(*)
     FROM ev
     WHERE NOT funnel_only AND type = 'stage.changed' AND to_stage IS NOT NULL
     GROUP BY 1, 2 ORDER BY 1, 2
@@ -42,8 +47,9 @@ WITH ev AS MATERIALIZED (
 ), outcomes AS (
     INSERT INTO rollup_outcomes_daily (day, outcome, loss_reason, deals, amount)
     SELECT (at AT TIME ZONE 'Asia/Shanghai')::date,
-           CASE type WHEN 'deal.won' THEN 'won' ELSE 'lost' END,
-           CASE type WHEN 'deal.won' THEN '' ELSE coalesce(loss_reason, 'other') END,
+           CASE type WHEN 'deal.won' THEN 'won' ELSE 'lost' END COLLATE "C",
+           CASE type WHEN 'deal.won' THEN '' ELSE coalesce(loss_reason, 'other') END
+               COLLATE "C",
            count(*), coalesce(sum(amount), 0)
     FROM ev
     WHERE NOT funnel_only AND type IN ('deal.won', 'deal.lost')
@@ -81,7 +87,7 @@ WITH ev AS MATERIALIZED (
     SELECT lead_id, new_stage, new_amount, new_reached FROM cur
     WHERE NOT known OR old_stage IS DISTINCT FROM new_stage
        OR old_amount IS DISTINCT FROM new_amount OR old_reached <> new_reached
-    ORDER BY lead_id
+    ORDER BY lead_id COLLATE "C"
     ON CONFLICT (lead_id) DO UPDATE
     SET stage = EXCLUDED.stage, amount = EXCLUDED.amount, reached = EXCLUDED.reached
 ), delta AS (
@@ -93,9 +99,9 @@ WITH ev AS MATERIALIZED (
     SELECT s, 0, 0, 1 FROM cur, unnest(new_reached) s WHERE NOT s = ANY (old_reached)
 ), funnel AS (
     INSERT INTO rollup_funnel (stage, deals_now, amount_now, deals_reached)
-    SELECT stage, sum(n), sum(amount), sum(r) FROM delta GROUP BY stage
+    SELECT stage COLLATE "C", sum(n), sum(amount), sum(r) FROM delta GROUP BY 1
     HAVING sum(n) <> 0 OR sum(amount) <> 0 OR sum(r) <> 0
-    ORDER BY stage
+    ORDER BY 1
     ON CONFLICT (stage) DO UPDATE
     SET deals_now = rollup_funnel.deals_now + EXCLUDED.deals_now,
         amount_now = rollup_funnel.amount_now + EXCLUDED.amount_now,

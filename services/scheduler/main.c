@@ -80,7 +80,8 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_TICK_MS", LF_CFG_INT, "100", 5, 10000,
      "longest wait between timer checks"},
     {"LEADFLOW_TIMER_BATCH", LF_CFG_INT, "2000", 1, 20000,
-     "due timers claimed from Redis and fired in one statement"},
+     "due timers claimed from Redis and fired in one statement (and fired timers whose "
+     "effects are derived in one transaction)"},
     {"LEADFLOW_TIMER_LANES", LF_CFG_INT, "2", 0, 4,
      "PostgreSQL connections firing batches concurrently (0 = on the main one)"},
     {NULL, 0, NULL, 0, 0, NULL}};
