@@ -50,10 +50,12 @@ TRUNCATE notifications, timers, lead_events, outbox, assignments, consumer_acks,
 INSERT INTO reps (id, name, manager)
 SELECT 'rep' || g, 'Rep ' || g, 'mgr' || (g % 10) FROM generate_series(1, 200) g;
 INSERT INTO leads (id, channel, phone, grade, owner, stage, assigned_at)
-SELECT 'L' || g, 'web_form', '138' || lpad(g::text, 8, '0'), 'B',
-       'rep' || (1 + g % 200), 'new', now() FROM generate_series(1, $N) g;
+SELECT ('00000000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, 'web_form',
+       '138' || lpad(g::text, 8, '0'), 'B', 'rep' || (1 + g % 200), 'new', now()
+  FROM generate_series(1, $N) g;
 INSERT INTO timers (lead_id, kind, step, due_at)
-SELECT 'L' || g, 'sla_first_contact', 0, now() + interval '6 seconds'
+SELECT ('00000000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, 'sla_first_contact', 0,
+       now() + interval '6 seconds'
   FROM generate_series(1, $N) g;
 VACUUM ANALYZE leads, timers, reps;
 CHECKPOINT;
@@ -86,10 +88,11 @@ SQL
         sn=$((SR * SS))
         sql >/dev/null <<SQL
 INSERT INTO leads (id, channel, phone, grade, owner, stage, assigned_at)
-SELECT 'S' || g, 'web_form', '139' || lpad(g::text, 8, '0'), 'B',
-       'rep' || (1 + g % 200), 'new', now() FROM generate_series(1, $sn) g;
+SELECT ('00000000-0000-7000-9000-' || lpad(g::text, 12, '0'))::uuid, 'web_form',
+       '139' || lpad(g::text, 8, '0'), 'B', 'rep' || (1 + g % 200), 'new', now()
+  FROM generate_series(1, $sn) g;
 INSERT INTO timers (lead_id, kind, step, due_at)
-SELECT 'S' || g, 'sla_first_contact', 0,
+SELECT ('00000000-0000-7000-9000-' || lpad(g::text, 12, '0'))::uuid, 'sla_first_contact', 0,
        now() + interval '4 seconds' + make_interval(secs => g::double precision / $SR)
   FROM generate_series(1, $sn) g;
 SQL
@@ -103,7 +106,8 @@ SQL
           SELECT round(avg(ms)), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)),
                  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)), round(max(ms))
             FROM (SELECT extract(epoch FROM fired_at - due_at) * 1000 AS ms
-                    FROM timers WHERE step = 0 AND lead_id LIKE 'S%' AND state = 'fired') t")"
+                    FROM timers WHERE step = 0 AND lead_id::text LIKE '%-9000-%'
+                     AND state = 'fired') t")"
         S[savg]+="$savg "; S[sp50]+="$sp50 "; S[sp99]+="$sp99 "; S[smax]+="$smax "
         echo "run $i: steady $SR timers/s for ${SS}s: lateness avg $savg p50 $sp50 p99 $sp99 max $smax ms" >&2
     fi
@@ -113,11 +117,12 @@ SQL
              round(avg(ms)), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)),
              round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)), round(max(ms)),
              (SELECT count(*) FROM notifications WHERE kind = 'sla_reminder'
-                 AND lead_id LIKE 'L%'),
-             (SELECT count(*) FROM outbox WHERE type = 'sla.reminded' AND lead_id LIKE 'L%')
+                 AND lead_id::text LIKE '%-8000-%'),
+             (SELECT count(*) FROM outbox WHERE type = 'sla.reminded'
+                 AND lead_id::text LIKE '%-8000-%')
         FROM (SELECT fired_at, due_at,
                      extract(epoch FROM fired_at - due_at) * 1000 AS ms
-                FROM timers WHERE step = 0 AND lead_id LIKE 'L%') t")"
+                FROM timers WHERE step = 0 AND lead_id::text LIKE '%-8000-%') t")"
     vis=$(awk -v a="$T" -v b="$seen" 'BEGIN {printf "%.2f", b - a}')
     eff=$(awk -v a="$T" -v b="$done_at" 'BEGIN {printf "%.2f", b - a}')
     [ "$notif" = "$N" ] && [ "$events" = "$N" ] ||
