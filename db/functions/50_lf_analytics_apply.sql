@@ -87,7 +87,7 @@ WITH ev AS MATERIALIZED (
     SELECT lead_id, new_stage, new_amount, new_reached FROM cur
     WHERE NOT known OR old_stage IS DISTINCT FROM new_stage
        OR old_amount IS DISTINCT FROM new_amount OR old_reached <> new_reached
-    ORDER BY lead_id COLLATE "C"
+    ORDER BY lead_id
     ON CONFLICT (lead_id) DO UPDATE
     SET stage = EXCLUDED.stage, amount = EXCLUDED.amount, reached = EXCLUDED.reached
 ), delta AS (
