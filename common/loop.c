@@ -37,7 +37,8 @@ int lf_loop_run(lf_loop_t *loop) {
         if (now >= next_sweep) {
             /* One chunk of the backlog; while chunks come back full, the next one is
              * due at once (after a look at the socket). */
-            int n = lf_consumer_sweep(loop->consumer, loop->batch);
+            int n = loop->sweep ? loop->sweep(loop->sweep_arg, loop->batch)
+                                : lf_consumer_sweep(loop->consumer, loop->batch);
             s_publish(loop);
             healthy = n >= 0;
             next_sweep = n >= loop->batch / 2 ? 0 : lf_mono_ms() + loop->sweep_ms;

@@ -1,16 +1,19 @@
 -- lf_analytics_apply: repeatable; first created by 0007_analytics.sql. Edit here, not in a migration.
--- The fold of the outbox events `seqs` into every rollup: one statement that reads the
--- events once (by seq from the outbox, the system of record) and upserts each rollup
--- table with one grouped INSERT ... ON CONFLICT. Returns how many of the events were of
--- a type analytics folds. With funnel_only, only analytics_deals and rollup_funnel are
--- updated (the backfill below).
+-- The fold of outbox events into every rollup: one statement that reads the events once
+-- and upserts each rollup table with one grouped INSERT ... ON CONFLICT. Returns how many
+-- of the events were of a type analytics folds. With funnel_only, only analytics_deals
+-- and rollup_funnel are updated (the backfill in 0007).
+--   lf_analytics_apply_rows(evs, funnel_only): the events as outbox rows, for a caller
+--     that has read them already (lf_analytics_sweep(), 53_lf_analytics_sweep.sql);
+--   lf_analytics_apply(seqs, funnel_only): the events by seq, read from the outbox (the
+--     system of record) - the ZeroMQ path and the per-event fallback.
 --
 -- The funnel part keeps per deal the stage it is in, the amount its last stage move
 -- carried and the stages it entered (analytics_deals); the deals of the batch are
 -- collapsed to one row each (their last stage, last amount, the stages they entered),
 -- compared with what the fold knew, and the differences are added to rollup_funnel.
-CREATE OR REPLACE FUNCTION lf_analytics_apply(seqs bigint[], funnel_only boolean) RETURNS integer
-    LANGUAGE sql AS $$
+CREATE OR REPLACE FUNCTION lf_analytics_apply_rows(evs outbox[], funnel_only boolean)
+    RETURNS integer LANGUAGE sql AS $$
 WITH ev AS MATERIALIZED (
     SELECT o.id, o.type, o.lead_id, o.at,
            o.payload ->> 'to' AS to_stage,
@@ -19,12 +22,8 @@ WITH ev AS MATERIALIZED (
            o.payload ->> 'channel' AS channel, o.payload ->> 'grade' AS grade,
            o.payload ->> 'created_at' AS created_at,
            o.payload ->> 'loss_reason' AS loss_reason
-    -- (A range scan merged with the seqs reads the outbox faster, but its row
-    -- estimate of 1 turns the joins of cur below into nested loops over this CTE,
-    -- quadratic in the batch: measured 3.4 s for 5,000 events.)
-    FROM outbox o
-    WHERE o.id = ANY (seqs)
-      AND o.type IN ('lead.assigned', 'stage.changed', 'deal.won', 'deal.lost')
+    FROM unnest(evs) o
+    WHERE o.type IN ('lead.assigned', 'stage.changed', 'deal.won', 'deal.lost')
 ), leads_daily AS (
     -- Grouped and ordered under the "C" collation (the keys are ASCII names): a sort
     -- by the database's collation calls strcoll() for every comparison.
@@ -59,9 +58,15 @@ WITH ev AS MATERIALIZED (
                   amount = rollup_outcomes_daily.amount + EXCLUDED.amount
 ), per AS (
     -- Plain aggregates only: ordered or DISTINCT aggregates would sort once per deal.
+    -- The deal's last stage and last amount in the batch are the maxima of (seq,
+    -- value) pairs packed to compare by seq first, so nothing joins back to ev: with
+    -- the planner's small row estimates for ev (a function's array), such joins
+    -- became nested loops over ev, quadratic in the batch (4 s per 5,000 events).
     SELECT lead_id,
-           max(id) FILTER (WHERE to_stage IS NOT NULL) AS stage_seq,
-           max(id) FILTER (WHERE amount IS NOT NULL) AS amount_seq,
+           substr(max((lpad(id::text, 20, '0') || to_stage) COLLATE "C")
+                      FILTER (WHERE to_stage IS NOT NULL), 21) AS last_stage,
+           (max(ARRAY[id::numeric, amount]) FILTER (WHERE amount IS NOT NULL))[2]
+               AS last_amount,
            coalesce(array_agg(to_stage) FILTER (WHERE to_stage IS NOT NULL), '{}')
                AS entered
     FROM ev
@@ -71,16 +76,14 @@ WITH ev AS MATERIALIZED (
 ), cur AS (
     SELECT p.lead_id, d.lead_id IS NOT NULL AS known, d.stage AS old_stage,
            d.amount AS old_amount, coalesce(d.reached, '{}') AS old_reached,
-           coalesce(ls.to_stage, d.stage, 'new') AS new_stage,
-           coalesce(la.amount, d.amount) AS new_amount,
+           coalesce(p.last_stage, d.stage, 'new') AS new_stage,
+           coalesce(p.last_amount, d.amount) AS new_amount,
            CASE WHEN d.reached IS NOT NULL AND p.entered <@ d.reached THEN d.reached
                 WHEN d.reached IS NULL AND p.entered = '{}' THEN '{new}'::text[]
                 ELSE ARRAY(SELECT DISTINCT s
                            FROM unnest(coalesce(d.reached, '{new}') || p.entered) s
                            ORDER BY 1) END AS new_reached
     FROM per p
-    LEFT JOIN ev ls ON ls.id = p.stage_seq
-    LEFT JOIN ev la ON la.id = p.amount_seq
     LEFT JOIN analytics_deals d ON d.lead_id = p.lead_id COLLATE "C"
 ), deals AS (
     INSERT INTO analytics_deals (lead_id, stage, amount, reached)
@@ -108,4 +111,12 @@ WITH ev AS MATERIALIZED (
         deals_reached = rollup_funnel.deals_reached + EXCLUDED.deals_reached
 )
 SELECT count(*)::integer FROM ev
+$$;
+
+CREATE OR REPLACE FUNCTION lf_analytics_apply(seqs bigint[], funnel_only boolean)
+    RETURNS integer LANGUAGE sql AS $$
+SELECT lf_analytics_apply_rows(
+    ARRAY(SELECT o FROM outbox o WHERE o.id = ANY (seqs)
+             AND o.type IN ('lead.assigned', 'stage.changed', 'deal.won', 'deal.lost')),
+    funnel_only)
 $$;

@@ -9,6 +9,7 @@
 #include "lf/pipeline.h"
 #include "lf/service.h"
 #include "rollup.h"
+#include "sweep.h"
 
 static const lf_cfg_def_t s_cfg[] = {
     LF_CFG_COMMON,
@@ -91,6 +92,12 @@ int main(int argc, char **argv) {
     if (!db->err)
         lf_rollup_sync_config(&r, db);
     s_tick_t tick = {&r, db};
+    /* The sweep acknowledges and folds a window in one statement (sweep.c); events
+     * that come over ZeroMQ go through the consumer as before. */
+    lf_sweep_t sweep = {.db = db,
+                        .consumer = consumer,
+                        .rollup = &r,
+                        .types = "{lead.assigned,stage.changed,deal.won,deal.lost}"};
     if (sub) {
         lf_info("ready");
         lf_loop_t loop = {
@@ -101,6 +108,8 @@ int main(int argc, char **argv) {
             .tick_ms = 5000,
             .tick = s_tick,
             .tick_arg = &tick,
+            .sweep = lf_sweep_run,
+            .sweep_arg = &sweep,
             .cfg = cfg,
         };
         rc = lf_loop_run(&loop);

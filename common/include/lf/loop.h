@@ -21,6 +21,11 @@ typedef struct {
      * tick_ms), or a negative value to keep tick_ms. */
     int (*tick)(void *arg);
     void *tick_arg;
+    /* The outbox sweep, when the service has its own (analytics: one statement per
+     * window); NULL: lf_consumer_sweep(consumer, limit). Returns the number of events
+     * applied, or -1, as lf_consumer_sweep does. */
+    int (*sweep)(void *arg, int limit);
+    void *sweep_arg;
     const lf_config_t *cfg; /* borrowed: for the health file */
 } lf_loop_t;
 
