@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../../services/analytics/rollup.h"
+#include "../../services/analytics/sweep.h"
 #include "../support/harness.h"
 #include "lf/consumer.h"
 #include "lf/event.h"
@@ -495,6 +496,71 @@ Test(analytics, the_sweep_finds_an_event_lost_behind_acknowledged_ones, .timeout
     cr_expect_eq(lf_h_sql_long(h, "SELECT deals_reached FROM rollup_funnel"), 12);
     for (int i = 0; i < 12; i++)
         json_decref(envs[i]);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* The service's own sweep (sweep.c: the window, its acks and its fold in one
+ * statement): it folds a backlog exactly once alongside the ZeroMQ path, finds an event
+ * lost behind acknowledged windows, and a window holding a poison event goes through
+ * the framework, which sets only that event aside. */
+Test(analytics, the_one_statement_sweep_folds_each_event_once, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
+    cr_assert_eq(db->err, 0, "%s", db->errstr);
+    json_t *envs[12];
+    for (int i = 0; i < 12; i++) {
+        /* Event 7 (index 6) carries a creation time no one can read. */
+        json_t *pl =
+            json_pack("{s:s, s:s, s:s}", "grade", "A", "channel", "api", "created_at",
+                      i == 6 ? "yesterday-ish" : "2026-03-01T02:00:00.000Z");
+        char lead[40];
+        snprintf(lead, sizeof lead, "00000000-0000-7000-8000-%012d", i);
+        envs[i] = lf_outbox_add(db, "lead.assigned", lead, pl);
+        cr_assert(envs[i], "%s", db->errstr);
+        json_decref(pl);
+    }
+    json_t *pl =
+        json_pack("{s:s, s:s, s:i}", "from", "new", "to", "proposal", "amount", 500);
+    json_t *move =
+        lf_outbox_add(db, "stage.changed", "00000000-0000-7000-8000-000000000000", pl);
+    json_decref(pl);
+    lf_rollup_t r = {0};
+    lf_consumer_t *c = s_consumer(db, &r);
+    lf_sweep_t sw = {.db = db,
+                     .consumer = c,
+                     .rollup = &r,
+                     .types = "{lead.assigned,stage.changed,deal.won,deal.lost}"};
+    /* Events 1-3 came over ZeroMQ already (the consumer's batch path). */
+    cr_expect_eq(lf_consumer_handle(c, envs, 3), 3);
+    /* Windows of 3: events 1-3 are acknowledged (skipped), 4-6 folded. */
+    cr_expect_eq(lf_sweep_run(&sw, 3), 3);
+    /* 7-9 hold the poison event: the framework takes that window, event by event. */
+    int n = 0, got;
+    for (int i = 0; i < 10 && (got = lf_sweep_run(&sw, 3)) != 0; i++)
+        n += got > 0 ? got : 0;
+    cr_expect_eq(n, 6, "events 7-13 but the poison one: %d", n);
+    cr_expect_eq(lf_sweep_run(&sw, 3), 0, "nothing left");
+    cr_expect_eq(lf_consumer_handle(c, envs, 12), 0, "a redelivery adds nothing");
+    char *err = lf_h_sql(h, "SELECT error FROM consumer_acks WHERE error IS NOT NULL");
+    cr_expect(err && strstr(err, "yesterday-ish") != NULL, "the ack says why: %s", err);
+    free(err);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks"), 13);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT sum(leads) FROM rollup_leads_daily"), 11);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT deals_reached FROM rollup_funnel"
+                                  " WHERE stage = 'new'"),
+                 11);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT deals_now FROM rollup_funnel"
+                                  " WHERE stage = 'proposal'"),
+                 1);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT amount_now FROM rollup_funnel"
+                                  " WHERE stage = 'proposal'"),
+                 500);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT sum(moves) FROM rollup_stage_daily"), 1);
+    for (int i = 0; i < 12; i++)
+        json_decref(envs[i]);
+    json_decref(move);
     lf_consumer_destroy(&c);
     lf_db_destroy(&db);
     lf_h_destroy(&h);
