@@ -127,6 +127,49 @@ Test(scheduler, kill9_while_firing_then_every_timer_fires_exactly_once, .timeout
     lf_h_destroy(&h);
 }
 
+/* The number a scheduler's log says it fired when it stopped ("stopped fired=N"). */
+static long s_fired_in_log(lf_h_t *h, int instance) {
+    char path[512], line[512];
+    snprintf(path, sizeof path, "%s/scheduler.%d.log", lf_h_dir(h), instance);
+    FILE *f = fopen(path, "r");
+    long n = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "stopped fired=");
+        if (p)
+            n = atol(p + strlen("stopped fired="));
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+Test(scheduler, two_schedulers_fire_each_timer_once_in_effect, .timeout = 180) {
+    lf_h_t *h = lf_h_new(0, 1);
+    const int n = 6000;
+    /* Small batches, so both claim from Redis while the other fires. */
+    lf_h_env(h, "LEADFLOW_TIMER_BATCH", "100");
+    lf_h_env(h, "LEADFLOW_LOG_LEVEL", "info");
+    s_leads_with_timers(h, 1, n, "B", 4);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 1);
+    char want[32];
+    snprintf(want, sizeof want, "%d", n);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM notifications", want, 60000),
+              "not every timer's reminder was written");
+    sleep(3); /* a double fire or a second effect would show by now */
+    lf_h_stop(h, LF_H_SCHEDULER, 0, 0);
+    lf_h_stop(h, LF_H_SCHEDULER, 1, 0);
+    s_expect_each_fired_once(h, n);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'timer.fired'"), n,
+        "one timer.fired event per timer");
+    long a = s_fired_in_log(h, 0), b = s_fired_in_log(h, 1);
+    cr_log_info("fired by scheduler 0: %ld, by scheduler 1: %ld", a, b);
+    cr_expect_eq(a + b, n, "the schedulers' own counts add up to more or less than n");
+    cr_expect(a > 0 && b > 0, "one scheduler fired everything: the test proves nothing");
+    lf_h_destroy(&h);
+}
+
 Test(scheduler, timers_redis_never_had_fire_from_the_sweep_once, .timeout = 90) {
     lf_h_t *h = lf_h_new(0, 1);
     lf_h_start(h, LF_H_SCHEDULER, 0);
