@@ -509,6 +509,11 @@ Test(analytics, the_one_statement_sweep_folds_each_event_once, .timeout = 60) {
     lf_h_t *h = lf_h_new(0, 0);
     lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
     cr_assert_eq(db->err, 0, "%s", db->errstr);
+    free(lf_h_sql(h,
+                  "INSERT INTO leads (id, channel, phone)"
+                  " SELECT ('00000000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid,"
+                  " 'api', '1390000' || lpad(g::text, 4, '0')"
+                  " FROM generate_series(0, 11) g RETURNING 1"));
     json_t *envs[12];
     for (int i = 0; i < 12; i++) {
         /* Event 7 (index 6) carries a creation time no one can read. */
