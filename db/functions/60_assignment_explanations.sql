@@ -2,7 +2,18 @@
 -- One row per candidate of every decision: who was chosen, who was skipped and why.
 --   SELECT rep, skip, count(*) FROM assignment_explanations
 --    WHERE at > now() - interval '1 day' AND NOT chosen GROUP BY 1, 2;
+-- A decision's candidates are either JSON (assignments.candidates: older rows,
+-- reassignments, moves by people) or codes (assignments.cand, written by the router's
+-- batch path, 0045_route_explanations.sql): rep << 8 | sticky << 5 | chosen << 4 | skip,
+-- rep indexing the batch's dictionary route_explanations.reps, skip indexing the
+-- reasons below (0 = eligible; the order of services/router/assign.c).
 DROP VIEW IF EXISTS assignment_explanations CASCADE;
+
+CREATE OR REPLACE FUNCTION lf_skip_name(code integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT (ARRAY['excluded', 'inactive', 'paused', 'out_of_office', 'off_shift',
+                        'grade', 'skill', 'region', 'at_capacity'])[code & 15] $$;
+
 CREATE VIEW assignment_explanations AS
 SELECT a.id AS assignment_id, a.lead_id, a.at, a.kind, a.rep_id AS assigned_to, a.queue,
        a.reason, c.ord AS position, c.item ->> 'rep' AS rep,
@@ -10,4 +21,38 @@ SELECT a.id AS assignment_id, a.lead_id, a.at, a.kind, a.rep_id AS assigned_to, 
        coalesce((c.item ->> 'chosen')::boolean, false) AS chosen,
        c.item ->> 'skip' AS skip
 FROM assignments a
-CROSS JOIN LATERAL jsonb_array_elements(a.candidates) WITH ORDINALITY AS c(item, ord);
+CROSS JOIN LATERAL jsonb_array_elements(a.candidates) WITH ORDINALITY AS c(item, ord)
+UNION ALL
+SELECT a.id, a.lead_id, a.at, a.kind, a.rep_id, a.queue, a.reason, c.ord,
+       e.reps[(c.code >> 8) + 1], c.code & 15 = 0, c.code & 16 <> 0, lf_skip_name(c.code)
+FROM assignments a
+JOIN route_explanations e ON e.id = a.explanation
+CROSS JOIN LATERAL unnest(a.cand) WITH ORDINALITY AS c(code, ord);
+
+-- The candidates of one assignment as the timeline shows them:
+-- [{"rep", "eligible", "skip", "chosen"[, "sticky"]}], in the order considered.
+CREATE OR REPLACE FUNCTION lf_assignment_candidates(p_assignment bigint) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT coalesce((SELECT a.candidates FROM assignments a
+                      WHERE a.id = p_assignment AND a.cand IS NULL),
+                    (SELECT coalesce(jsonb_agg(jsonb_build_object('rep',
+                                e.reps[(c.code >> 8) + 1], 'eligible', c.code & 15 = 0,
+                                'skip', lf_skip_name(c.code), 'chosen', c.code & 16 <> 0)
+                              || CASE WHEN c.code & 32 <> 0 THEN '{"sticky": true}'::jsonb
+                                      ELSE '{}'::jsonb END ORDER BY c.ord), '[]')
+                       FROM assignments a JOIN route_explanations e ON e.id = a.explanation
+                      CROSS JOIN LATERAL unnest(a.cand) WITH ORDINALITY AS c(code, ord)
+                      WHERE a.id = p_assignment),
+                    '[]')
+$$;
+
+-- A timeline entry's data as readers see it: an entry written by the router's batch
+-- path names its assignment ("assignment": id) instead of copying the candidates; they
+-- are put back here.
+CREATE OR REPLACE FUNCTION lf_timeline_data(p_data jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT CASE WHEN p_data ? 'assignment' AND NOT p_data ? 'candidates'
+                      THEN (p_data - 'assignment') || jsonb_build_object('candidates',
+                           lf_assignment_candidates((p_data ->> 'assignment')::bigint))
+                      ELSE p_data END $$;

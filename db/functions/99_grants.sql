@@ -36,6 +36,8 @@ GRANT SELECT ON consumer_cursors, consumer_acks TO leadflow_intake;
 GRANT pg_read_all_stats TO leadflow_intake;
 -- claims, assignments and handovers by people (lf_claim_lead, lf_move_lead, lf_handover)
 GRANT SELECT, INSERT ON assignments TO leadflow_intake;
+-- the timeline decodes the router's compact explanations (lf_timeline_data)
+GRANT SELECT ON route_explanations TO leadflow_intake;
 GRANT SELECT, INSERT, UPDATE ON lead_claims, routing_ledger TO leadflow_intake;
 -- a stage move restarts the deal's stale clock (lf_keepalive_on_move)
 GRANT SELECT, INSERT, UPDATE ON timers TO leadflow_intake;
@@ -45,6 +47,8 @@ GRANT SELECT ON lead_recycles TO leadflow_intake;
 GRANT SELECT, UPDATE ON leads, reps TO leadflow_router;
 GRANT SELECT, INSERT ON lead_events, assignments, notifications, outbox TO leadflow_router;
 GRANT SELECT, INSERT, UPDATE ON routing_ledger TO leadflow_router;
+-- the batch's explanation dictionary (0045_route_explanations.sql)
+GRANT SELECT, INSERT ON route_explanations TO leadflow_router;
 GRANT SELECT ON customers, stages, lead_recycles, lead_claims TO leadflow_router;
 
 -- scheduler: timers, reminders and escalations, notifications and their delivery.

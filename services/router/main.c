@@ -17,6 +17,7 @@
 #include "lf/log.h"
 #include "lf/loop.h"
 #include "lf/service.h"
+#include "batch.h"
 #include "replay.h"
 #include "route.h"
 

@@ -41,7 +41,7 @@
 
 /* Webmail domains say nothing about the company, so they never make a customer
  * "known" by e-mail domain. */
-static const char *s_public_domains =
+const char lf_route_public_domains[] =
     "{qq.com,163.com,126.com,sina.com,sohu.com,yeah.net,foxmail.com,aliyun.com,139.com,"
     "gmail.com,outlook.com,hotmail.com,yahoo.com,icloud.com,live.com}";
 
@@ -157,7 +157,7 @@ static int s_prelude(lf_router_ctx_t *ctx, lf_db_t *db, const char *lead_id,
     if (!ctx->batch_locked &&
         lf_db_cmd(db, "SELECT pg_advisory_xact_lock(" S_ROUTING_LOCK ")", 0, NULL) < 0)
         return -1;
-    const char *p[] = {lead_id, s_public_domains};
+    const char *p[] = {lead_id, lf_route_public_domains};
     l->res = s_exec_prepared(ctx, db, S_PREP_PRELUDE, s_prelude_sql, 2, p);
     if (!l->res)
         return -1;
@@ -219,10 +219,10 @@ void lf_router_ctx_fini(lf_router_ctx_t *ctx) {
     ctx->tick_pub = NULL;
 }
 
-/* Makes ctx->pool match the database as seen by the prelude. Returns 0 or -1. */
-static int s_pool_ready(lf_router_ctx_t *ctx, lf_db_t *db, const s_lead_t *l) {
-    if (ctx->pool && l->n == ctx->reps_n && l->v == ctx->reps_version &&
-        strcmp(l->writer, ctx->token) == 0)
+int lf_route_pool_ready(lf_router_ctx_t *ctx, lf_db_t *db, long long n, long long v,
+                        const char *writer) {
+    if (ctx->pool && n == ctx->reps_n && v == ctx->reps_version &&
+        strcmp(writer, ctx->token) == 0)
         return 0;
     lf_pool_destroy(&ctx->pool);
     PGresult *res =
@@ -247,11 +247,21 @@ static int s_pool_ready(lf_router_ctx_t *ctx, lf_db_t *db, const s_lead_t *l) {
     json_decref(ledger);
     if (!ctx->pool)
         return -1;
-    ctx->reps_n = l->n;
-    ctx->reps_version = l->v;
-    lf_strlcpy(ctx->token, l->writer, sizeof ctx->token);
+    ctx->reps_n = n;
+    ctx->reps_version = v;
+    lf_strlcpy(ctx->token, writer, sizeof ctx->token);
     ctx->rebuilds++;
     return 0;
+}
+
+/* Makes ctx->pool match the database as seen by the prelude. Returns 0 or -1. */
+static int s_pool_ready(lf_router_ctx_t *ctx, lf_db_t *db, const s_lead_t *l) {
+    return lf_route_pool_ready(ctx, db, l->n, l->v, l->writer);
+}
+
+void lf_route_decided(lf_router_ctx_t *ctx, long bumps) {
+    ctx->reps_version += bumps;
+    ctx->ledger_dirty = 1;
 }
 
 /* The decision is in the database (in this transaction): remember the reps state
@@ -321,12 +331,9 @@ const char *lf_route_map_lead(const lf_teams_t *teams, json_t *lead) {
                           json_string_value(json_object_get(lead, "source")));
 }
 
-/* The mapped facts of a lead, as statement parameters (borrowed from the lead). */
-typedef struct {
-    const char *team, *region, *region_raw, *industry, *industry_raw;
-} s_facts_t;
+typedef lf_route_facts_t s_facts_t;
 
-static s_facts_t s_facts(lf_router_ctx_t *ctx, json_t *lead) {
+lf_route_facts_t lf_route_facts(lf_router_ctx_t *ctx, json_t *lead) {
     s_facts_t f;
     f.team = lf_route_map_lead(ctx->teams, lead);
     f.region = json_string_value(json_object_get(lead, "region"));
@@ -345,7 +352,7 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     lf_assign_result_t res;
     memset(&res, 0, sizeof res);
     char *bd_text = NULL, *cand_text = NULL;
-    s_facts_t f = s_facts(ctx, l->lead); /* graded on the mapped ids */
+    s_facts_t f = lf_route_facts(ctx, l->lead); /* graded on the mapped ids */
     if (s_grade(ctx, l->lead, &score, &grade, &breakdown) < 0)
         goto out;
     if (s_pool_ready(ctx, db, l) < 0)
@@ -465,7 +472,7 @@ static int s_regrade(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     int score = 0;
     char grade = 'D';
     json_t *breakdown = NULL;
-    s_facts_t f = s_facts(ctx, l->lead);
+    s_facts_t f = lf_route_facts(ctx, l->lead);
     if (s_grade(ctx, l->lead, &score, &grade, &breakdown) < 0)
         return -1;
     char score_s[16], grade_s[2] = {grade, '\0'};
@@ -559,7 +566,7 @@ static int s_reassign(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         pool_reason = NULL;
     if (!cause)
         cause = "reassign";
-    s_facts_t f = s_facts(ctx, l->lead);
+    s_facts_t f = lf_route_facts(ctx, l->lead);
     char grade = l->grade;
     if (!grade) {
         int score;
@@ -727,27 +734,6 @@ out:
     return rc;
 }
 
-int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
-                   void *arg) {
-    lf_router_ctx_t *ctx = arg;
-    /* The routing lock and the batch's leads were taken by lf_route_on_begin. */
-    ctx->batch_locked = 1;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (lf_route_event(c, db, envs[i], arg) < 0 || db->err)
-            rc = -1;
-    if (rc < 0) {
-        ctx->batch_locked = 0;
-        /* The consumer rolls this attempt back and handles the events one by one:
-         * forget what the attempt did to the pool, the ledger and the counters. */
-        lf_pool_destroy(&ctx->pool);
-        ctx->token[0] = '\0';
-        ctx->ledger_dirty = 0;
-        ctx->pending_routed = ctx->pending_regraded = ctx->pending_reassigned = 0;
-    }
-    return rc;
-}
-
 void lf_route_on_batch(void *arg, int committed) {
     lf_router_ctx_t *ctx = arg;
     ctx->batch_locked = 0; /* the transaction, and its locks, ended */
@@ -822,7 +808,7 @@ static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
         /* Anyone eligible? Asked of the cached pool, recording nothing. */
         json_t *lead = json_loads(PQgetvalue(res, i, 3), 0, NULL);
         json_t *prev = json_loads(PQgetvalue(res, i, 5), 0, NULL);
-        s_facts_t f = s_facts(ctx, lead);
+        s_facts_t f = lf_route_facts(ctx, lead);
         char grade = PQgetisnull(res, i, 4) ? 0 : PQgetvalue(res, i, 4)[0];
         if (!grade) {
             int score;

@@ -70,14 +70,6 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
  * id order, before anything else of the batch (route.c says why). Returns 0 or -1. */
 int lf_route_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n);
 
-/* lf_consumer_set_batch_fn handler: under the locks of lf_route_on_begin, routes each
- * event as lf_route_event does, in the batch's one transaction (the consumer has
- * inserted all of its acks with one statement). On a failure it drops the cached pool
- * and the batch's counts and returns -1; the consumer then rolls back and handles the
- * events one by one, so a poison event is set aside alone. */
-int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
-                   void *arg);
-
 /* Builds a pool from rep objects, leaving out (and logging) any rep the pool refuses,
  * so one bad row cannot stop all routing. Returns NULL only when the routing rules
  * themselves are bad (`err` says why). Borrowed: both arguments. Caller owns it. */
@@ -101,5 +93,32 @@ int lf_route_before_commit(void *arg, lf_db_t *db);
  * manager. One transaction under the routing lock; events are published on ctx->pub
  * after it commits. Returns the milliseconds until the next run (-1 = the default). */
 int lf_route_pool_tick(void *arg);
+
+/* ---- shared with the set-based batch path (batch.c) ---- */
+
+/* Webmail domains as a PostgreSQL text[] literal: they never make a customer "known"
+ * by e-mail domain. */
+extern const char lf_route_public_domains[];
+
+/* The mapped facts of a lead, as statement parameters (borrowed from the lead). */
+typedef struct {
+    const char *team, *region, *region_raw, *industry, *industry_raw;
+} lf_route_facts_t;
+
+/* Maps the lead's region and industry (lf_route_map_lead, changing `lead` in place) and
+ * returns its facts, borrowed from `lead` and the teams. */
+lf_route_facts_t lf_route_facts(lf_router_ctx_t *ctx, json_t *lead);
+
+/* Makes ctx->pool match the database whose routing fingerprint is count(reps) `n`,
+ * sum(reps.version) `v` and ledger writer token `writer` (read under the routing lock):
+ * the cached pool when nothing changed since this process last wrote, else rebuilt from
+ * the reps table and routing_ledger. Returns 0, or -1 (no pool). */
+int lf_route_pool_ready(lf_router_ctx_t *ctx, lf_db_t *db, long long n, long long v,
+                        const char *writer);
+
+/* Decisions were written in the open transaction and `bumps` reps rows were updated
+ * (each update bumps reps.version): the cached pool still matches the database, and
+ * the ledger is written before the batch commits. */
+void lf_route_decided(lf_router_ctx_t *ctx, long bumps);
 
 #endif

@@ -512,6 +512,146 @@ Test(router, two_routers_never_assign_twice_nor_overfill, .timeout = 180) {
     lf_h_destroy(&h);
 }
 
+/* Posts n leads; body i from fmt with i. Asserts every one was accepted. */
+static void s_post_n(lf_h_t *h, int n, const char *const *bodies) {
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(lf_h_post_json(h, "/v1/leads", bodies[i], NULL), 201,
+                     "lead %d not accepted", i);
+}
+
+/* A backlog is decided as sets (one write per batch, not per lead): the decisions are
+ * those of the lead-by-lead path - capacity, the queue when everyone is full, a known
+ * customer decided earlier in the same batch - and readers see the same explanations. */
+Test(router, a_backlog_is_decided_as_sets_with_the_same_outcome, .timeout = 120) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 0);
+    s_rep(h, "{\"id\":\"a\",\"name\":\"a\",\"ignore_shift\":true,\"capacity\":6}");
+    s_rep(h, "{\"id\":\"b\",\"name\":\"b\",\"ignore_shift\":true,\"capacity\":6}");
+    s_rep(h, "{\"id\":\"c\",\"name\":\"c\",\"ignore_shift\":true,\"capacity\":0}");
+    /* 20 leads while no router runs: 12 seats, two pairs of one company each. */
+    enum { N = 20 };
+    char bodies[N][128];
+    const char *bp[N];
+    for (int i = 0; i < N; i++) {
+        if (i == 3 || i == 9)
+            snprintf(bodies[i], sizeof bodies[i],
+                     "{\"phone\":\"1380000%04d\",\"company\":\"Acme %s\"}", i,
+                     i == 3 ? "Shanghai" : "上海");
+        else
+            snprintf(bodies[i], sizeof bodies[i], "{\"phone\":\"1380000%04d\"}", i);
+        bp[i] = bodies[i];
+    }
+    s_post_n(h, N, bp);
+    lf_h_env(h, "LEADFLOW_ROUTER_BATCH", "64");
+    lf_h_start(h, LF_H_ROUTER, 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NOT NULL",
+                            "20", 30000),
+              "not every lead was routed");
+    /* Set-based: fewer explanation rows (one per written batch) than leads. */
+    long batches = lf_h_sql_long(h, "SELECT count(*) FROM route_explanations");
+    cr_expect(batches >= 1 && batches < N, "%ld explanation rows for %d leads", batches,
+              N);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignments WHERE cand IS NULL"),
+                 0, "every decision took the set path");
+    /* Capacity: 12 seats, the rest queued; counts equal a recount. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE owner IS NOT NULL"),
+                 12);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE queue = 'unassigned'"), 8);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM reps r WHERE open_count <> (SELECT "
+                         "count(*) FROM leads l WHERE l.owner = r.id)"),
+        0);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE open_count > capacity"), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT assigned_total FROM reps WHERE id = 'a'") +
+                     lf_h_sql_long(h, "SELECT assigned_total FROM reps WHERE id = 'b'"),
+                 12);
+    /* The known customer decided earlier in the batch keeps its owner. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(DISTINCT owner) FROM leads"
+                                  " WHERE company IN ('Acme Shanghai', 'Acme 上海')"),
+                 1);
+    /* One decision, one event, two timeline entries per lead. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignments"), N);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'lead.assigned'"), N);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_events WHERE type IN "
+                                  "('graded', 'assigned', 'queued')"),
+                 2 * N);
+    /* Explanations: every candidate, one chosen per assigned lead (its owner), the
+     * skip reasons of the queued ones. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignment_explanations"), 3 * N);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignment_explanations e JOIN "
+                                  "leads l ON l.id = e.lead_id WHERE e.chosen AND "
+                                  "e.rep = l.owner AND e.eligible"),
+                 12);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignment_explanations"
+                                  " WHERE rep = 'c' AND skip = 'paused' AND NOT eligible"),
+                 N);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignment_explanations"
+                                  " WHERE skip = 'at_capacity' AND assigned_to IS NULL"),
+                 2 * 8);
+    /* The API's timeline shows the candidates of a queued lead, as before. */
+    char *queued = lf_h_sql(h, "SELECT id FROM leads WHERE owner IS NULL LIMIT 1");
+    char path[128];
+    snprintf(path, sizeof path, "/v1/leads/%s", queued);
+    json_t *lead = NULL, *e, *entry = NULL;
+    cr_assert_eq(lf_h_get_json(h, path, &lead), 200);
+    size_t i;
+    json_array_foreach(json_object_get(lead, "timeline"), i, e) {
+        if (!strcmp(json_string_value(json_object_get(e, "type")), "queued"))
+            entry = e;
+    }
+    cr_assert(entry, "the timeline shows the lead was queued");
+    cr_expect(!json_object_get(entry, "assignment"));
+    json_t *cands = json_object_get(entry, "candidates");
+    cr_assert_eq(json_array_size(cands), 3);
+    json_array_foreach(cands, i, e) {
+        const char *rep = json_string_value(json_object_get(e, "rep"));
+        const char *skip = json_string_value(json_object_get(e, "skip"));
+        cr_assert(rep && skip);
+        cr_expect_str_eq(skip, !strcmp(rep, "c") ? "paused" : "at_capacity");
+        cr_expect(json_is_false(json_object_get(e, "eligible")));
+        cr_expect(json_is_false(json_object_get(e, "chosen")));
+    }
+    json_decref(lead);
+    free(queued);
+    lf_h_destroy(&h);
+}
+
+/* The capacity guard in SQL: when the database says a rep is full while the cached
+ * pool thinks otherwise (a change the pool's fingerprint cannot see), the batch is
+ * rolled back and routed again on a pool read from the database; nobody goes over. */
+Test(router, the_batch_capacity_guard_catches_a_pool_that_is_out_of_date,
+     .timeout = 120) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE | LF_H_ROUTER, 0);
+    s_rep(h, "{\"id\":\"a\",\"name\":\"a\",\"ignore_shift\":true,\"capacity\":5}");
+    s_rep(h, "{\"id\":\"b\",\"name\":\"b\",\"ignore_shift\":true,\"capacity\":50}");
+    free(s_lead(h, "{\"phone\":\"13800000001\"}")); /* the pool is cached now */
+    /* Rep a fills up behind the pool's back: with the version trigger off, the
+     * fingerprint the router checks does not move. */
+    free(lf_h_sql(h, "ALTER TABLE reps DISABLE TRIGGER reps_touch;"
+                     " UPDATE reps SET open_count = 5 WHERE id = 'a';"
+                     " ALTER TABLE reps ENABLE TRIGGER reps_touch; SELECT 1"));
+    long before = lf_h_sql_long(h, "SELECT count(*) FROM leads");
+    const char *bp[8];
+    char bodies[8][64];
+    for (int i = 0; i < 8; i++) {
+        snprintf(bodies[i], sizeof bodies[i], "{\"phone\":\"1390000%04d\"}", i);
+        bp[i] = bodies[i];
+    }
+    s_post_n(h, 8, bp);
+    char want[16];
+    snprintf(want, sizeof want, "%ld", before + 8);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NOT NULL",
+                            want, 30000),
+              "not every lead was routed");
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE open_count > capacity"), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT open_count FROM reps WHERE id = 'a'"), 5,
+                 "a full rep got nothing more");
+    lf_h_destroy(&h);
+}
+
 Test(router, replay_reports_without_changing_anything, .timeout = 60) {
     lf_h_t *h = lf_h_new(LF_H_INTAKE | LF_H_ROUTER, 0);
     s_rep(h, S_REP("a"));

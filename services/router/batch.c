@@ -1,0 +1,552 @@
+/* batch.c - a consumer batch of lead events, decided in memory and written with one
+ * statement per table.
+ *
+ * The assignment code decides ~140k leads/s in memory; written lead by lead (a prelude,
+ * a decision statement and an outbox insert per lead, each firing the statement
+ * triggers of the timeline and the notifications) the running router managed ~540/s.
+ * So a batch is handled as a set:
+ *   1. one statement reads every lead of the batch (the canonical lead, whether it was
+ *      decided already, its known-customer owner) and the fingerprint of the shared
+ *      routing state (count and version sum of reps, the ledger's writer token);
+ *   2. the decisions are made in memory, in seq order, on the cached pool. A known
+ *      customer decided earlier in the same batch counts as it would have lead by
+ *      lead: its owner is remembered per company key and e-mail domain, the newest
+ *      lead winning as in the SQL lookup;
+ *   3. one statement writes them all: leads, the reps' counts (one row per rep, with
+ *      the capacity guard below), assignments, the batch's explanation dictionary,
+ *      timeline entries, notifications and lead.assigned events (returned as envelopes,
+ *      published after the commit). The fairness ledger is written once per batch
+ *      anyway (lf_route_before_commit).
+ * An event that needs its lead as earlier decisions left it - a re-grade or a
+ * reassignment of a decided lead, a second event for a lead of the same batch - is
+ * handled by lf_route_event (route.c) once the decisions before it are written; the
+ * next event to decide as a set then reads its leads again, since that event may have
+ * changed a known customer's owner.
+ *
+ * Capacity guard. lf_route_event raises a rep's open_count only while it is below
+ * capacity (except for the sticky owner of a known customer). Here each rep's row is
+ * raised once by all of its decisions, so the statement checks the equivalent final
+ * condition: with `need` the rep's number of decisions in the batch up to and
+ * including its last non-sticky one, open_count + need <= capacity. A rep row not
+ * raised means the database disagrees with the cached pool: the batch fails and the
+ * consumer handles it event by event, with a pool rebuilt from the database.
+ *
+ * Explanations. Every decision lists every candidate (about 50 per lead with 200 reps
+ * in four teams): stored as JSON in the assignment and again in the timeline entry
+ * that was 5 kB per lead. Here the candidates are an integer per candidate in the
+ * assignments row (cand: rep << 8 | sticky << 5 | chosen << 4 | skip), the rep being
+ * an index into the batch's dictionary of rep ids (route_explanations, one row per
+ * batch); the timeline entry names its assignment instead of copying the list. The
+ * view assignment_explanations and the API's timeline (lf_timeline_data) decode them:
+ * readers see what they saw before (db/functions/60_assignment_explanations.sql).
+ *
+ * Lock order (docs/reliability.md): the routing lock and the batch's leads in id order
+ * were taken by lf_route_on_begin; the write statement then raises reps rows. */
+#include "batch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "assign.h"
+#include "lf/event.h"
+#include "lf/log.h"
+#include "lf/pgarray.h"
+#include "lf/util.h"
+#include "route.h"
+
+/* The SQL type of lead ids. */
+#define S_ID "text"
+
+/* Skip reasons as stored in the low bits of a candidate code: the order of assign.c's
+ * reasons and of the array in db/functions/60_assignment_explanations.sql. */
+static const char *const s_skip_names[] = {
+    NULL,        "excluded", "inactive", "paused", "out_of_office",
+    "off_shift", "grade",    "skill",    "region", "at_capacity"};
+enum { S_SKIPS = sizeof s_skip_names / sizeof s_skip_names[0] };
+enum { S_CODE_CHOSEN = 16, S_CODE_STICKY = 32, S_CODE_REP_SHIFT = 8 };
+
+/* Every lead of the batch with what deciding it needs, and the routing fingerprint
+ * (uncorrelated subqueries: computed once). The known-customer lookup is that of
+ * route.c's prelude, skipped for leads decided already. */
+static const char *const s_prelude_sql =
+    "SELECT u.n, lf_lead_canonical(l)::text, l.assigned_at IS NOT NULL,"
+    " nullif(l.company_key, ''),"
+    " CASE WHEN l.email IS NOT NULL AND NOT lower(split_part(l.email, '@', 2)) ="
+    "  ANY ($2::text[]) THEN lower(split_part(l.email, '@', 2)) END,"
+    " (extract(epoch FROM l.created_at) * 1000000)::bigint,"
+    " s.owner, (extract(epoch FROM s.created_at) * 1000000)::bigint,"
+    " (SELECT count(*) FROM reps), (SELECT coalesce(sum(version), 0) FROM reps),"
+    " (SELECT writer FROM routing_ledger WHERE team = '*')"
+    " FROM unnest($1::" S_ID "[]) WITH ORDINALITY u(id, n) JOIN leads l ON l.id = u.id"
+    " LEFT JOIN LATERAL (SELECT s.owner, s.created_at FROM ("
+    "   (SELECT k.owner, k.created_at FROM leads k WHERE l.assigned_at IS NULL"
+    "     AND l.company_key <> '' AND k.owner IS NOT NULL AND k.company_key IS NOT NULL"
+    "     AND k.company_key <> '' AND k.company_key = l.company_key AND k.id <> l.id"
+    "     ORDER BY k.created_at DESC LIMIT 1)"
+    "   UNION ALL"
+    "   (SELECT k.owner, k.created_at FROM leads k WHERE l.assigned_at IS NULL"
+    "     AND l.email IS NOT NULL AND k.owner IS NOT NULL AND k.email IS NOT NULL"
+    "     AND lower(split_part(k.email, '@', 2)) = lower(split_part(l.email, '@', 2))"
+    "     AND NOT lower(split_part(l.email, '@', 2)) = ANY ($2::text[]) AND k.id <> l.id"
+    "     ORDER BY k.created_at DESC LIMIT 1)"
+    "  ) s ORDER BY s.created_at DESC LIMIT 1) s ON true";
+
+enum {
+    P_N,
+    P_LEAD,
+    P_ASSIGNED,
+    P_COMPANY,
+    P_DOMAIN,
+    P_CREATED,
+    P_STICKY,
+    P_STICKY_AT,
+    P_REPS_N,
+    P_REPS_V,
+    P_WRITER
+};
+
+/* The decisions of a segment, written by one statement: per decided lead $1..$15 (one
+ * array element each, in seq order), the rep dictionary $16. */
+static const char *const s_write_sql =
+    "WITH d AS MATERIALIZED (SELECT * FROM unnest($1::" S_ID "[], $2::text[],"
+    "  $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::text[], $8::text[],"
+    "  $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[],"
+    "  $15::text[]) WITH ORDINALITY AS d(lead, grade, score, breakdown, owner, reason,"
+    "  queue, team, region, region_raw, industry, industry_raw, notify, need, cand, n)),"
+    " upd AS (UPDATE leads l SET grade = d.grade, score = d.score,"
+    "  score_breakdown = d.breakdown, graded_at = now(), owner = d.owner,"
+    "  assignment_reason = d.reason, queue = d.queue, assigned_at = now(),"
+    "  updated_at = now(), team = d.team, region = d.region, industry = d.industry,"
+    "  region_raw = CASE WHEN d.region_raw IS DISTINCT FROM d.region"
+    "   OR l.region_raw IS NULL THEN d.region_raw ELSE l.region_raw END,"
+    "  industry_raw = CASE WHEN d.industry_raw IS DISTINCT FROM d.industry"
+    "   OR l.industry_raw IS NULL THEN d.industry_raw ELSE l.industry_raw END,"
+    "  pool_reason = CASE WHEN d.owner IS NULL THEN 'no_eligible_rep' END,"
+    "  pool_since = CASE WHEN d.owner IS NULL THEN now() END"
+    "  FROM d WHERE l.id = d.lead RETURNING l.id, l.channel, l.created_at),"
+    " rep AS (UPDATE reps r SET open_count = r.open_count + c.k,"
+    "  assigned_total = r.assigned_total + c.k"
+    "  FROM (SELECT owner, count(*) AS k, max(need) AS need FROM d"
+    "   WHERE owner IS NOT NULL GROUP BY owner) c"
+    "  WHERE r.id = c.owner AND (c.need = 0 OR r.open_count + c.need <= r.capacity)"
+    "  RETURNING r.id),"
+    " ex AS (INSERT INTO route_explanations (reps) VALUES ($16::text[]) RETURNING id),"
+    " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, explanation, cand)"
+    "  SELECT d.lead, d.owner, d.queue, d.reason, ex.id, d.cand::int[] FROM d, ex"
+    "  ORDER BY d.n RETURNING id, lead_id),"
+    " ntf AS (INSERT INTO notifications (lead_id, rep_id, kind, message)"
+    "  SELECT d.lead, x.rep, x.kind, x.msg FROM d CROSS JOIN LATERAL (VALUES"
+    "   (d.owner, 'lead_assigned', format('新线索 new lead %s (grade %s) is yours: %s',"
+    "    d.lead, d.grade, d.reason)),"
+    "   (d.notify, 'pool_waiting', format('待分配 lead %s (grade %s, team %s) waits in"
+    " the pool: %s', d.lead, d.grade, coalesce(d.team, '-'), d.reason))) x(rep, kind, msg)"
+    "  WHERE x.rep IS NOT NULL ORDER BY d.n),"
+    " tl AS (INSERT INTO lead_events (lead_id, type, actor, data)"
+    "  SELECT d.lead, t.type, 'router', t.data FROM d JOIN asg ON asg.lead_id = d.lead"
+    "  CROSS JOIN LATERAL (VALUES (1, 'graded', jsonb_build_object('grade', d.grade,"
+    "    'score', d.score, 'breakdown', d.breakdown)),"
+    "   (2, CASE WHEN d.owner IS NULL THEN 'queued' ELSE 'assigned' END,"
+    "    jsonb_build_object('owner', d.owner, 'queue', d.queue, 'reason', d.reason,"
+    "    'team', d.team, 'pool_reason', CASE WHEN d.owner IS NULL"
+    "    THEN 'no_eligible_rep' END, 'notified', d.notify, 'assignment', asg.id)))"
+    "   t(k, type, data) ORDER BY d.n, t.k),"
+    " ob AS (INSERT INTO outbox (event_id, type, lead_id, payload)"
+    "  SELECT gen_random_uuid(), 'lead.assigned', d.lead, jsonb_build_object("
+    "   'grade', d.grade, 'score', d.score, 'owner', d.owner, 'queue', d.queue,"
+    "   'reason', d.reason, 'channel', upd.channel,"
+    "   'created_at', lf_rfc3339(upd.created_at), 'team', d.team, 'pool_reason',"
+    "   CASE WHEN d.owner IS NULL THEN 'no_eligible_rep' END)"
+    "  FROM d JOIN upd ON upd.id = d.lead ORDER BY d.n"
+    "  RETURNING id, lf_envelope(id, event_id, type, lead_id, at, version, payload) AS env)"
+    " SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM rep),"
+    "  (SELECT count(*) FROM asg), (SELECT json_agg(env ORDER BY id) FROM ob)::text";
+
+/* Columns of the write statement. */
+enum {
+    C_LEAD,
+    C_GRADE,
+    C_SCORE,
+    C_BREAKDOWN,
+    C_OWNER,
+    C_REASON,
+    C_QUEUE,
+    C_TEAM,
+    C_REGION,
+    C_REGION_RAW,
+    C_INDUSTRY,
+    C_INDUSTRY_RAW,
+    C_NOTIFY,
+    C_NEED,
+    C_CAND,
+    C_REPS,
+    C_N
+};
+
+/* The decisions of a segment not written yet. */
+typedef struct {
+    lf_pgarray_t col[C_N];
+    json_t *reps;   /* rep id -> its index in the dictionary (C_REPS) */
+    json_t *owners; /* rep id -> decisions for that rep so far */
+    json_t *known;  /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
+    size_t n;       /* decisions */
+    time_t now;     /* decision time */
+} s_seg_t;
+
+static void s_seg_init(s_seg_t *s) {
+    for (int k = 0; k < C_N; k++)
+        lf_pgarray_init(&s->col[k]);
+    s->reps = json_object();
+    s->owners = json_object();
+    s->known = json_object();
+    s->n = 0;
+    s->now = time(NULL);
+}
+
+static void s_seg_free(s_seg_t *s) {
+    for (int k = 0; k < C_N; k++)
+        lf_pgarray_free(&s->col[k]);
+    json_decref(s->reps);
+    json_decref(s->owners);
+    json_decref(s->known);
+    memset(s, 0, sizeof *s);
+}
+
+/* The index of a rep in the segment's dictionary, added on first use. */
+static long long s_rep_index(s_seg_t *s, const char *rep) {
+    json_t *v = json_object_get(s->reps, rep);
+    if (v)
+        return json_integer_value(v);
+    long long i = (long long)json_object_size(s->reps);
+    json_object_set_new(s->reps, rep, json_integer(i));
+    lf_pgarray_add(&s->col[C_REPS], rep);
+    return i;
+}
+
+/* Encodes the candidates of a decision as an int[] literal into `out`. Returns 0, or -1
+ * for an entry this file cannot encode (a skip reason it does not know). */
+static int s_encode_candidates(s_seg_t *s, const json_t *cands, lf_pgarray_t *out) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(cands, i, e) {
+        const char *rep = json_string_value(json_object_get(e, "rep"));
+        const char *skip = json_string_value(json_object_get(e, "skip"));
+        if (!rep)
+            return -1;
+        long long code = 0;
+        if (skip) {
+            for (code = 1; code < S_SKIPS && strcmp(s_skip_names[code], skip); code++)
+                ;
+            if (code == S_SKIPS) {
+                lf_error("candidate skip reason unknown to the batch path: %s", skip);
+                return -1;
+            }
+        }
+        if (json_is_true(json_object_get(e, "chosen")))
+            code |= S_CODE_CHOSEN;
+        if (json_is_true(json_object_get(e, "sticky")))
+            code |= S_CODE_STICKY;
+        code |= s_rep_index(s, rep) << S_CODE_REP_SHIFT;
+        lf_pgarray_add_int(out, code);
+    }
+    return 0;
+}
+
+/* What the prelude read about an event's lead. Strings point into the result. */
+typedef struct {
+    int found;
+    int assigned;
+    json_t *lead; /* owned */
+    const char *company, *domain, *sticky;
+    long long created_us, sticky_us;
+} s_row_t;
+
+static const char *s_val(PGresult *res, int r, int col) {
+    return PQgetisnull(res, r, col) ? NULL : PQgetvalue(res, r, col);
+}
+
+/* The known customer's owner: the newest lead of the same company key or e-mail
+ * domain, in the database (as read) or decided earlier in this segment. */
+static const char *s_sticky(const s_seg_t *s, const s_row_t *row) {
+    const char *owner = row->sticky;
+    long long at = row->sticky_us;
+    const char *keys[2] = {row->company, row->domain};
+    for (int k = 0; k < 2; k++) {
+        if (!keys[k])
+            continue;
+        char key[300];
+        snprintf(key, sizeof key, "%c:%s", k == 0 ? 'c' : 'd', keys[k]);
+        json_t *e = json_object_get(s->known, key);
+        if (e && (!owner || json_integer_value(json_array_get(e, 1)) > at)) {
+            owner = json_string_value(json_array_get(e, 0));
+            at = json_integer_value(json_array_get(e, 1));
+        }
+    }
+    return owner;
+}
+
+static void s_remember_owner(s_seg_t *s, const s_row_t *row, const char *owner) {
+    const char *keys[2] = {row->company, row->domain};
+    for (int k = 0; k < 2; k++) {
+        if (!keys[k])
+            continue;
+        char key[300];
+        snprintf(key, sizeof key, "%c:%s", k == 0 ? 'c' : 'd', keys[k]);
+        json_t *e = json_object_get(s->known, key);
+        if (!e || json_integer_value(json_array_get(e, 1)) <= row->created_us)
+            json_object_set_new(s->known, key,
+                                json_pack("[s, I]", owner, (json_int_t)row->created_us));
+    }
+}
+
+/* Decides one lead in memory and adds its row to the segment. Returns 0 or -1. */
+static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
+                    const s_row_t *row) {
+    int rc = -1, score = 0;
+    char grade = 'D';
+    json_t *breakdown = NULL;
+    lf_assign_result_t res;
+    memset(&res, 0, sizeof res);
+    lf_route_facts_t f = lf_route_facts(ctx, row->lead); /* graded on the mapped ids */
+    if (lf_scorecard_grade(ctx->scorecard, row->lead, &score, &grade, &breakdown) < 0)
+        goto out;
+    const char *sticky = s_sticky(s, row);
+    lf_assign_req_t req = {.industry = f.industry,
+                           .region = f.region,
+                           .team = f.team,
+                           .grade = grade,
+                           .preferred_owner = sticky,
+                           .exclude = NULL,
+                           .now = s->now};
+    if (lf_pool_assign(ctx->pool, &req, &res) < 0)
+        goto out;
+    lf_pgarray_t cand;
+    lf_pgarray_init(&cand);
+    if (s_encode_candidates(s, res.candidates, &cand) < 0) {
+        lf_pgarray_free(&cand);
+        goto out;
+    }
+    const char *owner = res.rep_id[0] ? res.rep_id : NULL;
+    long long need = 0;
+    if (owner) {
+        json_t *cnt = json_object_get(s->owners, owner);
+        long long k = cnt ? json_integer_value(cnt) + 1 : 1;
+        json_object_set_new(s->owners, owner, json_integer(k));
+        if (!sticky || strcmp(sticky, owner))
+            need = k;
+        s_remember_owner(s, row, owner);
+    }
+    char grade_s[2] = {grade, '\0'};
+    char *bd_text = json_dumps(breakdown, JSON_COMPACT);
+    lf_pgarray_add(&s->col[C_LEAD], lead_id);
+    lf_pgarray_add(&s->col[C_GRADE], grade_s);
+    lf_pgarray_add_int(&s->col[C_SCORE], score);
+    lf_pgarray_add(&s->col[C_BREAKDOWN], bd_text);
+    lf_pgarray_add(&s->col[C_OWNER], owner);
+    lf_pgarray_add(&s->col[C_REASON], res.reason);
+    lf_pgarray_add(&s->col[C_QUEUE], res.queue[0] ? res.queue : NULL);
+    lf_pgarray_add(&s->col[C_TEAM], f.team);
+    lf_pgarray_add(&s->col[C_REGION], f.region);
+    lf_pgarray_add(&s->col[C_REGION_RAW], f.region_raw);
+    lf_pgarray_add(&s->col[C_INDUSTRY], f.industry);
+    lf_pgarray_add(&s->col[C_INDUSTRY_RAW], f.industry_raw);
+    lf_pgarray_add(&s->col[C_NOTIFY], res.notify[0] ? res.notify : NULL);
+    lf_pgarray_add_int(&s->col[C_NEED], need);
+    lf_pgarray_add(&s->col[C_CAND], lf_pgarray_end(&cand));
+    lf_pgarray_free(&cand);
+    free(bd_text);
+    s->n++;
+    rc = 0;
+out:
+    json_decref(res.candidates);
+    json_decref(breakdown);
+    return rc;
+}
+
+/* Writes the segment's decisions, publishes their events after the commit and resets
+ * the segment. Returns 0 or -1. */
+static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t *s) {
+    if (s->n == 0)
+        return 0;
+    const char *p[C_N];
+    for (int k = 0; k < C_N; k++)
+        p[k] = lf_pgarray_end(&s->col[k]);
+    PGresult *r = lf_db_exec_prepared(db, "lf_route_batch_write", s_write_sql, C_N, p);
+    int rc = -1;
+    size_t owners = json_object_size(s->owners), n = s->n;
+    if (!r)
+        goto out;
+    long long upd = atoll(PQgetvalue(r, 0, 0)), bumped = atoll(PQgetvalue(r, 0, 1));
+    long long asg = atoll(PQgetvalue(r, 0, 2));
+    if (upd != (long long)n || asg != (long long)n) {
+        lf_error("batch write: %lld of %zu leads updated, %lld assignments", upd, n, asg);
+        goto out;
+    }
+    if (bumped != (long long)owners) {
+        /* The pool thought the reps had room; the database says no. The batch rolls
+         * back and is routed again event by event on a pool rebuilt from the database. */
+        lf_warn("rep over capacity in the database, routing the batch again leads=%zu",
+                n);
+        goto out;
+    }
+    json_t *envs = json_loads(PQgetisnull(r, 0, 3) ? "[]" : PQgetvalue(r, 0, 3), 0, NULL);
+    if (!envs) {
+        lf_error("batch write: unreadable envelopes");
+        goto out;
+    }
+    size_t i;
+    json_t *env;
+    json_array_foreach(envs, i, env) lf_consumer_publish_after_commit(c, json_incref(env));
+    json_decref(envs);
+    lf_route_decided(ctx, (long)bumped);
+    ctx->pending_routed += (long)n;
+    rc = 0;
+out:
+    PQclear(r);
+    s_seg_free(s);
+    s_seg_init(s);
+    return rc;
+}
+
+enum { S_NOOP, S_BATCH, S_SINGLE };
+
+/* How an event is handled: nothing to do, decided as part of the set, or alone by
+ * lf_route_event (its lead must be read as earlier decisions left it). */
+static int s_kind(const json_t *env, const s_row_t *row, const json_t *touched) {
+    const char *type = lf_event_type(env);
+    const char *lead = lf_event_lead(env);
+    if (!type || !lead || !row->found)
+        return S_NOOP; /* nothing to route, or an unknown lead (as lf_route_event) */
+    int created = !strcmp(type, "lead.created");
+    if (!created && strcmp(type, "lead.updated") && strcmp(type, "lead.merged") &&
+        strcmp(type, "lead.reassign"))
+        return S_NOOP; /* a type we do not handle (SUB topics match by prefix) */
+    if (json_object_get(touched, lead))
+        return S_SINGLE;
+    if (row->assigned)
+        return created ? S_NOOP : S_SINGLE; /* decided already, or a re-grade/reassign */
+    return S_BATCH;
+}
+
+/* Reads the leads of envs[0..n) (the prelude). rows[i] is filled for envs[i]; *res
+ * keeps the strings. Returns 0 or -1. */
+static int s_read(lf_db_t *db, json_t *const *envs, size_t n, s_row_t *rows,
+                  PGresult **res, long long fp[2], const char **writer) {
+    lf_pgarray_t ids;
+    lf_pgarray_init(&ids);
+    for (size_t i = 0; i < n; i++) {
+        const char *lead = lf_event_lead(envs[i]);
+        /* An id that cannot be a lead id is no lead's: never sent, so that one bad
+         * event cannot fail the cast of the whole array. */
+        lf_pgarray_add(&ids, lead && strlen(lead) < 64 ? lead : NULL);
+    }
+    const char *p[] = {lf_pgarray_end(&ids), lf_route_public_domains};
+    *res = lf_db_exec_prepared(db, "lf_route_batch_prelude", s_prelude_sql, 2, p);
+    lf_pgarray_free(&ids);
+    memset(rows, 0, n * sizeof *rows);
+    if (!*res)
+        return -1;
+    for (int r = 0; r < PQntuples(*res); r++) {
+        long long k = atoll(PQgetvalue(*res, r, P_N)) - 1;
+        if (k < 0 || (size_t)k >= n)
+            continue;
+        s_row_t *row = &rows[k];
+        row->lead = json_loads(PQgetvalue(*res, r, P_LEAD), 0, NULL);
+        if (!row->lead) {
+            lf_error("lead %s: unreadable row", lf_event_lead(envs[k]));
+            return -1;
+        }
+        row->found = 1;
+        row->assigned = PQgetvalue(*res, r, P_ASSIGNED)[0] == 't';
+        row->company = s_val(*res, r, P_COMPANY);
+        row->domain = s_val(*res, r, P_DOMAIN);
+        row->created_us = atoll(PQgetvalue(*res, r, P_CREATED));
+        row->sticky = s_val(*res, r, P_STICKY);
+        row->sticky_us = row->sticky ? atoll(PQgetvalue(*res, r, P_STICKY_AT)) : 0;
+        fp[0] = atoll(PQgetvalue(*res, r, P_REPS_N));
+        fp[1] = atoll(PQgetvalue(*res, r, P_REPS_V));
+        *writer = s_val(*res, r, P_WRITER) ? s_val(*res, r, P_WRITER) : "";
+    }
+    return 0;
+}
+
+static void s_rows_free(s_row_t *rows, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        json_decref(rows[i].lead);
+}
+
+/* Handles envs[from..n) until an event to decide as a set follows one handled alone
+ * (its leads must then be read again). Sets *next to the first event not handled.
+ * Returns 0 or -1. */
+static int s_segment(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
+                     json_t *const *envs, size_t n, size_t from, size_t *next) {
+    size_t m = n - from;
+    s_row_t *rows = lf_calloc(m, sizeof *rows);
+    PGresult *res = NULL;
+    long long fp[2] = {0, 0};
+    const char *writer = "";
+    s_seg_t seg;
+    s_seg_init(&seg);
+    json_t *touched = json_object();
+    int rc = -1, pool_checked = 0, alone = 0;
+    size_t i = from;
+    if (s_read(db, envs + from, m, rows, &res, fp, &writer) < 0)
+        goto out;
+    for (; i < n; i++) {
+        const s_row_t *row = &rows[i - from];
+        const char *lead = lf_event_lead(envs[i]);
+        int kind = s_kind(envs[i], row, touched);
+        if (kind == S_NOOP)
+            continue;
+        if (kind == S_SINGLE) {
+            if (s_flush(c, db, ctx, &seg) < 0 || lf_route_event(c, db, envs[i], ctx) < 0 ||
+                db->err)
+                goto out;
+            json_object_set_new(touched, lead, json_true());
+            alone = 1;
+            continue;
+        }
+        if (alone)
+            break; /* read the rest again: the event handled alone may matter to it */
+        if (!pool_checked) {
+            if (lf_route_pool_ready(ctx, db, fp[0], fp[1], writer) < 0)
+                goto out;
+            pool_checked = 1;
+        }
+        if (s_decide(ctx, &seg, lead, row) < 0)
+            goto out;
+        json_object_set_new(touched, lead, json_true());
+    }
+    if (s_flush(c, db, ctx, &seg) < 0)
+        goto out;
+    rc = 0;
+out:
+    *next = i;
+    json_decref(touched);
+    s_seg_free(&seg);
+    s_rows_free(rows, m);
+    free(rows);
+    PQclear(res);
+    return rc;
+}
+
+int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                   void *arg) {
+    lf_router_ctx_t *ctx = arg;
+    /* The routing lock and the batch's leads were taken by lf_route_on_begin. */
+    ctx->batch_locked = 1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;)
+        rc = s_segment(c, db, ctx, envs, n, i, &i);
+    if (rc < 0) {
+        ctx->batch_locked = 0;
+        /* The consumer rolls this attempt back and handles the events one by one:
+         * forget what the attempt did to the pool, the ledger and the counters. */
+        lf_pool_destroy(&ctx->pool);
+        ctx->token[0] = '\0';
+        ctx->ledger_dirty = 0;
+        ctx->pending_routed = ctx->pending_regraded = ctx->pending_reassigned = 0;
+    }
+    return rc;
+}
