@@ -37,6 +37,9 @@ if [ -n "${LF_BENCH_PROFILE:-}" ]; then
         -c "ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, auto_explain" >/dev/null
     lf_as_pg "$PG_BIN/pg_ctl" -D "$W/pg/data" -o "-p $PG" -l "$W/pg/postgres.log" -w -t 60 \
         restart >/dev/null
+    # statements run by triggers and functions count too, under their own text
+    psql -qtAX "$LEADFLOW_DATABASE_URL" -c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" >/dev/null
+    psql -qtAX "$LEADFLOW_DATABASE_URL" -c "SELECT pg_reload_conf()" >/dev/null
     if [ -n "${LF_BENCH_EXPLAIN:-}" ]; then # plans of statements over that many ms, in the log
         for kv in "log_min_duration = '${LF_BENCH_EXPLAIN}ms'" "log_analyze = on" \
                   "log_nested_statements = on" "log_buffers = on"; do
@@ -95,7 +98,7 @@ for i in $(seq 1 "$RUNS"); do
         psql -qtAX "$LEADFLOW_DATABASE_URL" -F ' | ' -c "SELECT round(total_exec_time), calls,
             round((total_exec_time / calls)::numeric, 3),
             left(regexp_replace(query, '\s+', ' ', 'g'), 100)
-            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" >&2
+            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-12}" >&2
     fi
 done
 echo "router.pg_assigned_per_sec $(printf '%s\n' "${got[@]}" | median) (runs: ${got[*]}; $LEADS leads, 200 reps)"

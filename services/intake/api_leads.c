@@ -210,7 +210,8 @@ static int s_valid_id(const char *id) {
 static const char *s_get_sql =
     "SELECT json_build_object(" LF_LEAD_VIEW_FIELDS ","
     " 'timeline', (SELECT coalesce(json_agg(jsonb_build_object('at', lf_rfc3339(e.at),"
-    "   'type', e.type, 'actor', e.actor) || lf_timeline_data(e.data) ORDER BY e.id), '[]'::json)"
+    "   'type', e.type, 'actor', e.actor) || lf_timeline_data(e.data) ORDER BY e.id), "
+    "'[]'::json)"
     "   FROM lead_events e WHERE e.lead_id = l.id)"
     ")::text FROM leads l WHERE l.id = $1 AND lf_caller_sees($2, $3, l.owner)";
 

@@ -141,7 +141,8 @@ static const char *const s_write_sql =
     "   (d.owner, 'lead_assigned', format('新线索 new lead %s (grade %s) is yours: %s',"
     "    d.lead, d.grade, d.reason)),"
     "   (d.notify, 'pool_waiting', format('待分配 lead %s (grade %s, team %s) waits in"
-    " the pool: %s', d.lead, d.grade, coalesce(d.team, '-'), d.reason))) x(rep, kind, msg)"
+    " the pool: %s', d.lead, d.grade, coalesce(d.team, '-'), d.reason))) x(rep, kind, "
+    "msg)"
     "  WHERE x.rep IS NOT NULL ORDER BY d.n),"
     " tl AS (INSERT INTO lead_events (lead_id, type, actor, data)"
     "  SELECT d.lead, t.type, 'router', t.data FROM d JOIN asg ON asg.lead_id = d.lead"
@@ -159,7 +160,8 @@ static const char *const s_write_sql =
     "   'created_at', lf_rfc3339(upd.created_at), 'team', d.team, 'pool_reason',"
     "   CASE WHEN d.owner IS NULL THEN 'no_eligible_rep' END)"
     "  FROM d JOIN upd ON upd.id = d.lead ORDER BY d.n"
-    "  RETURNING id, lf_envelope(id, event_id, type, lead_id, at, version, payload) AS env)"
+    "  RETURNING id, lf_envelope(id, event_id, type, lead_id, at, version, payload) AS "
+    "env)"
     " SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM rep),"
     "  (SELECT count(*) FROM asg), (SELECT json_agg(env ORDER BY id) FROM ob)::text";
 
@@ -397,7 +399,8 @@ static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t 
     }
     size_t i;
     json_t *env;
-    json_array_foreach(envs, i, env) lf_consumer_publish_after_commit(c, json_incref(env));
+    json_array_foreach(envs, i, env)
+        lf_consumer_publish_after_commit(c, json_incref(env));
     json_decref(envs);
     lf_route_decided(ctx, (long)bumped);
     ctx->pending_routed += (long)n;
@@ -500,8 +503,8 @@ static int s_segment(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         if (kind == S_NOOP)
             continue;
         if (kind == S_SINGLE) {
-            if (s_flush(c, db, ctx, &seg) < 0 || lf_route_event(c, db, envs[i], ctx) < 0 ||
-                db->err)
+            if (s_flush(c, db, ctx, &seg) < 0 ||
+                lf_route_event(c, db, envs[i], ctx) < 0 || db->err)
                 goto out;
             json_object_set_new(touched, lead, json_true());
             alone = 1;

@@ -557,10 +557,10 @@ Test(router, a_backlog_is_decided_as_sets_with_the_same_outcome, .timeout = 120)
                  12);
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE queue = 'unassigned'"), 8);
-    cr_expect_eq(
-        lf_h_sql_long(h, "SELECT count(*) FROM reps r WHERE open_count <> (SELECT "
-                         "count(*) FROM leads l WHERE l.owner = r.id)"),
-        0);
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(*) FROM reps r WHERE open_count <> (SELECT "
+                               "count(*) FROM leads l WHERE l.owner = r.id)"),
+                 0);
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE open_count > capacity"), 0);
     cr_expect_eq(lf_h_sql_long(h, "SELECT assigned_total FROM reps WHERE id = 'a'") +
@@ -584,8 +584,9 @@ Test(router, a_backlog_is_decided_as_sets_with_the_same_outcome, .timeout = 120)
                                   "leads l ON l.id = e.lead_id WHERE e.chosen AND "
                                   "e.rep = l.owner AND e.eligible"),
                  12);
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignment_explanations"
-                                  " WHERE rep = 'c' AND skip = 'paused' AND NOT eligible"),
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(*) FROM assignment_explanations"
+                               " WHERE rep = 'c' AND skip = 'paused' AND NOT eligible"),
                  N);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignment_explanations"
                                   " WHERE skip = 'at_capacity' AND assigned_to IS NULL"),
