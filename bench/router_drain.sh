@@ -12,6 +12,8 @@
 # LF_BENCH_PROFILE=1 adds pg_stat_statements (top statements by total time);
 # LF_BENCH_EXPLAIN=MS (with LF_BENCH_PROFILE) logs the plans of statements slower than MS ms,
 # with their triggers, in the PostgreSQL log (kept with LF_BENCH_KEEP);
+# LF_BENCH_SQL='...' runs SQL once before the runs (experiments: DROP INDEX ...);
+# LF_BENCH_PERF=FILE records a perf profile of the router's PostgreSQL backend in run 1;
 # LF_BENCH_KEEP=1 leaves PostgreSQL running with the data afterwards (stop it yourself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +65,8 @@ q "INSERT INTO reps (id, name, team, skills, regions, grades, capacity, weight, 
           ARRAY['A','B','C','D'], 1000000, 1 + i % 3, true
      FROM generate_series(1, 200) i" >/dev/null
 [ -n "${LF_BENCH_PROFILE:-}" ] && q "CREATE EXTENSION pg_stat_statements" >/dev/null
+# LF_BENCH_SQL: SQL run once before the runs, for experiments (e.g. DROP INDEX ...).
+[ -n "${LF_BENCH_SQL:-}" ] && q "$LF_BENCH_SQL" >/dev/null
 build/bin/leadflow-intake 2>"$W/intake.log" & pids+=($!)
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$HTTP/healthz" >/dev/null 2>&1 && break; sleep 0.1
@@ -82,6 +86,14 @@ for i in $(seq 1 "$RUNS"); do
     unassigned=$(q "SELECT count(*) FROM leads WHERE assigned_at IS NULL")
     t0=$(date +%s.%N)
     LEADFLOW_LOG_LEVEL=${LF_BENCH_ROUTER_LOG:-warn} build/bin/leadflow-router 2>"$W/router.$i.log" & rp=$!
+    perfp=
+    if [ -n "${LF_BENCH_PERF:-}" ] && [ "$i" -eq 1 ]; then # perf profile of the router's backend
+        for _ in $(seq 1 50); do
+            bp=$(q "SELECT min(pid) FROM pg_stat_activity WHERE application_name = 'leadflow-router'")
+            [ -n "$bp" ] && break; sleep 0.05
+        done
+        perf record -F 499 -g -o "$LF_BENCH_PERF" -p "$bp" >/dev/null 2>&1 & perfp=$!
+    fi
     for _ in $(seq 1 6000); do # at most 600 s
         done_n=$(q "SELECT count(*) FROM outbox WHERE id > $mark AND type = 'lead.assigned'")
         [ "$done_n" -ge "$unassigned" ] && break
@@ -89,10 +101,18 @@ for i in $(seq 1 "$RUNS"); do
     done
     t1=$(date +%s.%N)
     left=$(q "SELECT count(*) FROM leads WHERE assigned_at IS NULL")
+    # CPU seconds of the router and of its PostgreSQL backends: on a machine shared
+    # with other work the wall-clock figure shrinks, leads per CPU-second much less.
+    cpu() { awk '{s += $14 + $15} END {printf "%.2f", s / '"$(getconf CLK_TCK)"'}' "$@" 2>/dev/null || echo 0; }
+    bpids=$(q "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = 'leadflow-router'")
+    cpu_r=$(cpu /proc/"$rp"/stat); cpu_b=0
+    [ -n "$bpids" ] && cpu_b=$(cpu $(for b in $bpids; do echo /proc/"$b"/stat; done))
+    [ -n "$perfp" ] && { kill -INT "$perfp"; wait "$perfp" 2>/dev/null || true; }
     kill -TERM "$rp"; wait "$rp" 2>/dev/null || true
     rate=$(awk -v n="$stored" -v a="$t0" -v b="$t1" 'BEGIN {print int(n / (b - a))}')
     got+=("$rate")
     echo "run $i (load avg before: $load): $stored leads stored, unassigned at the end $left, router $rate leads/s" >&2
+    awk -v n="$stored" -v r="$cpu_r" -v b="$cpu_b" 'BEGIN {printf "run '"$i"' cpu: router %.2f s, its PostgreSQL backend %.2f s: %d leads per CPU-second\n", r, b, (r + b > 0) ? n / (r + b) : 0}' >&2
     if [ -n "${LF_BENCH_PROFILE:-}" ] && [ "$i" -eq 1 ]; then
         echo "pg_stat_statements during the drain (total ms, calls, ms/call, query):" >&2
         psql -qtAX "$LEADFLOW_DATABASE_URL" -F ' | ' -c "SELECT round(total_exec_time), calls,

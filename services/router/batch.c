@@ -56,8 +56,10 @@
 #include "lf/util.h"
 #include "route.h"
 
-/* The SQL type of lead ids. */
-#define S_ID "text"
+/* The SQL type of lead ids stands as LEADID in the statements below: read from the
+ * catalog once per process (text before 0040_uuid_ids.sql, uuid after), so this file
+ * runs on either schema. */
+#define S_ID "LEADID"
 
 /* Skip reasons as stored in the low bits of a candidate code: the order of assign.c's
  * reasons and of the array in db/functions/60_assignment_explanations.sql. */
@@ -374,7 +376,8 @@ static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t 
     const char *p[C_N];
     for (int k = 0; k < C_N; k++)
         p[k] = lf_pgarray_end(&s->col[k]);
-    PGresult *r = lf_db_exec_prepared(db, "lf_route_batch_write", s_write_sql, C_N, p);
+    PGresult *r =
+        lf_db_exec_prepared(db, "lf_route_batch_write", ctx->batch_sql[1], C_N, p);
     int rc = -1;
     size_t owners = json_object_size(s->owners), n = s->n;
     if (!r)
@@ -432,20 +435,80 @@ static int s_kind(const json_t *env, const s_row_t *row, const json_t *touched) 
     return S_BATCH;
 }
 
+/* Whether `id` can be a lead id of the schema's type (a uuid's 8-4-4-4-12 hex digits,
+ * or text of at most 64 bytes). */
+static int s_id_ok(const lf_router_ctx_t *ctx, const char *id) {
+    if (!id)
+        return 0;
+    size_t n = strlen(id);
+    if (strcmp(ctx->id_type, "uuid"))
+        return n > 0 && n <= 64;
+    if (n != 36)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? id[i] != '-' : !strchr("0123456789abcdefABCDEF", id[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* `tmpl` with every LEADID replaced by `type`. Caller owns the result. */
+static char *s_with_type(const char *tmpl, const char *type) {
+    size_t n = strlen(tmpl) + 1, k = 0, tl = strlen(type);
+    for (const char *p = tmpl; (p = strstr(p, S_ID)); p += strlen(S_ID))
+        n += tl;
+    char *out = lf_malloc(n);
+    for (const char *p = tmpl; *p;) {
+        if (!strncmp(p, S_ID, strlen(S_ID))) {
+            memcpy(out + k, type, tl);
+            k += tl;
+            p += strlen(S_ID);
+        } else {
+            out[k++] = *p++;
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
+/* Reads the type of leads.id and builds the statements, once. Returns 0 or -1. */
+static int s_statements(lf_router_ctx_t *ctx, lf_db_t *db) {
+    if (ctx->batch_sql[0])
+        return 0;
+    PGresult *r = lf_db_exec(db,
+                             "SELECT format_type(atttypid, NULL) FROM pg_attribute"
+                             " WHERE attrelid = 'leads'::regclass AND attname = 'id'",
+                             0, NULL);
+    if (!r)
+        return -1;
+    const char *type = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "";
+    if (strcmp(type, "uuid") && strcmp(type, "text")) {
+        lf_error("leads.id has type %s, neither uuid nor text", type);
+        PQclear(r);
+        return -1;
+    }
+    lf_strlcpy(ctx->id_type, type, sizeof ctx->id_type);
+    PQclear(r);
+    ctx->batch_sql[0] = s_with_type(s_prelude_sql, ctx->id_type);
+    ctx->batch_sql[1] = s_with_type(s_write_sql, ctx->id_type);
+    return 0;
+}
+
 /* Reads the leads of envs[0..n) (the prelude). rows[i] is filled for envs[i]; *res
  * keeps the strings. Returns 0 or -1. */
-static int s_read(lf_db_t *db, json_t *const *envs, size_t n, s_row_t *rows,
-                  PGresult **res, long long fp[2], const char **writer) {
+static int s_read(lf_router_ctx_t *ctx, lf_db_t *db, json_t *const *envs, size_t n,
+                  s_row_t *rows, PGresult **res, long long fp[2], const char **writer) {
     lf_pgarray_t ids;
     lf_pgarray_init(&ids);
     for (size_t i = 0; i < n; i++) {
         const char *lead = lf_event_lead(envs[i]);
         /* An id that cannot be a lead id is no lead's: never sent, so that one bad
          * event cannot fail the cast of the whole array. */
-        lf_pgarray_add(&ids, lead && strlen(lead) < 64 ? lead : NULL);
+        lf_pgarray_add(&ids, s_id_ok(ctx, lead) ? lead : NULL);
     }
     const char *p[] = {lf_pgarray_end(&ids), lf_route_public_domains};
-    *res = lf_db_exec_prepared(db, "lf_route_batch_prelude", s_prelude_sql, 2, p);
+    *res = lf_db_exec_prepared(db, "lf_route_batch_prelude", ctx->batch_sql[0], 2, p);
     lf_pgarray_free(&ids);
     memset(rows, 0, n * sizeof *rows);
     if (!*res)
@@ -494,7 +557,7 @@ static int s_segment(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     json_t *touched = json_object();
     int rc = -1, pool_checked = 0, alone = 0;
     size_t i = from;
-    if (s_read(db, envs + from, m, rows, &res, fp, &writer) < 0)
+    if (s_read(ctx, db, envs + from, m, rows, &res, fp, &writer) < 0)
         goto out;
     for (; i < n; i++) {
         const s_row_t *row = &rows[i - from];
@@ -539,7 +602,7 @@ int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
     lf_router_ctx_t *ctx = arg;
     /* The routing lock and the batch's leads were taken by lf_route_on_begin. */
     ctx->batch_locked = 1;
-    int rc = 0;
+    int rc = s_statements(ctx, db);
     for (size_t i = 0; i < n && rc == 0;)
         rc = s_segment(c, db, ctx, envs, n, i, &i);
     if (rc < 0) {

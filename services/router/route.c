@@ -215,6 +215,10 @@ void lf_router_ctx_init(lf_router_ctx_t *ctx) {
 
 void lf_router_ctx_fini(lf_router_ctx_t *ctx) {
     lf_pool_destroy(&ctx->pool);
+    for (int i = 0; i < 2; i++) {
+        free(ctx->batch_sql[i]);
+        ctx->batch_sql[i] = NULL;
+    }
     json_decref(ctx->tick_pub);
     ctx->tick_pub = NULL;
 }

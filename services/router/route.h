@@ -40,6 +40,9 @@ typedef struct {
     const void *prep_conn; /* the PGconn they were prepared on */
     int prep_pid;          /* and its backend pid (a new PGconn may reuse the address) */
     unsigned prepared;     /* bit per prepared statement */
+    /* The batch path's statements (batch.c), built for the type of leads.id. */
+    char id_type[16];   /* "text" or "uuid", "" until read */
+    char *batch_sql[2]; /* owned: the prelude and the write statement */
 } lf_router_ctx_t;
 
 /* Maps the lead's typed region and industry to vocabulary ids in place ("region" /
