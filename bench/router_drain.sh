@@ -13,7 +13,8 @@
 # LF_BENCH_EXPLAIN=MS (with LF_BENCH_PROFILE) logs the plans of statements slower than MS ms,
 # with their triggers, in the PostgreSQL log (kept with LF_BENCH_KEEP);
 # LF_BENCH_SQL='...' runs SQL once before the runs (experiments: DROP INDEX ...);
-# LF_BENCH_PERF=FILE records a perf profile of the router's PostgreSQL backend in run 1;
+# LF_BENCH_PERF=FILE records a perf profile of the router's PostgreSQL backend in run 1,
+# LF_BENCH_PERF_ROUTER=FILE one of the router process;
 # LF_BENCH_KEEP=1 leaves PostgreSQL running with the data afterwards (stop it yourself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +95,10 @@ for i in $(seq 1 "$RUNS"); do
         done
         perf record -F 499 -g -o "$LF_BENCH_PERF" -p "$bp" >/dev/null 2>&1 & perfp=$!
     fi
+    perfr=
+    if [ -n "${LF_BENCH_PERF_ROUTER:-}" ] && [ "$i" -eq 1 ]; then # and of the router itself
+        perf record -F 999 -g -o "$LF_BENCH_PERF_ROUTER" -p "$rp" >/dev/null 2>&1 & perfr=$!
+    fi
     for _ in $(seq 1 6000); do # at most 600 s
         done_n=$(q "SELECT count(*) FROM outbox WHERE id > $mark AND type = 'lead.assigned'")
         [ "$done_n" -ge "$unassigned" ] && break
@@ -108,6 +113,7 @@ for i in $(seq 1 "$RUNS"); do
     cpu_r=$(cpu /proc/"$rp"/stat); cpu_b=0
     [ -n "$bpids" ] && cpu_b=$(cpu $(for b in $bpids; do echo /proc/"$b"/stat; done))
     [ -n "$perfp" ] && { kill -INT "$perfp"; wait "$perfp" 2>/dev/null || true; }
+    [ -n "$perfr" ] && { kill -INT "$perfr"; wait "$perfr" 2>/dev/null || true; }
     kill -TERM "$rp"; wait "$rp" 2>/dev/null || true
     rate=$(awk -v n="$stored" -v a="$t0" -v b="$t1" 'BEGIN {print int(n / (b - a))}')
     got+=("$rate")
