@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/router_drain.sh [RUNS=3] [LEADS=20000]: the real router against PostgreSQL.
+# bench/router_drain.sh [RUNS=3] [LEADS=20000] [REPS=200]: the real router against PostgreSQL.
 #
 # bench_router measures the assignment code alone, in memory. This measures what a lead
 # costs the running service: the prelude, the decision, the explanation rows, the
@@ -8,7 +8,8 @@
 # in the outbox that nobody has acknowledged), then the router starts and the clock runs
 # until every lead of the run is assigned (polled every 100 ms). The figure is LEADS / that
 # time. 200 reps with all rules on, as in bench_router; the scheduler and analytics are
-# not running, so the router has PostgreSQL to itself.
+# not running, so the router has PostgreSQL to itself, unless LF_BENCH_STACK=1 (then they
+# run too, taking the router's lead.assigned events as it drains).
 # LF_BENCH_PROFILE=1 adds pg_stat_statements (top statements by total time);
 # LF_BENCH_EXPLAIN=MS (with LF_BENCH_PROFILE) logs the plans of statements slower than MS ms,
 # with their triggers, in the PostgreSQL log (kept with LF_BENCH_KEEP);
@@ -19,10 +20,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-RUNS=${1:-3}; LEADS=${2:-20000}
+RUNS=${1:-3}; LEADS=${2:-20000}; REPS=${3:-200}
 make -s WERROR=1 bins benches >/dev/null
 W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
 PG=$(lf_free_port); RP=$(lf_free_port); HTTP=$(lf_free_port); Z1=$(lf_free_port); Z2=$(lf_free_port)
+Z3=$(lf_free_port)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -56,19 +58,24 @@ export LEADFLOW_ADMIN_KEY=bench-key LEADFLOW_ALLOW_SHORT_ADMIN_KEY=1 LEADFLOW_IN
 export LEADFLOW_CONFIG_DIR=$PWD/config LEADFLOW_REDIS_PORT=$RP LEADFLOW_REDIS_PREFIX=bench:
 export LEADFLOW_INTAKE_EVENTS_BIND=tcp://127.0.0.1:$Z1 LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:$Z1
 export LEADFLOW_ROUTER_EVENTS_BIND=tcp://127.0.0.1:$Z2 LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:$Z2
+export LEADFLOW_SCHEDULER_EVENTS_BIND=tcp://127.0.0.1:$Z3 LEADFLOW_SCHEDULER_EVENTS=tcp://127.0.0.1:$Z3
 build/bin/leadflow-migrate >/dev/null 2>&1
 q() { psql -qtAX "$LEADFLOW_DATABASE_URL" -c "$1"; }
-# 200 reps: 4 teams, skills and regions spread so that the filters do real work.
+# REPS reps (200): 4 teams, skills and regions spread so that the filters do real work.
 q "INSERT INTO reps (id, name, team, skills, regions, grades, capacity, weight, active)
    SELECT 'rep' || i, 'Rep ' || i, (ARRAY['east','north','south','west'])[1 + i % 4],
           ARRAY[(ARRAY['medical','manufacturing','software','education','retail'])[1 + i % 5]],
           ARRAY[(ARRAY['east','north','south','west'])[1 + (i / 5) % 4]],
           ARRAY['A','B','C','D'], 1000000, 1 + i % 3, true
-     FROM generate_series(1, 200) i" >/dev/null
+     FROM generate_series(1, $REPS) i" >/dev/null
 [ -n "${LF_BENCH_PROFILE:-}" ] && q "CREATE EXTENSION pg_stat_statements" >/dev/null
 # LF_BENCH_SQL: SQL run once before the runs, for experiments (e.g. DROP INDEX ...).
 [ -n "${LF_BENCH_SQL:-}" ] && q "$LF_BENCH_SQL" >/dev/null
 build/bin/leadflow-intake 2>"$W/intake.log" & pids+=($!)
+if [ -n "${LF_BENCH_STACK:-}" ]; then # the whole stack: they take the router's events as it drains
+    build/bin/leadflow-scheduler 2>"$W/scheduler.log" & pids+=($!)
+    build/bin/leadflow-analytics 2>"$W/analytics.log" & pids+=($!)
+fi
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$HTTP/healthz" >/dev/null 2>&1 && break; sleep 0.1
 done
@@ -127,4 +134,4 @@ for i in $(seq 1 "$RUNS"); do
             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-12}" >&2
     fi
 done
-echo "router.pg_assigned_per_sec $(printf '%s\n' "${got[@]}" | median) (runs: ${got[*]}; $LEADS leads, 200 reps)"
+echo "router.pg_assigned_per_sec $(printf '%s\n' "${got[@]}" | median) (runs: ${got[*]}; $LEADS leads, $REPS reps)"
