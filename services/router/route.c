@@ -17,7 +17,12 @@
  * (lf_route_before_commit), with a fresh token; a rolled-back batch leaves the old
  * ledger in the database and clears our token, so it forces a rebuild as well. Edits to
  * reps (capacity, leave, new hires) therefore take effect on the next lead without a
- * restart. */
+ * restart.
+ *
+ * A consumer batch is decided as a set and written with one statement per table by
+ * batch.c; the per-lead functions here handle the events it hands over one by one (a
+ * re-grade, a reassignment), the event-by-event retry of a failed batch, and the pool
+ * tick. */
 #include "route.h"
 
 #include <stdio.h>
