@@ -58,6 +58,9 @@ struct lf_keepalive {
     s_digest_t digest[S_MAX];            /* per team */
     size_t ndigest;                      /* entries in digest */
     const char *digest_names[S_MAX + 1]; /* borrowed from digest[]: NULL-terminated */
+    lf_duration_t fu_escalate[5];        /* follow-up escalation: [0] default, A-D */
+    int fu_set[5];                       /* 1: fu_escalate[i] is set */
+    int fu_never;                        /* 1: overdue follow-ups are never escalated */
 };
 
 static void s_err(char *err, size_t errsz, const char *fmt, ...)
@@ -444,8 +447,10 @@ static int s_load_stale(lf_keepalive_t *ka, const json_t *st, const lf_pipeline_
             s_err(err, errsz, "stale.restart_on: must be a list of activity types");
             return -1;
         }
-        for (size_t i = 0; i < ka->nrestart; i++)
+        for (size_t i = 0; i < ka->nrestart; i++) {
             free(ka->restart_on[i]);
+            ka->restart_on[i] = NULL; /* the list stays NULL-terminated */
+        }
         ka->nrestart = 0;
         size_t i;
         json_array_foreach(ro, i, v) {
@@ -510,6 +515,52 @@ static int s_load_react(lf_keepalive_t *ka, const json_t *re, const lf_pipeline_
 out:
     json_decref(pdesc);
     return rc;
+}
+
+/* "follow_up": {"escalate_after": duration | {"default": d, "A": d...} | "never"}. */
+static int s_load_follow_up(lf_keepalive_t *ka, const json_t *fu, char *err,
+                            size_t errsz) {
+    static const char *const keys[] = {"escalate_after", NULL};
+    if (!json_is_object(fu)) {
+        s_err(err, errsz, "follow_up: must be an object");
+        return -1;
+    }
+    if (s_keys(fu, "follow_up", keys, err, errsz) < 0)
+        return -1;
+    const json_t *v = json_object_get(fu, "escalate_after");
+    const char *key = "follow_up.escalate_after";
+    if (!v)
+        return 0;
+    if (json_is_string(v) && !strcmp(json_string_value(v), "never")) {
+        ka->fu_never = 1;
+        return 0;
+    }
+    if (json_is_string(v))
+        return s_dur(v, key, &ka->fu_escalate[0], err, errsz);
+    if (!json_is_object(v) || !json_object_get(v, "default")) {
+        s_err(err, errsz,
+              "%s: must be a duration, \"never\", or {\"default\": duration, \"A\": "
+              "duration...}",
+              key);
+        return -1;
+    }
+    const char *g;
+    const json_t *gv;
+    json_object_foreach((json_t *)v, g, gv) {
+        if (g[0] == '_')
+            continue;
+        char gkey[200];
+        snprintf(gkey, sizeof gkey, "%s.%s", key, g);
+        int i = strcmp(g, "default") ? (s_is_grade(g) ? g[0] - 'A' + 1 : -1) : 0;
+        if (i < 0) {
+            s_err(err, errsz, "%s: unknown key (default, A, B, C or D)", gkey);
+            return -1;
+        }
+        if (s_dur(gv, gkey, &ka->fu_escalate[i], err, errsz) < 0)
+            return -1;
+        ka->fu_set[i] = 1;
+    }
+    return 0;
 }
 
 static int s_cron(const json_t *v, const char *key, lf_cron_t *out, char *err,
@@ -588,8 +639,8 @@ static int s_load_digest(lf_keepalive_t *ka, const json_t *dg, char *err, size_t
 
 lf_keepalive_t *lf_keepalive_from_json(const json_t *cfg, const lf_pipeline_t *p,
                                        char *err, size_t errsz) {
-    static const char *const keys[] = {"version",      "clock",  "stale",
-                                       "reactivation", "digest", NULL};
+    static const char *const keys[] = {"version", "clock",     "stale", "reactivation",
+                                       "digest",  "follow_up", NULL};
     lf_keepalive_t *ka = lf_calloc(1, sizeof *ka);
     ka->clock = LF_CLOCK_BUSINESS;
     ka->digest_enabled = 1;
@@ -599,6 +650,10 @@ lf_keepalive_t *lf_keepalive_from_json(const json_t *cfg, const lf_pipeline_t *p
     lf_duration_parse("2 business days", &ka->warn_manager_after, NULL, 0);
     lf_duration_parse("3 business days", &ka->recycle_after, NULL, 0);
     lf_duration_parse("30d", &ka->cooldown, NULL, 0);
+    /* A follow-up still not done one business day after its time goes to the
+     * owner's manager. */
+    lf_duration_parse("1 business day", &ka->fu_escalate[0], NULL, 0);
+    ka->fu_set[0] = 1;
     static const char *const restart[] = {"call", "visit", "email", "meeting"};
     for (size_t i = 0; i < 4; i++)
         ka->restart_on[ka->nrestart++] = lf_strdup(restart[i]);
@@ -631,6 +686,9 @@ lf_keepalive_t *lf_keepalive_from_json(const json_t *cfg, const lf_pipeline_t *p
         goto fail;
     const json_t *dg = json_object_get(cfg, "digest");
     if (dg && s_load_digest(ka, dg, err, errsz) < 0)
+        goto fail;
+    const json_t *fu = json_object_get(cfg, "follow_up");
+    if (fu && s_load_follow_up(ka, fu, err, errsz) < 0)
         goto fail;
     return ka;
 fail:
@@ -712,6 +770,19 @@ const lf_duration_t *lf_keepalive_recycle_after(const lf_keepalive_t *ka) {
 
 const lf_duration_t *lf_keepalive_cooldown(const lf_keepalive_t *ka) {
     return &ka->cooldown;
+}
+
+const lf_duration_t *lf_keepalive_follow_up_escalation(const lf_keepalive_t *ka,
+                                                       const char *grade) {
+    if (ka->fu_never)
+        return NULL;
+    if (grade && s_is_grade(grade) && ka->fu_set[grade[0] - 'A' + 1])
+        return &ka->fu_escalate[grade[0] - 'A' + 1];
+    return &ka->fu_escalate[0];
+}
+
+const char *const *lf_keepalive_restart_types(const lf_keepalive_t *ka) {
+    return (const char *const *)ka->restart_on;
 }
 
 int lf_keepalive_restarts(const lf_keepalive_t *ka, const char *type) {

@@ -4,7 +4,7 @@
 -- batch is still one statement and one transaction whatever its kinds.
 
 -- A deal closed (p_now_open false) stops the clocks that no longer apply: its
--- first-contact SLA, its follow-ups and its stale clock. A deal reopened stops its
+-- first-contact SLA, its follow-ups (reminders and escalations) and its stale clock. A deal reopened stops its
 -- reactivation. Called in the transaction of the stage move. Returns how many timers
 -- were cancelled (their Redis entries find no pending row and are ignored).
 CREATE OR REPLACE FUNCTION lf_keepalive_on_move(p_lead text, p_now_open boolean)
@@ -16,7 +16,8 @@ CREATE OR REPLACE FUNCTION lf_keepalive_on_move(p_lead text, p_now_open boolean)
         UPDATE timers SET state = 'cancelled'
          WHERE lead_id = p_lead AND state = 'pending'
            AND CASE WHEN p_now_open THEN kind = 'reactivate'
-                    ELSE kind IN ('sla_first_contact', 'follow_up', 'stale') END
+                    ELSE kind IN ('sla_first_contact', 'follow_up', 'follow_up_overdue',
+                                  'stale') END
         RETURNING id)
     SELECT (SELECT count(*) FROM c)::integer + 0 * (SELECT count(*) FROM s)::integer $$;
 
@@ -68,7 +69,8 @@ END $$;
 -- ones). Only timers still pending fire (a timer claimed twice fires once).
 --   stale: only the lead's current generation, while the deal is open and still owned
 --   by the rep whose clock it is. Phase 0 warns the owner, phase 1 the owner's manager
---   (the owner when there is none), phase 2 recycles: the deal leaves its owner for its
+--   (else the team's manager the scheduler put in data, else the owner), phase 2
+--   recycles (and cancels the owner's pending SLA and follow-up timers): the deal leaves its owner for its
 --   team pool (pool_reason 'recycled'; the router routes it again by itself when the
 --   team's pool.auto_route.recycled says so, never to a previous owner), with a
 --   lead_recycles row holding the cool-down during which that owner may not get it
@@ -88,7 +90,7 @@ BEGIN
         SELECT f.id, f.lead_id, f.step % 10 AS phase, f.rep_id, f.data, l.owner, l.stage,
                coalesce(l.grade::text, '') AS grade, l.stale_since, l.stale_due_at,
                (SELECT r.manager FROM reps r WHERE r.id = l.owner) AS manager,
-               coalesce(l.team, (SELECT r.team FROM reps r WHERE r.id = l.owner)) AS team
+               l.team  -- the lead's team (its pool), not the owner's
           FROM f CROSS JOIN LATERAL (
               SELECT l1.owner, l1.stage, l1.grade, l1.stale_since, l1.stale_due_at,
                      l1.stale_gen, l1.closed_at, l1.team
@@ -102,15 +104,24 @@ BEGIN
                            stale_gen = l.stale_gen + 1, stale_since = NULL,
                            updated_at = now()
           FROM j WHERE j.phase = 2 AND l.id = j.lead_id AND l.owner = j.owner
-        RETURNING j.id AS timer_id, j.owner),
+        RETURNING j.id AS timer_id, j.owner, l.id AS lead_id),
+    -- The clocks that were the owner's stop with the recycle, in the same statement:
+    -- its first-contact SLA and its follow-ups (reminders and escalations). Whoever
+    -- takes the deal next sets their own.
+    rcx AS (
+        UPDATE timers t SET state = 'cancelled'
+          FROM rl WHERE t.lead_id = rl.lead_id AND t.state = 'pending'
+           AND t.kind IN ('sla_first_contact', 'follow_up', 'follow_up_overdue')
+        RETURNING t.id),
     dec AS (
         UPDATE reps SET open_count = greatest(open_count - x.n, 0), updated_at = now()
           FROM (SELECT rl.owner, count(*) AS n FROM rl GROUP BY rl.owner) x
          WHERE reps.id = x.owner RETURNING reps.id),
     m AS (
         SELECT j.*,
-               CASE j.phase WHEN 1 THEN coalesce(j.manager, j.owner) ELSE j.owner END
-                   AS rep_to,
+               CASE j.phase WHEN 1 THEN coalesce(j.manager, j.data ->> 'team_manager',
+                                                 j.owner)
+                            ELSE j.owner END AS rep_to,
                CASE j.phase WHEN 2 THEN 'recycled' ELSE 'stale_warning' END AS nkind,
                CASE j.phase WHEN 0 THEN 'owner' WHEN 1 THEN 'manager' ELSE 'recycle' END
                    AS level,
@@ -179,7 +190,8 @@ BEGIN
 END $$;
 
 -- The keep-alive kinds of a claimed batch: stale (above), reactivate
--- (43_lf_keepalive_reactivate.sql) and digest (44_lf_keepalive_digest.sql). The
+-- (43_lf_keepalive_reactivate.sql), digest (44_lf_keepalive_digest.sql) and
+-- follow_up_overdue (45_lf_keepalive_follow_up.sql). The
 -- timers those create later are set by the scheduler, so next_timers stays empty.
 CREATE OR REPLACE FUNCTION lf_keepalive_fire(p_ids bigint[],
                                              OUT fired integer, OUT warnings integer,
@@ -189,12 +201,14 @@ DECLARE
     s record;
     nr integer;
     nd integer;
+    nf integer;
 BEGIN
     SELECT * INTO s FROM lf_keepalive_fire_stale(p_ids);
     nr := lf_keepalive_fire_reactivate(p_ids);
     nd := lf_keepalive_fire_digest(p_ids);
-    fired := s.fired + nr + nd;  -- for the scheduler's counters
-    warnings := s.warnings + nr + nd;
+    nf := lf_keepalive_fire_follow_up(p_ids);  -- 45_lf_keepalive_follow_up.sql
+    fired := s.fired + nr + nd + nf;  -- for the scheduler's counters
+    warnings := s.warnings + nr + nd + nf;
     recycles := s.recycles;
     next_timers := '';
 END $$;

@@ -9,5 +9,7 @@ CREATE OR REPLACE FUNCTION lf_analytics_fold(seqs bigint[]) RETURNS integer
     LANGUAGE sql AS $$
 SELECT pg_advisory_xact_lock(727007);
 SELECT set_config('synchronous_commit', 'off', true);
-SELECT lf_analytics_apply(seqs, false);
+-- The keep-alive rollups first (50_lf_analytics_keepalive.sql): they hand back the
+-- events for the main fold without the funnel events of reactivated opportunities.
+SELECT lf_analytics_apply(lf_analytics_keepalive(seqs), false);
 $$;

@@ -5,7 +5,9 @@ DROP VIEW IF EXISTS v_lead_outcomes CASCADE;
 CREATE VIEW v_lead_outcomes AS
 SELECT l.id AS lead_id, l.channel, coalesce(l.source, '') AS source,
        coalesce(l.grade::text, '') AS grade, coalesce(l.owner, '') AS owner,
-       coalesce(l.team, r.team, '') AS team, l.created_at, l.assigned_at,
+       -- The lead's team ('' for a lead of no team), never its owner's current team:
+       -- a rep who changes team takes no history along.
+       coalesce(l.team, '') AS team, l.created_at, l.assigned_at,
        l.first_contact_at, l.stage, l.closed_at, l.amount, l.loss_reason,
        extract(epoch FROM l.first_contact_at - l.assigned_at)::numeric AS response_seconds,
        sla.seconds AS sla_seconds,
@@ -23,7 +25,6 @@ SELECT l.id AS lead_id, l.channel, coalesce(l.source, '') AS source,
        END AS within_sla,
        l.reactivated_from
 FROM leads l
-LEFT JOIN reps r ON r.id = l.owner
 LEFT JOIN sla_first_contact sla ON sla.grade = l.grade::text
 WHERE l.assigned_at IS NOT NULL;
 COMMENT ON VIEW v_lead_outcomes IS

@@ -5,6 +5,8 @@
 DROP VIEW IF EXISTS v_keepalive_outcomes CASCADE;
 DROP VIEW IF EXISTS v_recycled_deals CASCADE;
 DROP VIEW IF EXISTS v_reactivated_deals CASCADE;
+DROP VIEW IF EXISTS v_keepalive_daily CASCADE;
+DROP VIEW IF EXISTS v_funnel_reactivated CASCADE;
 
 -- One row per recycle: the deal, whose it was, where it stood, and what became of it
 -- since (won later, lost again, still open; owned again or still in the pool).
@@ -54,3 +56,34 @@ GROUP BY month, team, kind;
 COMMENT ON VIEW v_keepalive_outcomes IS
     'Recycled and reactivated deals per month, team and kind, with won / lost (again) / '
     'open and the win rate of those closed';
+
+-- From analytics' rollups (0037_keepalive_rollups.sql, folded exactly once from the
+-- events): per day, kind and team, deals recycled / reactivated that day and closings
+-- that day of deals recycled before (won later, lost again) or of reactivated
+-- opportunities.
+CREATE VIEW v_keepalive_daily AS
+SELECT day, date_trunc('month', day)::date AS month, kind, team, deals, won, lost,
+       won_amount
+FROM rollup_keepalive_daily;
+COMMENT ON VIEW v_keepalive_daily IS
+    'Per day, kind (recycled | reactivated) and team: deals recycled or reactivated that '
+    'day, and deals of that kind won or lost that day (won later, lost again)';
+
+-- The funnel of reactivated opportunities, apart from inbound leads (v_funnel counts
+-- those only): the same columns as v_funnel, conversion from their own 'new'.
+CREATE VIEW v_funnel_reactivated AS
+SELECT s.stage,
+       coalesce(f.deals_now, 0) AS deals_now,
+       coalesce(f.amount_now, 0) AS amount_now,
+       coalesce(f.deals_reached, 0) AS deals_reached,
+       st.stage_order, st.kind, st.label_zh, st.label_en, st.probability,
+       round(coalesce(f.deals_reached, 0)::numeric
+             / nullif((SELECT deals_reached FROM rollup_funnel_reactivated
+                        WHERE stage = 'new'), 0), 4) AS conversion,
+       round(coalesce(f.amount_now, 0) * coalesce(st.probability, 0), 2) AS weighted_amount
+FROM (SELECT id AS stage FROM stages UNION SELECT stage FROM rollup_funnel_reactivated) s
+LEFT JOIN rollup_funnel_reactivated f ON f.stage = s.stage
+LEFT JOIN stages st ON st.id = s.stage;
+COMMENT ON VIEW v_funnel_reactivated IS
+    'Reactivated opportunities per stage (rollup_funnel_reactivated): now in it, ever '
+    'reached it, conversion from new, weighted amount; v_funnel counts inbound deals only';

@@ -65,9 +65,12 @@ GRANT SELECT, INSERT, UPDATE ON lead_recycles, digests TO leadflow_scheduler;
 -- analytics: its rollups and the stage/SLA tables it syncs from the configuration.
 GRANT SELECT, INSERT, UPDATE, DELETE
     ON analytics_deals, rollup_funnel, rollup_leads_daily, rollup_outcomes_daily,
-       rollup_stage_daily, stages, loss_reasons, sla_first_contact
+       rollup_stage_daily, stages, loss_reasons, sla_first_contact,
+       rollup_keepalive_daily, rollup_funnel_reactivated, analytics_reactivated
     TO leadflow_analytics;
 GRANT SELECT ON leads, lead_events, reps TO leadflow_analytics;
+-- recycled deals that closed later (lf_analytics_keepalive)
+GRANT SELECT ON lead_recycles TO leadflow_analytics;
 
 -- Notification destinations and deliveries (0030_notify.sql): every service that writes
 -- a notification fans it out to its destinations in the same statement
@@ -86,6 +89,8 @@ GRANT SELECT
     ON v_funnel, v_win_loss, v_pipeline_value, v_loss_reasons, v_lead_outcomes,
        v_first_response, v_conversion, v_stage_conversion, assignment_explanations,
        v_recycled_deals, v_reactivated_deals, v_keepalive_outcomes,
+       v_keepalive_daily, v_funnel_reactivated, rollup_keepalive_daily,
+       rollup_funnel_reactivated,
        rollup_funnel, rollup_leads_daily, rollup_outcomes_daily, rollup_stage_daily,
        stages, loss_reasons, sla_first_contact
     TO leadflow_bi;

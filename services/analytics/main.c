@@ -24,8 +24,9 @@ static const lf_cfg_def_t s_cfg[] = {
      "most events per transaction"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned", "stage.changed", "deal.won",
-                                      "deal.lost", NULL};
+static const char *const s_types[] = {
+    "lead.assigned", "stage.changed",    "deal.won", "deal.lost",
+    "lead.recycled", "deal.reactivated", NULL};
 
 /* Loads config/pipeline.json (validated as intake does) and config/sla.json for the
  * stages and SLA tables. Returns 0 or -1. */

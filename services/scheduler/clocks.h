@@ -1,9 +1,9 @@
 /* clocks.h - the keep-alive clocks of the scheduler
  * (docs/pipeline.md#keeping-deals-alive): when a duration of config/keepalive.json ends
  * for a lead of a team (clock.c), the stale-deal clock armed and stopped from events
- * (stale.c), the reactivation of lost deals (reactivate.c) and the team digests
- * (digest.c). Firing is in PostgreSQL (db/functions/42_lf_keepalive.sql), with the other
- * timers of a claimed batch. */
+ * (stale.c), the follow-ups and their escalation (follow_up.c), the reactivation of lost
+ * deals (reactivate.c) and the team digests (digest.c). Firing is in PostgreSQL
+ * (db/functions/42_lf_keepalive.sql), with the other timers of a claimed batch. */
 #ifndef LF_SCHEDULER_CLOCKS_H
 #define LF_SCHEDULER_CLOCKS_H
 
@@ -42,6 +42,12 @@ int64_t lf_clock_parse(const char *rfc3339, int *ms);
  * restarts the clock. Runs in the consumer's transaction; indexes new timers in Redis.
  * Returns 0, or -1 on a database error. */
 int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
+
+/* Consumer step for activity.logged with a next_action_at: the follow-up reminder
+ * timer at that time and, follow_up.escalate_after later in the lead's team calendar,
+ * the overdue escalation to the owner's manager (follow_up.c). Runs in the consumer's
+ * transaction. Returns 0, or -1 on a database error. */
+int lf_follow_up_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
 
 /* Consumer step for deal.lost (sets the reactivation timer when the loss reason comes
  * back) and lead.created (links a returning customer's inquiry to its lost deal).

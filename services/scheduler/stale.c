@@ -45,9 +45,7 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
     const char *p[] = {lead_id};
     PGresult *res = lf_db_exec(db,
                                "SELECT l.stage, l.grade, l.owner, l.closed_at IS NULL,"
-                               " coalesce(l.team, (SELECT r.team FROM reps r"
-                               "  WHERE r.id = l.owner))"
-                               " FROM leads l WHERE l.id = $1",
+                               " l.team FROM leads l WHERE l.id = $1",
                                1, p);
     if (!res)
         return -1;
@@ -59,10 +57,11 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
     const char *grade = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
     const char *owner = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
     int open = PQgetvalue(res, 0, 3)[0] == 't';
+    /* The lead's team (NULL: the default calendar), never the owner's team. */
     const char *team = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
     const lf_duration_t *th =
         open && owner ? lf_keepalive_stale(t->ka, stage, grade) : NULL;
-    char due[3][40], data[64];
+    char due[3][40];
     const char *due_p[3] = {NULL, NULL, NULL};
     if (th) {
         int64_t d0 = lf_clock_after(t, team, at, th);
@@ -74,14 +73,22 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
             due_p[i] = due[i];
         }
     }
-    snprintf(data, sizeof data, "{\"cooldown_s\": %lld}",
-             (long long)lf_keepalive_cooldown(t->ka)->secs);
+    /* The cool-down of a recycle, and the team's manager: who hears of a stale deal
+     * whose owner has no manager of their own. */
+    json_t *dj =
+        json_pack("{s:I}", "cooldown_s", (json_int_t)lf_keepalive_cooldown(t->ka)->secs);
+    const char *mgr = t->teams ? lf_teams_get(t->teams, team)->manager : NULL;
+    if (mgr)
+        json_object_set_new(dj, "team_manager", json_string(mgr));
+    char *data = json_dumps(dj, JSON_COMPACT);
+    json_decref(dj);
     const char *q[] = {lead_id, at_s, owner, due_p[0], due_p[1], due_p[2], data};
     PGresult *r =
         lf_db_exec(db,
                    "SELECT lf_keepalive_arm($1, $2::timestamptz, $3,"
                    " $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::jsonb)",
                    7, q);
+    free(data);
     PQclear(res);
     if (!r)
         return -1;

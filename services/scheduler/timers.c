@@ -42,49 +42,15 @@ static const char *s_claim_lua =
     "if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end "
     "return ids";
 
-/* Queues one timer for the Redis index once the consumer's batch commits. */
-static void s_zadd(lf_timers_t *t, const char *id, const char *due_ms) {
-    char pair[64];
-    snprintf(pair, sizeof pair, "%s %s", due_ms, id);
-    lf_timers_index_after_commit(t, pair);
-}
-
-/* Follow-ups (pipeline): an activity's next_action_at becomes a 'follow_up' timer at
- * that time. Its step is the activity's number on the lead, so each activity has at
- * most one timer however often the event is redelivered. */
-static int s_on_activity(lf_timers_t *t, lf_db_t *db, const char *lead_id,
-                         const json_t *pl) {
-    const char *due = json_string_value(json_object_get(pl, "next_action_at"));
-    json_int_t seq = json_integer_value(json_object_get(pl, "seq"));
-    if (!lead_id || !due || seq <= 0 || seq > 2000000000)
-        return 0;
-    char step[24];
-    snprintf(step, sizeof step, "%lld", (long long)seq);
-    const char *p[] = {lead_id, step, due};
-    PGresult *res =
-        lf_db_exec(db,
-                   "INSERT INTO timers (lead_id, kind, step, due_at) SELECT $1, "
-                   "'follow_up', $2::int,"
-                   " $3::timestamptz WHERE EXISTS (SELECT 1 FROM leads WHERE id = $1"
-                   " AND closed_at IS NULL) ON CONFLICT DO NOTHING"
-                   " RETURNING id, (extract(epoch FROM due_at) * 1000)::bigint",
-                   3, p);
-    if (!res)
-        return -1;
-    if (PQntuples(res) == 1)
-        s_zadd(t, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
-    PQclear(res);
-    return 0;
-}
-
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
     lf_timers_t *t = arg;
     const char *type = lf_event_type(env);
     /* The keep-alive clocks: clocks.h */
     if (lf_stale_on_event(t, db, env) < 0 || lf_reactivate_on_event(t, db, env) < 0)
         return -1;
+    /* Follow-ups (pipeline): an activity's next_action_at (follow_up.c). */
     if (type && strcmp(type, "activity.logged") == 0)
-        return s_on_activity(t, db, lf_event_lead(env), lf_event_payload(env));
+        return lf_follow_up_on_event(t, db, env);
     const char *lead_id = lf_event_lead(env);
     const json_t *pl = lf_event_payload(env);
     const char *grade = json_string_value(json_object_get(pl, "grade"));

@@ -186,14 +186,18 @@ static int s_claim(lf_h_t *h, const char *id, const char *rep) {
     snprintf(path, sizeof path, "/v1/leads/%s/claim", id);
     const char *hd[] = {auth, "Content-Type: application/json", NULL};
     int st = 0;
-    /* 503 means "try again" (Retry-After); a loaded test machine may see one. */
+    /* 503 means "try again" (Retry-After); a loaded test machine may see one. A 401:
+     * the key was written to the table just now and intake's key cache looks an unknown
+     * key up again at most once a second (services/intake/auth.c): a second claim by
+     * another rep right after the first one's refresh met that (the teammate's claim
+     * that failed "once under the full suite"). */
     for (int i = 0; i < 5; i++) {
         char *resp = NULL;
         st = lf_h_http(h, "POST", path, hd, "{}", 2, &resp);
         if (st != 200)
             cr_log_info("claim %s by %s: %d %s", id, rep, st, resp ? resp : "");
         free(resp);
-        if (st != 503)
+        if (st != 503 && st != 401)
             break;
         sleep(1);
     }
@@ -835,5 +839,440 @@ Test(keepalive, team_digest_counts_what_a_manager_would_count, .timeout = 180) {
                             "SELECT count(*) FROM timers WHERE kind = 'digest'"
                             " AND team = 'east' AND state = 'pending'",
                             "1", 40000));
+    lf_h_destroy(&h);
+}
+
+/* POST /v1/leads/{id}/claim as `rep` (a rep key made by s_claim): the status, and the
+ * answer's "error" code in *code (caller frees) when code != NULL. */
+static int s_claim_answer(lf_h_t *h, const char *id, const char *rep, char **code) {
+    char auth[128], path[128];
+    int st = s_claim(h, id, rep); /* makes the key; the status */
+    if (!code)
+        return st;
+    snprintf(auth, sizeof auth, "Authorization: Bearer key-%s", rep);
+    snprintf(path, sizeof path, "/v1/leads/%s/claim", id);
+    const char *hd[] = {auth, "Content-Type: application/json", NULL};
+    char *resp = NULL;
+    lf_h_http(h, "POST", path, hd, "{}", 2, &resp);
+    json_t *j = resp ? json_loads(resp, 0, NULL) : NULL;
+    const char *c = json_string_value(json_object_get(j, "error"));
+    const char *m = json_string_value(json_object_get(j, "message"));
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s: %s", c ? c : "-", m ? m : "-");
+    *code = strdup(buf);
+    json_decref(j);
+    free(resp);
+    return st;
+}
+
+/* A recycled deal waits in its team pool (公海) during its previous owner's cool-down:
+ * the previous owner's claim is refused (409 not_claimable, the cool-down named, nothing
+ * changed), a teammate's claim takes it (200, the teammate owns it, a stale clock of
+ * the teammate's own runs from the claim), and the cool-down still holds for the
+ * previous owner afterwards. The team's own claim cool-down is off, so only the
+ * keep-alive cool-down can refuse. */
+Test(keepalive, teammate_claims_a_recycled_deal_during_the_previous_owners_cooldown,
+     .timeout = 180) {
+    lf_h_t *h = lf_h_new(0, 1);
+    /* Recycled after 1 + 1 + 1 s; the new owner's clock then warns after 1 h. */
+    lf_h_config(
+        h, "keepalive.json",
+        "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\": \"1s\","
+        " \"qualified\": \"1h\"}, \"warn_manager_after\": \"1s\","
+        " \"recycle_after\": \"1s\", \"cooldown\": \"1h\"}}");
+    s_no_team_cooldown(h);
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_ROUTER, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    char *id = s_new_lead(h, "{\"name\":\"周九\",\"phone\":\"13800138141\","
+                             "\"region\":\"east\",\"industry\":\"software\"}");
+    char *first = s_wait_owner(h, id);
+    /* A teammate of the same team (east) who is not the first owner. */
+    char *mate = s_str(h,
+                       "SELECT min(id) FROM reps WHERE team = (SELECT team FROM reps"
+                       " WHERE id = '%s') AND id <> '%s' AND active",
+                       first, first);
+    cr_assert(mate && mate[0], "no teammate of %s", first);
+    /* The owner's follow-up an hour out: its clocks stop with the recycle. */
+    char *later = lf_h_sql(h, "SELECT lf_rfc3339(now() + interval '1 hour')");
+    char body[200];
+    snprintf(body, sizeof body, "{\"type\":\"call\",\"next_action_at\":\"%s\"}", later);
+    free(later);
+    cr_assert_eq(s_post(h, id, "activities", body, NULL), 201);
+    cr_assert(s_wait(h,
+                     "SELECT count(*) FROM timers WHERE lead_id = '%s' AND kind IN"
+                     " ('follow_up', 'follow_up_overdue') AND state = 'pending'",
+                     id, "2", 10000));
+    cr_assert_eq(s_post(h, id, "stage", "{\"to\":\"contacted\"}", NULL), 200);
+    cr_assert(s_wait(h, "SELECT count(*) FROM lead_recycles WHERE lead_id = '%s'", id,
+                     "1", 30000),
+              "the deal was not recycled");
+    char *where = s_str(h,
+                        "SELECT coalesce(owner, '-') || ' ' || pool_reason FROM leads"
+                        " WHERE id = '%s'%s",
+                        id, NULL);
+    cr_assert_str_eq(where, "- recycled");
+    free(where);
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM timers WHERE lead_id = '%s' AND kind IN"
+                        " ('follow_up', 'follow_up_overdue', 'sla_first_contact')"
+                        " AND state = 'pending'%s",
+                        id, NULL),
+                 0, "the recycle left the previous owner's clocks running");
+    long events_before =
+        s_long(h, "SELECT count(*) FROM lead_events WHERE lead_id = '%s'%s", id, NULL);
+
+    /* The previous owner, during the cool-down: refused, and nothing changed. */
+    char *why = NULL;
+    cr_expect_eq(s_claim_answer(h, id, first, &why), 409,
+                 "the previous owner claimed it back");
+    cr_expect(why && !strncmp(why, "not_claimable: ", 15) && strstr(why, "cool-down"),
+              "refusal: %s", why ? why : "(none)");
+    free(why);
+    where =
+        s_str(h, "SELECT coalesce(owner, '-') FROM leads WHERE id = '%s'%s", id, NULL);
+    cr_expect_str_eq(where, "-", "a refused claim moved the deal");
+    free(where);
+    cr_expect_eq(
+        s_long(h, "SELECT count(*) FROM lead_events WHERE lead_id = '%s'%s", id, NULL),
+        events_before, "a refused claim wrote to the timeline");
+    cr_expect_eq(
+        s_long(h, "SELECT count(*) FROM lead_claims WHERE lead_id = '%s'%s", id, NULL),
+        0);
+
+    /* A teammate, during the same cool-down: takes it. */
+    cr_expect_eq(s_claim_answer(h, id, mate, NULL), 200,
+                 "the teammate %s could not claim it", mate);
+    char *now = s_str(h,
+                      "SELECT coalesce(owner, '-') || ' ' || coalesce(pool_reason, '-')"
+                      " || ' ' || stage FROM leads WHERE id = '%s'%s",
+                      id, NULL);
+    char want[160];
+    snprintf(want, sizeof want, "%s - contacted", mate);
+    cr_expect_str_eq(now, want, "owner, pool reason, stage after the claim");
+    free(now);
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM lead_claims WHERE lead_id = '%s'"
+                        " AND rep_id = '%s'",
+                        id, mate),
+                 1);
+    /* The teammate's own stale clock runs from the claim (lead.reassigned). */
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT count(*) >= 3 FROM timers WHERE lead_id = '%s' AND kind = 'stale'"
+             " AND rep_id = '%s'",
+             id, mate);
+    cr_expect(lf_h_wait_sql(h, q, "t", 15000), "no stale clock for the new owner");
+    /* Still in the cool-down: the previous owner may not take it from the pool later,
+     * and the cool-down is on record for the team's reports. */
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM lead_recycles WHERE lead_id = '%s'"
+                        " AND from_rep = '%s' AND cooldown_until > now() + interval '50 "
+                        "minutes'",
+                        id, first),
+                 1);
+    free(mate);
+    free(first);
+    free(id);
+    lf_h_destroy(&h);
+}
+
+/* The follow-up ladder over HTTP, second-scale (wall clock here): an activity's
+ * next_action_at reminds the owner; a follow-up still not done escalate_after later goes
+ * to the owner's manager as follow_up_overdue. A visit after the activity does the
+ * follow-up (no escalation); a note does not (escalated); a deal closed before stops
+ * both. */
+Test(keepalive, overdue_follow_up_escalates_to_the_owners_manager_over_http,
+     .timeout = 180) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(
+        h, "keepalive.json",
+        "{\"clock\": \"wall\", \"stale\": {\"restart_on\": [\"call\", \"visit\"]},"
+        " \"follow_up\": {\"escalate_after\": {\"default\": \"2s\", \"A\": \"1h\"}}}");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_ROUTER, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    const char *phones[] = {"13800138151", "13800138152", "13800138153", "13800138154"};
+    char *ids[4], *owners[4];
+    for (int i = 0; i < 4; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"phone\":\"%s\",\"region\":\"east\",\"urgency\":\"低\"}", phones[i]);
+        ids[i] = s_new_lead(h, body);
+    }
+    for (int i = 0; i < 4; i++)
+        owners[i] = s_wait_owner(h, ids[i]);
+    /* Grades are not A (the A override is 1 h): low urgency, no budget. */
+    cr_assert_eq(
+        s_long(h, "SELECT count(*) FROM leads WHERE id IN ('%s', '%s') AND grade = 'A'",
+               ids[0], ids[1]),
+        0);
+    char *next = lf_h_sql(h, "SELECT lf_rfc3339(now() + interval '2 seconds')");
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"type\":\"call\",\"note\":\"发报价\",\"next_action_at\":\"%s\"}", next);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(s_post(h, ids[i], "activities", body, NULL), 201);
+    /* Both timers are set at once, the escalation's deadline stored with each. */
+    for (int i = 0; i < 4; i++)
+        cr_assert(s_wait(h,
+                         "SELECT count(*) FROM timers WHERE lead_id = '%s'"
+                         " AND kind IN ('follow_up', 'follow_up_overdue')",
+                         ids[i], "2", 10000),
+                  "the follow-up clocks of %s were not set", ids[i]);
+    cr_expect_eq(
+        s_long(h,
+               "SELECT count(*) FROM timers r JOIN timers o ON o.lead_id = r.lead_id"
+               " AND o.step = r.step AND o.kind = 'follow_up_overdue'"
+               " WHERE r.kind = 'follow_up' AND r.lead_id IN ('%s', '%s')"
+               " AND (r.data->>'escalate_at')::timestamptz = o.due_at"
+               " AND o.due_at = r.due_at + interval '2 seconds'",
+               ids[0], ids[1]),
+        2);
+    /* ids[1]: a visit does the follow-up; ids[2]: a note does not; ids[3]: lost. */
+    cr_assert_eq(s_post(h, ids[1], "activities", "{\"type\":\"visit\"}", NULL), 201);
+    cr_assert_eq(
+        s_post(h, ids[2], "activities", "{\"type\":\"note\",\"note\":\"n\"}", NULL), 201);
+    cr_assert_eq(
+        s_post(h, ids[3], "stage", "{\"to\":\"lost\",\"loss_reason\":\"other\"}", NULL),
+        200);
+    const char *overdue = "SELECT count(*) FROM notifications WHERE lead_id = '%s'"
+                          " AND kind = 'follow_up_overdue'";
+    cr_assert(s_wait(h, overdue, ids[0], "1", 20000),
+              "the overdue follow-up was not escalated");
+    cr_assert(s_wait(h, overdue, ids[2], "1", 20000), "a note counted as the follow-up");
+    /* The reminders went to the owners first. */
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(s_long(h,
+                            "SELECT count(*) FROM notifications WHERE lead_id = '%s'"
+                            " AND kind = 'follow_up_reminder' AND rep_id = '%s'",
+                            ids[i], owners[i]),
+                     1, "lead %d", i);
+    /* The escalation went to the owner's manager (else the team's manager). */
+    for (int i = 0; i < 3; i += 2) {
+        char *to = s_str(
+            h, "SELECT coalesce(r.manager, 'li.ming') FROM reps r WHERE r.id = '%s'%s",
+            owners[i], NULL);
+        cr_expect_eq(s_long(h,
+                            "SELECT count(*) FROM notifications WHERE lead_id = '%s'"
+                            " AND kind = 'follow_up_overdue' AND rep_id = '%s'",
+                            ids[i], to),
+                     1, "lead %d: not escalated to %s", i, to);
+        cr_expect_eq(s_long(h,
+                            "SELECT count(*) FROM lead_events WHERE lead_id = '%s'"
+                            " AND type = 'follow_up_overdue' AND data->>'owner' = '%s'"
+                            " AND data->>'activity_seq' = '1'",
+                            ids[i], owners[i]),
+                     1);
+        cr_expect_eq(s_long(h,
+                            "SELECT count(*) FROM outbox WHERE lead_id = '%s'"
+                            " AND type = 'followup.escalated' AND payload->>'to' = '%s'",
+                            ids[i], to),
+                     1);
+        free(to);
+    }
+    sleep(3); /* past every deadline: nothing more comes */
+    cr_expect_eq(s_long(h, overdue, ids[1], NULL), 0,
+                 "a visit did not count as the follow-up");
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM notifications WHERE lead_id = '%s'"
+                        " AND kind IN ('follow_up_reminder', 'follow_up_overdue')",
+                        ids[3], NULL),
+                 0, "a lost deal's follow-up went on");
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM timers WHERE lead_id = '%s'"
+                        " AND state = 'cancelled' AND kind IN ('follow_up', "
+                        "'follow_up_overdue')",
+                        ids[3], NULL),
+                 2, "closing did not cancel both follow-up timers");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notifications"
+                                  " WHERE kind = 'follow_up_overdue'"),
+                 2, "escalated once each");
+    free(next);
+    for (int i = 0; i < 4; i++) {
+        free(ids[i]);
+        free(owners[i]);
+    }
+    lf_h_destroy(&h);
+}
+
+/* Business time, in the lead's team: a follow-up due on Friday 2026-12-04 at 17:30 in
+ * Shanghai with "escalate_after": "4 business hours" is escalated on Monday 12-07 at
+ * 13:30 in team east's calendar (the shipped "cn": 30 min on Friday, 09:00-12:00 and
+ * 13:00-13:30 on Monday), not on Friday at 21:30 in wall-clock time, and not at 12:30 in
+ * the calendar of the owner's team (south here: 10:00-19:00, so 1.5 h on Friday and
+ * 2.5 h on Monday). The deadline is stored on both timers when the follow-up is set. */
+Test(keepalive, follow_up_escalation_counts_in_the_lead_teams_calendar, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(h, "keepalive.json",
+                "{\"follow_up\": {\"escalate_after\": \"4 business hours\"}}");
+    json_error_t jerr;
+    json_t *r = json_load_file("config/routing.json", 0, &jerr);
+    cr_assert(r, "config/routing.json: %s", jerr.text);
+    json_t *south = json_object_get(json_object_get(r, "teams"), "south");
+    cr_assert(json_is_object(south));
+    json_object_set_new(south, "calendar",
+                        json_pack("{s:s, s:[s,s,s,s,s], s:[[s,s]], s:s}", "timezone",
+                                  "Asia/Shanghai", "work_days", "mon", "tue", "wed",
+                                  "thu", "fri", "hours", "10:00", "19:00", "holidays",
+                                  "CN"));
+    char *text = json_dumps(r, JSON_COMPACT);
+    lf_h_config(h, "routing.json", text);
+    free(text);
+    json_decref(r);
+    /* chen.jing is of team south; the deal is east's. */
+    free(lf_h_sql(
+        h,
+        "INSERT INTO leads (id, channel, phone, grade, owner, stage, team, assigned_at)"
+        " VALUES ('FU1', 'web_form', '13900000011', 'B', 'chen.jing', 'new', 'east',"
+        " '2026-12-04T10:00:00+08:00') RETURNING 1"));
+    free(lf_h_sql(
+        h, "INSERT INTO lead_events (lead_id, type, actor, data, at) VALUES ('FU1',"
+           " 'activity', 'chen.jing', '{\"seq\": 1, \"activity\": \"call\","
+           " \"next_action_at\": \"2026-12-04T17:30:00+08:00\"}',"
+           " '2026-12-04T11:00:00+08:00') RETURNING 1"));
+    free(lf_h_sql(
+        h, "INSERT INTO outbox (event_id, type, lead_id, at, payload) VALUES"
+           " (gen_random_uuid(), 'activity.logged', 'FU1', '2026-12-04T11:00:00+08:00',"
+           "  '{\"seq\": 1, \"activity\": \"call\", \"owner\": \"chen.jing\","
+           "    \"next_action_at\": \"2026-12-04T17:30:00+08:00\"}') RETURNING 1"));
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM timers WHERE lead_id = 'FU1'"
+                            " AND kind IN ('follow_up', 'follow_up_overdue')",
+                            "2", 20000),
+              "the follow-up clocks were not set");
+    char *got = lf_h_sql(
+        h, "SELECT string_agg(kind || ' ' || to_char(due_at AT TIME ZONE 'Asia/Shanghai',"
+           " 'YYYY-MM-DD HH24:MI') || ' ' || coalesce(to_char((data->>'escalate_at')"
+           "::timestamptz AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), '-')"
+           " || ' ' || coalesce(rep_id, '-'), '; ' ORDER BY kind) FROM timers"
+           " WHERE lead_id = 'FU1'");
+    cr_expect_str_eq(got, "follow_up 2026-12-04 17:30 2026-12-07 13:30 chen.jing; "
+                          "follow_up_overdue 2026-12-07 13:30 - chen.jing");
+    free(got);
+    /* Whom it goes to when the owner has no manager: the deal's team's manager. */
+    got = lf_h_sql(h, "SELECT data->>'team_manager' FROM timers WHERE lead_id = 'FU1'"
+                      " AND kind = 'follow_up_overdue'");
+    cr_expect_str_eq(got, "li.ming");
+    free(got);
+    /* Reports use the lead's team too, not its owner's: a lead of no team owned by
+     * chen.jing (south) is not south's (it was, before). */
+    free(lf_h_sql(
+        h, "INSERT INTO leads (id, channel, phone, grade, owner, stage, assigned_at)"
+           " VALUES ('FU2', 'web_form', '13900000012', 'B', 'chen.jing', 'new', now())"
+           " RETURNING 1"));
+    got = lf_h_sql(h, "SELECT string_agg(lead_id || '=' || team, ',' ORDER BY lead_id)"
+                      " FROM v_lead_outcomes WHERE lead_id IN ('FU1', 'FU2')");
+    cr_expect_str_eq(got, "FU1=east,FU2=");
+    free(got);
+    lf_h_destroy(&h);
+}
+
+/* Analytics, over HTTP with every service: a deal recycled, claimed by a teammate and
+ * won later; a deal lost for price that comes back as a new opportunity, which is
+ * worked and lost again. The rollups count the recycle and its win, the reactivation
+ * and its loss (rollup_keepalive_daily), the reactivated opportunity has its own funnel
+ * rows (rollup_funnel_reactivated) and is neither lead-in nor in the inbound funnel
+ * (before, its stage moves added a third deal to rollup_funnel's 'new'). */
+Test(keepalive, recycled_and_reactivated_deals_in_the_rollups_and_their_own_funnel,
+     .timeout = 240) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(
+        h, "keepalive.json",
+        "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\": \"1s\"},"
+        " \"warn_manager_after\": \"1s\", \"recycle_after\": \"1s\","
+        " \"cooldown\": \"1h\"}, \"reactivation\": {\"after\": {\"price\": \"2s\","
+        " \"other\": \"never\"}}}");
+    s_no_team_cooldown(h);
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_ROUTER, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start(h, LF_H_ANALYTICS, 0);
+    char *rec = s_new_lead(h, "{\"phone\":\"13800138161\",\"region\":\"east\"}");
+    char *lost = s_new_lead(h, "{\"phone\":\"13800138162\",\"region\":\"east\"}");
+    char *first = s_wait_owner(h, rec);
+    free(s_wait_owner(h, lost));
+    char *mate = s_str(h,
+                       "SELECT min(id) FROM reps WHERE team = 'east' AND id <> '%s'"
+                       " AND active%s",
+                       first, NULL);
+    /* The recycled deal: recycled, claimed by a teammate, won later. */
+    cr_assert_eq(s_post(h, rec, "stage", "{\"to\":\"contacted\"}", NULL), 200);
+    cr_assert(s_wait(h, "SELECT count(*) FROM lead_recycles WHERE lead_id = '%s'", rec,
+                     "1", 30000),
+              "the deal was not recycled");
+    cr_assert_eq(s_claim(h, rec, mate), 200);
+    const char *moves[] = {"{\"to\":\"qualified\"}", "{\"to\":\"proposal\"}",
+                           "{\"to\":\"quote\",\"amount\":50000}",
+                           "{\"to\":\"negotiation\"}",
+                           "{\"to\":\"won\",\"amount\":50000}"};
+    for (size_t i = 0; i < sizeof moves / sizeof moves[0]; i++)
+        cr_assert_eq(s_post(h, rec, "stage", moves[i], NULL), 200, "%s", moves[i]);
+    /* The lost deal: back as a new opportunity, worked (by the admin: it is in the
+     * pool) and lost again. */
+    cr_assert_eq(
+        s_post(h, lost, "stage", "{\"to\":\"lost\",\"loss_reason\":\"price\"}", NULL),
+        200);
+    cr_assert(s_wait(h, "SELECT count(*) FROM leads WHERE reactivated_from = '%s'", lost,
+                     "1", 30000),
+              "the lost deal was not reactivated");
+    char *fresh =
+        s_str(h, "SELECT id FROM leads WHERE reactivated_from = '%s'%s", lost, NULL);
+    cr_assert_eq(s_post(h, fresh, "stage", "{\"to\":\"contacted\"}", NULL), 200);
+    cr_assert_eq(
+        s_post(h, fresh, "stage", "{\"to\":\"lost\",\"loss_reason\":\"other\"}", NULL),
+        200);
+
+    /* What analytics folded, once the last event is in. */
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT coalesce(sum(lost), 0) FROM rollup_keepalive_daily"
+                            " WHERE kind = 'reactivated'",
+                            "1", 30000),
+              "the reactivated deal's loss was not folded");
+    /* (The scheduler's deal.reactivated may be folded after intake's later events.) */
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT coalesce(sum(deals), 0) FROM rollup_keepalive_daily"
+                            " WHERE kind = 'reactivated'",
+                            "1", 30000),
+              "the reactivation was not folded");
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT coalesce(sum(won), 0) FROM rollup_keepalive_daily"
+                            " WHERE kind = 'recycled'",
+                            "1", 30000),
+              "the recycled deal's win was not folded");
+    char *got = lf_h_sql(
+        h, "SELECT string_agg(concat_ws(' ', kind, team, deals, won, lost,"
+           " won_amount::bigint), '; ' ORDER BY kind) FROM (SELECT kind, team, sum(deals)"
+           " AS deals, sum(won) AS won, sum(lost) AS lost, sum(won_amount) AS won_amount"
+           " FROM v_keepalive_daily GROUP BY kind, team) x");
+    cr_expect_str_eq(got, "reactivated east 1 0 1 0; recycled east 1 1 0 50000");
+    free(got);
+    got =
+        lf_h_sql(h, "SELECT string_agg(stage || ' ' || deals_now || ' ' || deals_reached,"
+                    " ', ' ORDER BY stage_order) FROM v_funnel_reactivated"
+                    " WHERE deals_reached > 0");
+    cr_expect_str_eq(got, "new 0 1, contacted 0 1, lost 1 1");
+    free(got);
+    /* Inbound: two leads, the reactivated one in none of it. */
+    cr_assert(lf_h_wait_sql(h, "SELECT deals_now FROM rollup_funnel WHERE stage = 'won'",
+                            "1", 30000));
+    got =
+        lf_h_sql(h, "SELECT string_agg(stage || ' ' || deals_now || ' ' || deals_reached,"
+                    " ', ' ORDER BY stage_order) FROM v_funnel WHERE deals_reached > 0");
+    cr_expect_str_eq(got, "new 0 2, contacted 0 1, qualified 0 1, proposal 0 1,"
+                          " quote 0 1, negotiation 0 1, won 1 1, lost 1 1");
+    free(got);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT sum(leads) FROM rollup_leads_daily"), 2,
+                 "a reactivated deal counted as lead-in");
+    /* Its loss is still a loss in the outcomes (v_win_loss): two lost deals. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT sum(deals) FROM rollup_outcomes_daily"
+                                  " WHERE outcome = 'lost'"),
+                 2);
+    free(fresh);
+    free(mate);
+    free(first);
+    free(lost);
+    free(rec);
     lf_h_destroy(&h);
 }

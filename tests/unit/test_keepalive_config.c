@@ -198,6 +198,9 @@ Test(keepalive_config, shipped_file_loads_against_the_shipped_pipeline) {
     cr_expect(lf_keepalive_restarts(ka, "call"));
     cr_expect(lf_keepalive_restarts(ka, "visit"));
     cr_expect_not(lf_keepalive_restarts(ka, "note"));
+    cr_expect_eq(lf_keepalive_follow_up_escalation(ka, "B")->days, 1);
+    cr_expect_eq(lf_keepalive_follow_up_escalation(ka, "A")->secs, 4 * 3600);
+    cr_expect(lf_keepalive_follow_up_escalation(ka, "A")->business);
     cr_expect_eq(lf_keepalive_reactivation(ka, "price")->secs, 90 * 86400);
     cr_expect_eq(lf_keepalive_reactivation(ka, "competitor")->secs, 365 * 86400);
     cr_expect_null(lf_keepalive_reactivation(ka, "need_cancelled"));
@@ -226,6 +229,12 @@ Test(keepalive_config, missing_file_gives_the_defaults) {
     cr_expect_eq(lf_keepalive_recycle_after(ka)->days, 3);
     cr_expect(lf_keepalive_restarts(ka, "meeting"));
     cr_expect_not(lf_keepalive_restarts(ka, "note"));
+    const lf_duration_t *fu = lf_keepalive_follow_up_escalation(ka, "A");
+    cr_expect(fu && fu->business && fu->days == 1, "follow-ups: 1 business day");
+    const char *const *rt = lf_keepalive_restart_types(ka);
+    cr_expect_str_eq(rt[0], "call");
+    cr_expect_str_eq(rt[3], "meeting");
+    cr_expect_null(rt[4]);
     cr_expect_eq(
         lf_cron_next(lf_keepalive_digest(ka, "any", NULL), s_local("2026-12-05 00:00")),
         s_local("2026-12-07 09:00"), "default Monday 09:00");
@@ -238,6 +247,8 @@ Test(keepalive_config, second_scale_settings_per_grade_and_team) {
         "\"3s\", \"A\": \"1s\"}}, \"warn_manager_after\": \"2s\", \"recycle_after\": "
         "\"2s\", \"cooldown\": \"1h\", \"restart_on\": [\"visit\", \"note\"]},"
         " \"reactivation\": {\"after\": {\"price\": \"2s\", \"other\": null}},"
+        " \"follow_up\": {\"escalate_after\": {\"default\": \"4 business hours\","
+        " \"A\": \"5s\"}},"
         " \"digest\": {\"schedule\": \"* * * * *\", \"to\": \"boss\", \"teams\": "
         "{\"south\":"
         " {\"schedule\": \"0 8 * * *\", \"to\": \"chen\"}, \"east\": {}}}}";
@@ -253,6 +264,14 @@ Test(keepalive_config, second_scale_settings_per_grade_and_team) {
     cr_expect_eq(lf_keepalive_stale(ka, "proposal", NULL)->secs, 3);
     cr_expect_not(lf_keepalive_restarts(ka, "call"), "restart_on replaces the default");
     cr_expect(lf_keepalive_restarts(ka, "note"));
+    const char *const *rt = lf_keepalive_restart_types(ka);
+    cr_expect_str_eq(rt[0], "visit", "the list replaced, NULL-terminated");
+    cr_expect_str_eq(rt[1], "note");
+    cr_expect_null(rt[2]);
+    cr_expect_eq(lf_keepalive_follow_up_escalation(ka, "A")->secs, 5);
+    cr_expect_eq(lf_keepalive_follow_up_escalation(ka, "A")->business, 0);
+    cr_expect_eq(lf_keepalive_follow_up_escalation(ka, "C")->secs, 4 * 3600);
+    cr_expect(lf_keepalive_follow_up_escalation(ka, NULL)->business);
     cr_expect_eq(lf_keepalive_reactivation(ka, "price")->secs, 2);
     cr_expect_null(lf_keepalive_reactivation(ka, "other"));
     const char *to = NULL;
@@ -268,6 +287,17 @@ Test(keepalive_config, second_scale_settings_per_grade_and_team) {
     cr_expect_null(teams[2]);
     lf_keepalive_destroy(&ka);
     lf_pipeline_destroy(&p);
+    json_decref(j);
+}
+
+Test(keepalive_config, follow_ups_may_never_escalate) {
+    json_t *j = json_loads("{\"follow_up\": {\"escalate_after\": \"never\"}}", 0, NULL);
+    char err[256] = "";
+    lf_keepalive_t *ka = lf_keepalive_from_json(j, NULL, err, sizeof err);
+    cr_assert(ka, "%s", err);
+    cr_expect_null(lf_keepalive_follow_up_escalation(ka, "A"));
+    cr_expect_null(lf_keepalive_follow_up_escalation(ka, NULL));
+    lf_keepalive_destroy(&ka);
     json_decref(j);
 }
 
@@ -308,6 +338,13 @@ static const struct {
     {"{\"digest\": {\"teams\": {\"east\": {\"when\": \"0 9 * * *\"}}}}",
      "digest.teams.east.when"},
     {"{\"digest\": {\"to\": 7}}", "digest.to"},
+    {"{\"follow_up\": []}", "follow_up"},
+    {"{\"follow_up\": {\"escalate\": \"1d\"}}", "follow_up.escalate"},
+    {"{\"follow_up\": {\"escalate_after\": \"tomorrow\"}}", "follow_up.escalate_after"},
+    {"{\"follow_up\": {\"escalate_after\": {\"A\": \"1h\"}}}",
+     "follow_up.escalate_after"},
+    {"{\"follow_up\": {\"escalate_after\": {\"default\": \"1d\", \"Z\": \"1h\"}}}",
+     "follow_up.escalate_after.Z"},
 };
 
 Test(keepalive_config, broken_files_name_their_key) {

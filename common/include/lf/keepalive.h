@@ -84,6 +84,15 @@ const lf_duration_t *lf_keepalive_stale(const lf_keepalive_t *ka, const char *st
 const lf_duration_t *lf_keepalive_warn_manager_after(const lf_keepalive_t *ka);
 const lf_duration_t *lf_keepalive_recycle_after(const lf_keepalive_t *ka);
 const lf_duration_t *lf_keepalive_cooldown(const lf_keepalive_t *ka);
+/* The activity types that restart the stale clock, as a borrowed NULL-terminated
+ * array (they also mark a follow-up as done). */
+const char *const *lf_keepalive_restart_types(const lf_keepalive_t *ka);
+/* After an activity's next_action_at, how long until a follow-up that is still not
+ * done is escalated to the owner's manager (follow_up.escalate_after: the grade's own
+ * when set, else the default, 1 business day unless configured); NULL when follow-ups
+ * are never escalated ("never"). Borrowed. */
+const lf_duration_t *lf_keepalive_follow_up_escalation(const lf_keepalive_t *ka,
+                                                       const char *grade);
 /* 1 when an activity of this type restarts the stale clock, else 0. */
 int lf_keepalive_restarts(const lf_keepalive_t *ka, const char *activity_type);
 
