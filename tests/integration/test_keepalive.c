@@ -1096,6 +1096,10 @@ Test(keepalive, overdue_follow_up_escalates_to_the_owners_manager_over_http,
     lf_h_destroy(&h);
 }
 
+/* Lead ids written by hand below: UUIDs, as intake makes them. */
+#define S_FU1 "0000000f-0000-7000-8000-0000000000f1"
+#define S_FU2 "0000000f-0000-7000-8000-0000000000f2"
+
 /* Business time, in the lead's team: a follow-up due on Friday 2026-12-04 at 17:30 in
  * Shanghai with "escalate_after": "4 business hours" is escalated on Monday 12-07 at
  * 13:30 in team east's calendar (the shipped "cn": 30 min on Friday, 09:00-12:00 and
@@ -1124,21 +1128,23 @@ Test(keepalive, follow_up_escalation_counts_in_the_lead_teams_calendar, .timeout
     free(lf_h_sql(
         h,
         "INSERT INTO leads (id, channel, phone, grade, owner, stage, team, assigned_at)"
-        " VALUES ('FU1', 'web_form', '13900000011', 'B', 'chen.jing', 'new', 'east',"
+        " VALUES ('" S_FU1
+        "', 'web_form', '13900000011', 'B', 'chen.jing', 'new', 'east',"
         " '2026-12-04T10:00:00+08:00') RETURNING 1"));
     free(lf_h_sql(
-        h, "INSERT INTO lead_events (lead_id, type, actor, data, at) VALUES ('FU1',"
+        h, "INSERT INTO lead_events (lead_id, type, actor, data, at) VALUES ('" S_FU1 "',"
            " 'activity', 'chen.jing', '{\"seq\": 1, \"activity\": \"call\","
            " \"next_action_at\": \"2026-12-04T17:30:00+08:00\"}',"
            " '2026-12-04T11:00:00+08:00') RETURNING 1"));
     free(lf_h_sql(
         h, "INSERT INTO outbox (event_id, type, lead_id, at, payload) VALUES"
-           " (gen_random_uuid(), 'activity.logged', 'FU1', '2026-12-04T11:00:00+08:00',"
+           " (gen_random_uuid(), 'activity.logged', '" S_FU1
+           "', '2026-12-04T11:00:00+08:00',"
            "  '{\"seq\": 1, \"activity\": \"call\", \"owner\": \"chen.jing\","
            "    \"next_action_at\": \"2026-12-04T17:30:00+08:00\"}') RETURNING 1"));
     lf_h_start(h, LF_H_SCHEDULER, 0);
     cr_assert(lf_h_wait_sql(h,
-                            "SELECT count(*) FROM timers WHERE lead_id = 'FU1'"
+                            "SELECT count(*) FROM timers WHERE lead_id = '" S_FU1 "'"
                             " AND kind IN ('follow_up', 'follow_up_overdue')",
                             "2", 20000),
               "the follow-up clocks were not set");
@@ -1147,24 +1153,27 @@ Test(keepalive, follow_up_escalation_counts_in_the_lead_teams_calendar, .timeout
            " 'YYYY-MM-DD HH24:MI') || ' ' || coalesce(to_char((data->>'escalate_at')"
            "::timestamptz AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), '-')"
            " || ' ' || coalesce(rep_id, '-'), '; ' ORDER BY kind) FROM timers"
-           " WHERE lead_id = 'FU1'");
+           " WHERE lead_id = '" S_FU1 "'");
     cr_expect_str_eq(got, "follow_up 2026-12-04 17:30 2026-12-07 13:30 chen.jing; "
                           "follow_up_overdue 2026-12-07 13:30 - chen.jing");
     free(got);
     /* Whom it goes to when the owner has no manager: the deal's team's manager. */
-    got = lf_h_sql(h, "SELECT data->>'team_manager' FROM timers WHERE lead_id = 'FU1'"
-                      " AND kind = 'follow_up_overdue'");
+    got =
+        lf_h_sql(h, "SELECT data->>'team_manager' FROM timers WHERE lead_id = '" S_FU1 "'"
+                    " AND kind = 'follow_up_overdue'");
     cr_expect_str_eq(got, "li.ming");
     free(got);
     /* Reports use the lead's team too, not its owner's: a lead of no team owned by
      * chen.jing (south) is not south's (it was, before). */
     free(lf_h_sql(
-        h, "INSERT INTO leads (id, channel, phone, grade, owner, stage, assigned_at)"
-           " VALUES ('FU2', 'web_form', '13900000012', 'B', 'chen.jing', 'new', now())"
-           " RETURNING 1"));
-    got = lf_h_sql(h, "SELECT string_agg(lead_id || '=' || team, ',' ORDER BY lead_id)"
-                      " FROM v_lead_outcomes WHERE lead_id IN ('FU1', 'FU2')");
-    cr_expect_str_eq(got, "FU1=east,FU2=");
+        h,
+        "INSERT INTO leads (id, channel, phone, grade, owner, stage, assigned_at)"
+        " VALUES ('" S_FU2 "', 'web_form', '13900000012', 'B', 'chen.jing', 'new', now())"
+        " RETURNING 1"));
+    got =
+        lf_h_sql(h, "SELECT string_agg(lead_id || '=' || team, ',' ORDER BY lead_id)"
+                    " FROM v_lead_outcomes WHERE lead_id IN ('" S_FU1 "', '" S_FU2 "')");
+    cr_expect_str_eq(got, S_FU1 "=east," S_FU2 "=");
     free(got);
     lf_h_destroy(&h);
 }
