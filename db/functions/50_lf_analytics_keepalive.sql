@@ -12,14 +12,16 @@
 --     analytics_reactivated): a reactivated deal enters 'new' (its deal.reactivated or
 --     its first stage move, whichever is folded first), its stage moves move it as the
 --     main fold moves an inbound deal (deals now, amount now, stages reached);
---   * it returns the seqs for the main fold (lf_analytics_apply, 50) without the stage
---     moves and assignments of reactivated opportunities, so those are neither lead-in
---     nor rows of the inbound funnel. Their won / lost stay in the outcome rollups
+--   * it returns the events for the main fold (lf_analytics_apply, 50) without the
+--     stage moves and assignments of reactivated opportunities, so those are neither
+--     lead-in nor rows of the inbound funnel. Their won / lost stay in the outcome rollups
 --     (v_win_loss): a won reactivated deal is revenue like any other.
--- Reactivated deals are few: their funnel is kept one event at a time. Until the first
--- reactivation, a batch costs one indexed read of its events and one index probe; after
--- it, one more read of its stage moves and assignments against the reactivated deals.
-CREATE OR REPLACE FUNCTION lf_analytics_keepalive(seqs bigint[]) RETURNS bigint[]
+-- lf_analytics_keepalive_rows() takes and returns the events as outbox rows, for a
+-- caller that has read them already; lf_analytics_keepalive() takes seqs. Reactivated
+-- deals are few: their funnel is kept one event at a time. Until the first reactivation,
+-- a batch costs a pass over its rows and one index probe; after it, one more pass over
+-- its stage moves and assignments against the reactivated deals.
+CREATE OR REPLACE FUNCTION lf_analytics_keepalive_rows(evs outbox[]) RETURNS outbox[]
     LANGUAGE plpgsql AS $$
 DECLARE
     e record;
@@ -30,9 +32,8 @@ DECLARE
 BEGIN
     WITH ev AS (
         SELECT o.id, o.type, o.lead_id, o.at, o.payload
-          FROM outbox o
-         WHERE o.id = ANY (seqs)
-           AND o.type IN ('lead.recycled', 'deal.reactivated', 'deal.won', 'deal.lost')),
+          FROM unnest(evs) o
+         WHERE o.type IN ('lead.recycled', 'deal.reactivated', 'deal.won', 'deal.lost')),
     k AS (
         SELECT (ev.at AT TIME ZONE 'Asia/Shanghai')::date AS day,
                CASE ev.type WHEN 'lead.recycled' THEN 'recycled' ELSE 'reactivated' END
@@ -72,20 +73,19 @@ BEGIN
     -- the deal). No reactivated deal at all (partial index leads_reactivated_from):
     -- nothing more to do.
     IF NOT EXISTS (SELECT 1 FROM leads WHERE reactivated_from IS NOT NULL) THEN
-        RETURN seqs;
+        RETURN evs;
     END IF;
     SELECT coalesce(array_agg(o.id), '{}') INTO v_react
-      FROM outbox o
-     WHERE o.id = ANY (seqs) AND o.type IN ('stage.changed', 'lead.assigned')
+      FROM unnest(evs) o
+     WHERE o.type IN ('stage.changed', 'lead.assigned')
        AND o.lead_id IN (SELECT l.id FROM leads l WHERE l.reactivated_from IS NOT NULL);
 
     -- The funnel of reactivated opportunities, in event order. A deal enters 'new' once,
     -- with its deal.reactivated or its first move, whichever is folded first.
     FOR e IN
         SELECT o.id, o.type, o.lead_id::text AS lead, o.payload
-          FROM outbox o
-         WHERE o.id = ANY (seqs)
-           AND (o.type = 'deal.reactivated'
+          FROM unnest(evs) o
+         WHERE (o.type = 'deal.reactivated'
                 OR (o.type = 'stage.changed' AND o.id = ANY (v_react)))
          ORDER BY o.id
     LOOP
@@ -124,7 +124,15 @@ BEGIN
 
     -- Everything else goes to the main fold.
     IF cardinality(v_react) = 0 THEN
-        RETURN seqs;
+        RETURN evs;
     END IF;
-    RETURN ARRAY(SELECT x FROM unnest(seqs) x WHERE NOT x = ANY (v_react));
+    RETURN ARRAY(SELECT o FROM unnest(evs) o WHERE NOT o.id = ANY (v_react) ORDER BY o.id);
 END $$;
+
+-- The same by seq, reading the events from the outbox once (lf_analytics_fold(), 51):
+-- returns the seqs for the main fold.
+CREATE OR REPLACE FUNCTION lf_analytics_keepalive(seqs bigint[]) RETURNS bigint[]
+    LANGUAGE sql AS $$
+    SELECT ARRAY(SELECT (x).id FROM unnest(lf_analytics_keepalive_rows(ARRAY(
+               SELECT o FROM outbox o WHERE o.id = ANY (seqs) ORDER BY o.id))) x
+                 ORDER BY (x).id) $$;
