@@ -9,7 +9,9 @@ CREATE OR REPLACE FUNCTION lf_analytics_fold(seqs bigint[]) RETURNS integer
     LANGUAGE sql AS $$
 SELECT pg_advisory_xact_lock(727007);
 SELECT set_config('synchronous_commit', 'off', true);
--- The keep-alive rollups first (50_lf_analytics_keepalive.sql): they hand back the
--- events for the main fold without the funnel events of reactivated opportunities.
-SELECT lf_analytics_apply(lf_analytics_keepalive(seqs), false);
+-- The events read from the outbox once; the keep-alive rollups first
+-- (50_lf_analytics_keepalive.sql): they hand back the events for the main fold without
+-- the funnel events of reactivated opportunities.
+SELECT lf_analytics_apply_rows(lf_analytics_keepalive_rows(ARRAY(
+    SELECT o FROM outbox o WHERE o.id = ANY (seqs) ORDER BY o.id)), false);
 $$;

@@ -81,6 +81,9 @@ BEGIN
     IF cardinality(evs) > 0 THEN
         PERFORM pg_advisory_xact_lock(727007);
         PERFORM set_config('synchronous_commit', 'off', true);
-        folded := lf_analytics_apply_rows(evs, false);
+        -- The keep-alive rollups first; they hand back the events for the main fold
+        -- without the funnel events of reactivated opportunities
+        -- (50_lf_analytics_keepalive.sql).
+        folded := lf_analytics_apply_rows(lf_analytics_keepalive_rows(evs), false);
     END IF;
 END $$;

@@ -98,7 +98,9 @@ int main(int argc, char **argv) {
     lf_sweep_t sweep = {.db = db,
                         .consumer = consumer,
                         .rollup = &r,
-                        .types = "{lead.assigned,stage.changed,deal.won,deal.lost}"};
+                        /* s_types as a PostgreSQL text[] literal */
+                        .types = "{lead.assigned,stage.changed,deal.won,deal.lost,"
+                                 "lead.recycled,deal.reactivated}"};
     if (sub) {
         lf_info("ready");
         lf_loop_t loop = {
