@@ -619,6 +619,68 @@ Test(router, a_backlog_is_decided_as_sets_with_the_same_outcome, .timeout = 120)
     lf_h_destroy(&h);
 }
 
+/* One batch mixing events: a lead created, then reassigned (handled alone, after the
+ * decisions before it were written), then a lead of the same company: it must see the
+ * reassigned owner as its known customer's, as lead by lead - the batch reads its leads
+ * again after an event handled alone. */
+Test(router, a_batch_mixing_events_decides_as_lead_by_lead, .timeout = 120) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 0);
+    s_rep(h, S_REP("a"));
+    s_rep(h, S_REP("b"));
+    s_rep(h, S_REP("c"));
+    json_t *out = NULL;
+    cr_assert_eq(lf_h_post_json(h, "/v1/leads",
+                                "{\"phone\":\"13800000001\",\"company\":\"Acme\"}", &out),
+                 201);
+    char *y = strdup(json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    cr_assert_eq(lf_h_post_json(h, "/v1/leads", "{\"phone\":\"13800000002\"}", NULL),
+                 201);
+    char q[512];
+    snprintf(q, sizeof q,
+             "INSERT INTO outbox (event_id, type, lead_id, payload) VALUES"
+             " (gen_random_uuid(), 'lead.reassign', '%s',"
+             " '{\"reason\": \"test\", \"exclude\": []}')",
+             y);
+    free(lf_h_sql(h, q));
+    cr_assert_eq(lf_h_post_json(h, "/v1/leads",
+                                "{\"phone\":\"13800000003\",\"company\":\"Acme\"}", &out),
+                 201);
+    char *z = strdup(json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    lf_h_env(h, "LEADFLOW_ROUTER_BATCH", "64");
+    lf_h_start(h, LF_H_ROUTER, 0);
+    snprintf(
+        q, sizeof q,
+        "SELECT count(*) FROM assignments WHERE lead_id = '%s' AND kind = 'reassign'", y);
+    cr_assert(lf_h_wait_sql(h, q, "1", 30000), "lead y was not reassigned");
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NOT NULL",
+                            "3", 30000));
+    snprintf(q, sizeof q,
+             "SELECT rep_id FROM assignments WHERE lead_id = '%s' AND kind = 'initial'",
+             y);
+    char *first = lf_h_sql(h, q);
+    char *oy = s_owner(h, y), *oz = s_owner(h, z);
+    cr_expect_str_neq(oy, first, "the reassignment excludes the first owner");
+    cr_expect_str_eq(oz, oy, "the same company follows the owner it has now");
+    /* Both forms of explanations read alike: one chosen candidate, the owner. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM (SELECT assignment_id FROM"
+                                  " assignment_explanations GROUP BY assignment_id"
+                                  " HAVING count(*) FILTER (WHERE chosen) = 1"
+                                  " AND bool_and(rep IS NOT NULL)) x"),
+                 4);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignment_explanations e JOIN"
+                                  " assignments a ON a.id = e.assignment_id"
+                                  " WHERE e.chosen AND e.rep = a.rep_id"),
+                 4);
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(*) FROM reps r WHERE open_count <> (SELECT"
+                               " count(*) FROM leads l WHERE l.owner = r.id)"),
+                 0);
+    free(first), free(oy), free(oz), free(y), free(z);
+    lf_h_destroy(&h);
+}
+
 /* The capacity guard in SQL: when the database says a rep is full while the cached
  * pool thinks otherwise (a change the pool's fingerprint cannot see), the batch is
  * rolled back and routed again on a pool read from the database; nobody goes over. */
