@@ -4,7 +4,7 @@
 
 SANITIZE ?= 0
 WERROR   ?= 0
-PKGS     := libzmq libpq jansson hiredis libmicrohttpd libcurl icu-uc icu-i18n libzip expat
+PKGS     := libzmq libpq jansson hiredis libmicrohttpd libcurl icu-uc icu-i18n libzip expat zlib
 # libphonenumber (C++, no pkg-config file) is used from C through common/phonenumber.cc;
 # its Debian version is compiled in so that the docs and --help can say which one judges.
 PN_VERSION := $(shell dpkg-query -W -f='$${Version}' libphonenumber-dev 2>/dev/null)

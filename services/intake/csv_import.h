@@ -1,9 +1,12 @@
 /* csv_import.h: bulk-import bodies of POST /v1/leads/import (CSV and NDJSON) into rows.
  *
- * The whole body is parsed up front into an lf_import_t; the caller then walks the rows
- * and validates, normalizes and stores each one on its own, so that one bad row does not
- * sink the file. File-level problems (nothing to import, undecodable bytes, broken CSV
- * quoting) make the constructors fail instead. */
+ * The parser takes the body in pieces as it arrives and hands each row to a callback as
+ * soon as the row is complete, keeping nothing of the body but the row being read; the
+ * caller validates, normalizes and stores each row on its own, so that one bad row does
+ * not sink the file. File-level problems (nothing to import, undecodable bytes, broken
+ * CSV quoting) are known only at the end (lf_import_parser_finish): the caller then drops
+ * the rows it was given. lf_import_csv and lf_import_ndjson parse a whole body into an
+ * lf_import_t the same way. */
 #ifndef LF_INTAKE_CSV_IMPORT_H
 #define LF_INTAKE_CSV_IMPORT_H
 
@@ -14,7 +17,40 @@
  * header. */
 #define LF_IMPORT_MAX_COLUMNS 1024
 
+/* Most bytes one row may have: a CSV spreadsheet row (quoted line breaks included; more
+ * is a file-level error) or an NDJSON line (more is a per-row error). */
+#define LF_IMPORT_MAX_ROW_BYTES (1024 * 1024)
+
 typedef struct lf_import lf_import_t;
+
+/* Streaming parser of a CSV (with a header row) or NDJSON body. */
+typedef struct lf_import_parser lf_import_parser_t;
+
+/* Called once per data row, in file order, from lf_import_parser_feed or _finish: the
+ * row object (canonical field names, see lf_import_csv; borrowed for the call) and a NULL
+ * err, or a NULL obj and a short English reason for a bad row. line is as for
+ * lf_import_row. */
+typedef void (*lf_import_row_fn)(void *arg, size_t line, const json_t *obj,
+                                 const char *err);
+
+/* A parser for CSV (ndjson 0; charset as for lf_import_csv) or NDJSON (ndjson 1; charset
+ * ignored). Returns NULL with `why` for an unknown charset. Its memory is bounded
+ * whatever the body's size: one row (LF_IMPORT_MAX_ROW_BYTES at most) and a 64 KiB
+ * piece. Caller owns the result (lf_import_parser_destroy). */
+lf_import_parser_t *lf_import_parser_new(int ndjson, const char *charset,
+                                         lf_import_row_fn fn, void *arg, char *why,
+                                         size_t whysz);
+
+/* The next bytes of the body, in any pieces (a character or a line may be split). */
+void lf_import_parser_feed(lf_import_parser_t *p, const char *data, size_t len);
+
+/* The end of the body: hands out the last row, then returns 0 when the file is good, or
+ * -1 with the same one-line reason in `why` as lf_import_csv / lf_import_ndjson give for
+ * a file-level problem (the rows handed out must then be dropped). Call once. */
+int lf_import_parser_finish(lf_import_parser_t *p, char *why, size_t whysz);
+
+/* Frees the parser; accepts NULL and a pointer to NULL. */
+void lf_import_parser_destroy(lf_import_parser_t **self_p);
 
 /* Parses a CSV body with a header row. `charset` is "" (means UTF-8), "utf-8", "utf8",
  * "us-ascii", "gb18030", "gbk" or "gb2312" (the last two decoded as GB18030, their
@@ -25,15 +61,17 @@ typedef struct lf_import lf_import_t;
  * empty, is a per-row error. A file with a header and no data rows gives an import of 0
  * rows. Returns NULL with a one-line English reason in `why` when the body is empty, the
  * charset is unknown, the bytes do not decode in that charset, the body contains NUL
- * bytes (UTF-16), the CSV quoting is broken (libcsv strict mode) or the header has too
- * many columns. Caller owns the result (lf_import_destroy). */
+ * bytes (UTF-16), the CSV quoting is broken (libcsv strict mode), a row is longer than
+ * LF_IMPORT_MAX_ROW_BYTES or the header has too many columns. Caller owns the result
+ * (lf_import_destroy). */
 lf_import_t *lf_import_csv(const char *body, size_t len, const char *charset, char *why,
                            size_t whysz);
 
 /* Parses newline-delimited JSON: one object per line, blank lines skipped, a UTF-8 BOM at
  * the start dropped. Each line is checked like lf_parse_json_object; a bad line is a
  * per-row error
- * ("invalid JSON: ...", "line is not a JSON object", "nesting too deep"). Keys go through
+ * ("invalid JSON: ...", "line is not a JSON object", "nesting too deep", "line is longer
+ * than 1048576 bytes"). Keys go through
  * lf_map_header (unknown keys kept as they are); values are kept as found.
  * Returns NULL with `why` when there is no non-blank line. Caller owns the result. */
 lf_import_t *lf_import_ndjson(const char *body, size_t len, char *why, size_t whysz);

@@ -42,11 +42,17 @@ const lf_route_t lf_routes_core[] = {
     {NULL, NULL, NULL, 0, 0, 0},
 };
 
-static const lf_route_t *const s_tables[] = {lf_routes_core,          lf_routes_leads,
-                                             lf_routes_channels,      lf_routes_reps,
-                                             lf_routes_pipeline,      lf_routes_keys,
-                                             lf_routes_lists,         lf_routes_pool,
-                                             lf_routes_notifications, NULL};
+static const lf_route_t *const s_tables[] = {lf_routes_core,
+                                             lf_routes_leads,
+                                             lf_routes_import,
+                                             lf_routes_channels,
+                                             lf_routes_reps,
+                                             lf_routes_pipeline,
+                                             lf_routes_keys,
+                                             lf_routes_lists,
+                                             lf_routes_pool,
+                                             lf_routes_notifications,
+                                             NULL};
 
 /* Matches url against pattern, capturing "{}" segments. Returns 1 on a match. */
 static int s_match(const char *pattern, const char *url, char params[2][96]) {
@@ -149,6 +155,11 @@ static enum MHD_Result s_reply(lf_intake_t *in, struct MHD_Connection *conn,
 enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
                               unsigned status, json_t *body) {
     return s_reply(in, conn, status, body, 1);
+}
+
+enum MHD_Result lf_reply_text_json(lf_intake_t *in, struct MHD_Connection *conn,
+                                   unsigned status, char *text) {
+    return s_answer(in, conn, status, text, "application/json; charset=utf-8", 1);
 }
 
 enum MHD_Result lf_reply_error_retry(lf_intake_t *in, struct MHD_Connection *conn,
@@ -633,9 +644,16 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
             s_timeout_answer(in, conn);
             return MHD_NO;
         }
-        if (!req->too_large && req->len + *upload_size > req->limit)
+        if (!req->too_large && req->received + *upload_size > req->limit)
             req->too_large = 1;
-        if (!req->too_large) {
+        req->received += *upload_size;
+        /* The time intake itself spends parsing an import as it arrives is not the
+         * client's: it moves the body's deadline on. */
+        int64_t t0 = lf_mono_ms();
+        if (!req->too_large && req->streaming > 0) {
+            lf_import_body(in, req, upload, *upload_size);
+            req->started_ms += lf_mono_ms() - t0;
+        } else if (!req->too_large) {
             if (req->len + *upload_size + 1 > req->cap) {
                 req->cap = (req->len + *upload_size + 1) * 2;
                 if (req->cap > req->limit + 1)
@@ -645,6 +663,20 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
             memcpy(req->body + req->len, upload, *upload_size);
             req->len += *upload_size;
             req->body[req->len] = '\0';
+            /* A route that parses its body as it arrives gets it from the first 8 bytes
+             * on (a file's signature decides), and nothing is buffered after. */
+            if (req->route->import && !req->streaming && req->authed && req->len >= 8) {
+                int took = lf_import_body(in, req, req->body, req->len);
+                req->started_ms += lf_mono_ms() - t0;
+                if (took) {
+                    req->streaming = 1;
+                    free(req->body);
+                    req->body = NULL;
+                    req->len = req->cap = 0;
+                } else {
+                    req->streaming = -1;
+                }
+            }
         }
         *upload_size = 0;
         return MHD_YES;

@@ -7,6 +7,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "auth.h"
 #include "commit.h"
@@ -62,7 +63,7 @@ typedef struct {
     const char *pattern;
     lf_route_fn fn;
     int auth;
-    int import;
+    int import; /* also: the body is parsed as it arrives (lf_import_body) */
     /* The handler talks to PostgreSQL: it runs on a database worker (workers.h), never
      * on an HTTP thread. Its replies (lf_reply_*) are kept and sent when the suspended
      * connection resumes. */
@@ -71,7 +72,8 @@ typedef struct {
 
 extern const lf_route_t lf_routes_core[];     /* http.c: healthz, metrics */
 extern const lf_route_t lf_routes_leads[];    /* api_leads.c: POST/GET leads */
-extern const lf_route_t lf_routes_channels[]; /* api_channels.c: import, calls, forms */
+extern const lf_route_t lf_routes_channels[]; /* api_channels.c: calls */
+extern const lf_route_t lf_routes_import[];   /* import.c: POST /v1/leads/import */
 extern const lf_route_t lf_routes_reps[];     /* api_reps.c: reps, lead fact updates */
 extern const lf_route_t lf_routes_pipeline[]; /* api_pipeline.c: stage, activities */
 extern const lf_route_t lf_routes_keys[];     /* api_keys.c: POST/GET/DELETE keys */
@@ -87,7 +89,9 @@ struct lf_req {
     char *body;             /* owned, NUL-terminated */
     size_t len, cap, limit; /* body size, buffer size, allowed size */
     int too_large;          /* the body went over limit and was discarded */
-    lf_job_t job;           /* the pending commit, when job_active */
+    size_t received;        /* body bytes received so far (buffered or streamed) */
+    int streaming; /* lf_import_body: 1 takes the body, -1 declined, 0 not asked */
+    lf_job_t job;  /* the pending commit, when job_active */
     int job_active;
     const lf_route_t *route;     /* the matched route, NULL none */
     char params[2][96];          /* path parameters ({id}) */
@@ -115,6 +119,15 @@ enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
 enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn,
                                unsigned status, const char *code, const char *message,
                                json_t *fields);
+/* The import route's body as it arrives (import.c), from the upload callback once the
+ * key is checked: first the first bytes (at least 8, so that a file signature can be
+ * seen), then every further piece. Returns 1 when it took the bytes, 0 when the body is
+ * to be buffered whole as for other routes (asked once: after a 0 the body is
+ * buffered). Either way the route's handler runs once the body is in. */
+int lf_import_body(lf_intake_t *in, lf_req_t *req, const char *data, size_t len);
+/* Sends text (owned, freed here), already JSON, with status (Retry-After: 1 on 503). */
+enum MHD_Result lf_reply_text_json(lf_intake_t *in, struct MHD_Connection *conn,
+                                   unsigned status, char *text);
 /* Like lf_reply_error with a Retry-After of retry_after seconds (429, 503). */
 enum MHD_Result lf_reply_error_retry(lf_intake_t *in, struct MHD_Connection *conn,
                                      unsigned status, const char *code,

@@ -801,6 +801,96 @@ Test(intake, big_import_is_committed_in_windows_without_blocking, .timeout = 90)
     lf_h_destroy(&h);
 }
 
+/* A CSV as big as the row cap, parsed as it arrives (pieces of the body reach intake
+ * as they come; nothing of it is held): every row is answered in file order with its
+ * spreadsheet row number, bad rows are reported and the rest stored. One row more than
+ * the cap is refused whole (413) and nothing of it is stored. */
+Test(intake, import_at_the_row_cap_streams_every_row_and_one_more_is_refused,
+     .timeout = 300) {
+    enum { N = 10000 };
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_env(h, "LEADFLOW_IMPORT_MAX_ROWS", "10000");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    size_t cap = (size_t)(N + 2) * 128, len = 0;
+    char *csv = malloc(cap);
+    /* A BOM, CRLF line ends, a quoted cell with a line break in the first data row
+     * (one spreadsheet row over two lines), a bad row (no phone, no e-mail) every
+     * 1000th. */
+    len += (size_t)snprintf(csv, cap, "\xEF\xBB\xBF姓名,手机,备注\r\n");
+    for (int i = 0; i <= N; i++) {
+        if (i == N) { /* the row over the cap, written only for the first request */
+            len += (size_t)snprintf(csv + len, cap - len, "多一行,13700000000,x\r\n");
+            break;
+        }
+        if (i % 1000 == 999)
+            len +=
+                (size_t)snprintf(csv + len, cap - len, "无号码%d,,\"没有电话\"\r\n", i);
+        else
+            len += (size_t)snprintf(csv + len, cap - len, "客户%d,1390000%04d,%s\r\n", i,
+                                    i, i == 0 ? "\"第一行\r\n第二行, 报价\"" : "展会");
+    }
+    const char *hd[] = {"Content-Type: text/csv", NULL};
+    char *b = NULL;
+    cr_expect_eq(lf_h_http(h, "POST", "/v1/leads/import", hd, csv, len, &b), 413);
+    cr_expect(b && strstr(b, "has 10001 rows; at most 10000"), "%.300s", b ? b : "");
+    free(b);
+    cr_expect_eq(s_count(h, "SELECT count(*) FROM leads"), 0, "nothing of it is stored");
+
+    size_t at_cap = len - strlen("多一行,13700000000,x\r\n");
+    b = NULL;
+    cr_assert_eq(lf_h_http(h, "POST", "/v1/leads/import", hd, csv, at_cap, &b), 200);
+    json_error_t jerr;
+    json_t *ans = json_loads(b, 0, &jerr);
+    cr_assert_not_null(ans, "%s: %.200s", jerr.text, b);
+    cr_expect_eq(json_integer_value(json_object_get(ans, "accepted")), N - N / 1000);
+    cr_expect_eq(json_integer_value(json_object_get(ans, "rejected")), N / 1000);
+    json_t *rows = json_object_get(ans, "rows");
+    cr_assert_eq(json_array_size(rows), N);
+    int in_order = 1, bad_ok = 1;
+    for (int i = 0; i < N; i++) {
+        json_t *r = json_array_get(rows, (size_t)i);
+        in_order &= json_integer_value(json_object_get(r, "row")) == i + 2;
+        if (i % 1000 == 999)
+            bad_ok &= json_array_size(json_object_get(r, "errors")) > 0 &&
+                      !json_object_get(r, "id");
+        else
+            bad_ok &= !strcmp(json_string_value(json_object_get(r, "status")), "created");
+    }
+    cr_expect(in_order, "every row has its spreadsheet number, in file order");
+    cr_expect(bad_ok, "bad rows carry their errors, good rows are created");
+    cr_expect_eq(s_count(h, "SELECT count(*) FROM leads"), N - N / 1000);
+    /* The first row's id is the stored lead with its two-line note. */
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM leads l WHERE id = '%s' AND name = '客户0' AND "
+             "phone = '+8613900000000' AND extra->>'备注' = E'第一行\\r\\n第二行, 报价' "
+             "AND idempotency_key LIKE 'import:%%:2'",
+             json_string_value(json_object_get(json_array_get(rows, 0), "id")));
+    if (s_count(h, sql) != 1) {
+        char q[160];
+        snprintf(q, sizeof q, "SELECT l::text FROM leads l WHERE id = '%s'",
+                 json_string_value(json_object_get(json_array_get(rows, 0), "id")));
+        char *row = lf_h_sql(h, q);
+        cr_expect_fail("%s: the lead is %s", sql, row ? row : "missing");
+        free(row);
+    }
+    json_decref(ans);
+    free(b);
+
+    /* Where the good rows wait cannot be written: 503, nothing of the file stored. */
+    lf_h_stop(h, LF_H_INTAKE, 0, 0);
+    lf_h_env(h, "TMPDIR", "/nonexistent/leadflow");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    const char *two = "name,phone\n新客户甲,13600000001\n新客户乙,13600000002\n";
+    b = NULL;
+    cr_expect_eq(lf_h_http(h, "POST", "/v1/leads/import", hd, two, strlen(two), &b), 503);
+    cr_expect(b && strstr(b, "cannot be staged"), "%s", b ? b : "");
+    free(b);
+    cr_expect_eq(s_count(h, "SELECT count(*) FROM leads"), N - N / 1000);
+    free(csv);
+    lf_h_destroy(&h);
+}
+
 /* ------------------------------------------------------------ hostile input */
 
 typedef struct {

@@ -189,3 +189,129 @@ Test(csv_import, many_rows_keep_numbers) {
     cr_expect_null(imp);
     free(body);
 }
+
+/* Rows handed out by the streaming parser, as [{"line": n, "obj": {...}} | {"line": n,
+ * "error": "..."}]. */
+static void s_gather(void *arg, size_t line, const json_t *obj, const char *err) {
+    json_t *row = json_pack("{s:I}", "line", (json_int_t)line);
+    if (obj)
+        json_object_set(row, "obj", (json_t *)obj);
+    else
+        json_object_set_new(row, "error", json_string(err));
+    json_array_append_new(arg, row);
+}
+
+/* The same rows as lf_import_* give for the whole body: line, object or error. */
+static json_t *s_whole_rows(const lf_import_t *imp) {
+    json_t *rows = json_array();
+    for (size_t i = 0; i < lf_import_rows(imp); i++) {
+        const json_t *obj;
+        const char *err;
+        size_t line;
+        lf_import_row(imp, i, &obj, &err, &line);
+        s_gather(rows, line, obj, err);
+    }
+    return rows;
+}
+
+/* Every fixture fed to the streaming parser in pieces of 1, 2, 3, 5, 7, 64 and 4096
+ * bytes (a character, a CRLF, a BOM or a quoted line break split anywhere) gives the same
+ * rows and the same file-level reason as the whole body at once. */
+Test(csv_import, pieces_of_any_size_parse_like_the_whole) {
+    const char *dir = s_fixture_dir();
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "cannot open %s (run from the repository root)", dir);
+    struct dirent *e;
+    int cases = 0, failed = 0;
+    static const size_t sizes[] = {1, 2, 3, 5, 7, 64, 4096};
+    while ((e = readdir(d))) {
+        char path[1024];
+        size_t len = 0, clen = 0;
+        int ndjson = 0;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s/input.csv", dir, e->d_name);
+        char *body = s_slurp(path, &len);
+        if (!body) {
+            snprintf(path, sizeof path, "%s/%s/input.ndjson", dir, e->d_name);
+            body = s_slurp(path, &len);
+            ndjson = 1;
+        }
+        if (!body)
+            continue;
+        snprintf(path, sizeof path, "%s/%s/charset", dir, e->d_name);
+        char *charset = s_slurp(path, &clen);
+        if (charset) {
+            charset = realloc(charset, clen + 1);
+            charset[clen] = '\0';
+            charset[strcspn(charset, "\r\n")] = '\0';
+        }
+        cases++;
+        char why_whole[256] = "";
+        lf_import_t *imp = ndjson
+                               ? lf_import_ndjson(body, len, why_whole, sizeof why_whole)
+                               : lf_import_csv(body, len, charset ? charset : "",
+                                               why_whole, sizeof why_whole);
+        json_t *want = s_whole_rows(imp);
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            json_t *got = json_array();
+            char why[256] = "";
+            lf_import_parser_t *p = lf_import_parser_new(ndjson, charset ? charset : "",
+                                                         s_gather, got, why, sizeof why);
+            int rc = -1;
+            if (p) {
+                for (size_t off = 0; off < len; off += sizes[k])
+                    lf_import_parser_feed(p, body + off,
+                                          len - off < sizes[k] ? len - off : sizes[k]);
+                rc = lf_import_parser_finish(p, why, sizeof why);
+                lf_import_parser_destroy(&p);
+            }
+            int ok = imp ? rc == 0 && json_equal(got, want)
+                         : rc == -1 && strcmp(why, why_whole) == 0;
+            if (!ok) {
+                char *g = json_dumps(got, JSON_ENSURE_ASCII);
+                cr_log_error("%s in pieces of %zu: rc %d \"%s\" (whole: \"%s\"), rows %s",
+                             e->d_name, sizes[k], rc, why, why_whole, g);
+                free(g);
+                failed++;
+            }
+            json_decref(got);
+        }
+        json_decref(want);
+        lf_import_destroy(&imp);
+        free(body);
+        free(charset);
+    }
+    closedir(d);
+    cr_expect_geq(cases, 40, "fixture cases went missing: only %d", cases);
+    cr_expect_eq(failed, 0, "%d fixture runs in pieces differ from the whole body",
+                 failed);
+}
+
+/* A row longer than LF_IMPORT_MAX_ROW_BYTES: a CSV file error (an unclosed quote would
+ * otherwise hold the rest of the file as one cell), an NDJSON per-row error. */
+Test(csv_import, overlong_rows) {
+    size_t n = LF_IMPORT_MAX_ROW_BYTES + 100;
+    char *body = malloc(n + 64);
+    int h = snprintf(body, 64, "name,phone\n\"");
+    memset(body + h, 'x', n);
+    char why[256] = "";
+    cr_expect_null(lf_import_csv(body, (size_t)h + n, "", why, sizeof why));
+    cr_expect(strstr(why, "row 2 is longer than 1048576 bytes"), "%s", why);
+    int k = snprintf(body, 64, "{\"phone\":\"13800138000\"}\n{\"name\":\"");
+    memset(body + k, 'y', n);
+    memcpy(body + k + n, "\"}\n{\"email\":\"a@b.cn\"}\n", 22);
+    lf_import_t *imp = lf_import_ndjson(body, (size_t)k + n + 22, why, sizeof why);
+    cr_assert_not_null(imp, "%s", why);
+    cr_expect_eq(lf_import_rows(imp), 3);
+    const json_t *obj;
+    const char *err;
+    size_t line;
+    cr_expect_eq(lf_import_row(imp, 1, &obj, &err, &line), -1);
+    cr_expect_eq(line, 2);
+    cr_expect(err && strstr(err, "longer than"), "%s", err ? err : "");
+    cr_expect_eq(lf_import_row(imp, 2, &obj, &err, &line), 0);
+    cr_expect_eq(line, 3);
+    lf_import_destroy(&imp);
+    free(body);
+}
