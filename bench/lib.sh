@@ -20,9 +20,9 @@ LF_BENCH_KEY_RATE=${LF_BENCH_KEY_RATE:-10000000}
 LF_BENCH_REPS=${LF_BENCH_REPS:-200}
 
 # Median and spread of numbers, one a line on stdin (a leading '>' of a lower bound
-# is ignored).
-lf_bench_median() { tr -d '>' | sort -g | awk 'NF {a[++n]=$1} END {print (n ? a[int((n+1)/2)] : "-")}'; }
-lf_bench_spread() { tr -d '>' | sort -g | awk 'NF {a[++n]=$1} END {printf "min %s max %s", (n ? a[1] : "-"), (n ? a[n] : "-")}'; }
+# is ignored, and so is a line that is no number: a run without data prints "-").
+lf_bench_median() { tr -d '>' | awk '$1 ~ /^-?[0-9.]+$/' | sort -g | awk '{a[++n]=$1} END {print (n ? a[int((n+1)/2)] : "-")}'; }
+lf_bench_spread() { tr -d '>' | awk '$1 ~ /^-?[0-9.]+$/' | sort -g | awk '{a[++n]=$1} END {printf "min %s max %s", (n ? a[1] : "-"), (n ? a[n] : "-")}'; }
 # The load average now: 1, 5 and 15 minutes.
 lf_bench_load() { cut -d' ' -f1-3 /proc/loadavg; }
 
