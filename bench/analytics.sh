@@ -47,7 +47,7 @@ SELECT gen_random_uuid(),
             WHEN 2 THEN 'stage.changed'
             ELSE CASE (i / 4) % 5 WHEN 0 THEN 'deal.won' WHEN 1 THEN 'deal.lost'
                  ELSE 'stage.changed' END END,
-       'L' || lpad((i / 4)::text, 10, '0'),
+       ('00000000-0000-7000-8000-' || lpad((i / 4)::text, 12, '0'))::uuid,
        t,
        CASE i % 4
          WHEN 0 THEN jsonb_build_object('grade', (ARRAY['A','B','C','D'])[1 + (i / 4) % 4],
@@ -131,7 +131,7 @@ ALTER TABLE lead_events DISABLE TRIGGER USER;
 INSERT INTO leads (id, channel, source, name, phone, created_at, grade, score, owner,
                    assigned_at, stage, stage_changed_at, first_contact_at, amount,
                    loss_reason, closed_at)
-SELECT 'L' || lpad(i::text, 10, '0'),
+SELECT ('00000000-0000-7000-8000-' || lpad(i::text, 12, '0'))::uuid,
        (ARRAY['web_form','wechat','phone','email','import','api'])[1 + i % 6],
        'campaign-' || i % 20, '客户' || i, '1380000' || lpad((i % 10000)::text, 4, '0'),
        c, (ARRAY['A','B','C','D'])[1 + i % 4], 40 + i % 60, 'rep-' || i % 200,

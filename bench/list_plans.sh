@@ -29,7 +29,7 @@ INSERT INTO reps (id, name, team) SELECT 'mgr' || g, 'Mgr ' || g, 'hq' FROM gene
 ALTER TABLE leads DISABLE TRIGGER USER;
 INSERT INTO leads (id, channel, phone, name, company, created_at, updated_at, grade, owner,
                    team, stage, assigned_at, pool_reason, pool_since)
-SELECT lpad(to_hex(g), 12, '0') || '-lead',
+SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,
        (ARRAY['web_form','phone','trade_show','partner','api','referral'])[1 + g % 6],
        '+86138' || lpad((g % 100000000)::text, 8, '0'), '客户' || g, 'Company ' || (g % 50000),
        timestamptz '2026-01-01' + (g / 20) * interval '1 second',
@@ -53,7 +53,7 @@ explain() {
 ORDER="ORDER BY l.created_at DESC, l.id DESC LIMIT 51"
 explain "page 1, newest first" "SELECT l.id FROM leads l $ORDER"
 explain "a page deep in the list (cursor)" "SELECT l.id FROM leads l WHERE (l.created_at, l.id) <
-  (timestamptz '2026-01-15', '0000000f4240-lead') $ORDER"
+  (timestamptz '2026-01-15', uuid '00000000-0000-7000-8000-0000000f4240') $ORDER"
 explain "owner=rep17 (a rep key)" "SELECT l.id FROM leads l WHERE l.owner = 'rep17' $ORDER"
 explain "team=east" "SELECT l.id FROM leads l WHERE l.team = 'east' $ORDER"
 explain "pool=true" "SELECT l.id FROM leads l WHERE l.pool_reason IS NOT NULL $ORDER"

@@ -39,13 +39,14 @@ static long s_leads_batch(lf_db_t *db) {
     PQclear(res);
     char *ti = json_dumps(ids, JSON_COMPACT), *tk = json_dumps(keys, JSON_COMPACT);
     const char *p[] = {ti, tk};
-    long done = n == 0 ? 0
-                       : lf_db_cmd(db,
-                                   "UPDATE leads l SET company_key = v.k FROM"
-                                   " (SELECT jsonb_array_elements_text($1::jsonb) AS id,"
-                                   "  jsonb_array_elements_text($2::jsonb) AS k) v"
-                                   " WHERE l.id = v.id AND l.company_key IS NULL",
-                                   2, p);
+    long done =
+        n == 0 ? 0
+               : lf_db_cmd(db,
+                           "UPDATE leads l SET company_key = v.k FROM"
+                           " (SELECT jsonb_array_elements_text($1::jsonb)::uuid AS id,"
+                           "  jsonb_array_elements_text($2::jsonb) AS k) v"
+                           " WHERE l.id = v.id AND l.company_key IS NULL",
+                           2, p);
     free(ti);
     free(tk);
     json_decref(ids);

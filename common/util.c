@@ -4,6 +4,7 @@
  * version 7, and a time-ordered key matters for the insert rate of the leads table. */
 #include "lf/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,18 @@ void lf_uuid7(char out[37]) {
         *o++ = hex[b[i] & 15];
     }
     *o = '\0';
+}
+
+int lf_uuid_valid(const char *s) {
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return 0;
+        }
+    }
+    return s[36] == '\0';
 }
 
 void lf_rfc3339(int64_t ms, char *out, size_t outsz) {

@@ -148,7 +148,8 @@ static int s_read_dir(const char *dir, int optional, s_file_t **out, size_t *nou
         s_sha256(f->sql, f->len, f->sum);
     }
     closedir(d);
-    qsort(files, n, sizeof *files, s_cmp);
+    if (n) /* an empty folder: files is NULL, which qsort must not get */
+        qsort(files, n, sizeof *files, s_cmp);
     *out = files, *nout = n;
     return 0;
 fail:

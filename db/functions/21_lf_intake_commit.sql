@@ -8,7 +8,7 @@ DECLARE
     locks    integer[];
     clean    jsonb;
     rest     jsonb;
-    hit      text;
+    hit      uuid;
     own      text;
     sid      text;
     kind     text;
@@ -59,7 +59,7 @@ BEGIN
     -- New people, all at once.
     RETURN QUERY
     WITH input AS (
-        SELECT * FROM jsonb_to_recordset(clean) AS x(id text, channel text, source text,
+        SELECT * FROM jsonb_to_recordset(clean) AS x(id uuid, channel text, source text,
             name text, company text, email text, phone text, need text, budget_min numeric,
             budget_max numeric, currency text, budget_raw text, urgency text,
             decision_maker boolean, region text, industry text, external_id text,
@@ -98,7 +98,7 @@ BEGIN
                   lf_envelope(outbox.id, outbox.event_id, outbox.type, outbox.lead_id,
                               outbox.at, outbox.version, outbox.payload)::text AS env
     )
-    SELECT ob.lead_id, ob.lead_id, 'created'::text, 'lead.created'::text, ob.env FROM ob;
+    SELECT ob.lead_id::text, ob.lead_id::text, 'created'::text, 'lead.created'::text, ob.env FROM ob;
 
     -- Every open lead a row of `rest` may be merged into is locked FOR SHARE first, in
     -- id order (the project's lock order: leads by id, then reps; docs/reliability.md).
@@ -114,7 +114,7 @@ BEGIN
 
     -- The others one by one, in the order they arrived.
     FOR r IN
-        SELECT * FROM jsonb_to_recordset(rest) AS x(id text, kind text, channel text,
+        SELECT * FROM jsonb_to_recordset(rest) AS x(id uuid, kind text, channel text,
             source text, name text, company text, email text, phone text, need text,
             budget_min numeric, budget_max numeric, currency text, budget_raw text,
             urgency text, decision_maker boolean, region text, industry text,

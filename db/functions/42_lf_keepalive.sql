@@ -7,7 +7,11 @@
 -- first-contact SLA, its follow-ups (reminders and escalations) and its stale clock. A deal reopened stops its
 -- reactivation. Called in the transaction of the stage move. Returns how many timers
 -- were cancelled (their Redis entries find no pending row and are ignored).
-CREATE OR REPLACE FUNCTION lf_keepalive_on_move(p_lead text, p_now_open boolean)
+-- p_lead was text until 0040_uuid_ids.sql (here and in lf_keepalive_arm).
+DROP FUNCTION IF EXISTS lf_keepalive_on_move(text, boolean);
+DROP FUNCTION IF EXISTS lf_keepalive_arm(text, timestamptz, text, timestamptz, timestamptz,
+                                         timestamptz, jsonb);
+CREATE OR REPLACE FUNCTION lf_keepalive_on_move(p_lead uuid, p_now_open boolean)
     RETURNS integer LANGUAGE sql AS $$
     WITH s AS (
         UPDATE leads SET stale_gen = stale_gen + 1, stale_since = NULL
@@ -29,7 +33,7 @@ CREATE OR REPLACE FUNCTION lf_keepalive_on_move(p_lead text, p_now_open boolean)
 -- running clock (p_since before stale_since) changes nothing, and so does arming a
 -- deal that is closed or owned by someone else by now. Returns the new timers as
 -- "due_ms id ..." for the caller to index in Redis once committed.
-CREATE OR REPLACE FUNCTION lf_keepalive_arm(p_lead text, p_since timestamptz,
+CREATE OR REPLACE FUNCTION lf_keepalive_arm(p_lead uuid, p_since timestamptz,
                                             p_owner text, p_due0 timestamptz,
                                             p_due1 timestamptz, p_due2 timestamptz,
                                             p_data jsonb)

@@ -20,7 +20,7 @@ BEGIN
          WHERE id = ANY (p_ids) AND state = 'pending' AND kind = 'reactivate'
         RETURNING id, lead_id, data),
     j AS (
-        SELECT f.id AS timer_id, l.*, gen_random_uuid()::text AS new_id,
+        SELECT f.id AS timer_id, l.*, gen_random_uuid() AS new_id,
                (SELECT r.manager FROM reps r WHERE r.id = l.owner) AS manager,
                (SELECT e.data ->> 'from' FROM lead_events e
                  WHERE e.lead_id = l.id AND e.type = 'stage_changed'
@@ -99,10 +99,12 @@ END $$;
 -- reactivation is cancelled: the customer came back by themselves. The same customer:
 -- the same company key, else the same phone, else the same e-mail. Returns the lost
 -- deal's id, or NULL.
-CREATE OR REPLACE FUNCTION lf_keepalive_link_lost(p_lead text) RETURNS text
+-- p_lead was text until 0040_uuid_ids.sql.
+DROP FUNCTION IF EXISTS lf_keepalive_link_lost(text);
+CREATE OR REPLACE FUNCTION lf_keepalive_link_lost(p_lead uuid) RETURNS text
     LANGUAGE plpgsql AS $$
 DECLARE
-    lost text;
+    lost uuid;
 BEGIN
     -- Three indexed lookups (company key, phone, e-mail), the latest loss wins.
     SELECT x.id INTO lost FROM leads n CROSS JOIN LATERAL (

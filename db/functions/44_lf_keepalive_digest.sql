@@ -122,11 +122,11 @@ BEGIN
         VALUES (r.id, NULL, rcpt, 'digest', lf_digest_text(fig))
         RETURNING id INTO nid;
         INSERT INTO lead_events (lead_id, type, actor, data)
-        SELECT x.id, 'digest', 'scheduler',
+        SELECT x.id::uuid, 'digest', 'scheduler',
                jsonb_build_object('digest', did, 'to', rcpt, 'team', r.team,
                                   'notification', nid)
           FROM jsonb_array_elements_text(fig -> 'leads') x (id)
-         WHERE EXISTS (SELECT 1 FROM leads l WHERE l.id = x.id) ORDER BY x.id;
+         WHERE EXISTS (SELECT 1 FROM leads l WHERE l.id = x.id::uuid) ORDER BY x.id;
         INSERT INTO outbox (event_id, type, lead_id, payload)
         VALUES (gen_random_uuid(), 'digest.sent', NULL,
                 jsonb_build_object('digest', did, 'team', r.team, 'to', rcpt,

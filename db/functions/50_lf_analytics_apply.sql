@@ -84,7 +84,7 @@ WITH ev AS MATERIALIZED (
                            FROM unnest(coalesce(d.reached, '{new}') || p.entered) s
                            ORDER BY 1) END AS new_reached
     FROM per p
-    LEFT JOIN analytics_deals d ON d.lead_id = p.lead_id COLLATE "C"
+    LEFT JOIN analytics_deals d ON d.lead_id = p.lead_id
 ), deals AS (
     INSERT INTO analytics_deals (lead_id, stage, amount, reached)
     SELECT lead_id, new_stage, new_amount, new_reached FROM cur

@@ -38,7 +38,10 @@ CREATE TRIGGER lead_events_touch AFTER INSERT ON lead_events
 -- (the new owner's first-contact clock), returned as its envelope.
 -- status: moved | not_found | closed | not_in_pool | not_owner | same_owner |
 -- no_rep | inactive | at_capacity.
-CREATE OR REPLACE FUNCTION lf_move_lead(p_lead text, p_to text, p_by text, p_cause text,
+-- p_lead was text until 0040_uuid_ids.sql (here and in lf_claim_lead).
+DROP FUNCTION IF EXISTS lf_move_lead(text, text, text, text, text, text, text, boolean, boolean);
+DROP FUNCTION IF EXISTS lf_claim_lead(text, text, timestamptz, integer, bigint);
+CREATE OR REPLACE FUNCTION lf_move_lead(p_lead uuid, p_to text, p_by text, p_cause text,
                                         p_reason text, p_pool_reason text,
                                         p_from text, p_from_pool boolean,
                                         p_check_capacity boolean,
@@ -135,7 +138,7 @@ END $$;
 -- cool-down (a rep who lost this lead within p_cooldown_secs may not take it back)
 -- come before lf_move_lead's own checks (in the pool, active, below capacity).
 -- status: lf_move_lead's, or daily_limit | cooldown.
-CREATE OR REPLACE FUNCTION lf_claim_lead(p_lead text, p_rep text, p_day_start timestamptz,
+CREATE OR REPLACE FUNCTION lf_claim_lead(p_lead uuid, p_rep text, p_day_start timestamptz,
                                          p_daily_limit integer, p_cooldown_secs bigint,
                                          OUT status text, OUT envelope text)
     LANGUAGE plpgsql AS $$
@@ -176,7 +179,7 @@ CREATE OR REPLACE FUNCTION lf_handover(p_rep text, p_to text, p_stages text[], p
                                        p_reason text) RETURNS SETOF text
     LANGUAGE plpgsql AS $$
 DECLARE
-    lid text;
+    lid uuid;
     m record;
     env text;
 BEGIN

@@ -144,7 +144,7 @@ static enum MHD_Result s_list(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
         const char *us = cursor + 1, *sep = strchr(cursor, '_');
         size_t n = sep ? (size_t)(sep - us) : 0;
         int ok = (cursor[0] == (updated ? 'u' : 'c')) && sep && n > 0 &&
-                 n < sizeof cur_us && s_id_ok(sep + 1, 64);
+                 n < sizeof cur_us && lf_uuid_valid(sep + 1);
         for (size_t i = 0; ok && i < n; i++)
             ok = isdigit((unsigned char)us[i]) || (i == 0 && us[i] == '-');
         if (ok) {
@@ -225,7 +225,7 @@ static enum MHD_Result s_list(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
         int us = s_param(&q, cur_us), id = s_param(&q, cur_id);
         s_add(&q,
               " AND (l.%s, l.id) %s (timestamptz 'epoch' + $%d::bigint * interval '1"
-              " microsecond', $%d::text)",
+              " microsecond', $%d::uuid)",
               key, updated ? ">" : "<", us, id);
     }
     s_add(&q, updated ? " ORDER BY l.updated_at, l.id"

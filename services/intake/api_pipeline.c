@@ -15,9 +15,9 @@
  * The row lock serializes concurrent moves of one lead: of several identical moves
  * racing, the first one wins and the others find the lead already in that stage, which
  * the rules forbid (409). No move is lost and none is recorded twice. It is the weakest
- * mode that serializes writers of the row: FOR NO KEY UPDATE does not block the
- * foreign-key checks of rows that reference the lead (timeline entries, notifications
- * written by intake's group commit), which FOR UPDATE did. A repeat inquiry merged into
+ * mode that serializes writers of the row (FOR UPDATE also blocked the foreign-key
+ * checks of the rows that referenced the lead, which carry no foreign key since
+ * migration 0040). A repeat inquiry merged into
  * this lead takes FOR SHARE on it, so it waits for a move that may close the deal and
  * then sees the new stage.
  *

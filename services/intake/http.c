@@ -499,6 +499,12 @@ static int s_gate(lf_intake_t *in, lf_req_t *req, int body_read, enum MHD_Result
         *rc = lf_reply_error(in, req->conn, 413, "payload_too_large", msg, NULL);
         return 1;
     }
+    /* A lead id is a UUID (leads.id is a uuid column): anything else names no lead. */
+    if (!strncmp(req->route->pattern, "/v1/leads/{}", 12) &&
+        !lf_uuid_valid(req->params[0])) {
+        *rc = lf_reply_error(in, req->conn, 404, "not_found", "no such lead", NULL);
+        return 1;
+    }
     return 0;
 }
 

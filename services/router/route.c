@@ -733,7 +733,7 @@ int lf_route_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n) {
     /* ORDER BY comes before the lock: the rows are locked in id order. */
     if (lf_db_cmd(db,
                   "SELECT 1 FROM leads WHERE id IN (SELECT jsonb_array_elements_text("
-                  "$1::jsonb)) ORDER BY id FOR NO KEY UPDATE",
+                  "$1::jsonb)::uuid) ORDER BY id FOR NO KEY UPDATE",
                   1, p) < 0)
         goto out;
     ctx->batch_locked = 1;
@@ -855,7 +855,7 @@ static int s_pool_route(lf_router_ctx_t *ctx, lf_db_t *db) {
         const char *q[] = {text};
         long locked = lf_db_cmd(db,
                                 "SELECT 1 FROM leads WHERE id IN (SELECT "
-                                "jsonb_array_elements_text($1::jsonb)) ORDER BY id "
+                                "jsonb_array_elements_text($1::jsonb)::uuid) ORDER BY id "
                                 "FOR NO KEY UPDATE",
                                 1, q);
         free(text);

@@ -257,13 +257,14 @@ Test(analytics, rollups_equal_the_record_after_an_outage_and_redelivery_adds_not
 Test(analytics, a_poison_event_in_a_batch_is_set_aside_and_the_rest_folded,
      .timeout = 60) {
     lf_h_t *h = lf_h_new(0, 0);
+    lf_h_allow_orphans(h); /* events of made-up leads */
     lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
     cr_assert_eq(db->err, 0, "%s", db->errstr);
     json_t *envs[8];
     int k = 0;
     for (int i = 0; i < 6; i++) {
-        char lead[16];
-        snprintf(lead, sizeof lead, "L-%d", i);
+        char lead[40];
+        snprintf(lead, sizeof lead, "00000000-0000-7000-8000-%012d", i);
         /* Event 3 carries a creation time no one can read: the batch statement fails
          * on it. */
         json_t *pl = json_pack("{s:s, s:s, s:s, s:s}", "grade", i % 2 ? "A" : "B",
@@ -274,11 +275,12 @@ Test(analytics, a_poison_event_in_a_batch_is_set_aside_and_the_rest_folded,
         json_decref(pl);
     }
     json_t *pl = json_pack("{s:s, s:s}", "from", "new", "to", "contacted");
-    envs[k] = lf_outbox_add(db, "stage.changed", "L-0", pl);
+    envs[k] =
+        lf_outbox_add(db, "stage.changed", "00000000-0000-7000-8000-000000000000", pl);
     cr_assert(envs[k++]);
     json_decref(pl);
     pl = json_pack("{s:s, s:s, s:i}", "from", "new", "to", "won", "amount", 900);
-    envs[k] = lf_outbox_add(db, "deal.won", "L-1", pl);
+    envs[k] = lf_outbox_add(db, "deal.won", "00000000-0000-7000-8000-000000000001", pl);
     cr_assert(envs[k++]);
     json_decref(pl);
 
@@ -309,7 +311,8 @@ Test(analytics, a_poison_event_in_a_batch_is_set_aside_and_the_rest_folded,
     for (int i = 0; i < 3; i++) {
         pl = json_pack("{s:s, s:s, s:s}", "grade", "C", "channel", "phone", "created_at",
                        "2026-03-02T01:00:00.000Z");
-        more[i] = lf_outbox_add(db, "lead.assigned", "L-9", pl);
+        more[i] = lf_outbox_add(db, "lead.assigned",
+                                "00000000-0000-7000-8000-000000000009", pl);
         json_decref(pl);
     }
     cr_expect_eq(lf_consumer_handle(c, more, 3), 3);
@@ -336,48 +339,70 @@ Test(analytics, views_give_the_figures_worked_out_by_hand, .timeout = 60) {
         h, "ALTER TABLE lead_events DISABLE TRIGGER USER;"
            "INSERT INTO leads (id, channel, source, phone, grade, owner, created_at,"
            " assigned_at, first_contact_at, stage, amount, loss_reason) VALUES"
-           " ('a1','web_form','seo','1',  'B','wang.fang', now()-'2 days'::interval,"
+           " ('0000000a-0000-7000-8000-000000000001','web_form','seo','1',  "
+           "'B','wang.fang', now()-'2 days'::interval,"
            "  now()-'2 days'::interval, now()-'2 days'::interval+'600 s'::interval, "
            "'won', 1000, NULL),"
-           " ('a2','web_form','seo','2',  'B','wang.fang', now()-'2 days'::interval,"
+           " ('0000000a-0000-7000-8000-000000000002','web_form','seo','2',  "
+           "'B','wang.fang', now()-'2 days'::interval,"
            "  now()-'2 days'::interval, now()-'2 days'::interval+'7200 s'::interval, "
            "'lost', NULL,"
            "  'price'),"
-           " ('a3','web_form','seo','3',  'B','wang.fang', now()-'2 days'::interval,"
+           " ('0000000a-0000-7000-8000-000000000003','web_form','seo','3',  "
+           "'B','wang.fang', now()-'2 days'::interval,"
            "  now()-'2 days'::interval, NULL, 'new', NULL, NULL),"
-           " ('a4','phone',NULL,'4',      'B','wang.fang', now()-'1 hour'::interval,"
+           " ('0000000a-0000-7000-8000-000000000004','phone',NULL,'4',      "
+           "'B','wang.fang', now()-'1 hour'::interval,"
            "  now()-'1 hour'::interval, now()-'1 hour'::interval+'1200 s'::interval, "
            "'quote',"
            "  2000, NULL),"
-           " ('a5','phone',NULL,'5',      'B','wang.fang', now()-'10 minutes'::interval,"
+           " ('0000000a-0000-7000-8000-000000000005','phone',NULL,'5',      "
+           "'B','wang.fang', now()-'10 minutes'::interval,"
            "  now()-'10 minutes'::interval, NULL, 'new', NULL, NULL),"
-           " ('a6','phone',NULL,'6',      'B','wang.fang', now()-'1 hour'::interval,"
+           " ('0000000a-0000-7000-8000-000000000006','phone',NULL,'6',      "
+           "'B','wang.fang', now()-'1 hour'::interval,"
            "  now()-'1 hour'::interval, now()-'1 hour'::interval+'1800 s'::interval, "
            "'lost', 500,"
            "  'competitor'),"
-           " ('a7','phone',NULL,'7',      'B','wang.fang', now()-'1 hour'::interval,"
+           " ('0000000a-0000-7000-8000-000000000007','phone',NULL,'7',      "
+           "'B','wang.fang', now()-'1 hour'::interval,"
            "  now()-'1 hour'::interval, now()-'1 hour'::interval+'300 s'::interval, "
            "'contacted',"
            "  NULL, NULL),"
-           " ('a8','phone',NULL,'8',      'B','wang.fang', now()-'1 hour'::interval,"
+           " ('0000000a-0000-7000-8000-000000000008','phone',NULL,'8',      "
+           "'B','wang.fang', now()-'1 hour'::interval,"
            "  now()-'1 hour'::interval, now()-'1 hour'::interval+'3000 s'::interval,"
            "  'proposal', NULL, NULL)"));
     /* The events analytics would have received, folded by the real consumer. */
     lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
     cr_assert_eq(db->err, 0, "%s", db->errstr);
     static const char *const moves[][2] = {
-        {"a1", "contacted"}, {"a1", "qualified"},   {"a1", "proposal"},
-        {"a1", "quote"},     {"a1", "negotiation"}, {"a1", "won"},
-        {"a2", "contacted"}, {"a2", "lost"},        {"a4", "contacted"},
-        {"a4", "qualified"}, {"a4", "proposal"},    {"a4", "quote"},
-        {"a6", "contacted"}, {"a6", "qualified"},   {"a6", "proposal"},
-        {"a6", "quote"},     {"a6", "lost"},        {"a7", "contacted"},
-        {"a8", "contacted"}, {"a8", "qualified"},   {"a8", "proposal"}};
+        {"0000000a-0000-7000-8000-000000000001", "contacted"},
+        {"0000000a-0000-7000-8000-000000000001", "qualified"},
+        {"0000000a-0000-7000-8000-000000000001", "proposal"},
+        {"0000000a-0000-7000-8000-000000000001", "quote"},
+        {"0000000a-0000-7000-8000-000000000001", "negotiation"},
+        {"0000000a-0000-7000-8000-000000000001", "won"},
+        {"0000000a-0000-7000-8000-000000000002", "contacted"},
+        {"0000000a-0000-7000-8000-000000000002", "lost"},
+        {"0000000a-0000-7000-8000-000000000004", "contacted"},
+        {"0000000a-0000-7000-8000-000000000004", "qualified"},
+        {"0000000a-0000-7000-8000-000000000004", "proposal"},
+        {"0000000a-0000-7000-8000-000000000004", "quote"},
+        {"0000000a-0000-7000-8000-000000000006", "contacted"},
+        {"0000000a-0000-7000-8000-000000000006", "qualified"},
+        {"0000000a-0000-7000-8000-000000000006", "proposal"},
+        {"0000000a-0000-7000-8000-000000000006", "quote"},
+        {"0000000a-0000-7000-8000-000000000006", "lost"},
+        {"0000000a-0000-7000-8000-000000000007", "contacted"},
+        {"0000000a-0000-7000-8000-000000000008", "contacted"},
+        {"0000000a-0000-7000-8000-000000000008", "qualified"},
+        {"0000000a-0000-7000-8000-000000000008", "proposal"}};
     json_t *envs[40];
     size_t n = 0;
     for (int i = 1; i <= 8; i++) {
-        char id[16];
-        snprintf(id, sizeof id, "a%d", i);
+        char id[40];
+        snprintf(id, sizeof id, "0000000a-0000-7000-8000-%012d", i);
         json_t *pl = json_pack("{s:s, s:s, s:s, s:s}", "grade", "B", "owner", "wang.fang",
                                "channel", i <= 3 ? "web_form" : "phone", "created_at",
                                "2026-03-01T02:00:00.000Z");
@@ -387,18 +412,26 @@ Test(analytics, views_give_the_figures_worked_out_by_hand, .timeout = 60) {
     for (size_t i = 0; i < sizeof moves / sizeof moves[0]; i++) {
         json_t *pl = json_pack("{s:s}", "to", moves[i][1]);
         if (!strcmp(moves[i][1], "quote"))
-            json_object_set_new(pl, "amount",
-                                json_integer(!strcmp(moves[i][0], "a4")   ? 2000
-                                             : !strcmp(moves[i][0], "a6") ? 500
-                                                                          : 1000));
+            json_object_set_new(
+                pl, "amount",
+                json_integer(
+                    !strcmp(moves[i][0], "0000000a-0000-7000-8000-000000000004") ? 2000
+                    : !strcmp(moves[i][0], "0000000a-0000-7000-8000-000000000006")
+                        ? 500
+                        : 1000));
         envs[n++] = lf_outbox_add(db, "stage.changed", moves[i][0], pl);
         if (!strcmp(moves[i][1], "won") || !strcmp(moves[i][1], "lost")) {
-            json_t *deal = json_pack("{s:s, s:i}", "to", moves[i][1], "amount",
-                                     !strcmp(moves[i][0], "a1") ? 1000 : 500);
+            json_t *deal = json_pack(
+                "{s:s, s:i}", "to", moves[i][1], "amount",
+                !strcmp(moves[i][0], "0000000a-0000-7000-8000-000000000001") ? 1000
+                                                                             : 500);
             if (!strcmp(moves[i][1], "lost"))
                 json_object_set_new(
                     deal, "loss_reason",
-                    json_string(!strcmp(moves[i][0], "a2") ? "price" : "competitor"));
+                    json_string(
+                        !strcmp(moves[i][0], "0000000a-0000-7000-8000-000000000002")
+                            ? "price"
+                            : "competitor"));
             envs[n++] =
                 lf_outbox_add(db, !strcmp(moves[i][1], "won") ? "deal.won" : "deal.lost",
                               moves[i][0], deal);
@@ -470,14 +503,15 @@ Test(analytics, views_give_the_figures_worked_out_by_hand, .timeout = 60) {
 
 Test(analytics, the_sweep_finds_an_event_lost_behind_acknowledged_ones, .timeout = 60) {
     lf_h_t *h = lf_h_new(0, 0);
+    lf_h_allow_orphans(h); /* events of made-up leads */
     lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
     cr_assert_eq(db->err, 0, "%s", db->errstr);
     json_t *envs[12];
     for (int i = 0; i < 12; i++) {
         json_t *pl = json_pack("{s:s, s:s, s:s}", "grade", "A", "channel", "api",
                                "created_at", "2026-03-01T02:00:00.000Z");
-        char lead[16];
-        snprintf(lead, sizeof lead, "L-%d", i);
+        char lead[40];
+        snprintf(lead, sizeof lead, "00000000-0000-7000-8000-%012d", i);
         envs[i] = lf_outbox_add(db, "lead.assigned", lead, pl);
         cr_assert(envs[i], "%s", db->errstr);
         json_decref(pl);

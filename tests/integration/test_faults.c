@@ -425,7 +425,8 @@ Test(faults, a_transaction_that_commits_late_is_still_delivered, .timeout = 180)
     PQclear(PQexec(held, "BEGIN"));
     PGresult *r = PQexec(
         held, "WITH l AS (INSERT INTO leads (id, channel, phone, region, created_at)"
-              " VALUES ('held-back', 'api', '+8613900000001', 'east',"
+              " VALUES ('0000000b-0000-7000-8000-000000000001', 'api', '+8613900000001', "
+              "'east',"
               " now() - interval '5 minutes') RETURNING id, created_at)"
               " INSERT INTO outbox (event_id, type, lead_id, at, payload)"
               " SELECT gen_random_uuid(), 'lead.created', l.id, l.created_at,"
@@ -469,13 +470,13 @@ Test(faults, a_transaction_that_commits_late_is_still_delivered, .timeout = 180)
     free(metrics);
     PQclear(PQexec(held, "COMMIT"));
     PQfinish(held);
-    s_wait(
-        h,
-        "SELECT count(*) FROM leads WHERE id = 'held-back' AND assigned_at IS NOT NULL",
-        1, 20000, "the late lead was never routed");
+    s_wait(h,
+           "SELECT count(*) FROM leads WHERE id = '0000000b-0000-7000-8000-000000000001' "
+           "AND assigned_at IS NOT NULL",
+           1, 20000, "the late lead was never routed");
     /* The ledger: the 40 acknowledged leads plus the held-back one. */
     l.ids = realloc(l.ids, 41 * sizeof *l.ids);
-    snprintf(l.ids[l.acked++], 40, "held-back");
+    snprintf(l.ids[l.acked++], 40, "0000000b-0000-7000-8000-000000000001");
     l.count++;
     s_check_ledger(h, &l, 1, S_ALL);
     s_free(&l, 1);

@@ -1040,6 +1040,17 @@ static const s_hostile_t s_hostile[] = {
     {"path traversal", "GET", "/v1/leads/..%2f..%2fetc%2fpasswd", NULL, "admin", NULL, -1,
      404, NULL},
     {"wrong method", "DELETE", "/v1/leads", NULL, "admin", NULL, -1, 405, NULL},
+    /* Lead ids are uuid columns: anything else names no lead (not a database error). */
+    {"lead id not a uuid", "GET", "/v1/leads/L1", NULL, "admin", NULL, -1, 404,
+     "not_found"},
+    {"lead id unknown", "GET", "/v1/leads/019ad735-840a-7c4c-8a42-38a0b923820d", NULL,
+     "admin", NULL, -1, 404, "not_found"},
+    {"assign to a lead id not a uuid", "POST", "/v1/leads/L1'--/assign", J, "admin",
+     "{\"to\":\"wang.fang\"}", -1, 404, "not_found"},
+    {"stage of a lead id not a uuid", "POST", "/v1/leads/019ad735/stage", J, "admin",
+     "{\"to\":\"contacted\"}", -1, 404, "not_found"},
+    {"list cursor id not a uuid", "GET", "/v1/leads?cursor=c1700000000000000_L1", NULL,
+     "admin", NULL, -1, 422, NULL},
     {"preflight unknown origin", "OPTIONS", "/v1/leads", NULL, "none", NULL, -1, 403,
      NULL},
 };

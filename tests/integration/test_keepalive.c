@@ -424,7 +424,8 @@ static void s_stale_deals(lf_h_t *h, int n, double secs) {
     char q[1024];
     snprintf(q, sizeof q,
              "WITH l AS (INSERT INTO leads (id, channel, phone, grade, owner, stage,"
-             " assigned_at, stale_gen, stale_since) SELECT 'S' || g, 'web_form',"
+             " assigned_at, stale_gen, stale_since) SELECT ('00000005-0000-7000-8000-' "
+             "|| lpad(g::text, 12, '0'))::uuid, 'web_form',"
              " '136' || lpad(g::text, 8, '0'), 'B', 'wang.fang', 'proposal', now(), 1,"
              " now() FROM generate_series(1, %d) g RETURNING id)"
              " INSERT INTO timers (lead_id, kind, step, due_at, rep_id, data) SELECT id,"
@@ -505,23 +506,28 @@ Test(keepalive, friday_evening_a_lead_is_escalated_on_monday_morning, .timeout =
     lf_h_config(h, "keepalive.json", text);
     free(text);
     json_decref(ka);
-    free(lf_h_sql(
-        h, "INSERT INTO leads (id, channel, phone, grade, owner, stage, team,"
-           " assigned_at) VALUES"
-           " ('F1', 'web_form', '13900000001', 'A', 'wang.fang', 'new', 'east',"
-           "  '2026-12-04T19:00:00+08:00'),"
-           " ('F2', 'web_form', '13900000002', 'A', 'wang.fang', 'contacted', 'east',"
-           "  '2026-12-04T19:00:00+08:00') RETURNING 1"));
+    free(lf_h_sql(h, "INSERT INTO leads (id, channel, phone, grade, owner, stage, team,"
+                     " assigned_at) VALUES"
+                     " ('0000000f-0000-7000-8000-000000000001', 'web_form', "
+                     "'13900000001', 'A', 'wang.fang', 'new', 'east',"
+                     "  '2026-12-04T19:00:00+08:00'),"
+                     " ('0000000f-0000-7000-8000-000000000002', 'web_form', "
+                     "'13900000002', 'A', 'wang.fang', 'contacted', 'east',"
+                     "  '2026-12-04T19:00:00+08:00') RETURNING 1"));
     free(lf_h_sql(
         h, "INSERT INTO outbox (event_id, type, lead_id, at, payload) VALUES"
-           " (gen_random_uuid(), 'lead.assigned', 'F1', '2026-12-04T19:00:00+08:00',"
+           " (gen_random_uuid(), 'lead.assigned', "
+           "'0000000f-0000-7000-8000-000000000001', '2026-12-04T19:00:00+08:00',"
            "  '{\"grade\": \"A\", \"owner\": \"wang.fang\"}'),"
-           " (gen_random_uuid(), 'stage.changed', 'F2', '2026-12-04T19:00:00+08:00',"
+           " (gen_random_uuid(), 'stage.changed', "
+           "'0000000f-0000-7000-8000-000000000002', '2026-12-04T19:00:00+08:00',"
            "  '{\"from\": \"new\", \"to\": \"contacted\", \"owner\": \"wang.fang\"}')"
            " RETURNING 1"));
     lf_h_start(h, LF_H_SCHEDULER, 0);
     cr_assert(lf_h_wait_sql(h,
-                            "SELECT count(*) FROM timers WHERE lead_id IN ('F1', 'F2')",
+                            "SELECT count(*) FROM timers WHERE lead_id IN "
+                            "('0000000f-0000-7000-8000-000000000001', "
+                            "'0000000f-0000-7000-8000-000000000002')",
                             "4", 20000),
               "the clocks were not set");
     const struct {
@@ -529,10 +535,14 @@ Test(keepalive, friday_evening_a_lead_is_escalated_on_monday_morning, .timeout =
         int step;
         const char *due;
     } want[] = {
-        {"F1", "sla_first_contact", 0, "2026-12-07 09:15:00"}, /* Monday */
-        {"F2", "stale", 10, "2026-12-10 09:00:00"},            /* Thursday */
-        {"F2", "stale", 11, "2026-12-14 09:00:00"},            /* Monday */
-        {"F2", "stale", 12, "2026-12-17 09:00:00"},            /* Thursday */
+        {"0000000f-0000-7000-8000-000000000001", "sla_first_contact", 0,
+         "2026-12-07 09:15:00"}, /* Monday */
+        {"0000000f-0000-7000-8000-000000000002", "stale", 10,
+         "2026-12-10 09:00:00"}, /* Thursday */
+        {"0000000f-0000-7000-8000-000000000002", "stale", 11,
+         "2026-12-14 09:00:00"}, /* Monday */
+        {"0000000f-0000-7000-8000-000000000002", "stale", 12,
+         "2026-12-17 09:00:00"}, /* Thursday */
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         char q[512];
@@ -548,21 +558,23 @@ Test(keepalive, friday_evening_a_lead_is_escalated_on_monday_morning, .timeout =
     }
     /* The next steps' deadlines were computed with the first, in business time: the
      * escalation 900 s and the reassignment 1800 s of working time later. */
-    char *next = lf_h_sql(h, "SELECT to_char((data->>'escalate_at')::timestamptz AT TIME"
-                             " ZONE 'Asia/Shanghai', 'HH24:MI') || ' ' ||"
-                             " to_char((data->>'reassign_at')::timestamptz AT TIME ZONE"
-                             " 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') FROM timers"
-                             " WHERE lead_id = 'F1' AND step = 0");
+    char *next = lf_h_sql(
+        h, "SELECT to_char((data->>'escalate_at')::timestamptz AT TIME"
+           " ZONE 'Asia/Shanghai', 'HH24:MI') || ' ' ||"
+           " to_char((data->>'reassign_at')::timestamptz AT TIME ZONE"
+           " 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') FROM timers"
+           " WHERE lead_id = '0000000f-0000-7000-8000-000000000001' AND step = 0");
     cr_expect_str_eq(next, "09:30 2026-12-07 10:00");
     free(next);
     /* The deadlines that applied are on the leads, for the reports. */
-    char *due =
-        lf_h_sql(h, "SELECT to_char(first_contact_due_at AT TIME ZONE"
-                    " 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') FROM leads WHERE id = 'F1'");
+    char *due = lf_h_sql(h, "SELECT to_char(first_contact_due_at AT TIME ZONE"
+                            " 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') FROM leads WHERE id "
+                            "= '0000000f-0000-7000-8000-000000000001'");
     cr_expect_str_eq(due, "2026-12-07 09:15");
     free(due);
     due = lf_h_sql(h, "SELECT to_char(stale_due_at AT TIME ZONE 'Asia/Shanghai',"
-                      " 'YYYY-MM-DD HH24:MI') FROM leads WHERE id = 'F2'");
+                      " 'YYYY-MM-DD HH24:MI') FROM leads WHERE id = "
+                      "'0000000f-0000-7000-8000-000000000002'");
     cr_expect_str_eq(due, "2026-12-10 09:00");
     free(due);
     lf_h_destroy(&h);
@@ -712,7 +724,7 @@ Test(keepalive, lost_deal_comes_back_as_a_new_opportunity_over_http, .timeout = 
                         " AND kind = 'reactivate' AND state = 'cancelled'%s",
                         reopened, NULL),
                  1, "reopening by hand did not stop the reactivation");
-    cr_assert(s_wait(h, "SELECT coalesce(lost_deal, '') FROM leads WHERE id = '%s'",
+    cr_assert(s_wait(h, "SELECT coalesce(lost_deal::text, '') FROM leads WHERE id = '%s'",
                      again, returning, 10000),
               "the returning customer's inquiry is not linked to the lost deal");
     cr_expect_eq(s_long(h,
@@ -747,50 +759,67 @@ Test(keepalive, team_digest_counts_what_a_manager_would_count, .timeout = 180) {
     const char *facts[] = {
         /* the deals */
         "INSERT INTO leads (id, channel, phone, grade, owner, stage, team, assigned_at)"
-        " SELECT 'D' || g, 'web_form', '1370000000' || g, 'B', CASE WHEN g <= 5 THEN"
+        " SELECT ('0000000d-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, "
+        "'web_form', '1370000000' || g, 'B', CASE WHEN g <= 5 THEN"
         " 'wang.fang' ELSE 'zhang.wei' END, 'contacted', 'east', now() - interval '3 "
         "days'"
         " FROM generate_series(1, 7) g",
         /* D1, D2: follow-up reminders to wang.fang; D2 got a call after its due time */
         "INSERT INTO timers (id, lead_id, kind, step, due_at, state) VALUES"
-        " (9001, 'D1', 'follow_up', 1, now() - interval '2 days', 'fired'),"
-        " (9002, 'D2', 'follow_up', 1, now() - interval '2 days', 'fired'),"
-        " (9003, 'D3', 'stale', 10, now() - interval '1 day', 'fired'),"
-        " (9004, 'D3', 'stale', 11, now() - interval '1 day', 'fired')",
+        " (9001, '0000000d-0000-7000-8000-000000000001', 'follow_up', 1, now() - "
+        "interval '2 days', 'fired'),"
+        " (9002, '0000000d-0000-7000-8000-000000000002', 'follow_up', 1, now() - "
+        "interval '2 days', 'fired'),"
+        " (9003, '0000000d-0000-7000-8000-000000000003', 'stale', 10, now() - interval "
+        "'1 day', 'fired'),"
+        " (9004, '0000000d-0000-7000-8000-000000000003', 'stale', 11, now() - interval "
+        "'1 day', 'fired')",
         "INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message, created_at)"
-        " VALUES (9001, 'D1', 'wang.fang', 'follow_up_reminder', 'x', now() - interval "
+        " VALUES (9001, '0000000d-0000-7000-8000-000000000001', 'wang.fang', "
+        "'follow_up_reminder', 'x', now() - interval "
         "'2 days'),"
-        " (9002, 'D2', 'wang.fang', 'follow_up_reminder', 'x', now() - interval '2 "
+        " (9002, '0000000d-0000-7000-8000-000000000002', 'wang.fang', "
+        "'follow_up_reminder', 'x', now() - interval '2 "
         "days'),"
-        " (9003, 'D3', 'wang.fang', 'stale_warning', 'x', now() - interval '1 day'),"
-        " (9004, 'D3', 'li.ming', 'stale_warning', 'x', now() - interval '1 day'),"
-        " (NULL, 'D4', 'wang.fang', 'sla_reminder', 'x', now() - interval '1 day'),"
-        " (NULL, 'D5', 'wang.fang', 'sla_reminder', 'x', now() - interval '1 day'),"
-        " (NULL, 'D6', 'zhang.wei', 'sla_reminder', 'x', now() - interval '1 day'),"
+        " (9003, '0000000d-0000-7000-8000-000000000003', 'wang.fang', 'stale_warning', "
+        "'x', now() - interval '1 day'),"
+        " (9004, '0000000d-0000-7000-8000-000000000003', 'li.ming', 'stale_warning', "
+        "'x', now() - interval '1 day'),"
+        " (NULL, '0000000d-0000-7000-8000-000000000004', 'wang.fang', 'sla_reminder', "
+        "'x', now() - interval '1 day'),"
+        " (NULL, '0000000d-0000-7000-8000-000000000005', 'wang.fang', 'sla_reminder', "
+        "'x', now() - interval '1 day'),"
+        " (NULL, '0000000d-0000-7000-8000-000000000006', 'zhang.wei', 'sla_reminder', "
+        "'x', now() - interval '1 day'),"
         /* older than the week: not counted */
-        " (NULL, 'D6', 'zhang.wei', 'sla_reminder', 'x', now() - interval '9 days')",
+        " (NULL, '0000000d-0000-7000-8000-000000000006', 'zhang.wei', 'sla_reminder', "
+        "'x', now() - interval '9 days')",
         "INSERT INTO lead_events (lead_id, type, actor, data, at) VALUES"
-        " ('D2', 'activity', 'wang.fang', '{\"activity\": \"call\"}', now() - interval "
+        " ('0000000d-0000-7000-8000-000000000002', 'activity', 'wang.fang', "
+        "'{\"activity\": \"call\"}', now() - interval "
         "'1 day')",
         /* D4 was recycled from wang.fang 2 h ago and waits in the east pool */
         "UPDATE leads SET owner = NULL, pool_reason = 'recycled', pool_since = now() -"
-        " interval '2 hours' WHERE id = 'D4'",
+        " interval '2 hours' WHERE id = '0000000d-0000-7000-8000-000000000004'",
         "INSERT INTO lead_recycles (lead_id, from_rep, team, stage, at, cooldown_until)"
-        " VALUES ('D4', 'wang.fang', 'east', 'contacted', now() - interval '2 hours',"
+        " VALUES ('0000000d-0000-7000-8000-000000000004', 'wang.fang', 'east', "
+        "'contacted', now() - interval '2 hours',"
         " now() + interval '1 day')",
         /* D7 was zhang.wei's and lost; it came back as R1 an hour ago */
         "UPDATE leads SET stage = 'lost', loss_reason = 'price', closed_at = now() -"
-        " interval '40 days' WHERE id = 'D7'",
+        " interval '40 days' WHERE id = '0000000d-0000-7000-8000-000000000007'",
         "INSERT INTO leads (id, channel, phone, grade, stage, team, pool_reason, "
         "pool_since,"
-        " reactivated_from, assigned_at, created_at) VALUES ('R1', 'reactivation',"
+        " reactivated_from, assigned_at, created_at) VALUES "
+        "('0000000e-0000-7000-8000-000000000001', 'reactivation',"
         " '13700000007', 'B', 'new', 'east', 'reactivated', now() - interval '1 hour', "
-        "'D7',"
+        "'0000000d-0000-7000-8000-000000000007',"
         " now() - interval '1 hour', now() - interval '1 hour')",
         /* the south team's pool is not east's */
         "INSERT INTO leads (id, channel, phone, grade, stage, team, pool_reason, "
         "pool_since,"
-        " assigned_at) VALUES ('S1', 'web_form', '13700000099', 'C', 'new', 'south',"
+        " assigned_at) VALUES ('00000005-0000-7000-8000-000000000001', 'web_form', "
+        "'13700000099', 'C', 'new', 'south',"
         " 'no_eligible_rep', now() - interval '5 hours', now())",
     };
     for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++) {
@@ -827,9 +856,12 @@ Test(keepalive, team_digest_counts_what_a_manager_would_count, .timeout = 180) {
                          " AND message LIKE '%wang.fang%' AND message LIKE '%漏跟进%'"),
         1);
     /* The deals behind the figures have it on their timelines. */
-    got = lf_h_sql(h, "SELECT string_agg(lead_id, ',' ORDER BY lead_id) FROM lead_events"
-                      " WHERE type = 'digest' AND data->>'team' = 'east'");
-    cr_expect_str_eq(got, "D1,D3,D4");
+    got = lf_h_sql(
+        h, "SELECT string_agg(lead_id::text, ',' ORDER BY lead_id) FROM lead_events"
+           " WHERE type = 'digest' AND data->>'team' = 'east'");
+    cr_expect_str_eq(
+        got, "0000000d-0000-7000-8000-000000000001,0000000d-0000-7000-8000-000000000003,"
+             "0000000d-0000-7000-8000-000000000004");
     free(got);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'digest.sent'"
                                   " AND payload->>'team' = 'east'"),

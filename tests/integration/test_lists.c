@@ -150,7 +150,7 @@ Test(lists, pagination_under_concurrent_inserts_skips_and_repeats_nothing,
     cr_assert_eq(pre[0].ok + pre[1].ok + pre[2].ok + pre[3].ok, 300);
     cr_expect_lt(s_count(h, "SELECT count(DISTINCT created_at) FROM leads"), 300,
                  "the group commit shares created_at (the case the id tie-break is for)");
-    char *before = lf_h_sql(h, "SELECT string_agg(id, ',' ORDER BY id) FROM leads");
+    char *before = lf_h_sql(h, "SELECT string_agg(id::text, ',' ORDER BY id) FROM leads");
     /* Page newest-first while 200 more arrive. */
     s_poster_t during[2];
     for (int t = 0; t < 2; t++) {

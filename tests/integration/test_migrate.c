@@ -4,11 +4,14 @@
  * file changes nothing. Each test copies db/ into its own folder and points the
  * migrator at the copy. */
 #include <criterion/criterion.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../support/harness.h"
+#include "lf/util.h"
 
 TestSuite(migrate, .fini = lf_h_fini);
 
@@ -103,5 +106,165 @@ Test(migrate, no_transaction_migration_builds_an_index_concurrently) {
                                "SELECT count(*) FROM schema_migrations WHERE version = "
                                "'9991_probe.sql'"),
                  0);
+    lf_h_destroy(&h);
+}
+
+/* First cell of a query on conn, as a new string ("" when no row, NULL on error). */
+static char *s_val(PGconn *conn, const char *sql) {
+    PGresult *r = PQexec(conn, sql);
+    char *out = NULL;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        out = strdup(PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    else if (PQresultStatus(r) == PGRES_COMMAND_OK)
+        out = strdup(PQcmdTuples(r));
+    else
+        cr_log_error("%s: %s", sql, PQerrorMessage(conn));
+    PQclear(r);
+    return out;
+}
+
+static void s_expect(PGconn *conn, const char *sql, const char *want) {
+    char *got = s_val(conn, sql);
+    cr_expect(got && !strcmp(got, want), "%s: got '%s', want '%s'", sql,
+              got ? got : "(error)", want);
+    free(got);
+}
+
+/* 0040 makes lead ids uuid. On a database at the schema before it (0001-0036) holding
+ * rows as the services wrote them plus one lead typed in by hand with an id that is
+ * not a UUID: the migration stops, names every column holding such ids with the query
+ * that lists them, and changes nothing. With that lead gone it goes through: every id
+ * reads back as the same text, the foreign keys of the append-only rows are gone (those
+ * people edit are kept), the views are back and no row points at nothing. */
+Test(migrate, uuid_ids_refuses_a_bad_id_and_keeps_every_id, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 0);
+    const char *dir = lf_h_dir(h);
+    char db[64], url[512], sql[256];
+    snprintf(db, sizeof db, "lf_upgrade_%d", (int)getpid());
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+    free(lf_h_sql(h, sql));
+    snprintf(url, sizeof url, "%s", lf_h_db_url(h));
+    snprintf(strrchr(url, '/') + 1, sizeof url - (size_t)(strrchr(url, '/') + 1 - url),
+             "%s", db);
+    /* The schema before 0040, without the function folder (today's functions are
+     * written for uuid ids). */
+    s_sh("mkdir -p %s/old/migrations %s/old/functions && cp db/migrations/00[0-3]*.sql "
+         "%s/old/migrations/",
+         dir);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_MIGRATIONS_DIR=%s/old/migrations "
+             "%s/leadflow-migrate >>%s/upgrade.log 2>&1",
+             url, dir, s_bin(), dir);
+    cr_assert_eq(system(cmd), 0, "the old schema could not be made (%s/upgrade.log)",
+                 dir);
+    PGconn *c = PQconnectdb(url);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    const char *a = "019ad735-840a-7c4c-8a42-38a0b923820d",
+               *b = "019ad735-8414-7c81-8e72-8d9d4c2f636f";
+    char rows[4096];
+    snprintf(
+        rows, sizeof rows,
+        "INSERT INTO reps (id, name, team) VALUES ('wang.fang', 'W', 'east');"
+        "INSERT INTO leads (id, channel, phone, owner, stage, closed_at, loss_reason)"
+        " VALUES ('%s', 'api', '+8613800138000', 'wang.fang', 'lost', now(), 'price');"
+        "INSERT INTO leads (id, channel, phone, reactivated_from, lost_deal) VALUES"
+        " ('%s', 'reactivation', '+8613800138000', '%s', '%s'),"
+        " ('hand-made-1', 'api', '+8613800138001', NULL, NULL);"
+        "INSERT INTO lead_events (lead_id, type) VALUES ('%s', 'created'), ('%s', "
+        "'created'),"
+        " ('hand-made-1', 'created');"
+        "INSERT INTO outbox (event_id, type, lead_id) VALUES"
+        " (gen_random_uuid(), 'lead.created', '%s'), (gen_random_uuid(), 'digest.sent', "
+        "NULL);"
+        "INSERT INTO assignments (lead_id, rep_id, reason) VALUES ('%s', 'wang.fang', "
+        "'rr');"
+        "INSERT INTO timers (id, lead_id, kind, due_at) VALUES (7, '%s', 'stale', now());"
+        "INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message) VALUES"
+        " (7, '%s', 'wang.fang', 'stale_warning', 'x');"
+        "INSERT INTO lead_inquiries (lead_id, kind, channel) VALUES ('%s', 'inquiry', "
+        "'api');"
+        "INSERT INTO lead_claims (rep_id, lead_id) VALUES ('wang.fang', '%s');"
+        "INSERT INTO lead_recycles (lead_id, timer_id, from_rep, stage, cooldown_until)"
+        " VALUES ('%s', 7, 'wang.fang', 'proposal', now());"
+        "INSERT INTO analytics_deals (lead_id, stage, reached) VALUES ('%s', 'lost', "
+        "'{new}');",
+        a, b, a, a, a, b, a, a, a, a, a, a, a, a);
+    PGresult *r = PQexec(c, rows);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
+
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_MIGRATIONS_DIR=db/migrations "
+             "%s/leadflow-migrate >%s/upgrade2.log 2>&1",
+             url, s_bin(), dir);
+    cr_expect_neq(system(cmd), 0, "a lead id that is not a UUID must stop the migration");
+    char path[600];
+    snprintf(path, sizeof path, "%s/upgrade2.log", dir);
+    size_t len = 0;
+    char *log = lf_read_file(path, &len);
+    cr_assert(log);
+    cr_expect(
+        strstr(log,
+               "leads.id: 1 row(s); find them with: SELECT * FROM leads WHERE id !~"),
+        "%s", log);
+    cr_expect(strstr(log, "lead_events.lead_id: 1 row(s)"), "%s", log);
+    cr_expect(!strstr(log, "invalid input syntax"), "a raw cast failure: %s", log);
+    free(log);
+    s_expect(c,
+             "SELECT data_type FROM information_schema.columns"
+             " WHERE table_name = 'leads' AND column_name = 'id'",
+             "text");
+    s_expect(c, "SELECT count(*) FROM schema_migrations WHERE version LIKE '0040%'", "0");
+
+    /* (the timeline is append-only: its trigger refuses a DELETE) */
+    free(s_val(c, "ALTER TABLE lead_events DISABLE TRIGGER USER"));
+    free(s_val(c, "DELETE FROM lead_events WHERE lead_id = 'hand-made-1'"));
+    free(s_val(c, "ALTER TABLE lead_events ENABLE TRIGGER USER"));
+    free(s_val(c, "DELETE FROM leads WHERE id = 'hand-made-1'"));
+    cr_assert_eq(system(cmd), 0, "the migration failed once the bad id was gone");
+    s_expect(c,
+             "SELECT count(*) || ' ' || count(*) FILTER (WHERE c.data_type <> 'uuid')"
+             " FROM information_schema.columns c JOIN information_schema.tables t"
+             " USING (table_schema, table_name) WHERE t.table_type = 'BASE TABLE'"
+             " AND c.table_schema = 'public' AND c.column_name = 'lead_id'",
+             "9 0");
+    snprintf(sql, sizeof sql, "SELECT string_agg(id::text, ',' ORDER BY id) FROM leads");
+    char want[128];
+    snprintf(want, sizeof want, "%s,%s", a, b);
+    s_expect(c, sql, want);
+    snprintf(want, sizeof want, "%s %s", a, a);
+    s_expect(c,
+             "SELECT reactivated_from || ' ' || lost_deal FROM leads"
+             " WHERE channel = 'reactivation'",
+             want);
+    s_expect(c, "SELECT count(*) FROM lf_orphans() WHERE orphans > 0", "0");
+    /* ...and the check sees one when there is (what every test's lf_h_destroy runs). */
+    free(s_val(c, "INSERT INTO lead_claims (rep_id, lead_id) VALUES"
+                  " ('wang.fang', '019ad735-0000-7000-8000-000000000000')"));
+    s_expect(c,
+             "SELECT string_agg(link || '=' || orphans, ',') FROM lf_orphans()"
+             " WHERE orphans > 0",
+             "lead_claims.lead_id -> leads=1");
+    free(s_val(c, "DELETE FROM lead_claims WHERE lead_id ="
+                  " '019ad735-0000-7000-8000-000000000000'"));
+    s_expect(c,
+             "SELECT count(*) FROM pg_views WHERE viewname IN ('v_funnel',"
+             " 'v_lead_outcomes', 'assignment_explanations', 'v_reactivated_deals')",
+             "4");
+    s_expect(c,
+             "SELECT string_agg(conrelid::regclass || '.' || conname, ',' ORDER BY"
+             " conname) FROM pg_constraint WHERE contype = 'f'",
+             "api_keys.api_keys_rep_id_fkey,customers.customers_owner_fkey,"
+             "notify_deliveries.notify_deliveries_dest_key_fkey");
+    /* The envelope carries the same text as before. */
+    snprintf(want, sizeof want, "%s", a);
+    s_expect(c,
+             "SELECT lf_envelope(id, event_id, type, lead_id, at, version, payload)"
+             " ->> 'lead_id' FROM outbox WHERE type = 'lead.created'",
+             want);
+    PQfinish(c);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", db);
+    free(lf_h_sql(h, sql));
     lf_h_destroy(&h);
 }

@@ -35,16 +35,17 @@ static void s_fast(lf_h_t *h) {
 static void s_notifications(lf_h_t *h, int first, int n, const char *rep,
                             const char *kind) {
     char q[1024];
-    snprintf(
-        q, sizeof q,
-        "WITH l AS (INSERT INTO leads (id, channel, name, company, phone, grade,"
-        " owner, need, budget_raw) SELECT 'L' || g, 'web_form', '王先生', '华东医疗',"
-        " '+86138' || lpad(g::text, 8, '0'), 'A', 'wang.fang', 'CT 机', '50万'"
-        " FROM generate_series(%d, %d) g ON CONFLICT DO NOTHING RETURNING id)"
-        " INSERT INTO notifications (lead_id, rep_id, kind, message)"
-        " SELECT 'L' || g, '%s', '%s', '请处理' FROM generate_series(%d, %d) g"
-        " RETURNING 1",
-        first, first + n - 1, rep, kind, first, first + n - 1);
+    snprintf(q, sizeof q,
+             "WITH l AS (INSERT INTO leads (id, channel, name, company, phone, grade,"
+             " owner, need, budget_raw) SELECT ('00000000-0000-7000-8000-' || "
+             "lpad(g::text, 12, '0'))::uuid, 'web_form', '王先生', '华东医疗',"
+             " '+86138' || lpad(g::text, 8, '0'), 'A', 'wang.fang', 'CT 机', '50万'"
+             " FROM generate_series(%d, %d) g ON CONFLICT DO NOTHING RETURNING id)"
+             " INSERT INTO notifications (lead_id, rep_id, kind, message)"
+             " SELECT ('00000000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, "
+             "'%s', '%s', '请处理' FROM generate_series(%d, %d) g"
+             " RETURNING 1",
+             first, first + n - 1, rep, kind, first, first + n - 1);
     free(lf_h_sql(h, q));
 }
 
@@ -151,7 +152,8 @@ Test(notify, each_target_gets_its_own_body_and_signature, .timeout = 90) {
     cr_expect_str_eq(
         json_string_value(json_object_get(txt, "content")),
         "【新线索分配】\nA级新线索：王先生（华东医疗），电话 +86138****0001，"
-        "需求：CT 机，预算：50万。请尽快联系。 https://crm.example.com/leads/L1");
+        "需求：CT 机，预算：50万。请尽快联系。 https://crm.example.com/leads/"
+        "00000000-0000-7000-8000-000000000001");
     json_decref(j);
 
     /* DingTalk: timestamp (ms) and sign in the query, checked here. */
@@ -190,8 +192,9 @@ Test(notify, each_target_gets_its_own_body_and_signature, .timeout = 90) {
 
     /* Slack: text with the link in Slack's markup. */
     j = s_json(lf_rcv_body(slack, 0));
-    cr_expect(strstr(json_string_value(json_object_get(j, "text")),
-                     "<https://crm.example.com/leads/L1|查看>"));
+    cr_expect(strstr(
+        json_string_value(json_object_get(j, "text")),
+        "<https://crm.example.com/leads/00000000-0000-7000-8000-000000000001|查看>"));
     json_decref(j);
 
     /* Generic webhook: hex HMAC-SHA256 of "<timestamp>.<body>", delivery id. */
@@ -207,7 +210,8 @@ Test(notify, each_target_gets_its_own_body_and_signature, .timeout = 90) {
     j = json_loads(body, 0, NULL);
     cr_expect_str_eq(json_string_value(json_object_get(j, "delivery_id")), dlv);
     json_t *n0 = json_array_get(json_object_get(j, "notifications"), 0);
-    cr_expect_str_eq(json_string_value(json_object_get(n0, "lead_id")), "L1");
+    cr_expect_str_eq(json_string_value(json_object_get(n0, "lead_id")),
+                     "00000000-0000-7000-8000-000000000001");
     cr_expect_str_eq(json_string_value(json_object_get(n0, "kind")), "lead_assigned");
     cr_expect_str_eq(json_string_value(json_object_get(n0, "to")), "wang.fang");
     json_decref(j);
@@ -536,12 +540,12 @@ Test(notify, quiet_hours_hold_back_all_but_escalations, .timeout = 60) {
     const char *tomorrow9 =
         "date_trunc('day', now() + interval '1 day') + interval '9 hours'";
     char q[512];
-    snprintf(
-        q, sizeof q,
-        "SELECT string_agg(n.lead_id || ':' || d.type || ':' || (x.next_at = %s), ' '"
-        " ORDER BY n.lead_id, d.type) FROM notify_deliveries x JOIN notifications n"
-        " ON n.id = x.notification_id JOIN notify_dests d ON d.key = x.dest_key",
-        tomorrow9);
+    snprintf(q, sizeof q,
+             "SELECT string_agg('L' || right(n.lead_id::text, 1) || ':' || d.type || ':' "
+             "|| (x.next_at = %s), ' '"
+             " ORDER BY n.lead_id, d.type) FROM notify_deliveries x JOIN notifications n"
+             " ON n.id = x.notification_id JOIN notify_dests d ON d.key = x.dest_key",
+             tomorrow9);
     char *s = lf_h_sql(h, q);
     cr_expect_str_eq(s,
                      "L1:slack:true L1:webhook:false L2:slack:false L2:webhook:false "
@@ -714,7 +718,8 @@ Test(notify, list_and_retry_through_the_api, .timeout = 60) {
     json_t *n0 = json_array_get(list, 0);
     cr_expect_str_eq(json_string_value(json_object_get(n0, "kind")), "sla_reminder");
     cr_expect_str_eq(json_string_value(json_object_get(n0, "to")), "wang.fang");
-    cr_expect_str_eq(json_string_value(json_object_get(n0, "lead_id")), "L1");
+    cr_expect_str_eq(json_string_value(json_object_get(n0, "lead_id")),
+                     "00000000-0000-7000-8000-000000000001");
     cr_expect_eq(json_integer_value(json_object_get(n0, "attempts")), 3);
     cr_expect_str_eq(
         json_string_value(json_object_get(json_object_get(n0, "destination"), "url")),

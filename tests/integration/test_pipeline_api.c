@@ -821,7 +821,8 @@ Test(pipeline_api, stage_moves_racing_routing_batches_never_deadlock, .timeout =
     free(lf_h_sql(h, "UPDATE reps SET open_count = 60 WHERE id = 'li.ming'"));
     char q[512];
     snprintf(q, sizeof q,
-             "INSERT INTO leads (id, channel, phone) SELECT 'bk' || i, 'api', "
+             "INSERT INTO leads (id, channel, phone) SELECT ('000000bb-0000-7000-8000-' "
+             "|| lpad(i::text, 12, '0'))::uuid, 'api', "
              "'+86137' || lpad(i::text, 8, '0') FROM generate_series(1, %d) i",
              ROUTED);
     free(lf_h_sql(h, q));
@@ -829,7 +830,8 @@ Test(pipeline_api, stage_moves_racing_routing_batches_never_deadlock, .timeout =
     snprintf(
         q, sizeof q,
         "INSERT INTO outbox (event_id, type, lead_id) SELECT gen_random_uuid(), t, l "
-        "FROM (SELECT i, 'lead.created' AS t, 'bk' || i AS l FROM generate_series(1, "
+        "FROM (SELECT i, 'lead.created' AS t, ('000000bb-0000-7000-8000-' || "
+        "lpad(i::text, 12, '0'))::uuid AS l FROM generate_series(1, "
         "%d) i UNION ALL SELECT i, 'lead.updated', (SELECT id FROM leads WHERE phone "
         "LIKE '+86139%%' ORDER BY id OFFSET (i %% %d) LIMIT 1) FROM generate_series(1, "
         "%d) i) x ORDER BY i, t",

@@ -26,7 +26,8 @@ static void s_leads_with_timers(lf_h_t *h, int first, int n, const char *grade,
     char q[1024];
     snprintf(q, sizeof q,
              "WITH l AS (INSERT INTO leads (id, channel, phone, grade, owner, stage,"
-             " assigned_at) SELECT 'L' || g, 'web_form', '137' || lpad(g::text, 8, '0'),"
+             " assigned_at) SELECT ('00000000-0000-7000-8000-' || lpad(g::text, 12, "
+             "'0'))::uuid, 'web_form', '137' || lpad(g::text, 8, '0'),"
              " '%s', 'wang.fang', 'new', now() FROM generate_series(%d, %d) g"
              " RETURNING id)"
              " INSERT INTO timers (lead_id, kind, step, due_at) SELECT id,"
@@ -36,7 +37,8 @@ static void s_leads_with_timers(lf_h_t *h, int first, int n, const char *grade,
     free(lf_h_sql(h, q));
     snprintf(q, sizeof q,
              "SELECT count(*) FROM timers WHERE lead_id IN"
-             " (SELECT 'L' || g FROM generate_series(%d, %d) g)",
+             " (SELECT ('00000000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid FROM "
+             "generate_series(%d, %d) g)",
              first, first + n - 1);
     cr_assert_eq(lf_h_sql_long(h, q), n, "test leads not created");
 }
@@ -193,42 +195,53 @@ Test(scheduler, sla_chain_and_follow_ups_record_what_they_did_before, .timeout =
     s_leads_with_timers(h, 1, 1, "B", 0.5); /* L1: the full chain */
     s_leads_with_timers(h, 2, 1, "C", 0.5); /* L2: escalation, no reassign */
     s_leads_with_timers(h, 3, 1, "B", 0.5); /* L3: contacted before its timer */
-    free(lf_h_sql(h, "UPDATE leads SET first_contact_at = now() WHERE id = 'L3'"
+    free(lf_h_sql(h, "UPDATE leads SET first_contact_at = now() WHERE id = "
+                     "'00000000-0000-7000-8000-000000000003'"
                      " RETURNING 1"));
     s_leads_with_timers(h, 4, 1, "B", 3600); /* L4: a stale clock of round 1 */
     free(lf_h_sql(h, "INSERT INTO timers (lead_id, kind, step, due_at)"
-                     " VALUES ('L4', 'sla_first_contact', 10, now()) RETURNING 1"));
+                     " VALUES ('00000000-0000-7000-8000-000000000004', "
+                     "'sla_first_contact', 10, now()) RETURNING 1"));
     /* L5: a follow-up for its activity 1; L6: a follow-up on a lead nobody owns. */
     s_leads_with_timers(h, 5, 2, "B", 3600);
-    free(lf_h_sql(h, "UPDATE leads SET owner = NULL WHERE id = 'L6' RETURNING 1"));
+    free(lf_h_sql(h, "UPDATE leads SET owner = NULL WHERE id = "
+                     "'00000000-0000-7000-8000-000000000006' RETURNING 1"));
     free(lf_h_sql(h, "INSERT INTO lead_events (lead_id, type, actor, data) VALUES"
-                     " ('L5', 'activity', 'wang.fang', '{\"seq\": 1, \"activity\": "
+                     " ('00000000-0000-7000-8000-000000000005', 'activity', 'wang.fang', "
+                     "'{\"seq\": 1, \"activity\": "
                      "\"call\", \"outcome\": \"interested\", \"note\": \"send the "
                      "brochure\"}') RETURNING 1"));
     free(lf_h_sql(h, "INSERT INTO timers (lead_id, kind, step, due_at) VALUES"
-                     " ('L5', 'follow_up', 1, now()), ('L6', 'follow_up', 1, now())"
+                     " ('00000000-0000-7000-8000-000000000005', 'follow_up', 1, now()), "
+                     "('00000000-0000-7000-8000-000000000006', 'follow_up', 1, now())"
                      " RETURNING 1"));
     lf_h_start(h, LF_H_SCHEDULER, 0);
 
     cr_assert(lf_h_wait_sql(h,
                             "SELECT count(*) FROM outbox WHERE type = 'lead.reassign'"
-                            " AND lead_id = 'L1'",
+                            " AND lead_id = '00000000-0000-7000-8000-000000000001'",
                             "1", 20000),
               "no reassign request after the escalation");
-    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM notifications WHERE lead_id = 'L2'",
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM notifications WHERE lead_id = "
+                            "'00000000-0000-7000-8000-000000000002'",
                             "2", 20000));
     sleep(2);
-    char *s = lf_h_sql(h, "SELECT string_agg(kind || ':' || rep_id, ',' ORDER BY id)"
-                          " FROM notifications WHERE lead_id = 'L1'");
+    char *s = lf_h_sql(
+        h, "SELECT string_agg(kind || ':' || rep_id, ',' ORDER BY id)"
+           " FROM notifications WHERE lead_id = '00000000-0000-7000-8000-000000000001'");
     cr_expect_str_eq(s, "sla_reminder:wang.fang,sla_escalation:li.ming");
     free(s);
-    s = lf_h_sql(h, "SELECT message FROM notifications WHERE lead_id = 'L1'"
+    s = lf_h_sql(h, "SELECT message FROM notifications WHERE lead_id = "
+                    "'00000000-0000-7000-8000-000000000001'"
                     " AND kind = 'sla_escalation'");
-    cr_expect_str_eq(s, "升级提醒: grade B lead L1 owned by wang.fang is still not "
+    cr_expect_str_eq(s, "升级提醒: grade B lead 00000000-0000-7000-8000-000000000001 "
+                        "owned by wang.fang is still not "
                         "contacted after the reminder.");
     free(s);
-    s = lf_h_sql(h, "SELECT string_agg(type || ':' || payload::text, ' ' ORDER BY id)"
-                    " FROM outbox WHERE lead_id = 'L1'");
+    s = lf_h_sql(h,
+                 "SELECT string_agg(type || ':' || payload::text, ' ' ORDER BY id)"
+                 " FROM outbox WHERE lead_id = '00000000-0000-7000-8000-000000000001'");
     cr_expect_str_eq(s, "sla.reminded:{\"to\": \"wang.fang\", \"kind\": \"sla_reminder\","
                         " \"step\": 0} sla.escalated:{\"to\": \"li.ming\", \"kind\": "
                         "\"sla_escalation\", \"step\": 1} lead.reassign:{\"reason\": "
@@ -236,51 +249,62 @@ Test(scheduler, sla_chain_and_follow_ups_record_what_they_did_before, .timeout =
     free(s);
     s = lf_h_sql(h,
                  "SELECT string_agg(step || ':' || state, ',' ORDER BY step) FROM timers"
-                 " WHERE lead_id = 'L1'");
+                 " WHERE lead_id = '00000000-0000-7000-8000-000000000001'");
     cr_expect_str_eq(s, "0:fired,1:fired,2:fired");
     free(s);
-    s = lf_h_sql(h, "SELECT string_agg(type || ':' || (data->>'to') || ':' ||"
-                    " (data->>'notification' = n.id::text), ',' ORDER BY e.id)"
-                    " FROM lead_events e JOIN notifications n ON n.lead_id = e.lead_id"
-                    " AND n.kind = e.type WHERE e.lead_id = 'L1'");
+    s = lf_h_sql(
+        h,
+        "SELECT string_agg(type || ':' || (data->>'to') || ':' ||"
+        " (data->>'notification' = n.id::text), ',' ORDER BY e.id)"
+        " FROM lead_events e JOIN notifications n ON n.lead_id = e.lead_id"
+        " AND n.kind = e.type WHERE e.lead_id = '00000000-0000-7000-8000-000000000001'");
     cr_expect_str_eq(s, "sla_reminder:wang.fang:true,sla_escalation:li.ming:true");
     free(s);
     /* Grade C: reminded and escalated, no reassign timer. */
     s = lf_h_sql(h,
                  "SELECT string_agg(step || ':' || state, ',' ORDER BY step) FROM timers"
-                 " WHERE lead_id = 'L2'");
+                 " WHERE lead_id = '00000000-0000-7000-8000-000000000002'");
     cr_expect_str_eq(s, "0:fired,1:fired");
     free(s);
     /* Contacted lead and stale clock: the timer ends, nothing is recorded. */
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE lead_id IN ('L3', "
-                                  "'L4') AND state = 'fired'"),
-                 2);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE lead_id IN "
+                         "('00000000-0000-7000-8000-000000000003', "
+                         "'00000000-0000-7000-8000-000000000004') AND state = 'fired'"),
+        2);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notifications WHERE lead_id IN "
-                                  "('L3', 'L4')"),
+                                  "('00000000-0000-7000-8000-000000000003', "
+                                  "'00000000-0000-7000-8000-000000000004')"),
                  0);
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE lead_id IN ('L3', "
-                                  "'L4')"),
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE lead_id IN "
+                                  "('00000000-0000-7000-8000-000000000003', "
+                                  "'00000000-0000-7000-8000-000000000004')"),
                  0);
     /* Follow-ups: the owner is reminded with what the activity said; nobody to
      * remind for an unowned lead. */
     s = lf_h_sql(h, "SELECT rep_id || '|' || message FROM notifications"
-                    " WHERE lead_id = 'L5' AND kind = 'follow_up_reminder'");
-    cr_expect_str_eq(s,
-                     "wang.fang|跟进提醒 follow-up reminder: lead L5 is due for its next "
-                     "action after the call (interested): send the brochure");
+                    " WHERE lead_id = '00000000-0000-7000-8000-000000000005' AND kind = "
+                    "'follow_up_reminder'");
+    cr_expect_str_eq(s, "wang.fang|跟进提醒 follow-up reminder: lead "
+                        "00000000-0000-7000-8000-000000000005 is due for its next "
+                        "action after the call (interested): send the brochure");
     free(s);
     s = lf_h_sql(h,
                  "SELECT (data->>'activity_seq') || ':' || (data->>'to') FROM lead_events"
-                 " WHERE lead_id = 'L5' AND type = 'follow_up_reminder'");
+                 " WHERE lead_id = '00000000-0000-7000-8000-000000000005' AND type = "
+                 "'follow_up_reminder'");
     cr_expect_str_eq(s, "1:wang.fang");
     free(s);
-    s = lf_h_sql(h, "SELECT payload::text FROM outbox WHERE lead_id = 'L5'");
+    s = lf_h_sql(h, "SELECT payload::text FROM outbox WHERE lead_id = "
+                    "'00000000-0000-7000-8000-000000000005'");
     cr_expect_str_eq(s, "{\"to\": \"wang.fang\", \"kind\": \"follow_up_reminder\", "
                         "\"activity_seq\": 1}");
     free(s);
-    cr_expect_eq(
-        lf_h_sql_long(h, "SELECT count(*) FROM notifications WHERE lead_id = 'L6'"), 0);
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE lead_id = 'L6'"
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notifications WHERE lead_id = "
+                                  "'00000000-0000-7000-8000-000000000006'"),
+                 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE lead_id = "
+                                  "'00000000-0000-7000-8000-000000000006'"
                                   " AND kind = 'follow_up' AND state = 'fired'"),
                  1);
     lf_h_destroy(&h);

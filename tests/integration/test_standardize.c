@@ -357,9 +357,11 @@ Test(standardize, migrate_backfills_company_keys, .timeout = 60) {
     lf_h_t *h = lf_h_new(0, 0);
     /* Rows as an older intake wrote them: no company_key; a customer keyed the old way.
      */
-    free(lf_h_sql(h, "INSERT INTO leads (id, channel, company, phone) VALUES"
-                     " ('old-1', 'api', '上海华东医疗器械有限公司', '+8613800138000'),"
-                     " ('old-2', 'api', NULL, '+8613800138001')"));
+    free(lf_h_sql(
+        h, "INSERT INTO leads (id, channel, company, phone) VALUES"
+           " ('00000000-0000-7000-8000-000000000001', 'api', '上海华东医疗器械有限公司', "
+           "'+8613800138000'),"
+           " ('00000000-0000-7000-8000-000000000002', 'api', NULL, '+8613800138001')"));
     free(lf_h_sql(h, "INSERT INTO customers (key, company) VALUES"
                      " ('company:華東醫療器械有限公司', '華東醫療器械有限公司')"));
     char cmd[2048];
@@ -372,7 +374,8 @@ Test(standardize, migrate_backfills_company_keys, .timeout = 60) {
     char *v =
         lf_h_sql(h, "SELECT string_agg(id || '=' || coalesce(company_key, 'NULL'), ','"
                     " ORDER BY id) FROM leads");
-    cr_expect_str_eq(v, "old-1=华东医疗器械,old-2=NULL");
+    cr_expect_str_eq(v, "00000000-0000-7000-8000-000000000001=华东医疗器械,"
+                        "00000000-0000-7000-8000-000000000002=NULL");
     free(v);
     v = lf_h_sql(h, "SELECT key FROM customers");
     cr_expect_str_eq(v, "company:华东医疗器械");

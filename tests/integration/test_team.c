@@ -161,9 +161,10 @@ Test(team, pool_filled_at_night_is_drained_when_a_shift_starts, .timeout = 150) 
                                   "NULL OR pool_since IS NOT NULL"),
                  0);
     char q[512];
-    snprintf(q, sizeof q,
-             "SELECT string_agg(lead_id, ',' ORDER BY id) FROM assignments WHERE kind ="
-             " 'reassign'");
+    snprintf(
+        q, sizeof q,
+        "SELECT string_agg(lead_id::text, ',' ORDER BY id) FROM assignments WHERE kind ="
+        " 'reassign'");
     char *order = lf_h_sql(h, q), want[200];
     snprintf(want, sizeof want, "%s,%s,%s", ids[0], ids[1], ids[2]);
     cr_expect_str_eq(order, want, "oldest first");

@@ -17,6 +17,20 @@ Test(util, uuid7_is_well_formed_unique_and_time_ordered) {
     }
 }
 
+Test(util, uuid_valid_takes_the_canonical_form_only) {
+    char id[37];
+    lf_uuid7(id);
+    cr_expect(lf_uuid_valid(id), "%s", id);
+    cr_expect(lf_uuid_valid("019AD735-840A-7C4C-8A42-38A0B923820D"));
+    cr_expect(!lf_uuid_valid(""));
+    cr_expect(!lf_uuid_valid("not-a-uuid"));
+    cr_expect(!lf_uuid_valid("019ad735-840a-7c4c-8a42-38a0b923820"), "one digit short");
+    cr_expect(!lf_uuid_valid("019ad735-840a-7c4c-8a42-38a0b923820d0"), "one digit long");
+    cr_expect(!lf_uuid_valid("019ad735840a7c4c8a4238a0b923820d"), "no hyphens");
+    cr_expect(!lf_uuid_valid("019ad735-840a-7c4c-8a42-38a0b923820g"));
+    cr_expect(!lf_uuid_valid("{19ad735-840a-7c4c-8a42-38a0b923820d}"));
+}
+
 Test(util, rfc3339_formats_utc_with_milliseconds) {
     char out[32];
     lf_rfc3339(0, out, sizeof out);

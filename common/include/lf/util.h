@@ -26,6 +26,11 @@ int64_t lf_mono_ms(void);
  * Time ordering keeps the leads primary key index append-mostly. */
 void lf_uuid7(char out[37]);
 
+/* 1 when s is a UUID in its canonical 8-4-4-4-12 hexadecimal form (either case), as
+ * lead ids are: a lead id column is uuid, so anything else names no lead and must not
+ * reach a query (PostgreSQL would refuse it with an error, not an empty answer). */
+int lf_uuid_valid(const char *s);
+
 /* Formats epoch milliseconds as RFC 3339 UTC with milliseconds into out (>= 25 bytes). */
 void lf_rfc3339(int64_t ms, char *out, size_t outsz);
 
