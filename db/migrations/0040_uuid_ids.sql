@@ -6,10 +6,11 @@
 -- lead_inquiries, lead_claims, lead_recycles and analytics_deals (and, for the index
 -- rebuilds of the COLLATE "C" columns, reps, api_keys, customers, consumer_acks,
 -- consumer_cursors, routing_ledger, digests and the notify_* tables) from start to
--- commit: nothing reads or writes them meanwhile. Measured: about 13 s per million leads
--- with three timeline entries, one outbox event and one assignment each (see "Upgrading"
--- in docs/operations.md for the command, the figures and how to run it: stop the
--- services, run leadflow-migrate, start them).
+-- commit: nothing reads or writes them meanwhile. Its time grows with those tables'
+-- rows: measured 27 s for 100,000 leads with 3 timeline entries, 2 outbox events, 1
+-- assignment, 1 timer and 2 consumer acks each, on a busy 2-core machine
+-- (bench/upgrade_uuid.sh measures it on any machine; docs/operations.md, "Upgrading":
+-- the figures and how to run it: stop the services, run leadflow-migrate, start them).
 --
 -- What changes:
 -- 1. Every column holding a lead id is uuid (16 bytes, compared as two words) instead of
