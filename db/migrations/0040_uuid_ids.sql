@@ -13,7 +13,7 @@
 -- the figures and how to run it: stop the services, run leadflow-migrate, start them).
 --
 -- What changes:
--- 1. Every column holding a lead id is uuid (16 bytes, compared as two words) instead of
+-- 1. Every column holding a lead id is uuid (16 bytes, compared by memcmp) instead of
 --    text: leads.id, leads.reactivated_from, leads.lost_deal and lead_id of lead_events,
 --    assignments, outbox, timers, notifications, lead_inquiries, lead_claims,
 --    lead_recycles and analytics_deals. Lead ids have always been UUIDv7 strings written
