@@ -227,7 +227,9 @@ Test(migrate, uuid_ids_refuses_a_bad_id_and_keeps_every_id, .timeout = 120) {
              "SELECT count(*) || ' ' || count(*) FILTER (WHERE c.data_type <> 'uuid')"
              " FROM information_schema.columns c JOIN information_schema.tables t"
              " USING (table_schema, table_name) WHERE t.table_type = 'BASE TABLE'"
-             " AND c.table_schema = 'public' AND c.column_name = 'lead_id'",
+             " AND c.table_schema = 'public' AND c.column_name = 'lead_id'"
+             /* text by design (0037: compared with the outbox's id as text) */
+             " AND c.table_name <> 'analytics_reactivated'",
              "9 0");
     snprintf(sql, sizeof sql, "SELECT string_agg(id::text, ',' ORDER BY id) FROM leads");
     char want[128];
