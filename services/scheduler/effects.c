@@ -43,8 +43,11 @@
 
 static const char *const s_types[] = {"timer.fired", NULL};
 
-struct lf_effects {
+/* One effects thread: a twin of the "scheduler-effects" consumer with its own
+ * connections and its own queue of handed-over seqs. */
+typedef struct {
     lf_effects_cfg_t cfg; /* copied; the strings are borrowed */
+    int index;            /* 0 also sweeps the outbox and moves the cursor */
     pthread_t thread;     /* the consumer thread */
     int started;          /* thread running (joined at stop) */
     pthread_mutex_t mu;   /* guards q, qn, qcap, overflow */
@@ -59,11 +62,17 @@ struct lf_effects {
     char *pending;     /* "due_ms id ..." of the open batch, indexed once committed */
     size_t pending_len, pending_cap;
     long open_applied; /* events applied by the open batch */
+} s_worker_t;
+
+struct lf_effects {
+    s_worker_t workers[LF_EFFECTS_WORKERS_MAX];
+    int n;            /* workers started */
+    atomic_uint next; /* the worker the next hand-over goes to */
 };
 
 /* Runs lf_timer_effects() for the events seqs (an array literal) inside the
  * consumer's transaction, and queues the new timers for Redis. Returns 0 or -1. */
-static int s_apply(lf_effects_t *e, lf_db_t *db, const char *seqs, long n) {
+static int s_apply(s_worker_t *e, lf_db_t *db, const char *seqs, long n) {
     const char *p[] = {seqs, e->cfg.sla_text};
     PGresult *res = lf_db_exec_prepared(
         db, "lf_timer_effects",
@@ -113,7 +122,7 @@ static int s_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *ar
 
 /* After each batch: index the committed batch's timers, or forget them. */
 static void s_on_batch(void *arg, int committed) {
-    lf_effects_t *e = arg;
+    s_worker_t *e = arg;
     if (committed) {
         if (e->pending_len)
             lf_timers_zadd(e->redis, e->cfg.zkey, e->pending);
@@ -127,7 +136,7 @@ static void s_on_batch(void *arg, int committed) {
 
 /* Applies the handed-over seqs (sorted, possibly repeated), batch by batch. Returns
  * -1 when a batch failed (the sweep brings it back), 0 otherwise. */
-static int s_handle(lf_effects_t *e, lf_consumer_t *c, const long long *seqs, size_t n) {
+static int s_handle(s_worker_t *e, lf_consumer_t *c, const long long *seqs, size_t n) {
     size_t b = (size_t)e->cfg.batch;
     json_t **envs = lf_calloc(b, sizeof *envs);
     int rc = 0;
@@ -146,7 +155,7 @@ static int s_handle(lf_effects_t *e, lf_consumer_t *c, const long long *seqs, si
 }
 
 static void *s_main(void *arg) {
-    lf_effects_t *e = arg;
+    s_worker_t *e = arg;
     lf_db_t *db = lf_db_connect(e->cfg.db_url, "leadflow-scheduler-effects");
     e->redis = lf_redis_connect(e->cfg.redis_host, e->cfg.redis_port);
     lf_consumer_t *c = lf_consumer_new(db, "scheduler-effects", s_types, s_on_event, e);
@@ -192,7 +201,9 @@ static void *s_main(void *arg) {
         pthread_mutex_unlock(&e->mu);
         if (n > 0 && s_handle(e, c, mine, n) < 0)
             next_sweep = 0;
-        if (!atomic_load(&e->stop) && lf_mono_ms() >= next_sweep) {
+        if (e->index > 0) {
+            next_sweep = lf_mono_ms() + e->cfg.sweep_ms; /* worker 0 sweeps */
+        } else if (!atomic_load(&e->stop) && lf_mono_ms() >= next_sweep) {
             /* The cursor first, so the sweep's window starts near the events not yet
              * acknowledged instead of re-reading the acknowledged ones. */
             lf_consumer_advance(c);
@@ -207,22 +218,47 @@ static void *s_main(void *arg) {
     return NULL;
 }
 
-lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg) {
-    lf_effects_t *e = lf_calloc(1, sizeof *e);
-    e->cfg = *cfg;
-    if (e->cfg.batch < 1)
-        e->cfg.batch = 1;
-    atomic_init(&e->done, 0);
-    atomic_init(&e->stop, 0);
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
-    if (pthread_create(&e->thread, NULL, s_main, e) != 0) {
-        lf_error("cannot start the timer effects thread");
-        lf_effects_stop(&e);
-        return NULL;
+static void s_worker_stop(s_worker_t *e) {
+    if (e->started) {
+        pthread_mutex_lock(&e->mu);
+        atomic_store(&e->stop, 1);
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thread, NULL);
+        e->started = 0;
     }
-    e->started = 1;
-    return e;
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->q);
+    free(e->pending);
+}
+
+lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers) {
+    lf_effects_t *self = lf_calloc(1, sizeof *self);
+    if (workers < 1)
+        workers = 1;
+    if (workers > LF_EFFECTS_WORKERS_MAX)
+        workers = LF_EFFECTS_WORKERS_MAX;
+    atomic_init(&self->next, 0);
+    for (int i = 0; i < workers; i++) {
+        s_worker_t *e = &self->workers[i];
+        e->cfg = *cfg;
+        e->index = i;
+        if (e->cfg.batch < 1)
+            e->cfg.batch = 1;
+        atomic_init(&e->done, 0);
+        atomic_init(&e->stop, 0);
+        pthread_mutex_init(&e->mu, NULL);
+        pthread_cond_init(&e->cv, NULL);
+        self->n = i + 1;
+        if (pthread_create(&e->thread, NULL, s_main, e) != 0) {
+            lf_error("cannot start timer effects thread %d", i);
+            lf_effects_stop(&self);
+            return NULL;
+        }
+        e->started = 1;
+    }
+    return self;
 }
 
 static int s_cmp_ll(const void *a, const void *b) {
@@ -230,9 +266,11 @@ static int s_cmp_ll(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-void lf_effects_push(lf_effects_t *self, const char *seqs) {
-    if (!self || !seqs)
+void lf_effects_push(lf_effects_t *effects, const char *seqs) {
+    if (!effects || !seqs || !effects->n)
         return;
+    s_worker_t *self =
+        &effects->workers[atomic_fetch_add(&effects->next, 1) % (unsigned)effects->n];
     /* Parse outside the lock: "{1,2,3}". */
     size_t cap = 64, n = 0;
     long long *v = lf_malloc(cap * sizeof *v);
@@ -268,24 +306,18 @@ void lf_effects_push(lf_effects_t *self, const char *seqs) {
 }
 
 long lf_effects_applied(lf_effects_t *self) {
-    return self ? atomic_load(&self->done) : 0;
+    long n = 0;
+    for (int i = 0; self && i < self->n; i++)
+        n += atomic_load(&self->workers[i].done);
+    return n;
 }
 
 void lf_effects_stop(lf_effects_t **self_p) {
-    lf_effects_t *e = self_p ? *self_p : NULL;
-    if (!e)
+    lf_effects_t *self = self_p ? *self_p : NULL;
+    if (!self)
         return;
-    if (e->started) {
-        pthread_mutex_lock(&e->mu);
-        atomic_store(&e->stop, 1);
-        pthread_cond_signal(&e->cv);
-        pthread_mutex_unlock(&e->mu);
-        pthread_join(e->thread, NULL);
-    }
-    pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->cv);
-    free(e->q);
-    free(e->pending);
-    free(e);
+    for (int i = 0; i < self->n; i++)
+        s_worker_stop(&self->workers[i]);
+    free(self);
     *self_p = NULL;
 }

@@ -9,6 +9,9 @@
 
 typedef struct lf_effects lf_effects_t;
 
+/* Threads that derive effects at most (twins of one consumer). */
+#define LF_EFFECTS_WORKERS_MAX 4
+
 typedef struct {
     const char *db_url;     /* borrowed: the thread has its own connection */
     const char *redis_host; /* borrowed: and its own Redis connection */
@@ -19,9 +22,12 @@ typedef struct {
     int sweep_ms;         /* how often the outbox is swept for events not handed over */
 } lf_effects_cfg_t;
 
-/* Starts the thread. cfg is copied; what it borrows must outlive the result. Returns
- * the handle (caller owns), or NULL when the thread could not start. */
-lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg);
+/* Starts `workers` threads (1 to LF_EFFECTS_WORKERS_MAX), twins of the one consumer
+ * with a connection each: hand-overs go to them in turn, so two batches' effects are
+ * derived at once on two cores; the first also sweeps the outbox. cfg is copied; what
+ * it borrows must outlive the result. Returns the handle (caller owns), or NULL when a
+ * thread could not start. */
+lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers);
 /* Hands over the outbox seqs of 'timer.fired' events that just committed, as a
  * PostgreSQL array literal "{1,2,3}" (borrowed). Never blocks on the database: the
  * seqs are queued, and what does not fit in the queue is left to the thread's sweep

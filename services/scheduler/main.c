@@ -270,7 +270,9 @@ int main(int argc, char **argv) {
         .batch = t.claim_batch,
         .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
     };
-    effects = lf_effects_start(&ec);
+    /* As many effects threads as fire lanes: the effects of a batch cost several
+     * times its firing, and two connections use both cores. */
+    effects = lf_effects_start(&ec, nlanes > 0 ? nlanes : 1);
     if (!effects)
         goto out;
     t.effects = effects;
