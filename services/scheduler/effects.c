@@ -47,6 +47,7 @@ static const char *const s_types[] = {"timer.fired", NULL};
  * connections and its own queue of handed-over seqs. */
 typedef struct {
     lf_effects_cfg_t cfg; /* copied; the strings are borrowed */
+    lf_effects_t *parent; /* the handle it belongs to (hold) */
     int index;            /* 0 also sweeps the outbox and moves the cursor */
     pthread_t thread;     /* the consumer thread */
     int started;          /* thread running (joined at stop) */
@@ -68,6 +69,7 @@ struct lf_effects {
     s_worker_t workers[LF_EFFECTS_WORKERS_MAX];
     int n;            /* workers started */
     atomic_uint next; /* the worker the next hand-over goes to */
+    atomic_int hold;  /* firing has a backlog: start no new batch (lf_effects_hold) */
 };
 
 /* Runs lf_timer_effects() for the events seqs (an array literal) inside the
@@ -199,6 +201,12 @@ static void *s_main(void *arg) {
         mine = t;
         mine_cap = tcap;
         pthread_mutex_unlock(&e->mu);
+        /* A backlog of due timers is fired first; its effects wait (a second at
+         * most at a time, so they never starve). */
+        for (int w = 0;
+             n > 0 && w < 100 && atomic_load(&e->parent->hold) && !atomic_load(&e->stop);
+             w++)
+            nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
         if (n > 0 && s_handle(e, c, mine, n) < 0)
             next_sweep = 0;
         if (e->index > 0) {
@@ -240,9 +248,11 @@ lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers) {
     if (workers > LF_EFFECTS_WORKERS_MAX)
         workers = LF_EFFECTS_WORKERS_MAX;
     atomic_init(&self->next, 0);
+    atomic_init(&self->hold, 0);
     for (int i = 0; i < workers; i++) {
         s_worker_t *e = &self->workers[i];
         e->cfg = *cfg;
+        e->parent = self;
         e->index = i;
         if (e->cfg.batch < 1)
             e->cfg.batch = 1;
@@ -303,6 +313,11 @@ void lf_effects_push(lf_effects_t *effects, const char *seqs) {
     pthread_cond_signal(&self->cv);
     pthread_mutex_unlock(&self->mu);
     free(v);
+}
+
+void lf_effects_hold(lf_effects_t *self, int on) {
+    if (self)
+        atomic_store(&self->hold, on ? 1 : 0);
 }
 
 long lf_effects_applied(lf_effects_t *self) {

@@ -33,6 +33,9 @@ lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers);
  * seqs are queued, and what does not fit in the queue is left to the thread's sweep
  * of the outbox. */
 void lf_effects_push(lf_effects_t *self, const char *seqs);
+/* While on, the effects threads start no new batch (each waits at most a second):
+ * firing a backlog of due timers gets the cores first, its effects follow. */
+void lf_effects_hold(lf_effects_t *self, int on);
 /* Events applied so far (committed). */
 long lf_effects_applied(lf_effects_t *self);
 /* Stops the thread (the batch in flight ends first), joins it, frees. Accepts NULL. */

@@ -351,6 +351,8 @@ static int s_drain(lf_timers_t *t, int64_t deadline) {
             int n = s_claim(t, &ids);
             if (n < t->claim_batch)
                 more = 0;
+            else
+                lf_effects_hold(t->effects, 1); /* a backlog: fire it first */
             if (n > 0 && s_lane_send(&lanes[i], t, ids) < 0) {
                 more = 0;
                 end = S_DRAIN_PG_DOWN;
@@ -418,7 +420,8 @@ int lf_timers_tick(void *arg) {
     /* At most a second of firing per tick, so events keep being consumed. */
     int end = s_drain(t, now + 1000);
     if (end == S_DRAIN_MORE)
-        return 0; /* more is due: come back right after the events */
+        return 0;                   /* more is due: come back right after the events */
+    lf_effects_hold(t->effects, 0); /* the backlog is fired: its effects may go */
     if (end == S_DRAIN_PG_DOWN)
         return -1;                  /* try again a tick later */
     lf_digests_tick(t, t->digests); /* team digest timers: clocks.h */
