@@ -82,7 +82,7 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_TIMER_BATCH", LF_CFG_INT, "2000", 1, 20000,
      "due timers claimed from Redis and fired in one statement (and fired timers whose "
      "effects are derived in one transaction)"},
-    {"LEADFLOW_TIMER_LANES", LF_CFG_INT, "2", 0, 4,
+    {"LEADFLOW_TIMER_LANES", LF_CFG_INT, "4", 0, 4,
      "PostgreSQL connections firing batches concurrently (0 = on the main one)"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
