@@ -1,249 +1,295 @@
 -- lf_intake_commit: repeatable; first created by 0009_call_status.sql. Edit here, not in a migration.
-CREATE OR REPLACE FUNCTION lf_intake_commit(batch jsonb)
-RETURNS TABLE (out_job text, out_lead text, out_status text, out_type text, out_env text)
-LANGUAGE plpgsql AS $$
+-- One group commit of intake (services/intake/commit.c). The batch arrives as one typed
+-- array per column, position i of every array being lead i; the answer is one row per
+-- lead: its position in the arrays (out_pos, from 1; NULL for a new lead, whose id is
+-- the one the caller gave: out_lead), the lead it names, its status
+-- ('created', 'duplicate', 'merged'; 'conflict' when it could not be decided: the client
+-- gets 503 and its retry finds the answer) and, for a new event, its type, outbox id
+-- (out_seq), event id and time (out_at, lf_rfc3339): the caller builds the envelope
+-- lf_envelope() would build from these and the payload it knows (services/intake/
+-- commit.c), so PostgreSQL formats no JSON per event.
+--
+-- Each pass is ONE statement over the batch (unnest): it looks every row up by index -
+-- a retry of something stored (Idempotency-Key, (channel, external_id), CallSid), else
+-- the newest open lead with the same phone or e-mail - and in the same statement inserts
+-- the new leads, merges the repeat inquiries and writes their timeline entries,
+-- notifications and outbox events. The statement joins no two sets of the batch on
+-- each other (PostgreSQL cannot know their sizes and would loop over one for every
+-- row of the other): every lookup is an index probe per row. A row is put off to the
+-- next pass (a new statement, so a new snapshot) when
+--   - an earlier row still undecided shares a phone, e-mail, key, external id or CallSid
+--     with it (within a pass no two rows share one: the second sees what the first did);
+--   - its new lead lost a unique index (leads_intake_open_phone/_email, a key, an
+--     external id) to a row of another transaction or of this statement: ON CONFLICT
+--     waited for that transaction's commit, so the next pass finds its lead;
+--   - the open lead it would join was closed before this statement could lock it;
+--   - its inquiry lost a unique index of lead_inquiries: the next pass sees a retry.
+-- A batch of new people therefore costs one statement; a pass decides at least the
+-- first undecided row, so the loop ends.
+--
+-- Locks: the leads that repeat inquiries join are locked FOR NO KEY UPDATE, in id order, and
+-- re-checked open under the lock (docs/reliability.md, lock order): a stage move closing
+-- one either committed first (the inquiry becomes a new lead in the next pass) or waits
+-- for this commit. A known call reported again (a status callback) takes an advisory
+-- lock on its CallSid, so that two reports of the same news racing add one entry.
+CREATE OR REPLACE FUNCTION lf_intake_commit(
+    p_id uuid[], p_kind text[], p_channel text[], p_source text[], p_name text[],
+    p_company text[], p_email text[], p_phone text[], p_need text[],
+    p_budget_min numeric[], p_budget_max numeric[], p_currency text[],
+    p_budget_raw text[], p_urgency text[], p_decision_maker boolean[], p_region text[],
+    p_industry text[], p_external_id text[], p_extra jsonb[], p_raw jsonb[],
+    p_idempotency_key text[], p_call jsonb[], p_phone_type text[],
+    p_phone_country text[], p_flags jsonb[], p_company_key text[])
+RETURNS TABLE (out_pos integer, out_lead text, out_status text, out_type text,
+              out_seq bigint, out_event text, out_at text)
+LANGUAGE plpgsql
+-- PL/pgSQL keeps each statement's plan for the connection's life; a plan made while a
+-- table was small (a new database, the first calls) would scan that table for every
+-- lead for as long as the connection lives (seen: leads, for the OR of phone and
+-- e-mail). Every lookup here is a probe by an index, so no plan may scan a table; the
+-- statements are shaped (scalar subqueries, LATERAL) so that no join needs one.
+SET enable_seqscan = off
+AS $$
 DECLARE
-    r        record;
-    h        integer;
-    locks    integer[];
-    clean    jsonb;
-    rest     jsonb;
-    hit      uuid;
-    own      text;
-    sid      text;
-    kind     text;
-    created  timestamptz;
-    last     text;
-    lastdur  text;
+    todo     integer[];
+    go       integer[];
+    every    boolean;
+    a_pos    integer[];
+    a_lead   text[];
+    a_status text[];
+    a_type   text[];
+    a_seq    bigint[];
+    a_event  text[];
+    v_at     text := lf_rfc3339(now());
+    a_calls  integer[];
+    passes   integer := 0;
 BEGIN
-    SELECT array_agg(DISTINCT hashtext(k.c) ORDER BY hashtext(k.c)) INTO locks
-      FROM lf_batch_keys(batch) k;
-    FOREACH h IN ARRAY coalesce(locks, '{}') LOOP
-        PERFORM pg_advisory_xact_lock(727003, h);
-    END LOOP;
-
-    -- Split the batch: rows that cannot be a retry or a repeat inquiry, and the rest.
-    WITH shared AS (
-        SELECT DISTINCT k.pos FROM lf_batch_keys(batch) k
-          JOIN (SELECT k2.c FROM lf_batch_keys(batch) k2 GROUP BY k2.c HAVING count(*) > 1) d
-            ON d.c = k.c
-    ), cls AS (
-        SELECT t.o AS pos, t.x,
-            (t.o IN (SELECT pos FROM shared)
-             OR (t.x ->> 'idempotency_key' IS NOT NULL AND (
-                   EXISTS (SELECT 1 FROM leads l WHERE l.idempotency_key = t.x ->> 'idempotency_key')
-                OR EXISTS (SELECT 1 FROM lead_inquiries i
-                            WHERE i.idempotency_key = t.x ->> 'idempotency_key')))
-             OR (t.x ->> 'external_id' IS NOT NULL AND (
-                   EXISTS (SELECT 1 FROM leads l WHERE l.channel = t.x ->> 'channel'
-                              AND l.external_id = t.x ->> 'external_id')
-                OR EXISTS (SELECT 1 FROM lead_inquiries i WHERE i.channel = t.x ->> 'channel'
-                              AND i.external_id = t.x ->> 'external_id')))
-             OR (t.x -> 'call' ->> 'call_sid' IS NOT NULL AND (
-                   EXISTS (SELECT 1 FROM lead_inquiries i
-                            WHERE i.call_sid = t.x -> 'call' ->> 'call_sid')
-                OR EXISTS (SELECT 1 FROM lead_events e WHERE e.type = 'call'
-                              AND e.data ->> 'call_sid' = t.x -> 'call' ->> 'call_sid')))
-             OR (t.x ->> 'phone' IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM leads l WHERE l.phone = t.x ->> 'phone'
-                      AND l.stage NOT IN ('won', 'lost')))
-             OR (t.x ->> 'email' IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM leads l WHERE l.email = t.x ->> 'email'
-                      AND l.stage NOT IN ('won', 'lost')))) AS slow
-        FROM jsonb_array_elements(batch) WITH ORDINALITY AS t(x, o)
-    )
-    SELECT coalesce(jsonb_agg(cls.x ORDER BY cls.pos) FILTER (WHERE NOT cls.slow), '[]'),
-           coalesce(jsonb_agg(cls.x ORDER BY cls.pos) FILTER (WHERE cls.slow), '[]')
-      INTO clean, rest FROM cls;
-
-    -- New people, all at once.
-    RETURN QUERY
-    WITH input AS (
-        SELECT * FROM jsonb_to_recordset(clean) AS x(id uuid, channel text, source text,
-            name text, company text, email text, phone text, need text, budget_min numeric,
-            budget_max numeric, currency text, budget_raw text, urgency text,
-            decision_maker boolean, region text, industry text, external_id text,
-            extra jsonb, raw jsonb, idempotency_key text, call jsonb, phone_type text,
-            phone_country text, flags jsonb, company_key text)
-    ), ins AS (
-        INSERT INTO leads (id, channel, source, name, company, email, phone, need,
-            budget_min, budget_max, currency, budget_raw, urgency, decision_maker, region,
-            industry, external_id, extra, raw, idempotency_key, customer_id, phone_type,
-            phone_country, flags, company_key)
-        SELECT i.id, i.channel, i.source, i.name, i.company, i.email, i.phone, i.need,
-            i.budget_min, i.budget_max, i.currency, i.budget_raw, i.urgency,
-            i.decision_maker, i.region, i.industry, i.external_id,
-            coalesce(i.extra, '{}'), i.raw, i.idempotency_key,
-            (SELECT c.id FROM customers c
-              WHERE c.key = lf_customer_key(i.company_key, i.email, i.phone)),
-            i.phone_type, i.phone_country, coalesce(i.flags, '[]'), i.company_key
-          FROM input i
-        ON CONFLICT DO NOTHING
-        RETURNING leads.id, leads.channel, leads.source, leads.created_at
-    ), tl AS (
-        INSERT INTO lead_events (lead_id, at, type, data)
-        SELECT ins.id, ins.created_at, 'created',
-               jsonb_build_object('channel', ins.channel, 'source', ins.source) FROM ins
-    ), tc AS (
-        INSERT INTO lead_events (lead_id, at, type, data)
-        SELECT ins.id, ins.created_at, 'call',
-               jsonb_strip_nulls(jsonb_build_object('call_sid', i.call ->> 'call_sid',
-                                                    'call', i.call))
-          FROM ins JOIN input i ON i.id = ins.id WHERE i.call ->> 'call_sid' IS NOT NULL
-    ), ob AS (
-        INSERT INTO outbox (event_id, type, lead_id, at, payload)
-        SELECT gen_random_uuid(), 'lead.created', ins.id, ins.created_at,
-               jsonb_build_object('channel', ins.channel) FROM ins
-        RETURNING outbox.lead_id,
-                  lf_envelope(outbox.id, outbox.event_id, outbox.type, outbox.lead_id,
-                              outbox.at, outbox.version, outbox.payload)::text AS env
-    )
-    SELECT ob.lead_id::text, ob.lead_id::text, 'created'::text, 'lead.created'::text, ob.env FROM ob;
-
-    -- Every open lead a row of `rest` may be merged into is locked FOR SHARE first, in
-    -- id order (the project's lock order: leads by id, then reps; docs/reliability.md).
-    -- A stage move closing one of them (FOR NO KEY UPDATE) has either committed - the
-    -- lead is skipped here and the merge below sees it closed - or waits until this
-    -- batch commits. Without the lock, an inquiry read the lead as open while a move
-    -- was closing it and landed on a won or lost deal: no new lead, no SLA.
-    PERFORM 1 FROM leads l
-     WHERE l.stage NOT IN ('won', 'lost')
-       AND (l.phone IN (SELECT x ->> 'phone' FROM jsonb_array_elements(rest) x)
-         OR l.email IN (SELECT x ->> 'email' FROM jsonb_array_elements(rest) x))
-     ORDER BY l.id FOR SHARE;
-
-    -- The others one by one, in the order they arrived.
-    FOR r IN
-        SELECT * FROM jsonb_to_recordset(rest) AS x(id uuid, kind text, channel text,
-            source text, name text, company text, email text, phone text, need text,
-            budget_min numeric, budget_max numeric, currency text, budget_raw text,
-            urgency text, decision_maker boolean, region text, industry text,
-            external_id text, extra jsonb, raw jsonb, idempotency_key text, call jsonb,
-            phone_type text, phone_country text, flags jsonb, company_key text)
-    LOOP
-        sid := r.call ->> 'call_sid';
-        kind := CASE WHEN r.kind = 'call' THEN 'call' ELSE 'inquiry' END;
-        out_job := r.id;
-
-        -- 1. a retry of something already stored
-        hit := NULL;
-        IF r.idempotency_key IS NOT NULL THEN
-            SELECT l.id INTO hit FROM leads l WHERE l.idempotency_key = r.idempotency_key;
-            IF hit IS NULL THEN
-                SELECT i.lead_id INTO hit FROM lead_inquiries i
-                 WHERE i.idempotency_key = r.idempotency_key;
-            END IF;
+    todo := ARRAY(SELECT generate_series(1, cardinality(p_id)));
+    WHILE cardinality(todo) > 0 LOOP
+        passes := passes + 1;
+        IF passes > cardinality(p_id) + 2 THEN
+            -- Cannot happen while every pass decides a row; never loop for ever.
+            RETURN QUERY SELECT t, NULL::text, 'conflict'::text, NULL::text, NULL::bigint,
+                                NULL::text, NULL::text
+                           FROM unnest(todo) t;
+            RETURN;
         END IF;
-        IF hit IS NULL AND r.external_id IS NOT NULL THEN
-            SELECT l.id INTO hit FROM leads l
-             WHERE l.channel = r.channel AND l.external_id = r.external_id;
-            IF hit IS NULL THEN
-                SELECT i.lead_id INTO hit FROM lead_inquiries i
-                 WHERE i.channel = r.channel AND i.external_id = r.external_id;
-            END IF;
-        END IF;
-        IF hit IS NULL AND sid IS NOT NULL THEN
-            SELECT i.lead_id INTO hit FROM lead_inquiries i WHERE i.call_sid = sid;
-            IF hit IS NULL THEN
-                SELECT e.lead_id INTO hit FROM lead_events e
-                 WHERE e.type = 'call' AND e.data ->> 'call_sid' = sid;
-            END IF;
-        END IF;
-        IF hit IS NOT NULL AND sid IS NOT NULL AND r.call ->> 'status' IS NOT NULL THEN
+        -- The rows of this pass: those no earlier undecided row shares a value with.
+        go := ARRAY(
+            SELECT f.pos FROM (
+                SELECT u.pos,
+                       (u.phone IS NULL OR row_number() OVER (
+                            PARTITION BY u.phone ORDER BY u.pos) = 1)
+                   AND (u.email IS NULL OR row_number() OVER (
+                            PARTITION BY u.email ORDER BY u.pos) = 1)
+                   AND (u.ik IS NULL OR row_number() OVER (
+                            PARTITION BY u.ik ORDER BY u.pos) = 1)
+                   AND (u.ext IS NULL OR row_number() OVER (
+                            PARTITION BY u.channel, u.ext ORDER BY u.pos) = 1)
+                   AND (u.call ->> 'call_sid' IS NULL OR row_number() OVER (
+                            PARTITION BY u.call ->> 'call_sid' ORDER BY u.pos) = 1) AS first
+                  FROM unnest(p_phone, p_email, p_idempotency_key, p_channel,
+                              p_external_id, p_call)
+                       WITH ORDINALITY AS u(phone, email, ik, channel, ext, call, pos)
+                 WHERE passes = 1 OR u.pos = ANY (todo)) f
+             WHERE f.first ORDER BY f.pos);
+        every := cardinality(go) = cardinality(p_id);
+
+        WITH b AS (
+            SELECT u.*, u.call ->> 'call_sid' AS sid
+              FROM unnest(p_id, p_kind, p_channel, p_source, p_name, p_company, p_email,
+                          p_phone, p_need, p_budget_min, p_budget_max, p_currency,
+                          p_budget_raw, p_urgency, p_decision_maker, p_region, p_industry,
+                          p_external_id, p_extra, p_raw, p_idempotency_key, p_call,
+                          p_phone_type, p_phone_country, p_flags, p_company_key)
+                   WITH ORDINALITY AS u(id, kind, channel, source, name, company, email,
+                          phone, need, budget_min, budget_max, currency, budget_raw,
+                          urgency, decision_maker, region, industry, external_id, extra,
+                          raw, idempotency_key, call, phone_type, phone_country, flags,
+                          company_key, pos)
+             WHERE every OR u.pos = ANY (go)
+        ), h AS (
+            -- 1. a retry of something already stored (hit)
+            SELECT b.*, CASE WHEN b.idempotency_key IS NOT NULL OR b.external_id IS NOT NULL
+                                  OR b.sid IS NOT NULL THEN coalesce(
+                   (SELECT l.id FROM leads l WHERE l.idempotency_key = b.idempotency_key),
+                   (SELECT i.lead_id FROM lead_inquiries i
+                     WHERE i.idempotency_key = b.idempotency_key),
+                   (SELECT l.id FROM leads l
+                     WHERE l.channel = b.channel AND l.external_id = b.external_id),
+                   (SELECT i.lead_id FROM lead_inquiries i
+                     WHERE i.channel = b.channel AND i.external_id = b.external_id),
+                   (SELECT i.lead_id FROM lead_inquiries i WHERE i.call_sid = b.sid),
+                   (SELECT e.lead_id FROM lead_events e
+                     WHERE e.type = 'call' AND e.data ->> 'call_sid' = b.sid)) END AS hit
+              FROM b
+        ), c AS MATERIALIZED (
+            -- 2. else the newest open lead with the same phone or e-mail (lead)
+            -- Two probes of one equality each, not one with OR: PL/pgSQL keeps a
+            -- statement's plan for the connection's life, and a plan made while leads
+            -- was small chose, for the OR, a scan of the whole table for every lead.
+            SELECT h.*, CASE WHEN h.hit IS NULL THEN (
+                   SELECT o.id FROM (
+                       (SELECT l.id, l.created_at FROM leads l
+                         WHERE l.phone = h.phone AND l.stage NOT IN ('won', 'lost')
+                         ORDER BY l.created_at DESC, l.id DESC LIMIT 1)
+                       UNION ALL
+                       (SELECT l.id, l.created_at FROM leads l
+                         WHERE l.email = h.email AND l.stage NOT IN ('won', 'lost')
+                         ORDER BY l.created_at DESC, l.id DESC LIMIT 1)) o
+                    ORDER BY o.created_at DESC, o.id DESC LIMIT 1) END AS lead
+              FROM h
+        ), lk AS (
+            -- the leads joined, locked in id order, still open under the lock. FOR NO
+            -- KEY UPDATE, not FOR SHARE: the merge's timeline entry updates the lead
+            -- (lead_events_touch), and two holders of a share lock that both upgrade
+            -- deadlock; like this, merges into one lead wait for each other.
+            -- One primary-key probe per lead, in id order (a join would let a plan
+            -- made on a small table scan all of leads).
+            SELECT x.id, x.owner
+              FROM (SELECT DISTINCT c.lead FROM c WHERE c.lead IS NOT NULL
+                     ORDER BY c.lead) t,
+                   LATERAL (SELECT l.id, l.owner FROM leads l
+                             WHERE l.id = t.lead AND l.stage NOT IN ('won', 'lost')
+                               FOR NO KEY UPDATE) x
+        ), nw AS MATERIALIZED (
+            SELECT c.* FROM c WHERE c.hit IS NULL AND c.lead IS NULL
+        ), ins AS (
+            -- 3. new people: one insert; a row that loses a unique index waits a pass.
+            -- In phone order, so that two batches racing for the same people wait
+            -- for each other in one order, not in a cycle.
+            INSERT INTO leads (id, channel, source, name, company, email, phone, need,
+                budget_min, budget_max, currency, budget_raw, urgency, decision_maker,
+                region, industry, external_id, extra, raw, idempotency_key, customer_id,
+                phone_type, phone_country, flags, company_key, intake_open)
+            SELECT nw.id, nw.channel, nw.source, nw.name, nw.company, nw.email, nw.phone,
+                nw.need, nw.budget_min, nw.budget_max, nw.currency, nw.budget_raw,
+                nw.urgency, nw.decision_maker, nw.region, nw.industry, nw.external_id,
+                coalesce(nw.extra, '{}'), nw.raw, nw.idempotency_key,
+                (SELECT cu.id FROM customers cu
+                  WHERE cu.key = lf_customer_key(nw.company_key, nw.email, nw.phone)),
+                nw.phone_type, nw.phone_country, coalesce(nw.flags, '[]'), nw.company_key,
+                true
+              FROM nw ORDER BY nw.phone, nw.email, nw.pos
+            ON CONFLICT DO NOTHING
+            RETURNING leads.id, leads.channel, leads.source, leads.created_at
+        ), tl AS (
+            INSERT INTO lead_events (lead_id, at, type, data)
+            SELECT ins.id, ins.created_at, 'created',
+                   jsonb_build_object('channel', ins.channel, 'source', ins.source) FROM ins
+        ), nc AS MATERIALIZED (
+            SELECT nw.id, nw.sid, nw.call FROM nw WHERE nw.sid IS NOT NULL
+        ), tc AS (
+            INSERT INTO lead_events (lead_id, at, type, data)
+            SELECT nc.id, now(), 'call',
+                   jsonb_strip_nulls(jsonb_build_object('call_sid', nc.sid, 'call', nc.call))
+              FROM nc WHERE nc.id IN (SELECT ins.id FROM ins)
+        ), ob AS (
+            INSERT INTO outbox (event_id, type, lead_id, at, payload)
+            SELECT gen_random_uuid(), 'lead.created', ins.id, ins.created_at,
+                   jsonb_build_object('channel', ins.channel) FROM ins
+            RETURNING outbox.lead_id, outbox.id, outbox.event_id
+        ), mg AS MATERIALIZED (
+            -- 4. repeat inquiries, merged into their open lead
+            SELECT nextval('lead_inquiries_id_seq') AS iid, gen_random_uuid() AS eid,
+                   CASE WHEN c.kind = 'call' THEN 'call' ELSE 'inquiry' END AS ikind,
+                   lk.owner, c.*
+              FROM c JOIN lk ON lk.id = c.lead
+        ), mi AS (
+            INSERT INTO lead_inquiries (id, lead_id, kind, channel, external_id,
+                                        idempotency_key, call_sid, raw)
+            SELECT mg.iid, mg.lead, mg.ikind, mg.channel, mg.external_id,
+                   mg.idempotency_key, mg.sid, mg.raw
+              FROM mg ORDER BY mg.pos
+            ON CONFLICT DO NOTHING
+            RETURNING lead_inquiries.id
+        ), md AS MATERIALIZED (
+            SELECT mg.* FROM mg WHERE mg.iid IN (SELECT mi.id FROM mi)
+        ), me AS (
+            INSERT INTO lead_events (lead_id, type, data)
+            SELECT md.lead, md.ikind, jsonb_strip_nulls(jsonb_build_object(
+                       'channel', md.channel, 'source', md.source, 'name', md.name,
+                       'company', md.company, 'need', md.need, 'call_sid', md.sid,
+                       'call', md.call, 'external_id', md.external_id))
+              FROM md ORDER BY md.pos
+        ), mn AS (
+            INSERT INTO notifications (lead_id, rep_id, kind, message)
+            SELECT md.lead, md.owner,
+                   CASE WHEN md.ikind = 'call' THEN 'lead_call' ELSE 'repeat_inquiry' END,
+                   CASE WHEN md.ikind = 'call'
+                        THEN format('来电: the customer of lead %s called again (%s)',
+                                    md.lead, coalesce(md.source, md.channel))
+                        ELSE format('重复咨询: the customer of lead %s inquired again via %s',
+                                    md.lead, coalesce(md.source, md.channel)) END
+              FROM md WHERE md.owner IS NOT NULL ORDER BY md.pos
+        ), mo AS (
+            INSERT INTO outbox (event_id, type, lead_id, payload)
+            SELECT md.eid, 'lead.merged', md.lead,
+                   jsonb_strip_nulls(jsonb_build_object('kind', md.ikind,
+                                                        'channel', md.channel,
+                                                        'source', md.source))
+              FROM md ORDER BY md.pos
+            RETURNING outbox.event_id, outbox.id
+        ), x AS (
+            SELECT c.pos, c.hit AS lead, 'duplicate' AS status, NULL::text AS type,
+                   NULL::bigint AS seq, NULL::uuid AS event
+              FROM c WHERE c.hit IS NOT NULL
+            UNION ALL
+            SELECT NULL, ob.lead_id, 'created', 'lead.created', ob.id, ob.event_id FROM ob
+            UNION ALL
+            SELECT md.pos, md.lead, 'merged', 'lead.merged', mo.id, mo.event_id
+              FROM md JOIN mo ON mo.event_id = md.eid
+        )
+        SELECT array_agg(x.pos::integer), array_agg(x.lead::text), array_agg(x.status),
+               array_agg(x.type), array_agg(x.seq), array_agg(x.event::text),
+               (SELECT array_agg(c.pos::integer) FROM c
+                 WHERE c.hit IS NOT NULL AND c.sid IS NOT NULL
+                   AND c.call ->> 'status' IS NOT NULL)
+          INTO a_pos, a_lead, a_status, a_type, a_seq, a_event, a_calls
+          FROM x;
+
+        IF a_calls IS NOT NULL THEN
             -- A call we know, reported again (Twilio's status callback, a PBX's hang-up
             -- event): a new status or duration goes on the timeline as its own entry;
-            -- the same news again adds nothing.
-            SELECT coalesce(e.data ->> 'status', e.data -> 'call' ->> 'status'),
-                   coalesce(e.data ->> 'duration', e.data -> 'call' ->> 'duration')
-              INTO last, lastdur
-              FROM lead_events e
-             WHERE e.lead_id = hit AND e.type IN ('call', 'call_status')
-               AND e.data ->> 'call_sid' = sid
-             ORDER BY e.id DESC LIMIT 1;
-            IF last IS DISTINCT FROM r.call ->> 'status'
-               OR (r.call ? 'duration' AND lastdur IS DISTINCT FROM r.call ->> 'duration') THEN
-                INSERT INTO lead_events (lead_id, type, data)
-                VALUES (hit, 'call_status', jsonb_strip_nulls(jsonb_build_object(
-                    'call_sid', sid, 'status', r.call ->> 'status',
-                    'duration', r.call -> 'duration', 'previous', last)));
-            END IF;
-        END IF;
-        IF hit IS NOT NULL THEN
-            out_lead := hit; out_status := 'duplicate'; out_type := NULL; out_env := NULL;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-
-        -- 2. a repeat inquiry from someone with an open lead
-        SELECT l.id, l.owner INTO hit, own FROM leads l
-         WHERE l.stage NOT IN ('won', 'lost')
-           AND ((r.phone IS NOT NULL AND l.phone = r.phone)
-             OR (r.email IS NOT NULL AND l.email = r.email))
-         ORDER BY l.created_at DESC, l.id DESC LIMIT 1 FOR SHARE OF l;
-        IF hit IS NOT NULL THEN
-            INSERT INTO lead_inquiries (lead_id, kind, channel, external_id, idempotency_key,
-                                        call_sid, raw)
-            VALUES (hit, kind, r.channel, r.external_id, r.idempotency_key, sid, r.raw);
+            -- the same news again adds nothing. Rare: one lock per such call, in order,
+            -- then a fresh snapshot that sees what a racing report stored.
+            PERFORM pg_advisory_xact_lock(727003, s.h)
+               FROM (SELECT DISTINCT hashtext('c:' || (p_call[t] ->> 'call_sid')) AS h
+                       FROM unnest(a_calls) t ORDER BY 1) s;
             INSERT INTO lead_events (lead_id, type, data)
-            VALUES (hit, kind, jsonb_strip_nulls(jsonb_build_object(
-                'channel', r.channel, 'source', r.source, 'name', r.name,
-                'company', r.company, 'need', r.need, 'call_sid', sid,
-                'call', r.call, 'external_id', r.external_id)));
-            IF own IS NOT NULL THEN
-                INSERT INTO notifications (lead_id, rep_id, kind, message)
-                VALUES (hit, own, CASE WHEN kind = 'call' THEN 'lead_call' ELSE 'repeat_inquiry' END,
-                        CASE WHEN kind = 'call'
-                             THEN format('来电: the customer of lead %s called again (%s)', hit,
-                                         coalesce(r.source, r.channel))
-                             ELSE format('重复咨询: the customer of lead %s inquired again via %s',
-                                         hit, coalesce(r.source, r.channel)) END);
-            END IF;
-            INSERT INTO outbox (event_id, type, lead_id, payload)
-            VALUES (gen_random_uuid(), 'lead.merged', hit,
-                    jsonb_strip_nulls(jsonb_build_object('kind', kind, 'channel', r.channel,
-                                                         'source', r.source)))
-            RETURNING lf_envelope(id, event_id, type, lead_id, at, version, payload)::text
-                 INTO out_env;
-            out_lead := hit; out_status := 'merged'; out_type := 'lead.merged';
-            RETURN NEXT;
-            CONTINUE;
+            SELECT d.lead, 'call_status', jsonb_strip_nulls(jsonb_build_object(
+                       'call_sid', d.sid, 'status', d.call ->> 'status',
+                       'duration', d.call -> 'duration', 'previous', last.status))
+              FROM (SELECT a_lead[array_position(a_pos, t)]::uuid AS lead, p_call[t] AS call,
+                           p_call[t] ->> 'call_sid' AS sid
+                      FROM unnest(a_calls) t) d
+              LEFT JOIN LATERAL (
+                   SELECT coalesce(e.data ->> 'status', e.data -> 'call' ->> 'status') AS status,
+                          coalesce(e.data ->> 'duration', e.data -> 'call' ->> 'duration')
+                              AS duration
+                     FROM lead_events e
+                    WHERE e.lead_id = d.lead AND e.type IN ('call', 'call_status')
+                      AND e.data ->> 'call_sid' = d.sid
+                    ORDER BY e.id DESC LIMIT 1) last ON true
+             WHERE last.status IS DISTINCT FROM d.call ->> 'status'
+                OR (d.call ? 'duration' AND last.duration IS DISTINCT FROM d.call ->> 'duration');
         END IF;
 
-        -- 3. a new lead
-        INSERT INTO leads (id, channel, source, name, company, email, phone, need,
-            budget_min, budget_max, currency, budget_raw, urgency, decision_maker, region,
-            industry, external_id, extra, raw, idempotency_key, customer_id, phone_type,
-            phone_country, flags, company_key)
-        VALUES (r.id, r.channel, r.source, r.name, r.company, r.email, r.phone, r.need,
-            r.budget_min, r.budget_max, r.currency, r.budget_raw, r.urgency,
-            r.decision_maker, r.region, r.industry, r.external_id,
-            coalesce(r.extra, '{}'), r.raw, r.idempotency_key,
-            (SELECT c.id FROM customers c
-              WHERE c.key = lf_customer_key(r.company_key, r.email, r.phone)),
-            r.phone_type, r.phone_country, coalesce(r.flags, '[]'), r.company_key)
-        ON CONFLICT DO NOTHING
-        RETURNING created_at INTO created;
-        IF NOT FOUND THEN
-            -- A unique value we did not lock (cannot happen while every writer uses this
-            -- function): answer "try again", which then finds the lead as a duplicate.
-            out_lead := NULL; out_status := 'conflict'; out_type := NULL; out_env := NULL;
-            RETURN NEXT;
-            CONTINUE;
+        IF a_pos IS NOT NULL THEN
+            RETURN QUERY SELECT u.*, CASE WHEN u.seq IS NOT NULL THEN v_at END
+                           FROM unnest(a_pos, a_lead, a_status, a_type, a_seq, a_event)
+                                AS u(pos, lead, status, type, seq, event);
         END IF;
-        INSERT INTO lead_events (lead_id, at, type, data)
-        VALUES (r.id, created, 'created',
-                jsonb_build_object('channel', r.channel, 'source', r.source));
-        IF sid IS NOT NULL THEN
-            INSERT INTO lead_events (lead_id, at, type, data)
-            VALUES (r.id, created, 'call',
-                    jsonb_strip_nulls(jsonb_build_object('call_sid', sid, 'call', r.call)));
+        IF coalesce(cardinality(a_pos), 0) = cardinality(todo) THEN
+            todo := '{}';
+        ELSE
+            -- Undecided: put off above, lost a unique index, or joined a lead closed
+            -- meanwhile. A new lead's row is decided when its id is now a lead.
+            todo := ARRAY(
+                SELECT u.pos FROM unnest(p_id) WITH ORDINALITY AS u(id, pos)
+                 WHERE u.pos = ANY (todo)
+                   AND u.pos <> ALL (coalesce(array_remove(a_pos, NULL), '{}'))
+                   AND (SELECT true FROM leads l WHERE l.id = u.id) IS NULL);
         END IF;
-        INSERT INTO outbox (event_id, type, lead_id, at, payload)
-        VALUES (gen_random_uuid(), 'lead.created', r.id, created,
-                jsonb_build_object('channel', r.channel))
-        RETURNING lf_envelope(id, event_id, type, lead_id, at, version, payload)::text
-             INTO out_env;
-        out_lead := r.id; out_status := 'created'; out_type := 'lead.created';
-        RETURN NEXT;
     END LOOP;
 END $$;

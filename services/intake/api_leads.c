@@ -45,6 +45,12 @@ json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw,
 
 enum MHD_Result lf_job_answer(lf_intake_t *in, lf_req_t *req) {
     lf_job_t *job = &req->job;
+    if (job->status == 503 && job->result && !strcmp(job->result, "busy"))
+        return lf_reply_error_retry(
+            in, req->conn, 503, "busy",
+            "too many leads are waiting for the database; nothing was stored, retry "
+            "after Retry-After seconds",
+            lf_committer_retry_after(in->committer));
     if (job->status == 503)
         return lf_reply_error(in, req->conn, 503, "unavailable",
                               "the lead could not be stored right now; retry later",
@@ -58,6 +64,8 @@ enum MHD_Result lf_job_submit(lf_intake_t *in, lf_req_t *req) {
     lf_job_t *job = &req->job;
     job->done_fn = s_resume;
     job->done_arg = req->conn;
+    /* What the queued job holds: the canonical row and the raw body it keeps. */
+    job->bytes = 2 * req->len + 1024;
     req->job_active = 1;
     /* Suspend before queueing, so the committer can never resume a connection that
      * is not suspended yet. */

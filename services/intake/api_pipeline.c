@@ -17,9 +17,8 @@
  * the rules forbid (409). No move is lost and none is recorded twice. It is the weakest
  * mode that serializes writers of the row (FOR UPDATE also blocked the foreign-key
  * checks of the rows that referenced the lead, which carry no foreign key since
- * migration 0040). A repeat inquiry merged into
- * this lead takes FOR SHARE on it, so it waits for a move that may close the deal and
- * then sees the new stage.
+ * migration 0040). A repeat inquiry merged into this lead takes FOR NO KEY UPDATE on
+ * it too, so it waits for a move that may close the deal and then sees the new stage.
  *
  * Lock order (docs/reliability.md): the lead, then its owner's reps row. The router
  * takes the same order for a whole batch (every lead of the batch, by id, then reps),

@@ -2,47 +2,66 @@
  *
  * Why one big statement: a lead needs three inserts (the lead, its "created"
  * timeline entry, its outbox event). Doing them per lead would cost a round trip
- * each and an fsync per lead (~1,900 leads/s on this class of machine). Sending the
- * whole batch as one jsonb array into one call of lf_intake_commit() (a PL/pgSQL
- * function, db/functions/21_lf_intake_commit.sql) costs one round trip and one fsync per
+ * each and an fsync per lead (~1,900 leads/s on this class of machine). A batch goes
+ * to PostgreSQL as one call of lf_intake_commit() (db/functions/21_lf_intake_commit.sql)
+ * with one typed array per column (batch_arrays.c): one round trip, one fsync per
  * batch, and PostgreSQL merges the WAL flushes of the several committer threads on
- * top of that.
+ * top of that. For a batch of new people the function runs one set-based statement.
  *
- * Duplicates and repeat inquiries are decided inside that function, under advisory
- * locks on every phone, e-mail and key of the batch: a retry (Idempotency-Key,
- * (channel, external_id), CallSid) answers 200 "duplicate" with the existing lead; a
- * repeat inquiry from the same phone or e-mail as an open lead answers 200 "merged"
- * with that lead, also when the two requests raced on two connections and landed in
- * batches of two committer threads. */
+ * Duplicates and repeat inquiries are decided by that statement with indexed lookups
+ * and unique indexes, not locks per value: a retry (Idempotency-Key, (channel,
+ * external_id), CallSid) answers 200 "duplicate" with the existing lead; a repeat
+ * inquiry from the same phone or e-mail as an open lead answers 200 "merged" with that
+ * lead, also when the two requests raced on two connections and landed in batches of
+ * two committer threads (the loser of the unique index waits for the winner's commit
+ * and is merged in the function's next pass).
+ *
+ * Batches linger: a thread that finds fewer than max_batch leads waiting waits up to
+ * linger_us for more (one thread at a time collects; the others sleep), so that under
+ * load a statement carries a few hundred leads, not six. The queue is bounded in leads
+ * and bytes (commit.h). */
 #include "commit.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "batch_arrays.h"
 #include "lf/db.h"
+#include "lf/event.h"
 #include "lf/log.h"
 #include "lf/util.h"
 
 struct lf_committer {
-    pthread_mutex_t lock;  /* guards the queue and `stopping` */
-    pthread_cond_t wake;   /* signalled when a job arrives or on stop */
+    pthread_mutex_t lock;  /* guards the queue, `collecting` and `stopping` */
+    pthread_cond_t wake;   /* a job arrived while nobody collects, or stop */
+    pthread_cond_t full;   /* the collecting thread's batch is full, or stop */
     lf_job_t *head, *tail; /* FIFO of waiting jobs */
     long queued;           /* jobs in the queue */
-    long max_queue;        /* beyond this, submit refuses (503) */
-    int max_batch;         /* jobs per statement */
-    int stopping;          /* set by destroy: drain, then exit */
+    long queued_bytes;     /* their lf_job_t.bytes */
+    lf_committer_cfg_t cfg;
+    int collecting; /* a thread is lingering for its batch to fill */
+    int stopping;   /* set by stop: drain, then exit */
     int nthreads;
     pthread_t *threads;
     char *db_url;
     lf_publish_fn publish;
     void *publish_arg;
-    atomic_long batches, committed, merged, failed;
+    atomic_long batches, committed, merged, failed, refused;
 };
 
-static const char *s_commit_sql = "SELECT out_job, out_lead, out_status, out_type, "
-                                  "out_env FROM lf_intake_commit($1::jsonb)";
+static const char *s_commit_sql =
+    "SELECT out_pos, out_lead, out_status, out_type, out_seq, out_event, out_at "
+    "FROM lf_intake_commit("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
+    "$19, $20, $21, $22, $23, $24, $25, $26)";
+
+static long s_job_bytes(const lf_job_t *job) {
+    return job->bytes ? (long)job->bytes : 1024;
+}
 
 static void s_finish(lf_job_t *job, int status, const char *id, const char *result) {
     job->status = status;
@@ -53,23 +72,62 @@ static void s_finish(lf_job_t *job, int status, const char *id, const char *resu
     job->done_fn(job);
 }
 
-static lf_job_t *s_find(lf_job_t **jobs, int n, const char *id) {
-    for (int i = 0; i < n; i++)
-        if (jobs[i] && strcmp(jobs[i]->lead_id, id) == 0)
-            return jobs[i];
-    return NULL;
+typedef struct {
+    const char *id; /* a job's lead id (borrowed) */
+    int idx;        /* the job's position in the batch */
+} s_idx_t;
+
+static int s_cmp_idx(const void *a, const void *b) {
+    return strcmp(((const s_idx_t *)a)->id, ((const s_idx_t *)b)->id);
+}
+
+/* Publishes the event of result row i: the envelope lf_envelope() makes of its outbox
+ * row (common/event.h), built here from the outbox id, event id and time PostgreSQL
+ * returned and the payload the function wrote, which it derives from the job's row:
+ * lead.created {channel}; lead.merged {kind, channel, source} without nulls. */
+static void s_publish(lf_committer_t *self, PGresult *res, int i, const json_t *row) {
+    const char *type = PQgetvalue(res, i, 3);
+    json_t *payload = json_object();
+    json_t *channel = json_object_get(row, "channel");
+    if (!strcmp(type, "lead.merged")) {
+        const char *kind = json_string_value(json_object_get(row, "kind"));
+        json_object_set_new(
+            payload, "kind",
+            json_string(kind && !strcmp(kind, "call") ? "call" : "inquiry"));
+        json_t *source = json_object_get(row, "source");
+        if (json_is_string(source))
+            json_object_set(payload, "source", source);
+    }
+    if (json_is_string(channel))
+        json_object_set(payload, "channel", channel);
+    json_t *env =
+        json_pack("{s:i, s:I, s:s, s:s, s:s, s:s, s:o}", "v", LF_EVENT_VERSION, "seq",
+                  (json_int_t)strtoll(PQgetvalue(res, i, 4), NULL, 10), "event_id",
+                  PQgetvalue(res, i, 5), "type", type, "lead_id", PQgetvalue(res, i, 1),
+                  "at", PQgetvalue(res, i, 6), "payload", payload);
+    char *text = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    if (text)
+        self->publish(self->publish_arg, type, text, strlen(text));
+    free(text);
+    json_decref(env);
 }
 
 /* Stores one batch. Every job gets its result, whatever happens. */
-static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_job_t **jobs, int n) {
-    json_t *rows = json_array();
+static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_batch_arrays_t *arr,
+                           lf_job_t **jobs, int n) {
+    lf_batch_arrays_reset(arr);
     for (int i = 0; i < n; i++)
-        json_array_append(rows, jobs[i]->row);
-    char *text = json_dumps(rows, JSON_COMPACT);
-    json_decref(rows);
-    const char *p[] = {text};
-    PGresult *res = lf_db_exec_prepared(db, "lf_intake_commit", s_commit_sql, 1, p);
-    free(text);
+        lf_batch_arrays_add(arr, jobs[i]->row);
+    /* The call is one statement in its own transaction: when PostgreSQL broke a
+     * deadlock by failing it (docs/reliability.md, lock order: two batches racing for
+     * the same people crosswise), nothing of it stayed and it is simply sent again. */
+    PGresult *res = NULL;
+    for (int attempt = 0; attempt < 3 && !res; attempt++) {
+        res = lf_db_exec_prepared(db, "lf_intake_commit", s_commit_sql, LF_BATCH_COLUMNS,
+                                  lf_batch_arrays_params(arr));
+        if (!res && strcmp(lf_db_sqlstate(db), "40P01") != 0)
+            break;
+    }
     if (!res) {
         lf_error("lead batch not committed leads=%d reason=%s", n, db->errstr);
         atomic_fetch_add(&self->failed, n);
@@ -79,24 +137,37 @@ static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_job_t **jobs, i
     }
     atomic_fetch_add(&self->batches, 1);
     int nres = PQntuples(res);
+    /* Each result row's job: by position, or for a new lead by its id (the one the job
+     * gave it), found by binary search over the jobs' ids, sorted. */
+    s_idx_t *byid = lf_malloc((size_t)n * sizeof *byid);
+    for (int j = 0; j < n; j++)
+        byid[j] = (s_idx_t){jobs[j]->lead_id, j};
+    qsort(byid, (size_t)n, sizeof *byid, s_cmp_idx);
+    int *rowjob = lf_malloc((size_t)(nres ? nres : 1) * sizeof *rowjob);
+    for (int i = 0; i < nres; i++) {
+        const char *lead = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+        long pos = PQgetisnull(res, i, 0) ? 0 : strtol(PQgetvalue(res, i, 0), NULL, 10);
+        if (pos == 0 && lead) {
+            s_idx_t key = {lead, 0};
+            s_idx_t *hit = bsearch(&key, byid, (size_t)n, sizeof *byid, s_cmp_idx);
+            pos = hit ? hit->idx + 1 : 0;
+        }
+        rowjob[i] = pos >= 1 && pos <= n ? (int)pos - 1 : -1;
+    }
+    free(byid);
     /* Publish first, then answer: a consumer may see the event before the client
      * sees its answer, never the other way round. Both are after the commit. */
+    for (int i = 0; i < nres; i++)
+        if (!PQgetisnull(res, i, 3) && rowjob[i] >= 0)
+            s_publish(self, res, i, jobs[rowjob[i]]->row);
     for (int i = 0; i < nres; i++) {
-        if (PQgetisnull(res, i, 3))
+        if (rowjob[i] < 0 || !jobs[rowjob[i]])
             continue;
-        const char *env = PQgetvalue(res, i, 4);
-        self->publish(self->publish_arg, PQgetvalue(res, i, 3), env, strlen(env));
-    }
-    for (int i = 0; i < nres; i++) {
-        lf_job_t *job = s_find(jobs, n, PQgetvalue(res, i, 0));
-        if (!job)
-            continue;
-        const char *st = PQgetvalue(res, i, 2);
+        lf_job_t *job = jobs[rowjob[i]];
+        jobs[rowjob[i]] = NULL;
         const char *lead = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
-        for (int j = 0; j < n; j++)
-            if (jobs[j] == job)
-                jobs[j] = NULL;
-        if (!strcmp(st, "created")) {
+        const char *st = PQgetvalue(res, i, 2);
+        if (!strcmp(st, "created") && lead) {
             atomic_fetch_add(&self->committed, 1);
             s_finish(job, 201, lead, "created");
         } else if (!strcmp(st, "duplicate") && lead) {
@@ -108,6 +179,7 @@ static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_job_t **jobs, i
             s_finish(job, 503, NULL, NULL);
         }
     }
+    free(rowjob);
     PQclear(res);
     /* A job without a result row cannot happen; answer it anyway. */
     for (int i = 0; i < n; i++)
@@ -115,49 +187,79 @@ static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_job_t **jobs, i
             s_finish(jobs[i], 503, NULL, NULL);
 }
 
+/* With the lock held: waits up to linger_us for the queue to hold a full batch. */
+static void s_linger(lf_committer_t *self) {
+    if (self->cfg.linger_us <= 0 || self->queued >= self->cfg.max_batch)
+        return;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    long ns = until.tv_nsec + self->cfg.linger_us * 1000L;
+    until.tv_sec += ns / 1000000000L;
+    until.tv_nsec = ns % 1000000000L;
+    self->collecting = 1;
+    while (self->queued < self->cfg.max_batch && !self->stopping)
+        if (pthread_cond_timedwait(&self->full, &self->lock, &until) == ETIMEDOUT)
+            break;
+    self->collecting = 0;
+}
+
 static void *s_thread(void *arg) {
     lf_committer_t *self = arg;
     lf_db_t *db = lf_db_connect(self->db_url, "leadflow-intake-commit");
     if (db->err)
         lf_warn("committer cannot reach PostgreSQL yet: %s", db->errstr);
-    lf_job_t **batch = lf_calloc((size_t)self->max_batch, sizeof *batch);
+    lf_job_t **batch = lf_calloc((size_t)self->cfg.max_batch, sizeof *batch);
+    lf_batch_arrays_t *arr = lf_batch_arrays_new();
     for (;;) {
         pthread_mutex_lock(&self->lock);
-        while (!self->head && !self->stopping)
+        while ((!self->head || self->collecting) && !self->stopping)
             pthread_cond_wait(&self->wake, &self->lock);
         if (!self->head && self->stopping) {
             pthread_mutex_unlock(&self->lock);
             break;
         }
+        s_linger(self);
         int n = 0;
-        while (self->head && n < self->max_batch) {
+        while (self->head && n < self->cfg.max_batch) {
             batch[n++] = self->head;
+            self->queued_bytes -= s_job_bytes(self->head);
             self->head = self->head->next;
             self->queued--;
         }
         if (!self->head)
             self->tail = NULL;
+        else
+            pthread_cond_signal(&self->wake); /* the rest is another thread's batch */
         pthread_mutex_unlock(&self->lock);
-        s_commit_batch(self, db, batch, n);
+        if (n)
+            s_commit_batch(self, db, arr, batch, n);
     }
+    lf_batch_arrays_destroy(&arr);
     free(batch);
     lf_db_destroy(&db);
     return NULL;
 }
 
-lf_committer_t *lf_committer_new(const char *db_url, int threads, int max_batch,
-                                 int max_queue, lf_publish_fn publish,
-                                 void *publish_arg) {
+lf_committer_t *lf_committer_new(const char *db_url, const lf_committer_cfg_t *cfg,
+                                 lf_publish_fn publish, void *publish_arg) {
     lf_committer_t *self = lf_calloc(1, sizeof *self);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->wake, NULL);
-    self->max_batch = max_batch;
-    self->max_queue = max_queue;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&self->full, &ca);
+    pthread_condattr_destroy(&ca);
+    self->cfg = *cfg;
+    if (self->cfg.max_batch < 1)
+        self->cfg.max_batch = 1;
+    if (self->cfg.retry_after_s < 1)
+        self->cfg.retry_after_s = 1;
     self->db_url = lf_strdup(db_url);
     self->publish = publish;
     self->publish_arg = publish_arg;
-    self->threads = lf_calloc((size_t)threads, sizeof(pthread_t));
-    for (int i = 0; i < threads; i++) {
+    self->threads = lf_calloc((size_t)cfg->threads, sizeof(pthread_t));
+    for (int i = 0; i < cfg->threads; i++) {
         if (pthread_create(&self->threads[i], NULL, s_thread, self) != 0) {
             lf_error("cannot start committer thread");
             lf_committer_destroy(&self);
@@ -169,9 +271,20 @@ lf_committer_t *lf_committer_new(const char *db_url, int threads, int max_batch,
 }
 
 int lf_committer_submit(lf_committer_t *self, lf_job_t *job) {
+    long bytes = s_job_bytes(job);
     pthread_mutex_lock(&self->lock);
-    if (self->stopping || self->queued >= self->max_queue) {
+    if (self->stopping) {
         pthread_mutex_unlock(&self->lock);
+        job->result = NULL;
+        return -1;
+    }
+    /* An empty queue takes any one job, however big, so that no lead is refused for
+     * ever by the byte bound alone. */
+    if (self->queued >= self->cfg.max_queue ||
+        (self->queued > 0 && self->queued_bytes + bytes > self->cfg.max_bytes)) {
+        pthread_mutex_unlock(&self->lock);
+        atomic_fetch_add(&self->refused, 1);
+        job->result = "busy";
         return -1;
     }
     job->next = NULL;
@@ -182,7 +295,13 @@ int lf_committer_submit(lf_committer_t *self, lf_job_t *job) {
         self->head = job;
     self->tail = job;
     self->queued++;
-    pthread_cond_signal(&self->wake);
+    self->queued_bytes += bytes;
+    /* Wake a thread only when it has something to do: nobody collects (an idle thread
+     * starts a batch), or the collecting thread's batch is now full. */
+    if (!self->collecting)
+        pthread_cond_signal(&self->wake);
+    else if (self->queued >= self->cfg.max_batch)
+        pthread_cond_signal(&self->full);
     pthread_mutex_unlock(&self->lock);
     return 0;
 }
@@ -193,6 +312,7 @@ void lf_committer_stop(lf_committer_t *self) {
     pthread_mutex_lock(&self->lock);
     self->stopping = 1;
     pthread_cond_broadcast(&self->wake);
+    pthread_cond_broadcast(&self->full);
     pthread_mutex_unlock(&self->lock);
     for (int i = 0; i < self->nthreads; i++)
         pthread_join(self->threads[i], NULL);
@@ -207,6 +327,7 @@ void lf_committer_destroy(lf_committer_t **self_p) {
     free(self->threads);
     free(self->db_url);
     pthread_cond_destroy(&self->wake);
+    pthread_cond_destroy(&self->full);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -220,4 +341,15 @@ void lf_committer_stats(lf_committer_t *self, long *queued, long *batches,
     *batches = atomic_load(&self->batches);
     *committed = atomic_load(&self->committed);
     *failed = atomic_load(&self->failed);
+}
+
+void lf_committer_pressure(lf_committer_t *self, long *queued_bytes, long *refused) {
+    pthread_mutex_lock(&self->lock);
+    *queued_bytes = self->queued_bytes;
+    pthread_mutex_unlock(&self->lock);
+    *refused = atomic_load(&self->refused);
+}
+
+int lf_committer_retry_after(const lf_committer_t *self) {
+    return (int)self->cfg.retry_after_s;
 }

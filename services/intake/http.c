@@ -229,8 +229,9 @@ static enum MHD_Result s_healthz(lf_intake_t *in, lf_req_t *req, const lf_auth_t
 }
 
 static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {
-    long queued, batches, committed, failed;
+    long queued, batches, committed, failed, queued_bytes, refused;
     lf_committer_stats(in->committer, &queued, &batches, &committed, &failed);
+    lf_committer_pressure(in->committer, &queued_bytes, &refused);
     char *text = NULL;
     int n = asprintf(
         &text,
@@ -256,13 +257,21 @@ static enum MHD_Result s_metrics(lf_intake_t *in, lf_req_t *req, const lf_auth_t
         "# HELP leadflow_intake_commit_queue Leads waiting for the group commit.\n"
         "# TYPE leadflow_intake_commit_queue gauge\n"
         "leadflow_intake_commit_queue %ld\n"
+        "# HELP leadflow_intake_commit_queue_bytes Bytes of leads waiting for the group "
+        "commit.\n"
+        "# TYPE leadflow_intake_commit_queue_bytes gauge\n"
+        "leadflow_intake_commit_queue_bytes %ld\n"
+        "# HELP leadflow_intake_commit_refused_total Leads answered 503 with Retry-After "
+        "because the commit queue was full.\n"
+        "# TYPE leadflow_intake_commit_refused_total counter\n"
+        "leadflow_intake_commit_refused_total %ld\n"
         "# HELP leadflow_intake_events_published_total Events sent on ZeroMQ.\n"
         "# TYPE leadflow_intake_events_published_total counter\n"
         "leadflow_intake_events_published_total %ld\n"
         "leadflow_intake_events_dropped_total %ld\n",
         atomic_load(&in->requests), atomic_load(&in->responses_2xx),
         atomic_load(&in->responses_4xx), atomic_load(&in->responses_5xx), committed,
-        batches, failed, queued, atomic_load(&in->published),
+        batches, failed, queued, queued_bytes, refused, atomic_load(&in->published),
         atomic_load(&in->publish_dropped));
     if (n < 0)
         return MHD_NO;

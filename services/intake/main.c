@@ -56,8 +56,15 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_COMMITTERS", LF_CFG_INT, "3", 1, 32,
      "group-commit threads (PostgreSQL connections)"},
     {"LEADFLOW_COMMIT_BATCH", LF_CFG_INT, "256", 1, 5000, "most leads per commit"},
-    {"LEADFLOW_COMMIT_QUEUE", LF_CFG_INT, "20000", 1, 1000000,
-     "leads waiting for commit before intake answers 503"},
+    {"LEADFLOW_COMMIT_QUEUE", LF_CFG_INT, "2048", 1, 1000000,
+     "leads waiting for commit before intake answers 503 with Retry-After"},
+    {"LEADFLOW_COMMIT_QUEUE_BYTES", LF_CFG_INT, "16777216", 65536, 1073741824,
+     "bytes of leads waiting for commit before intake answers 503 with Retry-After"},
+    {"LEADFLOW_COMMIT_LINGER_US", LF_CFG_INT, "1000", 0, 100000,
+     "microseconds a committer waits for its batch to fill before it commits fewer "
+     "than LEADFLOW_COMMIT_BATCH leads (0: never waits)"},
+    {"LEADFLOW_BUSY_RETRY_AFTER", LF_CFG_INT, "1", 1, 3600,
+     "Retry-After seconds of a 503 answered because the commit queue is full"},
     {"LEADFLOW_KEYS_REFRESH_MS", LF_CFG_INT, "5000", 100, 3600000,
      "longest a key change goes unseen should the change listener be disconnected "
      "(normally a revoked key is refused from the next request)"},
@@ -203,10 +210,15 @@ int main(int argc, char **argv) {
     in.pub = lf_zmq_pub(in.zctx, lf_config_str(in.cfg, "LEADFLOW_INTAKE_EVENTS_BIND"));
     if (!in.pub)
         goto out;
-    in.committer = lf_committer_new(
-        in.db_url, (int)lf_config_int(in.cfg, "LEADFLOW_COMMITTERS"),
-        (int)lf_config_int(in.cfg, "LEADFLOW_COMMIT_BATCH"),
-        (int)lf_config_int(in.cfg, "LEADFLOW_COMMIT_QUEUE"), lf_intake_publish, &in);
+    lf_committer_cfg_t ccfg = {
+        .threads = (int)lf_config_int(in.cfg, "LEADFLOW_COMMITTERS"),
+        .max_batch = (int)lf_config_int(in.cfg, "LEADFLOW_COMMIT_BATCH"),
+        .max_queue = lf_config_int(in.cfg, "LEADFLOW_COMMIT_QUEUE"),
+        .max_bytes = lf_config_int(in.cfg, "LEADFLOW_COMMIT_QUEUE_BYTES"),
+        .linger_us = lf_config_int(in.cfg, "LEADFLOW_COMMIT_LINGER_US"),
+        .retry_after_s = lf_config_int(in.cfg, "LEADFLOW_BUSY_RETRY_AFTER"),
+    };
+    in.committer = lf_committer_new(in.db_url, &ccfg, lf_intake_publish, &in);
     if (!in.committer)
         goto out;
     in.workers = lf_workers_new((int)lf_config_int(in.cfg, "LEADFLOW_DB_WORKERS"), 4096);

@@ -5,14 +5,17 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <iconv.h>
+#include <libpq-fe.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "../support/harness.h"
 
@@ -255,6 +258,127 @@ Test(intake, racing_inquiries_from_one_person_make_one_lead, .timeout = 60) {
     lf_h_destroy(&h);
 }
 
+/* The same request sent 12 times at once with one Idempotency-Key (a client retrying
+ * on several connections), landing in batches of 4 committers: once for a new person
+ * (one 201, the rest 200 "duplicate"), once for a person with an open lead (one 200
+ * "merged", the rest "duplicate", one inquiry). Unique indexes decide, no lock. */
+typedef struct {
+    lf_h_t *h;
+    const char *body, *key;
+    int status;
+    char id[64], result[32];
+} s_retry_t;
+
+static void *s_retry(void *arg) {
+    s_retry_t *r = arg;
+    char idem[96];
+    snprintf(idem, sizeof idem, "Idempotency-Key: %s", r->key);
+    const char *hd[] = {"Content-Type: application/json", idem, NULL};
+    char *b = NULL;
+    r->status = lf_h_http(r->h, "POST", "/v1/leads", hd, r->body, strlen(r->body), &b);
+    json_t *o = json_loads(b ? b : "", 0, NULL);
+    snprintf(r->id, sizeof r->id, "%s", s_str(o, "id") ? s_str(o, "id") : "");
+    snprintf(r->result, sizeof r->result, "%s",
+             s_str(o, "status") ? s_str(o, "status") : "");
+    json_decref(o);
+    free(b);
+    return NULL;
+}
+
+Test(intake, racing_retries_with_one_idempotency_key_store_once, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_env(h, "LEADFLOW_HTTP_THREADS", "4");
+    lf_h_env(h, "LEADFLOW_COMMITTERS", "4");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    enum { N = 12 };
+    const char *first[] = {"created", "merged"};
+    for (int round = 0; round < 2; round++) {
+        /* round 0: a new person; round 1: the same person again, with a new key */
+        const char *body = "{\"name\":\"钱七\",\"phone\":\"13522223333\"}";
+        const char *key = round ? "retry-b" : "retry-a";
+        s_retry_t r[N];
+        pthread_t t[N];
+        for (int i = 0; i < N; i++) {
+            r[i] = (s_retry_t){.h = h, .body = body, .key = key};
+            pthread_create(&t[i], NULL, s_retry, &r[i]);
+        }
+        int firsts = 0, dups = 0;
+        for (int i = 0; i < N; i++) {
+            pthread_join(t[i], NULL);
+            firsts += !strcmp(r[i].result, first[round]);
+            dups += r[i].status == 200 && !strcmp(r[i].result, "duplicate");
+            cr_expect_str_eq(r[i].id, r[0].id, "every answer names the same lead");
+        }
+        cr_expect_eq(firsts, 1, "round %d: one request is %s", round, first[round]);
+        cr_expect_eq(dups, N - 1, "round %d: the others are duplicates", round);
+        cr_expect_eq(s_count(h, "SELECT count(*) FROM leads"), 1);
+        cr_expect_eq(s_count(h, "SELECT count(*) FROM lead_inquiries"), round);
+        cr_expect_eq(s_count(h, "SELECT count(*) FROM outbox"), round + 1);
+    }
+    lf_h_destroy(&h);
+}
+
+/* Intake builds the envelopes it publishes in C (services/intake/commit.c); the sweep
+ * path reads them from lf_envelope(). Both must be the same JSON for the same outbox
+ * row: a new lead, a merged web inquiry and a merged call. */
+Test(intake, published_envelopes_equal_lf_envelope_of_their_outbox_row, .timeout = 60) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 0);
+    void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", lf_h_zmq_port(h, LF_H_INTAKE));
+    cr_assert_eq(zmq_connect(sub, ep), 0);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    int ms = 5000;
+    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &ms, sizeof ms);
+    usleep(300 * 1000); /* the subscription reaches the publisher */
+    json_t *o = NULL;
+    cr_assert_eq(
+        s_post(h, "/v1/leads", "application/json",
+               "{\"name\":\"孙八\",\"phone\":\"13633334444\",\"source\":\"官网\"}", &o),
+        201);
+    json_decref(o);
+    cr_assert_eq(s_post(h, "/v1/leads", "application/json",
+                        "{\"phone\":\"13633334444\",\"need\":\"again\"}", &o),
+                 200);
+    json_decref(o);
+    cr_assert_eq(s_post(h, "/v1/calls", "application/x-www-form-urlencoded",
+                        "CallSid=CAenv1&From=%2B8613633334444&To=%2B864001234567"
+                        "&CallStatus=ringing&Direction=inbound",
+                        &o),
+                 200);
+    json_decref(o);
+    PGconn *pg = PQconnectdb(lf_h_db_url(h));
+    cr_assert_eq(PQstatus(pg), CONNECTION_OK);
+    const char *want[] = {"lead.created", "lead.merged", "lead.merged"};
+    for (int i = 0; i < 3; i++) {
+        char type[64] = "", env[2048] = "";
+        int n = zmq_recv(sub, type, sizeof type - 1, 0);
+        cr_assert_gt(n, 0, "envelope %d published", i);
+        type[n] = '\0';
+        n = zmq_recv(sub, env, sizeof env - 1, 0);
+        cr_assert_gt(n, 0);
+        env[n] = '\0';
+        cr_expect_str_eq(type, want[i]);
+        const char *p[] = {env};
+        PGresult *r = PQexecParams(
+            pg,
+            "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
+            "o.payload)::jsonb = $1::jsonb, lf_envelope(o.id, o.event_id, o.type, "
+            "o.lead_id, o.at, o.version, o.payload)::text FROM outbox o "
+            "WHERE o.id = ($1::jsonb ->> 'seq')::bigint",
+            1, NULL, p, NULL, NULL, 0);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
+        cr_assert_eq(PQntuples(r), 1, "the envelope names its outbox row: %s", env);
+        cr_expect_str_eq(PQgetvalue(r, 0, 0), "t", "published %s\nlf_envelope %s", env,
+                         PQgetvalue(r, 0, 1));
+        PQclear(r);
+    }
+    PQfinish(pg);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    lf_h_destroy(&h);
+}
+
 Test(intake, database_refusing_writes_gives_503_with_retry_after_and_no_2xx,
      .timeout = 60) {
     lf_h_t *h = lf_h_new(LF_H_INTAKE, 0);
@@ -278,6 +402,98 @@ Test(intake, database_refusing_writes_gives_503_with_retry_after_and_no_2xx,
     json_t *o = NULL;
     cr_expect_eq(s_post(h, "/v1/leads", "application/json", body, &o), 201);
     json_decref(o);
+    lf_h_destroy(&h);
+}
+
+/* A full commit queue: the requests beyond it are answered at once with 503, error
+ * "busy" and the configured Retry-After, and none of them is stored; the accepted ones
+ * wait for PostgreSQL and are stored once it takes writes again. */
+typedef struct {
+    lf_h_t *h;
+    int i;
+    atomic_int *finished;
+    s_resp_t r;
+} s_busy_t;
+
+static void *s_busy_post(void *arg) {
+    s_busy_t *b = arg;
+    char body[96], idem[64];
+    snprintf(body, sizeof body, "{\"name\":\"忙%d\",\"phone\":\"1370000%04d\"}", b->i,
+             b->i);
+    snprintf(idem, sizeof idem, "Idempotency-Key: busy-%d", b->i);
+    const char *hd[] = {"Authorization: Bearer test-admin-key",
+                        "Content-Type: application/json", idem, NULL};
+    b->r = s_req(b->h, "POST", "/v1/leads", hd, body, strlen(body));
+    atomic_fetch_add(b->finished, 1);
+    return NULL;
+}
+
+Test(intake, a_full_commit_queue_answers_503_busy_with_retry_after_and_stores_nothing,
+     .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_env(h, "LEADFLOW_COMMITTERS", "1");
+    lf_h_env(h, "LEADFLOW_COMMIT_BATCH", "1");
+    lf_h_env(h, "LEADFLOW_COMMIT_QUEUE", "2");
+    lf_h_env(h, "LEADFLOW_COMMIT_LINGER_US", "0");
+    lf_h_env(h, "LEADFLOW_BUSY_RETRY_AFTER", "3");
+    lf_h_env(h, "LEADFLOW_HTTP_THREADS", "4");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    /* PostgreSQL stops taking leads: the committer's insert waits for this lock. */
+    PGconn *lock = PQconnectdb(lf_h_db_url(h));
+    cr_assert_eq(PQstatus(lock), CONNECTION_OK);
+    PQclear(PQexec(lock, "BEGIN"));
+    PGresult *lr = PQexec(lock, "LOCK TABLE leads IN SHARE MODE");
+    cr_assert_eq(PQresultStatus(lr), PGRES_COMMAND_OK);
+    PQclear(lr);
+    enum { N = 10 };
+    atomic_int finished = 0;
+    s_busy_t b[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = (s_busy_t){h, i, &finished, {0}};
+        pthread_create(&t[i], NULL, s_busy_post, &b[i]);
+    }
+    /* At most one lead in the committer's hands and two queued: the other seven or
+     * more are refused without waiting for the database. */
+    for (int w = 0; w < 200 && atomic_load(&finished) < N - 3; w++)
+        usleep(50 * 1000);
+    int early = atomic_load(&finished);
+    cr_expect_geq(early, N - 3, "refused requests are answered at once (%d of %d)", early,
+                  N);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), 0);
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    int busy = 0, created = 0;
+    char q[256];
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        snprintf(q, sizeof q, "SELECT count(*) FROM leads WHERE phone = '+861370000%04d'",
+                 i);
+        long stored = lf_h_sql_long(h, q);
+        if (b[i].r.status == 503) {
+            busy++;
+            cr_expect_str_eq(s_header(&b[i].r, "Retry-After"), "3");
+            json_t *o = json_loads(b[i].r.body, 0, NULL);
+            cr_expect_str_eq(s_str(o, "error"), "busy", "body: %s", b[i].r.body);
+            json_decref(o);
+            cr_expect_eq(stored, 0, "a refused lead is not stored");
+        } else {
+            cr_expect_eq(b[i].r.status, 201);
+            created++;
+            cr_expect_eq(stored, 1, "an accepted lead is stored once");
+        }
+        s_resp_free(&b[i].r);
+    }
+    cr_expect_leq(created, 3);
+    cr_expect_geq(busy, N - 3);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), created);
+    char *text = NULL;
+    const char *hd[] = {NULL};
+    lf_h_http(h, "GET", "/metrics", hd, NULL, 0, &text);
+    char want[80];
+    snprintf(want, sizeof want, "leadflow_intake_commit_refused_total %d\n", busy);
+    cr_expect(text && strstr(text, want), "metrics count the refusals: %s", want);
+    free(text);
     lf_h_destroy(&h);
 }
 
