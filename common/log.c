@@ -66,8 +66,14 @@ const char *lf_mask_phone(const char *phone, char *out, size_t outsz) {
         lf_strlcpy(out, "****", outsz);
         return out;
     }
-    /* Keep the first 6 and last 4 characters, as Chinese carriers print numbers. */
-    snprintf(out, outsz, "%.6s****%s", phone, phone + n - 4);
+    /* Keep the first 6 and last 4 characters, as Chinese carriers print numbers. A
+     * shorter number (some countries' numbers have 7 or 8 digits in E.164) keeps 3 and
+     * 2: 6 and 4 would show all or nearly all of it. An 11-digit national number
+     * without '+' is masked by the caller as 139****9000 (lf_log_scrub). */
+    if (n < 11 || (phone[0] == '+' && n < 13))
+        snprintf(out, outsz, "%.3s****%s", phone, phone + n - 2);
+    else
+        snprintf(out, outsz, "%.6s****%s", phone, phone + n - 4);
     return out;
 }
 

@@ -8,6 +8,11 @@ Test(log, phone_numbers_are_masked) {
     char out[64];
     cr_expect_str_eq(lf_mask_phone("+8613800138000", out, sizeof out), "+86138****8000");
     cr_expect_str_eq(lf_mask_phone("123", out, sizeof out), "****");
+    /* A short E.164 (a German fixed line of 7 digits): most of it stays hidden. It
+       used to come out as +49403****0304, every digit shown. */
+    cr_expect_str_eq(lf_mask_phone("+4940304", out, sizeof out), "+49****04");
+    cr_expect_null(strstr(lf_mask_phone("+4940304", out, sizeof out), "403"));
+    cr_expect_str_eq(lf_mask_phone("+4930123456", out, sizeof out), "+49****56");
     cr_expect_str_eq(lf_mask_phone(NULL, out, sizeof out), "-");
     cr_expect_null(strstr(lf_mask_phone("+8613800138000", out, sizeof out), "0013"));
 }
