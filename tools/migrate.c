@@ -18,8 +18,9 @@
  * An advisory lock makes concurrent runs (two containers starting at once) wait for
  * each other; running again applies nothing. A versioned file whose content changed
  * after it was applied is reported, because silently re-running or ignoring it would
- * both be wrong. The session runs without the services' statement timeout: a
- * migration that rewrites a large table may take long, and must not be cut off. */
+ * both be wrong, unless it names the content it corrects (s_accept_correction). The
+ * session runs without the services' statement timeout: a migration that rewrites a
+ * large table may take long, and must not be cut off. */
 #include <dirent.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@ static const lf_cfg_def_t s_cfg[] = {
     {NULL, 0, NULL, 0, 0, NULL}};
 
 #define NO_TXN_MARK "-- leadflow:no-transaction"
+#define CORRECTS_MARK "-- leadflow:corrects-sha256"
 
 typedef struct {
     char *name;   /* file name (owned) */
@@ -209,6 +211,29 @@ static int s_apply_in_txn(lf_db_t *db, const s_file_t *f) {
     return -1;
 }
 
+/* A versioned file corrected after it shipped says which content it replaces, with a
+ * line `-- leadflow:corrects-sha256 <checksum of the shipped file>`. A database that ran
+ * that content records the corrected checksum (nothing is re-run: what the correction
+ * changes is explained in the file). Returns 0 when the recorded checksum was such a
+ * predecessor, -1 when the difference is unexplained. */
+static int s_accept_correction(lf_db_t *db, const s_file_t *f, const char *recorded,
+                               int status_only) {
+    char mark[128];
+    snprintf(mark, sizeof mark, "%s %s\n", CORRECTS_MARK, recorded);
+    if (strlen(recorded) != 64 || !strstr(f->sql, mark))
+        return -1;
+    if (status_only)
+        return 0;
+    const char *q[] = {f->name, f->sum};
+    if (lf_db_cmd(db, "UPDATE schema_migrations SET sha256 = $2 WHERE version = $1", 2,
+                  q) != 1)
+        return -1;
+    lf_info("migration corrected after it was applied file=%s (checksum updated, not "
+            "re-run)",
+            f->name);
+    return 0;
+}
+
 /* Applies the versioned migrations not yet recorded. Returns the number applied
  * (or pending, with status_only), or -1. */
 static int s_versioned(lf_db_t *db, const char *dir, int status_only) {
@@ -225,7 +250,8 @@ static int s_versioned(lf_db_t *db, const char *dir, int status_only) {
         if (!res)
             goto fail;
         int done = PQntuples(res) > 0;
-        if (done && strcmp(PQgetvalue(res, 0, 0), f->sum) != 0)
+        if (done && strcmp(PQgetvalue(res, 0, 0), f->sum) != 0 &&
+            s_accept_correction(db, f, PQgetvalue(res, 0, 0), status_only) < 0)
             lf_warn("migration changed after it was applied file=%s (not re-run)",
                     f->name);
         PQclear(res);

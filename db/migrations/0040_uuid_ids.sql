@@ -40,8 +40,12 @@
 --    notifications_undelivered (delivery state lives in notify_deliveries). The query
 --    behind every index kept on the hot tables: docs/operations.md, "Indexes".
 --
--- Views depend on the columns, so every view is dropped here and the function folder is
--- re-applied after this migration (schema_repeatables is emptied), which re-creates them.
+-- Views depend on the columns, so the views reading these tables are dropped here (views
+-- on other tables are kept; one that is not leadflow's is named in a WARNING) and the
+-- function folder is re-applied after this migration (schema_repeatables is emptied),
+-- which re-creates leadflow's. The first version of this file, as it shipped, dropped every
+-- view of the schema; a database that ran it records this version's checksum instead:
+-- leadflow:corrects-sha256 0ecbf05ca29f5a21d107be6fac9028849f13f803a258182f67c2cfd32227cc59
 
 -- 1. Refuse clearly, before changing anything, when an id is not a UUID.
 DO $$
@@ -77,12 +81,51 @@ BEGIN
     END IF;
 END $$;
 
--- Every view reads some of these columns; the function folder re-creates them.
+-- A view on a column whose type changes blocks the change, so the views that read these
+-- tables (directly or through other views, in any schema) are dropped; views on other
+-- tables are left alone. leadflow's own views are re-created by the function folder; any
+-- other view dropped here (a BI tool's, say) is named in a WARNING so that its owner can
+-- create it again after the upgrade.
 DO $$
-DECLARE v record;
+DECLARE
+    v    record;
+    ours text[] := ARRAY['assignment_explanations', 'v_conversion', 'v_first_response',
+                         'v_funnel', 'v_funnel_reactivated', 'v_keepalive_daily',
+                         'v_keepalive_outcomes', 'v_lead_outcomes', 'v_loss_reasons',
+                         'v_pipeline_value', 'v_reactivated_deals', 'v_recycled_deals',
+                         'v_stage_conversion', 'v_win_loss'];
 BEGIN
-    FOR v IN SELECT viewname FROM pg_views WHERE schemaname = current_schema() LOOP
-        EXECUTE format('DROP VIEW IF EXISTS %I CASCADE', v.viewname);
+    FOR v IN
+        WITH RECURSIVE changed AS (
+            SELECT c.oid FROM pg_class c
+             WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
+               AND c.relname IN ('leads', 'lead_events', 'assignments', 'outbox', 'timers',
+                   'notifications', 'lead_inquiries', 'lead_claims', 'lead_recycles',
+                   'analytics_deals', 'reps', 'api_keys', 'customers', 'consumer_acks',
+                   'consumer_cursors', 'routing_ledger', 'digests', 'notify_teams',
+                   'notify_dests', 'notify_deliveries', 'stages', 'loss_reasons')
+        ), dependent (oid) AS (
+            SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+             WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND d.refobjid IN (SELECT oid FROM changed) AND r.ev_class <> d.refobjid
+            UNION
+            SELECT r.ev_class FROM dependent p JOIN pg_depend d ON d.refobjid = p.oid
+              JOIN pg_rewrite r ON r.oid = d.objid
+             WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND r.ev_class <> d.refobjid
+        )
+        SELECT DISTINCT n.nspname, c.relname, c.relkind FROM dependent p
+          JOIN pg_class c ON c.oid = p.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('v', 'm')
+         ORDER BY 1, 2
+    LOOP
+        EXECUTE format('DROP %s IF EXISTS %I.%I CASCADE',
+                       CASE v.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                       v.nspname, v.relname);
+        IF v.nspname <> current_schema() OR NOT v.relname = ANY (ours) THEN
+            RAISE WARNING 'migration 0040 dropped the view %.%: it reads a column whose type'
+                          ' changes; create it again after the upgrade', v.nspname, v.relname;
+        END IF;
     END LOOP;
 END $$;
 DELETE FROM schema_repeatables;

@@ -109,6 +109,72 @@ Test(migrate, no_transaction_migration_builds_an_index_concurrently) {
     lf_h_destroy(&h);
 }
 
+/* Whether dir/migrate2.log holds needle; empties the log for the next run. */
+static int s_log_has(const char *dir, const char *needle) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/migrate2.log", dir);
+    size_t len = 0;
+    char *log = lf_read_file(path, &len);
+    int has = log && strstr(log, needle) != NULL;
+    free(log);
+    FILE *f = fopen(path, "w");
+    if (f)
+        fclose(f);
+    return has;
+}
+
+/* A versioned file changed after it ran is reported at every run, unless it names the
+ * shipped content it corrects: then the recorded checksum moves to the corrected file,
+ * nothing runs again, and a later unexplained change is reported again. */
+Test(migrate, a_corrected_migration_names_the_content_it_replaces) {
+    lf_h_t *h = lf_h_new(0, 0);
+    const char *dir = lf_h_dir(h);
+    s_sh("cp -r db %s/db && printf 'CREATE TABLE probe_c (a int);\\n'"
+         " > %s/db/migrations/9992_probe.sql && truncate -s0 %s/migrate2.log",
+         dir);
+    cr_assert_eq(s_migrate(h, dir), 0);
+    cr_assert_eq(lf_h_sql_long(h, "SELECT count(*) FROM probe_c"), 0);
+    s_log_has(dir, "");
+
+    /* Changed without saying what it corrects: reported, not re-run (CREATE TABLE
+     * again would fail the run). */
+    s_sh("printf 'CREATE TABLE probe_c (a int); -- typo fixed\\n'"
+         " > %s/db/migrations/9992_probe.sql.new && sha256sum "
+         "%s/db/migrations/9992_probe.sql"
+         " | cut -c1-64 > %s/old.sum",
+         dir);
+    char *old = lf_h_sql(h, "SELECT sha256 FROM schema_migrations WHERE version ="
+                            " '9992_probe.sql'");
+    s_sh("mv %s/db/migrations/9992_probe.sql.new %s/db/migrations/9992_probe.sql", dir);
+    cr_assert_eq(s_migrate(h, dir), 0);
+    cr_expect(
+        s_log_has(dir, "migration changed after it was applied file=9992_probe.sql"));
+
+    /* Naming the shipped checksum: accepted once, recorded, silent from then on. */
+    s_sh("(printf -- '-- leadflow:corrects-sha256 '; cat %s/old.sum;"
+         " printf 'CREATE TABLE probe_c (a int); -- typo fixed\\n')"
+         " > %s/db/migrations/9992_probe.sql",
+         dir);
+    cr_assert_eq(s_migrate(h, dir), 0);
+    cr_expect(
+        s_log_has(dir, "migration corrected after it was applied file=9992_probe.sql"));
+    char *now = lf_h_sql(h, "SELECT sha256 FROM schema_migrations WHERE version ="
+                            " '9992_probe.sql'");
+    cr_expect(old && now && strcmp(old, now) != 0, "the corrected checksum is recorded");
+    cr_assert_eq(s_migrate(h, dir), 0);
+    cr_expect(!s_log_has(dir, "9992_probe.sql"), "a recorded correction is not reported");
+
+    /* A later change that names nothing is reported again. */
+    s_sh("printf 'CREATE TABLE probe_c (a int);\\n' > %s/db/migrations/9992_probe.sql",
+         dir);
+    cr_assert_eq(s_migrate(h, dir), 0);
+    cr_expect(
+        s_log_has(dir, "migration changed after it was applied file=9992_probe.sql"));
+    free(old);
+    free(now);
+    lf_h_destroy(&h);
+}
+
 /* First cell of a query on conn, as a new string ("" when no row, NULL on error). */
 static char *s_val(PGconn *conn, const char *sql) {
     PGresult *r = PQexec(conn, sql);
@@ -222,7 +288,27 @@ Test(migrate, uuid_ids_refuses_a_bad_id_and_keeps_every_id, .timeout = 120) {
     free(s_val(c, "DELETE FROM lead_events WHERE lead_id = 'hand-made-1'"));
     free(s_val(c, "ALTER TABLE lead_events ENABLE TRIGGER USER"));
     free(s_val(c, "DELETE FROM leads WHERE id = 'hand-made-1'"));
+    /* Views a BI tool made: one on a table of its own (it must survive), one on leads and
+     * one on that view in another schema (they block the type change: dropped, named). */
+    free(s_val(c, "CREATE TABLE bi_targets (team text, target int);"
+                  "CREATE VIEW bi_targets_v AS SELECT team, target FROM bi_targets;"
+                  "CREATE VIEW bi_owned AS SELECT id, owner FROM leads;"
+                  "CREATE SCHEMA bi; CREATE VIEW bi.owned_count AS"
+                  " SELECT count(*) AS n FROM public.bi_owned"));
     cr_assert_eq(system(cmd), 0, "the migration failed once the bad id was gone");
+    s_expect(
+        c,
+        "SELECT string_agg(schemaname || '.' || viewname, ',' ORDER BY viewname)"
+        " FROM pg_views WHERE viewname IN ('bi_targets_v', 'bi_owned', 'owned_count')",
+        "public.bi_targets_v");
+    log = lf_read_file(path, &len);
+    cr_assert(log);
+    cr_expect(strstr(log, "dropped the view public.bi_owned: it reads a column"), "%s",
+              log);
+    cr_expect(strstr(log, "dropped the view bi.owned_count"), "%s", log);
+    cr_expect(!strstr(log, "dropped the view public.v_funnel"),
+              "leadflow's own views are re-created, not reported: %s", log);
+    free(log);
     s_expect(c,
              "SELECT count(*) || ' ' || count(*) FILTER (WHERE c.data_type <> 'uuid')"
              " FROM information_schema.columns c JOIN information_schema.tables t"
