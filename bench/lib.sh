@@ -39,6 +39,11 @@ lf_bench_stack_env() {
     export LEADFLOW_RATE_PER_ADDR=$LF_BENCH_RATE_PER_ADDR
     build/bin/leadflow-migrate >/dev/null 2>&1 || { build/bin/leadflow-migrate >&2; return 1; }
     lf_bench_reps "$LF_BENCH_REPS"
+    # LF_BENCH_SQL: SQL run once after the migration, for experiments (as in
+    # bench/router_drain.sh: e.g. a schema before a migration, to compare).
+    if [ -n "${LF_BENCH_SQL:-}" ]; then
+        psql -qX -v ON_ERROR_STOP=1 "$LEADFLOW_DATABASE_URL" -c "$LF_BENCH_SQL" >/dev/null || return 1
+    fi
     LF_BENCH_KEY=$(build/bin/leadflow-keys create --scope intake --channel api \
         --rate "$LF_BENCH_KEY_RATE" 2>/dev/null | awk '$1 == "key:" {print $2}')
     [ -n "$LF_BENCH_KEY" ] || { echo "leadflow-keys create failed" >&2; return 1; }

@@ -38,6 +38,10 @@ GRANT pg_read_all_stats TO leadflow_intake;
 GRANT SELECT, INSERT ON assignments TO leadflow_intake;
 -- the timeline decodes the router's compact explanations (lf_timeline_data)
 GRANT SELECT ON route_explanations TO leadflow_intake;
+-- the lists' search reads lead_search; the triggers on leads (23_lf_lead_search.sql) write
+-- it as whoever inserts a lead or edits its name, company, e-mail or phone
+GRANT SELECT, INSERT, UPDATE ON lead_search
+    TO leadflow_intake, leadflow_router, leadflow_scheduler;
 GRANT SELECT, INSERT, UPDATE ON lead_claims, routing_ledger TO leadflow_intake;
 -- a stage move restarts the deal's stale clock (lf_keepalive_on_move)
 GRANT SELECT, INSERT, UPDATE ON timers TO leadflow_intake;

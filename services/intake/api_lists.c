@@ -211,11 +211,11 @@ static enum MHD_Result s_list(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
         }
         like[o++] = '%';
         like[o] = '\0';
-        s_add(
-            &q,
-            " AND lower(coalesce(l.name, '') || ' ' || coalesce(l.company, '') || ' ' ||"
-            " coalesce(l.email, '') || ' ' || coalesce(l.phone, '')) LIKE $%d",
-            s_param(&q, like));
+        /* lead_search.doc is lower(name company email phone) under "C", ASCII
+         * letters lowered as here (db/functions/23_lf_lead_search.sql). */
+        s_add(&q,
+              " AND l.id IN (SELECT s.lead_id FROM lead_search s WHERE s.doc LIKE $%d)",
+              s_param(&q, like));
     }
     if (created_after)
         s_add(&q, " AND l.created_at > $%d::timestamptz", s_param(&q, created_after));

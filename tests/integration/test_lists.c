@@ -257,6 +257,71 @@ Test(lists, a_rep_key_lists_only_its_own_leads_and_sync_sees_activities, .timeou
     lf_h_destroy(&h);
 }
 
+/* GET /v1/leads?q= as admin: 1 when the answer is exactly the lead `id` (NULL: no
+ * lead), else 0. */
+static int s_search_is(lf_h_t *h, const char *q, const char *id) {
+    char url[256];
+    snprintf(url, sizeof url, "/v1/leads?q=%s", q);
+    json_t *o = NULL;
+    cr_assert_eq(s_as(h, "admin", "GET", url, NULL, &o), 200, "GET %s", url);
+    json_t *ls = json_object_get(o, "leads");
+    int ok =
+        id ? json_array_size(ls) == 1 &&
+                 !strcmp(json_string_value(json_object_get(json_array_get(ls, 0), "id")),
+                         id)
+           : json_array_size(ls) == 0;
+    json_decref(o);
+    return ok;
+}
+
+/* The search reads lead_search (0041), which triggers keep: a lead is found by its
+ * name, company, e-mail and phone, case-insensitively; after a correction of its name
+ * and company by the new ones only; updates that do not touch those fields (the
+ * router's assignment, an edit of the need) leave its search row alone. */
+Test(lists, search_finds_a_lead_by_its_current_name_company_email_and_phone,
+     .timeout = 90) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE | LF_H_ROUTER, 0);
+    s_rep(h, "{\"id\":\"a\",\"name\":\"a\",\"ignore_shift\":true}");
+    char *x = s_lead(h, "{\"phone\":\"13633330001\",\"name\":\"Wang Jian\","
+                        "\"company\":\"Acme Trading\",\"email\":\"jian@acme.example\"}");
+    char *y = s_lead(h, "{\"phone\":\"13633330002\",\"name\":\"客户 Li\"}");
+    cr_expect(s_search_is(h, "wang", x));
+    cr_expect(s_search_is(h, "WANG%20JIAN", x), "case-insensitive, with the space");
+    cr_expect(s_search_is(h, "acme%20trad", x), "company");
+    cr_expect(s_search_is(h, "jian%40acme", x), "e-mail");
+    cr_expect(s_search_is(h, "33330002", y), "phone digits");
+    cr_expect(s_search_is(h, "%E5%AE%A2%E6%88%B7", y), "客户");
+    cr_expect(s_search_is(h, "100%25", NULL), "a %% typed is literal");
+    cr_expect(s_search_is(h, "nobody", NULL));
+
+    /* The router's assignment (s_lead waited for it) wrote the row once: its search
+     * row is still the intake's; an edit of another field leaves it too. */
+    char q[256];
+    snprintf(q, sizeof q, "SELECT xmin FROM lead_search WHERE lead_id = '%s'", x);
+    char *xmin0 = lf_h_sql(h, q);
+    cr_assert(xmin0 && *xmin0);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/leads/%s", x);
+    cr_assert_eq(s_as(h, "admin", "PATCH", path, "{\"need\":\"pumps\"}", NULL), 200);
+    char *xmin1 = lf_h_sql(h, q);
+    cr_expect_str_eq(xmin1, xmin0, "an edit of the need rewrote the search row");
+    cr_assert_eq(s_as(h, "admin", "PATCH", path,
+                      "{\"name\":\"Zhao Lei\",\"company\":\"Bolt Ltd\"}", NULL),
+                 200);
+    char *xmin2 = lf_h_sql(h, q);
+    cr_expect_str_neq(xmin2, xmin0);
+    cr_expect(s_search_is(h, "wang", NULL), "the old name no longer finds it");
+    cr_expect(s_search_is(h, "trading", NULL), "nor the old company");
+    cr_expect(s_search_is(h, "zhao%20lei", x), "the new name does");
+    cr_expect(s_search_is(h, "BOLT", x), "and the new company");
+    cr_expect(s_search_is(h, "jian%40acme", x), "the e-mail did not change");
+    free(xmin0);
+    free(xmin1);
+    free(xmin2);
+    free(x);
+    free(y);
+}
+
 /* ---- the pool and claims ---- */
 
 /* Team t: claim-only for owner_left (a handover to the pool stays there until
