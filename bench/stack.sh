@@ -23,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . bench/lib.sh
+. bench/cpu.sh
 RUNS=${1:-3}; SECS=${2:-10}; LEADS=${3:-20000}
 STORE_RATE=${LF_BENCH_STORE_RATE:-5000}
 make -s WERROR=1 bins benches >/dev/null
@@ -33,12 +34,13 @@ lf_bench_start mhd_null "${SVCS[@]}"
 sleep 1 # let the ZeroMQ subscriptions connect
 unassigned() { lf_bench_q "SELECT count(*) FROM leads WHERE created_at >= '$1' AND assigned_at IS NULL"; }
 rps() { wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "$1" >"$2"; awk '/Requests\/sec/ {print int($2)}' "$2"; }
-ref=(); got=(); drain=()
+ref=(); got=(); drain=(); cpu=()
 for i in $(seq 1 "$RUNS"); do
     load0=$(lf_bench_load)
     ref+=("$(rps "http://127.0.0.1:$NULLP" "$W/wrk-ref.$i")")
     before=$(lf_bench_q "SELECT count(*) FROM leads")
     since=$(lf_bench_q "SELECT now()")
+    lf_bench_cpu_snap "$W/cpu0.$i"
     t0=$(date +%s.%N)
     wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >"$W/wrk.$i"
     t1=$(date +%s.%N)
@@ -50,6 +52,10 @@ for i in $(seq 1 "$RUNS"); do
     end=$(($(date +%s) + ${LF_BENCH_WAIT:-60})); left=$backlog
     while [ "$left" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; left=$(unassigned "$since"); done
     c1=$(date +%s.%N)
+    lf_bench_cpu_snap "$W/cpu1.$i"
+    split=$(lf_bench_cpu_report "$W/cpu0.$i" "$W/cpu1.$i" $((after - before)))
+    cpu+=("$(sed -n 's/.*stack total \([0-9]*\),.*/\1/p' <<<"$split")")
+    echo "run $i cpu, wrk phase and the catch-up ($left not assigned at its end): $split" >&2
     # 4. the router drains LEADS leads stored while it was stopped
     lf_bench_stop router
     since=$(lf_bench_q "SELECT now()")
@@ -76,6 +82,7 @@ fig() { # name values detail
 }
 fig stack.reference_req_per_sec "${ref[*]}" "mhd_null, wrk -t2 -c32 ${SECS}s"
 fig stack.intake_committed_per_sec "${got[*]}" "whole stack, wrk -t2 -c32 ${SECS}s; target >= 20000"
+fig stack.cpu_us_per_lead "${cpu[*]}" "CPU of the four services, their PostgreSQL backends, PostgreSQL's own processes and Redis per lead committed and assigned, wrk phase plus the catch-up; per process in build/bench/stack.err"
 r=$(printf '%s\n' "${ref[@]}" | lf_bench_median); g=$(printf '%s\n' "${got[@]}" | lf_bench_median)
 awk -v g="$g" -v r="$r" 'BEGIN {printf "stack.intake_ratio_to_reference %.3f (target >= 0.35)\n", (r > 0 ? g / r : 0)}'
 fig stack.router_assigned_per_sec "${drain[*]}" "$LEADS leads, $LF_BENCH_REPS reps, whole stack; target >= 20000"
