@@ -40,6 +40,18 @@ export LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:1 LEADFLOW_INTAKE_EVENTS=tcp://127
 build/bin/leadflow-migrate >/dev/null 2>&1
 sql() { psql -qtAX -v ON_ERROR_STOP=1 "$LEADFLOW_DATABASE_URL" "$@"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# CPU seconds (utime + stime, /proc) of process $1 and of the PostgreSQL backends of
+# the scheduler's connections: "SCHED BACKENDS". With the machine shared, CPU per timer
+# moves much less than the wall-clock rate.
+cpu_s() {
+    local tck; tck=$(getconf CLK_TCK)
+    local b; b=$(sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+                          WHERE application_name LIKE 'leadflow-scheduler%'")
+    local s=0 t=0 p
+    s=$(awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0)
+    for p in $b; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    awk -v s="$s" -v t="$t" -v k="$tck" 'BEGIN {printf "%.2f %.2f", s / k, t / k}'
+}
 declare -A S B
 
 for i in $(seq 1 "$RUNS"); do
@@ -82,6 +94,10 @@ SQL
         sleep 0.1
     done
     [ -n "$done_at" ] || { echo "run $i: not every effect committed" >&2; tail "$W/sched.$i.log" >&2; exit 1; }
+    read -r cpu_sched cpu_pg <<<"$(cpu_s "$sched")"
+    echo "run $i: CPU s until every effect of the $N timers was committed: scheduler $cpu_sched," \
+         "its PostgreSQL backends $cpu_pg ($(awk -v a="$cpu_sched" -v b="$cpu_pg" -v n="$N" \
+         'BEGIN {printf "%.0f", (a + b) * 1e6 / n}') us per timer; load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     if [ "$SR" -gt 0 ]; then
         # Steady phase: SR timers/s due one after another for SS seconds, on the
         # running scheduler, inserted ahead of time and indexed by a rebuild. The first

@@ -6,6 +6,7 @@
  * Delivery worker threads (deliver.c) send notifications on connections of their
  * own, so a slow or dead destination never holds up firing. */
 #include <curl/curl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +179,11 @@ int main(int argc, char **argv) {
     lf_config_t *cfg = lf_service_init("scheduler", s_cfg, argc, argv, &code);
     if (!cfg)
         return code;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* Idle memory (docs/benchmarks.md: 16 MiB): glibc gives every thread that
+     * allocates an arena of its own (9 threads here), and what a busy moment leaves in
+     * them stays resident; two arenas are enough for threads that mostly wait for
+     * PostgreSQL. libcurl starts with the first notification to send (deliver.c). */
+    mallopt(M_ARENA_MAX, 2);
     int rc = 1;
     char path[1024];
     void *zctx = zmq_ctx_new(), *sub = NULL, *pub = NULL;
@@ -249,9 +254,8 @@ int main(int argc, char **argv) {
     t.sla_text = json_dumps(t.sla, JSON_COMPACT);
     t.claim_batch = (int)lf_config_int(cfg, "LEADFLOW_TIMER_BATCH");
     nlanes = (int)lf_config_int(cfg, "LEADFLOW_TIMER_LANES");
-    for (int i = 0; i < nlanes; i++)
-        t.lanes[i] = lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"),
-                                   "leadflow-scheduler-fire");
+    /* The fire lanes connect when a drain first needs them (timers.c). */
+    t.db_url = lf_config_str(cfg, "LEADFLOW_DATABASE_URL");
     t.nlanes = nlanes;
     snprintf(t.zkey, sizeof t.zkey, "%stimers",
              lf_config_str(cfg, "LEADFLOW_REDIS_PREFIX"));

@@ -20,10 +20,12 @@ typedef struct lf_effects lf_effects_t;
 
 typedef struct {
     lf_db_t *db; /* borrowed: the scheduler's connection */
-    /* borrowed: extra connections that fire batches concurrently; with none, batches
-     * fire one at a time on db */
+    /* owned: extra connections that fire batches concurrently, opened when a drain
+     * first needs each (so an idle scheduler holds none but the first); with nlanes 0,
+     * batches fire one at a time on db */
     lf_db_t *lanes[LF_TIMERS_LANES_MAX];
     int nlanes;
+    const char *db_url; /* borrowed: where the lanes connect */
     lf_redis_t *redis;  /* borrowed */
     char zkey[96];      /* the sorted set: <prefix>timers */
     char epoch_key[96]; /* present while the index is complete: <prefix>timers:epoch */
@@ -32,6 +34,8 @@ typedef struct {
     int claim_batch;    /* timers claimed per Lua call (and fired per statement) */
     long fired, reminders, escalations, rebuilt;
     int64_t next_pg_sweep;    /* monotonic ms of the next PostgreSQL sweep */
+    long trim_mark;           /* work done when malloc was last trimmed */
+    int64_t next_trim;        /* monotonic ms before which it is not trimmed again */
     const lf_keepalive_t *ka; /* borrowed: config/keepalive.json (clocks.h) */
     const lf_teams_t *teams;  /* borrowed: teams and their calendars (routing.json) */
     lf_digests_t *digests;    /* borrowed: team digest schedules (clocks.h), or NULL */
