@@ -17,12 +17,15 @@
 # run's value. Environment: LEADFLOW_TIMER_BATCH and LEADFLOW_TIMER_LANES pass to
 # the scheduler; LF_BENCH_SCHEDULER=<binary> measures another build (e.g. an older
 # one); LF_BENCH_BULLMQ_N="" skips BullMQ; LF_BENCH_STEADY_RATE=0 skips the steady
-# phase.
+# phase; LF_BENCH_STEADY_EVENTS=N puts N lead.assigned events (new grade C leads, whose
+# first-contact clock is armed hours out) into the outbox as the steady phase starts, so the
+# scheduler's consumer works through a backlog while the steady timers fire, as in the
+# whole stack when the router is still assigning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 RUNS=${1:-3}; N=${2:-100000}; BN=${LF_BENCH_BULLMQ_N-"50000 $N"}
-SR=${LF_BENCH_STEADY_RATE:-5000}; SS=${LF_BENCH_STEADY_S:-10}
+SR=${LF_BENCH_STEADY_RATE:-5000}; SS=${LF_BENCH_STEADY_S:-10}; SE=${LF_BENCH_STEADY_EVENTS:-0}
 make -s WERROR=1 bins >/dev/null
 (cd bench/bullmq && [ -d node_modules/bullmq ] || npm install --no-audit --no-fund >/dev/null)
 W=$(mktemp -d /tmp/leadflow-sched-bench.XXXXXX); chmod 755 "$W"
@@ -114,6 +117,14 @@ INSERT INTO timers (lead_id, kind, step, due_at)
 SELECT ('00000000-0000-7000-9000-' || lpad(g::text, 12, '0'))::uuid, 'sla_first_contact', 0,
        now() + interval '8 seconds' + make_interval(secs => g::double precision / $SR)
   FROM generate_series(1, $sn) g;
+INSERT INTO leads (id, channel, phone, grade, owner, stage, assigned_at)
+SELECT ('00000000-0000-7000-a000-' || lpad(g::text, 12, '0'))::uuid, 'web_form',
+       '136' || lpad(g::text, 8, '0'), 'C', 'rep' || (1 + g % 200), 'new', now()
+  FROM generate_series(1, $SE) g;
+INSERT INTO outbox (event_id, type, lead_id, payload)
+SELECT gen_random_uuid(), 'lead.assigned', ('00000000-0000-7000-a000-' || lpad(g::text, 12, '0'))::uuid,
+       jsonb_build_object('grade', 'C', 'owner', 'rep' || (1 + g % 200))
+  FROM generate_series(1, $SE) g;
 SQL
         redis-cli -p "$RP" del bench:timers:epoch >/dev/null
         for _ in $(seq 1 $((SS * 10 + 600))); do
@@ -128,7 +139,7 @@ SQL
                     FROM timers WHERE step = 0 AND lead_id::text LIKE '%-9000-%'
                      AND state = 'fired') t")"
         S[savg]+="$savg "; S[sp50]+="$sp50 "; S[sp99]+="$sp99 "; S[smax]+="$smax "
-        echo "run $i: steady $SR timers/s for ${SS}s: lateness avg $savg p50 $sp50 p99 $sp99 max $smax ms" >&2
+        echo "run $i: steady $SR timers/s for ${SS}s$([ "$SE" -gt 0 ] && echo " (with $SE lead.assigned events to consume; $(sql -c "SELECT count(*) FROM timers WHERE lead_id::text LIKE '%-a000-%'") clocks armed by the end)"): lateness avg $savg p50 $sp50 p99 $sp99 max $smax ms" >&2
     fi
     kill "$sched"; wait "$sched" || true; sched=
     read -r rate avg p50 p99 max notif events <<<"$(sql -F ' ' -c "

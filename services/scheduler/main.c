@@ -282,7 +282,13 @@ int main(int argc, char **argv) {
     t.effects = effects;
     if (s_start_delivery(cfg, db, &notify_tpl, &routing, teams, &deliver) < 0)
         goto out;
+    /* Firing in a thread of its own (timers.c), after the rebuild. */
+    if (lf_timers_fire_start(&t, lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
+                             (int)lf_config_int(cfg, "LEADFLOW_REDIS_PORT"),
+                             (int)lf_config_int(cfg, "LEADFLOW_TICK_MS")) < 0)
+        goto out;
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
+    lf_consumer_set_batch_fn(consumer, lf_timers_on_events, 0);
     lf_consumer_on_batch(consumer, lf_timers_on_batch);
     lf_info("ready events=%s redis=%s:%ld", endpoints[0],
             lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
@@ -299,9 +305,11 @@ int main(int argc, char **argv) {
         .cfg = cfg,
     };
     rc = lf_loop_run(&loop);
-    lf_info("stopped fired=%ld effects=%ld keepalive_warnings=%ld", t.fired,
-            lf_effects_applied(effects), t.reminders);
+    lf_timers_fire_stop(&t);
+    lf_info("stopped fired=%ld effects=%ld keepalive_warnings=%ld", atomic_load(&t.fired),
+            lf_effects_applied(effects), atomic_load(&t.reminders));
 out:
+    lf_timers_fire_stop(&t); /* it hands over to the effects threads */
     lf_effects_stop(&effects);
     lf_deliver_stop(&deliver);
     json_decref(notify_tpl);

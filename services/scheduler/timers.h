@@ -4,6 +4,8 @@
 #define LF_SCHEDULER_TIMERS_H
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "lf/consumer.h"
@@ -32,10 +34,20 @@ typedef struct {
     json_t *sla;        /* borrowed: config/sla.json */
     char *sla_text;     /* owned: sla as compact JSON, passed to lf_fire_timers() */
     int claim_batch;    /* timers claimed per Lua call (and fired per statement) */
-    long fired, reminders, escalations, rebuilt;
-    int64_t next_pg_sweep;    /* monotonic ms of the next PostgreSQL sweep */
-    long trim_mark;           /* work done when malloc was last trimmed */
-    int64_t next_trim;        /* monotonic ms before which it is not trimmed again */
+    atomic_long fired, reminders, escalations; /* written by the firing thread */
+    long rebuilt;
+    int64_t next_pg_sweep; /* monotonic ms of the next PostgreSQL sweep */
+    long trim_mark;        /* work done when malloc was last trimmed */
+    int64_t next_trim;     /* monotonic ms before which it is not trimmed again */
+    /* The firing thread (lf_timers_fire_start), with a Redis connection of its own: */
+    const char *redis_host; /* borrowed */
+    int redis_port;
+    int tick_ms; /* longest wait between looks at the index */
+    pthread_t fire_thread;
+    int fire_started;
+    pthread_mutex_t fire_mu; /* with fire_cv: wakes the thread to stop */
+    pthread_cond_t fire_cv;
+    atomic_int fire_stop;
     const lf_keepalive_t *ka; /* borrowed: config/keepalive.json (clocks.h) */
     const lf_teams_t *teams;  /* borrowed: teams and their calendars (routing.json) */
     lf_digests_t *digests;    /* borrowed: team digest schedules (clocks.h), or NULL */
@@ -50,6 +62,12 @@ typedef struct {
 /* Consumer callback for lead.assigned: creates the first-contact SLA timer (once)
  * and indexes it in Redis. Returns 0, or -1 on a database error. */
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
+/* The consumer's batch path (lf_consumer_set_batch_fn): the events of a batch, in seq
+ * order, through lf_timers_on_event in one transaction with one ack statement, instead
+ * of a savepoint, an ack and a release per event. When one fails, the batch is rolled
+ * back and handled event by event, so a poison event is set aside alone. */
+int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                        void *arg);
 /* Indexes committed timers in Redis now: pairs is "due_ms id due_ms id ..." (modified
  * in place). For work outside a consumer batch (ticks). Not fatal when Redis is away:
  * the sweep fires them. */
@@ -63,10 +81,19 @@ void lf_timers_index_after_commit(lf_timers_t *t, const char *pairs);
 /* lf_consumer_on_batch hook: indexes the committed batch's timers in one ZADD, or
  * forgets them when the batch rolled back. */
 void lf_timers_on_batch(void *arg, int committed);
-/* Periodic work: rebuild the Redis index if it was lost, claim due timers from
- * Redis, fire them in PostgreSQL (a batch per statement, up to nlanes batches in
- * flight), fire due timers Redis forgot. Returns the milliseconds until the next due
- * timer (capped). */
+/* Starts the thread that fires due timers: it claims them from Redis (its own
+ * connection to redis_host:redis_port) and fires them on the lanes (a batch per
+ * statement, up to nlanes batches in flight), and fires the due timers Redis forgot,
+ * looking again when the next is due or after tick_ms at most. Firing so never waits
+ * for the main thread's event handling. With nlanes 0 no thread starts and the tick
+ * fires on the main connection. Returns 0, or -1 when the thread could not start. */
+int lf_timers_fire_start(lf_timers_t *t, const char *redis_host, int redis_port,
+                         int tick_ms);
+/* Stops the firing thread (the drain in flight ends first) and joins it. */
+void lf_timers_fire_stop(lf_timers_t *t);
+/* Periodic work of the main thread: rebuild the Redis index if it was lost, the team
+ * digests' timers, and, without a firing thread, the firing itself. Returns the
+ * milliseconds until it wants to run again. */
 int lf_timers_tick(void *arg);
 /* ZADD of many timers to zkey in one command. pairs: "due_ms id due_ms id ..."
  * (modified in place). Not fatal when Redis is away (logged): the PostgreSQL sweep
