@@ -141,6 +141,7 @@ void lf_timers_index_after_commit(lf_timers_t *t, const char *pairs) {
 
 void lf_timers_on_batch(void *arg, int committed) {
     lf_timers_t *t = arg;
+    t->batches++;
     if (committed && t->pending_len)
         s_zadd_pairs(t, t->pending);
     t->pending_len = 0;
@@ -546,6 +547,14 @@ int lf_timers_tick(void *arg) {
         freeReplyObject(r);
         if (!exists && lf_timers_rebuild(t) > 0)
             malloc_trim(0); /* the rebuild's result of every pending timer is freed */
+    }
+    /* What event batches left in malloc's free lists (envelopes, results) goes back
+     * too, at most every two seconds while events come. */
+    int64_t now_ms = lf_mono_ms();
+    if (t->batches != t->trim_batches && now_ms >= t->next_main_trim) {
+        malloc_trim(0);
+        t->trim_batches = t->batches;
+        t->next_main_trim = now_ms + 2000;
     }
     int wait;
     if (t->fire_started) {

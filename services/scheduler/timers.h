@@ -36,9 +36,11 @@ typedef struct {
     int claim_batch;    /* timers claimed per Lua call (and fired per statement) */
     atomic_long fired, reminders, escalations; /* written by the firing thread */
     long rebuilt;
-    int64_t next_pg_sweep; /* monotonic ms of the next PostgreSQL sweep */
-    long trim_mark;        /* work done when malloc was last trimmed */
-    int64_t next_trim;     /* monotonic ms before which it is not trimmed again */
+    int64_t next_pg_sweep;      /* monotonic ms of the next PostgreSQL sweep */
+    long trim_mark;             /* work done when malloc was last trimmed */
+    int64_t next_trim;          /* monotonic ms before which it is not trimmed again */
+    long batches, trim_batches; /* event batches ended; at the main thread's last trim */
+    int64_t next_main_trim;     /* monotonic ms of its next trim at the earliest */
     /* The firing thread (lf_timers_fire_start), with a Redis connection of its own: */
     const char *redis_host; /* borrowed */
     int redis_port;
