@@ -10,7 +10,8 @@
 # commits), waits 5 s and reads VmHWM (the peak RSS of the process's life).
 # Prints one line per figure: median over RUNS, the runs and the spread, in KiB. The
 # do-nothing libmicrohttpd server (bench/mhd_null.c), loaded for 3 s at the same rate,
-# is the reference.
+# is the reference. LF_BENCH_SMAPS=DIR keeps each service's /proc smaps and status at the
+# idle reading (DIR/NAME.RUN.smaps), to see where the memory is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -28,6 +29,11 @@ for i in $(seq 1 "$RUNS"); do
     for n in "${names[@]}"; do
         lf_bench_alive "$n"
         idle[$n]+="$(lf_bench_kib "${LF_BENCH_PID[$n]}" VmRSS) "
+        if [ -n "${LF_BENCH_SMAPS:-}" ]; then
+            mkdir -p "$LF_BENCH_SMAPS"
+            cp "/proc/${LF_BENCH_PID[$n]}/smaps" "$LF_BENCH_SMAPS/$n.$i.smaps"
+            cp "/proc/${LF_BENCH_PID[$n]}/status" "$LF_BENCH_SMAPS/$n.$i.status"
+        fi
     done
     load=$(lf_bench_load)
     build/bench/loadgen --port "$NULLP" --rate "$RATE" --duration 3 >/dev/null || true

@@ -17,12 +17,15 @@
 # run's value. Environment: LEADFLOW_TIMER_BATCH and LEADFLOW_TIMER_LANES pass to
 # the scheduler; LF_BENCH_SCHEDULER=<binary> measures another build (e.g. an older
 # one); LF_BENCH_BULLMQ_N="" skips BullMQ; LF_BENCH_STEADY_RATE=0 skips the steady
-# phase.
+# phase; LF_BENCH_STEADY_EVENTS=N puts N lead.assigned events (new grade C leads, whose
+# first-contact clock is armed hours out) into the outbox as the steady phase starts, so the
+# scheduler's consumer works through a backlog while the steady timers fire, as in the
+# whole stack when the router is still assigning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 RUNS=${1:-3}; N=${2:-100000}; BN=${LF_BENCH_BULLMQ_N-"50000 $N"}
-SR=${LF_BENCH_STEADY_RATE:-5000}; SS=${LF_BENCH_STEADY_S:-10}
+SR=${LF_BENCH_STEADY_RATE:-5000}; SS=${LF_BENCH_STEADY_S:-10}; SE=${LF_BENCH_STEADY_EVENTS:-0}
 make -s WERROR=1 bins >/dev/null
 (cd bench/bullmq && [ -d node_modules/bullmq ] || npm install --no-audit --no-fund >/dev/null)
 W=$(mktemp -d /tmp/leadflow-sched-bench.XXXXXX); chmod 755 "$W"
@@ -40,6 +43,18 @@ export LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:1 LEADFLOW_INTAKE_EVENTS=tcp://127
 build/bin/leadflow-migrate >/dev/null 2>&1
 sql() { psql -qtAX -v ON_ERROR_STOP=1 "$LEADFLOW_DATABASE_URL" "$@"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# CPU seconds (utime + stime, /proc) of process $1 and of the PostgreSQL backends of
+# the scheduler's connections: "SCHED BACKENDS". With the machine shared, CPU per timer
+# moves much less than the wall-clock rate.
+cpu_s() {
+    local tck; tck=$(getconf CLK_TCK)
+    local b; b=$(sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+                          WHERE application_name LIKE 'leadflow-scheduler%'")
+    local s=0 t=0 p
+    s=$(awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0)
+    for p in $b; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    awk -v s="$s" -v t="$t" -v k="$tck" 'BEGIN {printf "%.2f %.2f", s / k, t / k}'
+}
 declare -A S B
 
 for i in $(seq 1 "$RUNS"); do
@@ -82,6 +97,10 @@ SQL
         sleep 0.1
     done
     [ -n "$done_at" ] || { echo "run $i: not every effect committed" >&2; tail "$W/sched.$i.log" >&2; exit 1; }
+    read -r cpu_sched cpu_pg <<<"$(cpu_s "$sched")"
+    echo "run $i: CPU s until every effect of the $N timers was committed: scheduler $cpu_sched," \
+         "its PostgreSQL backends $cpu_pg ($(awk -v a="$cpu_sched" -v b="$cpu_pg" -v n="$N" \
+         'BEGIN {printf "%.0f", (a + b) * 1e6 / n}') us per timer; load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     if [ "$SR" -gt 0 ]; then
         # Steady phase: SR timers/s due one after another for SS seconds, on the
         # running scheduler, inserted ahead of time and indexed by a rebuild. The first
@@ -98,6 +117,14 @@ INSERT INTO timers (lead_id, kind, step, due_at)
 SELECT ('00000000-0000-7000-9000-' || lpad(g::text, 12, '0'))::uuid, 'sla_first_contact', 0,
        now() + interval '8 seconds' + make_interval(secs => g::double precision / $SR)
   FROM generate_series(1, $sn) g;
+INSERT INTO leads (id, channel, phone, grade, owner, stage, assigned_at)
+SELECT ('00000000-0000-7000-a000-' || lpad(g::text, 12, '0'))::uuid, 'web_form',
+       '136' || lpad(g::text, 8, '0'), 'C', 'rep' || (1 + g % 200), 'new', now()
+  FROM generate_series(1, $SE) g;
+INSERT INTO outbox (event_id, type, lead_id, payload)
+SELECT gen_random_uuid(), 'lead.assigned', ('00000000-0000-7000-a000-' || lpad(g::text, 12, '0'))::uuid,
+       jsonb_build_object('grade', 'C', 'owner', 'rep' || (1 + g % 200))
+  FROM generate_series(1, $SE) g;
 SQL
         redis-cli -p "$RP" del bench:timers:epoch >/dev/null
         for _ in $(seq 1 $((SS * 10 + 600))); do
@@ -112,7 +139,7 @@ SQL
                     FROM timers WHERE step = 0 AND lead_id::text LIKE '%-9000-%'
                      AND state = 'fired') t")"
         S[savg]+="$savg "; S[sp50]+="$sp50 "; S[sp99]+="$sp99 "; S[smax]+="$smax "
-        echo "run $i: steady $SR timers/s for ${SS}s: lateness avg $savg p50 $sp50 p99 $sp99 max $smax ms" >&2
+        echo "run $i: steady $SR timers/s for ${SS}s$([ "$SE" -gt 0 ] && echo " (with $SE lead.assigned events to consume; $(sql -c "SELECT count(*) FROM timers WHERE lead_id::text LIKE '%-a000-%'") clocks armed by the end)"): lateness avg $savg p50 $sp50 p99 $sp99 max $smax ms" >&2
     fi
     kill "$sched"; wait "$sched" || true; sched=
     read -r rate avg p50 p99 max notif events <<<"$(sql -F ' ' -c "

@@ -350,6 +350,41 @@ static int s_is_grade(const char *g) {
     return strlen(g) == 1 && g[0] >= 'A' && g[0] <= 'D';
 }
 
+/* A duration by grade: v is a duration (the default alone) or {"default": duration,
+ * "A": duration, ...} with the default required. Fills out[0] (default) and out[1..4]
+ * (grades A-D) and sets set[i] for each one given. alt names what else the caller
+ * accepts, for the message ("" or "\"never\", "). Returns 0, or -1 with err. */
+static int s_grade_durs(const json_t *v, const char *key, const char *alt,
+                        lf_duration_t out[5], int set[5], char *err, size_t errsz) {
+    if (json_is_string(v)) {
+        set[0] = 1;
+        return s_dur(v, key, &out[0], err, errsz);
+    }
+    if (!json_is_object(v) || !json_object_get(v, "default")) {
+        s_err(err, errsz,
+              "%s: must be a duration, %sor {\"default\": duration, \"A\": duration...}",
+              key, alt);
+        return -1;
+    }
+    const char *g;
+    const json_t *gv;
+    json_object_foreach((json_t *)v, g, gv) {
+        if (g[0] == '_')
+            continue;
+        char gkey[200];
+        snprintf(gkey, sizeof gkey, "%s.%s", key, g);
+        int i = strcmp(g, "default") ? (s_is_grade(g) ? g[0] - 'A' + 1 : -1) : 0;
+        if (i < 0) {
+            s_err(err, errsz, "%s: unknown key (default, A, B, C or D)", gkey);
+            return -1;
+        }
+        if (s_dur(gv, gkey, &out[i], err, errsz) < 0)
+            return -1;
+        set[i] = 1;
+    }
+    return 0;
+}
+
 static int s_has_reason(const json_t *pdesc, const char *id) {
     size_t i;
     const json_t *r;
@@ -393,38 +428,19 @@ static int s_load_stale(lf_keepalive_t *ka, const json_t *st, const lf_pipeline_
             s_err(err, errsz, "%s: too many stages", key);
             return -1;
         }
-        if (json_is_string(v)) {
-            s_stale_t *s = &ka->stale[ka->nstale];
-            if (s_dur(v, key, &s->dur, err, errsz) < 0)
-                return -1;
-            s->stage = lf_strdup(stage);
-            ka->nstale++;
-            continue;
-        }
-        if (!json_is_object(v) || !json_object_get(v, "default")) {
-            s_err(
-                err, errsz,
-                "%s: must be a duration, or {\"default\": duration, \"A\": duration...}",
-                key);
+        static const char *const grades[] = {NULL, "A", "B", "C", "D"};
+        lf_duration_t dur[5];
+        memset(dur, 0, sizeof dur);
+        int set[5] = {0};
+        if (s_grade_durs(v, key, "", dur, set, err, errsz) < 0)
             return -1;
-        }
-        const char *g;
-        const json_t *gv;
-        json_object_foreach((json_t *)v, g, gv) {
-            if (g[0] == '_')
+        for (int i = 0; i < 5; i++) {
+            if (!set[i])
                 continue;
-            char gkey[200];
-            snprintf(gkey, sizeof gkey, "%s.%s", key, g);
-            if (strcmp(g, "default") && !s_is_grade(g)) {
-                s_err(err, errsz, "%s: unknown key (default, A, B, C or D)", gkey);
-                return -1;
-            }
-            s_stale_t *s = &ka->stale[ka->nstale];
-            if (s_dur(gv, gkey, &s->dur, err, errsz) < 0)
-                return -1;
+            s_stale_t *s = &ka->stale[ka->nstale++];
+            s->dur = dur[i];
             s->stage = lf_strdup(stage);
-            s->grade = strcmp(g, "default") ? lf_strdup(g) : NULL;
-            ka->nstale++;
+            s->grade = i ? lf_strdup(grades[i]) : NULL;
         }
     }
     const struct {
@@ -535,32 +551,7 @@ static int s_load_follow_up(lf_keepalive_t *ka, const json_t *fu, char *err,
         ka->fu_never = 1;
         return 0;
     }
-    if (json_is_string(v))
-        return s_dur(v, key, &ka->fu_escalate[0], err, errsz);
-    if (!json_is_object(v) || !json_object_get(v, "default")) {
-        s_err(err, errsz,
-              "%s: must be a duration, \"never\", or {\"default\": duration, \"A\": "
-              "duration...}",
-              key);
-        return -1;
-    }
-    const char *g;
-    const json_t *gv;
-    json_object_foreach((json_t *)v, g, gv) {
-        if (g[0] == '_')
-            continue;
-        char gkey[200];
-        snprintf(gkey, sizeof gkey, "%s.%s", key, g);
-        int i = strcmp(g, "default") ? (s_is_grade(g) ? g[0] - 'A' + 1 : -1) : 0;
-        if (i < 0) {
-            s_err(err, errsz, "%s: unknown key (default, A, B, C or D)", gkey);
-            return -1;
-        }
-        if (s_dur(gv, gkey, &ka->fu_escalate[i], err, errsz) < 0)
-            return -1;
-        ka->fu_set[i] = 1;
-    }
-    return 0;
+    return s_grade_durs(v, key, "\"never\", ", ka->fu_escalate, ka->fu_set, err, errsz);
 }
 
 static int s_cron(const json_t *v, const char *key, lf_cron_t *out, char *err,

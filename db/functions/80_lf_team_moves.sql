@@ -1,10 +1,18 @@
 -- Moves of a lead by people (issue "The sales team's day"): claims from the pool,
 -- assignment by a manager, handover of a rep's open leads, and the bump of
--- leads.updated_at by every timeline entry. Repeatable: edit here, not in a migration.
+-- leads.updated_at by the timeline entries that record a change. Repeatable: edit
+-- here, not in a migration.
 
--- Every timeline entry moves the lead's updated_at (activities, moves, merged
--- inquiries...), so a CRM syncing with GET /v1/leads?order=updated sees the lead
--- again. Leads written in the same transaction already carry now() and are skipped,
+-- A timeline entry that records something a person did or that changed the lead
+-- (activities, stage moves, claims, assignments and reassignments, merged inquiries, a
+-- customer coming back...) moves the lead's updated_at, so a CRM syncing with
+-- GET /v1/leads?order=updated sees the lead again. Entries the system writes on its own
+-- to tell people something - the scheduler's SLA reminders and escalations, follow-up
+-- reminders and overdue notices, stale-deal warnings and team digests - do not: they
+-- record no action on the lead, and moving updated_at rewrote the whole lead row with
+-- every index entry for each reminder (a non-HOT update, most of what a burst of
+-- reminders cost). A recycle moves the lead to the pool and sets updated_at in its own
+-- update. Leads written in the same transaction already carry now() and are skipped,
 -- so a new lead and its first entries cost no second write. The ids go in as an array:
 -- joined to the transition table (which has no statistics) the planner hashed it
 -- against a sequential scan of leads, 26 ms per router batch of 128 leads and growing
@@ -15,10 +23,16 @@
 -- age test written so that no index serves it (IS TRUE).
 CREATE OR REPLACE FUNCTION lf_lead_events_touch() RETURNS trigger
     LANGUAGE plpgsql SET enable_seqscan = off AS $$
+DECLARE
+    ids uuid[];
 BEGIN
-    UPDATE leads l SET updated_at = now()
-     WHERE l.id = ANY (ARRAY(SELECT DISTINCT lead_id FROM new_events))
-       AND (l.updated_at < now()) IS TRUE;
+    ids := ARRAY(SELECT DISTINCT lead_id FROM new_events
+                  WHERE type NOT IN ('sla_reminder', 'sla_escalation', 'follow_up_reminder',
+                                     'follow_up_overdue', 'stale_warning', 'digest'));
+    IF cardinality(ids) > 0 THEN
+        UPDATE leads l SET updated_at = now()
+         WHERE l.id = ANY (ids) AND (l.updated_at < now()) IS TRUE;
+    END IF;
     RETURN NULL;
 END $$;
 

@@ -53,7 +53,8 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
         ms = (int)(now % 1000);
     }
     const char *p[] = {lead_id};
-    PGresult *res = lf_db_exec(db, "SELECT team FROM leads WHERE id = $1", 1, p);
+    PGresult *res = lf_db_exec_prepared(db, "lf_sla_team",
+                                        "SELECT team FROM leads WHERE id = $1", 1, p);
     if (!res)
         return -1;
     char team[128] = "";
@@ -77,8 +78,8 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
     }
     snprintf(step_s, sizeof step_s, "%d", step);
     const char *q[] = {lead_id, step_s, due_p[0], due_p[1], due_p[2]};
-    res = lf_db_exec(
-        db,
+    res = lf_db_exec_prepared(
+        db, "lf_sla_arm",
         "WITH l AS (UPDATE leads SET first_contact_due_at = $3::timestamptz"
         "  WHERE id = $1 RETURNING id),"
         " n AS (INSERT INTO timers (lead_id, kind, step, due_at, data)"

@@ -273,17 +273,25 @@ static void s_one(s_worker_t *w, lf_db_t *db, CURL *c, PGresult *res, int r) {
     PQclear(rec);
 }
 
+static pthread_once_t s_curl_once = PTHREAD_ONCE_INIT;
+
+static void s_curl_init(void) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 static void *s_worker_main(void *arg) {
     s_worker_t *w = arg;
     lf_deliver_t *d = w->d;
     lf_db_t *db = lf_db_connect(d->cfg.db_url, "leadflow-scheduler-deliver");
-    CURL *c = curl_easy_init();
+    /* libcurl (and with it OpenSSL's set-up, ~3 MiB resident) only once there is
+     * something to send: a scheduler with nothing to deliver stays small. */
+    CURL *c = NULL;
     char merge[24], lease[24];
     snprintf(merge, sizeof merge, "%d", d->cfg.merge_max);
     /* A lease outlives the longest send, so nobody else takes the rows meanwhile. */
     snprintf(lease, sizeof lease, "%ld", d->cfg.timeout_ms * 2 / 1000 + 30);
     int64_t next_expire = 0, next_sync = lf_mono_ms() + 3600 * 1000;
-    while (c && !atomic_load(&d->stop)) {
+    while (!atomic_load(&d->stop)) {
         if (lf_db_ensure(db) < 0) {
             s_nap(d, 1000);
             continue;
@@ -319,7 +327,15 @@ static void *s_worker_main(void *arg) {
             continue;
         }
         int n = PQntuples(res);
-        for (int i = 0; i < n && !atomic_load(&d->stop); i++)
+        if (n > 0 && !c) {
+            pthread_once(&s_curl_once, s_curl_init);
+            c = curl_easy_init();
+        }
+        if (n > 0 && !c) { /* the leases run out and the rows are sent later */
+            lf_warn("notifications not sent: libcurl could not start");
+            s_nap(d, 1000);
+        }
+        for (int i = 0; i < n && c && !atomic_load(&d->stop); i++)
             s_one(w, db, c, res, i);
         PQclear(res);
         if (n == 0)

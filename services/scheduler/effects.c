@@ -67,7 +67,7 @@ typedef struct {
 
 struct lf_effects {
     s_worker_t workers[LF_EFFECTS_WORKERS_MAX];
-    int n;            /* workers started */
+    int n;            /* workers (each thread started when first needed) */
     atomic_uint next; /* the worker the next hand-over goes to */
     atomic_int hold;  /* firing has a backlog: start no new batch (lf_effects_hold) */
 };
@@ -241,6 +241,16 @@ static void s_worker_stop(s_worker_t *e) {
     free(e->pending);
 }
 
+/* Starts worker e's thread. Returns 0, or -1 when it could not start. */
+static int s_worker_start(s_worker_t *e) {
+    if (pthread_create(&e->thread, NULL, s_main, e) != 0) {
+        lf_error("cannot start timer effects thread %d", e->index);
+        return -1;
+    }
+    e->started = 1;
+    return 0;
+}
+
 lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers) {
     lf_effects_t *self = lf_calloc(1, sizeof *self);
     if (workers < 1)
@@ -261,12 +271,13 @@ lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers) {
         pthread_mutex_init(&e->mu, NULL);
         pthread_cond_init(&e->cv, NULL);
         self->n = i + 1;
-        if (pthread_create(&e->thread, NULL, s_main, e) != 0) {
-            lf_error("cannot start timer effects thread %d", i);
-            lf_effects_stop(&self);
-            return NULL;
-        }
-        e->started = 1;
+    }
+    /* The first thread now (it sweeps what an earlier run left); the others, with
+     * their connections, when the first hand-over comes their way (lf_effects_push):
+     * an idle scheduler keeps one. */
+    if (s_worker_start(&self->workers[0]) < 0) {
+        lf_effects_stop(&self);
+        return NULL;
     }
     return self;
 }
@@ -281,6 +292,9 @@ void lf_effects_push(lf_effects_t *effects, const char *seqs) {
         return;
     s_worker_t *self =
         &effects->workers[atomic_fetch_add(&effects->next, 1) % (unsigned)effects->n];
+    /* Only the firing thread hands over, so starting a thread here races nothing. */
+    if (!self->started && s_worker_start(self) < 0)
+        self = &effects->workers[0];
     /* Parse outside the lock: "{1,2,3}". */
     size_t cap = 64, n = 0;
     long long *v = lf_malloc(cap * sizeof *v);

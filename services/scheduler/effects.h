@@ -22,16 +22,18 @@ typedef struct {
     int sweep_ms;         /* how often the outbox is swept for events not handed over */
 } lf_effects_cfg_t;
 
-/* Starts `workers` threads (1 to LF_EFFECTS_WORKERS_MAX), twins of the one consumer
+/* Sets up `workers` threads (1 to LF_EFFECTS_WORKERS_MAX), twins of the one consumer
  * with a connection each: hand-overs go to them in turn, so two batches' effects are
- * derived at once on two cores; the first also sweeps the outbox. cfg is copied; what
- * it borrows must outlive the result. Returns the handle (caller owns), or NULL when a
- * thread could not start. */
+ * derived at once on two cores; the first also sweeps the outbox. The first starts
+ * now, each other one with the first hand-over that comes its way (an idle scheduler
+ * holds one thread and its connections). cfg is copied; what it borrows must outlive
+ * the result. Returns the handle (caller owns), or NULL when the first thread could not
+ * start. */
 lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers);
 /* Hands over the outbox seqs of 'timer.fired' events that just committed, as a
  * PostgreSQL array literal "{1,2,3}" (borrowed). Never blocks on the database: the
  * seqs are queued, and what does not fit in the queue is left to the thread's sweep
- * of the outbox. */
+ * of the outbox. One thread (the firing one) hands over. */
 void lf_effects_push(lf_effects_t *self, const char *seqs);
 /* While on, the effects threads start no new batch (each waits at most a second):
  * firing a backlog of due timers gets the cores first, its effects follow. */

@@ -6,6 +6,7 @@
  * Delivery worker threads (deliver.c) send notifications on connections of their
  * own, so a slow or dead destination never holds up firing. */
 #include <curl/curl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +179,11 @@ int main(int argc, char **argv) {
     lf_config_t *cfg = lf_service_init("scheduler", s_cfg, argc, argv, &code);
     if (!cfg)
         return code;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* Idle memory (docs/benchmarks.md: 16 MiB): glibc gives every thread that
+     * allocates an arena of its own (9 threads here), and what a busy moment leaves in
+     * them stays resident; two arenas are enough for threads that mostly wait for
+     * PostgreSQL. libcurl starts with the first notification to send (deliver.c). */
+    mallopt(M_ARENA_MAX, 2);
     int rc = 1;
     char path[1024];
     void *zctx = zmq_ctx_new(), *sub = NULL, *pub = NULL;
@@ -249,9 +254,8 @@ int main(int argc, char **argv) {
     t.sla_text = json_dumps(t.sla, JSON_COMPACT);
     t.claim_batch = (int)lf_config_int(cfg, "LEADFLOW_TIMER_BATCH");
     nlanes = (int)lf_config_int(cfg, "LEADFLOW_TIMER_LANES");
-    for (int i = 0; i < nlanes; i++)
-        t.lanes[i] = lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"),
-                                   "leadflow-scheduler-fire");
+    /* The fire lanes connect when a drain first needs them (timers.c). */
+    t.db_url = lf_config_str(cfg, "LEADFLOW_DATABASE_URL");
     t.nlanes = nlanes;
     snprintf(t.zkey, sizeof t.zkey, "%stimers",
              lf_config_str(cfg, "LEADFLOW_REDIS_PREFIX"));
@@ -267,7 +271,10 @@ int main(int argc, char **argv) {
         .redis_port = (int)lf_config_int(cfg, "LEADFLOW_REDIS_PORT"),
         .zkey = t.zkey,
         .sla_text = t.sla_text,
-        .batch = t.claim_batch,
+        /* At most 500 events' effects per transaction: a stop waits for the batch in
+         * flight (with 2,000 it took up to 3 s under load, and a restart then fired
+         * late); smaller batches cost ~15% more CPU per effect. */
+        .batch = t.claim_batch < 500 ? t.claim_batch : 500,
         .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
     };
     /* As many effects threads as fire lanes: the effects of a batch cost several
@@ -278,7 +285,13 @@ int main(int argc, char **argv) {
     t.effects = effects;
     if (s_start_delivery(cfg, db, &notify_tpl, &routing, teams, &deliver) < 0)
         goto out;
+    /* Firing in a thread of its own (timers.c), after the rebuild. */
+    if (lf_timers_fire_start(&t, lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
+                             (int)lf_config_int(cfg, "LEADFLOW_REDIS_PORT"),
+                             (int)lf_config_int(cfg, "LEADFLOW_TICK_MS")) < 0)
+        goto out;
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
+    lf_consumer_set_batch_fn(consumer, lf_timers_on_events, 0);
     lf_consumer_on_batch(consumer, lf_timers_on_batch);
     lf_info("ready events=%s redis=%s:%ld", endpoints[0],
             lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
@@ -295,9 +308,11 @@ int main(int argc, char **argv) {
         .cfg = cfg,
     };
     rc = lf_loop_run(&loop);
-    lf_info("stopped fired=%ld effects=%ld keepalive_warnings=%ld", t.fired,
-            lf_effects_applied(effects), t.reminders);
+    lf_timers_fire_stop(&t);
+    lf_info("stopped fired=%ld effects=%ld keepalive_warnings=%ld", atomic_load(&t.fired),
+            lf_effects_applied(effects), atomic_load(&t.reminders));
 out:
+    lf_timers_fire_stop(&t); /* it hands over to the effects threads */
     lf_effects_stop(&effects);
     lf_deliver_stop(&deliver);
     json_decref(notify_tpl);

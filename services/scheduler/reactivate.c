@@ -76,7 +76,8 @@ int lf_reactivate_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
         return s_on_lost(t, db, lead_id);
     if (!strcmp(type, "lead.created")) {
         const char *p[] = {lead_id};
-        PGresult *res = lf_db_exec(db, "SELECT lf_keepalive_link_lost($1)", 1, p);
+        PGresult *res = lf_db_exec_prepared(db, "lf_keepalive_link_lost",
+                                            "SELECT lf_keepalive_link_lost($1)", 1, p);
         if (!res)
             return -1;
         if (!PQgetisnull(res, 0, 0))

@@ -43,10 +43,11 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
         return 0;
     }
     const char *p[] = {lead_id};
-    PGresult *res = lf_db_exec(db,
-                               "SELECT l.stage, l.grade, l.owner, l.closed_at IS NULL,"
-                               " l.team FROM leads l WHERE l.id = $1",
-                               1, p);
+    PGresult *res =
+        lf_db_exec_prepared(db, "lf_stale_lead",
+                            "SELECT l.stage, l.grade, l.owner, l.closed_at IS NULL,"
+                            " l.team FROM leads l WHERE l.id = $1",
+                            1, p);
     if (!res)
         return -1;
     if (PQntuples(res) != 1) {
@@ -83,11 +84,11 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
     char *data = json_dumps(dj, JSON_COMPACT);
     json_decref(dj);
     const char *q[] = {lead_id, at_s, owner, due_p[0], due_p[1], due_p[2], data};
-    PGresult *r =
-        lf_db_exec(db,
-                   "SELECT lf_keepalive_arm($1, $2::timestamptz, $3,"
-                   " $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::jsonb)",
-                   7, q);
+    PGresult *r = lf_db_exec_prepared(
+        db, "lf_keepalive_arm",
+        "SELECT lf_keepalive_arm($1, $2::timestamptz, $3,"
+        " $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::jsonb)",
+        7, q);
     free(data);
     PQclear(res);
     if (!r)

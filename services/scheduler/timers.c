@@ -10,7 +10,10 @@
  * per SLA or follow-up timer. What firing means - the reminder or escalation, its
  * notification, timeline entry and event, the next step's timer - is derived from
  * those events off the firing path, exactly once, by effects.c's thread, to which
- * the committed events' seqs are handed. Up to nlanes batches are in flight on their
+ * the committed events' seqs are handed. Firing runs in a thread of its own (with its
+ * own Redis connection), apart from the main thread's event handling, which creates
+ * the timers: a backlog of events to consume used to hold up the firing ticks for
+ * hundreds of milliseconds per loop turn. Up to nlanes batches are in flight on their
  * own connections, so the next claim overlaps the previous batch's work and commit.
  * Notifications are delivered by deliver.c's threads.
  *
@@ -24,6 +27,8 @@
 #include "timers.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +80,18 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
     return lf_clock_sla_arm(t, db, env, grade, 0);
 }
 
+int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                        void *arg) {
+    for (size_t i = 0; i < n; i++)
+        if (lf_timers_on_event(c, db, envs[i], arg) < 0 || db->err) {
+            /* The batch rolls back and comes again event by event: forget the timers
+             * it queued for Redis. */
+            lf_timers_on_batch(arg, 0);
+            return -1;
+        }
+    return 0;
+}
+
 void lf_timers_zadd(lf_redis_t *redis, const char *zkey, char *pairs) {
     size_t cap = 64, argc = 2;
     const char **argv = lf_malloc(cap * sizeof *argv);
@@ -124,6 +141,7 @@ void lf_timers_index_after_commit(lf_timers_t *t, const char *pairs) {
 
 void lf_timers_on_batch(void *arg, int committed) {
     lf_timers_t *t = arg;
+    t->batches++;
     if (committed && t->pending_len)
         s_zadd_pairs(t, t->pending);
     t->pending_len = 0;
@@ -193,42 +211,42 @@ fail:
 /* Takes a committed lf_fire_timers() result: counters, the keep-alive kinds' next
  * timers into Redis with one ZADD, and the 'timer.fired' events to the effects
  * thread. Returns the number fired. */
-static int s_took(lf_timers_t *t, PGresult *res) {
+static int s_took(lf_timers_t *t, lf_redis_t *redis, PGresult *res) {
     if (PQntuples(res) != 1)
         return 0;
     int fired = atoi(PQgetvalue(res, 0, 0));
-    t->fired += fired;
-    t->reminders += atol(PQgetvalue(res, 0, 1));
-    t->escalations += atol(PQgetvalue(res, 0, 2));
+    atomic_fetch_add(&t->fired, fired);
+    atomic_fetch_add(&t->reminders, atol(PQgetvalue(res, 0, 1)));
+    atomic_fetch_add(&t->escalations, atol(PQgetvalue(res, 0, 2)));
     char *pairs = lf_strdup(PQgetvalue(res, 0, 4));
-    s_zadd_pairs(t, pairs);
+    lf_timers_zadd(redis, t->zkey, pairs);
     free(pairs);
     lf_effects_push(t->effects, PQgetvalue(res, 0, 5));
     return fired;
 }
 
 /* Fires the given timer ids (a PostgreSQL bigint[] literal) on db, waiting for the
- * commit. Returns the number that fired, or -1. */
-static int s_fire_sync(lf_timers_t *t, lf_db_t *db, const char *ids) {
+ * commit; redis takes the next timers. Returns the number that fired, or -1. */
+static int s_fire_sync(lf_timers_t *t, lf_db_t *db, lf_redis_t *redis, const char *ids) {
     const char *p[] = {ids, t->sla_text};
     PGresult *res = lf_db_exec_prepared(db, "lf_fire_timers", S_FIRE_SQL, 2, p);
     if (!res) {
         lf_warn("timer batch not fired (will be swept): %s", db->errstr);
         return -1;
     }
-    int fired = s_took(t, res);
+    int fired = s_took(t, redis, res);
     PQclear(res);
     return fired;
 }
 
 /* Claims up to claim_batch due ids from Redis into *ids (a bigint[] literal, caller
  * frees). Returns how many, or -1 when Redis failed. */
-static int s_claim(lf_timers_t *t, char **ids) {
+static int s_claim(lf_timers_t *t, lf_redis_t *redis, char **ids) {
     char now[24], lim[16];
     snprintf(now, sizeof now, "%lld", (long long)lf_now_ms());
     snprintf(lim, sizeof lim, "%d", t->claim_batch);
     redisReply *r =
-        lf_redis_cmd(t->redis, "EVAL %s 1 %s %s %s", s_claim_lua, t->zkey, now, lim);
+        lf_redis_cmd(redis, "EVAL %s 1 %s %s %s", s_claim_lua, t->zkey, now, lim);
     if (!r)
         return -1;
     int n = r->type == REDIS_REPLY_ARRAY ? (int)r->elements : 0;
@@ -278,7 +296,7 @@ static int s_lane_send(s_lane_t *l, const lf_timers_t *t, const char *ids) {
 /* Reads what arrived on a busy lane. The result is used only after the statement's
  * implicit transaction ended (PQgetResult returned NULL), so next-step timers are
  * indexed only once they are committed. */
-static void s_lane_read(s_lane_t *l, lf_timers_t *t) {
+static void s_lane_read(s_lane_t *l, lf_timers_t *t, lf_redis_t *redis) {
     if (!PQconsumeInput(l->db->conn)) {
         s_lane_broken(l, "read");
         return;
@@ -287,7 +305,7 @@ static void s_lane_read(s_lane_t *l, lf_timers_t *t) {
         PGresult *r = PQgetResult(l->db->conn);
         if (!r) {
             if (l->got && !l->failed)
-                s_took(t, l->got);
+                s_took(t, redis, l->got);
             PQclear(l->got);
             l->got = NULL;
             l->busy = 0;
@@ -314,7 +332,7 @@ enum { S_DRAIN_DONE, S_DRAIN_MORE, S_DRAIN_PG_DOWN };
  * (monotonic ms). Returns S_DRAIN_MORE when it stopped at the deadline with more due,
  * S_DRAIN_PG_DOWN when PostgreSQL was unreachable, S_DRAIN_DONE otherwise (nothing
  * due left, or Redis failing: the sweep covers it). */
-static int s_drain(lf_timers_t *t, int64_t deadline) {
+static int s_drain(lf_timers_t *t, lf_redis_t *redis, int64_t deadline) {
     s_lane_t lanes[LF_TIMERS_LANES_MAX];
     int nl = t->nlanes < LF_TIMERS_LANES_MAX ? t->nlanes : LF_TIMERS_LANES_MAX;
     int more = 1, end = S_DRAIN_DONE;
@@ -323,9 +341,9 @@ static int s_drain(lf_timers_t *t, int64_t deadline) {
             if (lf_mono_ms() >= deadline)
                 return S_DRAIN_MORE;
             char *ids = NULL;
-            int n = s_claim(t, &ids);
+            int n = s_claim(t, redis, &ids);
             if (n > 0)
-                s_fire_sync(t, t->db, ids);
+                s_fire_sync(t, t->db, redis, ids);
             free(ids);
             more = n >= t->claim_batch;
         }
@@ -337,6 +355,9 @@ static int s_drain(lf_timers_t *t, int64_t deadline) {
         for (int i = 0; i < nl && more; i++) {
             if (lanes[i].busy)
                 continue;
+            if (!lanes[i].db) /* a lane is connected when first needed */
+                lanes[i].db = t->lanes[i] =
+                    lf_db_connect(t->db_url, "leadflow-scheduler-fire");
             if (lf_mono_ms() >= deadline) {
                 more = 0;
                 end = S_DRAIN_MORE;
@@ -348,7 +369,7 @@ static int s_drain(lf_timers_t *t, int64_t deadline) {
                 break;
             }
             char *ids = NULL;
-            int n = s_claim(t, &ids);
+            int n = s_claim(t, redis, &ids);
             if (n < t->claim_batch)
                 more = 0;
             else
@@ -373,21 +394,21 @@ static int s_drain(lf_timers_t *t, int64_t deadline) {
             lf_warn("poll: %s", strerror(errno));
         for (int k = 0; k < nb; k++)
             if (pf[k].revents)
-                s_lane_read(&lanes[idx[k]], t);
+                s_lane_read(&lanes[idx[k]], t, redis);
     }
     return end;
 }
 
 /* Fires pending timers that are past due by more than two seconds: Redis lost them
  * (restart without persistence, a crash between claim and commit). */
-static void s_sweep_pg(lf_timers_t *t, int64_t deadline) {
+static void s_sweep_pg(lf_timers_t *t, lf_db_t *db, lf_redis_t *redis, int64_t deadline) {
     char lim[16];
     snprintf(lim, sizeof lim, "%d", t->claim_batch);
     const char *p[] = {lim};
     int n;
     do {
         PGresult *res = lf_db_exec(
-            t->db,
+            db,
             "SELECT coalesce('{' || string_agg(id::text, ',') || '}', '{}'), count(*)"
             " FROM (SELECT id FROM timers WHERE state = 'pending'"
             " AND due_at < now() - interval '2 seconds'"
@@ -397,7 +418,7 @@ static void s_sweep_pg(lf_timers_t *t, int64_t deadline) {
             return;
         n = atoi(PQgetvalue(res, 0, 1));
         if (n > 0) {
-            int fired = s_fire_sync(t, t->db, PQgetvalue(res, 0, 0));
+            int fired = s_fire_sync(t, db, redis, PQgetvalue(res, 0, 0));
             if (fired > 0)
                 lf_info("fired overdue timers Redis did not have fired=%d", fired);
             if (fired < 0)
@@ -407,36 +428,147 @@ static void s_sweep_pg(lf_timers_t *t, int64_t deadline) {
     } while (n >= t->claim_batch && lf_mono_ms() < deadline);
 }
 
+/* Gives the memory a busy moment left in malloc's free lists back to the system
+ * (idle RSS, docs/benchmarks.md), at most every two seconds and only when nothing
+ * fired since the last look, after some work was done since the last time. */
+static void s_trim_when_idle(lf_timers_t *t, long fired_before, int64_t now) {
+    long fired = atomic_load(&t->fired);
+    long mark = fired + lf_effects_applied(t->effects);
+    if (fired != fired_before || mark == t->trim_mark || now < t->next_trim)
+        return;
+    malloc_trim(0);
+    t->trim_mark = mark;
+    t->next_trim = now + 2000;
+}
+
+/* Milliseconds until the first timer in the index is due, at most cap. */
+static int s_next_due(lf_timers_t *t, lf_redis_t *redis, int cap) {
+    redisReply *r = lf_redis_cmd(redis, "ZRANGE %s 0 0 WITHSCORES", t->zkey);
+    int wait = cap;
+    if (r && r->elements == 2) {
+        long long due = atoll(r->element[1]->str) - lf_now_ms();
+        wait = due < 0 ? 0 : (due > cap ? cap : (int)due);
+    }
+    if (r)
+        freeReplyObject(r);
+    return wait;
+}
+
+/* One round of firing: due timers from Redis (at most a second of it), then, with
+ * nothing left due, the timers Redis forgot. Returns the milliseconds until the next
+ * due timer (at most cap), 0 when more is due now, -1 when PostgreSQL is down. */
+static int s_fire_round(lf_timers_t *t, lf_db_t *db, lf_redis_t *redis, int cap) {
+    int64_t now = lf_mono_ms();
+    int end = s_drain(t, redis, now + 1000);
+    if (end == S_DRAIN_MORE)
+        return 0;
+    lf_effects_hold(t->effects, 0); /* the backlog is fired: its effects may go */
+    if (end == S_DRAIN_PG_DOWN)
+        return -1;
+    if (now >= t->next_pg_sweep && db && lf_db_ensure(db) == 0) {
+        s_sweep_pg(t, db, redis, lf_mono_ms() + 1000);
+        t->next_pg_sweep = now + 1000;
+    }
+    return s_next_due(t, redis, cap);
+}
+
+/* The firing thread: rounds of firing on the lanes, with a Redis connection of its
+ * own, whatever the main thread is doing (a backlog of events to consume took it
+ * hundreds of milliseconds per turn, and timers waited for it). */
+static void *s_fire_main(void *arg) {
+    lf_timers_t *t = arg;
+    lf_redis_t *redis = lf_redis_connect(t->redis_host, t->redis_port);
+    while (!atomic_load(&t->fire_stop)) {
+        long fired_before = atomic_load(&t->fired);
+        /* The sweep of overdue timers uses the first lane, idle between drains. */
+        if (!t->lanes[0])
+            t->lanes[0] = lf_db_connect(t->db_url, "leadflow-scheduler-fire");
+        int wait = s_fire_round(t, t->lanes[0], redis, t->tick_ms);
+        if (wait == 0)
+            continue;
+        if (wait < 0)
+            wait = t->tick_ms; /* PostgreSQL down: try again a tick later */
+        s_trim_when_idle(t, fired_before, lf_mono_ms());
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&t->fire_mu);
+        if (!atomic_load(&t->fire_stop))
+            pthread_cond_timedwait(&t->fire_cv, &t->fire_mu, &ts);
+        pthread_mutex_unlock(&t->fire_mu);
+    }
+    lf_redis_destroy(&redis);
+    return NULL;
+}
+
+int lf_timers_fire_start(lf_timers_t *t, const char *redis_host, int redis_port,
+                         int tick_ms) {
+    if (t->nlanes <= 0)
+        return 0; /* firing stays on the main connection, in the tick */
+    t->redis_host = redis_host;
+    t->redis_port = redis_port;
+    t->tick_ms = tick_ms > 0 ? tick_ms : 100;
+    atomic_store(&t->fire_stop, 0);
+    pthread_mutex_init(&t->fire_mu, NULL);
+    pthread_cond_init(&t->fire_cv, NULL);
+    if (pthread_create(&t->fire_thread, NULL, s_fire_main, t) != 0) {
+        lf_error("cannot start the timer firing thread");
+        pthread_mutex_destroy(&t->fire_mu);
+        pthread_cond_destroy(&t->fire_cv);
+        return -1;
+    }
+    t->fire_started = 1;
+    return 0;
+}
+
+void lf_timers_fire_stop(lf_timers_t *t) {
+    if (!t->fire_started)
+        return;
+    pthread_mutex_lock(&t->fire_mu);
+    atomic_store(&t->fire_stop, 1);
+    pthread_cond_signal(&t->fire_cv);
+    pthread_mutex_unlock(&t->fire_mu);
+    pthread_join(t->fire_thread, NULL);
+    pthread_mutex_destroy(&t->fire_mu);
+    pthread_cond_destroy(&t->fire_cv);
+    t->fire_started = 0;
+}
+
 int lf_timers_tick(void *arg) {
     lf_timers_t *t = arg;
-    int64_t now = lf_mono_ms();
     redisReply *r = lf_redis_cmd(t->redis, "EXISTS %s", t->epoch_key);
     if (r) {
         long exists = r->integer;
         freeReplyObject(r);
-        if (!exists)
-            lf_timers_rebuild(t);
+        if (!exists && lf_timers_rebuild(t) > 0)
+            malloc_trim(0); /* the rebuild's result of every pending timer is freed */
     }
-    /* At most a second of firing per tick, so events keep being consumed. */
-    int end = s_drain(t, now + 1000);
-    if (end == S_DRAIN_MORE)
-        return 0;                   /* more is due: come back right after the events */
-    lf_effects_hold(t->effects, 0); /* the backlog is fired: its effects may go */
-    if (end == S_DRAIN_PG_DOWN)
-        return -1;                  /* try again a tick later */
+    /* What event batches left in malloc's free lists (envelopes, results) goes back
+     * too, at most every two seconds while events come. */
+    int64_t now_ms = lf_mono_ms();
+    if (t->batches != t->trim_batches && now_ms >= t->next_main_trim) {
+        malloc_trim(0);
+        t->trim_batches = t->batches;
+        t->next_main_trim = now_ms + 2000;
+    }
+    int wait;
+    if (t->fire_started) {
+        wait = 1000; /* the firing thread fires; the loop's tick interval caps this */
+    } else {
+        int64_t now = lf_mono_ms();
+        long fired_before = atomic_load(&t->fired);
+        wait = s_fire_round(t, t->db, t->redis, 100000);
+        if (wait == 0)
+            return 0; /* more is due: come back right after the events */
+        if (wait < 0)
+            return -1; /* try again a tick later */
+        s_trim_when_idle(t, fired_before, now);
+    }
     lf_digests_tick(t, t->digests); /* team digest timers: clocks.h */
-    if (now >= t->next_pg_sweep) {
-        s_sweep_pg(t, lf_mono_ms() + 1000);
-        t->next_pg_sweep = now + 1000;
-    }
-    /* Sleep until the next due timer, at most the loop's tick interval. */
-    r = lf_redis_cmd(t->redis, "ZRANGE %s 0 0 WITHSCORES", t->zkey);
-    int wait = -1;
-    if (r && r->elements == 2) {
-        long long due = atoll(r->element[1]->str) - lf_now_ms();
-        wait = due < 0 ? 0 : (due > 100000 ? 100000 : (int)due);
-    }
-    if (r)
-        freeReplyObject(r);
     return wait;
 }

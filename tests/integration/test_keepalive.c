@@ -72,9 +72,7 @@ Test(keepalive, closing_a_deal_cancels_its_follow_up_and_sla_clocks, .timeout = 
     lf_h_config(h, "sla.json",
                 "{\"first_contact_seconds\":{\"A\":10,\"B\":10,\"C\":10,\"D\":10},"
                 "\"escalate_after_seconds\":{\"A\":600,\"B\":600,\"C\":600,\"D\":600}}");
-    lf_h_start(h, LF_H_INTAKE, 0);
-    lf_h_start(h, LF_H_ROUTER, 0);
-    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start_all(h, LF_H_INTAKE | LF_H_ROUTER | LF_H_SCHEDULER);
     char *lost = s_new_lead(h, "{\"phone\":\"13800138101\",\"region\":\"east\"}");
     char *won = s_new_lead(h, "{\"phone\":\"13800138102\",\"region\":\"east\"}");
     char *owner = s_wait_owner(h, lost);
@@ -209,9 +207,7 @@ Test(keepalive, stale_ladder_warns_owner_then_manager_then_recycles_over_http,
     lf_h_t *h = lf_h_new(0, 1);
     lf_h_config(h, "keepalive.json", S_LADDER);
     s_no_team_cooldown(h);
-    lf_h_start(h, LF_H_INTAKE, 0);
-    lf_h_start(h, LF_H_ROUTER, 0);
-    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start_all(h, LF_H_INTAKE | LF_H_ROUTER | LF_H_SCHEDULER);
     char *id = s_new_lead(h, "{\"name\":\"赵六\",\"phone\":\"13800138111\","
                              "\"region\":\"east\",\"industry\":\"medical\"}");
     char *first = s_wait_owner(h, id);
@@ -316,9 +312,7 @@ Test(keepalive, recycled_deal_never_returns_to_a_previous_owner_in_the_cooldown,
     /* Every demo rep may take any lead, so a recycled deal has somewhere to go. */
     free(lf_h_sql(h, "UPDATE reps SET grades = '{}', skills = '{}', regions = '{}'"
                      " RETURNING 1"));
-    lf_h_start(h, LF_H_INTAKE, 0);
-    lf_h_start(h, LF_H_ROUTER, 0);
-    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start_all(h, LF_H_INTAKE | LF_H_ROUTER | LF_H_SCHEDULER);
     char *id = s_new_lead(h, "{\"name\":\"钱七\",\"phone\":\"13800138112\","
                              "\"region\":\"east\"}");
     char *first = s_wait_owner(h, id);
@@ -367,9 +361,7 @@ Test(keepalive, a_call_restarts_the_clock_and_a_note_does_not, .timeout = 120) {
         "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\": \"3s\"},"
         " \"warn_manager_after\": \"1h\", \"recycle_after\": \"1h\","
         " \"restart_on\": [\"call\", \"visit\"]}}");
-    lf_h_start(h, LF_H_INTAKE, 0);
-    lf_h_start(h, LF_H_ROUTER, 0);
-    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start_all(h, LF_H_INTAKE | LF_H_ROUTER | LF_H_SCHEDULER);
     char *called = s_new_lead(h, "{\"phone\":\"13800138121\",\"region\":\"east\"}");
     char *noted = s_new_lead(h, "{\"phone\":\"13800138122\",\"region\":\"east\"}");
     free(s_wait_owner(h, called));
@@ -590,9 +582,7 @@ Test(keepalive, lost_deal_comes_back_as_a_new_opportunity_over_http, .timeout = 
     lf_h_config(h, "keepalive.json",
                 "{\"clock\": \"wall\", \"reactivation\": {\"after\": {\"price\": \"3s\","
                 " \"other\": \"never\", \"no_budget\": \"1h\"}}}");
-    lf_h_start(h, LF_H_INTAKE, 0);
-    lf_h_start(h, LF_H_ROUTER, 0);
-    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start_all(h, LF_H_INTAKE | LF_H_ROUTER | LF_H_SCHEDULER);
     char *price = s_new_lead(h, "{\"name\":\"孙八\",\"company\":\"华东医疗器械\","
                                 "\"phone\":\"13800138131\",\"source\":\"baidu_sem\","
                                 "\"region\":\"east\",\"industry\":\"medical\"}");
@@ -913,9 +903,7 @@ Test(keepalive, teammate_claims_a_recycled_deal_during_the_previous_owners_coold
         " \"qualified\": \"1h\"}, \"warn_manager_after\": \"1s\","
         " \"recycle_after\": \"1s\", \"cooldown\": \"1h\"}}");
     s_no_team_cooldown(h);
-    lf_h_start(h, LF_H_INTAKE, 0);
-    lf_h_start(h, LF_H_ROUTER, 0);
-    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start_all(h, LF_H_INTAKE | LF_H_ROUTER | LF_H_SCHEDULER);
     char *id = s_new_lead(h, "{\"name\":\"周九\",\"phone\":\"13800138141\","
                              "\"region\":\"east\",\"industry\":\"software\"}");
     char *first = s_wait_owner(h, id);
@@ -1021,9 +1009,7 @@ Test(keepalive, overdue_follow_up_escalates_to_the_owners_manager_over_http,
         h, "keepalive.json",
         "{\"clock\": \"wall\", \"stale\": {\"restart_on\": [\"call\", \"visit\"]},"
         " \"follow_up\": {\"escalate_after\": {\"default\": \"2s\", \"A\": \"1h\"}}}");
-    lf_h_start(h, LF_H_INTAKE, 0);
-    lf_h_start(h, LF_H_ROUTER, 0);
-    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_h_start_all(h, LF_H_INTAKE | LF_H_ROUTER | LF_H_SCHEDULER);
     const char *phones[] = {"13800138151", "13800138152", "13800138153", "13800138154"};
     char *ids[4], *owners[4];
     for (int i = 0; i < 4; i++) {
@@ -1226,10 +1212,7 @@ Test(keepalive, recycled_and_reactivated_deals_in_the_rollups_and_their_own_funn
         " \"cooldown\": \"1h\"}, \"reactivation\": {\"after\": {\"price\": \"2s\","
         " \"other\": \"never\"}}}");
     s_no_team_cooldown(h);
-    lf_h_start(h, LF_H_INTAKE, 0);
-    lf_h_start(h, LF_H_ROUTER, 0);
-    lf_h_start(h, LF_H_SCHEDULER, 0);
-    lf_h_start(h, LF_H_ANALYTICS, 0);
+    lf_h_start_all(h, LF_H_ALL);
     char *rec = s_new_lead(h, "{\"phone\":\"13800138161\",\"region\":\"east\"}");
     char *lost = s_new_lead(h, "{\"phone\":\"13800138162\",\"region\":\"east\"}");
     char *first = s_wait_owner(h, rec);

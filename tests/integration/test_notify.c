@@ -18,17 +18,10 @@
 
 #include "../../services/scheduler/notify_format.h"
 #include "../support/harness.h"
+#include "../support/notify_setup.h"
 #include "../support/receiver.h"
 
 TestSuite(notify, .fini = lf_h_fini);
-
-/* Retries in tenths of seconds instead of minutes. */
-static void s_fast(lf_h_t *h) {
-    lf_h_env(h, "LEADFLOW_NOTIFY_BACKOFF_MS", "100");
-    lf_h_env(h, "LEADFLOW_NOTIFY_BACKOFF_MAX_MS", "800");
-    lf_h_env(h, "LEADFLOW_NOTIFY_POLL_MS", "50");
-    lf_h_env(h, "LEADFLOW_NOTIFY_TIMEOUT_MS", "1000");
-}
 
 /* Leads L<first>..L<first+n-1> owned by wang.fang, each with a notification of kind
  * for rep, in one statement (one fan-out). */
@@ -47,15 +40,6 @@ static void s_notifications(lf_h_t *h, int first, int n, const char *rep,
              " RETURNING 1",
              first, first + n - 1, rep, kind, first, first + n - 1);
     free(lf_h_sql(h, q));
-}
-
-static void s_set_notify(lf_h_t *h, const char *rep, const char *json) {
-    char q[4096];
-    snprintf(q, sizeof q, "UPDATE reps SET notify = '%s' WHERE id = '%s' RETURNING 1",
-             json, rep);
-    char *r = lf_h_sql(h, q);
-    cr_assert(r && !strcmp(r, "1"), "cannot set %s's destinations", rep);
-    free(r);
 }
 
 static json_t *s_json(char *text) {
@@ -122,13 +106,13 @@ Test(notify, each_target_gets_its_own_body_and_signature, .timeout = 90) {
         " {\"type\": \"email\", \"to\": \"wang.fang@example.com\"}]",
         lf_rcv_port(wecom), lf_rcv_port(ding), lf_rcv_port(feishu), lf_rcv_port(slack),
         lf_rcv_port(hook));
-    s_set_notify(h, "wang.fang", dests);
+    lf_h_set_notify(h, "wang.fang", dests);
     snprintf(smtp_url, sizeof smtp_url, "smtp://127.0.0.1:%d", lf_rcv_port(smtp));
     lf_h_env(h, "LEADFLOW_SMTP_URL", smtp_url);
     lf_h_env(h, "LEADFLOW_SMTP_FROM", "leadflow@example.com");
     lf_h_env(h, "LEADFLOW_SMTP_TLS", "try");
     lf_h_env(h, "LEADFLOW_LINK_TEMPLATE", "https://crm.example.com/leads/{lead_id}");
-    s_fast(h);
+    lf_h_notify_fast(h);
     s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
     cr_expect_eq(s_count(h, "true"), 6, "one delivery per destination");
     lf_h_start(h, LF_H_SCHEDULER, 0);
@@ -296,8 +280,8 @@ Test(notify, answers_decide_retry_or_dead, .timeout = 90) {
              " {\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/g\"}]",
              lf_rcv_port(r[0]), lf_rcv_port(r[1]), lf_rcv_port(r[2]), lf_rcv_port(r[3]),
              lf_rcv_port(r[4]), lf_rcv_port(r[5]), lf_rcv_port(r[6]));
-    s_set_notify(h, "wang.fang", dests);
-    s_fast(h);
+    lf_h_set_notify(h, "wang.fang", dests);
+    lf_h_notify_fast(h);
     lf_h_env(h, "LEADFLOW_NOTIFY_WORKERS", "4"); /* a hang holds only one of them */
     s_notifications(h, 1, 1, "wang.fang", "sla_reminder");
     lf_h_start(h, LF_H_SCHEDULER, 0);
@@ -340,12 +324,7 @@ Test(notify, a_receiver_down_then_back_loses_nothing, .timeout = 120) {
     lf_rcv_t *r = lf_rcv_start(0);
     lf_rcv_down(r, 1);
     lf_h_t *h = lf_h_new(0, 1);
-    char dests[256];
-    snprintf(dests, sizeof dests,
-             "[{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/h\"}]",
-             lf_rcv_port(r));
-    s_set_notify(h, "wang.fang", dests);
-    s_fast(h);
+    lf_h_notify_to(h, "wang.fang", r, "webhook", "/h", NULL);
     lf_h_env(h, "LEADFLOW_NOTIFY_MERGE_MAX", "7");
     lf_h_start(h, LF_H_SCHEDULER, 0);
     /* Notifications keep coming while the receiver is down. */
@@ -389,12 +368,7 @@ Test(notify, two_schedulers_never_send_one_row_twice, .timeout = 120) {
     lf_rcv_default(r, (lf_rcv_answer_t){
                           .status = 200, .body = "", .retry_after = 0, .delay_ms = 30});
     lf_h_t *h = lf_h_new(0, 1);
-    char dests[256];
-    snprintf(dests, sizeof dests,
-             "[{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/h\"}]",
-             lf_rcv_port(r));
-    s_set_notify(h, "wang.fang", dests);
-    s_fast(h);
+    lf_h_notify_to(h, "wang.fang", r, "webhook", "/h", NULL);
     lf_h_env(h, "LEADFLOW_NOTIFY_MERGE_MAX", "3");
     lf_h_env(h, "LEADFLOW_NOTIFY_WORKERS", "3");
     const int n = 300;
@@ -440,13 +414,7 @@ Test(notify, a_burst_of_500_for_one_robot_is_a_few_merged_messages, .timeout = 1
     lf_rcv_default(
         r, (lf_rcv_answer_t){.status = 200, .body = "{\"errcode\":0,\"errmsg\":\"ok\"}"});
     lf_h_t *h = lf_h_new(0, 1);
-    char dests[256];
-    snprintf(dests, sizeof dests,
-             "[{\"type\": \"wecom\", \"url\": \"http://127.0.0.1:%d/send?key=k\","
-             " \"to\": \"13800138000\"}]",
-             lf_rcv_port(r));
-    s_set_notify(h, "wang.fang", dests);
-    s_fast(h);
+    lf_h_notify_to(h, "wang.fang", r, "wecom", "/send?key=k", "\"to\": \"13800138000\"");
     lf_h_env(h, "LEADFLOW_NOTIFY_WORKERS", "4");
     lf_h_start(h, LF_H_SCHEDULER, 0);
     /* A handover of 500 leads: 500 notifications in one go. */
@@ -487,9 +455,9 @@ Test(notify, smtp_temporary_refusal_is_retried, .timeout = 60) {
     lf_h_env(h, "LEADFLOW_SMTP_URL", url);
     lf_h_env(h, "LEADFLOW_SMTP_FROM", "leadflow@example.com");
     lf_h_env(h, "LEADFLOW_SMTP_TLS", "try");
-    s_fast(h);
-    s_set_notify(h, "li.ming",
-                 "[{\"type\": \"email\", \"to\": \"li.ming@example.com\"}]");
+    lf_h_notify_fast(h);
+    lf_h_set_notify(h, "li.ming",
+                    "[{\"type\": \"email\", \"to\": \"li.ming@example.com\"}]");
     s_notifications(h, 1, 1, "li.ming", "sla_escalation");
     lf_h_start(h, LF_H_SCHEDULER, 0);
     cr_assert(lf_h_wait_sql(h, "SELECT state || ':' || attempts FROM notify_deliveries",
@@ -518,8 +486,8 @@ Test(notify, quiet_hours_hold_back_all_but_escalations, .timeout = 60) {
              "[{\"type\": \"slack\", \"url\": \"http://127.0.0.1:%d/s\"},"
              " {\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/h\"}]",
              lf_rcv_port(r), lf_rcv_port(hook));
-    s_set_notify(h, "wang.fang", dests);
-    s_set_notify(h, "zhang.wei", dests);
+    lf_h_set_notify(h, "wang.fang", dests);
+    lf_h_set_notify(h, "zhang.wei", dests);
     /* wang.fang: its own work_hours, tomorrow 09:00-10:00 UTC; zhang.wei: none, so its
      * team's calendar; chen.jing (south) ignores shifts: never quiet. */
     free(lf_h_sql(h, "UPDATE reps SET timezone = 'UTC', ignore_shift = false,"
@@ -528,7 +496,7 @@ Test(notify, quiet_hours_hold_back_all_but_escalations, .timeout = 60) {
                      " RETURNING 1"));
     free(lf_h_sql(h, "UPDATE reps SET ignore_shift = false, work_hours = NULL"
                      " WHERE id = 'zhang.wei' RETURNING 1"));
-    s_fast(h);
+    lf_h_notify_fast(h);
     lf_h_start(h, LF_H_SCHEDULER, 0); /* writes the team calendars to PostgreSQL */
     cr_assert(lf_h_wait_sql(h,
                             "SELECT count(*) > 0 FROM notify_teams WHERE team = 'east'"
@@ -573,16 +541,8 @@ Test(notify, a_failing_destination_is_paused_and_the_manager_told, .timeout = 60
     lf_rcv_t *bad = lf_rcv_start(0), *mgr = lf_rcv_start(0);
     lf_rcv_default(bad, (lf_rcv_answer_t){.status = 503, .body = "down"});
     lf_h_t *h = lf_h_new(0, 1);
-    char dests[256];
-    snprintf(dests, sizeof dests,
-             "[{\"type\": \"slack\", \"url\": \"http://127.0.0.1:%d/s\"}]",
-             lf_rcv_port(bad));
-    s_set_notify(h, "wang.fang", dests);
-    snprintf(dests, sizeof dests,
-             "[{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/m\"}]",
-             lf_rcv_port(mgr));
-    s_set_notify(h, "li.ming", dests);
-    s_fast(h);
+    lf_h_notify_to(h, "wang.fang", bad, "slack", "/s", NULL);
+    lf_h_notify_to(h, "li.ming", mgr, "webhook", "/m", NULL);
     lf_h_env(h, "LEADFLOW_NOTIFY_PAUSE_AFTER_S", "1");
     s_notifications(h, 1, 1, "wang.fang", "sla_reminder");
     lf_h_start(h, LF_H_SCHEDULER, 0);
@@ -703,9 +663,9 @@ Test(notify, destinations_through_the_api, .timeout = 60) {
 
 Test(notify, list_and_retry_through_the_api, .timeout = 60) {
     lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
-    s_set_notify(h, "wang.fang",
-                 "[{\"type\": \"dingtalk\", \"url\": \"http://127.0.0.1:9/robot/send?"
-                 "access_token=tok987654\", \"secret\": \"SECxyz\"}]");
+    lf_h_set_notify(h, "wang.fang",
+                    "[{\"type\": \"dingtalk\", \"url\": \"http://127.0.0.1:9/robot/send?"
+                    "access_token=tok987654\", \"secret\": \"SECxyz\"}]");
     s_notifications(h, 1, 2, "wang.fang", "sla_reminder");
     free(lf_h_sql(h, "UPDATE notify_deliveries SET state = 'dead', attempts = 3,"
                      " last_error = 'HTTP 200 code 310000' WHERE notification_id = 1"
@@ -787,7 +747,7 @@ Test(notify, team_and_global_destinations_from_the_configuration, .timeout = 60)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/all", lf_rcv_port(global));
     lf_h_env(h, "LEADFLOW_WEBHOOK_URL", url);
     lf_h_env(h, "LEADFLOW_WEBHOOK_SECRET", "g");
-    s_fast(h);
+    lf_h_notify_fast(h);
     lf_h_start(h, LF_H_SCHEDULER, 0);
     /* wang.fang is in team east; chen.jing in south (no team destinations). */
     s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
@@ -846,13 +806,8 @@ Test(notify, a_kill_between_send_and_record_repeats_with_the_same_delivery_id,
     lf_rcv_t *r = lf_rcv_start(0);
     lf_rcv_script(r, &(lf_rcv_answer_t){.status = 200, .delay_ms = 800}, 1);
     lf_h_t *h = lf_h_new(0, 1);
-    char dests[256];
-    snprintf(dests, sizeof dests,
-             "[{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/h\", \"secret\": "
-             "\"s\"}]",
-             lf_rcv_port(r));
-    s_set_notify(h, "wang.fang", dests);
-    s_fast(h); /* 1 s timeout: a lease of 32 s */
+    /* A 1 s timeout (lf_h_notify_fast): a lease of 32 s. */
+    lf_h_notify_to(h, "wang.fang", r, "webhook", "/h", "\"secret\": \"s\"");
     s_notifications(h, 1, 3, "wang.fang", "lead_assigned");
     lf_h_start(h, LF_H_SCHEDULER, 0);
     cr_assert_eq(lf_rcv_wait(r, 1, 15000), 1);

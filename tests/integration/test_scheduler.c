@@ -310,6 +310,67 @@ Test(scheduler, sla_chain_and_follow_ups_record_what_they_did_before, .timeout =
     lf_h_destroy(&h);
 }
 
+/* Entries the system writes on its own (reminders, escalations, follow-up reminders,
+ * overdue notices, stale warnings, digests) leave leads.updated_at where it was, so a CRM
+ * syncing by updated_at is not sent every reminded lead again; entries that record what
+ * a person did (an activity, a stage move, a reassignment) still move it. */
+Test(scheduler, reminders_leave_updated_at_and_activities_move_it, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(h, "sla.json",
+                "{\"first_contact_seconds\":{\"A\":1,\"B\":1,\"C\":1,\"D\":1},"
+                "\"escalate_after_seconds\":{\"A\":1,\"B\":1,\"C\":1,\"D\":1}}");
+    s_leads_with_timers(h, 1, 3, "C", 0.5);
+    free(lf_h_sql(h, "UPDATE leads SET updated_at = '2026-01-01T00:00:00Z'"
+                     " RETURNING 1"));
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    /* Reminder and escalation of each of the three leads. */
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM lead_events WHERE type IN"
+                            " ('sla_reminder', 'sla_escalation')",
+                            "6", 20000),
+              "the reminders and escalations were not written");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"
+                                  " WHERE updated_at = '2026-01-01T00:00:00Z'"),
+                 3, "a reminder or escalation moved updated_at");
+    /* The other entries the system writes on its own, as the keep-alive clocks write
+     * them. */
+    free(lf_h_sql(h,
+                  "INSERT INTO lead_events (lead_id, type, actor, data)"
+                  " SELECT '00000000-0000-7000-8000-000000000001', t, 'scheduler', '{}'"
+                  " FROM unnest(ARRAY['follow_up_reminder', 'follow_up_overdue',"
+                  " 'stale_warning', 'digest']) t RETURNING 1"));
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"
+                                  " WHERE updated_at = '2026-01-01T00:00:00Z'"),
+                 3, "a system notice moved updated_at");
+    /* A rep's activity on L1 and a stage move on L2 move theirs, in the same statement
+     * as a reminder on L3 (which does not). */
+    free(lf_h_sql(h, "INSERT INTO lead_events (lead_id, type, actor, data) VALUES"
+                     " ('00000000-0000-7000-8000-000000000001', 'activity', 'wang.fang',"
+                     " '{\"seq\": 1, \"activity\": \"call\"}'),"
+                     " ('00000000-0000-7000-8000-000000000002', 'stage_changed', "
+                     "'wang.fang', '{\"from\": \"new\", \"to\": \"contacted\"}'),"
+                     " ('00000000-0000-7000-8000-000000000003', 'sla_reminder', "
+                     "'scheduler', '{}') RETURNING 1"));
+    char *s = lf_h_sql(h, "SELECT string_agg(right(id::text, 1) || ':' ||"
+                          " (updated_at > now() - interval '1 minute'), ',' ORDER BY id)"
+                          " FROM leads");
+    cr_expect_str_eq(s, "1:true,2:true,3:false");
+    free(s);
+    /* A reassignment moves it too (the move writes the lead; its 'reassigned' entry). */
+    free(lf_h_sql(
+        h, "INSERT INTO reps (id, name) VALUES ('zhao.test', 'Zhao Test') RETURNING 1"));
+    s = lf_h_sql(h,
+                 "SELECT status FROM lf_move_lead("
+                 "'00000000-0000-7000-8000-000000000003', 'zhao.test', 'admin', 'assign',"
+                 " 'test', NULL, NULL, false, false)");
+    cr_expect_str_eq(s, "moved");
+    free(s);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"
+                                  " WHERE updated_at > now() - interval '1 minute'"),
+                 3);
+    lf_h_destroy(&h);
+}
+
 /* A webhook that takes a second per request and counts the reminders it got. */
 typedef struct {
     int fd, port, stop;

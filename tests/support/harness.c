@@ -177,10 +177,14 @@ lf_h_t *lf_h_new(int services, int seed) {
     for (int i = 0; i < 3; i++)
         self->zmq_port[i] = s_free_port();
     s_current = self;
+    lf_h_start_all(self, services);
+    return self;
+}
+
+void lf_h_start_all(lf_h_t *self, int services) {
     for (int s = 0; s < S_NSVC; s++)
         if (services & (1 << s))
             lf_h_start(self, 1 << s, 0);
-    return self;
 }
 
 static int s_index(int service) {

@@ -47,6 +47,10 @@ void lf_h_env(lf_h_t *self, const char *name, const char *value);
 /* Starts one service (LF_H_*); waits until it is ready. A second instance of the
  * same service is started with instance = 1. */
 void lf_h_start(lf_h_t *self, int service, int instance);
+/* Starts instance 0 of each service in services (LF_H_* bits), in the order intake,
+ * router, scheduler, analytics: the services of lf_h_new, for a test that writes its
+ * configuration first. */
+void lf_h_start_all(lf_h_t *self, int services);
 /* Stops one service: SIGTERM and a clean exit expected, or SIGKILL when kill9. */
 void lf_h_stop(lf_h_t *self, int service, int instance, int kill9);
 pid_t lf_h_pid(lf_h_t *self, int service, int instance);
