@@ -47,9 +47,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "assign.h"
+#include "jtext.h"
 #include "lf/event.h"
 #include "lf/log.h"
 #include "lf/pgarray.h"
@@ -70,17 +72,23 @@ enum { S_SKIPS = sizeof s_skip_names / sizeof s_skip_names[0] };
 enum { S_CODE_CHOSEN = 16, S_CODE_STICKY = 32, S_CODE_REP_SHIFT = 8 };
 
 /* Every lead of the batch with what deciding it needs, and the routing fingerprint
- * (uncorrelated subqueries: computed once). The known-customer lookup is that of
- * route.c's prelude, skipped for leads decided already. */
+ * (uncorrelated subqueries: computed once). The lead comes as the columns the scorecard
+ * and the team rules read (s_lead_json), not as lf_lead_canonical(l) in JSON: building,
+ * printing and parsing the whole document was a good part of a lead's cost on both
+ * sides. The known-customer lookup is that of route.c's prelude, skipped for leads
+ * decided already. */
 static const char *const s_prelude_sql =
-    "SELECT u.n, lf_lead_canonical(l)::text, l.assigned_at IS NOT NULL,"
+    "SELECT u.n, l.assigned_at IS NOT NULL,"
     " nullif(l.company_key, ''),"
     " CASE WHEN l.email IS NOT NULL AND NOT lower(split_part(l.email, '@', 2)) ="
     "  ANY ($2::text[]) THEN lower(split_part(l.email, '@', 2)) END,"
     " (extract(epoch FROM l.created_at) * 1000000)::bigint,"
     " s.owner, (extract(epoch FROM s.created_at) * 1000000)::bigint,"
     " (SELECT count(*) FROM reps), (SELECT coalesce(sum(version), 0) FROM reps),"
-    " (SELECT writer FROM routing_ledger WHERE team = '*')"
+    " (SELECT writer FROM routing_ledger WHERE team = '*'),"
+    " l.channel, l.source, l.urgency, l.industry, l.region, l.name, l.company, l.need,"
+    " l.phone, l.email, l.decision_maker, l.budget_min, l.budget_max, l.currency,"
+    " lf_rfc3339(l.created_at)"
     " FROM unnest($1::" S_ID "[]) WITH ORDINALITY u(id, n) JOIN leads l ON l.id = u.id"
     " LEFT JOIN LATERAL (SELECT s.owner, s.created_at FROM ("
     "   (SELECT k.owner, k.created_at FROM leads k WHERE l.assigned_at IS NULL"
@@ -97,7 +105,6 @@ static const char *const s_prelude_sql =
 
 enum {
     P_N,
-    P_LEAD,
     P_ASSIGNED,
     P_COMPANY,
     P_DOMAIN,
@@ -106,17 +113,32 @@ enum {
     P_STICKY_AT,
     P_REPS_N,
     P_REPS_V,
-    P_WRITER
+    P_WRITER,
+    P_FIELDS, /* the lead's string fields, in the order of s_fields */
+    P_DECISION_MAKER = P_FIELDS + 10,
+    P_BUDGET_MIN,
+    P_BUDGET_MAX,
+    P_CURRENCY,
+    P_CREATED_AT /* the lead's created_at as the lead.assigned payload gives it */
 };
 
-/* The decisions of a segment, written by one statement: per decided lead $1..$15 (one
- * array element each, in seq order), the rep dictionary $16. */
+/* The lead's string columns from P_FIELDS on, under their canonical names. */
+static const char *const s_fields[] = {"channel", "source", "urgency", "industry",
+                                       "region",  "name",   "company", "need",
+                                       "phone",   "email"};
+
+/* The decisions of a segment, written by one statement: per decided lead $1..$15 and
+ * $17 (one array element each, in seq order), the rep dictionary $16. The lead.assigned
+ * payloads ($17) are built in C, and the statement returns each event's seq, event id,
+ * time and version: the router builds the envelopes it publishes from those, instead of
+ * lf_envelope() and json_agg() in the statement and parsing them back. */
 static const char *const s_write_sql =
     "WITH d AS MATERIALIZED (SELECT * FROM unnest($1::" S_ID "[], $2::text[],"
     "  $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::text[], $8::text[],"
     "  $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[],"
-    "  $15::text[]) WITH ORDINALITY AS d(lead, grade, score, breakdown, owner, reason,"
-    "  queue, team, region, region_raw, industry, industry_raw, notify, need, cand, n)),"
+    "  $15::text[], $17::jsonb[]) WITH ORDINALITY AS d(lead, grade, score, breakdown,"
+    "  owner, reason, queue, team, region, region_raw, industry, industry_raw, notify,"
+    "  need, cand, payload, n)),"
     " upd AS (UPDATE leads l SET grade = d.grade, score = d.score,"
     "  score_breakdown = d.breakdown, graded_at = now(), owner = d.owner,"
     "  assignment_reason = d.reason, queue = d.queue, assigned_at = now(),"
@@ -156,16 +178,13 @@ static const char *const s_write_sql =
     "    THEN 'no_eligible_rep' END, 'notified', d.notify, 'assignment', asg.id)))"
     "   t(k, type, data) ORDER BY d.n, t.k),"
     " ob AS (INSERT INTO outbox (event_id, type, lead_id, payload)"
-    "  SELECT gen_random_uuid(), 'lead.assigned', d.lead, jsonb_build_object("
-    "   'grade', d.grade, 'score', d.score, 'owner', d.owner, 'queue', d.queue,"
-    "   'reason', d.reason, 'channel', upd.channel,"
-    "   'created_at', lf_rfc3339(upd.created_at), 'team', d.team, 'pool_reason',"
-    "   CASE WHEN d.owner IS NULL THEN 'no_eligible_rep' END)"
+    "  SELECT gen_random_uuid(), 'lead.assigned', d.lead, d.payload"
     "  FROM d JOIN upd ON upd.id = d.lead ORDER BY d.n"
-    "  RETURNING id, lf_envelope(id, event_id, type, lead_id, at, version, payload) AS "
-    "env)"
-    " SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM rep),"
-    "  (SELECT count(*) FROM asg), (SELECT json_agg(env ORDER BY id) FROM ob)::text";
+    "  RETURNING id, event_id, lead_id, at, version)"
+    " SELECT c.upd, c.rep, c.asg, ob.id, ob.event_id, ob.lead_id, lf_rfc3339(ob.at),"
+    "  ob.version FROM (SELECT (SELECT count(*) FROM upd) AS upd,"
+    "  (SELECT count(*) FROM rep) AS rep, (SELECT count(*) FROM asg) AS asg) c"
+    "  LEFT JOIN ob ON true ORDER BY ob.id";
 
 /* Columns of the write statement. */
 enum {
@@ -185,73 +204,88 @@ enum {
     C_NEED,
     C_CAND,
     C_REPS,
+    C_PAYLOAD,
     C_N
 };
 
 /* The decisions of a segment not written yet. */
 typedef struct {
     lf_pgarray_t col[C_N];
-    json_t *reps;   /* rep id -> its index in the dictionary (C_REPS) */
-    json_t *owners; /* rep id -> decisions for that rep so far */
-    json_t *known;  /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
-    size_t n;       /* decisions */
-    time_t now;     /* decision time */
+    const lf_pool_t *pool; /* the pool the arrays below index, NULL before a decision */
+    int *dict;             /* per pool rep: its index in the dictionary (C_REPS), or -1 */
+    int *count;            /* per pool rep: decisions for that rep so far */
+    size_t n_dict;         /* reps in the dictionary */
+    size_t n_owners;       /* reps with at least one decision */
+    json_t *known;         /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
+    char **payloads;       /* the lead.assigned payload of each decision (JSON text) */
+    char (*leads)[65];     /* the lead id of each decision, in order */
+    size_t cap;            /* entries allocated in payloads and leads */
+    size_t n;              /* decisions */
+    time_t now;            /* decision time */
 } s_seg_t;
 
 static void s_seg_init(s_seg_t *s) {
+    memset(s, 0, sizeof *s);
     for (int k = 0; k < C_N; k++)
         lf_pgarray_init(&s->col[k]);
-    s->reps = json_object();
-    s->owners = json_object();
     s->known = json_object();
-    s->n = 0;
     s->now = time(NULL);
 }
 
 static void s_seg_free(s_seg_t *s) {
     for (int k = 0; k < C_N; k++)
         lf_pgarray_free(&s->col[k]);
-    json_decref(s->reps);
-    json_decref(s->owners);
+    free(s->dict);
+    free(s->count);
     json_decref(s->known);
+    for (size_t i = 0; i < s->n; i++)
+        free(s->payloads[i]);
+    free(s->payloads);
+    free(s->leads);
     memset(s, 0, sizeof *s);
 }
 
-/* The index of a rep in the segment's dictionary, added on first use. */
-static long long s_rep_index(s_seg_t *s, const char *rep) {
-    json_t *v = json_object_get(s->reps, rep);
-    if (v)
-        return json_integer_value(v);
-    long long i = (long long)json_object_size(s->reps);
-    json_object_set_new(s->reps, rep, json_integer(i));
-    lf_pgarray_add(&s->col[C_REPS], rep);
-    return i;
+/* Sizes the segment's per-rep arrays for `pool` before its first decision. Returns 0,
+ * or -1 when the pool changed under decisions not written yet (their indices would
+ * name other reps). */
+static int s_seg_pool(s_seg_t *s, const lf_pool_t *pool) {
+    if (s->pool == pool)
+        return 0;
+    if (s->n > 0) {
+        lf_error("the assignment pool changed in the middle of a batch segment");
+        return -1;
+    }
+    size_t n = lf_pool_size(pool);
+    free(s->dict);
+    free(s->count);
+    s->dict = lf_malloc((n + 1) * sizeof *s->dict);
+    s->count = lf_calloc(n + 1, sizeof *s->count);
+    for (size_t i = 0; i < n; i++)
+        s->dict[i] = -1;
+    s->pool = pool;
+    return 0;
 }
 
-/* Encodes the candidates of a decision as an int[] literal into `out`. Returns 0, or -1
- * for an entry this file cannot encode (a skip reason it does not know). */
-static int s_encode_candidates(s_seg_t *s, const json_t *cands, lf_pgarray_t *out) {
-    size_t i;
-    json_t *e;
-    json_array_foreach(cands, i, e) {
-        const char *rep = json_string_value(json_object_get(e, "rep"));
-        const char *skip = json_string_value(json_object_get(e, "skip"));
-        if (!rep)
+/* Encodes the candidates of a decision as an int[] literal into `out`, from the pool's
+ * own arrays: the rep's index in the batch's dictionary (added on first use), the skip
+ * reason and the flags. Returns 0, or -1 for an entry this file cannot encode. */
+static int s_encode_candidates(s_seg_t *s, const lf_assign_result_t *res,
+                               lf_pgarray_t *out) {
+    for (size_t i = 0; i < res->n_cand; i++) {
+        const lf_assign_cand_t *e = &res->cand[i];
+        const char *rep = lf_pool_rep_id(s->pool, e->rep);
+        if (!rep || e->skip >= S_SKIPS)
             return -1;
-        long long code = 0;
-        if (skip) {
-            for (code = 1; code < S_SKIPS && strcmp(s_skip_names[code], skip); code++)
-                ;
-            if (code == S_SKIPS) {
-                lf_error("candidate skip reason unknown to the batch path: %s", skip);
-                return -1;
-            }
+        if (s->dict[e->rep] < 0) {
+            s->dict[e->rep] = (int)s->n_dict++;
+            lf_pgarray_add(&s->col[C_REPS], rep);
         }
-        if (json_is_true(json_object_get(e, "chosen")))
+        long long code = e->skip;
+        if (e->chosen)
             code |= S_CODE_CHOSEN;
-        if (json_is_true(json_object_get(e, "sticky")))
+        if (e->sticky)
             code |= S_CODE_STICKY;
-        code |= s_rep_index(s, rep) << S_CODE_REP_SHIFT;
+        code |= (long long)s->dict[e->rep] << S_CODE_REP_SHIFT;
         lf_pgarray_add_int(out, code);
     }
     return 0;
@@ -262,7 +296,7 @@ typedef struct {
     int found;
     int assigned;
     json_t *lead; /* owned */
-    const char *company, *domain, *sticky;
+    const char *company, *domain, *sticky, *created_at;
     long long created_us, sticky_us;
 } s_row_t;
 
@@ -309,11 +343,13 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
                     const s_row_t *row) {
     int rc = -1, score = 0;
     char grade = 'D';
-    json_t *breakdown = NULL;
+    char *bd_text = NULL;
     lf_assign_result_t res;
     memset(&res, 0, sizeof res);
     lf_route_facts_t f = lf_route_facts(ctx, row->lead); /* graded on the mapped ids */
-    if (lf_scorecard_grade(ctx->scorecard, row->lead, &score, &grade, &breakdown) < 0)
+    if (lf_scorecard_grade_text(ctx->scorecard, row->lead, &score, &grade, &bd_text) < 0)
+        goto out;
+    if (s_seg_pool(s, ctx->pool) < 0)
         goto out;
     const char *sticky = s_sticky(s, row);
     lf_assign_req_t req = {.industry = f.industry,
@@ -322,27 +358,30 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
                            .grade = grade,
                            .preferred_owner = sticky,
                            .exclude = NULL,
-                           .now = s->now};
+                           .now = s->now,
+                           .no_json = 1};
     if (lf_pool_assign(ctx->pool, &req, &res) < 0)
         goto out;
     lf_pgarray_t cand;
     lf_pgarray_init(&cand);
-    if (s_encode_candidates(s, res.candidates, &cand) < 0) {
+    if (s_encode_candidates(s, &res, &cand) < 0) {
         lf_pgarray_free(&cand);
         goto out;
     }
     const char *owner = res.rep_id[0] ? res.rep_id : NULL;
     long long need = 0;
-    if (owner) {
-        json_t *cnt = json_object_get(s->owners, owner);
-        long long k = cnt ? json_integer_value(cnt) + 1 : 1;
-        json_object_set_new(s->owners, owner, json_integer(k));
+    if (owner && res.rep >= 0) {
+        long long k = ++s->count[res.rep];
+        if (k == 1)
+            s->n_owners++;
         if (!sticky || strcmp(sticky, owner))
             need = k;
         s_remember_owner(s, row, owner);
+    } else if (owner) {
+        lf_error("decision for %s names no rep of the pool", owner);
+        goto out;
     }
     char grade_s[2] = {grade, '\0'};
-    char *bd_text = json_dumps(breakdown, JSON_COMPACT);
     lf_pgarray_add(&s->col[C_LEAD], lead_id);
     lf_pgarray_add(&s->col[C_GRADE], grade_s);
     lf_pgarray_add_int(&s->col[C_SCORE], score);
@@ -359,12 +398,41 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
     lf_pgarray_add_int(&s->col[C_NEED], need);
     lf_pgarray_add(&s->col[C_CAND], lf_pgarray_end(&cand));
     lf_pgarray_free(&cand);
-    free(bd_text);
+    /* The lead.assigned payload, as route.c's per-lead path writes it (every key, null
+     * when there is no value, as jsonb_build_object did). */
+    lf_jtext_t pl = {0};
+    lf_jtext_raw(&pl, "{\"grade\":");
+    lf_jtext_str(&pl, grade_s);
+    lf_jtext_raw(&pl, ",\"score\":");
+    lf_jtext_int(&pl, score);
+    lf_jtext_raw(&pl, ",\"owner\":");
+    lf_jtext_str(&pl, owner);
+    lf_jtext_raw(&pl, ",\"queue\":");
+    lf_jtext_str(&pl, res.queue[0] ? res.queue : NULL);
+    lf_jtext_raw(&pl, ",\"reason\":");
+    lf_jtext_str(&pl, res.reason);
+    lf_jtext_raw(&pl, ",\"channel\":");
+    lf_jtext_str(&pl, json_string_value(json_object_get(row->lead, "channel")));
+    lf_jtext_raw(&pl, ",\"created_at\":");
+    lf_jtext_str(&pl, row->created_at);
+    lf_jtext_raw(&pl, ",\"team\":");
+    lf_jtext_str(&pl, f.team);
+    lf_jtext_raw(&pl, ",\"pool_reason\":");
+    lf_jtext_str(&pl, owner ? NULL : "no_eligible_rep");
+    lf_jtext_raw(&pl, "}");
+    lf_pgarray_add(&s->col[C_PAYLOAD], lf_jtext_get(&pl));
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 128;
+        s->payloads = lf_realloc(s->payloads, s->cap * sizeof *s->payloads);
+        s->leads = lf_realloc(s->leads, s->cap * sizeof *s->leads);
+    }
+    s->payloads[s->n] = pl.buf; /* owned by the segment now */
+    lf_strlcpy(s->leads[s->n], lead_id, sizeof s->leads[s->n]);
     s->n++;
     rc = 0;
 out:
     json_decref(res.candidates);
-    json_decref(breakdown);
+    free(bd_text);
     return rc;
 }
 
@@ -379,13 +447,14 @@ static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t 
     PGresult *r =
         lf_db_exec_prepared(db, "lf_route_batch_write", ctx->batch_sql[1], C_N, p);
     int rc = -1;
-    size_t owners = json_object_size(s->owners), n = s->n;
+    size_t owners = s->n_owners, n = s->n;
     if (!r)
         goto out;
     long long upd = atoll(PQgetvalue(r, 0, 0)), bumped = atoll(PQgetvalue(r, 0, 1));
     long long asg = atoll(PQgetvalue(r, 0, 2));
-    if (upd != (long long)n || asg != (long long)n) {
-        lf_error("batch write: %lld of %zu leads updated, %lld assignments", upd, n, asg);
+    if (upd != (long long)n || asg != (long long)n || PQntuples(r) != (int)n) {
+        lf_error("batch write: %lld of %zu leads updated, %lld assignments, %d events",
+                 upd, n, asg, PQntuples(r));
         goto out;
     }
     if (bumped != (long long)owners) {
@@ -395,16 +464,34 @@ static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t 
                 n);
         goto out;
     }
-    json_t *envs = json_loads(PQgetisnull(r, 0, 3) ? "[]" : PQgetvalue(r, 0, 3), 0, NULL);
-    if (!envs) {
-        lf_error("batch write: unreadable envelopes");
-        goto out;
+    /* One row per event, in the order of the decisions (the insert's ORDER BY d.n): the
+     * envelope lf_envelope() would give, written around the payload sent. */
+    for (int i = 0; i < (int)n; i++) {
+        const char *lead = PQgetvalue(r, i, 5);
+        if (strcasecmp(lead, s->leads[i])) { /* never expected: the rows follow d.n */
+            lf_error("batch write: event %d is for lead %s, decision for %s", i, lead,
+                     s->leads[i]);
+            goto out;
+        }
     }
-    size_t i;
-    json_t *env;
-    json_array_foreach(envs, i, env)
-        lf_consumer_publish_after_commit(c, json_incref(env));
-    json_decref(envs);
+    for (int i = 0; i < (int)n; i++) {
+        lf_jtext_t env = {0};
+        lf_jtext_raw(&env, "{\"v\":");
+        lf_jtext_raw(&env, PQgetvalue(r, i, 7));
+        lf_jtext_raw(&env, ",\"seq\":");
+        lf_jtext_raw(&env, PQgetvalue(r, i, 3));
+        lf_jtext_raw(&env, ",\"event_id\":");
+        lf_jtext_str(&env, PQgetvalue(r, i, 4));
+        lf_jtext_raw(&env, ",\"type\":\"lead.assigned\",\"lead_id\":");
+        lf_jtext_str(&env, PQgetvalue(r, i, 5));
+        lf_jtext_raw(&env, ",\"at\":");
+        lf_jtext_str(&env, PQgetvalue(r, i, 6));
+        lf_jtext_raw(&env, ",\"payload\":");
+        lf_jtext_raw(&env, s->payloads[i]);
+        lf_jtext_raw(&env, "}");
+        lf_consumer_publish_text_after_commit(c, "lead.assigned", lf_jtext_get(&env));
+        lf_jtext_free(&env);
+    }
     lf_route_decided(ctx, (long)bumped);
     ctx->pending_routed += (long)n;
     rc = 0;
@@ -490,9 +577,44 @@ static int s_statements(lf_router_ctx_t *ctx, lf_db_t *db) {
     }
     lf_strlcpy(ctx->id_type, type, sizeof ctx->id_type);
     PQclear(r);
+    for (int k = 1; k < S_SKIPS; k++)
+        if (!lf_pool_skip_name(k) || strcmp(lf_pool_skip_name(k), s_skip_names[k])) {
+            lf_error("skip reason %d of the pool is not the batch path's %s", k,
+                     s_skip_names[k]);
+            return -1;
+        }
     ctx->batch_sql[0] = s_with_type(s_prelude_sql, ctx->id_type);
     ctx->batch_sql[1] = s_with_type(s_write_sql, ctx->id_type);
     return 0;
+}
+
+/* The lead as the scorecard, the team rules and the fact mapping read it: the keys of
+ * lf_lead_canonical(l) that they use, built from the prelude's columns (a NULL column
+ * is left out, as the readers treat a missing key and a JSON null alike). Caller owns
+ * the result. */
+static json_t *s_lead_json(PGresult *res, int r) {
+    json_t *lead = json_object();
+    for (size_t k = 0; k < sizeof s_fields / sizeof s_fields[0]; k++) {
+        const char *v = s_val(res, r, P_FIELDS + (int)k);
+        if (v)
+            json_object_set_new_nocheck(lead, s_fields[k], json_string(v));
+    }
+    const char *dm = s_val(res, r, P_DECISION_MAKER);
+    if (dm)
+        json_object_set_new_nocheck(lead, "decision_maker", json_boolean(dm[0] == 't'));
+    const char *lo = s_val(res, r, P_BUDGET_MIN), *hi = s_val(res, r, P_BUDGET_MAX);
+    if (lo || hi) {
+        json_t *b = json_object();
+        if (lo)
+            json_object_set_new_nocheck(b, "min", json_real(strtod(lo, NULL)));
+        if (hi)
+            json_object_set_new_nocheck(b, "max", json_real(strtod(hi, NULL)));
+        const char *cur = s_val(res, r, P_CURRENCY);
+        if (cur)
+            json_object_set_new_nocheck(b, "currency", json_string(cur));
+        json_object_set_new_nocheck(lead, "budget", b);
+    }
+    return lead;
 }
 
 /* Reads the leads of envs[0..n) (the prelude). rows[i] is filled for envs[i]; *res
@@ -518,12 +640,9 @@ static int s_read(lf_router_ctx_t *ctx, lf_db_t *db, json_t *const *envs, size_t
         if (k < 0 || (size_t)k >= n)
             continue;
         s_row_t *row = &rows[k];
-        row->lead = json_loads(PQgetvalue(*res, r, P_LEAD), 0, NULL);
-        if (!row->lead) {
-            lf_error("lead %s: unreadable row", lf_event_lead(envs[k]));
-            return -1;
-        }
+        row->lead = s_lead_json(*res, r);
         row->found = 1;
+        row->created_at = s_val(*res, r, P_CREATED_AT);
         row->assigned = PQgetvalue(*res, r, P_ASSIGNED)[0] == 't';
         row->company = s_val(*res, r, P_COMPANY);
         row->domain = s_val(*res, r, P_DOMAIN);

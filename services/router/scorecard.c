@@ -19,6 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jtext.h"
+
 #define S_POINTS_LIMIT 100 /* a single rule may move a score by at most this much */
 
 /* One "value -> points" rule of a lookup table (channel, source, urgency...). */
@@ -452,19 +454,36 @@ void lf_scorecard_destroy(lf_scorecard_t **self_p) {
     *self_p = NULL;
 }
 
+/* Where the breakdown goes: a JSON array (out), or JSON text (txt) written directly,
+ * for callers that only store it (the router's batch path): ~8 entries of three
+ * allocations each, then serialized, were a good part of grading a lead. */
+typedef struct {
+    json_t *out;
+    lf_jtext_t *txt;
+    size_t n; /* entries written to txt */
+} s_sink_t;
+
 /* Appends one breakdown entry; zero-point rules are left out so the breakdown lists only
  * what moved the score. */
-static void s_add(json_t *out, int *sum, const char *rule, int points) {
+static void s_add(s_sink_t *k, int *sum, const char *rule, int points) {
     if (points == 0)
         return;
-    json_t *e = json_object();
-    json_object_set_new_nocheck(e, "rule", json_string(rule));
-    json_object_set_new_nocheck(e, "points", json_integer(points));
-    json_array_append_new(out, e);
     *sum += points;
+    if (k->out) {
+        json_t *e = json_object();
+        json_object_set_new_nocheck(e, "rule", json_string(rule));
+        json_object_set_new_nocheck(e, "points", json_integer(points));
+        json_array_append_new(k->out, e);
+        return;
+    }
+    lf_jtext_raw(k->txt, k->n++ ? ",{\"rule\":" : "{\"rule\":");
+    lf_jtext_str(k->txt, rule);
+    lf_jtext_raw(k->txt, ",\"points\":");
+    lf_jtext_int(k->txt, points);
+    lf_jtext_raw(k->txt, "}");
 }
 
-static void s_add_lookup(json_t *out, int *sum, const s_table_t *t, const char *value) {
+static void s_add_lookup(s_sink_t *out, int *sum, const s_table_t *t, const char *value) {
     if (!value || t->n == 0)
         return;
     const s_entry_t *e = s_table_find(t, value);
@@ -500,11 +519,9 @@ static bool s_budget_amount(const lf_scorecard_t *sc, const json_t *lead,
     return false; /* an unknown currency cannot be compared with the bands */
 }
 
-int lf_scorecard_grade(const lf_scorecard_t *sc, const json_t *lead, int *score,
-                       char *grade, json_t **breakdown) {
-    if (!sc || !json_is_object(lead) || !score || !grade || !breakdown)
-        return -1;
-    json_t *out = json_array();
+/* Grades `lead` into score, grade and the sink. */
+static void s_grade(const lf_scorecard_t *sc, const json_t *lead, int *score, char *grade,
+                    s_sink_t *out) {
     int sum = 0;
 
     s_add(out, &sum, "base", sc->base);
@@ -546,6 +563,27 @@ int lf_scorecard_grade(const lf_scorecard_t *sc, const json_t *lead, int *score,
              : sum >= sc->thr_b ? 'B'
              : sum >= sc->thr_c ? 'C'
                                 : 'D';
-    *breakdown = out;
+}
+
+int lf_scorecard_grade(const lf_scorecard_t *sc, const json_t *lead, int *score,
+                       char *grade, json_t **breakdown) {
+    if (!sc || !json_is_object(lead) || !score || !grade || !breakdown)
+        return -1;
+    s_sink_t k = {.out = json_array()};
+    s_grade(sc, lead, score, grade, &k);
+    *breakdown = k.out;
+    return 0;
+}
+
+int lf_scorecard_grade_text(const lf_scorecard_t *sc, const json_t *lead, int *score,
+                            char *grade, char **breakdown) {
+    if (!sc || !json_is_object(lead) || !score || !grade || !breakdown)
+        return -1;
+    lf_jtext_t txt = {0};
+    s_sink_t k = {.txt = &txt};
+    lf_jtext_raw(&txt, "[");
+    s_grade(sc, lead, score, grade, &k);
+    lf_jtext_raw(&txt, "]");
+    *breakdown = txt.buf; /* the caller frees it */
     return 0;
 }
