@@ -192,9 +192,24 @@ static const char *const s_ack_one_sql =
     "WHERE o.id = $2::bigint AND o.xid >= $3::xid8 AND o.id > $4::bigint "
     "ON CONFLICT DO NOTHING";
 
+/* Does a handler's failure say nothing about its event? The transaction lost a race
+ * (deadlock, serialization failure, lock not available, statement timeout: class 40,
+ * 55P03, class 57) or the server went away or ran short (classes 08 and 53). The same
+ * event applies once the batch is tried again; set aside, it would never be applied
+ * (a scheduler deadlocked with the router left a lead without its first-contact timer,
+ * docs/reliability.md section 2). */
+static int s_transient(const char *sqlstate) {
+    static const char *const classes[] = {"40", "57", "08", "53", NULL};
+    for (const char *const *c = classes; *c; c++)
+        if (!strncmp(sqlstate, *c, 2))
+            return 1;
+    return !strcmp(sqlstate, "55P03");
+}
+
 /* Applies one event under a savepoint. Returns 1 applied, 0 already done or
- * recorded as failed, -1 connection-level failure (abort the batch). Every path that
- * returns 0 or 1 releases the savepoint: a batch never nests subtransactions. */
+ * recorded as failed, -1 connection-level or transient failure (abort the batch: it
+ * is tried again from the outbox). Every path that returns 0 or 1 releases the
+ * savepoint: a batch never nests subtransactions. */
 static int s_apply(lf_consumer_t *self, const json_t *env) {
     char seq[24];
     snprintf(seq, sizeof seq, "%lld", lf_event_seq(env));
@@ -215,7 +230,10 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     if (self->fn(self, self->db, env, self->arg) == 0 && !self->db->err) {
         return lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0 ? -1 : 1;
     }
-    /* The handler failed. Drop what it queued for publishing. */
+    /* The handler failed. A lost race rolls the whole batch back, to be tried again;
+     * any other failure sets the event aside. Drop what it queued for publishing. */
+    if (self->db->err && s_transient(lf_db_sqlstate(self->db)))
+        return -1;
     while (json_array_size(self->pending_pub) > before)
         json_array_remove(self->pending_pub, json_array_size(self->pending_pub) - 1);
     char why[512];

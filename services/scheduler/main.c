@@ -293,6 +293,7 @@ int main(int argc, char **argv) {
     consumer = lf_consumer_new(db, "scheduler", s_types, lf_timers_on_event, &t);
     lf_consumer_set_batch_fn(consumer, lf_timers_on_events, 0);
     lf_consumer_on_batch(consumer, lf_timers_on_batch);
+    lf_consumer_on_begin(consumer, lf_timers_on_begin);
     lf_info("ready events=%s redis=%s:%ld", endpoints[0],
             lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
             lf_config_int(cfg, "LEADFLOW_REDIS_PORT"));

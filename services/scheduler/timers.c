@@ -92,6 +92,45 @@ int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size
     return 0;
 }
 
+/* A lead id as the outbox carries it: a uuid in its text form. */
+static int s_is_uuid(const char *s) {
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !s[i] || !strchr("0123456789abcdefABCDEF", s[i]))
+            return 0;
+    }
+    return s[36] == '\0';
+}
+
+int lf_timers_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n) {
+    (void)arg;
+    size_t cap = n * 38 + 3, len = 0;
+    char *ids = lf_malloc(cap);
+    ids[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        const char *type = lf_event_type(envs[i]), *lead = lf_event_lead(envs[i]);
+        if (!lead || !s_is_uuid(lead) || (type && !strcmp(type, "lead.created")))
+            continue;
+        len += (size_t)snprintf(ids + len, cap - len, "%s%s", len > 1 ? "," : "", lead);
+    }
+    ids[len++] = '}';
+    ids[len] = '\0';
+    int rc = 0;
+    if (len > 2) {
+        /* ORDER BY comes before the lock: the rows are locked in id order. */
+        const char *p[] = {ids};
+        PGresult *res =
+            lf_db_exec_prepared(db, "lf_timers_lock_leads",
+                                "SELECT 1 FROM leads WHERE id = ANY($1::uuid[])"
+                                " ORDER BY id FOR NO KEY UPDATE",
+                                1, p);
+        rc = res ? 0 : -1;
+        PQclear(res);
+    }
+    free(ids);
+    return rc;
+}
+
 void lf_timers_zadd(lf_redis_t *redis, const char *zkey, char *pairs) {
     size_t cap = 64, argc = 2;
     const char **argv = lf_malloc(cap * sizeof *argv);

@@ -70,6 +70,14 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
  * back and handled event by event, so a poison event is set aside alone. */
 int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                         void *arg);
+/* lf_consumer_on_begin hook: takes the leads the batch's handlers will write, in id
+ * order, before any is written (the lock order of docs/reliability.md section 4).
+ * The handlers write each event's lead in seq order; the router takes its batch's
+ * leads in id order (a lead.created delivered again after it was assigned among
+ * them), and the two deadlocked. lead.created events are left out: their handler
+ * writes the lead only when it links a lost deal, and taking every new lead would
+ * make the router wait for the scheduler. Returns 0, or -1 on a database error. */
+int lf_timers_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n);
 /* Indexes committed timers in Redis now: pairs is "due_ms id due_ms id ..." (modified
  * in place). For work outside a consumer batch (ticks). Not fatal when Redis is away:
  * the sweep fires them. */

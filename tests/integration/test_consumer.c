@@ -149,6 +149,73 @@ Test(consumer, a_poison_event_is_set_aside_and_does_not_block, .timeout = 60) {
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }
+/* Fails the first time it sees each lead whose label starts with "race", with the
+ * SQLSTATE in ctx->transient: a transaction that lost a race, not a bad event. */
+typedef struct {
+    const char *transient; /* SQLSTATE to fail with */
+    int failed;            /* leads failed so far */
+    char seen[8][8];
+} s_race_t;
+
+static int s_racing(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
+    s_race_t *r = arg;
+    const char *lead = s_label(lf_event_lead(env));
+    if (lead && !strncmp(lead, "race", 4)) {
+        int seen = 0;
+        for (int i = 0; i < r->failed; i++)
+            seen |= !strcmp(r->seen[i], lead);
+        if (!seen && r->failed < 8) {
+            snprintf(r->seen[r->failed++], sizeof r->seen[0], "%s", lead);
+            char sql[160];
+            snprintf(sql, sizeof sql,
+                     "DO $$ BEGIN RAISE EXCEPTION 'lost a race' USING ERRCODE = '%s';"
+                     " END $$",
+                     r->transient);
+            lf_db_cmd(db, sql, 0, NULL);
+            return -1;
+        }
+    }
+    const char *p[] = {lead ? lead : "-"};
+    return lf_db_cmd(db, "INSERT INTO test_effects (lead) VALUES ($1)", 1, p) < 0 ? -1
+                                                                                  : 0;
+}
+
+/* A handler that fails because its transaction lost a race - a deadlock (PostgreSQL
+ * fails one side), a serialization failure, a lock or statement timeout - rolls the
+ * whole batch back and the event is applied when the batch is tried again. The old
+ * consumer set such an event aside as poison: the scheduler deadlocked with the router
+ * on two leads and one lead never got its first-contact timer. */
+Test(consumer, an_event_whose_handler_lost_a_race_is_retried_not_set_aside,
+     .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    const char *states[] = {"40P01", "40001", "55P03", "57014"};
+    for (int k = 0; k < 4; k++) {
+        s_race_t r = {.transient = states[k]};
+        lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_racing, &r);
+        char label[8] = "race0";
+        label[4] = (char)('0' + k);
+        json_decref(s_add(db, "good"));
+        json_decref(s_add(db, label));
+        cr_expect_lt(lf_consumer_sweep(c, 100), 0, "%s: the batch is not rolled back",
+                     states[k]);
+        cr_expect_eq(lf_consumer_sweep(c, 100), 2, "%s: not applied on the retry",
+                     states[k]);
+        cr_expect_eq(lf_consumer_sweep(c, 100), 0);
+        cr_expect_eq(lf_h_sql_long(
+                         h, "SELECT count(*) FROM consumer_acks WHERE error IS NOT NULL"),
+                     0, "%s: the event was set aside", states[k]);
+        char q[128];
+        snprintf(q, sizeof q, "SELECT count(*) FROM test_effects WHERE lead = '%s'",
+                 label);
+        cr_expect_eq(lf_h_sql_long(h, q), 1, "%s: applied other than once", states[k]);
+        lf_consumer_destroy(&c);
+    }
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 8);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
 /* Advances until at most `max_acks` acks of the consumer are left, for up to 10 s: the
  * cursor also waits for transactions of other tests running on the same server (the
  * oldest running transaction is cluster-wide), which end within moments. Returns the

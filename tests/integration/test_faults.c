@@ -709,3 +709,81 @@ Test(faults, a_stalled_redis_holds_no_transaction_open, .timeout = 120) {
     lf_h_destroy(&h);
     s_redis_kill(port);
 }
+
+/* ---- the scheduler and the router waiting for each other ----------------------------
+ */
+
+/* Two assigned leads A < B (ids) whose lead.assigned events come B first. The router
+ * holds lead A - it takes its batch's leads in id order, and a lead.created delivered
+ * again (over ZeroMQ after the sweep, or the other way round) brings an assigned lead
+ * into its batch - while the scheduler's batch times B and then A; the router then
+ * asks for B. The old scheduler wrote each event's lead in seq order: it held B while
+ * it waited for A, PostgreSQL found the cycle and failed the scheduler's statement,
+ * and the consumer set the lead.assigned event aside as poison - lead A never got its
+ * first-contact timer (sigterm_under_load_each_service_drains saw it: 299 of 300).
+ * Now the scheduler takes the batch's leads in id order before writing any, so it
+ * holds nothing while it waits for A; and an event whose handler loses such a race is
+ * tried again, never set aside. The interleaving is driven exactly: the test plays
+ * the router on its own connection. */
+Test(faults, the_scheduler_and_the_router_never_wait_for_each_other, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(h, "sla.json", s_short_sla);
+    /* The scheduler's sessions look for a deadlock after 5 s of waiting, the test's
+     * after a minute: in the old code the scheduler, as in the failed run, is the side
+     * PostgreSQL fails. */
+    free(lf_h_sql(h, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET deadlock_timeout"
+                     " = ''5s''', current_database()); END $$"));
+    const char *a = "0000000c-0000-7000-8000-00000000000a",
+               *b = "0000000c-0000-7000-8000-00000000000b";
+    char q[1024];
+    snprintf(q, sizeof q,
+             "INSERT INTO leads (id, channel, phone, region, grade, owner, stage,"
+             " assigned_at) VALUES ('%s', 'api', '+8613900000010', 'east', 'B',"
+             " 'wang.fang', 'new', now()), ('%s', 'api', '+8613900000011', 'east', 'B',"
+             " 'wang.fang', 'new', now())",
+             a, b);
+    free(lf_h_sql(h, q));
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    PGconn *router = PQconnectdb(lf_h_db_url(h));
+    cr_assert(PQstatus(router) == CONNECTION_OK);
+    PQclear(PQexec(router, "SET deadlock_timeout = '60s'"));
+    PQclear(PQexec(router, "BEGIN"));
+    snprintf(q, sizeof q, "SELECT 1 FROM leads WHERE id = '%s' FOR NO KEY UPDATE", a);
+    PGresult *r = PQexec(router, q);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(router));
+    PQclear(r);
+    /* B's event first (the lower seq), in one transaction: one scheduler batch. */
+    snprintf(q, sizeof q,
+             "INSERT INTO outbox (event_id, type, lead_id, payload) SELECT"
+             " gen_random_uuid(), 'lead.assigned', x.id::uuid, '{\"grade\":\"B\","
+             "\"owner\":\"wang.fang\",\"channel\":\"api\"}' FROM (VALUES (1, '%s'),"
+             " (2, '%s')) x(n, id) ORDER BY x.n",
+             b, a);
+    free(lf_h_sql(h, q));
+    s_wait(h,
+           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+           " AND application_name = 'leadflow-scheduler' AND wait_event_type = 'Lock'",
+           1, 20000, "the scheduler never waited for lead A");
+    /* The router asks for B. In id order, nobody holds it. */
+    snprintf(q, sizeof q,
+             "SELECT 1 FROM leads WHERE id = '%s' FOR NO KEY UPDATE SKIP LOCKED", b);
+    r = PQexec(router, q);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(router));
+    int free_b = PQntuples(r);
+    PQclear(r);
+    cr_expect_eq(free_b, 1,
+                 "the scheduler holds lead B while it waits for lead A: its batch does"
+                 " not take its leads in id order");
+    if (!free_b) {
+        /* The cycle itself: PostgreSQL fails the scheduler's statement. */
+        snprintf(q, sizeof q, "SELECT 1 FROM leads WHERE id = '%s' FOR NO KEY UPDATE", b);
+        PQclear(PQexec(router, q));
+    }
+    PQclear(PQexec(router, "COMMIT"));
+    PQfinish(router);
+    s_wait(h, "SELECT count(*) FROM timers WHERE kind = 'sla_first_contact' AND step = 0",
+           2, 20000, "a lead.assigned event ended without its first-contact timer");
+    cr_expect_eq(s_q(h, "SELECT count(*) FROM consumer_acks WHERE error IS NOT NULL"), 0,
+                 "an event was set aside");
+    lf_h_destroy(&h);
+}

@@ -31,7 +31,9 @@
  *   and the loop of lf/loop.h, which calls lf_consumer_handle for ZeroMQ envelopes,
  *   lf_consumer_sweep every sweep interval and lf_consumer_advance every few seconds.
  * fn runs inside the batch's transaction on `db`: it writes its effect with db and
- * returns 0, or -1 to have the event set aside (its ack records the error). Two twin
+ * returns 0, or -1 to have the event set aside (its ack records the error) - unless
+ * its failing statement lost a race (a deadlock, a lock or statement timeout: see
+ * lf_event_fn), which rolls the batch back to be tried again. Two twin
  * instances of a consumer share its name and cooperate. Never delete a
  * consumer_cursors row: the cursor's position is what says the pruned events are
  * done. */
@@ -48,8 +50,10 @@ typedef struct lf_consumer lf_consumer_t;
 /* Applies one event inside the consumer's open transaction (on db). Returns 0 when
  * applied, -1 on a failure: the event's changes are rolled back to a savepoint.
  * If the connection is still good the failure is recorded as a failed ack (a poison
- * event must not block the ones behind it) and logged; if the connection broke,
- * the whole batch is retried later. */
+ * event must not block the ones behind it) and logged; if the connection broke, or
+ * the failing statement's SQLSTATE says the transaction lost a race or the server
+ * went short (classes 40, 57, 08, 53 and 55P03: a deadlock, a serialization failure,
+ * a lock or statement timeout), the whole batch is rolled back and retried later. */
 typedef int (*lf_event_fn)(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
 
 /* Borrows db (the consumer's own connection) and types (NULL-terminated, static).
