@@ -25,10 +25,12 @@ static void s_resume(lf_job_t *job) {
     MHD_resume_connection((struct MHD_Connection *)job->done_arg);
 }
 
-/* Flattens the canonical lead into the columns of the leads table. */
+/* Flattens the canonical lead into the columns of the leads table. A shallow copy:
+ * only the row's own keys change, its values are shared with the lead and never
+ * modified. */
 json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw,
                     const char *idem) {
-    json_t *row = json_deep_copy(lead);
+    json_t *row = json_copy((json_t *)lead);
     json_object_set_new(row, "id", json_string(id));
     const json_t *b = json_object_get(lead, "budget");
     if (json_is_object(b)) {
