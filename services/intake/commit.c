@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "batch_arrays.h"
+#include "threads.h"
 #include "lf/db.h"
 #include "lf/event.h"
 #include "lf/log.h"
@@ -283,14 +284,10 @@ lf_committer_t *lf_committer_new(const char *db_url, const lf_committer_cfg_t *c
     self->publish = publish;
     self->publish_arg = publish_arg;
     self->threads = lf_calloc((size_t)cfg->threads, sizeof(pthread_t));
-    for (int i = 0; i < cfg->threads; i++) {
-        if (pthread_create(&self->threads[i], NULL, s_thread, self) != 0) {
-            lf_error("cannot start committer thread");
-            lf_committer_destroy(&self);
-            return NULL;
-        }
-        self->nthreads++;
-    }
+    self->nthreads =
+        lf_threads_start(self->threads, cfg->threads, s_thread, self, "committer");
+    if (self->nthreads < cfg->threads)
+        lf_committer_destroy(&self); /* stops and joins those that started */
     return self;
 }
 
@@ -341,9 +338,7 @@ void lf_committer_stop(lf_committer_t *self) {
     pthread_cond_broadcast(&self->wake);
     pthread_cond_broadcast(&self->full);
     pthread_mutex_unlock(&self->lock);
-    for (int i = 0; i < self->nthreads; i++)
-        pthread_join(self->threads[i], NULL);
-    self->nthreads = 0;
+    lf_threads_join(self->threads, &self->nthreads);
 }
 
 void lf_committer_destroy(lf_committer_t **self_p) {
