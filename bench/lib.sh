@@ -98,7 +98,7 @@ lf_bench_start() {
         if [ "$s" = mhd_null ]; then
             build/bench/mhd_null "$NULLP" >>"$W/mhd_null.log" 2>&1 &
         else
-            build/bin/leadflow-$s 2>>"$W/$s.log" &
+            "${LF_BENCH_BIN_DIR:-build/bin}/leadflow-$s" 2>>"$W/$s.log" &
         fi
         LF_BENCH_PID[$s]=$!
     done

@@ -16,9 +16,15 @@
 #include "lf/lead.h"
 #include "lf/util.h"
 
+/* Lower-case hex of n bytes, NUL-terminated (every request's key is hashed: no
+ * snprintf per byte). */
 static void s_hex(const unsigned char *b, size_t n, char *out) {
-    for (size_t i = 0; i < n; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
 }
 
 void lf_apikey_hash(const char *key, char out[65]) {

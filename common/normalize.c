@@ -104,6 +104,30 @@ static int s_is_invisible(ucs4_t uc) {
            uc_is_general_category(uc, UC_CATEGORY_Cf);
 }
 
+/* 1 when the text has only printable ASCII and CJK unified ideographs (U+4E00-U+9FFF),
+   most names, companies and needs: NFKC leaves such text as it is (none of them has a
+   decomposition or composes with its neighbour) and none is invisible, so only the
+   white space rule is left to apply. The input is valid UTF-8 (checked before). */
+static int s_nfkc_plain(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint8_t c = s[i];
+        if (c >= 0x20 && c < 0x7f) {
+            i++;
+            continue;
+        }
+        if (c >= 0xe4 && c <= 0xe9 && i + 2 < n) {
+            ucs4_t uc = ((ucs4_t)(c & 0x0f) << 12) | ((ucs4_t)(s[i + 1] & 0x3f) << 6) |
+                        (ucs4_t)(s[i + 2] & 0x3f);
+            if (uc >= 0x4e00 && uc <= 0x9fff) {
+                i += 3;
+                continue;
+            }
+        }
+        return 0;
+    }
+    return 1;
+}
+
 /* The text rule into a fresh heap buffer. On 0 and 1, *res is NUL-terminated and owned by
    the caller (free it); on -1 nothing is allocated. */
 static int s_norm_text(const char *in, uint8_t **res, size_t *reslen, const char **why) {
@@ -116,30 +140,34 @@ static int s_norm_text(const char *in, uint8_t **res, size_t *reslen, const char
     if (u8_check(s, n) != NULL)
         return s_fail(why, "not valid UTF-8");
 
-    /* Pass 1: drop invisible characters before NFKC, so a combining mark hidden behind a
-       zero-width space still composes with its base. */
-    uint8_t *clean = malloc(n + 1);
-    if (!clean)
-        S_OOM();
-    size_t cl = 0;
-    for (size_t i = 0; i < n;) {
-        ucs4_t uc;
-        int k = u8_mbtouc_unsafe(&uc, s + i, n - i);
-        if (s_is_space(uc) || !s_is_invisible(uc)) {
-            memcpy(clean + cl, s + i, (size_t)k);
-            cl += (size_t)k;
-        }
-        i += (size_t)k;
-    }
-
     uint8_t *norm = NULL;
-    size_t nl = 0;
-    if (cl > 0) {
-        norm = u8_normalize(UNINORM_NFKC, clean, cl, NULL, &nl);
-        if (!norm)
-            S_OOM(); /* the input was checked, so ENOMEM is the only failure left */
+    const uint8_t *text = s; /* NFKC of the input */
+    size_t nl = n;
+    if (!s_nfkc_plain(s, n)) {
+        /* Pass 1: drop invisible characters before NFKC, so a combining mark hidden
+           behind a zero-width space still composes with its base. */
+        uint8_t *clean = malloc(n + 1);
+        if (!clean)
+            S_OOM();
+        size_t cl = 0;
+        for (size_t i = 0; i < n;) {
+            ucs4_t uc;
+            int k = u8_mbtouc_unsafe(&uc, s + i, n - i);
+            if (s_is_space(uc) || !s_is_invisible(uc)) {
+                memcpy(clean + cl, s + i, (size_t)k);
+                cl += (size_t)k;
+            }
+            i += (size_t)k;
+        }
+        nl = 0;
+        if (cl > 0) {
+            norm = u8_normalize(UNINORM_NFKC, clean, cl, NULL, &nl);
+            if (!norm)
+                S_OOM(); /* the input was checked, so ENOMEM is the only failure left */
+        }
+        free(clean);
+        text = norm;
     }
-    free(clean);
     uint8_t *out = malloc(nl + 1);
     if (!out)
         S_OOM();
@@ -150,14 +178,14 @@ static int s_norm_text(const char *in, uint8_t **res, size_t *reslen, const char
     int pending = 0;
     for (size_t i = 0; i < nl;) {
         ucs4_t uc;
-        int k = u8_mbtouc_unsafe(&uc, norm + i, nl - i);
+        int k = u8_mbtouc_unsafe(&uc, text + i, nl - i);
         if (s_is_space(uc)) {
             pending = ol > 0;
         } else if (!s_is_invisible(uc)) {
             if (pending)
                 out[ol++] = ' ';
             pending = 0;
-            memcpy(out + ol, norm + i, (size_t)k);
+            memcpy(out + ol, text + i, (size_t)k);
             ol += (size_t)k;
         }
         i += (size_t)k;

@@ -104,13 +104,17 @@ extern "C" int lf_pn_parse(const char *text, const char *region, lf_pn_result_t 
             return -1;
         s_copy(out->e164, sizeof out->e164, s);
         out->country_code = n.country_code();
-        out->valid = u->IsValidNumber(n) ? 1 : 0;
+        /* Valid means "of some known type": IsValidNumber(n) is exactly
+         * GetNumberType(n) != UNKNOWN (both match the number against its region's
+         * patterns, the part that costs), so the type is asked once, not twice. */
+        PhoneNumberUtil::PhoneNumberType type = u->GetNumberType(n);
+        out->valid = type != PhoneNumberUtil::UNKNOWN;
         if (out->valid) {
             std::string r;
             u->GetRegionCodeForNumber(n, &r);
             if (r.size() == 2)
                 s_copy(out->country, sizeof out->country, r);
-            s_copy(out->type, sizeof out->type, s_type_name(u->GetNumberType(n)));
+            s_copy(out->type, sizeof out->type, s_type_name(type));
             out->reason = LF_PN_VALID;
             return 0;
         }

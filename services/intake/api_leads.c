@@ -25,10 +25,12 @@ static void s_resume(lf_job_t *job) {
     MHD_resume_connection((struct MHD_Connection *)job->done_arg);
 }
 
-/* Flattens the canonical lead into the columns of the leads table. */
+/* Flattens the canonical lead into the columns of the leads table. A shallow copy:
+ * only the row's own keys change, its values are shared with the lead and never
+ * modified. */
 json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw,
                     const char *idem) {
-    json_t *row = json_deep_copy(lead);
+    json_t *row = json_copy((json_t *)lead);
     json_object_set_new(row, "id", json_string(id));
     const json_t *b = json_object_get(lead, "budget");
     if (json_is_object(b)) {
@@ -60,6 +62,11 @@ enum MHD_Result lf_job_answer(lf_intake_t *in, lf_req_t *req) {
         json_pack("{s:s, s:s}", "id", job->result_id, "status", job->result));
 }
 
+static int s_queue_job(void *arg) {
+    lf_req_t *req = arg;
+    return lf_committer_submit(req->in->committer, &req->job);
+}
+
 enum MHD_Result lf_job_submit(lf_intake_t *in, lf_req_t *req) {
     lf_job_t *job = &req->job;
     job->done_fn = s_resume;
@@ -67,13 +74,10 @@ enum MHD_Result lf_job_submit(lf_intake_t *in, lf_req_t *req) {
     /* What the queued job holds: the canonical row and the raw body it keeps. */
     job->bytes = 2 * req->len + 1024;
     req->job_active = 1;
-    /* Suspend before queueing, so the committer can never resume a connection that
-     * is not suspended yet. */
-    MHD_suspend_connection(req->conn);
-    if (lf_committer_submit(in->committer, job) < 0) {
+    req->in = in;
+    if (lf_req_hand_off(req, s_queue_job, req) < 0) {
         job->status = 503;
         atomic_store(&job->done, 1);
-        MHD_resume_connection(req->conn);
     }
     return MHD_YES;
 }

@@ -30,13 +30,14 @@
 #include <time.h>
 
 #include "batch_arrays.h"
+#include "threads.h"
 #include "lf/db.h"
 #include "lf/event.h"
 #include "lf/log.h"
 #include "lf/util.h"
 
 struct lf_committer {
-    pthread_mutex_t lock;  /* guards the queue, `collecting` and `stopping` */
+    pthread_mutex_t lock;  /* guards the queue, `collecting`, `executing`, `stopping` */
     pthread_cond_t wake;   /* a job arrived while nobody collects, or stop */
     pthread_cond_t full;   /* the collecting thread's batch is full, or stop */
     lf_job_t *head, *tail; /* FIFO of waiting jobs */
@@ -44,6 +45,7 @@ struct lf_committer {
     long queued_bytes;     /* their lf_job_t.bytes */
     lf_committer_cfg_t cfg;
     int collecting; /* a thread is lingering for its batch to fill */
+    int executing;  /* threads whose batch statement is running */
     int stopping;   /* set by stop: drain, then exit */
     int nthreads;
     pthread_t *threads;
@@ -187,6 +189,20 @@ static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_batch_arrays_t 
             s_finish(jobs[i], 503, NULL, NULL);
 }
 
+/* With the lock held: 1 when a thread may take a batch now. One batch runs at a time
+ * unless a full one is waiting: what arrives while a statement runs becomes the next
+ * batch, so under load the batches grow with the load instead of the threads each
+ * taking a few leads (a statement costs PostgreSQL about as much as tens of leads,
+ * whatever its size: docs/benchmarks.md). A full batch starts at once on another thread,
+ * and so does everything when stopping (drain). */
+static int s_may_start(const lf_committer_t *self) {
+    if (self->stopping)
+        return 1;
+    if (!self->head || self->collecting)
+        return 0;
+    return self->executing < self->cfg.max_running || self->queued >= self->cfg.max_batch;
+}
+
 /* With the lock held: waits up to linger_us for the queue to hold a full batch. */
 static void s_linger(lf_committer_t *self) {
     if (self->cfg.linger_us <= 0 || self->queued >= self->cfg.max_batch)
@@ -212,7 +228,7 @@ static void *s_thread(void *arg) {
     lf_batch_arrays_t *arr = lf_batch_arrays_new();
     for (;;) {
         pthread_mutex_lock(&self->lock);
-        while ((!self->head || self->collecting) && !self->stopping)
+        while (!s_may_start(self))
             pthread_cond_wait(&self->wake, &self->lock);
         if (!self->head && self->stopping) {
             pthread_mutex_unlock(&self->lock);
@@ -228,11 +244,18 @@ static void *s_thread(void *arg) {
         }
         if (!self->head)
             self->tail = NULL;
-        else
+        else if (s_may_start(self))
             pthread_cond_signal(&self->wake); /* the rest is another thread's batch */
+        self->executing += n > 0;
         pthread_mutex_unlock(&self->lock);
-        if (n)
-            s_commit_batch(self, db, arr, batch, n);
+        if (!n)
+            continue;
+        s_commit_batch(self, db, arr, batch, n);
+        pthread_mutex_lock(&self->lock);
+        self->executing--;
+        if (s_may_start(self))
+            pthread_cond_signal(&self->wake); /* what came meanwhile is the next batch */
+        pthread_mutex_unlock(&self->lock);
     }
     lf_batch_arrays_destroy(&arr);
     free(batch);
@@ -253,20 +276,18 @@ lf_committer_t *lf_committer_new(const char *db_url, const lf_committer_cfg_t *c
     self->cfg = *cfg;
     if (self->cfg.max_batch < 1)
         self->cfg.max_batch = 1;
+    if (self->cfg.max_running < 1)
+        self->cfg.max_running = 1;
     if (self->cfg.retry_after_s < 1)
         self->cfg.retry_after_s = 1;
     self->db_url = lf_strdup(db_url);
     self->publish = publish;
     self->publish_arg = publish_arg;
     self->threads = lf_calloc((size_t)cfg->threads, sizeof(pthread_t));
-    for (int i = 0; i < cfg->threads; i++) {
-        if (pthread_create(&self->threads[i], NULL, s_thread, self) != 0) {
-            lf_error("cannot start committer thread");
-            lf_committer_destroy(&self);
-            return NULL;
-        }
-        self->nthreads++;
-    }
+    self->nthreads =
+        lf_threads_start(self->threads, cfg->threads, s_thread, self, "committer");
+    if (self->nthreads < cfg->threads)
+        lf_committer_destroy(&self); /* stops and joins those that started */
     return self;
 }
 
@@ -296,12 +317,15 @@ int lf_committer_submit(lf_committer_t *self, lf_job_t *job) {
     self->tail = job;
     self->queued++;
     self->queued_bytes += bytes;
-    /* Wake a thread only when it has something to do: nobody collects (an idle thread
-     * starts a batch), or the collecting thread's batch is now full. */
-    if (!self->collecting)
+    /* Wake a thread only when it has something to do: it may start a batch (nobody
+     * collects, and nothing runs or a full batch waits), or the collecting thread's
+     * batch is now full. */
+    if (self->collecting) {
+        if (self->queued >= self->cfg.max_batch)
+            pthread_cond_signal(&self->full);
+    } else if (s_may_start(self)) {
         pthread_cond_signal(&self->wake);
-    else if (self->queued >= self->cfg.max_batch)
-        pthread_cond_signal(&self->full);
+    }
     pthread_mutex_unlock(&self->lock);
     return 0;
 }
@@ -314,9 +338,7 @@ void lf_committer_stop(lf_committer_t *self) {
     pthread_cond_broadcast(&self->wake);
     pthread_cond_broadcast(&self->full);
     pthread_mutex_unlock(&self->lock);
-    for (int i = 0; i < self->nthreads; i++)
-        pthread_join(self->threads[i], NULL);
-    self->nthreads = 0;
+    lf_threads_join(self->threads, &self->nthreads);
 }
 
 void lf_committer_destroy(lf_committer_t **self_p) {

@@ -42,6 +42,7 @@ typedef void (*lf_publish_fn)(void *arg, const char *type, const char *env, size
 typedef struct {
     int threads;        /* committer threads, each with its own PostgreSQL connection */
     int max_batch;      /* most leads per statement */
+    int max_running;    /* statements running at once unless a full batch waits */
     long max_queue;     /* most leads waiting; beyond, submit refuses */
     long max_bytes;     /* most bytes waiting (lf_job_t.bytes); beyond, submit refuses */
     long linger_us;     /* how long a thread waits for a batch to fill (0: never) */

@@ -543,17 +543,27 @@ static void s_work(void *arg) {
     MHD_resume_connection(req->conn);
 }
 
+int lf_req_hand_off(lf_req_t *req, int (*queue)(void *arg), void *arg) {
+    MHD_suspend_connection(req->conn);
+    if (queue(arg) == 0)
+        return 0;
+    MHD_resume_connection(req->conn);
+    return -1;
+}
+
+static int s_queue_work(void *arg) {
+    lf_req_t *req = arg;
+    return lf_workers_submit(req->in->workers, s_work, req);
+}
+
 /* Runs the route's handler: here, or - for a db route - on a database worker, with the
- * connection suspended meanwhile (suspended before queueing, so a worker can never
- * resume a connection that is not suspended yet). */
+ * connection suspended meanwhile. */
 static enum MHD_Result s_run(lf_intake_t *in, lf_req_t *req) {
     if (!req->route->db || !in->workers)
         return req->route->fn(in, req, &req->auth);
     req->in = in;
     req->on_worker = 1;
-    MHD_suspend_connection(req->conn);
-    if (lf_workers_submit(in->workers, s_work, req) < 0) {
-        MHD_resume_connection(req->conn);
+    if (lf_req_hand_off(req, s_queue_work, req) < 0) {
         req->on_worker = 0;
         return lf_reply_error_retry(in, req->conn, 503, "unavailable",
                                     "too much database work waiting; retry later", 1);

@@ -103,7 +103,7 @@ struct lf_req {
     void *ext;                   /* a handler's own state across resume (owned) */
     void (*ext_free)(void *ext); /* frees ext when the request completes */
     /* A db route's run on a worker (http.c): the reply it made, sent on resume. */
-    lf_intake_t *in; /* borrowed, for the worker */
+    lf_intake_t *in; /* borrowed, for the worker and the committer's hand-off */
     int on_worker;   /* handed to a worker; the connection is suspended */
     int reply_ready; /* the worker finished; reply_* is what to send */
     unsigned reply_status;
@@ -132,6 +132,12 @@ enum MHD_Result lf_reply_text_json(lf_intake_t *in, struct MHD_Connection *conn,
 enum MHD_Result lf_reply_error_retry(lf_intake_t *in, struct MHD_Connection *conn,
                                      unsigned status, const char *code,
                                      const char *message, int retry_after);
+/* Hands the request to another thread (a database worker, the committer): suspends
+ * its connection, then calls queue(arg), which returns 0 or -1 when it refuses.
+ * Suspended first, so that the other thread can never resume a connection that is not
+ * suspended yet; when queue refuses, the connection is resumed at once and -1 returned
+ * (the caller answers). The other thread resumes the connection when it is done. */
+int lf_req_hand_off(lf_req_t *req, int (*queue)(void *arg), void *arg);
 /* The calling thread's read connection (created on first use). Never NULL. */
 lf_db_t *lf_intake_db(lf_intake_t *in);
 /* Publishes an envelope text on the PUB socket. */

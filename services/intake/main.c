@@ -56,6 +56,9 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_COMMITTERS", LF_CFG_INT, "3", 1, 32,
      "group-commit threads (PostgreSQL connections)"},
     {"LEADFLOW_COMMIT_BATCH", LF_CFG_INT, "256", 1, 5000, "most leads per commit"},
+    {"LEADFLOW_COMMIT_RUNNING", LF_CFG_INT, "1", 1, 32,
+     "batch statements running at once while no full batch waits (what arrives "
+     "meanwhile becomes the next batch)"},
     {"LEADFLOW_COMMIT_QUEUE", LF_CFG_INT, "2048", 1, 1000000,
      "leads waiting for commit before intake answers 503 with Retry-After"},
     {"LEADFLOW_COMMIT_QUEUE_BYTES", LF_CFG_INT, "16777216", 65536, 1073741824,
@@ -216,6 +219,7 @@ int main(int argc, char **argv) {
         .max_queue = lf_config_int(in.cfg, "LEADFLOW_COMMIT_QUEUE"),
         .max_bytes = lf_config_int(in.cfg, "LEADFLOW_COMMIT_QUEUE_BYTES"),
         .linger_us = lf_config_int(in.cfg, "LEADFLOW_COMMIT_LINGER_US"),
+        .max_running = (int)lf_config_int(in.cfg, "LEADFLOW_COMMIT_RUNNING"),
         .retry_after_s = lf_config_int(in.cfg, "LEADFLOW_BUSY_RETRY_AFTER"),
     };
     in.committer = lf_committer_new(in.db_url, &ccfg, lf_intake_publish, &in);

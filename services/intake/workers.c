@@ -5,8 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "lf/log.h"
 #include "lf/util.h"
+#include "threads.h"
 
 typedef struct s_job {
     void (*fn)(void *arg);
@@ -52,14 +52,10 @@ lf_workers_t *lf_workers_new(int threads, int max_queue) {
     pthread_cond_init(&self->wake, NULL);
     self->max_queue = max_queue;
     self->threads = lf_calloc((size_t)threads, sizeof *self->threads);
-    for (int i = 0; i < threads; i++) {
-        if (pthread_create(&self->threads[i], NULL, s_thread, self) != 0) {
-            lf_error("cannot start database worker thread");
-            lf_workers_destroy(&self);
-            return NULL;
-        }
-        self->nthreads++;
-    }
+    self->nthreads =
+        lf_threads_start(self->threads, threads, s_thread, self, "database worker");
+    if (self->nthreads < threads)
+        lf_workers_destroy(&self); /* stops and joins those that started */
     return self;
 }
 
@@ -90,9 +86,7 @@ void lf_workers_stop(lf_workers_t *self) {
     self->stopping = 1;
     pthread_cond_broadcast(&self->wake);
     pthread_mutex_unlock(&self->lock);
-    for (int i = 0; i < self->nthreads; i++)
-        pthread_join(self->threads[i], NULL);
-    self->nthreads = 0;
+    lf_threads_join(self->threads, &self->nthreads);
 }
 
 void lf_workers_destroy(lf_workers_t **self_p) {

@@ -22,6 +22,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <unistr.h>
+#include <uninorm.h>
+
 #include "lf/normalize.h"
 
 #define S_MIN_CASES 80
@@ -471,4 +474,44 @@ Test(normalize, why_is_optional) {
     cr_expect_eq(lf_norm_urgency("someday", &u, NULL), -1);
     cr_expect_eq(lf_norm_bool("maybe", &v, NULL), -1);
     cr_expect_eq(lf_norm_budget("-5", "CNY", &b, NULL), -1);
+}
+
+/* lf_norm_text skips NFKC for text of printable ASCII and CJK unified ideographs
+ * (U+4E00-U+9FFF) only, because NFKC leaves such text as it is. Checked here against
+ * libunistring itself: every one of those characters alone, and all of them in one
+ * text (so that no neighbour composes with the next), come back unchanged. */
+Test(normalize, nfkc_leaves_ascii_and_cjk_unified_ideographs_as_they_are) {
+    size_t cap = (0x7f - 0x20) + 3 * (0x9fff - 0x4e00 + 1) + 1, n = 0;
+    uint8_t *all = malloc(cap);
+    cr_assert(all);
+    for (ucs4_t uc = 0x20; uc <= 0x9fff; uc++) {
+        if (uc == 0x7f)
+            uc = 0x4e00;
+        uint8_t one[4];
+        int k = u8_uctomb(one, uc, sizeof one);
+        cr_assert(k > 0);
+        size_t nl = 0;
+        uint8_t *norm = u8_normalize(UNINORM_NFKC, one, (size_t)k, NULL, &nl);
+        cr_assert(norm);
+        cr_expect(nl == (size_t)k && !memcmp(norm, one, nl), "U+%04X changes under NFKC",
+                  (unsigned)uc);
+        free(norm);
+        memcpy(all + n, one, (size_t)k);
+        n += (size_t)k;
+    }
+    size_t nl = 0;
+    uint8_t *norm = u8_normalize(UNINORM_NFKC, all, n, NULL, &nl);
+    cr_assert(norm);
+    cr_expect(nl == n && !memcmp(norm, all, n));
+    free(norm);
+    free(all);
+    /* And the rule itself on such text: white space collapsed and trimmed, nothing
+     * else touched. */
+    char out[128];
+    const char *why = NULL;
+    cr_expect_eq(lf_norm_text("  上海华东  医疗 Co.,  Ltd ", out, sizeof out, &why), 0);
+    cr_expect_str_eq(out, "上海华东 医疗 Co., Ltd");
+    /* Text outside that set still goes through NFKC: full-width letters fold. */
+    cr_expect_eq(lf_norm_text("ＡＢＣ 上海", out, sizeof out, &why), 0);
+    cr_expect_str_eq(out, "ABC 上海");
 }
