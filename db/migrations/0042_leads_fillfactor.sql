@@ -1,0 +1,20 @@
+-- 0042_leads_fillfactor: pages of `leads` are filled to 85%, so that an update that changes
+-- no indexed column can be a HOT update (the new row version on the same page, no index
+-- entry written at all) instead of writing an entry in each of the 13-16 indexes of
+-- `leads` a lead meets. Such updates are on the path of every routed lead: the scheduler's
+-- first-contact clock (`UPDATE leads SET first_contact_due_at`, services/scheduler/clock.c)
+-- and the keep-alive clock (`stale_gen`, `stale_since`, `stale_due_at`,
+-- db/functions/42_lf_keepalive.sql), and linking a lost deal (`lost_deal`, no index since
+-- 0040). With pages filled to 100% they found no room on their page and were never HOT.
+-- Measured (bash bench/lead_hot.sh 100000 15 "100 90 85", 128 new leads per round:
+-- insert, route, clock, keep-alive clock, each committed; load average 6.4): HOT updates
+-- among the clock and keep-alive updates 0.5% at 100, 63% at 90, 100% at 85; the clock's
+-- update of 128 leads median 13.0 -> 2.2 ms, the keep-alive's 13.6 -> 1.8 ms; the insert
+-- and the router's update no slower; the heap 13% larger (docs/benchmarks.md, "The cost
+-- of a lead row").
+--
+-- No rewrite: the setting applies to pages filled from now on (new leads, which are the
+-- ones updated this way); existing pages stay as they are until rewritten (VACUUM FULL or
+-- pg_repack, never needed for this). It takes a SHARE UPDATE EXCLUSIVE lock for a moment:
+-- the services can keep running.
+ALTER TABLE leads SET (fillfactor = 85);
