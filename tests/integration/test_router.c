@@ -765,7 +765,7 @@ Test(router, the_batch_capacity_guard_catches_a_pool_that_is_out_of_date,
         bp[i] = bodies[i];
     }
     s_post_n(h, 8, bp);
-    char want[16];
+    char want[24];
     snprintf(want, sizeof want, "%ld", before + 8);
     cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NOT NULL",
                             want, 30000),
