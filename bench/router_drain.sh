@@ -17,9 +17,13 @@
 # LF_BENCH_PERF=FILE records a perf profile of the router's PostgreSQL backend in run 1,
 # LF_BENCH_PERF_ROUTER=FILE one of the router process;
 # LF_BENCH_KEEP=1 leaves PostgreSQL running with the data afterwards (stop it yourself).
+# Every lead comes from 127.0.0.1: the per-address limit is raised as for the other
+# benchmarks (LEADFLOW_RATE_PER_ADDR <- LF_BENCH_RATE_PER_ADDR, bench/lib.sh), else intake
+# answers 429 past its burst and fewer than LEADS leads are stored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 RUNS=${1:-3}; LEADS=${2:-20000}; REPS=${3:-200}
 make -s WERROR=1 bins benches >/dev/null
 W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
@@ -59,6 +63,7 @@ export LEADFLOW_CONFIG_DIR=$PWD/config LEADFLOW_REDIS_PORT=$RP LEADFLOW_REDIS_PR
 export LEADFLOW_INTAKE_EVENTS_BIND=tcp://127.0.0.1:$Z1 LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:$Z1
 export LEADFLOW_ROUTER_EVENTS_BIND=tcp://127.0.0.1:$Z2 LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:$Z2
 export LEADFLOW_SCHEDULER_EVENTS_BIND=tcp://127.0.0.1:$Z3 LEADFLOW_SCHEDULER_EVENTS=tcp://127.0.0.1:$Z3
+export LEADFLOW_RATE_PER_ADDR=$LF_BENCH_RATE_PER_ADDR
 build/bin/leadflow-migrate >/dev/null 2>&1
 q() { psql -qtAX "$LEADFLOW_DATABASE_URL" -c "$1"; }
 # REPS reps (200): 4 teams, skills and regions spread so that the filters do real work.

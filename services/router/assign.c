@@ -217,6 +217,7 @@ struct lf_pool {
     unsigned stamp;               /* request counter for exclusion marks */
     size_t *order;                /* scratch: member positions of the current scan */
     unsigned char *skips;         /* scratch: skip reason per scanned member */
+    lf_assign_cand_t *cand;       /* scratch: the candidates of the last decision */
     json_t *skip_json[S_SKIP_N];  /* shared JSON strings of the skip reasons */
 };
 
@@ -634,6 +635,7 @@ lf_pool_t *lf_pool_from_json(const json_t *reps, const json_t *routing_cfg, char
     pool->tz_off = s_alloc(pool->n_tzs, sizeof *pool->tz_off);
     pool->order = s_alloc(pool->n_reps, sizeof *pool->order);
     pool->skips = s_alloc(pool->n_reps, sizeof *pool->skips);
+    pool->cand = s_alloc(pool->n_reps + 1, sizeof *pool->cand);
 
     /* Members in id order: rotation order must not depend on the order the database
      * happened to return the reps in. */
@@ -689,6 +691,7 @@ void lf_pool_destroy(lf_pool_t **self_p) {
     free(pool->tz_off);
     free(pool->order);
     free(pool->skips);
+    free(pool->cand);
     for (int s = 0; s < S_SKIP_N; s++)
         json_decref(pool->skip_json[s]);
     s_map_free(&pool->rep_ids);
@@ -797,15 +800,21 @@ static json_t *s_candidate(const lf_pool_t *pool, const s_rep_t *rep, int skip,
  * each one is built once and shared by reference: building ~40 fresh objects per lead
  * (six allocations each) was two thirds of an assignment's cost. The caller's array owns
  * a reference to each entry; the entries must be treated as read-only (see assign.h). */
-static void s_member_entry(lf_pool_t *pool, json_t *arr, s_rep_t *rep, int skip,
-                           bool chosen) {
+static void s_member_entry(lf_pool_t *pool, lf_assign_result_t *res, s_rep_t *rep,
+                           int skip, bool chosen) {
+    pool->cand[res->n_cand++] = (lf_assign_cand_t){
+        .rep = (int)(rep - pool->reps), .skip = (unsigned char)skip, .chosen = chosen};
+    json_t *arr = res->candidates;
+    if (!arr)
+        return;
     json_t **slot = chosen ? &rep->entry_chosen : &rep->entry[skip];
     if (!*slot)
         *slot = s_candidate(pool, rep, skip, chosen, false);
     json_array_append(arr, *slot);
 }
 
-static void s_take(s_rep_t *rep, lf_assign_result_t *res) {
+static void s_take(const lf_pool_t *pool, s_rep_t *rep, lf_assign_result_t *res) {
+    res->rep = (int)(rep - pool->reps);
     rep->open_count++;
     rep->assigned_total++;
     snprintf(res->rep_id, sizeof res->rep_id, "%s", rep->id);
@@ -865,7 +874,9 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         return -1;
     s_ctx_t c;
     s_prepare(pool, req, &c);
-    res->candidates = json_array();
+    res->candidates = req->no_json ? NULL : json_array();
+    res->cand = pool->cand;
+    res->rep = -1;
 
     char note[128] = "";
     if (req->preferred_owner) {
@@ -876,10 +887,15 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         } else {
             s_rep_t *rep = &pool->reps[r];
             int skip = s_sticky_skip(pool, rep, &c);
-            json_array_append_new(res->candidates,
-                                  s_candidate(pool, rep, skip, skip == S_OK, true));
+            pool->cand[res->n_cand++] = (lf_assign_cand_t){.rep = r,
+                                                           .skip = (unsigned char)skip,
+                                                           .chosen = skip == S_OK,
+                                                           .sticky = 1};
+            if (res->candidates)
+                json_array_append_new(res->candidates,
+                                      s_candidate(pool, rep, skip, skip == S_OK, true));
             if (skip == S_OK) {
-                s_take(rep, res);
+                s_take(pool, rep, res);
                 s_reason(res,
                          "%s already owns this customer, so the lead stays with them.",
                          rep->id);
@@ -936,7 +952,7 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
         }
     }
     for (size_t k = 0; k < team->n; k++)
-        s_member_entry(pool, res->candidates, &pool->reps[team->members[pool->order[k]]],
+        s_member_entry(pool, res, &pool->reps[team->members[pool->order[k]]],
                        pool->skips[k], k == best);
 
     if (best == SIZE_MAX) {
@@ -983,8 +999,21 @@ int lf_pool_assign(lf_pool_t *pool, const lf_assign_req_t *req, lf_assign_result
             "%s%s is the least loaded in team %s with %d of %d open leads (%zu of %zu "
             "eligible).",
             note, rep->id, team->name, rep->open_count, rep->capacity, n_ok, team->n);
-    s_take(rep, res);
+    s_take(pool, rep, res);
     return 0;
+}
+
+size_t lf_pool_size(const lf_pool_t *pool) {
+    return pool ? pool->n_reps : 0;
+}
+
+const char *lf_pool_rep_id(const lf_pool_t *pool, int index) {
+    return pool && index >= 0 && (size_t)index < pool->n_reps ? pool->reps[index].id
+                                                              : NULL;
+}
+
+const char *lf_pool_skip_name(int skip) {
+    return skip > 0 && skip < S_SKIP_N ? s_skip_names[skip] : NULL;
 }
 
 /* ---- ledger ---- */

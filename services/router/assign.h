@@ -53,7 +53,18 @@ typedef struct {
     const char *const
         *exclude; /* NULL-terminated previous owners to skip (reassignment) */
     time_t now;   /* decision time, seconds since the epoch */
+    int no_json;  /* 1: leave res->candidates NULL (the caller reads res->cand) */
 } lf_assign_req_t;
+
+/* One candidate of a decision as plain C: the rep's index in the pool
+ * (lf_pool_rep_id), why it was skipped (0 = eligible, else the 1-based index of the
+ * reason in the order excluded, inactive, paused, out_of_office, off_shift, grade,
+ * skill, region, at_capacity: lf_pool_skip_name), whether it was chosen, and whether
+ * it was the known customer's owner (sticky). */
+typedef struct {
+    int rep;
+    unsigned char skip, chosen, sticky;
+} lf_assign_cand_t;
 
 typedef struct {
     char rep_id[64];    /* "" when nobody eligible */
@@ -64,7 +75,12 @@ typedef struct {
     json_t *candidates; /* [{"rep", "eligible", "skip", "chosen"}] (plus "sticky": true on
                            the preferred owner's entry); caller owns the array. Entries
                            are shared with the pool and other results: read-only
-                           (serialize them, or json_deep_copy before changing one). */
+                           (serialize them, or json_deep_copy before changing one).
+                           NULL when the request said no_json. */
+    const lf_assign_cand_t *cand; /* the same candidates in the same order, as C: the
+                                     pool's scratch, valid until its next call */
+    size_t n_cand;
+    int rep; /* the chosen rep's index in the pool, -1 when nobody */
 } lf_assign_result_t;
 
 /* Chooses a rep (or the fallback) for one lead and records it: the chosen rep's
@@ -95,6 +111,13 @@ int lf_pool_restore_ledger(lf_pool_t *pool, const json_t *ledger);
 /* An open lead of `rep_id` was closed or handed over: its open_count goes down by one
  * (never below 0). Returns 0, or -1 for an unknown rep. */
 int lf_pool_release(lf_pool_t *pool, const char *rep_id);
+
+/* The number of reps in the pool; the id of the rep at `index` (0 <= index < size),
+ * borrowed from the pool, NULL out of range. */
+size_t lf_pool_size(const lf_pool_t *pool);
+const char *lf_pool_rep_id(const lf_pool_t *pool, int index);
+/* The name of a skip reason of lf_assign_cand_t (1..), NULL for 0 or out of range. */
+const char *lf_pool_skip_name(int skip);
 
 /* The current open lead count of a rep, or -1 for an unknown rep (for tests and metrics).
  */

@@ -70,17 +70,22 @@ enum { S_SKIPS = sizeof s_skip_names / sizeof s_skip_names[0] };
 enum { S_CODE_CHOSEN = 16, S_CODE_STICKY = 32, S_CODE_REP_SHIFT = 8 };
 
 /* Every lead of the batch with what deciding it needs, and the routing fingerprint
- * (uncorrelated subqueries: computed once). The known-customer lookup is that of
- * route.c's prelude, skipped for leads decided already. */
+ * (uncorrelated subqueries: computed once). The lead comes as the columns the scorecard
+ * and the team rules read (s_lead_json), not as lf_lead_canonical(l) in JSON: building,
+ * printing and parsing the whole document was a good part of a lead's cost on both
+ * sides. The known-customer lookup is that of route.c's prelude, skipped for leads
+ * decided already. */
 static const char *const s_prelude_sql =
-    "SELECT u.n, lf_lead_canonical(l)::text, l.assigned_at IS NOT NULL,"
+    "SELECT u.n, l.assigned_at IS NOT NULL,"
     " nullif(l.company_key, ''),"
     " CASE WHEN l.email IS NOT NULL AND NOT lower(split_part(l.email, '@', 2)) ="
     "  ANY ($2::text[]) THEN lower(split_part(l.email, '@', 2)) END,"
     " (extract(epoch FROM l.created_at) * 1000000)::bigint,"
     " s.owner, (extract(epoch FROM s.created_at) * 1000000)::bigint,"
     " (SELECT count(*) FROM reps), (SELECT coalesce(sum(version), 0) FROM reps),"
-    " (SELECT writer FROM routing_ledger WHERE team = '*')"
+    " (SELECT writer FROM routing_ledger WHERE team = '*'),"
+    " l.channel, l.source, l.urgency, l.industry, l.region, l.name, l.company, l.need,"
+    " l.phone, l.email, l.decision_maker, l.budget_min, l.budget_max, l.currency"
     " FROM unnest($1::" S_ID "[]) WITH ORDINALITY u(id, n) JOIN leads l ON l.id = u.id"
     " LEFT JOIN LATERAL (SELECT s.owner, s.created_at FROM ("
     "   (SELECT k.owner, k.created_at FROM leads k WHERE l.assigned_at IS NULL"
@@ -97,7 +102,6 @@ static const char *const s_prelude_sql =
 
 enum {
     P_N,
-    P_LEAD,
     P_ASSIGNED,
     P_COMPANY,
     P_DOMAIN,
@@ -106,8 +110,18 @@ enum {
     P_STICKY_AT,
     P_REPS_N,
     P_REPS_V,
-    P_WRITER
+    P_WRITER,
+    P_FIELDS, /* the lead's string fields, in the order of s_fields */
+    P_DECISION_MAKER = P_FIELDS + 10,
+    P_BUDGET_MIN,
+    P_BUDGET_MAX,
+    P_CURRENCY
 };
+
+/* The lead's string columns from P_FIELDS on, under their canonical names. */
+static const char *const s_fields[] = {"channel", "source", "urgency", "industry",
+                                       "region",  "name",   "company", "need",
+                                       "phone",   "email"};
 
 /* The decisions of a segment, written by one statement: per decided lead $1..$15 (one
  * array element each, in seq order), the rep dictionary $16. */
@@ -191,67 +205,74 @@ enum {
 /* The decisions of a segment not written yet. */
 typedef struct {
     lf_pgarray_t col[C_N];
-    json_t *reps;   /* rep id -> its index in the dictionary (C_REPS) */
-    json_t *owners; /* rep id -> decisions for that rep so far */
-    json_t *known;  /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
-    size_t n;       /* decisions */
-    time_t now;     /* decision time */
+    const lf_pool_t *pool; /* the pool the arrays below index, NULL before a decision */
+    int *dict;             /* per pool rep: its index in the dictionary (C_REPS), or -1 */
+    int *count;            /* per pool rep: decisions for that rep so far */
+    size_t n_dict;         /* reps in the dictionary */
+    size_t n_owners;       /* reps with at least one decision */
+    json_t *known;         /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
+    size_t n;              /* decisions */
+    time_t now;            /* decision time */
 } s_seg_t;
 
 static void s_seg_init(s_seg_t *s) {
+    memset(s, 0, sizeof *s);
     for (int k = 0; k < C_N; k++)
         lf_pgarray_init(&s->col[k]);
-    s->reps = json_object();
-    s->owners = json_object();
     s->known = json_object();
-    s->n = 0;
     s->now = time(NULL);
 }
 
 static void s_seg_free(s_seg_t *s) {
     for (int k = 0; k < C_N; k++)
         lf_pgarray_free(&s->col[k]);
-    json_decref(s->reps);
-    json_decref(s->owners);
+    free(s->dict);
+    free(s->count);
     json_decref(s->known);
     memset(s, 0, sizeof *s);
 }
 
-/* The index of a rep in the segment's dictionary, added on first use. */
-static long long s_rep_index(s_seg_t *s, const char *rep) {
-    json_t *v = json_object_get(s->reps, rep);
-    if (v)
-        return json_integer_value(v);
-    long long i = (long long)json_object_size(s->reps);
-    json_object_set_new(s->reps, rep, json_integer(i));
-    lf_pgarray_add(&s->col[C_REPS], rep);
-    return i;
+/* Sizes the segment's per-rep arrays for `pool` before its first decision. Returns 0,
+ * or -1 when the pool changed under decisions not written yet (their indices would
+ * name other reps). */
+static int s_seg_pool(s_seg_t *s, const lf_pool_t *pool) {
+    if (s->pool == pool)
+        return 0;
+    if (s->n > 0) {
+        lf_error("the assignment pool changed in the middle of a batch segment");
+        return -1;
+    }
+    size_t n = lf_pool_size(pool);
+    free(s->dict);
+    free(s->count);
+    s->dict = lf_malloc((n + 1) * sizeof *s->dict);
+    s->count = lf_calloc(n + 1, sizeof *s->count);
+    for (size_t i = 0; i < n; i++)
+        s->dict[i] = -1;
+    s->pool = pool;
+    return 0;
 }
 
-/* Encodes the candidates of a decision as an int[] literal into `out`. Returns 0, or -1
- * for an entry this file cannot encode (a skip reason it does not know). */
-static int s_encode_candidates(s_seg_t *s, const json_t *cands, lf_pgarray_t *out) {
-    size_t i;
-    json_t *e;
-    json_array_foreach(cands, i, e) {
-        const char *rep = json_string_value(json_object_get(e, "rep"));
-        const char *skip = json_string_value(json_object_get(e, "skip"));
-        if (!rep)
+/* Encodes the candidates of a decision as an int[] literal into `out`, from the pool's
+ * own arrays: the rep's index in the batch's dictionary (added on first use), the skip
+ * reason and the flags. Returns 0, or -1 for an entry this file cannot encode. */
+static int s_encode_candidates(s_seg_t *s, const lf_assign_result_t *res,
+                               lf_pgarray_t *out) {
+    for (size_t i = 0; i < res->n_cand; i++) {
+        const lf_assign_cand_t *e = &res->cand[i];
+        const char *rep = lf_pool_rep_id(s->pool, e->rep);
+        if (!rep || e->skip >= S_SKIPS)
             return -1;
-        long long code = 0;
-        if (skip) {
-            for (code = 1; code < S_SKIPS && strcmp(s_skip_names[code], skip); code++)
-                ;
-            if (code == S_SKIPS) {
-                lf_error("candidate skip reason unknown to the batch path: %s", skip);
-                return -1;
-            }
+        if (s->dict[e->rep] < 0) {
+            s->dict[e->rep] = (int)s->n_dict++;
+            lf_pgarray_add(&s->col[C_REPS], rep);
         }
-        if (json_is_true(json_object_get(e, "chosen")))
+        long long code = e->skip;
+        if (e->chosen)
             code |= S_CODE_CHOSEN;
-        if (json_is_true(json_object_get(e, "sticky")))
+        if (e->sticky)
             code |= S_CODE_STICKY;
-        code |= s_rep_index(s, rep) << S_CODE_REP_SHIFT;
+        code |= (long long)s->dict[e->rep] << S_CODE_REP_SHIFT;
         lf_pgarray_add_int(out, code);
     }
     return 0;
@@ -315,6 +336,8 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
     lf_route_facts_t f = lf_route_facts(ctx, row->lead); /* graded on the mapped ids */
     if (lf_scorecard_grade(ctx->scorecard, row->lead, &score, &grade, &breakdown) < 0)
         goto out;
+    if (s_seg_pool(s, ctx->pool) < 0)
+        goto out;
     const char *sticky = s_sticky(s, row);
     lf_assign_req_t req = {.industry = f.industry,
                            .region = f.region,
@@ -322,24 +345,28 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
                            .grade = grade,
                            .preferred_owner = sticky,
                            .exclude = NULL,
-                           .now = s->now};
+                           .now = s->now,
+                           .no_json = 1};
     if (lf_pool_assign(ctx->pool, &req, &res) < 0)
         goto out;
     lf_pgarray_t cand;
     lf_pgarray_init(&cand);
-    if (s_encode_candidates(s, res.candidates, &cand) < 0) {
+    if (s_encode_candidates(s, &res, &cand) < 0) {
         lf_pgarray_free(&cand);
         goto out;
     }
     const char *owner = res.rep_id[0] ? res.rep_id : NULL;
     long long need = 0;
-    if (owner) {
-        json_t *cnt = json_object_get(s->owners, owner);
-        long long k = cnt ? json_integer_value(cnt) + 1 : 1;
-        json_object_set_new(s->owners, owner, json_integer(k));
+    if (owner && res.rep >= 0) {
+        long long k = ++s->count[res.rep];
+        if (k == 1)
+            s->n_owners++;
         if (!sticky || strcmp(sticky, owner))
             need = k;
         s_remember_owner(s, row, owner);
+    } else if (owner) {
+        lf_error("decision for %s names no rep of the pool", owner);
+        goto out;
     }
     char grade_s[2] = {grade, '\0'};
     char *bd_text = json_dumps(breakdown, JSON_COMPACT);
@@ -379,7 +406,7 @@ static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t 
     PGresult *r =
         lf_db_exec_prepared(db, "lf_route_batch_write", ctx->batch_sql[1], C_N, p);
     int rc = -1;
-    size_t owners = json_object_size(s->owners), n = s->n;
+    size_t owners = s->n_owners, n = s->n;
     if (!r)
         goto out;
     long long upd = atoll(PQgetvalue(r, 0, 0)), bumped = atoll(PQgetvalue(r, 0, 1));
@@ -490,9 +517,44 @@ static int s_statements(lf_router_ctx_t *ctx, lf_db_t *db) {
     }
     lf_strlcpy(ctx->id_type, type, sizeof ctx->id_type);
     PQclear(r);
+    for (int k = 1; k < S_SKIPS; k++)
+        if (!lf_pool_skip_name(k) || strcmp(lf_pool_skip_name(k), s_skip_names[k])) {
+            lf_error("skip reason %d of the pool is not the batch path's %s", k,
+                     s_skip_names[k]);
+            return -1;
+        }
     ctx->batch_sql[0] = s_with_type(s_prelude_sql, ctx->id_type);
     ctx->batch_sql[1] = s_with_type(s_write_sql, ctx->id_type);
     return 0;
+}
+
+/* The lead as the scorecard, the team rules and the fact mapping read it: the keys of
+ * lf_lead_canonical(l) that they use, built from the prelude's columns (a NULL column
+ * is left out, as the readers treat a missing key and a JSON null alike). Caller owns
+ * the result. */
+static json_t *s_lead_json(PGresult *res, int r) {
+    json_t *lead = json_object();
+    for (size_t k = 0; k < sizeof s_fields / sizeof s_fields[0]; k++) {
+        const char *v = s_val(res, r, P_FIELDS + (int)k);
+        if (v)
+            json_object_set_new_nocheck(lead, s_fields[k], json_string(v));
+    }
+    const char *dm = s_val(res, r, P_DECISION_MAKER);
+    if (dm)
+        json_object_set_new_nocheck(lead, "decision_maker", json_boolean(dm[0] == 't'));
+    const char *lo = s_val(res, r, P_BUDGET_MIN), *hi = s_val(res, r, P_BUDGET_MAX);
+    if (lo || hi) {
+        json_t *b = json_object();
+        if (lo)
+            json_object_set_new_nocheck(b, "min", json_real(strtod(lo, NULL)));
+        if (hi)
+            json_object_set_new_nocheck(b, "max", json_real(strtod(hi, NULL)));
+        const char *cur = s_val(res, r, P_CURRENCY);
+        if (cur)
+            json_object_set_new_nocheck(b, "currency", json_string(cur));
+        json_object_set_new_nocheck(lead, "budget", b);
+    }
+    return lead;
 }
 
 /* Reads the leads of envs[0..n) (the prelude). rows[i] is filled for envs[i]; *res
@@ -518,11 +580,7 @@ static int s_read(lf_router_ctx_t *ctx, lf_db_t *db, json_t *const *envs, size_t
         if (k < 0 || (size_t)k >= n)
             continue;
         s_row_t *row = &rows[k];
-        row->lead = json_loads(PQgetvalue(*res, r, P_LEAD), 0, NULL);
-        if (!row->lead) {
-            lf_error("lead %s: unreadable row", lf_event_lead(envs[k]));
-            return -1;
-        }
+        row->lead = s_lead_json(*res, r);
         row->found = 1;
         row->assigned = PQgetvalue(*res, r, P_ASSIGNED)[0] == 't';
         row->company = s_val(*res, r, P_COMPANY);

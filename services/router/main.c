@@ -132,7 +132,9 @@ int main(int argc, char **argv) {
     lf_consumer_on_begin(consumer, lf_route_on_begin);
     lf_consumer_on_batch(consumer, lf_route_on_batch);
     lf_consumer_before_commit(consumer, lf_route_before_commit);
-    lf_consumer_set_batch_fn(consumer, lf_route_batch, 0);
+    /* The sweep hands the batch path light envelopes (seq, type, lead_id): the router
+     * reads the lead itself, and a lead.reassign's payload by seq (lf_route_event). */
+    lf_consumer_set_batch_fn(consumer, lf_route_batch, LF_BATCH_SEQ_ONLY);
     ctx.db = db;
     ctx.pub = pub;
     lf_info("ready events=%s,%s", endpoints[0], endpoints[1]);

@@ -687,6 +687,24 @@ out:
     return rc;
 }
 
+/* The payload of the event `seq` as stored in the outbox: the sweep's light envelopes
+ * (LF_BATCH_SEQ_ONLY) carry none. Sets *out to a new object, or NULL when the event has
+ * none. Returns 0 or -1. */
+static int s_payload(lf_db_t *db, long long seq, json_t **out) {
+    char id[24];
+    snprintf(id, sizeof id, "%lld", seq);
+    const char *p[] = {id};
+    *out = NULL;
+    PGresult *r = lf_db_exec_prepared(
+        db, "lf_route_payload", "SELECT payload::text FROM outbox WHERE id = $1", 1, p);
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        *out = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    return 0;
+}
+
 int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
     lf_router_ctx_t *ctx = arg;
     const char *lead_id = lf_event_lead(env);
@@ -699,11 +717,20 @@ int lf_route_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
         s_lead_clear(&l);
         return rc; /* 0: unknown lead, nothing to do */
     }
-    if (!strcmp(type, "lead.reassign"))
-        rc = l.assigned
-                 ? (s_reassign(c, db, ctx, lead_id, &l, lf_event_payload(env), 0) < 0 ? -1
-                                                                                      : 0)
-                 : s_assign_new(c, db, ctx, lead_id, &l);
+    if (!strcmp(type, "lead.reassign") && l.assigned) {
+        /* Only a reassignment reads its payload; a light envelope of the sweep has
+         * none, so it is read from the outbox. */
+        json_t *fetched = NULL;
+        const json_t *payload = lf_event_payload(env);
+        if (!payload && s_payload(db, lf_event_seq(env), &fetched) < 0)
+            rc = -1;
+        else
+            rc = s_reassign(c, db, ctx, lead_id, &l, payload ? payload : fetched, 0) < 0
+                     ? -1
+                     : 0;
+        json_decref(fetched);
+    } else if (!strcmp(type, "lead.reassign"))
+        rc = s_assign_new(c, db, ctx, lead_id, &l);
     else if (!strcmp(type, "lead.updated") || !strcmp(type, "lead.merged"))
         rc = l.assigned ? s_regrade(c, db, ctx, lead_id, &l, type)
                         : s_assign_new(c, db, ctx, lead_id, &l);

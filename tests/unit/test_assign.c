@@ -53,6 +53,25 @@ static void s_assign(lf_pool_t *pool, const lf_assign_req_t *req,
         }
     }
     cr_assert_eq(chosen, res->rep_id[0] ? 1u : 0u);
+    /* The C view (res->cand, what the router's batch path encodes) says the same,
+     * entry for entry. */
+    cr_assert_eq(res->n_cand, json_array_size(res->candidates));
+    json_array_foreach(res->candidates, i, c) {
+        const lf_assign_cand_t *e = &res->cand[i];
+        cr_assert_str_eq(lf_pool_rep_id(pool, e->rep),
+                         json_string_value(json_object_get(c, "rep")));
+        const char *skip = json_string_value(json_object_get(c, "skip"));
+        if (skip)
+            cr_assert_str_eq(lf_pool_skip_name(e->skip), skip);
+        else
+            cr_assert_eq(e->skip, 0);
+        cr_assert_eq(e->chosen, json_is_true(json_object_get(c, "chosen")));
+        cr_assert_eq(e->sticky, json_is_true(json_object_get(c, "sticky")));
+    }
+    if (res->rep_id[0])
+        cr_assert_str_eq(lf_pool_rep_id(pool, res->rep), res->rep_id);
+    else
+        cr_assert_eq(res->rep, -1);
 }
 
 /* The rep chosen for a default request in `team` (a static buffer). */
@@ -695,4 +714,37 @@ Test(assign, eligible_counts_without_moving_anything) {
     cr_expect_eq(lf_pool_open_count(pool, "b"), 2);
     json_decref(res.candidates);
     lf_pool_destroy(&pool);
+}
+
+/* no_json: the same decision and the same candidates as C, without the JSON list. */
+Test(assign, candidates_as_c_without_json) {
+    const char *reps =
+        "[{\"id\": \"a\", \"team\": \"t\", \"grades\": [\"A\"]},"
+        " {\"id\": \"b\", \"team\": \"t\"}, {\"id\": \"c\", \"team\": \"t\"}]";
+    lf_pool_t *one = s_pool(reps, NULL), *two = s_pool(reps, NULL);
+    cr_assert_eq(lf_pool_size(one), 3u);
+    cr_assert_null(lf_pool_rep_id(one, 3));
+    cr_assert_null(lf_pool_skip_name(0));
+    for (int k = 0; k < 4; k++) {
+        lf_assign_req_t req = {.grade = 'B', .team = "t", .now = NOW};
+        lf_assign_result_t with, without;
+        s_assign(one, &req, &with);
+        req.no_json = 1;
+        cr_assert_eq(lf_pool_assign(two, &req, &without), 0);
+        cr_assert_null(without.candidates);
+        cr_assert_str_eq(with.rep_id, without.rep_id);
+        cr_assert_str_eq(with.reason, without.reason);
+        cr_assert_eq(with.n_cand, without.n_cand);
+        for (size_t i = 0; i < with.n_cand; i++) {
+            cr_assert_eq(with.cand[i].rep, without.cand[i].rep);
+            cr_assert_eq(with.cand[i].skip, without.cand[i].skip);
+            cr_assert_eq(with.cand[i].chosen, without.cand[i].chosen);
+        }
+        for (size_t i = 0; i < with.n_cand; i++)
+            if (!strcmp(lf_pool_rep_id(one, with.cand[i].rep), "a"))
+                cr_assert_str_eq(lf_pool_skip_name(with.cand[i].skip), "grade");
+        json_decref(with.candidates);
+    }
+    lf_pool_destroy(&one);
+    lf_pool_destroy(&two);
 }
