@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "assign.h"
@@ -85,7 +86,8 @@ static const char *const s_prelude_sql =
     " (SELECT count(*) FROM reps), (SELECT coalesce(sum(version), 0) FROM reps),"
     " (SELECT writer FROM routing_ledger WHERE team = '*'),"
     " l.channel, l.source, l.urgency, l.industry, l.region, l.name, l.company, l.need,"
-    " l.phone, l.email, l.decision_maker, l.budget_min, l.budget_max, l.currency"
+    " l.phone, l.email, l.decision_maker, l.budget_min, l.budget_max, l.currency,"
+    " lf_rfc3339(l.created_at)"
     " FROM unnest($1::" S_ID "[]) WITH ORDINALITY u(id, n) JOIN leads l ON l.id = u.id"
     " LEFT JOIN LATERAL (SELECT s.owner, s.created_at FROM ("
     "   (SELECT k.owner, k.created_at FROM leads k WHERE l.assigned_at IS NULL"
@@ -115,7 +117,8 @@ enum {
     P_DECISION_MAKER = P_FIELDS + 10,
     P_BUDGET_MIN,
     P_BUDGET_MAX,
-    P_CURRENCY
+    P_CURRENCY,
+    P_CREATED_AT /* the lead's created_at as the lead.assigned payload gives it */
 };
 
 /* The lead's string columns from P_FIELDS on, under their canonical names. */
@@ -123,14 +126,18 @@ static const char *const s_fields[] = {"channel", "source", "urgency", "industry
                                        "region",  "name",   "company", "need",
                                        "phone",   "email"};
 
-/* The decisions of a segment, written by one statement: per decided lead $1..$15 (one
- * array element each, in seq order), the rep dictionary $16. */
+/* The decisions of a segment, written by one statement: per decided lead $1..$15 and
+ * $17 (one array element each, in seq order), the rep dictionary $16. The lead.assigned
+ * payloads ($17) are built in C, and the statement returns each event's seq, event id,
+ * time and version: the router builds the envelopes it publishes from those, instead of
+ * lf_envelope() and json_agg() in the statement and parsing them back. */
 static const char *const s_write_sql =
     "WITH d AS MATERIALIZED (SELECT * FROM unnest($1::" S_ID "[], $2::text[],"
     "  $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::text[], $8::text[],"
     "  $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[],"
-    "  $15::text[]) WITH ORDINALITY AS d(lead, grade, score, breakdown, owner, reason,"
-    "  queue, team, region, region_raw, industry, industry_raw, notify, need, cand, n)),"
+    "  $15::text[], $17::jsonb[]) WITH ORDINALITY AS d(lead, grade, score, breakdown,"
+    "  owner, reason, queue, team, region, region_raw, industry, industry_raw, notify,"
+    "  need, cand, payload, n)),"
     " upd AS (UPDATE leads l SET grade = d.grade, score = d.score,"
     "  score_breakdown = d.breakdown, graded_at = now(), owner = d.owner,"
     "  assignment_reason = d.reason, queue = d.queue, assigned_at = now(),"
@@ -170,16 +177,13 @@ static const char *const s_write_sql =
     "    THEN 'no_eligible_rep' END, 'notified', d.notify, 'assignment', asg.id)))"
     "   t(k, type, data) ORDER BY d.n, t.k),"
     " ob AS (INSERT INTO outbox (event_id, type, lead_id, payload)"
-    "  SELECT gen_random_uuid(), 'lead.assigned', d.lead, jsonb_build_object("
-    "   'grade', d.grade, 'score', d.score, 'owner', d.owner, 'queue', d.queue,"
-    "   'reason', d.reason, 'channel', upd.channel,"
-    "   'created_at', lf_rfc3339(upd.created_at), 'team', d.team, 'pool_reason',"
-    "   CASE WHEN d.owner IS NULL THEN 'no_eligible_rep' END)"
+    "  SELECT gen_random_uuid(), 'lead.assigned', d.lead, d.payload"
     "  FROM d JOIN upd ON upd.id = d.lead ORDER BY d.n"
-    "  RETURNING id, lf_envelope(id, event_id, type, lead_id, at, version, payload) AS "
-    "env)"
-    " SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM rep),"
-    "  (SELECT count(*) FROM asg), (SELECT json_agg(env ORDER BY id) FROM ob)::text";
+    "  RETURNING id, event_id, lead_id, at, version)"
+    " SELECT c.upd, c.rep, c.asg, ob.id, ob.event_id, ob.lead_id, lf_rfc3339(ob.at),"
+    "  ob.version FROM (SELECT (SELECT count(*) FROM upd) AS upd,"
+    "  (SELECT count(*) FROM rep) AS rep, (SELECT count(*) FROM asg) AS asg) c"
+    "  LEFT JOIN ob ON true ORDER BY ob.id";
 
 /* Columns of the write statement. */
 enum {
@@ -199,6 +203,7 @@ enum {
     C_NEED,
     C_CAND,
     C_REPS,
+    C_PAYLOAD,
     C_N
 };
 
@@ -211,8 +216,11 @@ typedef struct {
     size_t n_dict;         /* reps in the dictionary */
     size_t n_owners;       /* reps with at least one decision */
     json_t *known;         /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
-    size_t n;              /* decisions */
-    time_t now;            /* decision time */
+    json_t *payloads;      /* the lead.assigned payload of each decision, in order */
+    char (*leads)[65];     /* the lead id of each decision, in order */
+    size_t leads_cap;
+    size_t n;   /* decisions */
+    time_t now; /* decision time */
 } s_seg_t;
 
 static void s_seg_init(s_seg_t *s) {
@@ -220,6 +228,7 @@ static void s_seg_init(s_seg_t *s) {
     for (int k = 0; k < C_N; k++)
         lf_pgarray_init(&s->col[k]);
     s->known = json_object();
+    s->payloads = json_array();
     s->now = time(NULL);
 }
 
@@ -229,6 +238,8 @@ static void s_seg_free(s_seg_t *s) {
     free(s->dict);
     free(s->count);
     json_decref(s->known);
+    json_decref(s->payloads);
+    free(s->leads);
     memset(s, 0, sizeof *s);
 }
 
@@ -283,7 +294,7 @@ typedef struct {
     int found;
     int assigned;
     json_t *lead; /* owned */
-    const char *company, *domain, *sticky;
+    const char *company, *domain, *sticky, *created_at;
     long long created_us, sticky_us;
 } s_row_t;
 
@@ -330,11 +341,11 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
                     const s_row_t *row) {
     int rc = -1, score = 0;
     char grade = 'D';
-    json_t *breakdown = NULL;
+    char *bd_text = NULL;
     lf_assign_result_t res;
     memset(&res, 0, sizeof res);
     lf_route_facts_t f = lf_route_facts(ctx, row->lead); /* graded on the mapped ids */
-    if (lf_scorecard_grade(ctx->scorecard, row->lead, &score, &grade, &breakdown) < 0)
+    if (lf_scorecard_grade_text(ctx->scorecard, row->lead, &score, &grade, &bd_text) < 0)
         goto out;
     if (s_seg_pool(s, ctx->pool) < 0)
         goto out;
@@ -369,7 +380,6 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
         goto out;
     }
     char grade_s[2] = {grade, '\0'};
-    char *bd_text = json_dumps(breakdown, JSON_COMPACT);
     lf_pgarray_add(&s->col[C_LEAD], lead_id);
     lf_pgarray_add(&s->col[C_GRADE], grade_s);
     lf_pgarray_add_int(&s->col[C_SCORE], score);
@@ -386,12 +396,32 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
     lf_pgarray_add_int(&s->col[C_NEED], need);
     lf_pgarray_add(&s->col[C_CAND], lf_pgarray_end(&cand));
     lf_pgarray_free(&cand);
-    free(bd_text);
+    /* The lead.assigned payload, as route.c's per-lead path writes it. */
+    json_t *payload = json_pack(
+        "{s:s, s:i, s:s?, s:s?, s:s, s:s?, s:s?, s:s?, s:s?}", "grade", grade_s, "score",
+        score, "owner", owner, "queue", res.queue[0] ? res.queue : NULL, "reason",
+        res.reason, "channel", json_string_value(json_object_get(row->lead, "channel")),
+        "created_at", row->created_at, "team", f.team, "pool_reason",
+        owner ? NULL : "no_eligible_rep");
+    char *pl_text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    if (!pl_text) {
+        lf_error("lead %s: the lead.assigned payload cannot be built", lead_id);
+        json_decref(payload);
+        goto out;
+    }
+    lf_pgarray_add(&s->col[C_PAYLOAD], pl_text);
+    free(pl_text);
+    json_array_append_new(s->payloads, payload);
+    if (s->n == s->leads_cap) {
+        s->leads_cap = s->leads_cap ? 2 * s->leads_cap : 128;
+        s->leads = lf_realloc(s->leads, s->leads_cap * sizeof *s->leads);
+    }
+    lf_strlcpy(s->leads[s->n], lead_id, sizeof s->leads[s->n]);
     s->n++;
     rc = 0;
 out:
     json_decref(res.candidates);
-    json_decref(breakdown);
+    free(bd_text);
     return rc;
 }
 
@@ -411,8 +441,9 @@ static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t 
         goto out;
     long long upd = atoll(PQgetvalue(r, 0, 0)), bumped = atoll(PQgetvalue(r, 0, 1));
     long long asg = atoll(PQgetvalue(r, 0, 2));
-    if (upd != (long long)n || asg != (long long)n) {
-        lf_error("batch write: %lld of %zu leads updated, %lld assignments", upd, n, asg);
+    if (upd != (long long)n || asg != (long long)n || PQntuples(r) != (int)n) {
+        lf_error("batch write: %lld of %zu leads updated, %lld assignments, %d events",
+                 upd, n, asg, PQntuples(r));
         goto out;
     }
     if (bumped != (long long)owners) {
@@ -422,10 +453,28 @@ static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t 
                 n);
         goto out;
     }
-    json_t *envs = json_loads(PQgetisnull(r, 0, 3) ? "[]" : PQgetvalue(r, 0, 3), 0, NULL);
-    if (!envs) {
-        lf_error("batch write: unreadable envelopes");
-        goto out;
+    /* One row per event, in the order of the decisions (the insert's ORDER BY d.n). */
+    json_t *envs = json_array();
+    for (int i = 0; i < (int)n; i++) {
+        json_t *payload = json_array_get(s->payloads, (size_t)i);
+        const char *lead = PQgetvalue(r, i, 5);
+        if (strcasecmp(lead, s->leads[i])) { /* never expected: the rows follow d.n */
+            json_decref(envs);
+            lf_error("batch write: event %d is for lead %s, decision for %s", i, lead,
+                     s->leads[i]);
+            goto out;
+        }
+        json_t *env = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:O}", "v",
+                                (json_int_t)atoll(PQgetvalue(r, i, 7)), "seq",
+                                (json_int_t)atoll(PQgetvalue(r, i, 3)), "event_id",
+                                PQgetvalue(r, i, 4), "type", "lead.assigned", "lead_id",
+                                lead, "at", PQgetvalue(r, i, 6), "payload", payload);
+        if (!env) {
+            json_decref(envs);
+            lf_error("batch write: envelope of lead %s cannot be built", lead);
+            goto out;
+        }
+        json_array_append_new(envs, env);
     }
     size_t i;
     json_t *env;
@@ -582,6 +631,7 @@ static int s_read(lf_router_ctx_t *ctx, lf_db_t *db, json_t *const *envs, size_t
         s_row_t *row = &rows[k];
         row->lead = s_lead_json(*res, r);
         row->found = 1;
+        row->created_at = s_val(*res, r, P_CREATED_AT);
         row->assigned = PQgetvalue(*res, r, P_ASSIGNED)[0] == 't';
         row->company = s_val(*res, r, P_COMPANY);
         row->domain = s_val(*res, r, P_DOMAIN);

@@ -5,6 +5,7 @@
  * load. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,6 +42,16 @@ static json_t *s_grade(const lf_scorecard_t *sc, const char *lead_text, int *sco
     json_t *lead = json_loads(lead_text, 0, NULL), *bd = NULL;
     cr_assert(lead, "lead must parse: %s", lead_text);
     cr_assert_eq(lf_scorecard_grade(sc, lead, score, grade, &bd), 0);
+    /* The text variant (the router's batch path) says the same. */
+    int score2 = -1;
+    char grade2 = 0, *text = NULL;
+    cr_assert_eq(lf_scorecard_grade_text(sc, lead, &score2, &grade2, &text), 0);
+    json_t *parsed = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    cr_assert(json_equal(parsed, bd), "text breakdown %s differs", text);
+    cr_assert_eq(score2, *score);
+    cr_assert_eq(grade2, *grade);
+    json_decref(parsed);
+    free(text);
     json_decref(lead);
     cr_assert(json_is_array(bd));
     int sum = 0;
@@ -330,6 +341,22 @@ Test(scorecard, load_from_files) {
     json_t *bd =
         s_grade(sc, "{\"channel\": \"referral\", \"urgency\": \"high\"}", &score, &grade);
     cr_assert_gt(score, 0);
+    json_decref(bd);
+    lf_scorecard_destroy(&sc);
+}
+
+/* Rule names are written as JSON text by lf_scorecard_grade_text: quotes, backslashes
+ * and control characters in a configured value come out escaped (s_grade compares the
+ * text with the array). */
+Test(scorecard, text_breakdown_escapes_rule_names) {
+    lf_scorecard_t *sc =
+        s_load("{\"base\": 1, \"thresholds\": {\"A\": 70, \"B\": 45, \"C\": 25},"
+               " \"source\": {\"we\\\"chat\\\\x\\t\": 3}}");
+    int score;
+    char grade;
+    json_t *bd = s_grade(sc, "{\"source\": \"we\\\"chat\\\\x\\t\"}", &score, &grade);
+    cr_assert_eq(score, 4);
+    cr_assert_eq(json_array_size(bd), 2u);
     json_decref(bd);
     lf_scorecard_destroy(&sc);
 }
