@@ -16,6 +16,9 @@
 # LF_BENCH_SQL='...' runs SQL once before the runs (experiments: DROP INDEX ...);
 # LF_BENCH_PERF=FILE records a perf profile of the router's PostgreSQL backend in run 1,
 # LF_BENCH_PERF_ROUTER=FILE one of the router process;
+# LF_BENCH_ROUTER_WRAP='valgrind --tool=callgrind --callgrind-out-file=FILE' runs the router
+# under that command (instruction counts of the router's own work, which the load of the
+# machine does not change; the wall-clock figure then means nothing);
 # LF_BENCH_KEEP=1 leaves PostgreSQL running with the data afterwards (stop it yourself).
 # Every lead comes from 127.0.0.1: the per-address limit is raised as for the other
 # benchmarks (LEADFLOW_RATE_PER_ADDR <- LF_BENCH_RATE_PER_ADDR, bench/lib.sh), else intake
@@ -98,7 +101,9 @@ for i in $(seq 1 "$RUNS"); do
     mark=$(q "SELECT coalesce(max(id), 0) FROM outbox")
     unassigned=$(q "SELECT count(*) FROM leads WHERE assigned_at IS NULL")
     t0=$(date +%s.%N)
-    LEADFLOW_LOG_LEVEL=${LF_BENCH_ROUTER_LOG:-warn} build/bin/leadflow-router 2>"$W/router.$i.log" & rp=$!
+    # shellcheck disable=SC2086 # the wrapper is a command line
+    LEADFLOW_LOG_LEVEL=${LF_BENCH_ROUTER_LOG:-warn} ${LF_BENCH_ROUTER_WRAP:-} build/bin/leadflow-router \
+        2>"$W/router.$i.log" & rp=$!
     perfp=
     if [ -n "${LF_BENCH_PERF:-}" ] && [ "$i" -eq 1 ]; then # perf profile of the router's backend
         for _ in $(seq 1 50); do

@@ -115,6 +115,14 @@ void lf_consumer_publish_after_commit(lf_consumer_t *self, json_t *env) {
         json_array_append_new(self->pending_pub, env);
 }
 
+void lf_consumer_publish_text_after_commit(lf_consumer_t *self, const char *type,
+                                           const char *text) {
+    json_t *pair = json_array();
+    json_array_append_new(pair, json_string(type));
+    json_array_append_new(pair, json_stringn_nocheck(text, strlen(text)));
+    json_array_append_new(self->pending_pub, pair);
+}
+
 json_t *lf_consumer_take_published(lf_consumer_t *self) {
     json_t *out = self->committed;
     self->committed = json_array();

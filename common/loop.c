@@ -22,7 +22,15 @@ static void s_publish(lf_loop_t *loop) {
     if (loop->pub) {
         size_t i;
         json_t *env;
-        json_array_foreach(out, i, env) lf_event_send(loop->pub, env);
+        json_array_foreach(out, i, env) {
+            const char *type = json_string_value(json_array_get(env, 0));
+            const json_t *text = json_array_get(env, 1);
+            if (!json_is_array(env))
+                lf_event_send(loop->pub, env);
+            else if (type && json_is_string(text)) /* [type, text]: JSON already */
+                lf_event_send_raw(loop->pub, type, json_string_value(text),
+                                  json_string_length(text));
+        }
     }
     json_decref(out);
 }

@@ -35,10 +35,16 @@ void lf_pgarray_add(lf_pgarray_t *a, const char *s) {
         a->len += 4;
     } else {
         a->buf[a->len++] = '"';
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] == '"' || s[i] == '\\')
+        /* Runs without a quote or backslash are copied in one go. */
+        for (size_t i = 0; i < n;) {
+            size_t run = strcspn(s + i, "\"\\");
+            memcpy(a->buf + a->len, s + i, run);
+            a->len += run;
+            i += run;
+            if (i < n) {
                 a->buf[a->len++] = '\\';
-            a->buf[a->len++] = s[i];
+                a->buf[a->len++] = s[i++];
+            }
         }
         a->buf[a->len++] = '"';
     }
@@ -46,9 +52,23 @@ void lf_pgarray_add(lf_pgarray_t *a, const char *s) {
 }
 
 void lf_pgarray_add_int(lf_pgarray_t *a, long long v) {
-    char num[24];
-    snprintf(num, sizeof num, "%lld", v);
-    lf_pgarray_add(a, num);
+    /* Digits need no quotes: written unquoted, without snprintf (a third of the cost
+     * of an element when a batch has ~50 candidate codes per lead). */
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    s_reserve(a, n + 2);
+    if (a->n++)
+        a->buf[a->len++] = ',';
+    if (v < 0)
+        a->buf[a->len++] = '-';
+    while (n)
+        a->buf[a->len++] = tmp[--n];
+    a->buf[a->len] = '\0';
 }
 
 const char *lf_pgarray_end(lf_pgarray_t *a) {

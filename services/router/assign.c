@@ -34,6 +34,7 @@
  * beyond the array itself.
  */
 #include "assign.h"
+#include "jtext.h"
 
 #include "lf/tz.h"
 
@@ -1037,6 +1038,39 @@ json_t *lf_pool_ledger(const lf_pool_t *pool) {
                                       "current_weight",
                                       (json_int_t)pool->reps[r].current_weight));
     return json_pack("{s:o,s:o}", "teams", teams, "reps", reps);
+}
+
+char *lf_pool_ledger_text(const lf_pool_t *pool) {
+    if (!pool)
+        return NULL;
+    lf_jtext_t t = {0};
+    lf_jtext_raw(&t, "{\"teams\":{");
+    int first = 1;
+    for (size_t k = 0; k < pool->n_teams; k++) {
+        const s_team_t *team = &pool->teams[k];
+        if (!team->served || team->n == 0)
+            continue;
+        const s_rep_t *last =
+            &pool->reps[team->members[(team->next + team->n - 1) % team->n]];
+        lf_jtext_raw(&t, first ? "" : ",");
+        first = 0;
+        lf_jtext_str(&t, team->name);
+        lf_jtext_raw(&t, ":{\"last\":");
+        lf_jtext_str(&t, last->id);
+        lf_jtext_raw(&t, "}");
+    }
+    lf_jtext_raw(&t, "},\"reps\":{");
+    for (size_t r = 0; r < pool->n_reps; r++) {
+        lf_jtext_raw(&t, r ? "," : "");
+        lf_jtext_str(&t, pool->reps[r].id);
+        lf_jtext_raw(&t, ":{\"assigned_total\":");
+        lf_jtext_int(&t, pool->reps[r].assigned_total);
+        lf_jtext_raw(&t, ",\"current_weight\":");
+        lf_jtext_int(&t, pool->reps[r].current_weight);
+        lf_jtext_raw(&t, "}");
+    }
+    lf_jtext_raw(&t, "}}");
+    return t.buf;
 }
 
 int lf_pool_restore_ledger(lf_pool_t *pool, const json_t *ledger) {

@@ -101,6 +101,10 @@ int lf_pool_eligible(lf_pool_t *pool, const lf_assign_req_t *req);
  * open_count is not part of it: the number of open leads is a fact of the database and
  * comes with the rep objects. Returns a new object: caller owns the result. */
 json_t *lf_pool_ledger(const lf_pool_t *pool);
+/* The same ledger as compact JSON text, written without a jansson tree (the router
+ * stores it once per batch: 200 reps as a tree and then serialized cost about as much
+ * as a batch's decisions). Caller frees the result (free); NULL for a NULL pool. */
+char *lf_pool_ledger_text(const lf_pool_t *pool);
 
 /* Restores a ledger saved by lf_pool_ledger(), possibly from a pool with other members:
  * unknown teams and reps are ignored, and a team whose last rep left resumes at the next

@@ -51,6 +51,7 @@
 #include <time.h>
 
 #include "assign.h"
+#include "jtext.h"
 #include "lf/event.h"
 #include "lf/log.h"
 #include "lf/pgarray.h"
@@ -216,11 +217,11 @@ typedef struct {
     size_t n_dict;         /* reps in the dictionary */
     size_t n_owners;       /* reps with at least one decision */
     json_t *known;         /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
-    json_t *payloads;      /* the lead.assigned payload of each decision, in order */
+    char **payloads;       /* the lead.assigned payload of each decision (JSON text) */
     char (*leads)[65];     /* the lead id of each decision, in order */
-    size_t leads_cap;
-    size_t n;   /* decisions */
-    time_t now; /* decision time */
+    size_t cap;            /* entries allocated in payloads and leads */
+    size_t n;              /* decisions */
+    time_t now;            /* decision time */
 } s_seg_t;
 
 static void s_seg_init(s_seg_t *s) {
@@ -228,7 +229,6 @@ static void s_seg_init(s_seg_t *s) {
     for (int k = 0; k < C_N; k++)
         lf_pgarray_init(&s->col[k]);
     s->known = json_object();
-    s->payloads = json_array();
     s->now = time(NULL);
 }
 
@@ -238,7 +238,9 @@ static void s_seg_free(s_seg_t *s) {
     free(s->dict);
     free(s->count);
     json_decref(s->known);
-    json_decref(s->payloads);
+    for (size_t i = 0; i < s->n; i++)
+        free(s->payloads[i]);
+    free(s->payloads);
     free(s->leads);
     memset(s, 0, sizeof *s);
 }
@@ -396,26 +398,35 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
     lf_pgarray_add_int(&s->col[C_NEED], need);
     lf_pgarray_add(&s->col[C_CAND], lf_pgarray_end(&cand));
     lf_pgarray_free(&cand);
-    /* The lead.assigned payload, as route.c's per-lead path writes it. */
-    json_t *payload = json_pack(
-        "{s:s, s:i, s:s?, s:s?, s:s, s:s?, s:s?, s:s?, s:s?}", "grade", grade_s, "score",
-        score, "owner", owner, "queue", res.queue[0] ? res.queue : NULL, "reason",
-        res.reason, "channel", json_string_value(json_object_get(row->lead, "channel")),
-        "created_at", row->created_at, "team", f.team, "pool_reason",
-        owner ? NULL : "no_eligible_rep");
-    char *pl_text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-    if (!pl_text) {
-        lf_error("lead %s: the lead.assigned payload cannot be built", lead_id);
-        json_decref(payload);
-        goto out;
+    /* The lead.assigned payload, as route.c's per-lead path writes it (every key, null
+     * when there is no value, as jsonb_build_object did). */
+    lf_jtext_t pl = {0};
+    lf_jtext_raw(&pl, "{\"grade\":");
+    lf_jtext_str(&pl, grade_s);
+    lf_jtext_raw(&pl, ",\"score\":");
+    lf_jtext_int(&pl, score);
+    lf_jtext_raw(&pl, ",\"owner\":");
+    lf_jtext_str(&pl, owner);
+    lf_jtext_raw(&pl, ",\"queue\":");
+    lf_jtext_str(&pl, res.queue[0] ? res.queue : NULL);
+    lf_jtext_raw(&pl, ",\"reason\":");
+    lf_jtext_str(&pl, res.reason);
+    lf_jtext_raw(&pl, ",\"channel\":");
+    lf_jtext_str(&pl, json_string_value(json_object_get(row->lead, "channel")));
+    lf_jtext_raw(&pl, ",\"created_at\":");
+    lf_jtext_str(&pl, row->created_at);
+    lf_jtext_raw(&pl, ",\"team\":");
+    lf_jtext_str(&pl, f.team);
+    lf_jtext_raw(&pl, ",\"pool_reason\":");
+    lf_jtext_str(&pl, owner ? NULL : "no_eligible_rep");
+    lf_jtext_raw(&pl, "}");
+    lf_pgarray_add(&s->col[C_PAYLOAD], lf_jtext_get(&pl));
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 128;
+        s->payloads = lf_realloc(s->payloads, s->cap * sizeof *s->payloads);
+        s->leads = lf_realloc(s->leads, s->cap * sizeof *s->leads);
     }
-    lf_pgarray_add(&s->col[C_PAYLOAD], pl_text);
-    free(pl_text);
-    json_array_append_new(s->payloads, payload);
-    if (s->n == s->leads_cap) {
-        s->leads_cap = s->leads_cap ? 2 * s->leads_cap : 128;
-        s->leads = lf_realloc(s->leads, s->leads_cap * sizeof *s->leads);
-    }
+    s->payloads[s->n] = pl.buf; /* owned by the segment now */
     lf_strlcpy(s->leads[s->n], lead_id, sizeof s->leads[s->n]);
     s->n++;
     rc = 0;
@@ -453,34 +464,34 @@ static int s_flush(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx, s_seg_t 
                 n);
         goto out;
     }
-    /* One row per event, in the order of the decisions (the insert's ORDER BY d.n). */
-    json_t *envs = json_array();
+    /* One row per event, in the order of the decisions (the insert's ORDER BY d.n): the
+     * envelope lf_envelope() would give, written around the payload sent. */
     for (int i = 0; i < (int)n; i++) {
-        json_t *payload = json_array_get(s->payloads, (size_t)i);
         const char *lead = PQgetvalue(r, i, 5);
         if (strcasecmp(lead, s->leads[i])) { /* never expected: the rows follow d.n */
-            json_decref(envs);
             lf_error("batch write: event %d is for lead %s, decision for %s", i, lead,
                      s->leads[i]);
             goto out;
         }
-        json_t *env = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:O}", "v",
-                                (json_int_t)atoll(PQgetvalue(r, i, 7)), "seq",
-                                (json_int_t)atoll(PQgetvalue(r, i, 3)), "event_id",
-                                PQgetvalue(r, i, 4), "type", "lead.assigned", "lead_id",
-                                lead, "at", PQgetvalue(r, i, 6), "payload", payload);
-        if (!env) {
-            json_decref(envs);
-            lf_error("batch write: envelope of lead %s cannot be built", lead);
-            goto out;
-        }
-        json_array_append_new(envs, env);
     }
-    size_t i;
-    json_t *env;
-    json_array_foreach(envs, i, env)
-        lf_consumer_publish_after_commit(c, json_incref(env));
-    json_decref(envs);
+    for (int i = 0; i < (int)n; i++) {
+        lf_jtext_t env = {0};
+        lf_jtext_raw(&env, "{\"v\":");
+        lf_jtext_raw(&env, PQgetvalue(r, i, 7));
+        lf_jtext_raw(&env, ",\"seq\":");
+        lf_jtext_raw(&env, PQgetvalue(r, i, 3));
+        lf_jtext_raw(&env, ",\"event_id\":");
+        lf_jtext_str(&env, PQgetvalue(r, i, 4));
+        lf_jtext_raw(&env, ",\"type\":\"lead.assigned\",\"lead_id\":");
+        lf_jtext_str(&env, PQgetvalue(r, i, 5));
+        lf_jtext_raw(&env, ",\"at\":");
+        lf_jtext_str(&env, PQgetvalue(r, i, 6));
+        lf_jtext_raw(&env, ",\"payload\":");
+        lf_jtext_raw(&env, s->payloads[i]);
+        lf_jtext_raw(&env, "}");
+        lf_consumer_publish_text_after_commit(c, "lead.assigned", lf_jtext_get(&env));
+        lf_jtext_free(&env);
+    }
     lf_route_decided(ctx, (long)bumped);
     ctx->pending_routed += (long)n;
     rc = 0;

@@ -285,9 +285,7 @@ int lf_route_before_commit(void *arg, lf_db_t *db) {
     lf_router_ctx_t *ctx = arg;
     if (!ctx->ledger_dirty || !ctx->pool)
         return 0;
-    json_t *ledger = lf_pool_ledger(ctx->pool);
-    char *text = json_dumps(ledger, JSON_COMPACT);
-    json_decref(ledger);
+    char *text = lf_pool_ledger_text(ctx->pool);
     char token[sizeof ctx->pending_token];
     snprintf(token, sizeof token, "%s:%lu", ctx->instance, ++ctx->writes);
     const char *p[] = {text, token};

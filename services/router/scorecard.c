@@ -19,6 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jtext.h"
+
 #define S_POINTS_LIMIT 100 /* a single rule may move a score by at most this much */
 
 /* One "value -> points" rule of a lookup table (channel, source, urgency...). */
@@ -452,49 +454,14 @@ void lf_scorecard_destroy(lf_scorecard_t **self_p) {
     *self_p = NULL;
 }
 
-/* Where the breakdown goes: a JSON array (out), or JSON text (buf) built directly, for
- * callers that only store it (the router's batch path): ~8 entries of three
+/* Where the breakdown goes: a JSON array (out), or JSON text (txt) written directly,
+ * for callers that only store it (the router's batch path): ~8 entries of three
  * allocations each, then serialized, were a good part of grading a lead. */
 typedef struct {
     json_t *out;
-    char *buf;
-    size_t len, cap;
+    lf_jtext_t *txt;
+    size_t n; /* entries written to txt */
 } s_sink_t;
-
-static void s_put(s_sink_t *k, const char *s, size_t n) {
-    if (k->len + n + 1 > k->cap) {
-        size_t cap = k->cap ? k->cap : 256;
-        while (cap < k->len + n + 1)
-            cap *= 2;
-        char *b = realloc(k->buf, cap);
-        if (!b)
-            abort();
-        k->buf = b;
-        k->cap = cap;
-    }
-    memcpy(k->buf + k->len, s, n);
-    k->len += n;
-    k->buf[k->len] = '\0';
-}
-
-/* `s` as a JSON string, quotes included. */
-static void s_put_json_string(s_sink_t *k, const char *s) {
-    s_put(k, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            s_put(k, esc, 2);
-        } else if (c < 0x20) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            s_put(k, esc, 6);
-        } else {
-            s_put(k, p, 1);
-        }
-    }
-    s_put(k, "\"", 1);
-}
 
 /* Appends one breakdown entry; zero-point rules are left out so the breakdown lists only
  * what moved the score. */
@@ -509,11 +476,11 @@ static void s_add(s_sink_t *k, int *sum, const char *rule, int points) {
         json_array_append_new(k->out, e);
         return;
     }
-    s_put(k, k->len > 1 ? ",{\"rule\":" : "{\"rule\":", k->len > 1 ? 9 : 8);
-    s_put_json_string(k, rule);
-    char num[32];
-    int n = snprintf(num, sizeof num, ",\"points\":%d}", points);
-    s_put(k, num, (size_t)n);
+    lf_jtext_raw(k->txt, k->n++ ? ",{\"rule\":" : "{\"rule\":");
+    lf_jtext_str(k->txt, rule);
+    lf_jtext_raw(k->txt, ",\"points\":");
+    lf_jtext_int(k->txt, points);
+    lf_jtext_raw(k->txt, "}");
 }
 
 static void s_add_lookup(s_sink_t *out, int *sum, const s_table_t *t, const char *value) {
@@ -612,10 +579,11 @@ int lf_scorecard_grade_text(const lf_scorecard_t *sc, const json_t *lead, int *s
                             char *grade, char **breakdown) {
     if (!sc || !json_is_object(lead) || !score || !grade || !breakdown)
         return -1;
-    s_sink_t k = {0};
-    s_put(&k, "[", 1);
+    lf_jtext_t txt = {0};
+    s_sink_t k = {.txt = &txt};
+    lf_jtext_raw(&txt, "[");
     s_grade(sc, lead, score, grade, &k);
-    s_put(&k, "]", 1);
-    *breakdown = k.buf;
+    lf_jtext_raw(&txt, "]");
+    *breakdown = txt.buf; /* the caller frees it */
     return 0;
 }

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <libpq-fe.h>
+#include <zmq.h>
 
 #include "../support/harness.h"
 
@@ -241,6 +243,66 @@ Test(router, nobody_eligible_goes_to_the_queue_visibly, .timeout = 60) {
     free(why);
     cr_expect_eq(lf_h_sql_long(h, "SELECT sum(open_count) FROM reps"), 0);
     free(id);
+    lf_h_destroy(&h);
+}
+
+/* The router writes its lead.assigned payloads and envelopes as JSON text in C (no
+ * lf_envelope() in the write statement): what it publishes must be what lf_envelope()
+ * gives for the outbox row, for a queued lead (owner null) and an assigned one. */
+Test(router, published_envelopes_equal_lf_envelope_of_their_outbox_row, .timeout = 60) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE | LF_H_ROUTER, 0);
+    s_rep(h, "{\"id\":\"a\",\"name\":\"a\",\"ignore_shift\":true,\"grades\":[\"A\"]}");
+    s_rep(h, "{\"id\":\"b\",\"name\":\"b\",\"ignore_shift\":true,\"capacity\":0}");
+    void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", lf_h_zmq_port(h, LF_H_ROUTER));
+    cr_assert_eq(zmq_connect(sub, ep), 0);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "lead.assigned", strlen("lead.assigned"));
+    int ms = 10000;
+    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &ms, sizeof ms);
+    usleep(300 * 1000); /* the subscription reaches the publisher */
+    char *queued = s_lead(h, "{\"phone\":\"13800000001\",\"name\":\"王 \\\"Q\\\"\"}");
+    cr_assert_eq(s_send(h, "PATCH", "/v1/reps/b", "{\"capacity\":10}", NULL), 200);
+    char *assigned = s_lead(h, "{\"phone\":\"13800000002\",\"source\":\"官网\"}");
+    PGconn *pg = PQconnectdb(lf_h_db_url(h));
+    cr_assert_eq(PQstatus(pg), CONNECTION_OK);
+    const char *leads[] = {queued, assigned};
+    for (int i = 0; i < 2; i++) {
+        char type[64] = "", env[4096] = "";
+        int n = zmq_recv(sub, type, sizeof type - 1, 0);
+        cr_assert_gt(n, 0, "envelope %d published", i);
+        type[n] = '\0';
+        n = zmq_recv(sub, env, sizeof env - 1, 0);
+        cr_assert_gt(n, 0);
+        env[n] = '\0';
+        cr_expect_str_eq(type, "lead.assigned");
+        const char *p[] = {env, leads[i]};
+        PGresult *r = PQexecParams(
+            pg,
+            "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
+            "o.payload)::jsonb = $1::jsonb, lf_envelope(o.id, o.event_id, o.type, "
+            "o.lead_id, o.at, o.version, o.payload)::text, o.lead_id::text = $2 "
+            "FROM outbox o WHERE o.id = ($1::jsonb ->> 'seq')::bigint",
+            2, NULL, p, NULL, NULL, 0);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
+        cr_assert_eq(PQntuples(r), 1, "the envelope names its outbox row: %s", env);
+        cr_expect_str_eq(PQgetvalue(r, 0, 0), "t", "published %s\nlf_envelope %s", env,
+                         PQgetvalue(r, 0, 1));
+        cr_expect_str_eq(PQgetvalue(r, 0, 2), "t", "envelope %d is lead %s's", i,
+                         leads[i]);
+        json_t *e = json_loads(env, 0, NULL);
+        json_t *pl = json_object_get(e, "payload");
+        cr_expect(i == 0 ? json_is_null(json_object_get(pl, "owner"))
+                         : json_is_string(json_object_get(pl, "owner")),
+                  "payload %s", env);
+        json_decref(e);
+        PQclear(r);
+    }
+    PQfinish(pg);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    free(queued);
+    free(assigned);
     lf_h_destroy(&h);
 }
 

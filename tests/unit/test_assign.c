@@ -546,6 +546,12 @@ Test(assign, ledger_round_trip_gives_the_same_next_pick) {
         }
         json_t *ledger = lf_pool_ledger(a);
         char *text = json_dumps(ledger, JSON_SORT_KEYS);
+        /* the text the router stores is the same ledger */
+        char *direct = lf_pool_ledger_text(a);
+        json_t *direct_json = json_loads(direct, JSON_REJECT_DUPLICATES, NULL);
+        cr_assert(json_equal(direct_json, ledger), "ledger text %s", direct);
+        json_decref(direct_json);
+        free(direct);
         json_decref(ledger);
         lf_pool_t *b = s_pool(reps, routing);
         json_t *parsed = json_loads(text, 0, NULL);

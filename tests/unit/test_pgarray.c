@@ -1,4 +1,5 @@
-/* pgarray: PostgreSQL array literals, every element quoted, NULL as NULL. */
+/* pgarray: PostgreSQL array literals, every text element quoted, integers bare, NULL as
+ * NULL. */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -27,7 +28,7 @@ Test(pgarray, elements_are_quoted_and_escaped) {
     cr_expect_str_eq(lf_pgarray_end(&a),
                      "{\"plain\",NULL,\"\",\"NULL\",\"a,b {c}\","
                      "\"say \\\"hi\\\" \\\\ bye\",\"{\\\"k\\\": [1, 2]}\",\"华东医疗\","
-                     "\"-42\"}");
+                     "-42}");
     cr_expect_eq(a.n, 9);
     lf_pgarray_free(&a);
 }
@@ -46,4 +47,18 @@ Test(pgarray, grows_past_its_first_buffer) {
     cr_expect_eq(s[strlen(s) - 1], '}');
     lf_pgarray_free(&a);
     lf_pgarray_free(&a); /* twice is harmless */
+}
+
+Test(pgarray, integers_are_written_bare) {
+    lf_pgarray_t a;
+    lf_pgarray_init(&a);
+    lf_pgarray_add_int(&a, 0);
+    lf_pgarray_add_int(&a, 7);
+    lf_pgarray_add_int(&a, -1);
+    lf_pgarray_add_int(&a, 9223372036854775807LL);
+    lf_pgarray_add_int(&a, -9223372036854775807LL - 1);
+    cr_expect_str_eq(lf_pgarray_end(&a),
+                     "{0,7,-1,9223372036854775807,-9223372036854775808}");
+    cr_expect_eq(a.n, 5);
+    lf_pgarray_free(&a);
 }

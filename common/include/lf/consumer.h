@@ -110,8 +110,13 @@ enum {
 void lf_consumer_set_batch_fn(lf_consumer_t *self, lf_batch_fn fn, int flags);
 /* For a handler: queue an envelope (stolen) to publish once the batch commits. */
 void lf_consumer_publish_after_commit(lf_consumer_t *self, json_t *env);
+/* The same for an envelope the handler already wrote as JSON text (borrowed, copied),
+ * of event type `type`: it is sent as it is, never parsed or serialized again. */
+void lf_consumer_publish_text_after_commit(lf_consumer_t *self, const char *type,
+                                           const char *text);
 /* Takes the envelopes queued by the last committed batch. Returns a new array
- * (caller owns), possibly empty. */
+ * (caller owns), possibly empty: each entry an envelope object, or a [type, text] pair
+ * for one queued as text (the loop of lf/loop.h sends either). */
 json_t *lf_consumer_take_published(lf_consumer_t *self);
 const char *lf_consumer_name(const lf_consumer_t *self);
 
