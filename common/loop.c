@@ -35,11 +35,43 @@ static void s_publish(lf_loop_t *loop) {
     json_decref(out);
 }
 
+/* Takes the envelopes waiting on the SUB socket, up to a batch. With a linger
+ * (linger_ms > 0) it goes on waiting for more after the first one, until the batch is
+ * full or linger_ms passed: under a steady stream each batch - one transaction, one
+ * commit with its WAL flush - then carries many events instead of the few that were
+ * queued at that instant. The wait ends early at a signal and when the sweep or the
+ * tick is due, so neither waits for a batch to fill. Returns the number taken. */
+static size_t s_gather(lf_loop_t *loop, zmq_pollitem_t *items, json_t **batch,
+                       int64_t next_sweep, int64_t next_tick) {
+    size_t n = 0;
+    int64_t until = 0;
+    json_t *env;
+    for (;;) {
+        while (n < (size_t)loop->batch && (env = lf_event_recv(loop->sub)))
+            batch[n++] = env;
+        if (n == 0 || n >= (size_t)loop->batch || loop->linger_ms <= 0 ||
+            lf_service_stopping())
+            return n;
+        int64_t now = lf_mono_ms();
+        if (!until) {
+            until = now + loop->linger_ms;
+            if (next_sweep < until)
+                until = next_sweep;
+            if (loop->tick && next_tick < until)
+                until = next_tick;
+        }
+        if (now >= until || zmq_poll(items, 1, (long)(until - now)) <= 0 ||
+            !(items[0].revents & ZMQ_POLLIN))
+            return n;
+    }
+}
+
 int lf_loop_run(lf_loop_t *loop) {
     json_t **batch = lf_calloc((size_t)loop->batch, sizeof *batch);
     int64_t next_sweep = 0, next_tick = 0,
             next_advance = lf_mono_ms() + LF_LOOP_ADVANCE_MS;
     int healthy = 0;
+    long batches = 0, events = 0; /* envelopes taken from the socket, for the stop line */
     while (!lf_service_stopping()) {
         int64_t now = lf_mono_ms();
         if (now >= next_sweep) {
@@ -73,16 +105,22 @@ int lf_loop_run(lf_loop_t *loop) {
         zmq_pollitem_t items[] = {{loop->sub, 0, ZMQ_POLLIN, 0}};
         if (zmq_poll(items, 1, (long)wait) <= 0 || !(items[0].revents & ZMQ_POLLIN))
             continue;
-        size_t n = 0;
-        json_t *env;
-        while (n < (size_t)loop->batch && (env = lf_event_recv(loop->sub)))
-            batch[n++] = env;
+        size_t n = s_gather(loop, items, batch, next_sweep, next_tick);
+        if (n) {
+            batches++;
+            events += (long)n;
+        }
         if (n && lf_consumer_handle(loop->consumer, batch, n) < 0)
             next_sweep = 0; /* retry soon from the outbox */
         s_publish(loop);
         for (size_t i = 0; i < n; i++)
             json_decref(batch[i]);
     }
+    if (batches)
+        lf_info(
+            "consumer loop stopped consumer=%s batches=%ld events=%ld mean_batch=%.1f",
+            lf_consumer_name(loop->consumer), batches, events,
+            (double)events / (double)batches);
     free(batch);
     return 0;
 }

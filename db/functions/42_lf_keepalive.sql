@@ -47,6 +47,11 @@ BEGIN
                      stale_due_at = coalesce(p_due0, stale_due_at)
      WHERE id = p_lead AND (stale_since IS NULL OR stale_since <= p_since)
        AND (p_due0 IS NULL OR (closed_at IS NULL AND owner = p_owner))
+       -- Stopping a clock that does not run changes nothing: every lead's first
+       -- assignment (stage new, not watched) would otherwise write the wide leads row
+       -- again for a new generation nobody needs (what set stale_since NULL already
+       -- moved the generation past every stale timer of the lead).
+       AND (p_due0 IS NOT NULL OR stale_since IS NOT NULL)
     RETURNING stale_gen INTO g;
     IF g IS NULL THEN
         RETURN '';

@@ -13,6 +13,7 @@
 
 static const lf_cfg_def_t s_cfg[] = {
     LF_CFG_COMMON,
+    LF_CFG_LOOP,
     {"LEADFLOW_INTAKE_EVENTS", LF_CFG_STR, "tcp://127.0.0.1:7101", 0, 0,
      "intake's event endpoint"},
     {"LEADFLOW_ROUTER_EVENTS", LF_CFG_STR, "tcp://127.0.0.1:7102", 0, 0,
@@ -107,6 +108,7 @@ int main(int argc, char **argv) {
             .consumer = consumer,
             .sub = sub,
             .batch = (int)lf_config_int(cfg, "LEADFLOW_ANALYTICS_BATCH"),
+            .linger_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_LINGER_MS"),
             .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
             .tick_ms = 5000,
             .tick = s_tick,

@@ -23,6 +23,7 @@
 
 static const lf_cfg_def_t s_cfg[] = {
     LF_CFG_COMMON,
+    LF_CFG_LOOP,
     {"LEADFLOW_INTAKE_EVENTS", LF_CFG_STR, "tcp://127.0.0.1:7101", 0, 0,
      "intake's event endpoint to connect to"},
     {"LEADFLOW_SCHEDULER_EVENTS", LF_CFG_STR, "tcp://127.0.0.1:7103", 0, 0,
@@ -143,6 +144,7 @@ int main(int argc, char **argv) {
         .sub = sub,
         .pub = pub,
         .batch = (int)lf_config_int(cfg, "LEADFLOW_ROUTER_BATCH"),
+        .linger_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_LINGER_MS"),
         .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
         .tick_ms = (int)lf_config_int(cfg, "LEADFLOW_POOL_TICK_MS"),
         .tick = lf_route_pool_tick,

@@ -9,9 +9,11 @@
  * counts wall-clock time. */
 #include "clocks.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "lf/bizcal.h"
@@ -42,9 +44,11 @@ static long s_sla(const json_t *sla, const char *key, const char *grade, long de
     return json_is_integer(v) ? (long)json_integer_value(v) : def;
 }
 
-int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
-                     int step) {
-    const char *lead_id = lf_event_lead(env);
+/* The three deadlines of the first-contact SLA of `env` (counted from its "at", else
+ * from now) for a lead of `team` (NULL: the default calendar), as RFC 3339 texts in
+ * due; due_p[i] points at due[i], or is NULL when the grade has no such step. */
+static void s_sla_dues(const lf_timers_t *t, const char *team, const json_t *env,
+                       const char *grade, char due[3][40], const char *due_p[3]) {
     int ms = 0;
     int64_t at = lf_clock_parse(json_string_value(json_object_get(env, "at")), &ms);
     if (at < 0) { /* an envelope without its time: count from now */
@@ -52,6 +56,24 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
         at = now / 1000;
         ms = (int)(now % 1000);
     }
+    const lf_bizcal_t *cal = s_cal(t, team);
+    long secs[3] = {s_sla(t->sla, "first_contact_seconds", grade, 3600),
+                    s_sla(t->sla, "escalate_after_seconds", grade, 3600),
+                    s_sla(t->sla, "reassign_after_seconds", grade, -1)};
+    due_p[0] = due_p[1] = due_p[2] = NULL;
+    int64_t d = at;
+    for (int i = 0; i < 3 && secs[i] >= 0; i++) {
+        int64_t next = cal ? lf_bizcal_add_seconds(cal, d, secs[i]) : -1;
+        d = next >= 0 ? next : d + secs[i];
+        /* Wall-clock deadlines keep the assignment's milliseconds. */
+        lf_rfc3339(d * 1000 + (cal ? 0 : ms), due[i], sizeof due[i]);
+        due_p[i] = due[i];
+    }
+}
+
+int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
+                     int step) {
+    const char *lead_id = lf_event_lead(env);
     const char *p[] = {lead_id};
     PGresult *res = lf_db_exec_prepared(db, "lf_sla_team",
                                         "SELECT team FROM leads WHERE id = $1", 1, p);
@@ -62,20 +84,9 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
     if (has_team)
         lf_strlcpy(team, PQgetvalue(res, 0, 0), sizeof team);
     PQclear(res);
-    const lf_bizcal_t *cal = s_cal(t, has_team ? team : NULL);
-    long secs[3] = {s_sla(t->sla, "first_contact_seconds", grade, 3600),
-                    s_sla(t->sla, "escalate_after_seconds", grade, 3600),
-                    s_sla(t->sla, "reassign_after_seconds", grade, -1)};
     char due[3][40], step_s[16];
-    const char *due_p[3] = {NULL, NULL, NULL};
-    int64_t d = at;
-    for (int i = 0; i < 3 && secs[i] >= 0; i++) {
-        int64_t next = cal ? lf_bizcal_add_seconds(cal, d, secs[i]) : -1;
-        d = next >= 0 ? next : d + secs[i];
-        /* Wall-clock deadlines keep the assignment's milliseconds. */
-        lf_rfc3339(d * 1000 + (cal ? 0 : ms), due[i], sizeof due[i]);
-        due_p[i] = due[i];
-    }
+    const char *due_p[3];
+    s_sla_dues(t, has_team ? team : NULL, env, grade, due, due_p);
     snprintf(step_s, sizeof step_s, "%d", step);
     const char *q[] = {lead_id, step_s, due_p[0], due_p[1], due_p[2]};
     res = lf_db_exec_prepared(
@@ -97,6 +108,128 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
     lf_timers_index_after_commit(t, pairs);
     free(pairs);
     return 0;
+}
+
+/* A growing text, for the array literals of lf_clock_sla_arm_batch. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} s_buf_t;
+
+static void s_put(s_buf_t *b, const char *text) {
+    size_t n = strlen(text);
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->s = lf_realloc(b->s, b->cap);
+    }
+    memcpy(b->s + b->len, text, n + 1);
+    b->len += n;
+}
+
+/* Appends one element (NULL: SQL NULL) to an array literal being built. The values
+ * are uuids, RFC 3339 times and integers: nothing that needs quoting. */
+static void s_elem(s_buf_t *b, const char *v, int first) {
+    s_put(b, first ? "{" : ",");
+    s_put(b, v ? v : "NULL");
+}
+
+static int s_cmp_str(const void *a, const void *b) {
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The statement of lf_clock_sla_arm_batch: the per-event statement of lf_clock_sla_arm
+ * over arrays (one row per event, n its position). A lead that comes twice keeps the
+ * deadline of its last event on `leads` and the timer of its first one per step, as
+ * events applied one by one leave them. */
+static const char *const s_arm_batch_sql =
+    "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[],"
+    "  $4::timestamptz[], $5::timestamptz[]) WITH ORDINALITY"
+    "  AS u(lead_id, step, due, esc, rea, n)),"
+    " l AS (UPDATE leads SET first_contact_due_at = d.due"
+    "  FROM (SELECT DISTINCT ON (lead_id) lead_id, due FROM u ORDER BY lead_id, n DESC) d"
+    "  WHERE leads.id = d.lead_id RETURNING leads.id),"
+    " x AS (INSERT INTO timers (lead_id, kind, step, due_at, data)"
+    "  SELECT u.lead_id, 'sla_first_contact', u.step, u.due,"
+    "   jsonb_strip_nulls(jsonb_build_object('escalate_at', u.esc,"
+    "    'reassign_at', u.rea)) FROM u WHERE u.lead_id IN (SELECT id FROM l)"
+    "  ORDER BY u.n ON CONFLICT DO NOTHING RETURNING id, due_at)"
+    " SELECT coalesce(string_agg((extract(epoch FROM due_at) * 1000)::bigint"
+    "  || ' ' || id, ' '), '') FROM x";
+
+int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *envs,
+                           const char *const *grades, const int *steps, size_t n,
+                           unsigned char *idle) {
+    if (n == 0)
+        return 0;
+    int rc = -1;
+    s_buf_t ids = {0}, st = {0}, due[3] = {{0}, {0}, {0}};
+    PGresult *res = NULL;
+    /* The teams, for the calendars; the leads are locked here, all of them at once in
+     * id order (docs/reliability.md), before anything of the batch writes them. */
+    for (size_t i = 0; i < n; i++)
+        s_elem(&ids, lf_event_lead(envs[i]), i == 0);
+    s_put(&ids, "}");
+    const char *p[] = {ids.s};
+    res = lf_db_exec_prepared(db, "lf_clock_sla_teams",
+                              "SELECT id::text, team, stage, grade::text,"
+                              " owner IS NOT NULL AND closed_at IS NULL,"
+                              " stale_since IS NULL FROM leads WHERE id = ANY($1::uuid[])"
+                              " ORDER BY id FOR NO KEY UPDATE",
+                              1, p);
+    if (!res)
+        goto out;
+    int rows = PQntuples(res);
+    /* Row r's id and its row number, side by side, sorted by id for bsearch. */
+    const char **found = lf_calloc((size_t)rows * 2 + 2, sizeof *found);
+    for (int r = 0; r < rows; r++) {
+        found[2 * r] = PQgetvalue(res, r, 0);
+        found[2 * r + 1] = (const char *)(intptr_t)r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *lead_id = lf_event_lead(envs[i]);
+        const char **hit =
+            bsearch(&lead_id, found, (size_t)rows, 2 * sizeof *found, s_cmp_str);
+        int r = hit ? (int)(intptr_t)hit[1] : -1;
+        const char *team =
+            r >= 0 && !PQgetisnull(res, r, 1) ? PQgetvalue(res, r, 1) : NULL;
+        if (idle) {
+            /* What lf_stale_on_event would find: no lead, or a clock that neither runs
+             * (stale_since NULL) nor starts (no threshold for an open, owned deal in
+             * this stage and grade) - nothing to do. */
+            int owned = r >= 0 && PQgetvalue(res, r, 4)[0] == 't';
+            idle[i] =
+                r < 0 || !t->ka ||
+                (PQgetvalue(res, r, 5)[0] == 't' &&
+                 !(owned && lf_keepalive_stale(
+                                t->ka, PQgetvalue(res, r, 2),
+                                PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3))));
+        }
+        char d[3][40], step_s[16];
+        const char *d_p[3];
+        s_sla_dues(t, team, envs[i], grades[i], d, d_p);
+        snprintf(step_s, sizeof step_s, "%d", steps[i]);
+        s_elem(&st, step_s, i == 0);
+        for (int k = 0; k < 3; k++)
+            s_elem(&due[k], d_p[k], i == 0);
+    }
+    free(found);
+    PQclear(res);
+    s_put(&st, "}");
+    for (int k = 0; k < 3; k++)
+        s_put(&due[k], "}");
+    const char *q[] = {ids.s, st.s, due[0].s, due[1].s, due[2].s};
+    res = lf_db_exec_prepared(db, "lf_clock_sla_arm_batch", s_arm_batch_sql, 5, q);
+    if (!res)
+        goto out;
+    lf_timers_index_after_commit(t, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    rc = 0;
+out:
+    free(ids.s);
+    free(st.s);
+    for (int k = 0; k < 3; k++)
+        free(due[k].s);
+    return rc;
 }
 
 int64_t lf_clock_parse(const char *s, int *ms) {

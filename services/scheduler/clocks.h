@@ -32,6 +32,17 @@ int64_t lf_clock_after(const lf_timers_t *t, const char *team, int64_t at,
 int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
                      int step);
 
+/* lf_clock_sla_arm for n events at once (envs[i] with grades[i] and steps[i]), in
+ * two statements whatever n: their leads' teams (locking the leads in id order), then
+ * every deadline on `leads` and every reminder timer in one statement. Same effect as
+ * lf_clock_sla_arm on each event in order. idle (n entries, or NULL) tells for each
+ * event whether, as the lead was read under that lock, its stale clock neither runs nor
+ * would start (lf_stale_on_event would change nothing). Runs in the consumer's
+ * transaction. Returns 0, or -1 on a database error. */
+int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *envs,
+                           const char *const *grades, const int *steps, size_t n,
+                           unsigned char *idle);
+
 /* Seconds since the epoch of an RFC 3339 UTC time as leadflow writes them
  * ("2026-12-01T14:27:18.123Z"), with milliseconds in *ms when ms != NULL. Returns -1
  * when it is not one. */

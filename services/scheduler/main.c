@@ -28,6 +28,7 @@
 
 static const lf_cfg_def_t s_cfg[] = {
     LF_CFG_COMMON,
+    LF_CFG_LOOP,
     {"LEADFLOW_REDIS_HOST", LF_CFG_STR, "127.0.0.1", 0, 0, "Redis host (timer index)"},
     {"LEADFLOW_REDIS_PORT", LF_CFG_INT, "56379", 1, 65535, "Redis port"},
     {"LEADFLOW_REDIS_PREFIX", LF_CFG_STR, "lf:", 0, 0, "prefix of leadflow's Redis keys"},
@@ -302,6 +303,7 @@ int main(int argc, char **argv) {
         .sub = sub,
         .pub = pub,
         .batch = 256,
+        .linger_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_LINGER_MS"),
         .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
         .tick_ms = (int)lf_config_int(cfg, "LEADFLOW_TICK_MS"),
         .tick = lf_timers_tick,

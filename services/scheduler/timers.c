@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "lf/event.h"
@@ -80,16 +81,141 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
     return lf_clock_sla_arm(t, db, env, grade, 0);
 }
 
+/* Is envs[i] the only event of the batch about its lead, besides its lead.created
+ * (which changes nothing the stale clock reads)? */
+static int s_lead_once(json_t *const *envs, size_t n, size_t i) {
+    const char *lead = lf_event_lead(envs[i]);
+    for (size_t j = 0; j < n; j++) {
+        const char *other = lf_event_lead(envs[j]), *type = lf_event_type(envs[j]);
+        if (j != i && other && !strcasecmp(other, lead) &&
+            !(type && !strcmp(type, "lead.created")))
+            return 0;
+    }
+    return 1;
+}
+
+/* lf_reactivate_on_event for every lead.created of a batch: each new lead linked to
+ * its customer's lost deal, lf_keepalive_link_lost() per lead as before, in one
+ * statement instead of one round trip per lead. Returns 0, or -1. */
+static int s_link_created(lf_timers_t *t, lf_db_t *db, json_t *const *envs, size_t n) {
+    if (!t->ka)
+        return 0;
+    size_t cap = 64, len = 0, k = 0;
+    char *ids = lf_malloc(cap);
+    for (size_t i = 0; i < n; i++) {
+        const char *type = lf_event_type(envs[i]), *lead = lf_event_lead(envs[i]);
+        if (!type || !lead || strcmp(type, "lead.created"))
+            continue;
+        size_t need = len + strlen(lead) + 3;
+        if (need > cap) {
+            cap = need * 2;
+            ids = lf_realloc(ids, cap);
+        }
+        len += (size_t)snprintf(ids + len, cap - len, "%s%s", k++ ? "," : "{", lead);
+    }
+    if (k == 0) {
+        free(ids);
+        return 0;
+    }
+    snprintf(ids + len, cap - len, "}");
+    const char *p[] = {ids};
+    PGresult *res = lf_db_exec_prepared(
+        db, "lf_timers_link_created",
+        "SELECT u.id::text, l.lost FROM unnest($1::uuid[]) WITH ORDINALITY u(id, n)"
+        " CROSS JOIN LATERAL (SELECT lf_keepalive_link_lost(u.id) AS lost) l"
+        " WHERE l.lost IS NOT NULL ORDER BY u.n",
+        1, p);
+    free(ids);
+    if (!res)
+        return -1;
+    for (int r = 0; r < PQntuples(res); r++)
+        lf_info("new inquiry linked to the customer's lost deal lead=%s lost=%s",
+                PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
+    PQclear(res);
+    return 0;
+}
+
+/* Batch path (lf_consumer_set_batch_fn): the keep-alive clocks and follow-ups event by
+ * event as above (they are rare, or cheap when they do nothing), and the first-contact
+ * SLA of every lead.assigned / lead.reassigned of the batch set-based
+ * (lf_clock_sla_arm_batch). A failure rolls the batch back and the consumer applies it
+ * again event by event with lf_timers_on_event; the Redis pairs queued by this attempt
+ * are dropped. */
 int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                         void *arg) {
-    for (size_t i = 0; i < n; i++)
-        if (lf_timers_on_event(c, db, envs[i], arg) < 0 || db->err) {
-            /* The batch rolls back and comes again event by event: forget the timers
-             * it queued for Redis. */
-            lf_timers_on_batch(arg, 0);
-            return -1;
+    lf_timers_t *t = arg;
+    size_t queued = t->pending_len, na = 0;
+    const json_t **arm = lf_calloc(n + 1, sizeof *arm);
+    const char **grades = lf_calloc(n + 1, sizeof *grades);
+    int *steps = lf_calloc(n + 1, sizeof *steps), rc = -1;
+    long *arm_of = lf_calloc(n + 1, sizeof *arm_of); /* envs[i]'s entry in arm, or -1 */
+    unsigned char *idle = lf_calloc(n + 1, 1);
+    /* First the SLA of the assignments: it locks their leads, all at once in id
+     * order, before the keep-alive clocks below write them one by one. */
+    for (size_t i = 0; i < n; i++) {
+        const json_t *env = envs[i];
+        const char *type = lf_event_type(env), *lead_id = lf_event_lead(env);
+        arm_of[i] = -1;
+        const json_t *pl = lf_event_payload(env);
+        const char *grade = json_string_value(json_object_get(pl, "grade"));
+        if (!lead_id || !grade || !type)
+            continue;
+        int step = 0;
+        if (strcmp(type, "lead.reassigned") == 0) {
+            if (!json_string_value(json_object_get(pl, "owner")))
+                continue; /* went to a queue: nobody to remind */
+            const char *p[] = {lead_id};
+            PGresult *r = lf_db_exec(db,
+                                     "SELECT count(*) FROM assignments WHERE lead_id = $1"
+                                     " AND kind = 'reassign'",
+                                     1, p);
+            if (!r)
+                goto out;
+            step = atoi(PQgetvalue(r, 0, 0)) * 10;
+            PQclear(r);
+        } else if (strcmp(type, "lead.assigned") != 0) {
+            continue;
         }
-    return 0;
+        arm_of[i] = (long)na;
+        arm[na] = env;
+        grades[na] = grade;
+        steps[na++] = step;
+    }
+    if (lf_clock_sla_arm_batch(t, db, arm, grades, steps, na, idle) < 0)
+        goto out;
+    /* The SLA timers and the keep-alive clocks are apart (other columns, other kinds
+     * of timer), so doing these after the SLA of the whole batch changes nothing.
+     * lead.created (one per lead) links returning customers in one statement for the
+     * batch (s_link_created); the rarer kinds go event by event. */
+    if (s_link_created(t, db, envs, n) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        const char *type = lf_event_type(envs[i]);
+        /* An assignment whose lead's stale clock neither runs nor starts (read under
+         * the lock above) skips the stale clock's two statements - unless another
+         * event of the batch may have changed the lead since. */
+        int skip = arm_of[i] >= 0 && idle[arm_of[i]] && s_lead_once(envs, n, i);
+        if ((!skip && lf_stale_on_event(t, db, envs[i]) < 0) ||
+            (!(type && !strcmp(type, "lead.created")) &&
+             lf_reactivate_on_event(t, db, envs[i]) < 0))
+            goto out;
+        if (type && strcmp(type, "activity.logged") == 0 &&
+            lf_follow_up_on_event(t, db, envs[i]) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    if (rc < 0) { /* rolled back: forget this attempt's timers */
+        t->pending_len = queued;
+        if (t->pending)
+            t->pending[queued] = '\0';
+    }
+    free(arm);
+    free(grades);
+    free(steps);
+    free(arm_of);
+    free(idle);
+    return rc;
 }
 
 /* A lead id as the outbox carries it: a uuid in its text form. */

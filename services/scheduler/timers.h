@@ -64,10 +64,12 @@ typedef struct {
 /* Consumer callback for lead.assigned: creates the first-contact SLA timer (once)
  * and indexes it in Redis. Returns 0, or -1 on a database error. */
 int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
-/* The consumer's batch path (lf_consumer_set_batch_fn): the events of a batch, in seq
- * order, through lf_timers_on_event in one transaction with one ack statement, instead
- * of a savepoint, an ack and a release per event. When one fails, the batch is rolled
- * back and handled event by event, so a poison event is set aside alone. */
+/* The consumer's batch path (lf_consumer_set_batch_fn): the events of a batch in one
+ * transaction with one ack statement, the first-contact SLA timers of its assignments
+ * and the lost-deal links of its new leads in a few statements for the whole batch,
+ * the rarer kinds through the per-event handlers. When it fails, the batch is rolled
+ * back and handled event by event (lf_timers_on_event), so a poison event is set aside
+ * alone. Returns 0, or -1. */
 int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                         void *arg);
 /* lf_consumer_on_begin hook: takes the leads the batch's handlers will write, in id

@@ -1,5 +1,6 @@
 /* The exactly-once outbox consumer against a real PostgreSQL. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <zmq.h>
 #include <stdlib.h>
@@ -498,6 +499,84 @@ Test(consumer, the_loop_reads_the_socket_between_sweep_chunks, .timeout = 120) {
     json_decref(pushed);
     zmq_close(sub);
     zmq_close(pub);
+    zmq_ctx_term(zctx);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+typedef struct {
+    void *pub;
+    json_t *envs[5];
+} s_trickle_t;
+
+/* Publishes the first envelope, then the other four 20 ms later. */
+static void *s_trickle(void *arg) {
+    s_trickle_t *t = arg;
+    usleep(300 * 1000); /* the loop is up and the subscription connected */
+    lf_event_send(t->pub, t->envs[0]);
+    usleep(20 * 1000);
+    for (int i = 1; i < 5; i++)
+        lf_event_send(t->pub, t->envs[i]);
+    return NULL;
+}
+
+typedef struct {
+    s_order_t o; /* first: the handler's arg */
+    int batches; /* committed batches */
+} s_linger_t;
+
+static void s_count_batches(void *arg, int committed) {
+    if (committed)
+        ((s_linger_t *)arg)->batches++;
+}
+
+static int s_no_sweep(void *arg, int limit) {
+    return 0;
+}
+
+/* With a linger (LEADFLOW_CONSUMER_LINGER_MS) the loop waits for more envelopes after
+ * the first one: five that arrive within 20 ms are applied in one batch - one
+ * transaction - where the loop without a linger took the first alone (two batches).
+ * The sweep is left out so that only the socket delivers. */
+Test(consumer, the_loop_lingers_for_a_fuller_batch, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_trickle_t tr;
+    const char *leads[] = {"l1", "l2", "l3", "l4", "l5"};
+    for (int i = 0; i < 5; i++)
+        tr.envs[i] = s_add(db, leads[i]);
+    void *zctx = zmq_ctx_new();
+    tr.pub = lf_zmq_pub(zctx, "inproc://loop-linger");
+    const char *eps[] = {"inproc://loop-linger", NULL};
+    void *sub = lf_zmq_sub(zctx, eps, NULL);
+    static const lf_cfg_def_t defs[] = {LF_CFG_COMMON, {NULL, 0, NULL, 0, 0, NULL}};
+    char name[] = "test";
+    char *argv[] = {name, NULL};
+    int code = 0;
+    lf_config_t *cfg = lf_service_init("test", defs, 1, argv, &code);
+    cr_assert(cfg, "service init failed (%d)", code);
+    s_linger_t st = {.o = {.total = 5}};
+    lf_consumer_t *c = lf_consumer_new(db, "linger", s_types, s_order, &st.o);
+    lf_consumer_on_batch(c, s_count_batches);
+    lf_loop_t loop = {.consumer = c,
+                      .sub = sub,
+                      .batch = 64,
+                      .linger_ms = 100,
+                      .sweep_ms = 60000,
+                      .sweep = s_no_sweep,
+                      .cfg = cfg};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, s_trickle, &tr), 0);
+    lf_loop_run(&loop);
+    pthread_join(th, NULL);
+    cr_expect_eq(st.o.n, 5, "applied %d of 5", st.o.n);
+    cr_expect_eq(st.batches, 1, "the five envelopes took %d batches", st.batches);
+    lf_consumer_destroy(&c);
+    lf_config_destroy(&cfg);
+    for (int i = 0; i < 5; i++)
+        json_decref(tr.envs[i]);
+    zmq_close(sub);
+    zmq_close(tr.pub);
     zmq_ctx_term(zctx);
     lf_db_destroy(&db);
     lf_h_destroy(&h);

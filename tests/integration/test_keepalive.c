@@ -1300,3 +1300,39 @@ Test(keepalive, recycled_and_reactivated_deals_in_the_rollups_and_their_own_funn
     free(rec);
     lf_h_destroy(&h);
 }
+
+/* Stopping a stale clock that does not run (every lead's first assignment: stage new is
+ * not watched) writes nothing - no new version of the wide leads row, no new
+ * generation - while stopping one that runs still moves the generation and cancels its
+ * ladder. Before, each stop wrote the row. */
+Test(keepalive, stopping_a_clock_that_does_not_run_writes_nothing, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 1);
+    free(lf_h_sql(h, "INSERT INTO leads (id, channel, phone, grade, owner, stage,"
+                     " assigned_at) VALUES ('0000001b-0000-7000-8000-000000000001',"
+                     " 'web_form', '13900000001', 'B', 'wang.fang', 'new', now())"
+                     " RETURNING 1"));
+#define S_L "'0000001b-0000-7000-8000-000000000001'"
+    char *x0 =
+        lf_h_sql(h, "SELECT xmin::text || ' ' || stale_gen FROM leads WHERE id = " S_L);
+    free(lf_h_sql(h, "SELECT lf_keepalive_arm(" S_L ", now(), 'wang.fang', NULL, NULL,"
+                     " NULL, '{}')"));
+    char *x1 =
+        lf_h_sql(h, "SELECT xmin::text || ' ' || stale_gen FROM leads WHERE id = " S_L);
+    cr_expect_str_eq(x1, x0, "stopping a clock that did not run wrote the lead");
+    free(x0);
+    free(x1);
+    /* A running clock: armed (generation 1, three timers), then stopped. */
+    free(lf_h_sql(h, "SELECT lf_keepalive_arm(" S_L ", now(), 'wang.fang',"
+                     " now() + interval '1 day', now() + interval '2 days',"
+                     " now() + interval '3 days', '{}')"));
+    free(lf_h_sql(h, "SELECT lf_keepalive_arm(" S_L ", now(), 'wang.fang', NULL, NULL,"
+                     " NULL, '{}')"));
+    char *s = lf_h_sql(h, "SELECT stale_gen || ' ' || (stale_since IS NULL) || ' ' ||"
+                          " (SELECT string_agg(step || ':' || state, ',' ORDER BY step)"
+                          " FROM timers WHERE lead_id = " S_L " AND kind = 'stale')"
+                          " FROM leads WHERE id = " S_L);
+    cr_expect_str_eq(s, "2 true 10:cancelled,11:cancelled,12:cancelled");
+    free(s);
+#undef S_L
+    lf_h_destroy(&h);
+}

@@ -456,3 +456,103 @@ Test(scheduler, bad_settings_are_refused_with_a_clear_error, .timeout = 30) {
     int st = system(cmd);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a zero batch size was accepted");
 }
+
+/* The consumer's batch path (lf_timers_on_events): the first-contact SLA of every
+ * assignment of a batch is armed with a few statements for the whole batch, and leaves
+ * what arming them one by one left: a lead assigned twice keeps the timer of its first
+ * assignment and the deadline of its last one on the lead; a reassignment to a rep
+ * arms round r's timer (step 10r, r = reassignments so far) and moves the lead's
+ * deadline; a reassignment to a queue and an assignment without a grade arm nothing.
+ * The stale clocks of the same events: started for a deal in a watched stage (L5),
+ * left alone where none runs (L6: the batch skips its statements; the others go event
+ * by event), stopped where one ran (L7).
+ * All nine events are in the outbox before the scheduler starts, so its first sweep
+ * hands them over as one batch. Wall clock, so the deadlines are plain sums. */
+Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(h, "sla.json",
+                "{\"first_contact_seconds\":{\"B\":60,\"C\":60},"
+                "\"escalate_after_seconds\":{\"B\":120,\"C\":120},"
+                "\"reassign_after_seconds\":{\"B\":300}}");
+    lf_h_config(h, "keepalive.json",
+                "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\":"
+                " \"3d\"}, \"warn_manager_after\": \"1d\", \"recycle_after\": \"1d\","
+                " \"cooldown\": \"30d\", \"restart_on\": [\"call\"]}}");
+    free(lf_h_sql(h,
+                  "INSERT INTO leads (id, channel, phone, grade, owner, stage,"
+                  " assigned_at) SELECT ('0000001a-0000-7000-8000-' || lpad(g::text, 12,"
+                  " '0'))::uuid, 'web_form', '139' || lpad(g::text, 8, '0'), 'C',"
+                  " 'wang.fang', CASE g WHEN 5 THEN 'contacted' ELSE 'new' END, now()"
+                  " FROM generate_series(1, 7) g RETURNING 1"));
+    free(lf_h_sql(h,
+                  "UPDATE leads SET stale_gen = 3, stale_since = '2030-01-01T00:00:00Z'"
+                  " WHERE id = '0000001a-0000-7000-8000-000000000007' RETURNING 1"));
+    free(lf_h_sql(h, "INSERT INTO assignments (lead_id, reason, kind) VALUES"
+                     " ('0000001a-0000-7000-8000-000000000002', 'test', 'reassign')"
+                     " RETURNING 1"));
+    free(lf_h_sql(
+        h,
+        "INSERT INTO outbox (event_id, type, lead_id, at, payload)"
+        " SELECT gen_random_uuid(), e.type, ('0000001a-0000-7000-8000-' ||"
+        " lpad(e.l::text, 12, '0'))::uuid, e.at::timestamptz, e.pl::jsonb FROM (VALUES"
+        " (1, 'lead.assigned', 1, '2030-01-07T10:00:00.250Z',"
+        "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+        " (2, 'lead.assigned', 2, '2030-01-07T10:00:01Z',"
+        "  '{\"grade\":\"B\",\"owner\":\"wang.fang\"}'),"
+        " (3, 'lead.assigned', 1, '2030-01-07T10:05:00.250Z',"
+        "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+        " (4, 'lead.reassigned', 2, '2030-01-07T10:10:00Z',"
+        "  '{\"grade\":\"B\",\"owner\":\"li.ming\"}'),"
+        " (5, 'lead.reassigned', 3, '2030-01-07T10:00:00Z', '{\"grade\":\"C\"}'),"
+        " (6, 'lead.assigned', 4, '2030-01-07T10:00:00Z', '{\"owner\":\"wang.fang\"}'),"
+        " (7, 'lead.assigned', 5, '2030-01-07T10:00:00Z',"
+        "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+        " (8, 'lead.assigned', 6, '2030-01-07T10:00:00Z',"
+        "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+        " (9, 'lead.assigned', 7, '2030-01-07T10:00:00Z',"
+        "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'))"
+        " e(n, type, l, at, pl) ORDER BY e.n RETURNING 1"));
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM consumer_acks WHERE consumer = "
+                            "'scheduler' AND event_id IN (SELECT id FROM outbox WHERE "
+                            "lead_id::text LIKE '0000001a-%')",
+                            "9", 30000),
+              "the scheduler did not consume the nine events");
+    char *s = lf_h_sql(
+        h, "SELECT string_agg(right(lead_id::text, 1) || ':' || step || ' ' ||"
+           " to_char(due_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') || ' ' ||"
+           " coalesce(to_char((data->>'escalate_at')::timestamptz AT TIME ZONE 'UTC',"
+           " 'HH24:MI:SS.MS'), '-') || ' ' ||"
+           " coalesce(to_char((data->>'reassign_at')::timestamptz AT TIME ZONE 'UTC',"
+           " 'HH24:MI:SS.MS'), '-'), ', ' ORDER BY lead_id, step)"
+           " FROM timers WHERE kind = 'sla_first_contact'");
+    cr_expect_str_eq(s, "1:0 10:01:00.250 10:03:00.250 -, "
+                        "2:0 10:01:01.000 10:03:01.000 10:08:01.000, "
+                        "2:10 10:11:00.000 10:13:00.000 10:18:00.000, "
+                        "5:0 10:01:00.000 10:03:00.000 -, "
+                        "6:0 10:01:00.000 10:03:00.000 -, "
+                        "7:0 10:01:00.000 10:03:00.000 -");
+    free(s);
+    s = lf_h_sql(h, "SELECT string_agg(right(id::text, 1) || ' ' || coalesce(to_char("
+                    "first_contact_due_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS'), '-'),"
+                    " ', ' ORDER BY id) FROM leads");
+    cr_expect_str_eq(s, "1 10:06:00.250, 2 10:11:00.000, 3 -, 4 -, 5 10:01:00.000, "
+                        "6 10:01:00.000, 7 10:01:00.000");
+    free(s);
+    s = lf_h_sql(
+        h, "SELECT string_agg(right(id::text, 1) || ' ' || stale_gen || ' ' ||"
+           " coalesce(to_char(stale_since AT TIME ZONE 'UTC', 'MM-DD HH24:MI'), '-')"
+           " || ' ' || (SELECT count(*) FROM timers t WHERE t.lead_id = l.id"
+           " AND t.kind = 'stale' AND t.state = 'pending'), ', ' ORDER BY id)"
+           " FROM leads l");
+    cr_expect_str_eq(s, "1 0 - 0, 2 0 - 0, 3 0 - 0, 4 0 - 0, 5 1 01-07 10:00 3, 6 0 - 0, "
+                        "7 4 - 0");
+    free(s);
+    /* They were armed on the batch path, not event by event after a failed batch. */
+    char path[1024], cmd[1200];
+    snprintf(path, sizeof path, "%s/scheduler.0.log", lf_h_dir(h));
+    snprintf(cmd, sizeof cmd, "grep -q 'handling it event by event' '%s'", path);
+    cr_expect_neq(system(cmd), 0, "the batch fell back to event by event");
+    lf_h_destroy(&h);
+}

@@ -1,7 +1,8 @@
 /* loop.h - the poll loop of a consuming service (router, scheduler, analytics).
  *
  * Wait on the SUB socket with a bounded timeout; take every event waiting (up to a
- * batch) and apply them in one transaction; publish what the batch produced once it
+ * batch, lingering linger_ms for more after the first) and apply them in one
+ * transaction; publish what the batch produced once it
  * committed; sweep the outbox for anything missed every sweep interval; run the
  * service's own periodic work; stop when a signal arrived. */
 #ifndef LF_LOOP_H
@@ -15,8 +16,11 @@ typedef struct {
     void *sub;               /* borrowed SUB socket */
     void *pub;               /* borrowed PUB socket for produced events, or NULL */
     int batch;               /* most events per transaction */
-    int sweep_ms;            /* outbox sweep interval */
-    int tick_ms;             /* interval of tick(), 0 = never */
+    /* After the first envelope, how long to wait for more before the batch is handled
+     * (LEADFLOW_CONSUMER_LINGER_MS, LF_CFG_LOOP); 0 takes only what is queued. */
+    int linger_ms;
+    int sweep_ms; /* outbox sweep interval */
+    int tick_ms;  /* interval of tick(), 0 = never */
     /* Periodic work; returns the milliseconds until it wants to run again (capped by
      * tick_ms), or a negative value to keep tick_ms. */
     int (*tick)(void *arg);
@@ -28,6 +32,16 @@ typedef struct {
     void *sweep_arg;
     const lf_config_t *cfg; /* borrowed: for the health file */
 } lf_loop_t;
+
+/* The loop's entry of a service's configuration table (lf/config.h), listed after
+ * LF_CFG_COMMON by every service that runs lf_loop_run. */
+#define LF_CFG_LOOP                                                                      \
+    {                                                                                    \
+        "LEADFLOW_CONSUMER_LINGER_MS", LF_CFG_INT, "5", 0, 100,                          \
+            "after the first event, ms to wait for more before a batch is applied (0: "  \
+            "only "                                                                      \
+            "those already queued)"                                                      \
+    }
 
 /* How often the loop moves the consumer's cursor (lf_consumer_advance). */
 #define LF_LOOP_ADVANCE_MS 5000
