@@ -17,15 +17,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 LEADS=${1:-100000}
 ROUNDS=${2:-20}
 FFS=${3:-100 90}
-make -s WERROR=1 bins >/dev/null
-W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
-PG=$(lf_free_port)
-cleanup() { lf_pg_stop "$W/pg"; rm -rf "$W"; }
-trap cleanup EXIT
-lf_pg_start "$W/pg" "$PG" >/dev/null
+lf_bench_pg_only
 BASE=postgresql://leadflow@127.0.0.1:$PG
 for ff in $FFS; do
     psql -qX "$BASE/leadflow" -c "CREATE DATABASE lf_ff$ff" >/dev/null

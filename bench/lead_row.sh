@@ -18,14 +18,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 LEADS=${1:-300000}
 REPS=${2:-15}
-make -s WERROR=1 bins >/dev/null
-W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
-PG=$(lf_free_port)
-cleanup() { lf_pg_stop "$W/pg"; rm -rf "$W"; }
-trap cleanup EXIT
-lf_pg_start "$W/pg" "$PG" >/dev/null
+lf_bench_pg_only
 BASE=postgresql://leadflow@127.0.0.1:$PG
 psql -qX "$BASE/leadflow" -c "CREATE DATABASE lf_old" -c "CREATE DATABASE lf_new" >/dev/null
 # The old schema: this checkout's, with lead_search and its triggers replaced by the

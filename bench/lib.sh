@@ -1,5 +1,6 @@
 # bench/lib.sh - shared by the benchmarks that start the whole service stack
-# (bench/stack.sh, bench/latency.sh, bench/memory.sh). Sourced after scripts/lib.sh.
+# (bench/stack.sh, bench/latency.sh, bench/memory.sh), and by the benchmarks of SQL
+# alone (lf_bench_pg_only). Sourced after scripts/lib.sh.
 #
 # The whole stack: one PostgreSQL and one Redis on free loopback ports in a temporary
 # folder, the four services (release build, build/bin), the do-nothing libmicrohttpd
@@ -63,6 +64,17 @@ SELECT 'rep' || i, 'Rep ' || i, (ARRAY['east','north','south','west'])[1 + i % 4
   FROM generate_series(1, $1) i
 ON CONFLICT (id) DO NOTHING;
 SQL
+}
+
+# lf_bench_pg_only: for the benchmarks of SQL alone (no service runs): builds the
+# binaries (leadflow-migrate), makes the work folder W and starts a private PostgreSQL on
+# a free loopback port PG; both are stopped and removed when the script exits.
+lf_bench_pg_only() {
+    make -s WERROR=1 bins >/dev/null
+    W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
+    PG=$(lf_free_port)
+    trap 'lf_pg_stop "$W/pg"; rm -rf "$W"' EXIT
+    lf_pg_start "$W/pg" "$PG" >/dev/null
 }
 
 # lf_bench_up: the whole stack's databases. Makes the work folder W, picks the ports

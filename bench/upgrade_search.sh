@@ -7,13 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 LEADS=${1:-1000000}
-make -s WERROR=1 bins >/dev/null
-W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"
-PG=$(lf_free_port)
-cleanup() { lf_pg_stop "$W/pg"; rm -rf "$W"; }
-trap cleanup EXIT
-lf_pg_start "$W/pg" "$PG" >/dev/null
+lf_bench_pg_only
 export LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:$PG/leadflow
 mkdir -p "$W/old/migrations" "$W/old/functions"
 cp db/migrations/00[0-3]*.sql db/migrations/0040_*.sql "$W/old/migrations/"

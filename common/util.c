@@ -104,6 +104,23 @@ int lf_uuid_valid(const char *s) {
     return s[36] == '\0';
 }
 
+size_t lf_itoa(long long v, char *out) {
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t k = 0;
+    if (v < 0)
+        out[k++] = '-';
+    while (n)
+        out[k++] = tmp[--n];
+    out[k] = '\0';
+    return k;
+}
+
 void lf_rfc3339(int64_t ms, char *out, size_t outsz) {
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;

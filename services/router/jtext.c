@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lf/util.h"
+
 static void s_reserve(lf_jtext_t *t, size_t more) {
     if (t->len + more + 1 <= t->cap)
         return;
@@ -57,26 +59,9 @@ void lf_jtext_str(lf_jtext_t *t, const char *s) {
     s_put(t, "\"", 1);
 }
 
-size_t lf_jtext_itoa(long long v, char *out) {
-    char tmp[24];
-    size_t n = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    size_t k = 0;
-    if (v < 0)
-        out[k++] = '-';
-    while (n)
-        out[k++] = tmp[--n];
-    out[k] = '\0';
-    return k;
-}
-
 void lf_jtext_int(lf_jtext_t *t, long long v) {
     char num[24];
-    s_put(t, num, lf_jtext_itoa(v, num));
+    s_put(t, num, lf_itoa(v, num));
 }
 
 const char *lf_jtext_get(lf_jtext_t *t) {

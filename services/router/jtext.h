@@ -23,8 +23,6 @@ void lf_jtext_raw(lf_jtext_t *t, const char *s);
 void lf_jtext_str(lf_jtext_t *t, const char *s);
 /* Appends an integer. */
 void lf_jtext_int(lf_jtext_t *t, long long v);
-/* Writes `v` in decimal into out (at least 21 bytes) and returns its length. */
-size_t lf_jtext_itoa(long long v, char *out);
 /* The text ("" when nothing was written). Borrowed: valid until the next call. */
 const char *lf_jtext_get(lf_jtext_t *t);
 /* Empties the buffer, keeping its memory for reuse. */

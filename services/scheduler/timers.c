@@ -218,16 +218,6 @@ out:
     return rc;
 }
 
-/* A lead id as the outbox carries it: a uuid in its text form. */
-static int s_is_uuid(const char *s) {
-    for (int i = 0; i < 36; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !s[i] || !strchr("0123456789abcdefABCDEF", s[i]))
-            return 0;
-    }
-    return s[36] == '\0';
-}
-
 int lf_timers_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n) {
     (void)arg;
     size_t cap = n * 38 + 3, len = 0;
@@ -235,7 +225,7 @@ int lf_timers_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n) {
     ids[len++] = '{';
     for (size_t i = 0; i < n; i++) {
         const char *type = lf_event_type(envs[i]), *lead = lf_event_lead(envs[i]);
-        if (!lead || !s_is_uuid(lead) || (type && !strcmp(type, "lead.created")))
+        if (!lead || !lf_uuid_valid(lead) || (type && !strcmp(type, "lead.created")))
             continue;
         len += (size_t)snprintf(ids + len, cap - len, "%s%s", len > 1 ? "," : "", lead);
     }

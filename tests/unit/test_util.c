@@ -1,4 +1,6 @@
 #include <criterion/criterion.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lf/util.h"
@@ -53,4 +55,29 @@ Test(util, read_file_missing_is_null) {
     cr_assert(s);
     cr_expect_eq(strlen(s), n);
     free(s);
+}
+
+/* lf_itoa against snprintf, at the ends of the range and around the powers of ten. */
+Test(util, itoa_writes_what_snprintf_writes) {
+    const long long vs[] = {0,
+                            1,
+                            -1,
+                            9,
+                            10,
+                            -10,
+                            99,
+                            100,
+                            123456789,
+                            -987654321,
+                            999999999999999999LL,
+                            LLONG_MAX,
+                            LLONG_MIN,
+                            LLONG_MIN + 1};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        char got[24], want[24];
+        size_t n = lf_itoa(vs[i], got);
+        snprintf(want, sizeof want, "%lld", vs[i]);
+        cr_expect_str_eq(got, want);
+        cr_expect_eq(n, strlen(want), "length of %s", want);
+    }
 }

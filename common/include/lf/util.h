@@ -31,6 +31,10 @@ void lf_uuid7(char out[37]);
  * reach a query (PostgreSQL would refuse it with an error, not an empty answer). */
 int lf_uuid_valid(const char *s);
 
+/* Writes v in decimal into out (at least 21 bytes: sign, 19 digits, NUL) and returns
+ * its length; without snprintf, for the batch writers' hot loops. */
+size_t lf_itoa(long long v, char *out);
+
 /* Formats epoch milliseconds as RFC 3339 UTC with milliseconds into out (>= 25 bytes). */
 void lf_rfc3339(int64_t ms, char *out, size_t outsz);
 
