@@ -20,7 +20,10 @@
 # phase; LF_BENCH_STEADY_EVENTS=N puts N lead.assigned events (new grade C leads, whose
 # first-contact clock is armed hours out) into the outbox as the steady phase starts, so the
 # scheduler's consumer works through a backlog while the steady timers fire, as in the
-# whole stack when the router is still assigning.
+# whole stack when the router is still assigning. LF_BENCH_PROFILE=1: pg_stat_statements
+# (track = all, so the statements inside functions and triggers show too) from the
+# scheduler's start until every effect of the burst is committed, top LF_BENCH_TOP (15)
+# by total time, per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -41,6 +44,13 @@ export LEADFLOW_REDIS_PORT=$RP LEADFLOW_REDIS_PREFIX=bench: LEADFLOW_LOG_LEVEL=w
 export LEADFLOW_SCHEDULER_EVENTS_BIND=tcp://127.0.0.1:$Z
 export LEADFLOW_ROUTER_EVENTS=tcp://127.0.0.1:1 LEADFLOW_INTAKE_EVENTS=tcp://127.0.0.1:1
 build/bin/leadflow-migrate >/dev/null 2>&1
+if [ -n "${LF_BENCH_PROFILE:-}" ]; then
+    psql -qtAX "$LEADFLOW_DATABASE_URL" -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+    lf_as_pg "$PG_BIN/pg_ctl" -D "$W/pg/data" -o "-p $PG -c log_error_verbosity=terse" \
+        -l "$W/pg/postgres.log" -w -t 60 restart >/dev/null
+    psql -qX "$LEADFLOW_DATABASE_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+        -c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 sql() { psql -qtAX -v ON_ERROR_STOP=1 "$LEADFLOW_DATABASE_URL" "$@"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # CPU seconds (utime + stime, /proc) of process $1 and of the PostgreSQL backends of
@@ -76,6 +86,7 @@ VACUUM ANALYZE leads, timers, reps;
 CHECKPOINT;
 SQL
     T=$(sql -c "SELECT extract(epoch FROM min(due_at)) FROM timers")
+    [ -n "${LF_BENCH_PROFILE:-}" ] && sql -c "SELECT pg_stat_statements_reset()" >/dev/null
     "${LF_BENCH_SCHEDULER:-build/bin/leadflow-scheduler}" >"$W/sched.$i.log" 2>&1 & sched=$!
     # Wait until every timer fired (visible, i.e. committed), at most 120 s.
     seen=
@@ -98,6 +109,12 @@ SQL
     done
     [ -n "$done_at" ] || { echo "run $i: not every effect committed" >&2; tail "$W/sched.$i.log" >&2; exit 1; }
     read -r cpu_sched cpu_pg <<<"$(cpu_s "$sched")"
+    if [ -n "${LF_BENCH_PROFILE:-}" ]; then
+        echo "run $i: pg_stat_statements until every effect was committed (ms total, calls, ms/call, rows, statement):" >&2
+        sql -F ' | ' -c "SELECT round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
+            rows, left(regexp_replace(query, '\s+', ' ', 'g'), 140) FROM pg_stat_statements
+            ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-15}" >&2
+    fi
     echo "run $i: CPU s until every effect of the $N timers was committed: scheduler $cpu_sched," \
          "its PostgreSQL backends $cpu_pg ($(awk -v a="$cpu_sched" -v b="$cpu_pg" -v n="$N" \
          'BEGIN {printf "%.0f", (a + b) * 1e6 / n}') us per timer; load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
