@@ -4,7 +4,9 @@
 #
 # Starts its own PostgreSQL and Redis (bench/lib.sh) and intake alone - or the whole
 # stack with LF_BENCH_STACK=1 - then per run: wrk -t2 -c32 for SECONDS with
-# bench/post_lead.lua (every request a new person), and from /proc the CPU seconds
+# bench/post_lead.lua (every request a new person; with LF_BENCH_RATE=N instead
+# build/bench/loadgen offering N leads/s open loop on 32 connections, whose achieved
+# rate and ack percentiles are printed too), and from /proc the CPU seconds
 # (utime + stime) that intake and its PostgreSQL backends (application_name
 # leadflow-intake%) spent during the run. Prints per run: leads committed, leads/s
 # (wall clock, which swings with whatever else shares the cores), microseconds of CPU per
@@ -68,12 +70,18 @@ for i in $(seq 1 "$RUNS"); do
         perf record -F 999 ${LF_BENCH_PERF_CALLS:--g} -o "$LF_BENCH_PERF_PG" -p "${bp// /,}" >/dev/null 2>&1 & perfs+=($!)
     fi
     t0=$(date +%s.%N)
-    wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >"$W/wrk.$i"
+    if [ -n "${LF_BENCH_RATE:-}" ]; then # open loop at that rate: ack latency too
+        build/bench/loadgen --port "$HTTP" --rate "$LF_BENCH_RATE" --duration "$SECS" \
+            --connections 32 --key "$LF_BENCH_KEY" --phone-base $((i * 10000000)) >"$W/lg.$i" 2>&1 || true
+        awk '/^loadgen\.(achieved_rate|status|ack_p50_ms|ack_p99_ms|ack_max_ms)/ {printf "  %s", $0} END {print ""}' "$W/lg.$i"
+    else
+        wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >"$W/wrk.$i"
+    fi
     t1=$(date +%s.%N)
     ci1=$(threads_cpu); cb1=$(bcpu "$bp")
     for p in "${perfs[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     n1=$(q "SELECT count(*) FROM leads"); b1=$(metric leadflow_intake_commit_batches_total)
-    non2xx=$(awk '/Non-2xx/ {print $NF}' "$W/wrk.$i"); non2xx=${non2xx:-0}
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$W/wrk.$i" 2>/dev/null || true); non2xx=${non2xx:-0}
     awk -v n=$((n1 - n0)) -v a="$t0" -v b="$t1" -v i0="$ci0" -v i1="$ci1" -v p0="$cb0" \
         -v p1="$cb1" -v bt=$((b1 - b0)) -v load="$load" -v non="$non2xx" -v run="$i" 'BEGIN {
         printf "run %d: %d leads, %d leads/s, non-2xx %d; CPU per lead: intake %.0f us, its backends %.0f us, together %.0f us; %d batches, %.1f leads per batch; load avg %s\n",
