@@ -189,9 +189,9 @@ static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_batch_arrays_t 
             s_finish(jobs[i], 503, NULL, NULL);
 }
 
-/* With the lock held: 1 when a thread may take a batch now. One batch runs at a time
- * unless a full one is waiting: what arrives while a statement runs becomes the next
- * batch, so under load the batches grow with the load instead of the threads each
+/* With the lock held: 1 when a thread may take a batch now. At most max_running
+ * batches run at once unless a full one is waiting: what arrives while they run becomes
+ * the next batch, so under load the batches grow with the load instead of every thread
  * taking a few leads (a statement costs PostgreSQL about as much as tens of leads,
  * whatever its size: docs/benchmarks.md). A full batch starts at once on another thread,
  * and so does everything when stopping (drain). */

@@ -56,7 +56,7 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_COMMITTERS", LF_CFG_INT, "3", 1, 32,
      "group-commit threads (PostgreSQL connections)"},
     {"LEADFLOW_COMMIT_BATCH", LF_CFG_INT, "256", 1, 5000, "most leads per commit"},
-    {"LEADFLOW_COMMIT_RUNNING", LF_CFG_INT, "1", 1, 32,
+    {"LEADFLOW_COMMIT_RUNNING", LF_CFG_INT, "2", 1, 32,
      "batch statements running at once while no full batch waits (what arrives "
      "meanwhile becomes the next batch)"},
     {"LEADFLOW_COMMIT_QUEUE", LF_CFG_INT, "2048", 1, 1000000,
