@@ -1,6 +1,9 @@
 -- 0007_analytics: set-based folding of events into the rollups, a funnel that reads
 -- rollups instead of scanning leads and lead_events, the pipeline and SLA
--- configuration as tables, and the BI views of PRODUCT.md step 9 (docs/analytics.md).
+-- configuration as tables, and the BI views (docs/analytics.md).
+-- (Only this comment changed after the file shipped; a database that ran it records
+-- the new checksum.)
+-- leadflow:corrects-sha256 87dbf83ae184c95edb2c038e3f80325d3710560a2b1698589faa9b826ef65ee2
 
 -- The pipeline's stages as configured in config/pipeline.json. leadflow-analytics
 -- rewrites this table at start (lf_analytics_sync_config), so BI tools can join on it
