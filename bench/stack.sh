@@ -18,7 +18,7 @@
 #     The scheduler and analytics keep consuming the router's events meanwhile.
 # 200 reps in 4 teams with skills and regions, capacity 1,000,000 (bench/lib.sh).
 # Prints one line per figure on stdout (median, runs, spread), per-run details with
-# the load average on stderr.
+# the load average on stderr; LF_BENCH_PROFILE=1 adds pg_stat_statements' top statements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -77,6 +77,12 @@ for i in $(seq 1 "$RUNS"); do
         "drain: $stored leads stored with the router stopped, $dleft unassigned at the end," \
         "router ${drain[-1]} leads assigned/s" >&2
 done
+if [ -n "${LF_BENCH_PROFILE:-}" ]; then # where PostgreSQL's time went, by statement
+    echo "pg_stat_statements of all runs, top ${LF_BENCH_TOP:-15} by total time (ms, calls, ms/call, rows, query):" >&2
+    lf_bench_q "SELECT round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
+        rows, left(regexp_replace(query, '\s+', ' ', 'g'), 140) FROM pg_stat_statements
+        ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-15}" | tr '|' ' ' >&2
+fi
 fig() { # name values detail
     echo "$1 $(printf '%s\n' $2 | lf_bench_median) (runs: ${2% }; $(printf '%s\n' $2 | lf_bench_spread); $3)"
 }
