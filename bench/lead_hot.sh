@@ -28,32 +28,7 @@ for ff in $FFS; do
     LEADFLOW_DATABASE_URL=$BASE/lf_ff$ff build/bin/leadflow-migrate >/dev/null 2>&1
     psql -qX -v ON_ERROR_STOP=1 "$BASE/lf_ff$ff" -c "ALTER TABLE leads SET (fillfactor = $ff)" >/dev/null
     lf_say "fillfactor $ff: writing $LEADS leads"
-    psql -qX -v ON_ERROR_STOP=1 "$BASE/lf_ff$ff" -v n="$LEADS" >/dev/null <<'SQL'
-SET synchronous_commit = off;
-INSERT INTO leads (id, channel, source, name, company, email, phone, need, extra, raw,
-                   company_key, intake_open, phone_type, phone_country, created_at,
-                   updated_at, region, industry, owner, team, assigned_at, grade, score,
-                   score_breakdown, first_contact_due_at)
-SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,
-       (ARRAY['web_form','phone','trade_show','partner','api','referral'])[1 + g % 6],
-       'bench', '客户 ' || g || ' Wang', 'Company ' || (g % 50000) || ' Trading Co',
-       'buyer' || g || '@example' || (g % 977) || '.com',
-       '+86138' || lpad((g % 100000000)::text, 8, '0'), 'pumps and valves',
-       jsonb_build_object('sent_us', g),
-       jsonb_build_object('name', '客户 ' || g || ' Wang', 'phone', '138' || g,
-                          'company', 'Company ' || (g % 50000) || ' Trading Co',
-                          'need', 'pumps and valves for a new plant, about 200 units',
-                          'budget', '100k-200k CNY', 'utm', 'spring-fair-2026-landing-page-b'),
-       'company' || (g % 50000), true, 'mobile', 'CN',
-       timestamptz '2026-01-01' + g * interval '10 ms',
-       timestamptz '2026-01-01' + g * interval '10 ms', 'east', 'manufacturing',
-       'rep' || (1 + g % 200), (ARRAY['east','south','north','west'])[1 + g % 4],
-       timestamptz '2026-01-01' + g * interval '10 ms', 'B', 55,
-       '{"budget": 20, "urgency": 15, "decision_maker": 20}',
-       timestamptz '2026-01-01' + g * interval '10 ms' + interval '1 hour'
-  FROM generate_series(1, :n) g;
-VACUUM ANALYZE leads;
-SQL
+    lf_bench_fill_leads "$BASE/lf_ff$ff" "$LEADS" routed
 done
 ids() { # the 128 leads of round $1
     echo "SELECT ('00000000-0000-7000-9000-' || lpad(to_hex($1 * 1000 + i), 12, '0'))::uuid AS id, i
@@ -62,16 +37,7 @@ ids() { # the 128 leads of round $1
 stmt() { # round what
     local r=$1
     case $2 in
-    insert) echo "INSERT INTO leads (id, channel, source, name, company, email, phone, need, extra, raw,
-                   company_key, intake_open, phone_type, phone_country, flags)
-SELECT x.id, 'api', 'bench', '客户 ' || x.i || ' Li', 'New Company ' || x.i,
-       'new$r.' || x.i || '@example.org', '+86139' || lpad(($r * 1000 + x.i)::text, 8, '0'), 'pumps',
-       jsonb_build_object('sent_us', x.i),
-       jsonb_build_object('name', '客户 ' || x.i || ' Li', 'phone', '139' || x.i,
-                          'need', 'pumps and valves for a new plant, about 200 units',
-                          'budget', '100k-200k CNY', 'utm', 'spring-fair-2026-landing-page-b'),
-       'newcompany' || x.i, true, 'mobile', 'CN', '[]'
-  FROM ($(ids "$r")) x ON CONFLICT DO NOTHING" ;;
+    insert) lf_bench_new_leads "SELECT id, $r * 1000 + i AS g FROM ($(ids "$r")) r" ;;
     route) echo "UPDATE leads l SET grade = 'B', score = 55,
        score_breakdown = '{\"budget\": 20, \"urgency\": 15, \"decision_maker\": 20}',
        graded_at = now(), owner = 'rep' || (1 + x.i % 200), assignment_reason = 'round_robin',

@@ -37,29 +37,7 @@ for db in lf_old lf_new; do
     [ "$db" = lf_old ] && psql -qX -v ON_ERROR_STOP=1 "$BASE/$db" -c "$OLD_SQL" >/dev/null
     lf_say "$db: writing $LEADS leads"
     t0=$(date +%s.%N)
-    psql -qX -v ON_ERROR_STOP=1 "$BASE/$db" -v n="$LEADS" >/dev/null <<'SQL'
-SET synchronous_commit = off;
-INSERT INTO leads (id, channel, source, name, company, email, phone, need, extra, raw,
-                   company_key, intake_open, phone_type, phone_country, created_at,
-                   updated_at, region, industry)
-SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,
-       (ARRAY['web_form','phone','trade_show','partner','api','referral'])[1 + g % 6],
-       'bench', '客户 ' || g || ' Wang', 'Company ' || (g % 50000) || ' Trading Co',
-       'buyer' || g || '@example' || (g % 977) || '.com',
-       '+86138' || lpad((g % 100000000)::text, 8, '0'), 'pumps and valves',
-       jsonb_build_object('sent_us', g),
-       jsonb_build_object('name', '客户 ' || g || ' Wang', 'phone', '138' || g,
-                          'company', 'Company ' || (g % 50000) || ' Trading Co',
-                          'email', 'buyer' || g || '@example.com',
-                          'need', 'pumps and valves for a new plant, about 200 units',
-                          'budget', '100k-200k CNY', 'region', 'east', 'industry',
-                          'manufacturing', 'utm', 'spring-fair-2026-landing-page-b'),
-       'company' || (g % 50000), true, 'mobile', 'CN',
-       timestamptz '2026-01-01' + g * interval '10 ms',
-       timestamptz '2026-01-01' + g * interval '10 ms', 'east', 'manufacturing'
-  FROM generate_series(1, :n) g;
-VACUUM ANALYZE leads;
-SQL
+    lf_bench_fill_leads "$BASE/$db" "$LEADS"
     t1=$(date +%s.%N)
     lf_say "$db: filled in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s"
 done
@@ -85,20 +63,8 @@ intake_sql() {
     cat <<SQL
 BEGIN;
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)
-INSERT INTO leads (id, channel, source, name, company, email, phone, need, extra, raw,
-                   company_key, intake_open, phone_type, phone_country, flags)
-SELECT gen_random_uuid(), 'api', 'bench', '客户 ' || g || ' Li', 'New Company ' || g,
-       'new' || g || '@example.org', '+86139' || lpad(g::text, 8, '0'), 'pumps',
-       jsonb_build_object('sent_us', g),
-       jsonb_build_object('name', '客户 ' || g || ' Li', 'phone', '139' || g,
-                          'company', 'New Company ' || g, 'email', 'new' || g || '@example.org',
-                          'need', 'pumps and valves for a new plant, about 200 units',
-                          'budget', '100k-200k CNY', 'region', 'east', 'industry',
-                          'manufacturing', 'utm', 'spring-fair-2026-landing-page-b'),
-       'newcompany' || g, true, 'mobile', 'CN', '[]'
-  FROM (SELECT o + i AS g FROM (SELECT (random() * 80000000)::int AS o) r,
-               generate_series(1, 128) i) s
-ON CONFLICT DO NOTHING;
+$(lf_bench_new_leads "SELECT gen_random_uuid() AS id, o + i AS g
+  FROM (SELECT (random() * 80000000)::int AS o) r, generate_series(1, 128) i");
 ROLLBACK;
 SQL
 }

@@ -77,6 +77,63 @@ lf_bench_pg_only() {
     lf_pg_start "$W/pg" "$PG" >/dev/null
 }
 
+# The SQL of the benchmarks' leads, so every benchmark of SQL alone writes the same rows.
+# lf_bench_raw EXPR: the raw submission (about 300 bytes) of the lead numbered EXPR.
+lf_bench_raw() {
+    echo "jsonb_build_object('name', '客户 ' || $1 || ' Wang', 'phone', '138' || $1,
+                          'company', 'Company ' || ($1 % 50000) || ' Trading Co',
+                          'email', 'buyer' || $1 || '@example.com',
+                          'need', 'pumps and valves for a new plant, about 200 units',
+                          'budget', '100k-200k CNY', 'region', 'east', 'industry',
+                          'manufacturing', 'utm', 'spring-fair-2026-landing-page-b')"
+}
+
+# lf_bench_fill_leads URL N [routed]: writes N leads numbered 1..N (ids
+# 00000000-0000-7000-8000-<n in hex>) into the database at URL as intake leaves them
+# (name, company, e-mail, phone, raw submission, no owner), or with routed as the router
+# leaves them (owner among 200 reps, team, grade, score, first-contact deadline), then
+# VACUUM ANALYZE leads.
+lf_bench_fill_leads() {
+    local cols='' vals=''
+    if [ "${3:-}" = routed ]; then
+        cols=', owner, team, assigned_at, grade, score, score_breakdown, first_contact_due_at'
+        vals=", 'rep' || (1 + g % 200), (ARRAY['east','south','north','west'])[1 + g % 4],
+       timestamptz '2026-01-01' + g * interval '10 ms', 'B', 55,
+       '{\"budget\": 20, \"urgency\": 15, \"decision_maker\": 20}',
+       timestamptz '2026-01-01' + g * interval '10 ms' + interval '1 hour'"
+    fi
+    psql -qX -v ON_ERROR_STOP=1 "$1" -v n="$2" >/dev/null <<SQL
+SET synchronous_commit = off;
+INSERT INTO leads (id, channel, source, name, company, email, phone, need, extra, raw,
+                   company_key, intake_open, phone_type, phone_country, created_at,
+                   updated_at, region, industry$cols)
+SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,
+       (ARRAY['web_form','phone','trade_show','partner','api','referral'])[1 + g % 6],
+       'bench', '客户 ' || g || ' Wang', 'Company ' || (g % 50000) || ' Trading Co',
+       'buyer' || g || '@example' || (g % 977) || '.com',
+       '+86138' || lpad((g % 100000000)::text, 8, '0'), 'pumps and valves',
+       jsonb_build_object('sent_us', g), $(lf_bench_raw g),
+       'company' || (g % 50000), true, 'mobile', 'CN',
+       timestamptz '2026-01-01' + g * interval '10 ms',
+       timestamptz '2026-01-01' + g * interval '10 ms', 'east', 'manufacturing'$vals
+  FROM generate_series(1, :n) g;
+VACUUM ANALYZE leads;
+SQL
+}
+
+# lf_bench_new_leads ROWS: one INSERT ... ON CONFLICT DO NOTHING of new leads, as
+# lf_intake_commit writes them, one per row of the query ROWS (columns id uuid, g
+# bigint: a number no other new lead of the run has).
+lf_bench_new_leads() {
+    echo "INSERT INTO leads (id, channel, source, name, company, email, phone, need, extra, raw,
+                   company_key, intake_open, phone_type, phone_country, flags)
+SELECT x.id, 'api', 'bench', '客户 ' || x.g || ' Li', 'New Company ' || x.g,
+       'new' || x.g || '@example.org', '+86139' || lpad(x.g::text, 8, '0'), 'pumps',
+       jsonb_build_object('sent_us', x.g), $(lf_bench_raw x.g),
+       'newcompany' || x.g, true, 'mobile', 'CN', '[]'
+  FROM ($1) x ON CONFLICT DO NOTHING"
+}
+
 # lf_bench_up: the whole stack's databases. Makes the work folder W, picks the ports
 # (PG RP HTTP NULLP Z1 Z2 Z3), starts PostgreSQL (track_commit_timestamp on, so that
 # a row's commit time can be read back; pg_stat_statements with LF_BENCH_PROFILE=1)

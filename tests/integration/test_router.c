@@ -9,9 +9,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <libpq-fe.h>
-#include <zmq.h>
 
+#include "../support/envelope.h"
 #include "../support/harness.h"
 
 TestSuite(router, .fini = lf_h_fini);
@@ -253,54 +252,22 @@ Test(router, published_envelopes_equal_lf_envelope_of_their_outbox_row, .timeout
     lf_h_t *h = lf_h_new(LF_H_INTAKE | LF_H_ROUTER, 0);
     s_rep(h, "{\"id\":\"a\",\"name\":\"a\",\"ignore_shift\":true,\"grades\":[\"A\"]}");
     s_rep(h, "{\"id\":\"b\",\"name\":\"b\",\"ignore_shift\":true,\"capacity\":0}");
-    void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
-    char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", lf_h_zmq_port(h, LF_H_ROUTER));
-    cr_assert_eq(zmq_connect(sub, ep), 0);
-    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "lead.assigned", strlen("lead.assigned"));
-    int ms = 10000;
-    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &ms, sizeof ms);
-    usleep(300 * 1000); /* the subscription reaches the publisher */
+    lf_h_sub_t sub = lf_h_sub_open(h, LF_H_ROUTER, "lead.assigned", 10000);
     char *queued = s_lead(h, "{\"phone\":\"13800000001\",\"name\":\"王 \\\"Q\\\"\"}");
     cr_assert_eq(s_send(h, "PATCH", "/v1/reps/b", "{\"capacity\":10}", NULL), 200);
     char *assigned = s_lead(h, "{\"phone\":\"13800000002\",\"source\":\"官网\"}");
-    PGconn *pg = PQconnectdb(lf_h_db_url(h));
-    cr_assert_eq(PQstatus(pg), CONNECTION_OK);
     const char *leads[] = {queued, assigned};
     for (int i = 0; i < 2; i++) {
-        char type[64] = "", env[4096] = "";
-        int n = zmq_recv(sub, type, sizeof type - 1, 0);
-        cr_assert_gt(n, 0, "envelope %d published", i);
-        type[n] = '\0';
-        n = zmq_recv(sub, env, sizeof env - 1, 0);
-        cr_assert_gt(n, 0);
-        env[n] = '\0';
-        cr_expect_str_eq(type, "lead.assigned");
-        const char *p[] = {env, leads[i]};
-        PGresult *r = PQexecParams(
-            pg,
-            "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
-            "o.payload)::jsonb = $1::jsonb, lf_envelope(o.id, o.event_id, o.type, "
-            "o.lead_id, o.at, o.version, o.payload)::text, o.lead_id::text = $2 "
-            "FROM outbox o WHERE o.id = ($1::jsonb ->> 'seq')::bigint",
-            2, NULL, p, NULL, NULL, 0);
-        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
-        cr_assert_eq(PQntuples(r), 1, "the envelope names its outbox row: %s", env);
-        cr_expect_str_eq(PQgetvalue(r, 0, 0), "t", "published %s\nlf_envelope %s", env,
-                         PQgetvalue(r, 0, 1));
-        cr_expect_str_eq(PQgetvalue(r, 0, 2), "t", "envelope %d is lead %s's", i,
-                         leads[i]);
-        json_t *e = json_loads(env, 0, NULL);
+        json_t *e = lf_h_recv_outbox_envelope(h, &sub, "lead.assigned");
+        cr_expect_str_eq(json_string_value(json_object_get(e, "lead_id")), leads[i],
+                         "envelope %d is lead %s's", i, leads[i]);
         json_t *pl = json_object_get(e, "payload");
         cr_expect(i == 0 ? json_is_null(json_object_get(pl, "owner"))
                          : json_is_string(json_object_get(pl, "owner")),
-                  "payload %s", env);
+                  "payload of envelope %d", i);
         json_decref(e);
-        PQclear(r);
     }
-    PQfinish(pg);
-    zmq_close(sub);
-    zmq_ctx_term(ctx);
+    lf_h_sub_close(&sub);
     free(queued);
     free(assigned);
     lf_h_destroy(&h);
