@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,15 +41,58 @@ struct lf_h {
 /* The live harness of this test process, for lf_h_fini. */
 static lf_h_t *s_current;
 
-static int s_free_port(void) {
+/* Free ports come from below the kernel's ephemeral range
+ * (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by default): a port the kernel
+ * picked for us (bind to port 0) is released before the service binds it, and in between
+ * any outgoing connection - a libpq or curl client, a ZeroMQ SUB reconnecting to a port
+ * nothing listens on yet, which on loopback can even connect to itself - may be given
+ * the same port, and the service then fails with "Address already in use". The kernel
+ * never hands out a port below the range on its own, so only another test that chose
+ * the same port can take it: the ports are chosen at random (seeded per process) and
+ * checked with a bind, and lf_h_start starts a service again on new ports when it still
+ * lost that race. */
+static int s_ephemeral_low(void) {
+    int lo = 32768, hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &lo, &hi) != 2)
+            lo = 32768;
+        fclose(f);
+    }
+    return lo;
+}
+
+static int s_port_bindable(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
     struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)port)};
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
     close(fd);
-    return ntohs(a.sin_port);
+    return ok;
+}
+
+static int s_free_port(void) {
+    static unsigned seed;
+    static pid_t seeded_by;
+    if (seeded_by != getpid()) { /* Criterion forks a process per test */
+        seeded_by = getpid();
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)ts.tv_nsec;
+    }
+    int hi = s_ephemeral_low(); /* exclusive */
+    int lo = hi - 12000 < 10000 ? 10000 : hi - 12000;
+    cr_assert(hi > lo, "no room for test ports below the ephemeral range (%d)", hi);
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        int port = lo + (int)(rand_r(&seed) % (unsigned)(hi - lo));
+        if (s_port_bindable(port))
+            return port;
+    }
+    cr_assert_fail("no free port in %d-%d", lo, hi - 1);
+    return -1;
 }
 
 static void s_sleep_ms(int ms) {
@@ -207,12 +251,10 @@ static int s_http_ready(lf_h_t *self) {
     return st == 200;
 }
 
-void lf_h_start(lf_h_t *self, int service, int instance) {
-    int s = s_index(service);
-    cr_assert(self->pids[s][instance] == 0, "%s/%d already running", s_names[s],
-              instance);
-    char log[512], bin[512];
-    snprintf(log, sizeof log, "%s/%s.%d.log", self->dir, s_names[s], instance);
+/* Forks and execs one service with the test's environment, its output appended to
+ * log. Returns its pid. */
+static pid_t s_spawn(lf_h_t *self, int s, int instance, const char *log) {
+    char bin[512];
     snprintf(bin, sizeof bin, "%s/leadflow-%s", s_bin(), s_names[s]);
     char *env[64];
     int n = 0;
@@ -268,18 +310,106 @@ void lf_h_start(lf_h_t *self, int service, int instance) {
         execve(bin, argv, env);
         _exit(127);
     }
-    self->pids[s][instance] = pid;
-    if (service == LF_H_INTAKE) {
-        for (int i = 0; i < 200 && !s_http_ready(self); i++)
+    return pid;
+}
+
+/* The size of file path (0 when missing). */
+static long s_file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Does the log, from byte `from` on, hold `what`? */
+static int s_log_has(const char *log, long from, const char *what) {
+    FILE *f = fopen(log, "r");
+    if (!f)
+        return 0;
+    fseek(f, from, SEEK_SET);
+    char line[2048];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Did the service that wrote its log from `from` on exit because a port it binds was
+ * taken (ZeroMQ's bind or libmicrohttpd's listen)? */
+static int s_port_taken(const char *log, long from) {
+    return s_log_has(log, from, "Address already in use") ||
+           s_log_has(log, from, "cannot listen on HTTP");
+}
+
+/* New ports for what service s (instance 0) binds, after it lost one. A second
+ * instance of the router or scheduler picks its own port at every start. */
+static void s_new_ports(lf_h_t *self, int s, int instance) {
+    if (s == 0) {
+        self->http_port = s_free_port();
+        self->zmq_port[0] = s_free_port();
+    } else if (s < 3 && instance == 0) {
+        self->zmq_port[s] = s_free_port();
+    }
+}
+
+/* Starts the service and waits until it is ready. Returns 1, or 0 when it exited at
+ * start because a port it binds was taken (the caller picks new ports and starts it
+ * again); anything else fails the test. */
+static int s_start_once(lf_h_t *self, int s, int instance, const char *log) {
+    long from = s_file_size(log);
+    pid_t pid = s_spawn(self, s, instance, log);
+    int st = 0;
+    if (s == 0) {
+        for (int i = 0; i < 200 && !s_http_ready(self); i++) {
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                cr_assert(s_port_taken(log, from), "intake exited at start (see %s)",
+                          log);
+                return 0;
+            }
             s_sleep_ms(50);
+        }
         cr_assert(s_http_ready(self), "intake did not become healthy (see %s)", log);
+        if (waitpid(pid, &st, WNOHANG) == pid) { /* another test's intake answered */
+            cr_assert(s_port_taken(log, from), "intake exited at start (see %s)", log);
+            return 0;
+        }
     } else {
-        /* Consumers are ready when their first sweep ran; give them a moment. */
-        s_sleep_ms(300);
-        int st;
+        /* Consumers say "ready" once their sockets are bound; the first sweep follows
+         * at once: give them a moment (at least 300 ms, as always). */
+        int waited = 0;
+        for (; waited < 10000 && !s_log_has(log, from, ": ready"); waited += 20) {
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                cr_assert(s_port_taken(log, from), "%s exited at start (see %s)",
+                          s_names[s], log);
+                return 0;
+            }
+            s_sleep_ms(20);
+        }
+        if (waited < 300)
+            s_sleep_ms(300 - waited);
         cr_assert(waitpid(pid, &st, WNOHANG) == 0, "%s exited at start (see %s)",
                   s_names[s], log);
     }
+    self->pids[s][instance] = pid;
+    return 1;
+}
+
+void lf_h_start(lf_h_t *self, int service, int instance) {
+    int s = s_index(service);
+    cr_assert(self->pids[s][instance] == 0, "%s/%d already running", s_names[s],
+              instance);
+    char log[512];
+    snprintf(log, sizeof log, "%s/%s.%d.log", self->dir, s_names[s], instance);
+    for (int attempt = 1; attempt <= 5; attempt++) {
+        if (s_start_once(self, s, instance, log))
+            return;
+        fprintf(stderr,
+                "harness: %s/%d lost a port it binds to another process (attempt %d), "
+                "starting it again on new ports\n",
+                s_names[s], instance, attempt);
+        s_new_ports(self, s, instance);
+    }
+    cr_assert_fail("%s/%d found its ports taken 5 times (see %s)", s_names[s], instance,
+                   log);
 }
 
 void lf_h_stop(lf_h_t *self, int service, int instance, int kill9) {
