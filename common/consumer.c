@@ -49,6 +49,17 @@ struct lf_consumer {
     char cur_xid[24];  /* safe_xid as text */
     char cur_id[24];   /* safe_id (the pre-0015 floor) as text */
     char last_xid[24]; /* safe_xid after the last advance, for lf_consumer_cursor */
+    /* Events whose handler lost a race (a transient failure) and are waiting for their
+     * next try: see s_retry_*. */
+    struct s_retry {
+        long long seq;
+        int attempts;    /* failed tries so far */
+        int64_t next_ms; /* lf_mono_ms() before which the event is left out */
+    } * retry;
+    size_t nretry, retry_cap;
+    int max_attempts; /* tries before an event is parked */
+    int backoff_ms;   /* the wait after the first failed try; doubles after each */
+    long parked;      /* events this process parked */
 };
 
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
@@ -66,7 +77,18 @@ lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const 
     self->arg = arg;
     self->pending_pub = json_array();
     self->committed = json_array();
+    self->max_attempts = LF_CONSUMER_ATTEMPTS;
+    self->backoff_ms = LF_CONSUMER_BACKOFF_MS;
     return self;
+}
+
+void lf_consumer_set_retry(lf_consumer_t *self, int max_attempts, int backoff_ms) {
+    self->max_attempts = max_attempts < 1 ? 1 : max_attempts;
+    self->backoff_ms = backoff_ms < 0 ? 0 : backoff_ms;
+}
+
+long lf_consumer_parked(const lf_consumer_t *self) {
+    return self->parked;
 }
 
 void lf_consumer_destroy(lf_consumer_t **self_p) {
@@ -75,6 +97,7 @@ void lf_consumer_destroy(lf_consumer_t **self_p) {
     lf_consumer_t *self = *self_p;
     json_decref(self->pending_pub);
     json_decref(self->committed);
+    free(self->retry);
     free(self);
     *self_p = NULL;
 }
@@ -195,7 +218,7 @@ static const char *const s_ack_one_sql =
 /* Does a handler's failure say nothing about its event? The transaction lost a race
  * (deadlock, serialization failure, lock not available, statement timeout: class 40,
  * 55P03, class 57) or the server went away or ran short (classes 08 and 53). The same
- * event applies once the batch is tried again; set aside, it would never be applied
+ * event applies once the batch is tried again; parked at once, it would wait for a replay
  * (a scheduler deadlocked with the router left a lead without its first-contact timer,
  * docs/reliability.md section 2). */
 static int s_transient(const char *sqlstate) {
@@ -204,6 +227,93 @@ static int s_transient(const char *sqlstate) {
         if (!strncmp(sqlstate, *c, 2))
             return 1;
     return !strcmp(sqlstate, "55P03");
+}
+
+/* Bounded retries. An event whose handler lost a race is tried again at once (a race
+ * lost once is usually won on the next try), then after a wait that doubles with each
+ * failed try (backoff_ms, 2 x, 4 x, ... up to a minute), meanwhile left out of the
+ * batches, so the events behind it go on. After
+ * max_attempts failed tries it is parked (s_park). The tries are counted in memory:
+ * a restart, or a twin instance, starts counting again. */
+static struct s_retry *s_retry_find(lf_consumer_t *self, long long seq) {
+    for (size_t i = 0; i < self->nretry; i++)
+        if (self->retry[i].seq == seq)
+            return &self->retry[i];
+    return NULL;
+}
+
+static void s_retry_forget(lf_consumer_t *self, long long seq) {
+    struct s_retry *r = s_retry_find(self, seq);
+    if (r)
+        *r = self->retry[--self->nretry];
+}
+
+/* Counts a failed try of seq. Returns the number of failed tries so far. */
+static int s_retry_failed(lf_consumer_t *self, long long seq) {
+    struct s_retry *r = s_retry_find(self, seq);
+    if (!r) {
+        if (self->nretry == self->retry_cap) {
+            self->retry_cap = self->retry_cap ? self->retry_cap * 2 : 8;
+            self->retry = lf_realloc(self->retry, self->retry_cap * sizeof *self->retry);
+        }
+        r = &self->retry[self->nretry++];
+        *r = (struct s_retry){.seq = seq};
+    }
+    r->attempts++;
+    int64_t wait = r->attempts > 1 ? self->backoff_ms : 0;
+    for (int i = 2; i < r->attempts && wait < 60000; i++)
+        wait *= 2;
+    r->next_ms = lf_mono_ms() + (wait < 60000 ? wait : 60000);
+    return r->attempts;
+}
+
+/* Is seq waiting for its next try? */
+static int s_retry_waiting(lf_consumer_t *self, long long seq) {
+    struct s_retry *r = s_retry_find(self, seq);
+    return r && r->attempts < self->max_attempts && lf_mono_ms() < r->next_ms;
+}
+
+/* What a log line may say about the last failure: its SQLSTATE, never PostgreSQL's
+ * message, which quotes the values it choked on (a phone number, a name). Without an
+ * SQLSTATE (the connection failed) libpq's own message, which carries no data. */
+static const char *s_reason(const lf_consumer_t *self, char *buf, size_t sz) {
+    const char *st = lf_db_sqlstate(self->db);
+    if (st && *st)
+        snprintf(buf, sz, "sqlstate=%s", st);
+    else
+        lf_strlcpy(buf, self->db->errstr[0] ? self->db->errstr : "handler failed", sz);
+    return buf;
+}
+
+/* Parks the event inside the open savepoint (the handler's changes already rolled
+ * back): a failed ack, so no path applies it again and the cursor may pass it, and
+ * its consumer_parked row, which an operator sees and replays (lf_consumer_replay).
+ * Logs it once, without personal data. Returns 0, or -1 (the batch is rolled back and
+ * the event comes back). */
+static int s_park(lf_consumer_t *self, const json_t *env, const char *seq, int attempts,
+                  const char *sqlstate, const char *error) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", attempts);
+    const char *type = lf_event_type(env);
+    const char *q[] = {self->name, seq, error, n,
+                       sqlstate && *sqlstate ? sqlstate : NULL};
+    if (lf_db_cmd(
+            self->db,
+            "INSERT INTO consumer_acks (consumer, event_id, error) VALUES ($1, $2, $3)",
+            3, q) < 0 ||
+        lf_db_cmd(self->db,
+                  "INSERT INTO consumer_parked (consumer, event_id, type, attempts, "
+                  "sqlstate, error) SELECT $1, o.id, o.type, $4, $5, $3 FROM outbox o "
+                  "WHERE o.id = $2::bigint",
+                  5, q) < 0)
+        return -1;
+    self->parked++;
+    lf_error("event parked consumer=%s seq=%s type=%s tries=%d %s%s "
+             "(replay: docs/operations.md, \"Parked events\")",
+             self->name, seq, type ? type : "?", attempts,
+             sqlstate && *sqlstate ? "sqlstate=" : "handler failed",
+             sqlstate && *sqlstate ? sqlstate : "");
+    return 0;
 }
 
 /* Applies one event under a savepoint. Returns 1 applied, 0 already done or
@@ -226,14 +336,36 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
          * aside, or below the cursor. */
         return lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0 ? -1 : 0;
     }
+    struct s_retry *r = s_retry_find(self, lf_event_seq(env));
+    if (r && r->attempts >= self->max_attempts) {
+        /* Tried often enough (the last try may have lost the connection before it
+         * could park the event): parked without another try. */
+        int tries = r->attempts;
+        if (s_park(self, env, seq, tries, "", "gave up after failed tries") < 0 ||
+            lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0)
+            return -1;
+        s_retry_forget(self, lf_event_seq(env));
+        return 0;
+    }
     size_t before = json_array_size(self->pending_pub);
     if (self->fn(self, self->db, env, self->arg) == 0 && !self->db->err) {
         return lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0 ? -1 : 1;
     }
-    /* The handler failed. A lost race rolls the whole batch back, to be tried again;
-     * any other failure sets the event aside. Drop what it queued for publishing. */
-    if (self->db->err && s_transient(lf_db_sqlstate(self->db)))
-        return -1;
+    /* The handler failed. A lost race is tried again later (the whole batch rolls
+     * back, and the event waits out its backoff while the others go on) until it has
+     * failed max_attempts times; any other failure parks the event at once. Drop what
+     * it queued for publishing. */
+    int tries = 1;
+    char sqlstate[8] = "";
+    lf_strlcpy(sqlstate, self->db->err ? lf_db_sqlstate(self->db) : "", sizeof sqlstate);
+    if (self->db->err &&
+        (s_transient(sqlstate) || PQstatus(self->db->conn) != CONNECTION_OK)) {
+        tries = s_retry_failed(self, lf_event_seq(env));
+        if (tries < self->max_attempts || PQstatus(self->db->conn) != CONNECTION_OK)
+            return -1;
+    } else if (r) {
+        tries = r->attempts + 1;
+    }
     while (json_array_size(self->pending_pub) > before)
         json_array_remove(self->pending_pub, json_array_size(self->pending_pub) - 1);
     char why[512];
@@ -241,15 +373,10 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
                sizeof why);
     if (lf_db_cmd(self->db, "ROLLBACK TO SAVEPOINT ev", 0, NULL) < 0)
         return -1;
-    const char *q[] = {self->name, seq, why};
-    if (lf_db_cmd(
-            self->db,
-            "INSERT INTO consumer_acks (consumer, event_id, error) VALUES ($1, $2, $3)",
-            3, q) < 0 ||
+    if (s_park(self, env, seq, tries, sqlstate, why) < 0 ||
         lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0)
         return -1;
-    lf_error("event failed and was set aside consumer=%s seq=%s type=%s reason=%s",
-             self->name, seq, lf_event_type(env) ? lf_event_type(env) : "?", why);
+    s_retry_forget(self, lf_event_seq(env));
     return 0;
 }
 
@@ -341,10 +468,12 @@ static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
     free(fresh);
     return (int)nf;
 fallback:
-    if (applied == -2)
+    if (applied == -2) {
+        char why[512];
         lf_warn("event batch failed as a whole, handling it event by event consumer=%s "
-                "events=%zu reason=%s",
-                self->name, n, self->db->errstr);
+                "events=%zu %s",
+                self->name, n, s_reason(self, why, sizeof why));
+    }
     lf_db_rollback(self->db);
     json_array_clear(self->pending_pub);
     free(ids);
@@ -358,7 +487,15 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
     /* Seq order keeps lock order the same in twin instances, so two routers
      * handling the same batch wait for each other instead of deadlocking. */
     json_t **sorted = lf_malloc(n * sizeof *sorted);
-    memcpy(sorted, envs, n * sizeof *sorted);
+    size_t all = n;
+    n = 0;
+    for (size_t i = 0; i < all; i++) /* events waiting out a backoff stay out */
+        if (!self->nretry || !s_retry_waiting(self, lf_event_seq(envs[i])))
+            sorted[n++] = envs[i];
+    if (n == 0) {
+        free(sorted);
+        return 0;
+    }
     qsort(sorted, n, sizeof *sorted, s_cmp_seq);
     int applied = 0;
     if (self->batch_fn) {
@@ -382,15 +519,18 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
     if (s_commit(self) < 0)
         goto fail;
 committed:
+    for (size_t i = 0; self->nretry && i < n; i++) /* applied, parked or done */
+        s_retry_forget(self, lf_event_seq(sorted[i]));
     json_array_extend(self->committed, self->pending_pub);
     json_array_clear(self->pending_pub);
     free(sorted);
     if (self->on_batch)
         self->on_batch(self->arg, 1);
     return applied;
-fail:
-    lf_warn("event batch rolled back consumer=%s events=%zu reason=%s", self->name, n,
-            self->db->errstr);
+fail:;
+    char why[512];
+    lf_warn("event batch rolled back consumer=%s events=%zu %s", self->name, n,
+            s_reason(self, why, sizeof why));
     lf_db_rollback(self->db);
     json_array_clear(self->pending_pub);
     free(sorted);
@@ -545,7 +685,7 @@ int lf_consumer_advance(lf_consumer_t *self) {
      * it FOR SHARE). Then one statement - one snapshot - reads the oldest running
      * transaction and the oldest unacknowledged event above the cursor: every row of a
      * transaction below that xmin is visible to that same snapshot, so none can be
-     * missed. Failed acks count as acknowledged (a poison event set aside does not
+     * missed. Failed acks count as acknowledged (a parked poison event does not
      * hold the cursor). The cursor's values are parameters, as in the sweep, so the
      * gap query walks the outbox_xid index. */
     if (lf_db_begin(self->db) < 0)
@@ -604,6 +744,103 @@ int lf_consumer_advance(lf_consumer_t *self) {
 fail:
     lf_db_rollback(self->db);
     return -1;
+}
+
+/* Replays one parked event whose replay an operator asked for, in a transaction of
+ * its own: the row is locked (a twin instance replaying it waits, then finds it gone),
+ * the handler applies the event, its failed ack becomes a plain one and the parked row
+ * goes, all in one commit - so a replayed event is applied once, and a replay that
+ * dies half-way changed nothing and is tried again. When the handler fails again the
+ * event stays parked: the request is cleared and the failure recorded. Returns 1
+ * replayed, 0 not (gone, or failed again), -1 when the database failed. */
+static int s_replay_one(lf_consumer_t *self, const char *seq) {
+    if (s_begin(self) < 0)
+        return -1;
+    const char *p[] = {self->name, seq};
+    PGresult *res = lf_db_exec_prepared(
+        self->db, "lf_consumer_replay_lock",
+        "SELECT lf_envelope(o.id, o.event_id, o.type, o.lead_id, o.at, o.version, "
+        "o.payload)::text FROM consumer_parked k JOIN outbox o ON o.id = k.event_id "
+        "WHERE k.consumer = $1 AND k.event_id = $2::bigint "
+        "AND k.replay_requested_at IS NOT NULL FOR UPDATE OF k",
+        2, p);
+    if (!res) {
+        lf_db_rollback(self->db);
+        return -1;
+    }
+    json_t *env = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    PQclear(res);
+    if (!env) { /* replayed by a twin, or the request withdrawn */
+        lf_db_rollback(self->db);
+        return 0;
+    }
+    json_t *one[] = {env};
+    int ok = (!self->on_begin ||
+              (self->on_begin(self->arg, self->db, one, 1) == 0 && !self->db->err)) &&
+             self->fn(self, self->db, env, self->arg) == 0 && !self->db->err &&
+             lf_db_cmd(self->db,
+                       "UPDATE consumer_acks SET error = NULL, at = now() "
+                       "WHERE consumer = $1 AND event_id = $2::bigint",
+                       2, p) >= 0 &&
+             lf_db_cmd(self->db,
+                       "DELETE FROM consumer_parked WHERE consumer = $1 "
+                       "AND event_id = $2::bigint",
+                       2, p) >= 0 &&
+             s_commit(self) == 0;
+    const char *type = lf_event_type(env);
+    if (ok) {
+        json_array_extend(self->committed, self->pending_pub);
+        json_array_clear(self->pending_pub);
+        if (self->on_batch)
+            self->on_batch(self->arg, 1);
+        lf_info("parked event replayed consumer=%s seq=%s type=%s", self->name, seq,
+                type ? type : "?");
+        json_decref(env);
+        return 1;
+    }
+    char sqlstate[8], why[512];
+    lf_strlcpy(sqlstate, self->db->err ? lf_db_sqlstate(self->db) : "", sizeof sqlstate);
+    lf_strlcpy(why, self->db->errstr[0] ? self->db->errstr : "handler failed",
+               sizeof why);
+    lf_db_rollback(self->db);
+    json_array_clear(self->pending_pub);
+    if (self->on_batch)
+        self->on_batch(self->arg, 0);
+    const char *q[] = {self->name, seq, sqlstate[0] ? sqlstate : NULL, why};
+    int rc = lf_db_cmd(self->db,
+                       "UPDATE consumer_parked SET attempts = attempts + 1, "
+                       "replay_requested_at = NULL, sqlstate = $3, error = $4 "
+                       "WHERE consumer = $1 AND event_id = $2::bigint",
+                       4, q);
+    lf_error(
+        "replay of a parked event failed, it stays parked consumer=%s seq=%s type=%s "
+        "%s%s",
+        self->name, seq, type ? type : "?", sqlstate[0] ? "sqlstate=" : "handler failed",
+        sqlstate);
+    json_decref(env);
+    return rc < 0 ? -1 : 0;
+}
+
+int lf_consumer_replay(lf_consumer_t *self) {
+    const char *p[] = {self->name};
+    PGresult *res = lf_db_exec_prepared(
+        self->db, "lf_consumer_replay_requested",
+        "SELECT event_id FROM consumer_parked WHERE consumer = $1 "
+        "AND replay_requested_at IS NOT NULL ORDER BY event_id LIMIT 100",
+        1, p);
+    if (!res)
+        return -1;
+    int n = PQntuples(res), done = 0;
+    char(*seqs)[24] = lf_calloc((size_t)n + 1, sizeof *seqs);
+    for (int i = 0; i < n; i++)
+        lf_strlcpy(seqs[i], PQgetvalue(res, i, 0), sizeof seqs[i]);
+    PQclear(res);
+    for (int i = 0; i < n && done >= 0; i++) {
+        int rc = s_replay_one(self, seqs[i]);
+        done = rc < 0 ? -1 : done + rc;
+    }
+    free(seqs);
+    return done;
 }
 
 const char *lf_consumer_cursor(const lf_consumer_t *self) {

@@ -72,6 +72,8 @@ int lf_loop_run(lf_loop_t *loop) {
             next_advance = lf_mono_ms() + LF_LOOP_ADVANCE_MS;
     int healthy = 0;
     long batches = 0, events = 0; /* envelopes taken from the socket, for the stop line */
+    if (loop->max_attempts > 0)
+        lf_consumer_set_retry(loop->consumer, loop->max_attempts, loop->backoff_ms);
     while (!lf_service_stopping()) {
         int64_t now = lf_mono_ms();
         if (now >= next_sweep) {
@@ -85,6 +87,8 @@ int lf_loop_run(lf_loop_t *loop) {
         }
         if (now >= next_advance) {
             lf_consumer_advance(loop->consumer);
+            if (lf_consumer_replay(loop->consumer) > 0)
+                s_publish(loop);
             next_advance = now + LF_LOOP_ADVANCE_MS;
         }
         if (loop->tick && now >= next_tick) {
@@ -116,11 +120,12 @@ int lf_loop_run(lf_loop_t *loop) {
         for (size_t i = 0; i < n; i++)
             json_decref(batch[i]);
     }
-    if (batches)
-        lf_info(
-            "consumer loop stopped consumer=%s batches=%ld events=%ld mean_batch=%.1f",
-            lf_consumer_name(loop->consumer), batches, events,
-            (double)events / (double)batches);
+    if (batches || lf_consumer_parked(loop->consumer))
+        lf_info("consumer loop stopped consumer=%s batches=%ld events=%ld "
+                "mean_batch=%.1f parked=%ld",
+                lf_consumer_name(loop->consumer), batches, events,
+                batches ? (double)events / (double)batches : 0.0,
+                lf_consumer_parked(loop->consumer));
     free(batch);
     return 0;
 }

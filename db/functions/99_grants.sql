@@ -23,6 +23,9 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES
 GRANT SELECT, INSERT, UPDATE, DELETE ON consumer_acks, consumer_cursors
     TO leadflow_router, leadflow_scheduler, leadflow_analytics;
 GRANT SELECT ON outbox TO leadflow_router, leadflow_scheduler, leadflow_analytics;
+-- the events a consumer gave up on (0049_consumer_parked.sql): parked, replayed
+GRANT SELECT, INSERT, UPDATE, DELETE ON consumer_parked
+    TO leadflow_router, leadflow_scheduler, leadflow_analytics;
 
 -- intake: leads in (lf_intake_commit), keys, reps, stage moves and activities.
 GRANT SELECT, INSERT, UPDATE ON leads, lead_inquiries, customers, reps, api_keys
@@ -32,7 +35,7 @@ GRANT SELECT ON stages, loss_reasons TO leadflow_intake;
 -- /metrics shows each consumer's lag and the oldest open transaction: pg_stat_activity
 -- shows other sessions' transactions only to members of pg_read_all_stats (read-only
 -- statistics, no data)
-GRANT SELECT ON consumer_cursors, consumer_acks TO leadflow_intake;
+GRANT SELECT ON consumer_cursors, consumer_acks, consumer_parked TO leadflow_intake;
 GRANT pg_read_all_stats TO leadflow_intake;
 -- claims, assignments and handovers by people (lf_claim_lead, lf_move_lead, lf_handover)
 GRANT SELECT, INSERT ON assignments TO leadflow_intake;

@@ -109,6 +109,8 @@ int main(int argc, char **argv) {
             .sub = sub,
             .batch = (int)lf_config_int(cfg, "LEADFLOW_ANALYTICS_BATCH"),
             .linger_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_LINGER_MS"),
+            .max_attempts = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_ATTEMPTS"),
+            .backoff_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_BACKOFF_MS"),
             .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
             .tick_ms = 5000,
             .tick = s_tick,

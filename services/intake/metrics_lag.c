@@ -34,12 +34,28 @@ static int s_lag(lf_db_t *db, const char *xid, const char *id, char count[24],
     return 0;
 }
 
+/* Appends one gauge family, leadflow_consumer_<name>, with a value per consumer (the
+ * consumers are the rows of res, their names in column 0). */
+static void s_family(char *out, size_t *len, size_t cap, const char *name,
+                     const char *help, PGresult *res, const char *const *values) {
+    *len += (size_t)snprintf(out + *len, cap - *len,
+                             "# HELP leadflow_consumer_%s %s\n"
+                             "# TYPE leadflow_consumer_%s gauge\n",
+                             name, help, name);
+    for (int i = 0; i < PQntuples(res); i++)
+        *len += (size_t)snprintf(out + *len, cap - *len,
+                                 "leadflow_consumer_%s{consumer=\"%s\"} %s\n", name,
+                                 PQgetvalue(res, i, 0), values[i]);
+}
+
 char *lf_metrics_lag(lf_db_t *db) {
     PGresult *res =
         lf_db_exec(db,
                    "SELECT consumer, safe_xid::text, safe_id,"
-                   " coalesce(extract(epoch FROM now() - advanced_at), -1)::float8"
-                   " FROM consumer_cursors ORDER BY consumer",
+                   " coalesce(extract(epoch FROM now() - advanced_at), -1)::float8,"
+                   " (SELECT count(*) FROM consumer_parked k"
+                   "  WHERE k.consumer = c.consumer)"
+                   " FROM consumer_cursors c ORDER BY consumer",
                    0, NULL);
     if (!res)
         return NULL;
@@ -61,36 +77,27 @@ char *lf_metrics_lag(lf_db_t *db) {
                    " 0)::float8 FROM pg_stat_activity"
                    " WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
                    0, NULL);
-    size_t cap = 1024 + (size_t)n * 400, len = 0;
+    size_t cap = 1280 + (size_t)n * 500, len = 0;
     char *out = lf_malloc(cap);
-    len += (size_t)snprintf(
-        out + len, cap - len,
-        "# HELP leadflow_consumer_pending_events Outbox events above the consumer's "
-        "cursor (not yet known done).\n"
-        "# TYPE leadflow_consumer_pending_events gauge\n");
+    const char **v = lf_calloc((size_t)n + 1, sizeof *v);
     for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(out + len, cap - len,
-                                "leadflow_consumer_pending_events{consumer=\"%s\"} %s\n",
-                                PQgetvalue(res, i, 0), count[i]);
-    len += (size_t)snprintf(
-        out + len, cap - len,
-        "# HELP leadflow_consumer_lag_seconds Age of the oldest outbox event above the "
-        "consumer's cursor.\n"
-        "# TYPE leadflow_consumer_lag_seconds gauge\n");
+        v[i] = count[i];
+    s_family(out, &len, cap, "pending_events",
+             "Outbox events above the consumer's cursor (not yet known done).", res, v);
     for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(out + len, cap - len,
-                                "leadflow_consumer_lag_seconds{consumer=\"%s\"} %s\n",
-                                PQgetvalue(res, i, 0), secs[i]);
-    len += (size_t)snprintf(
-        out + len, cap - len,
-        "# HELP leadflow_consumer_cursor_age_seconds Time since the consumer last moved "
-        "its cursor (-1: never).\n"
-        "# TYPE leadflow_consumer_cursor_age_seconds gauge\n");
+        v[i] = secs[i];
+    s_family(out, &len, cap, "lag_seconds",
+             "Age of the oldest outbox event above the consumer's cursor.", res, v);
     for (int i = 0; i < n; i++)
-        len +=
-            (size_t)snprintf(out + len, cap - len,
-                             "leadflow_consumer_cursor_age_seconds{consumer=\"%s\"} %s\n",
-                             PQgetvalue(res, i, 0), PQgetvalue(res, i, 3));
+        v[i] = PQgetvalue(res, i, 3);
+    s_family(out, &len, cap, "cursor_age_seconds",
+             "Time since the consumer last moved its cursor (-1: never).", res, v);
+    for (int i = 0; i < n; i++)
+        v[i] = PQgetvalue(res, i, 4);
+    s_family(out, &len, cap, "parked_events",
+             "Events the consumer gave up on, waiting for an operator (consumer_parked).",
+             res, v);
+    free(v);
     if (tx && PQntuples(tx) == 1)
         snprintf(out + len, cap - len,
                  "# HELP leadflow_oldest_write_transaction_seconds Age of the oldest "

@@ -145,6 +145,8 @@ int main(int argc, char **argv) {
         .pub = pub,
         .batch = (int)lf_config_int(cfg, "LEADFLOW_ROUTER_BATCH"),
         .linger_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_LINGER_MS"),
+        .max_attempts = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_ATTEMPTS"),
+        .backoff_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_BACKOFF_MS"),
         .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
         .tick_ms = (int)lf_config_int(cfg, "LEADFLOW_POOL_TICK_MS"),
         .tick = lf_route_pool_tick,

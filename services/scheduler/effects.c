@@ -114,7 +114,7 @@ static int s_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_
     return rc;
 }
 
-/* The per-event path, used when a batch failed as a whole: the culprit is set aside
+/* The per-event path, used when a batch failed as a whole: the culprit is parked
  * alone. */
 static int s_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
     char seqs[32];
@@ -163,6 +163,8 @@ static void *s_main(void *arg) {
     lf_consumer_t *c = lf_consumer_new(db, "scheduler-effects", s_types, s_on_event, e);
     lf_consumer_set_batch_fn(c, s_on_events, LF_BATCH_SEQ_ONLY);
     lf_consumer_on_batch(c, s_on_batch);
+    if (e->cfg.max_attempts > 0)
+        lf_consumer_set_retry(c, e->cfg.max_attempts, e->cfg.backoff_ms);
     long long *mine = NULL;
     size_t mine_cap = 0;
     int64_t next_sweep = 0; /* at start: whatever was left from before */
@@ -215,6 +217,7 @@ static void *s_main(void *arg) {
             /* The cursor first, so the sweep's window starts near the events not yet
              * acknowledged instead of re-reading the acknowledged ones. */
             lf_consumer_advance(c);
+            lf_consumer_replay(c); /* parked events an operator asked to replay */
             int got = lf_consumer_sweep(c, e->cfg.batch);
             next_sweep = got >= e->cfg.batch / 2 ? 0 : lf_mono_ms() + e->cfg.sweep_ms;
         }

@@ -20,6 +20,8 @@ typedef struct {
     const char *sla_text; /* borrowed: config/sla.json as compact JSON */
     int batch;            /* events applied per transaction */
     int sweep_ms;         /* how often the outbox is swept for events not handed over */
+    int max_attempts;     /* lf_consumer_set_retry (0: the consumer's defaults) */
+    int backoff_ms;
 } lf_effects_cfg_t;
 
 /* Sets up `workers` threads (1 to LF_EFFECTS_WORKERS_MAX), twins of the one consumer

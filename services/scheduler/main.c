@@ -277,6 +277,8 @@ int main(int argc, char **argv) {
          * late); smaller batches cost ~15% more CPU per effect. */
         .batch = t.claim_batch < 500 ? t.claim_batch : 500,
         .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
+        .max_attempts = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_ATTEMPTS"),
+        .backoff_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_BACKOFF_MS"),
     };
     /* As many effects threads as fire lanes: the effects of a batch cost several
      * times its firing, and two connections use both cores. */
@@ -304,6 +306,8 @@ int main(int argc, char **argv) {
         .pub = pub,
         .batch = 256,
         .linger_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_LINGER_MS"),
+        .max_attempts = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_ATTEMPTS"),
+        .backoff_ms = (int)lf_config_int(cfg, "LEADFLOW_CONSUMER_BACKOFF_MS"),
         .sweep_ms = (int)lf_config_int(cfg, "LEADFLOW_SWEEP_MS"),
         .tick_ms = (int)lf_config_int(cfg, "LEADFLOW_TICK_MS"),
         .tick = lf_timers_tick,

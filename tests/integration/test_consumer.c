@@ -145,6 +145,9 @@ Test(consumer, a_poison_event_is_set_aside_and_does_not_block, .timeout = 60) {
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks WHERE error IS NOT NULL"), 1,
         "the failure is recorded with its reason");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_parked WHERE sqlstate = "
+                                  "'22012' AND attempts = 1 AND type = 'test.event'"),
+                 1, "and the event is parked");
     cr_expect_eq(lf_consumer_sweep(c, 100), 0, "and not retried for ever");
     lf_consumer_destroy(&c);
     lf_db_destroy(&db);
@@ -213,6 +216,122 @@ Test(consumer, an_event_whose_handler_lost_a_race_is_retried_not_set_aside,
         lf_consumer_destroy(&c);
     }
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 8);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* Times out on every try for the lead labelled "stuck" (SQLSTATE 57014, as a
+ * statement that never finishes in time would), until ctx->fixed is set. */
+typedef struct {
+    int fixed;       /* the cause was fixed: the handler applies "stuck" too */
+    int stuck_tries; /* how often the handler ran for "stuck" */
+} s_stuck_t;
+
+static int s_stuck(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
+    s_stuck_t *st = arg;
+    const char *lead = s_label(lf_event_lead(env));
+    if (lead && !strcmp(lead, "stuck")) {
+        st->stuck_tries++;
+        if (!st->fixed) {
+            lf_db_cmd(db,
+                      "DO $$ BEGIN RAISE EXCEPTION 'canceling statement due to statement "
+                      "timeout' USING ERRCODE = '57014'; END $$",
+                      0, NULL);
+            return -1;
+        }
+    }
+    const char *p[] = {lead ? lead : "-"};
+    return lf_db_cmd(db, "INSERT INTO test_effects (lead) VALUES ($1)", 1, p) < 0 ? -1
+                                                                                  : 0;
+}
+
+/* An event whose handler only ever times out is tried a bounded number of times, with
+ * a growing pause, while the events around it are applied; then it is parked (a
+ * consumer_parked row and a failed ack), and a replay asked for by an operator applies
+ * it exactly once. The old consumer rolled the whole batch back at every try, for
+ * ever: neither the stuck event nor the good ones beside it were ever applied. */
+Test(consumer, an_event_that_only_ever_times_out_is_parked_and_replayed_once,
+     .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_stuck_t st = {0};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_stuck, &st);
+    lf_consumer_set_retry(c, 3, 100);
+    json_decref(s_add(db, "good1"));
+    json_decref(s_add(db, "stuck"));
+    json_decref(s_add(db, "good2"));
+    int applied = 0, failed = 0;
+    for (int i = 0;
+         i < 100 && lf_h_sql_long(h, "SELECT count(*) FROM consumer_parked") < 1; i++) {
+        int n = lf_consumer_sweep(c, 100);
+        applied += n > 0 ? n : 0;
+        failed += n < 0;
+        usleep(20 * 1000);
+    }
+    cr_expect_eq(applied, 2, "the good events are applied meanwhile");
+    cr_expect_eq(st.stuck_tries, 3, "tried 3 times, not %d", st.stuck_tries);
+    cr_expect_eq(failed, 2, "two tries rolled their batch back, the third parked it");
+    char *row = lf_h_sql(h, "SELECT consumer || ' ' || type || ' ' || attempts || ' ' || "
+                            "sqlstate || ' ' || (replay_requested_at IS NULL) "
+                            "FROM consumer_parked");
+    cr_expect_str_eq(row, "t test.event 3 57014 true");
+    free(row);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks a JOIN consumer_parked k "
+                         "USING (consumer, event_id) WHERE a.error IS NOT NULL"),
+        1, "the parked event has a failed ack: no path applies it");
+    cr_expect_eq(lf_consumer_parked(c), 1);
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(lf_consumer_sweep(c, 100), 0, "nothing more is tried");
+    cr_expect_eq(st.stuck_tries, 3);
+    cr_expect_eq(lf_consumer_replay(c), 0, "no replay asked for");
+    /* The operator fixed the cause and asks for a replay (docs/operations.md); a twin
+     * instance sees the same request. */
+    st.fixed = 1;
+    free(lf_h_sql(h, "UPDATE consumer_parked SET replay_requested_at = now()"));
+    lf_db_t *db2 = lf_db_connect(lf_h_db_url(h), "twin");
+    s_stuck_t st2 = {.fixed = 1};
+    lf_consumer_t *twin = lf_consumer_new(db2, "t", s_types, s_stuck, &st2);
+    cr_expect_eq(lf_consumer_replay(c), 1);
+    cr_expect_eq(lf_consumer_replay(twin), 0, "replayed once, not by the twin again");
+    cr_expect_eq(lf_consumer_sweep(twin, 100), 0);
+    cr_expect_eq(lf_consumer_advance(c), 0);
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM test_effects WHERE lead = 'stuck'"), 1);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 3);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_parked"), 0);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks WHERE error IS NOT NULL"),
+        0);
+    lf_consumer_destroy(&twin);
+    lf_db_destroy(&db2);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* A replay whose handler fails again leaves the event parked, with the request
+ * cleared and the failure counted; nothing of the failed try is kept. */
+Test(consumer, a_replay_that_fails_again_leaves_the_event_parked, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_ctx_t ctx = {.poison = "bad"};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
+    json_decref(s_add(db, "bad"));
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT attempts FROM consumer_parked"), 1,
+                 "a failure of its own parks the event at once");
+    free(lf_h_sql(h, "UPDATE consumer_parked SET replay_requested_at = now()"));
+    cr_expect_eq(lf_consumer_replay(c), 0);
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT attempts FROM consumer_parked "
+                         "WHERE replay_requested_at IS NULL AND sqlstate = '22012'"),
+        2);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 0);
+    cr_expect_eq(lf_consumer_replay(c), 0, "asked once, tried once");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT attempts FROM consumer_parked"), 2);
+    lf_consumer_destroy(&c);
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }

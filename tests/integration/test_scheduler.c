@@ -556,3 +556,99 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
     cr_expect_neq(system(cmd), 0, "the batch fell back to event by event");
     lf_h_destroy(&h);
 }
+
+/* One bad event in a batch, two kinds of bad. Lead 3's assignment makes the SLA
+ * statement time out every time (a trigger raises SQLSTATE 57014, as a statement that
+ * never finishes in time would), and an activity whose next_action_at is hostile text
+ * with a phone number in it fails outright (22007, PostgreSQL quoting the text). Both
+ * are in the scheduler's first batch: the batch path fails, the batch falls back to
+ * event by event, the good assignments get their timer once, the activity is parked at
+ * once and lead 3's assignment after 3 tries with a pause; each is logged once, without
+ * the phone number, and counted in /metrics. Once the cause is gone, a replay gives
+ * lead 3 its timer, once, and the activity, still bad, stays parked. The old scheduler
+ * rolled the batch back for ever (no timer for anyone) and logged the phone number. */
+Test(scheduler, a_bad_event_in_a_batch_is_parked_and_the_rest_applied_once,
+     .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(h, "sla.json",
+                "{\"first_contact_seconds\":{\"C\":3600},"
+                "\"escalate_after_seconds\":{\"C\":7200}}");
+    lf_h_env(h, "LEADFLOW_CONSUMER_ATTEMPTS", "3");
+    lf_h_env(h, "LEADFLOW_CONSUMER_BACKOFF_MS", "200");
+    free(lf_h_sql(h, "INSERT INTO leads (id, channel, phone, grade, owner, stage,"
+                     " assigned_at) SELECT ('0000002b-0000-7000-8000-' || lpad(g::text, "
+                     "12, '0'))::uuid, 'web_form', '139' || lpad(g::text, 8, '0'), 'C',"
+                     " 'wang.fang', 'new', now() FROM generate_series(1, 5) g"
+                     " RETURNING 1"));
+    free(lf_h_sql(h, "CREATE FUNCTION test_time_out() RETURNS trigger LANGUAGE plpgsql AS"
+                     " $$ BEGIN IF NEW.lead_id = '0000002b-0000-7000-8000-000000000003'"
+                     " THEN RAISE EXCEPTION 'canceling statement due to statement"
+                     " timeout' USING ERRCODE = '57014'; END IF; RETURN NEW; END $$"));
+    free(lf_h_sql(h, "CREATE TRIGGER test_time_out BEFORE INSERT ON timers"
+                     " FOR EACH ROW EXECUTE FUNCTION test_time_out()"));
+    free(lf_h_sql(h,
+                  "INSERT INTO outbox (event_id, type, lead_id, payload)"
+                  " SELECT gen_random_uuid(), e.type, ('0000002b-0000-7000-8000-' ||"
+                  " lpad(e.l::text, 12, '0'))::uuid, e.pl::jsonb FROM (VALUES"
+                  " (1, 'lead.assigned', 1, '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+                  " (2, 'lead.assigned', 2, '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+                  " (3, 'lead.assigned', 3, '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+                  " (4, 'activity.logged', 2, '{\"kind\":\"call\",\"seq\":1,"
+                  "   \"next_action_at\":\"call me on 13912345678 tomorrow\"}'),"
+                  " (5, 'lead.assigned', 4, '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+                  " (6, 'lead.assigned', 5, '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'))"
+                  " e(n, type, l, pl) ORDER BY e.n RETURNING 1"));
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM consumer_parked", "2", 30000),
+              "the two bad events are parked");
+    const char *timed = "SELECT string_agg(right(lead_id::text, 1), ',' ORDER BY lead_id)"
+                        " FROM timers WHERE kind = 'sla_first_contact'";
+    char *s = lf_h_sql(h, timed);
+    cr_expect_str_eq(s, "1,2,4,5", "the good assignments are timed, once each");
+    free(s);
+    s = lf_h_sql(h,
+                 "SELECT string_agg(type || ' ' || attempts || ' ' || sqlstate, ', '"
+                 " ORDER BY event_id) FROM consumer_parked WHERE consumer = 'scheduler'");
+    cr_expect_str_eq(s, "lead.assigned 3 57014, activity.logged 1 22007");
+    free(s);
+    char log[600];
+    snprintf(log, sizeof log, "%s/scheduler.0.log", lf_h_dir(h));
+    cr_expect_geq(
+        lf_h_file_count(log, 0, "handling it event by event consumer=scheduler "), 1,
+        "the batch path fell back to event by event");
+    cr_expect_eq(lf_h_file_count(log, 0, "event parked consumer=scheduler "), 2,
+                 "each parked event is logged once");
+    cr_expect_eq(lf_h_file_count(log, 0, "13912345678"), 0,
+                 "the log has the phone number");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    char *body = NULL;
+    cr_assert_eq(lf_h_http(h, "GET", "/metrics", NULL, NULL, 0, &body), 200);
+    cr_expect(strstr(body, "leadflow_consumer_parked_events{consumer=\"scheduler\"} 2\n"),
+              "%s", body);
+    free(body);
+    /* The operator removes the cause and asks for both to be replayed. */
+    free(lf_h_sql(h, "DROP TRIGGER test_time_out ON timers"));
+    free(lf_h_sql(h, "UPDATE consumer_parked SET replay_requested_at = now()"
+                     " WHERE consumer = 'scheduler' RETURNING 1"));
+    cr_expect(lf_h_wait_sql(h, timed, "1,2,3,4,5", 20000), "lead 3 is timed on replay");
+    cr_expect(lf_h_wait_sql(h,
+                            "SELECT string_agg(type || ' ' || attempts || ' ' ||"
+                            " (replay_requested_at IS NULL), ', ') FROM consumer_parked",
+                            "activity.logged 2 true", 20000),
+              "the activity, still bad, stays parked");
+    cr_expect_eq(lf_h_file_count(log, 0, "parked event replayed consumer=scheduler "), 1);
+    /* A restart sweeps from the cursor: nothing is applied twice. */
+    lf_h_stop(h, LF_H_SCHEDULER, 0, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    usleep(1500 * 1000);
+    s = lf_h_sql(h, timed);
+    cr_expect_str_eq(s, "1,2,3,4,5", "each lead timed once after the restart");
+    free(s);
+    cr_expect_eq(lf_h_file_count(log, 0, "13912345678"), 0);
+    body = NULL;
+    cr_assert_eq(lf_h_http(h, "GET", "/metrics", NULL, NULL, 0, &body), 200);
+    cr_expect(strstr(body, "leadflow_consumer_parked_events{consumer=\"scheduler\"} 1\n"),
+              "%s", body);
+    free(body);
+    lf_h_destroy(&h);
+}

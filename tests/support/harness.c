@@ -319,18 +319,22 @@ static long s_file_size(const char *path) {
     return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
-/* Does the log, from byte `from` on, hold `what`? */
-static int s_log_has(const char *log, long from, const char *what) {
-    FILE *f = fopen(log, "r");
+long lf_h_file_count(const char *path, long from, const char *needle) {
+    FILE *f = fopen(path, "r");
     if (!f)
         return 0;
     fseek(f, from, SEEK_SET);
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, what) != NULL;
+    char line[8192];
+    long n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
     fclose(f);
-    return found;
+    return n;
+}
+
+/* Does the log, from byte `from` on, hold `what`? */
+static int s_log_has(const char *log, long from, const char *what) {
+    return lf_h_file_count(log, from, what) > 0;
 }
 
 /* Did the service that wrote its log from `from` on exit because a port it binds was

@@ -84,7 +84,12 @@ void lf_h_pg_start(lf_h_t *self);
  * test starts and kills). */
 void lf_h_use_redis(lf_h_t *self, int port);
 
-/* A TCP port on 127.0.0.1 that nothing listens on now. */
+/* How many lines of the file at path, from byte `from` on, contain needle (0 when the
+ * file is missing). A service's log is <lf_h_dir>/<service>.<instance>.log. */
+long lf_h_file_count(const char *path, long from, const char *needle);
+
+/* A TCP port on 127.0.0.1 that nothing listens on now (below the kernel's ephemeral
+ * range, so no outgoing connection takes it meanwhile). */
 int lf_h_free_port(void);
 
 /* The ZeroMQ PUB port that service (LF_H_INTAKE, LF_H_ROUTER or LF_H_SCHEDULER) binds

@@ -31,9 +31,10 @@
  *   and the loop of lf/loop.h, which calls lf_consumer_handle for ZeroMQ envelopes,
  *   lf_consumer_sweep every sweep interval and lf_consumer_advance every few seconds.
  * fn runs inside the batch's transaction on `db`: it writes its effect with db and
- * returns 0, or -1 to have the event set aside (its ack records the error) - unless
- * its failing statement lost a race (a deadlock, a lock or statement timeout: see
- * lf_event_fn), which rolls the batch back to be tried again. Two twin
+ * returns 0, or -1 to have the event parked (lf_consumer_set_retry) - unless its
+ * failing statement lost a race (a deadlock, a lock or statement timeout: see
+ * lf_event_fn), which rolls the batch back for the event to be tried again, a bounded
+ * number of times. Two twin
  * instances of a consumer share its name and cooperate. Never delete a
  * consumer_cursors row: the cursor's position is what says the pruned events are
  * done. */
@@ -49,11 +50,12 @@ typedef struct lf_consumer lf_consumer_t;
 
 /* Applies one event inside the consumer's open transaction (on db). Returns 0 when
  * applied, -1 on a failure: the event's changes are rolled back to a savepoint.
- * If the connection is still good the failure is recorded as a failed ack (a poison
- * event must not block the ones behind it) and logged; if the connection broke, or
- * the failing statement's SQLSTATE says the transaction lost a race or the server
- * went short (classes 40, 57, 08, 53 and 55P03: a deadlock, a serialization failure,
- * a lock or statement timeout), the whole batch is rolled back and retried later. */
+ * If the connection is still good the event is parked (a poison event must not block
+ * the ones behind it); if the connection broke, or the failing statement's SQLSTATE
+ * says the transaction lost a race or the server went short (classes 40, 57, 08, 53
+ * and 55P03: a deadlock, a serialization failure, a lock or statement timeout), the
+ * whole batch is rolled back and the event tried again after a backoff, while the
+ * others go on; after lf_consumer_set_retry's number of tries it is parked too. */
 typedef int (*lf_event_fn)(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg);
 
 /* Borrows db (the consumer's own connection) and types (NULL-terminated, static).
@@ -62,7 +64,7 @@ lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const 
                                lf_event_fn fn, void *arg);
 void lf_consumer_destroy(lf_consumer_t **self_p);
 /* Processes a batch of envelopes (borrowed) in one transaction, in seq order; events
- * already acknowledged, set aside or below the cursor are skipped. Returns the number
+ * already acknowledged, parked or below the cursor are skipped. Returns the number
  * of events newly applied, or -1 when the transaction failed (nothing applied; the
  * sweep will bring them back). */
 int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n);
@@ -95,7 +97,7 @@ void lf_consumer_on_begin(lf_consumer_t *self, int (*fn)(void *arg, lf_db_t *db,
  * order, each new to this consumer: their acks were just inserted in the open
  * transaction) with a few statements for the whole batch. Returns 0 when applied, -1 on
  * a failure: the batch is then rolled back and handled again event by event with the
- * lf_event_fn, so a poison event is set aside alone. */
+ * lf_event_fn, so a poison event is parked alone. */
 typedef int (*lf_batch_fn)(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                            void *arg);
 /* Flags of lf_consumer_set_batch_fn. */
@@ -123,6 +125,26 @@ void lf_consumer_publish_text_after_commit(lf_consumer_t *self, const char *type
  * for one queued as text (the loop of lf/loop.h sends either). */
 json_t *lf_consumer_take_published(lf_consumer_t *self);
 const char *lf_consumer_name(const lf_consumer_t *self);
+
+/* Bounded retries (docs/reliability.md section 2). A handler whose statement lost a
+ * race (see lf_event_fn) has its event tried again at once, then after backoff_ms,
+ * twice that, and so on (a minute at most), while the other events go on; after
+ * max_attempts failed tries - or at once for any other failure - the event is parked:
+ * a failed ack (no path applies it again) and a row of consumer_parked, which an
+ * operator reads and replays (docs/operations.md, "Parked events"), logged once
+ * without personal data. Defaults: LF_CONSUMER_ATTEMPTS tries, LF_CONSUMER_BACKOFF_MS;
+ * the loop of lf/loop.h sets them from LEADFLOW_CONSUMER_ATTEMPTS and
+ * LEADFLOW_CONSUMER_BACKOFF_MS. */
+#define LF_CONSUMER_ATTEMPTS 5
+#define LF_CONSUMER_BACKOFF_MS 1000
+void lf_consumer_set_retry(lf_consumer_t *self, int max_attempts, int backoff_ms);
+/* The events this process parked since it started. */
+long lf_consumer_parked(const lf_consumer_t *self);
+/* Replays the parked events of this consumer whose replay was asked for
+ * (consumer_parked.replay_requested_at set), each in a transaction of its own with
+ * lf_event_fn: applied and un-parked together, exactly once; one that fails again
+ * stays parked with the request cleared. Returns the number replayed, or -1. */
+int lf_consumer_replay(lf_consumer_t *self);
 
 /* Inserts an outbox event inside the caller's transaction and returns its envelope
  * (new reference, caller owns) or NULL on failure. payload is borrowed. */

@@ -19,6 +19,10 @@ typedef struct {
     /* After the first envelope, how long to wait for more before the batch is handled
      * (LEADFLOW_CONSUMER_LINGER_MS, LF_CFG_LOOP); 0 takes only what is queued. */
     int linger_ms;
+    /* Tries of an event whose handler lost a race, and the first backoff
+     * (LEADFLOW_CONSUMER_ATTEMPTS, LEADFLOW_CONSUMER_BACKOFF_MS, LF_CFG_LOOP;
+     * lf_consumer_set_retry); max_attempts 0 keeps the consumer's defaults. */
+    int max_attempts, backoff_ms;
     int sweep_ms; /* outbox sweep interval */
     int tick_ms;  /* interval of tick(), 0 = never */
     /* Periodic work; returns the milliseconds until it wants to run again (capped by
@@ -36,17 +40,31 @@ typedef struct {
 /* The loop's entry of a service's configuration table (lf/config.h), listed after
  * LF_CFG_COMMON by every service that runs lf_loop_run. */
 #define LF_CFG_LOOP                                                                      \
+    {"LEADFLOW_CONSUMER_LINGER_MS",                                                      \
+     LF_CFG_INT,                                                                         \
+     "5",                                                                                \
+     0,                                                                                  \
+     100,                                                                                \
+     "after the first event, ms to wait for more before a batch is applied (0: only "    \
+     "those already queued)"},                                                           \
+        {"LEADFLOW_CONSUMER_ATTEMPTS",                                                   \
+         LF_CFG_INT,                                                                     \
+         "5",                                                                            \
+         1,                                                                              \
+         100,                                                                            \
+         "tries of an event whose handler lost a race (deadlock, lock or statement "     \
+         "timeout) before it is parked"},                                                \
     {                                                                                    \
-        "LEADFLOW_CONSUMER_LINGER_MS", LF_CFG_INT, "5", 0, 100,                          \
-            "after the first event, ms to wait for more before a batch is applied (0: "  \
-            "only "                                                                      \
-            "those already queued)"                                                      \
+        "LEADFLOW_CONSUMER_BACKOFF_MS", LF_CFG_INT, "1000", 0, 60000,                    \
+            "wait before the third try of such an event (the second is at once); "         \
+            "doubles after each try (a minute at most)"                                                            \
     }
 
 /* How often the loop moves the consumer's cursor (lf_consumer_advance). */
 #define LF_LOOP_ADVANCE_MS 5000
 
-/* Runs until SIGINT/SIGTERM. Returns 0. */
+/* Runs until SIGINT/SIGTERM. Returns 0. With the advance it also replays the parked
+ * events an operator asked to replay (lf_consumer_replay). */
 int lf_loop_run(lf_loop_t *loop);
 
 #endif
