@@ -19,7 +19,7 @@
  * batch) is handled by lf_route_event after the decisions before it were written.
  * Returns 0, or -1 on a failure: the cached pool and the batch's counts are dropped and
  * the consumer rolls back and handles the events one by one (lf_route_event), so a
- * poison event is set aside alone. */
+ * poison event is parked alone. */
 int lf_route_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                    void *arg);
 

@@ -68,7 +68,7 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
  * transaction with one ack statement, the first-contact SLA timers of its assignments
  * and the lost-deal links of its new leads in a few statements for the whole batch,
  * the rarer kinds through the per-event handlers. When it fails, the batch is rolled
- * back and handled event by event (lf_timers_on_event), so a poison event is set aside
+ * back and handled event by event (lf_timers_on_event), so a poison event is parked
  * alone. Returns 0, or -1. */
 int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                         void *arg);
