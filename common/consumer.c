@@ -53,8 +53,9 @@ struct lf_consumer {
      * next try: see s_retry_*. */
     struct s_retry {
         long long seq;
-        int attempts;    /* failed tries so far */
-        int64_t next_ms; /* lf_mono_ms() before which the event is left out */
+        int attempts;     /* failed tries so far */
+        char sqlstate[8]; /* of the last failed try */
+        int64_t next_ms;  /* lf_mono_ms() before which the event is left out */
     } * retry;
     size_t nretry, retry_cap;
     int max_attempts; /* tries before an event is parked */
@@ -232,9 +233,9 @@ static int s_transient(const char *sqlstate) {
 /* Bounded retries. An event whose handler lost a race is tried again at once (a race
  * lost once is usually won on the next try), then after a wait that doubles with each
  * failed try (backoff_ms, 2 x, 4 x, ... up to a minute), meanwhile left out of the
- * batches, so the events behind it go on. After
- * max_attempts failed tries it is parked (s_park). The tries are counted in memory:
- * a restart, or a twin instance, starts counting again. */
+ * batches, so the events behind it go on. After max_attempts failed tries it is parked
+ * (s_park). The tries are counted in memory: a restart, or a twin instance, starts
+ * counting again. */
 static struct s_retry *s_retry_find(lf_consumer_t *self, long long seq) {
     for (size_t i = 0; i < self->nretry; i++)
         if (self->retry[i].seq == seq)
@@ -248,8 +249,9 @@ static void s_retry_forget(lf_consumer_t *self, long long seq) {
         *r = self->retry[--self->nretry];
 }
 
-/* Counts a failed try of seq. Returns the number of failed tries so far. */
-static int s_retry_failed(lf_consumer_t *self, long long seq) {
+/* Counts a failed try of seq, which failed with sqlstate. Returns the number of failed
+ * tries so far. */
+static int s_retry_failed(lf_consumer_t *self, long long seq, const char *sqlstate) {
     struct s_retry *r = s_retry_find(self, seq);
     if (!r) {
         if (self->nretry == self->retry_cap) {
@@ -260,6 +262,7 @@ static int s_retry_failed(lf_consumer_t *self, long long seq) {
         *r = (struct s_retry){.seq = seq};
     }
     r->attempts++;
+    lf_strlcpy(r->sqlstate, sqlstate, sizeof r->sqlstate);
     int64_t wait = r->attempts > 1 ? self->backoff_ms : 0;
     for (int i = 2; i < r->attempts && wait < 60000; i++)
         wait *= 2;
@@ -338,10 +341,12 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     }
     struct s_retry *r = s_retry_find(self, lf_event_seq(env));
     if (r && r->attempts >= self->max_attempts) {
-        /* Tried often enough (the last try may have lost the connection before it
-         * could park the event): parked without another try. */
-        int tries = r->attempts;
-        if (s_park(self, env, seq, tries, "", "gave up after failed tries") < 0 ||
+        /* Tried often enough (the last try lost the connection before it could park
+         * the event): parked without another try, in place of the ack just made. */
+        char st[8];
+        lf_strlcpy(st, r->sqlstate, sizeof st);
+        if (lf_db_cmd(self->db, "ROLLBACK TO SAVEPOINT ev", 0, NULL) < 0 ||
+            s_park(self, env, seq, r->attempts, st, "gave up after failed tries") < 0 ||
             lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0)
             return -1;
         s_retry_forget(self, lf_event_seq(env));
@@ -360,7 +365,7 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     lf_strlcpy(sqlstate, self->db->err ? lf_db_sqlstate(self->db) : "", sizeof sqlstate);
     if (self->db->err &&
         (s_transient(sqlstate) || PQstatus(self->db->conn) != CONNECTION_OK)) {
-        tries = s_retry_failed(self, lf_event_seq(env));
+        tries = s_retry_failed(self, lf_event_seq(env), sqlstate);
         if (tries < self->max_attempts || PQstatus(self->db->conn) != CONNECTION_OK)
             return -1;
     } else if (r) {

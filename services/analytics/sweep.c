@@ -30,8 +30,9 @@ int lf_sweep_run(void *arg, int limit) {
             " $3::bigint, $4::int)",
             4, p);
         if (!res) {
-            lf_warn("analytics sweep failed, sweeping through the consumer: %s",
-                    s->db->errstr);
+            /* The SQLSTATE only: PostgreSQL's message may quote an event's data. */
+            lf_warn("analytics sweep failed, sweeping through the consumer: sqlstate=%s",
+                    lf_db_sqlstate(s->db));
             s->from = 0;
             int n = lf_consumer_sweep(s->consumer, limit);
             return n < 0 ? -1 : total + n;

@@ -62,6 +62,23 @@ static const char *s_label(const char *id) {
     return out;
 }
 
+/* The effect of applying an event of `lead`: a row of test_effects. Returns 0 or -1. */
+static int s_effect(lf_db_t *db, const char *lead) {
+    const char *p[] = {lead ? lead : "-"};
+    return lf_db_cmd(db, "INSERT INTO test_effects (lead) VALUES ($1)", 1, p) < 0 ? -1
+                                                                                  : 0;
+}
+
+/* A statement that fails with `sqlstate`, as a real one would. Returns -1. */
+static int s_fail_with(lf_db_t *db, const char *sqlstate) {
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "DO $$ BEGIN RAISE EXCEPTION 'failed as told' USING ERRCODE = '%s'; END $$",
+             sqlstate);
+    lf_db_cmd(db, sql, 0, NULL);
+    return -1;
+}
+
 static int s_count(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
     s_ctx_t *ctx = arg;
     const char *lead = s_label(lf_event_lead(env));
@@ -71,9 +88,7 @@ static int s_count(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
         return -1;
     }
     ctx->calls++;
-    const char *p[] = {lead ? lead : "-"};
-    return lf_db_cmd(db, "INSERT INTO test_effects (lead) VALUES ($1)", 1, p) < 0 ? -1
-                                                                                  : 0;
+    return s_effect(db, lead);
 }
 
 static const char *const s_types[] = {"test.event", NULL};
@@ -149,6 +164,16 @@ Test(consumer, a_poison_event_is_set_aside_and_does_not_block, .timeout = 60) {
                                   "'22012' AND attempts = 1 AND type = 'test.event'"),
                  1, "and the event is parked");
     cr_expect_eq(lf_consumer_sweep(c, 100), 0, "and not retried for ever");
+    /* A replay whose handler fails again leaves the event parked, with the request
+     * cleared and the failure counted; nothing of the failed try is kept. */
+    free(lf_h_sql(h, "UPDATE consumer_parked SET replay_requested_at = now()"));
+    cr_expect_eq(lf_consumer_replay(c), 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT attempts FROM consumer_parked WHERE "
+                                  "replay_requested_at IS NULL AND sqlstate = '22012'"),
+                 2);
+    cr_expect_eq(lf_consumer_replay(c), 0, "asked once, tried once");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT attempts FROM consumer_parked"), 2);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 2);
     lf_consumer_destroy(&c);
     lf_db_destroy(&db);
     lf_h_destroy(&h);
@@ -170,18 +195,10 @@ static int s_racing(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg)
             seen |= !strcmp(r->seen[i], lead);
         if (!seen && r->failed < 8) {
             snprintf(r->seen[r->failed++], sizeof r->seen[0], "%s", lead);
-            char sql[160];
-            snprintf(sql, sizeof sql,
-                     "DO $$ BEGIN RAISE EXCEPTION 'lost a race' USING ERRCODE = '%s';"
-                     " END $$",
-                     r->transient);
-            lf_db_cmd(db, sql, 0, NULL);
-            return -1;
+            return s_fail_with(db, r->transient);
         }
     }
-    const char *p[] = {lead ? lead : "-"};
-    return lf_db_cmd(db, "INSERT INTO test_effects (lead) VALUES ($1)", 1, p) < 0 ? -1
-                                                                                  : 0;
+    return s_effect(db, lead);
 }
 
 /* A handler that fails because its transaction lost a race - a deadlock (PostgreSQL
@@ -225,6 +242,7 @@ Test(consumer, an_event_whose_handler_lost_a_race_is_retried_not_set_aside,
 typedef struct {
     int fixed;       /* the cause was fixed: the handler applies "stuck" too */
     int stuck_tries; /* how often the handler ran for "stuck" */
+    int kill;        /* ends its own connection instead of timing out */
 } s_stuck_t;
 
 static int s_stuck(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
@@ -232,17 +250,14 @@ static int s_stuck(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) 
     const char *lead = s_label(lf_event_lead(env));
     if (lead && !strcmp(lead, "stuck")) {
         st->stuck_tries++;
-        if (!st->fixed) {
-            lf_db_cmd(db,
-                      "DO $$ BEGIN RAISE EXCEPTION 'canceling statement due to statement "
-                      "timeout' USING ERRCODE = '57014'; END $$",
-                      0, NULL);
+        if (!st->fixed && st->kill) {
+            lf_db_cmd(db, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL);
             return -1;
         }
+        if (!st->fixed)
+            return s_fail_with(db, "57014");
     }
-    const char *p[] = {lead ? lead : "-"};
-    return lf_db_cmd(db, "INSERT INTO test_effects (lead) VALUES ($1)", 1, p) < 0 ? -1
-                                                                                  : 0;
+    return s_effect(db, lead);
 }
 
 /* An event whose handler only ever times out is tried a bounded number of times, with
@@ -311,26 +326,33 @@ Test(consumer, an_event_that_only_ever_times_out_is_parked_and_replayed_once,
     lf_h_destroy(&h);
 }
 
-/* A replay whose handler fails again leaves the event parked, with the request
- * cleared and the failure counted; nothing of the failed try is kept. */
-Test(consumer, a_replay_that_fails_again_leaves_the_event_parked, .timeout = 60) {
+/* A handler that loses its connection on an event (a backend that dies on it) cannot
+ * park it in that transaction: the tries are counted, and the event is parked, without
+ * another try, in the first batch after the last one. */
+Test(consumer, an_event_that_kills_its_connection_is_parked_without_another_try,
+     .timeout = 60) {
     lf_h_t *h = lf_h_new(0, 0);
     lf_db_t *db = s_setup(h);
-    s_ctx_t ctx = {.poison = "bad"};
-    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &ctx);
-    json_decref(s_add(db, "bad"));
+    s_stuck_t st = {.kill = 1};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_stuck, &st);
+    lf_consumer_set_retry(c, 3, 0);
+    json_decref(s_add(db, "good1"));
+    json_decref(s_add(db, "stuck"));
+    json_decref(s_add(db, "good2"));
+    for (int i = 0;
+         i < 20 && lf_h_sql_long(h, "SELECT count(*) FROM consumer_parked") < 1; i++) {
+        lf_consumer_sweep(c, 100);
+        usleep(20 * 1000);
+    }
+    cr_expect_eq(st.stuck_tries, 3, "tried 3 times, not %d", st.stuck_tries);
+    /* (a connection ended by the server leaves no SQLSTATE) */
+    char *row = lf_h_sql(h, "SELECT attempts || ' ' || coalesce(sqlstate, '-') || ' ' || "
+                            "error FROM consumer_parked");
+    cr_expect_str_eq(row, "3 - gave up after failed tries");
+    free(row);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 2);
     cr_expect_eq(lf_consumer_sweep(c, 100), 0);
-    cr_expect_eq(lf_h_sql_long(h, "SELECT attempts FROM consumer_parked"), 1,
-                 "a failure of its own parks the event at once");
-    free(lf_h_sql(h, "UPDATE consumer_parked SET replay_requested_at = now()"));
-    cr_expect_eq(lf_consumer_replay(c), 0);
-    cr_expect_eq(
-        lf_h_sql_long(h, "SELECT attempts FROM consumer_parked "
-                         "WHERE replay_requested_at IS NULL AND sqlstate = '22012'"),
-        2);
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 0);
-    cr_expect_eq(lf_consumer_replay(c), 0, "asked once, tried once");
-    cr_expect_eq(lf_h_sql_long(h, "SELECT attempts FROM consumer_parked"), 2);
+    cr_expect_eq(st.stuck_tries, 3);
     lf_consumer_destroy(&c);
     lf_db_destroy(&db);
     lf_h_destroy(&h);
