@@ -56,8 +56,8 @@ typedef struct {
          "timeout) before it is parked"},                                                \
     {                                                                                    \
         "LEADFLOW_CONSUMER_BACKOFF_MS", LF_CFG_INT, "1000", 0, 60000,                    \
-            "wait before the third try of such an event (the second is at once); "         \
-            "doubles after each try (a minute at most)"                                                            \
+            "wait before the third try of such an event (the second is at once); "       \
+            "doubles after each try (a minute at most)"                                  \
     }
 
 /* How often the loop moves the consumer's cursor (lf_consumer_advance). */
