@@ -280,11 +280,11 @@ static int s_retry_waiting(lf_consumer_t *self, long long seq) {
  * message, which quotes the values it choked on (a phone number, a name). Without an
  * SQLSTATE (the connection failed) libpq's own message, which carries no data. */
 static const char *s_reason(const lf_consumer_t *self, char *buf, size_t sz) {
-    const char *st = lf_db_sqlstate(self->db);
+    const char *st = self->db->err ? lf_db_sqlstate(self->db) : "";
     if (st && *st)
         snprintf(buf, sz, "sqlstate=%s", st);
     else
-        lf_strlcpy(buf, self->db->errstr[0] ? self->db->errstr : "handler failed", sz);
+        lf_strlcpy(buf, self->db->err ? self->db->errstr : "handler failed", sz);
     return buf;
 }
 
@@ -373,9 +373,8 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     }
     while (json_array_size(self->pending_pub) > before)
         json_array_remove(self->pending_pub, json_array_size(self->pending_pub) - 1);
-    char why[512];
-    lf_strlcpy(why, self->db->errstr[0] ? self->db->errstr : "handler failed",
-               sizeof why);
+    char why[512]; /* errstr is only this failure's when db->err is set */
+    lf_strlcpy(why, self->db->err ? self->db->errstr : "handler failed", sizeof why);
     if (lf_db_cmd(self->db, "ROLLBACK TO SAVEPOINT ev", 0, NULL) < 0)
         return -1;
     if (s_park(self, env, seq, tries, sqlstate, why) < 0 ||
@@ -805,8 +804,7 @@ static int s_replay_one(lf_consumer_t *self, const char *seq) {
     }
     char sqlstate[8], why[512];
     lf_strlcpy(sqlstate, self->db->err ? lf_db_sqlstate(self->db) : "", sizeof sqlstate);
-    lf_strlcpy(why, self->db->errstr[0] ? self->db->errstr : "handler failed",
-               sizeof why);
+    lf_strlcpy(why, self->db->err ? self->db->errstr : "handler failed", sizeof why);
     lf_db_rollback(self->db);
     json_array_clear(self->pending_pub);
     if (self->on_batch)

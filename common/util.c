@@ -121,6 +121,30 @@ size_t lf_itoa(long long v, char *out) {
     return k;
 }
 
+int lf_rfc3339_shape(const char *s) {
+    static const char *pat = "dddd-dd-ddTdd:dd:dd";
+    size_t i;
+    for (i = 0; pat[i]; i++) {
+        char c = s[i];
+        if (pat[i] == 'd' ? (c < '0' || c > '9')
+                          : (pat[i] == 'T' ? (c != 'T' && c != 't') : c != pat[i]))
+            return 0;
+    }
+    s += i;
+    if (*s == '.') {
+        s++;
+        if (*s < '0' || *s > '9')
+            return 0;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    if ((*s == 'Z' || *s == 'z') && s[1] == '\0')
+        return 1;
+    return (*s == '+' || *s == '-') && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' &&
+           s[2] <= '9' && s[3] == ':' && s[4] >= '0' && s[4] <= '9' && s[5] >= '0' &&
+           s[5] <= '9' && s[6] == '\0';
+}
+
 void lf_rfc3339(int64_t ms, char *out, size_t outsz) {
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;

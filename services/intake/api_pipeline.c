@@ -542,32 +542,6 @@ static const char *s_opt_text(const json_t *body, const char *key, size_t max,
     return json_string_value(v);
 }
 
-/* RFC 3339 shape: 2026-05-01T09:30:00Z, fractions and +08:00 offsets allowed. The
- * calendar itself (month 13, 30 February) is checked by PostgreSQL. */
-static int s_rfc3339_shape(const char *s) {
-    static const char *pat = "dddd-dd-ddTdd:dd:dd";
-    size_t i;
-    for (i = 0; pat[i]; i++) {
-        char c = s[i];
-        if (pat[i] == 'd' ? (c < '0' || c > '9')
-                          : (pat[i] == 'T' ? (c != 'T' && c != 't') : c != pat[i]))
-            return 0;
-    }
-    s += i;
-    if (*s == '.') {
-        s++;
-        if (*s < '0' || *s > '9')
-            return 0;
-        while (*s >= '0' && *s <= '9')
-            s++;
-    }
-    if ((*s == 'Z' || *s == 'z') && s[1] == '\0')
-        return 1;
-    return (*s == '+' || *s == '-') && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' &&
-           s[2] <= '9' && s[3] == ':' && s[4] >= '0' && s[4] <= '9' && s[5] >= '0' &&
-           s[5] <= '9' && s[6] == '\0';
-}
-
 static enum MHD_Result s_post_activity(lf_intake_t *in, lf_req_t *req,
                                        const lf_auth_t *auth) {
     const char *id = req->params[0];
@@ -606,7 +580,7 @@ static enum MHD_Result s_post_activity(lf_intake_t *in, lf_req_t *req,
         by = NULL;
     }
     char next_at[40] = "";
-    if (next && !s_rfc3339_shape(next))
+    if (next && !lf_rfc3339_shape(next))
         json_array_append_new(
             errors,
             s_field("next_action_at", "invalid",

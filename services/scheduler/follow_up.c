@@ -50,6 +50,11 @@ int lf_follow_up_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
     json_int_t seq = json_integer_value(json_object_get(pl, "seq"));
     if (!due || seq <= 0 || seq > 2000000000)
         return 0;
+    /* Intake only ever writes RFC 3339 here; other text is refused before it reaches
+     * the cast below, whose error would quote it in PostgreSQL's log (the event is
+     * parked: lf/consumer.h). */
+    if (!lf_rfc3339_shape(due))
+        return -1;
     char step[24];
     snprintf(step, sizeof step, "%lld", (long long)seq);
     /* The lead's team and grade, and the follow-up's time in ms since the epoch

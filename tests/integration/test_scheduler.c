@@ -560,13 +560,15 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
 /* One bad event in a batch, two kinds of bad. Lead 3's assignment makes the SLA
  * statement time out every time (a trigger raises SQLSTATE 57014, as a statement that
  * never finishes in time would), and an activity whose next_action_at is hostile text
- * with a phone number in it fails outright (22007, PostgreSQL quoting the text). Both
- * are in the scheduler's first batch: the batch path fails, the batch falls back to
- * event by event, the good assignments get their timer once, the activity is parked at
- * once and lead 3's assignment after 3 tries with a pause; each is logged once, without
- * the phone number, and counted in /metrics. Once the cause is gone, a replay gives
- * lead 3 its timer, once, and the activity, still bad, stays parked. The old scheduler
- * rolled the batch back for ever (no timer for anyone) and logged the phone number. */
+ * with a phone number in it is refused by the handler (not an RFC 3339 time; it used
+ * to reach a cast whose error, 22007, quoted the text). Both are in the scheduler's
+ * first batch: the batch path fails, the batch falls back to event by event, the good
+ * assignments get their timer once, the activity is parked at once and lead 3's
+ * assignment after 3 tries with a pause; each is logged once, without the phone
+ * number (in PostgreSQL's log neither), and counted in /metrics. Once the cause is
+ * gone, a replay gives lead 3 its timer, once, and the activity, still bad, stays
+ * parked. The old scheduler rolled the batch back for ever (no timer for anyone) and
+ * logged the phone number. */
 Test(scheduler, a_bad_event_in_a_batch_is_parked_and_the_rest_applied_once,
      .timeout = 120) {
     lf_h_t *h = lf_h_new(0, 1);
@@ -607,9 +609,10 @@ Test(scheduler, a_bad_event_in_a_batch_is_parked_and_the_rest_applied_once,
     cr_expect_str_eq(s, "1,2,4,5", "the good assignments are timed, once each");
     free(s);
     s = lf_h_sql(h,
-                 "SELECT string_agg(type || ' ' || attempts || ' ' || sqlstate, ', '"
-                 " ORDER BY event_id) FROM consumer_parked WHERE consumer = 'scheduler'");
-    cr_expect_str_eq(s, "lead.assigned 3 57014, activity.logged 1 22007");
+                 "SELECT string_agg(type || ' ' || attempts || ' ' ||"
+                 " coalesce(sqlstate, '-'), ', ' ORDER BY event_id) FROM consumer_parked"
+                 " WHERE consumer = 'scheduler'");
+    cr_expect_str_eq(s, "lead.assigned 3 57014, activity.logged 1 -");
     free(s);
     char log[600];
     snprintf(log, sizeof log, "%s/scheduler.0.log", lf_h_dir(h));
@@ -645,6 +648,10 @@ Test(scheduler, a_bad_event_in_a_batch_is_parked_and_the_rest_applied_once,
     cr_expect_str_eq(s, "1,2,3,4,5", "each lead timed once after the restart");
     free(s);
     cr_expect_eq(lf_h_file_count(log, 0, "13912345678"), 0);
+    const char *pglog = getenv("LF_TEST_PG_LOG"); /* set by scripts/test.sh */
+    if (pglog)
+        cr_expect_eq(lf_h_file_count(pglog, 0, "13912345678"), 0,
+                     "PostgreSQL's log has the phone number");
     body = NULL;
     cr_assert_eq(lf_h_http(h, "GET", "/metrics", NULL, NULL, 0, &body), 200);
     cr_expect(strstr(body, "leadflow_consumer_parked_events{consumer=\"scheduler\"} 1\n"),

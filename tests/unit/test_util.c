@@ -41,6 +41,17 @@ Test(util, rfc3339_formats_utc_with_milliseconds) {
     cr_expect_str_eq(out, "2023-11-14T22:13:20.123Z");
 }
 
+Test(util, rfc3339_shape_takes_times_with_an_offset_only) {
+    cr_expect(lf_rfc3339_shape("2026-05-01T09:30:00+08:00"));
+    cr_expect(lf_rfc3339_shape("2026-05-01T01:30:00.250Z"));
+    cr_expect(lf_rfc3339_shape("2026-05-01t01:30:00z"));
+    cr_expect(!lf_rfc3339_shape("2026-05-01 09:30:00+08:00"));
+    cr_expect(!lf_rfc3339_shape("2026-05-01T09:30:00"), "no offset");
+    cr_expect(!lf_rfc3339_shape("2026-05-01T09:30:00+08:00 call 13912345678"));
+    cr_expect(!lf_rfc3339_shape("call me on 13912345678 tomorrow"));
+    cr_expect(!lf_rfc3339_shape(""));
+}
+
 Test(util, strlcpy_truncates_and_terminates) {
     char b[4];
     cr_expect_eq(lf_strlcpy(b, "abcdef", sizeof b), 6);

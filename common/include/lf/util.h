@@ -35,6 +35,12 @@ int lf_uuid_valid(const char *s);
  * its length; without snprintf, for the batch writers' hot loops. */
 size_t lf_itoa(long long v, char *out);
 
+/* 1 when s has the shape of an RFC 3339 time with seconds and an offset
+ * (2026-05-01T09:30:00+08:00, 2026-05-01T01:30:00.250Z), 0 otherwise. Only the shape:
+ * PostgreSQL still judges the values; text of any other shape never reaches a cast,
+ * whose error would quote it (a phone number typed into a date field) in its log. */
+int lf_rfc3339_shape(const char *s);
+
 /* Formats epoch milliseconds as RFC 3339 UTC with milliseconds into out (>= 25 bytes). */
 void lf_rfc3339(int64_t ms, char *out, size_t outsz);
 
