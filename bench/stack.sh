@@ -64,6 +64,20 @@ progress_left() {
         left=$(unassigned "$psince"); backlog=$((pdone + left))
     fi
 }
+# LF_BENCH_PROFILE=1: where PostgreSQL's time went, by statement, for each measured phase
+# (pg_stat_statements is reset before it): stmts_reset, then stmts TITLE.
+stmts_reset() {
+    [ -n "${LF_BENCH_PROFILE:-}" ] || return 0
+    lf_bench_q "SELECT pg_stat_statements_reset()" >/dev/null
+}
+stmts() {
+    [ -n "${LF_BENCH_PROFILE:-}" ] || return 0
+    echo "pg_stat_statements of $1, top ${LF_BENCH_TOP:-15} by total time (ms, calls, ms/call, rows, buffers/call, WAL records/call, query):" >&2
+    lf_bench_q "SELECT round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
+        rows, round((shared_blks_hit + shared_blks_read)::numeric / calls),
+        round(wal_records::numeric / calls), left(regexp_replace(query, '\s+', ' ', 'g'), 140) FROM pg_stat_statements
+        ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-15}" | tr '|' ' ' >&2
+}
 rps() { wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "$1" >"$2"; awk '/Requests\/sec/ {print int($2)}' "$2"; }
 ref=(); got=(); drain=(); cpu=()
 for i in $(seq 1 "$RUNS"); do
@@ -71,6 +85,7 @@ for i in $(seq 1 "$RUNS"); do
     ref+=("$(rps "http://127.0.0.1:$NULLP" "$W/wrk-ref.$i")")
     before=$(lf_bench_q "SELECT count(*) FROM leads")
     since=$(lf_bench_q "SELECT now()")
+    stmts_reset
     lf_bench_cpu_snap "$W/cpu0.$i"
     perfp=
     if [ -n "${LF_BENCH_PERF:-}" ] && [ "$i" -eq 1 ]; then
@@ -81,7 +96,7 @@ for i in $(seq 1 "$RUNS"); do
     wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >"$W/wrk.$i"
     t1=$(date +%s.%N)
     after=$(lf_bench_q "SELECT count(*) FROM leads")
-    non2xx=$(awk '/Non-2xx/ {print $4}' "$W/wrk.$i"); non2xx=${non2xx:-0}
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$W/wrk.$i"); non2xx=${non2xx:-0}
     got+=("$(awk -v n=$((after - before)) -v a="$t0" -v b="$t1" 'BEGIN {print int(n / (b - a))}')")
     # 3. the router catches up (not a figure: it ran beside intake's load)
     c0=$(date +%s.%N); progress_start "$since"
@@ -94,6 +109,7 @@ for i in $(seq 1 "$RUNS"); do
     split=$(lf_bench_cpu_report "$W/cpu0.$i" "$W/cpu1.$i" $((after - before)))
     cpu+=("$(sed -n 's/.*stack total \([0-9]*\),.*/\1/p' <<<"$split")")
     echo "run $i cpu, wrk phase and the catch-up ($cleft not assigned at its end): $split" >&2
+    stmts "run $i, wrk phase and the catch-up"
     # 4. the router drains LEADS leads stored while it was stopped
     lf_bench_stop router
     since=$(lf_bench_q "SELECT now()")
@@ -101,6 +117,7 @@ for i in $(seq 1 "$RUNS"); do
         --duration "$(awk -v n="$LEADS" -v r="$STORE_RATE" 'BEGIN {print n / r}')" --connections 32 \
         --key "$LF_BENCH_KEY" --phone-base $((i * 10000000)) >"$W/lg.$i" 2>&1 || true
     progress_start "$since"; stored=$backlog
+    stmts_reset
     lf_bench_cpu_snap "$W/cpu2.$i"
     d0=$(date +%s.%N)
     lf_bench_start router
@@ -112,6 +129,7 @@ for i in $(seq 1 "$RUNS"); do
     # scheduler and analytics, as bench/router_drain.sh measures it, on the same database
     echo "run $i cpu, the drain ($dleft not assigned at its end):" \
         "$(lf_bench_cpu_report "$W/cpu2.$i" "$W/cpu3.$i" $((stored - dleft)))" >&2
+    stmts "run $i, the drain"
     d1=$(date +%s.%N)
     drain+=("$(awk -v n=$((stored - dleft)) -v a="$d0" -v b="$d1" 'BEGIN {print int(n / (b - a))}')")
     for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
@@ -122,12 +140,6 @@ for i in $(seq 1 "$RUNS"); do
         "drain: $stored leads stored with the router stopped, $dleft unassigned at the end," \
         "router ${drain[-1]} leads assigned/s" >&2
 done
-if [ -n "${LF_BENCH_PROFILE:-}" ]; then # where PostgreSQL's time went, by statement
-    echo "pg_stat_statements of all runs, top ${LF_BENCH_TOP:-15} by total time (ms, calls, ms/call, rows, query):" >&2
-    lf_bench_q "SELECT round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
-        rows, left(regexp_replace(query, '\s+', ' ', 'g'), 140) FROM pg_stat_statements
-        ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-15}" | tr '|' ' ' >&2
-fi
 fig() { # name values detail
     echo "$1 $(printf '%s\n' $2 | lf_bench_median) (runs: ${2% }; $(printf '%s\n' $2 | lf_bench_spread); $3)"
 }

@@ -29,6 +29,12 @@
 #include "lf/log.h"
 #include "lf/util.h"
 
+/* How many batches after a redelivery are checked against the acks first. While a
+ * consumer is behind, the sweep and ZeroMQ hand it the same events in turn (the sweep's
+ * window, then the socket's batch of the same events, then a batch beyond the window,
+ * then the next window...), so the check stays on for a while, not one batch. */
+enum { S_DUP_BATCHES = 32 };
+
 struct lf_consumer {
     lf_db_t *db;         /* borrowed: this consumer's connection */
     char name[64];       /* consumer name in consumer_acks */
@@ -45,7 +51,7 @@ struct lf_consumer {
     lf_batch_fn batch_fn;      /* optional, see lf_consumer_set_batch_fn */
     int batch_flags;           /* LF_BATCH_* */
     long long sweep_from;      /* batch path: the sweep pages on from here (0: cursor) */
-    int dup_recent; /* batch path: the last batch met events acknowledged already */
+    int dup_recent; /* batch path: batches left to check first (s_drop_acked) */
     /* The cursor as read (and share-locked) by the open batch transaction. */
     char cur_xid[24];  /* safe_xid as text */
     char cur_id[24];   /* safe_id (the pre-0015 floor) as text */
@@ -297,7 +303,7 @@ static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
         "WHERE o.xid >= $3::xid8 AND o.id > $4::bigint ORDER BY u.n RETURNING event_id",
         4, p);
     if (!res && !strcmp(lf_db_sqlstate(self->db), "23505")) {
-        self->dup_recent = 1; /* the next batches are checked first (s_drop_acked) */
+        self->dup_recent = S_DUP_BATCHES; /* the next batches are checked first */
         lf_db_rollback(self->db);
         if (s_begin_batch(self, sorted, n) < 0) {
             free(seqs);
@@ -361,8 +367,8 @@ fallback:
  * socket, and each such envelope batch took the batch transaction twice (the plain ack
  * insert fails, the ON CONFLICT retry finds nothing new) with the consumer's on_begin
  * locks each time (the router's: the routing lock and every lead of the batch). An
- * event acknowledged after this read is still caught by the ack insert. Clears
- * dup_recent when no event had an ack. Returns the events left (compacted in seq
+ * event acknowledged after this read is still caught by the ack insert. A batch
+ * without redeliveries counts dup_recent down. Returns the events left (compacted in seq
  * order), or -1 when the read failed. */
 static long s_drop_acked(lf_consumer_t *self, json_t **sorted, size_t n) {
     size_t cap = n * 21 + 3, len = 0;
@@ -392,8 +398,10 @@ static long s_drop_acked(lf_consumer_t *self, json_t **sorted, size_t n) {
                 sorted[i]; /* a duplicate inside the batch stays: skipped later */
     }
     PQclear(res);
-    if (k == n)
-        self->dup_recent = 0;
+    if (k < n)
+        self->dup_recent = S_DUP_BATCHES;
+    else if (self->dup_recent > 0)
+        self->dup_recent--;
     return (long)k;
 }
 

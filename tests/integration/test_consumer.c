@@ -601,9 +601,9 @@ static int s_count_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n) 
  * already. Each such batch used to open the batch transaction twice (the plain ack
  * insert fails, the ON CONFLICT retry finds nothing new), taking the consumer's
  * on_begin locks each time (the router's: the routing lock and every lead). Once a
- * redelivery was seen, a batch is first checked against the acks: an all-done batch
- * opens no transaction, a mixed one goes on with only its new events; a batch without
- * redeliveries turns the check off again. Applied exactly once throughout. */
+ * redelivery was seen, the next batches are first checked against the acks: an
+ * all-done batch opens no transaction, a mixed one goes on with only its new events.
+ * Applied exactly once throughout. */
 Test(consumer, a_redelivered_batch_takes_no_locks_once_redeliveries_are_seen,
      .timeout = 60) {
     lf_h_t *h = lf_h_new(0, 0);
