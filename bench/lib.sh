@@ -146,9 +146,18 @@ lf_bench_up() {
     export LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:$PG/leadflow
     psql -qtAX "$LEADFLOW_DATABASE_URL" -c "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
     [ -n "${LF_BENCH_PROFILE:-}" ] && psql -qtAX "$LEADFLOW_DATABASE_URL" \
-        -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+        -c "ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, auto_explain" >/dev/null
     lf_as_pg "$PG_BIN/pg_ctl" -D "$W/pg/data" -o "-p $PG -c log_error_verbosity=terse" \
         -l "$W/pg/postgres.log" -w -t 60 restart >/dev/null
+    # LF_BENCH_EXPLAIN=MS (with LF_BENCH_PROFILE): auto_explain logs the plans of statements
+    # slower than MS ms, with their nested statements, in $W/pg/postgres.log (LF_BENCH_KEEP)
+    if [ -n "${LF_BENCH_PROFILE:-}" ] && [ -n "${LF_BENCH_EXPLAIN:-}" ]; then
+        for kv in "log_min_duration = '${LF_BENCH_EXPLAIN}ms'" "log_analyze = on" \
+                  "log_nested_statements = on" "log_buffers = on"; do
+            psql -qtAX "$LEADFLOW_DATABASE_URL" -c "ALTER SYSTEM SET auto_explain.$kv" >/dev/null
+        done
+        psql -qtAX "$LEADFLOW_DATABASE_URL" -c "SELECT pg_reload_conf()" >/dev/null
+    fi
     lf_redis_start "$W/redis" "$RP"
     lf_bench_stack_env "$HTTP" "$RP" "$Z1" "$Z2" "$Z3"
     if [ -n "${LF_BENCH_PROFILE:-}" ]; then

@@ -18,7 +18,10 @@
 #     The scheduler and analytics keep consuming the router's events meanwhile.
 # 200 reps in 4 teams with skills and regions, capacity 1,000,000 (bench/lib.sh).
 # Prints one line per figure on stdout (median, runs, spread), per-run details with
-# the load average on stderr; LF_BENCH_PROFILE=1 adds pg_stat_statements' top statements.
+# the load average on stderr; LF_BENCH_PROFILE=1 adds pg_stat_statements' top statements;
+# LF_BENCH_PERF=FILE records a perf profile (cpu-clock, call graphs) of the router's
+# PostgreSQL backend during run 1's intake phase and catch-up (the phase whose CPU per
+# lead bench/cpu.sh reports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -33,6 +36,48 @@ SVCS=(intake router scheduler analytics)
 lf_bench_start mhd_null "${SVCS[@]}"
 sleep 1 # let the ZeroMQ subscriptions connect
 unassigned() { lf_bench_q "SELECT count(*) FROM leads WHERE created_at >= '$1' AND assigned_at IS NULL"; }
+# The router's progress, polled cheaply. The exact count above reads every row of
+# `leads` (a sequential scan: 30 ms at 18,000 leads on a quiet machine, 94 ms per call in
+# a profiled run), ten times a second, on the cores it measures. So the poll counts the
+# router's lead.assigned events instead, through the outbox's primary key, above the last
+# one it saw: the router is one process whose transactions commit one after another, so
+# each batch's events lie above the previous batch's (ids come from a sequence taken
+# inside the transaction). progress_start SINCE counts the backlog (exactly) and the
+# newest lead.assigned in one snapshot; progress_left polls and sets `left`; when the
+# events say the backlog is done, the exact count decides (a lead.assigned of a lead
+# outside the backlog, which the benchmark does not make, would only end the cheap
+# polls early). Sessions with sequential scans off (a fresh outbox has no statistics)
+# and no JIT (docs/benchmarks.md: enable_seqscan = off and JIT).
+progress_start() {
+    IFS='|' read -r backlog apos < <(lf_bench_q "SELECT (SELECT count(*) FROM leads
+        WHERE created_at >= '$1' AND assigned_at IS NULL),
+        (SELECT coalesce(max(id), 0) FROM outbox WHERE type = 'lead.assigned')")
+    pdone=0; psince=$1; left=$backlog
+}
+progress_left() {
+    local n m
+    IFS='|' read -r n m < <(lf_bench_q "SET jit = off; SET enable_seqscan = off;
+        SELECT count(*), coalesce(max(id), $apos) FROM outbox
+        WHERE id > $apos AND type = 'lead.assigned'")
+    pdone=$((pdone + n)); apos=$m; left=$((backlog - pdone))
+    if [ "$left" -le 0 ]; then
+        left=$(unassigned "$psince"); backlog=$((pdone + left))
+    fi
+}
+# LF_BENCH_PROFILE=1: where PostgreSQL's time went, by statement, for each measured phase
+# (pg_stat_statements is reset before it): stmts_reset, then stmts TITLE.
+stmts_reset() {
+    [ -n "${LF_BENCH_PROFILE:-}" ] || return 0
+    lf_bench_q "SELECT pg_stat_statements_reset()" >/dev/null
+}
+stmts() {
+    [ -n "${LF_BENCH_PROFILE:-}" ] || return 0
+    echo "pg_stat_statements of $1, top ${LF_BENCH_TOP:-15} by total time (ms, calls, ms/call, rows, buffers/call, WAL records/call, query):" >&2
+    lf_bench_q "SELECT round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
+        rows, round((shared_blks_hit + shared_blks_read)::numeric / calls),
+        round(wal_records::numeric / calls), left(regexp_replace(query, '\s+', ' ', 'g'), 140) FROM pg_stat_statements
+        ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-15}" | tr '|' ' ' >&2
+}
 rps() { wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "$1" >"$2"; awk '/Requests\/sec/ {print int($2)}' "$2"; }
 ref=(); got=(); drain=(); cpu=()
 for i in $(seq 1 "$RUNS"); do
@@ -40,49 +85,61 @@ for i in $(seq 1 "$RUNS"); do
     ref+=("$(rps "http://127.0.0.1:$NULLP" "$W/wrk-ref.$i")")
     before=$(lf_bench_q "SELECT count(*) FROM leads")
     since=$(lf_bench_q "SELECT now()")
+    stmts_reset
     lf_bench_cpu_snap "$W/cpu0.$i"
+    perfp=
+    if [ -n "${LF_BENCH_PERF:-}" ] && [ "$i" -eq 1 ]; then
+        bp=$(lf_bench_q "SELECT min(pid) FROM pg_stat_activity WHERE application_name = 'leadflow-router'")
+        perf record -e cpu-clock -F 499 -g -o "$LF_BENCH_PERF" -p "$bp" >/dev/null 2>&1 & perfp=$!
+    fi
     t0=$(date +%s.%N)
     wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >"$W/wrk.$i"
     t1=$(date +%s.%N)
     after=$(lf_bench_q "SELECT count(*) FROM leads")
-    non2xx=$(awk '/Non-2xx/ {print $4}' "$W/wrk.$i"); non2xx=${non2xx:-0}
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$W/wrk.$i"); non2xx=${non2xx:-0}
     got+=("$(awk -v n=$((after - before)) -v a="$t0" -v b="$t1" 'BEGIN {print int(n / (b - a))}')")
     # 3. the router catches up (not a figure: it ran beside intake's load)
-    c0=$(date +%s.%N); backlog=$(unassigned "$since")
-    end=$(($(date +%s) + ${LF_BENCH_WAIT:-60})); left=$backlog
-    while [ "$left" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; left=$(unassigned "$since"); done
+    c0=$(date +%s.%N); progress_start "$since"
+    end=$(($(date +%s) + ${LF_BENCH_WAIT:-60}))
+    while [ "$left" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; progress_left; done
+    cbacklog=$backlog; cleft=$left
     c1=$(date +%s.%N)
     lf_bench_cpu_snap "$W/cpu1.$i"
+    [ -n "$perfp" ] && { kill -INT "$perfp" 2>/dev/null; wait "$perfp" 2>/dev/null || true; }
     split=$(lf_bench_cpu_report "$W/cpu0.$i" "$W/cpu1.$i" $((after - before)))
     cpu+=("$(sed -n 's/.*stack total \([0-9]*\),.*/\1/p' <<<"$split")")
-    echo "run $i cpu, wrk phase and the catch-up ($left not assigned at its end): $split" >&2
+    echo "run $i cpu, wrk phase and the catch-up ($cleft not assigned at its end): $split" >&2
+    stmts "run $i, wrk phase and the catch-up"
     # 4. the router drains LEADS leads stored while it was stopped
     lf_bench_stop router
     since=$(lf_bench_q "SELECT now()")
     build/bench/loadgen --port "$HTTP" --rate "$STORE_RATE" \
         --duration "$(awk -v n="$LEADS" -v r="$STORE_RATE" 'BEGIN {print n / r}')" --connections 32 \
         --key "$LF_BENCH_KEY" --phone-base $((i * 10000000)) >"$W/lg.$i" 2>&1 || true
-    stored=$(unassigned "$since")
+    progress_start "$since"; stored=$backlog
+    stmts_reset
+    lf_bench_cpu_snap "$W/cpu2.$i"
     d0=$(date +%s.%N)
     lf_bench_start router
-    dend=$(($(date +%s) + ${LF_BENCH_DRAIN_MAX:-120})); dleft=$stored
-    while [ "$dleft" -gt 0 ] && [ "$(date +%s)" -lt "$dend" ]; do sleep 0.1; dleft=$(unassigned "$since"); done
+    dend=$(($(date +%s) + ${LF_BENCH_DRAIN_MAX:-120}))
+    while [ "$left" -gt 0 ] && [ "$(date +%s)" -lt "$dend" ]; do sleep 0.1; progress_left; done
+    dleft=$left
+    lf_bench_cpu_snap "$W/cpu3.$i"
+    # the same split for the drain: the router (a new process and backend) alone with the
+    # scheduler and analytics, as bench/router_drain.sh measures it, on the same database
+    echo "run $i cpu, the drain ($dleft not assigned at its end):" \
+        "$(lf_bench_cpu_report "$W/cpu2.$i" "$W/cpu3.$i" $((stored - dleft)))" >&2
+    stmts "run $i, the drain"
     d1=$(date +%s.%N)
     drain+=("$(awk -v n=$((stored - dleft)) -v a="$d0" -v b="$d1" 'BEGIN {print int(n / (b - a))}')")
     for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
     echo "run $i (load avg before: $load0, after: $(lf_bench_load)): reference ${ref[-1]} req/s;" \
         "intake ${got[-1]} leads committed/s ($((after - before)) leads, non-2xx $non2xx);" \
-        "router backlog after the intake phase $backlog, $left left after" \
+        "router backlog after the intake phase $cbacklog, $cleft left after" \
         "$(awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.1f", b - a}') s;" \
         "drain: $stored leads stored with the router stopped, $dleft unassigned at the end," \
         "router ${drain[-1]} leads assigned/s" >&2
 done
-if [ -n "${LF_BENCH_PROFILE:-}" ]; then # where PostgreSQL's time went, by statement
-    echo "pg_stat_statements of all runs, top ${LF_BENCH_TOP:-15} by total time (ms, calls, ms/call, rows, query):" >&2
-    lf_bench_q "SELECT round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
-        rows, left(regexp_replace(query, '\s+', ' ', 'g'), 140) FROM pg_stat_statements
-        ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-15}" | tr '|' ' ' >&2
-fi
 fig() { # name values detail
     echo "$1 $(printf '%s\n' $2 | lf_bench_median) (runs: ${2% }; $(printf '%s\n' $2 | lf_bench_spread); $3)"
 }

@@ -722,3 +722,60 @@ Test(consumer, the_loop_lingers_for_a_fuller_batch, .timeout = 60) {
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }
+
+typedef struct {
+    s_ctx_t c;
+    int begins;    /* on_begin calls: batch transactions opened */
+    size_t last_n; /* events the last on_begin saw */
+} s_begins_t;
+
+static int s_count_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n) {
+    (void)db;
+    (void)envs;
+    s_begins_t *b = arg; /* the consumer's arg: &b.c, its first member */
+    b->begins++;
+    b->last_n = n;
+    return 0;
+}
+
+/* A batch-path consumer behind its ZeroMQ stream meets events the sweep handled
+ * already. Each such batch used to open the batch transaction twice (the plain ack
+ * insert fails, the ON CONFLICT retry finds nothing new), taking the consumer's
+ * on_begin locks each time (the router's: the routing lock and every lead). Once a
+ * redelivery was seen, the next batches are first checked against the acks: an
+ * all-done batch opens no transaction, a mixed one goes on with only its new events.
+ * Applied exactly once throughout. */
+Test(consumer, a_redelivered_batch_takes_no_locks_once_redeliveries_are_seen,
+     .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    s_begins_t b = {0};
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_count, &b.c);
+    lf_consumer_set_batch_fn(c, s_count_batch, 0);
+    lf_consumer_on_begin(c, s_count_begin);
+    json_t *ea = s_add(db, "a"), *eb = s_add(db, "b"), *ec = s_add(db, "c");
+    json_t *ed = s_add(db, "d");
+    json_t *ab[] = {ea, eb}, *bc[] = {eb, ec}, *d[] = {ed};
+    cr_expect_eq(lf_consumer_handle(c, ab, 2), 2);
+    cr_expect_eq(b.begins, 1);
+    cr_expect_eq(lf_consumer_handle(c, ab, 2), 0, "the first redelivery applies nothing");
+    int after_first = b.begins; /* 3: the failed plain insert and its retry */
+    cr_expect_eq(lf_consumer_handle(c, ab, 2), 0, "nor the second");
+    cr_expect_eq(b.begins, after_first, "an all-done batch opened %d transactions",
+                 b.begins - after_first);
+    cr_expect_eq(lf_consumer_handle(c, bc, 2), 1, "b done, c new");
+    cr_expect_eq(b.begins, after_first + 1);
+    cr_expect_eq(b.last_n, 1, "the transaction saw %zu events, only c is new", b.last_n);
+    cr_expect_eq(lf_consumer_handle(c, d, 1), 1);
+    cr_expect_eq(lf_consumer_handle(c, bc, 2), 0, "redelivered again");
+    cr_expect_eq(b.c.calls, 4, "each of a, b, c, d applied once: %d", b.c.calls);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 4);
+    cr_expect_eq(lf_consumer_sweep(c, 100), 0, "nothing left to sweep");
+    json_decref(ea);
+    json_decref(eb);
+    json_decref(ec);
+    json_decref(ed);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
