@@ -49,6 +49,16 @@ LANGUAGE plpgsql
 -- e-mail). Every lookup here is a probe by an index, so no plan may scan a table; the
 -- statements are shaped (scalar subqueries, LATERAL) so that no join needs one.
 SET enable_seqscan = off
+-- The same plans for every batch: a statement's generic plan, made once per connection,
+-- not a custom plan per call. PostgreSQL's default compares the two costs, and with a
+-- batch of a few leads the custom plan of the big statement below looks cheaper, so it
+-- was planned again at every call: 2.7-3.9 ms of backend CPU for a batch of one lead
+-- against 0.67 ms with the generic plan, 4.0-4.8 against 1.5 ms for four (batches are
+-- that small whenever intake is not busy); from about 14 leads on the default already
+-- chose the generic plan. Its lookups are index probes per row whatever the batch size
+-- (above), so the batch size has nothing to tell the planner (docs/benchmarks.md,
+-- "Intake: where one lead's CPU goes").
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     todo     integer[];
