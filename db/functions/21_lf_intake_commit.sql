@@ -12,8 +12,8 @@
 -- Each pass is ONE statement over the batch (unnest): it looks every row up by index -
 -- a retry of something stored (Idempotency-Key, (channel, external_id), CallSid), else
 -- the newest open lead with the same phone or e-mail - and in the same statement inserts
--- the new leads, merges the repeat inquiries and writes their timeline entries,
--- notifications and outbox events. The statement joins no two sets of the batch on
+-- the new leads (with their lists' search rows), merges the repeat inquiries and writes
+-- their timeline entries, notifications and outbox events. The statement joins no two sets of the batch on
 -- each other (PostgreSQL cannot know their sizes and would loop over one for every
 -- row of the other): every lookup is an index probe per row. A row is put off to the
 -- next pass (a new statement, so a new snapshot) when
@@ -182,7 +182,15 @@ BEGIN
                 true
               FROM nw ORDER BY nw.phone, nw.email, nw.pos
             ON CONFLICT DO NOTHING
-            RETURNING leads.id, leads.channel, leads.source, leads.created_at
+            RETURNING leads.id, leads.channel, leads.source, leads.created_at, leads.name,
+                      leads.company, leads.email, leads.phone
+        ), sr AS (
+            -- the lists' search row of each new lead, here rather than by a trigger on
+            -- leads (23_lf_lead_search.sql leaves leads marked intake_open to us): no
+            -- copy of every inserted row into a transition table, no second statement
+            INSERT INTO lead_search (lead_id, doc)
+            SELECT ins.id, lf_lead_search_doc(ins.name, ins.company, ins.email, ins.phone)
+              FROM ins
         ), tl AS (
             INSERT INTO lead_events (lead_id, at, type, data)
             SELECT ins.id, ins.created_at, 'created',
