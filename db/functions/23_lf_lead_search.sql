@@ -1,13 +1,18 @@
 -- lf_lead_search_*: repeatable; the table is made by 0041_lead_search.sql. Edit here, not in
 -- a migration.
 -- `lead_search` holds each lead's searched text (name, company, e-mail, phone, lowered as
--- the lists' search lowers its query) with the trigram index of GET /v1/leads?q=. It is
--- written here, by triggers on `leads`, only when a lead is inserted, deleted, or one of
--- those four fields is set, so updates of other columns (the router's assignment, stage
--- moves, the scheduler's clocks) never touch the search index.
+-- the lists' search lowers its query: lf_lead_search_doc) with the trigram index of
+-- GET /v1/leads?q=. It is written only when a lead is inserted, deleted, or one of those
+-- four fields is set, so updates of other columns (the router's assignment, stage moves,
+-- the scheduler's clocks) never touch the search index.
 --
--- Inserts: one statement-level trigger per INSERT statement, with the inserted rows as a
--- transition table (intake's batch of new leads is one statement: one INSERT here).
+-- Inserts: intake's batch function writes the search rows of the leads it creates in its
+-- own statement (21_lf_intake_commit.sql); those leads are the ones marked intake_open
+-- when inserted, and the row trigger below skips them by its WHEN clause, so PostgreSQL
+-- queues nothing for them. Every other insert (a keep-alive reactivation) gets its row
+-- from the trigger. (Until 2026-12-01 a statement trigger with a transition table did it
+-- for every insert: every inserted row of leads, about 1 KB, was copied into a tuple
+-- store and inserted again by a second statement.)
 -- Edits: a row trigger limited to UPDATE OF the four columns, with a WHEN clause, so an
 -- UPDATE that does not name them does not even evaluate it (PostgreSQL forbids a column
 -- list on an UPDATE trigger with transition tables, and a statement trigger without the
@@ -15,23 +20,19 @@
 -- The expression must stay the same as in 0041 and in services/intake/api_lists.c's
 -- search.
 
-CREATE OR REPLACE FUNCTION lf_lead_search_inserted() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO lead_search (lead_id, doc)
-    SELECT n.id, lower((coalesce(n.name, '') || ' ' || coalesce(n.company, '') || ' ' ||
-                        coalesce(n.email, '') || ' ' || coalesce(n.phone, '')) COLLATE "C")
-      FROM lf_new_leads n;
-    RETURN NULL;
-END $$;
+-- The searched text of a lead (an SQL function PostgreSQL inlines where it is used).
+CREATE OR REPLACE FUNCTION lf_lead_search_doc(p_name text, p_company text, p_email text,
+                                              p_phone text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT lower((coalesce(p_name, '') || ' ' || coalesce(p_company, '') || ' ' ||
+                  coalesce(p_email, '') || ' ' || coalesce(p_phone, '')) COLLATE "C")
+$$;
 
 CREATE OR REPLACE FUNCTION lf_lead_search_edited() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO lead_search (lead_id, doc)
-    VALUES (NEW.id, lower((coalesce(NEW.name, '') || ' ' || coalesce(NEW.company, '') || ' '
-                           || coalesce(NEW.email, '') || ' ' || coalesce(NEW.phone, ''))
-                          COLLATE "C"))
+    VALUES (NEW.id, lf_lead_search_doc(NEW.name, NEW.company, NEW.email, NEW.phone))
     ON CONFLICT (lead_id) DO UPDATE SET doc = EXCLUDED.doc;
     RETURN NULL;
 END $$;
@@ -51,9 +52,10 @@ BEGIN
 END $$;
 
 DROP TRIGGER IF EXISTS leads_search_inserted ON leads;
+DROP FUNCTION IF EXISTS lf_lead_search_inserted();
 CREATE TRIGGER leads_search_inserted AFTER INSERT ON leads
-    REFERENCING NEW TABLE AS lf_new_leads
-    FOR EACH STATEMENT EXECUTE FUNCTION lf_lead_search_inserted();
+    FOR EACH ROW WHEN (NEW.intake_open IS NOT TRUE)
+    EXECUTE FUNCTION lf_lead_search_edited();
 DROP TRIGGER IF EXISTS leads_search_edited ON leads;
 CREATE TRIGGER leads_search_edited AFTER UPDATE OF name, company, email, phone ON leads
     FOR EACH ROW
@@ -74,7 +76,6 @@ CREATE TRIGGER leads_search_truncated AFTER TRUNCATE ON leads
 -- database this finds nothing: one anti-join of the two primary keys (about 0.5 s per
 -- 1,000,000 leads), paid only when the function folder is re-applied.
 INSERT INTO lead_search (lead_id, doc)
-SELECT l.id, lower((coalesce(l.name, '') || ' ' || coalesce(l.company, '') || ' ' ||
-                    coalesce(l.email, '') || ' ' || coalesce(l.phone, '')) COLLATE "C")
+SELECT l.id, lf_lead_search_doc(l.name, l.company, l.email, l.phone)
   FROM leads l
  WHERE NOT EXISTS (SELECT 1 FROM lead_search s WHERE s.lead_id = l.id);

@@ -13,7 +13,8 @@
 -- every index entry for each reminder (a non-HOT update, most of what a burst of
 -- reminders cost). A recycle moves the lead to the pool and sets updated_at in its own
 -- update. Leads written in the same transaction already carry now() and are skipped,
--- so a new lead and its first entries cost no second write. The ids go in as an array:
+-- so a new lead and its first entries cost no second write; a 'created' entry is only
+-- ever written with its new lead (intake's batch), so those are not even looked up. The ids go in as an array:
 -- joined to the transition table (which has no statistics) the planner hashed it
 -- against a sequential scan of leads, 26 ms per router batch of 128 leads and growing
 -- with the table; = ANY is one primary-key probe per lead. PL/pgSQL keeps the plan for
@@ -27,7 +28,8 @@ DECLARE
     ids uuid[];
 BEGIN
     ids := ARRAY(SELECT DISTINCT lead_id FROM new_events
-                  WHERE type NOT IN ('sla_reminder', 'sla_escalation', 'follow_up_reminder',
+                  WHERE type NOT IN ('created', 'sla_reminder', 'sla_escalation',
+                                     'follow_up_reminder',
                                      'follow_up_overdue', 'stale_warning', 'digest'));
     IF cardinality(ids) > 0 THEN
         UPDATE leads l SET updated_at = now()

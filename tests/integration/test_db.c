@@ -89,3 +89,17 @@ Test(db, sessions_carry_the_timeouts_and_no_jit, .timeout = 60) {
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }
+
+/* Intake's batch function plans its statements once per connection (the generic plan):
+ * with the default plan_cache_mode, a batch of a few leads made PostgreSQL plan the big
+ * statement again at every call, 2-3 ms of CPU for one lead (docs/benchmarks.md). */
+Test(db, intake_commit_keeps_one_generic_plan, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    char *cfg = lf_h_sql(h, "SELECT array_to_string(proconfig, ' ') FROM pg_proc "
+                            "WHERE proname = 'lf_intake_commit'");
+    cr_assert(cfg);
+    cr_expect(strstr(cfg, "plan_cache_mode=force_generic_plan"), "proconfig: %s", cfg);
+    cr_expect(strstr(cfg, "enable_seqscan=off"), "proconfig: %s", cfg);
+    free(cfg);
+    lf_h_destroy(&h);
+}
