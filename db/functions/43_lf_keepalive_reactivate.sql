@@ -135,3 +135,45 @@ BEGIN
         (lost, 'customer_returned', 'scheduler', jsonb_build_object('new_lead', p_lead));
     RETURN lost;
 END $$;
+
+-- The same for a batch of new leads (the scheduler's lead.created events, in event
+-- order): returns (lead, lost) for each lead that was linked. Most new leads have no
+-- lost deal to match, so the batch first finds its candidates with one statement - a
+-- lead with a lost deal of the same company key, phone or e-mail, each a probe of a
+-- partial index of lost deals only (leads_lost_company, leads_lost_phone,
+-- leads_lost_email: 0036, 0048), nearly empty - and calls lf_keepalive_link_lost()
+-- only for those, one by one as before. With no lost deal at all it reads nothing else.
+-- Before: lf_keepalive_link_lost() per lead, a PL/pgSQL call and three probes of the
+-- full phone and e-mail indexes each (13.6-61 ms per batch of ~90 in a whole-stack
+-- run, docs/benchmarks.md).
+CREATE OR REPLACE FUNCTION lf_keepalive_link_lost_batch(p_leads uuid[])
+    RETURNS TABLE (lead uuid, lost uuid) LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM leads o
+                    WHERE o.loss_reason IS NOT NULL AND o.closed_at IS NOT NULL) THEN
+        RETURN;
+    END IF;
+    FOR c IN
+        SELECT u.id FROM unnest(p_leads) WITH ORDINALITY u(id, n)
+          JOIN leads n ON n.id = u.id
+         WHERE n.lost_deal IS NULL AND n.channel <> 'reactivation'
+           AND (EXISTS (SELECT 1 FROM leads o
+                         WHERE o.company_key = n.company_key AND o.loss_reason IS NOT NULL
+                           AND o.closed_at IS NOT NULL AND o.id <> n.id)
+                OR EXISTS (SELECT 1 FROM leads o
+                            WHERE o.phone = n.phone AND o.loss_reason IS NOT NULL
+                              AND o.closed_at IS NOT NULL AND o.id <> n.id)
+                OR EXISTS (SELECT 1 FROM leads o
+                            WHERE o.email = n.email AND o.loss_reason IS NOT NULL
+                              AND o.closed_at IS NOT NULL AND o.id <> n.id))
+         ORDER BY u.n
+    LOOP
+        lead := c.id;
+        lost := lf_keepalive_link_lost(c.id);
+        IF lost IS NOT NULL THEN
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END $$;

@@ -12,8 +12,19 @@
 -- carried and the stages it entered (analytics_deals); the deals of the batch are
 -- collapsed to one row each (their last stage, last amount, the stages they entered),
 -- compared with what the fold knew, and the differences are added to rollup_funnel.
+--
+-- PL/pgSQL, not SQL, for the plan: a SQL function's statements are planned again at
+-- every call, and planning this one took ~1.2 ms of CPU per call - 130 us per event
+-- in batches of 10, which is what a consumer that keeps up folds (docs/benchmarks.md:
+-- why analytics' CPU per lead swung from 51 to 207 us with the batch size). PL/pgSQL
+-- keeps the plan for the connection's life. Its generic plan estimates the events at
+-- a handful of rows whatever the batch: hence the aggregates below instead of joins
+-- back to ev.
 CREATE OR REPLACE FUNCTION lf_analytics_apply_rows(evs outbox[], funnel_only boolean)
-    RETURNS integer LANGUAGE sql AS $$
+    RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
 WITH ev AS MATERIALIZED (
     SELECT o.id, o.type, o.lead_id, o.at,
            o.payload ->> 'to' AS to_stage,
@@ -110,8 +121,9 @@ WITH ev AS MATERIALIZED (
         amount_now = rollup_funnel.amount_now + EXCLUDED.amount_now,
         deals_reached = rollup_funnel.deals_reached + EXCLUDED.deals_reached
 )
-SELECT count(*)::integer FROM ev
-$$;
+SELECT count(*)::integer INTO v_n FROM ev;
+RETURN v_n;
+END $$;
 
 CREATE OR REPLACE FUNCTION lf_analytics_apply(seqs bigint[], funnel_only boolean)
     RETURNS integer LANGUAGE sql AS $$

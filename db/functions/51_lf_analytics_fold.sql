@@ -5,13 +5,16 @@
 -- does not wait for its WAL flush (synchronous_commit off for this transaction only):
 -- a crash can lose the last folds, but it loses their acks with them, so the sweep
 -- folds those events again - still exactly once, and nothing else saw the lost commit.
+-- PL/pgSQL so that its statements' plans are kept for the connection (a SQL function's
+-- are made again at every call: 50_lf_analytics_apply.sql).
 CREATE OR REPLACE FUNCTION lf_analytics_fold(seqs bigint[]) RETURNS integer
-    LANGUAGE sql AS $$
-SELECT pg_advisory_xact_lock(727007);
-SELECT set_config('synchronous_commit', 'off', true);
--- The events read from the outbox once; the keep-alive rollups first
--- (50_lf_analytics_keepalive.sql): they hand back the events for the main fold without
--- the funnel events of reactivated opportunities.
-SELECT lf_analytics_apply_rows(lf_analytics_keepalive_rows(ARRAY(
-    SELECT o FROM outbox o WHERE o.id = ANY (seqs) ORDER BY o.id)), false);
-$$;
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(727007);
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- The events read from the outbox once; the keep-alive rollups first
+    -- (50_lf_analytics_keepalive.sql): they hand back the events for the main fold
+    -- without the funnel events of reactivated opportunities.
+    RETURN lf_analytics_apply_rows(lf_analytics_keepalive_rows(ARRAY(
+        SELECT o FROM outbox o WHERE o.id = ANY (seqs) ORDER BY o.id)), false);
+END $$;

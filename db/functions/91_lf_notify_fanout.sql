@@ -51,6 +51,18 @@ CREATE OR REPLACE FUNCTION lf_notify_fanout() RETURNS trigger
 DECLARE
     ids bigint[];
 BEGIN
+    -- No destination anywhere - no rep with one and no team or '*' row with one -
+    -- means no delivery for any notification: skip the targets' joins, which cost
+    -- ~36 us per notification (the router writes one per assignment) for nothing
+    -- (docs/benchmarks.md). Two small scans per statement: reps and notify_teams
+    -- hold a row per rep and per team.
+    IF NOT EXISTS (SELECT 1 FROM reps r
+                    WHERE jsonb_typeof(r.notify) = 'array' AND r.notify <> '[]'::jsonb)
+       AND NOT EXISTS (SELECT 1 FROM notify_teams t
+                        WHERE t.team <> '' AND jsonb_typeof(t.notify) = 'array'
+                          AND t.notify <> '[]'::jsonb) THEN
+        RETURN NULL;
+    END IF;
     SELECT array_agg(id) INTO ids FROM new_notifications;
     IF ids IS NULL THEN
         RETURN NULL;

@@ -95,8 +95,9 @@ static int s_lead_once(json_t *const *envs, size_t n, size_t i) {
 }
 
 /* lf_reactivate_on_event for every lead.created of a batch: each new lead linked to
- * its customer's lost deal, lf_keepalive_link_lost() per lead as before, in one
- * statement instead of one round trip per lead. Returns 0, or -1. */
+ * its customer's lost deal in one statement, lf_keepalive_link_lost_batch() (43_*.sql),
+ * which looks for candidates set-based in the (small) indexes of lost deals and links
+ * only those, in event order. Returns 0, or -1. */
 static int s_link_created(lf_timers_t *t, lf_db_t *db, json_t *const *envs, size_t n) {
     if (!t->ka)
         return 0;
@@ -121,10 +122,7 @@ static int s_link_created(lf_timers_t *t, lf_db_t *db, json_t *const *envs, size
     const char *p[] = {ids};
     PGresult *res = lf_db_exec_prepared(
         db, "lf_timers_link_created",
-        "SELECT u.id::text, l.lost FROM unnest($1::uuid[]) WITH ORDINALITY u(id, n)"
-        " CROSS JOIN LATERAL (SELECT lf_keepalive_link_lost(u.id) AS lost) l"
-        " WHERE l.lost IS NOT NULL ORDER BY u.n",
-        1, p);
+        "SELECT lead::text, lost FROM lf_keepalive_link_lost_batch($1::uuid[])", 1, p);
     free(ids);
     if (!res)
         return -1;

@@ -1336,3 +1336,67 @@ Test(keepalive, stopping_a_clock_that_does_not_run_writes_nothing, .timeout = 60
 #undef S_L
     lf_h_destroy(&h);
 }
+
+/* The scheduler links the new leads of a batch to their customers' lost deals with
+ * lf_keepalive_link_lost_batch(): candidates found set-based in the indexes of lost
+ * deals (company key, phone, e-mail), then linked in the batch's order; a lead with
+ * no match, one already linked and a reactivation are left alone, and with no lost
+ * deal at all nothing is linked. Lead ids end in two digits (L11 is
+ * 0000002c-0000-7000-8000-000000000011). */
+Test(keepalive, a_batch_of_new_leads_is_linked_to_the_lost_deals_it_matches,
+     .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 1);
+    const char *batch =
+        "SELECT coalesce(string_agg(right(lead::text, 2) || '>' || right(lost::text, 2),"
+        " ' '), '') FROM lf_keepalive_link_lost_batch(ARRAY(SELECT ('0000002c-0000-7000-"
+        "8000-0000000000' || n)::uuid FROM unnest('{14,12,11,13,15,16}'::text[])"
+        " WITH ORDINALITY u(n, o) ORDER BY o))";
+    /* New leads: L11 has lost L01's company key, L12 lost L02's phone, L13 lost L03's
+     * e-mail, L14 nobody's; L15 is linked already (to L14: any lead), L16 is a
+     * reactivation with L02's phone. */
+    free(lf_h_sql(
+        h, "INSERT INTO leads (id, channel, phone, email, company_key, grade, stage,"
+           " lost_deal) SELECT ('0000002c-0000-7000-8000-0000000000' || n)::uuid, ch,"
+           " ph, em, ck, 'B', 'new', ('0000002c-0000-7000-8000-0000000000' || ld)::uuid"
+           " FROM (VALUES ('11', 'web_form', '13900000211', NULL, 'acme', NULL),"
+           " ('12', 'web_form', '13900000202', NULL, NULL, NULL),"
+           " ('13', 'web_form', NULL, 'c@x.cn', NULL, NULL),"
+           " ('14', 'web_form', '13900000214', 'n@x.cn', 'zeta', NULL),"
+           " ('15', 'web_form', '13900000202', NULL, NULL, '14'),"
+           " ('16', 'reactivation', '13900000202', NULL, NULL, NULL))"
+           " v(n, ch, ph, em, ck, ld) RETURNING 1"));
+    char *none = lf_h_sql(h, batch);
+    cr_expect_str_eq(none, "", "linked with no lost deal at all");
+    free(none);
+    free(lf_h_sql(
+        h, "INSERT INTO leads (id, channel, phone, email, company_key, grade, stage,"
+           " loss_reason, closed_at) SELECT ('0000002c-0000-7000-8000-0000000000' ||"
+           " n)::uuid, 'web_form', ph, em, ck, 'B', 'lost', 'price',"
+           " now() - make_interval(days => d)"
+           " FROM (VALUES ('01', '13900000201', NULL, 'acme', 3),"
+           " ('02', '13900000202', NULL, NULL, 2), ('03', NULL, 'c@x.cn', NULL, 1))"
+           " v(n, ph, em, ck, d) RETURNING 1"));
+    free(lf_h_sql(h, "INSERT INTO timers (lead_id, kind, step, due_at) VALUES"
+                     " ('0000002c-0000-7000-8000-000000000002', 'reactivate', 0,"
+                     " now() + interval '30 days') RETURNING 1"));
+    char *got = lf_h_sql(h, batch);
+    cr_expect_str_eq(got, "12>02 11>01 13>03", "links (in the batch's order)");
+    free(got);
+    char *links =
+        lf_h_sql(h, "SELECT string_agg(right(id::text, 2) || '>' ||"
+                    " coalesce(right(lost_deal::text, 2), '-'), ' ' ORDER BY id)"
+                    " FROM leads WHERE id::text LIKE '0000002c-%-00000000001_'");
+    cr_expect_str_eq(links, "11>01 12>02 13>03 14>- 15>14 16>-");
+    free(links);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE lead_id ="
+                                  " '0000002c-0000-7000-8000-000000000002'"
+                                  " AND state = 'cancelled'"),
+                 1, "the returning customer's reactivation is still pending");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_events WHERE type IN"
+                                  " ('linked_lost_deal', 'customer_returned')"),
+                 6);
+    char *again = lf_h_sql(h, batch);
+    cr_expect_str_eq(again, "", "linked twice");
+    free(again);
+    lf_h_destroy(&h);
+}

@@ -832,3 +832,32 @@ Test(notify, a_kill_between_send_and_record_repeats_with_the_same_delivery_id,
     lf_h_destroy(&h);
     lf_rcv_stop(&r);
 }
+
+/* The fan-out trigger skips its work while no destination exists anywhere (the
+ * router writes a notification per assignment, and the targets' joins cost ~36 us
+ * each for nothing), and fans out again from the first statement after a rep, a team
+ * or '*' gets one: the check is made per statement, nothing is cached. */
+Test(notify, fan_out_starts_with_the_first_destination, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 1);
+    free(lf_h_sql(h, "UPDATE reps SET notify = '[]' RETURNING 1"));
+    free(lf_h_sql(h, "DELETE FROM notify_teams RETURNING 1"));
+    s_notifications(h, 1, 3, "wang.fang", "lead_assigned");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_deliveries"), 0);
+    /* A rep's own destination. */
+    free(lf_h_sql(h, "UPDATE reps SET notify = '[{\"type\": \"webhook\", \"url\":"
+                     " \"http://127.0.0.1:9/r\"}]' WHERE id = 'wang.fang' RETURNING 1"));
+    s_notifications(h, 4, 2, "wang.fang", "lead_assigned");
+    s_notifications(h, 6, 1, "chen.jing", "lead_assigned");
+    cr_expect_eq(s_count(h, "d.url = 'http://127.0.0.1:9/r'"), 2,
+                 "the rep's two new notifications were not fanned out");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_deliveries"), 2);
+    /* Only a global destination ('*', from the configuration). */
+    free(lf_h_sql(h, "UPDATE reps SET notify = '[]' RETURNING 1"));
+    free(lf_h_sql(h,
+                  "INSERT INTO notify_teams (team, notify) VALUES ('*', '[{\"type\":"
+                  " \"webhook\", \"url\": \"http://127.0.0.1:9/all\"}]') RETURNING 1"));
+    s_notifications(h, 7, 2, "chen.jing", "lead_assigned");
+    cr_expect_eq(s_count(h, "d.url = 'http://127.0.0.1:9/all'"), 2,
+                 "the global destination got nothing");
+    lf_h_destroy(&h);
+}
