@@ -71,8 +71,16 @@ BEGIN
     -- opportunities: leads.reactivated_from says (the truth, whatever order the events
     -- arrive in: the scheduler's deal.reactivated may come after intake's first move of
     -- the deal). No reactivated deal at all (partial index leads_reactivated_from):
-    -- nothing more to do.
-    IF NOT EXISTS (SELECT 1 FROM leads WHERE reactivated_from IS NOT NULL) THEN
+    -- nothing more to do. Asked as the first entry of that index (ORDER BY its key,
+    -- LIMIT 1), not as NOT EXISTS: the plan is kept for the connection's life, and a
+    -- plan made while leads was small and without statistics (IS NOT NULL is then
+    -- taken to match nearly every row) scanned the whole table for the first match,
+    -- at every batch, as leads grew: 6.4 s of a 10-second whole-stack run
+    -- (docs/benchmarks.md). The index's first entry costs the same whatever the
+    -- estimates.
+    PERFORM 1 FROM leads WHERE reactivated_from IS NOT NULL
+      ORDER BY reactivated_from LIMIT 1;
+    IF NOT FOUND THEN
         RETURN evs;
     END IF;
     SELECT coalesce(array_agg(o.id), '{}') INTO v_react
