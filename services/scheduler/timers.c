@@ -94,7 +94,8 @@ static int s_cmp_ev_lead(const void *a, const void *b) {
 /* once[i] = 1 when envs[i] is the only event of the batch about its lead, besides its
  * lead.created (which changes nothing the stale clock reads). One sort of the batch by
  * lead: comparing each event with every other one cost O(n^2) json lookups and
- * compares, ~2 ms of the scheduler's CPU per batch of 200 events. */
+ * compares per batch (strcasecmp alone was 2.6% of the scheduler's samples in a
+ * whole-stack run; perf, docs/benchmarks.md). */
 static void s_leads_once(json_t *const *envs, size_t n, unsigned char *once) {
     s_ev_lead_t *by = lf_calloc(n + 1, sizeof *by);
     size_t m = 0;
