@@ -12,13 +12,14 @@ CREATE OR REPLACE FUNCTION lf_analytics_fold(seqs bigint[]) RETURNS integer
 BEGIN
     PERFORM pg_advisory_xact_lock(727007);
     PERFORM set_config('synchronous_commit', 'off', true);
-    -- The events read from the outbox once, a primary-key probe each (LIMIT 1 keeps
-    -- it one whatever the statistics: o.id = ANY (seqs) was planned as a scan of
-    -- the whole outbox while it was small, and the plan kept); the keep-alive
-    -- rollups first (50_lf_analytics_keepalive.sql): they hand back the events for
-    -- the main fold without the funnel events of reactivated opportunities.
+    -- The events read from the outbox once (a seq given twice is one event, as with
+    -- o.id = ANY (seqs)), a primary-key probe each (LIMIT 1 keeps it one whatever
+    -- the statistics: o.id = ANY (seqs) was planned as a scan of the whole outbox
+    -- while it was small, and the plan kept); the keep-alive rollups first
+    -- (50_lf_analytics_keepalive.sql): they hand back the events for the main fold
+    -- without the funnel events of reactivated opportunities.
     RETURN lf_analytics_apply_rows(lf_analytics_keepalive_rows(ARRAY(
-        SELECT x.o FROM unnest(seqs) s(id)
+        SELECT x.o FROM (SELECT DISTINCT u.id FROM unnest(seqs) u(id)) s
          CROSS JOIN LATERAL (SELECT o FROM outbox o WHERE o.id = s.id LIMIT 1) x
          ORDER BY (x.o).id)), false);
 END $$;
