@@ -72,14 +72,34 @@ static void s_put_quoted(s_buf_t *b, const char *s, size_t n) {
     b->len = (size_t)(o - b->buf);
 }
 
+/* json_dump_callback's sink: the JSON text goes straight into the element, escaped as
+ * it comes (no text of its own to allocate, grow and copy: json_dumps's reallocs were
+ * 4% of intake's CPU in a perf profile). */
+static int s_put_escaped(const char *s, size_t n, void *arg) {
+    s_buf_t *b = arg;
+    size_t extra = 0;
+    for (size_t i = 0; i < n; i++)
+        extra += s[i] == '"' || s[i] == '\\';
+    s_reserve(b, n + extra);
+    char *o = b->buf + b->len;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            *o++ = '\\';
+        *o++ = s[i];
+    }
+    b->len = (size_t)(o - b->buf);
+    return 0;
+}
+
 static void s_put_json(s_buf_t *b, const json_t *v) {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!text) {
+    size_t start = b->len;
+    s_put(b, "\"", 1);
+    if (json_dump_callback(v, s_put_escaped, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+        b->len = start;
         s_put(b, "NULL", 4);
         return;
     }
-    s_put_quoted(b, text, strlen(text));
-    free(text);
+    s_put(b, "\"", 1);
 }
 
 static void s_put_value(s_buf_t *b, int kind, const json_t *v) {

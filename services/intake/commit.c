@@ -74,6 +74,28 @@ static void s_finish(lf_job_t *job, int status, const char *id, const char *resu
     job->done_fn(job);
 }
 
+/* A committer thread's text buffer for the envelopes it publishes, reused batch after
+ * batch (json_dumps allocated and grew a new text for every event). */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} s_text_t;
+
+static int s_text_put(const char *s, size_t n, void *arg) {
+    s_text_t *t = arg;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 512;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        t->buf = lf_realloc(t->buf, cap);
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+    return 0;
+}
+
 typedef struct {
     const char *id; /* a job's lead id (borrowed) */
     int idx;        /* the job's position in the batch */
@@ -87,7 +109,8 @@ static int s_cmp_idx(const void *a, const void *b) {
  * row (common/event.h), built here from the outbox id, event id and time PostgreSQL
  * returned and the payload the function wrote, which it derives from the job's row:
  * lead.created {channel}; lead.merged {kind, channel, source} without nulls. */
-static void s_publish(lf_committer_t *self, PGresult *res, int i, const json_t *row) {
+static void s_publish(lf_committer_t *self, s_text_t *text, PGresult *res, int i,
+                      const json_t *row) {
     const char *type = PQgetvalue(res, i, 3);
     json_t *payload = json_object();
     json_t *channel = json_object_get(row, "channel");
@@ -107,16 +130,15 @@ static void s_publish(lf_committer_t *self, PGresult *res, int i, const json_t *
                   (json_int_t)strtoll(PQgetvalue(res, i, 4), NULL, 10), "event_id",
                   PQgetvalue(res, i, 5), "type", type, "lead_id", PQgetvalue(res, i, 1),
                   "at", PQgetvalue(res, i, 6), "payload", payload);
-    char *text = env ? json_dumps(env, JSON_COMPACT) : NULL;
-    if (text)
-        self->publish(self->publish_arg, type, text, strlen(text));
-    free(text);
+    text->len = 0;
+    if (env && json_dump_callback(env, s_text_put, text, JSON_COMPACT) == 0 && text->len)
+        self->publish(self->publish_arg, type, text->buf, text->len);
     json_decref(env);
 }
 
 /* Stores one batch. Every job gets its result, whatever happens. */
 static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_batch_arrays_t *arr,
-                           lf_job_t **jobs, int n) {
+                           s_text_t *text, lf_job_t **jobs, int n) {
     lf_batch_arrays_reset(arr);
     for (int i = 0; i < n; i++)
         lf_batch_arrays_add(arr, jobs[i]->row);
@@ -161,7 +183,7 @@ static void s_commit_batch(lf_committer_t *self, lf_db_t *db, lf_batch_arrays_t 
      * sees its answer, never the other way round. Both are after the commit. */
     for (int i = 0; i < nres; i++)
         if (!PQgetisnull(res, i, 3) && rowjob[i] >= 0)
-            s_publish(self, res, i, jobs[rowjob[i]]->row);
+            s_publish(self, text, res, i, jobs[rowjob[i]]->row);
     for (int i = 0; i < nres; i++) {
         if (rowjob[i] < 0 || !jobs[rowjob[i]])
             continue;
@@ -226,6 +248,7 @@ static void *s_thread(void *arg) {
         lf_warn("committer cannot reach PostgreSQL yet: %s", db->errstr);
     lf_job_t **batch = lf_calloc((size_t)self->cfg.max_batch, sizeof *batch);
     lf_batch_arrays_t *arr = lf_batch_arrays_new();
+    s_text_t text = {0};
     for (;;) {
         pthread_mutex_lock(&self->lock);
         while (!s_may_start(self))
@@ -250,7 +273,7 @@ static void *s_thread(void *arg) {
         pthread_mutex_unlock(&self->lock);
         if (!n)
             continue;
-        s_commit_batch(self, db, arr, batch, n);
+        s_commit_batch(self, db, arr, &text, batch, n);
         pthread_mutex_lock(&self->lock);
         self->executing--;
         if (s_may_start(self))
@@ -258,6 +281,7 @@ static void *s_thread(void *arg) {
         pthread_mutex_unlock(&self->lock);
     }
     lf_batch_arrays_destroy(&arr);
+    free(text.buf);
     free(batch);
     lf_db_destroy(&db);
     return NULL;
