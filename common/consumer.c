@@ -529,6 +529,8 @@ static long s_drop_acked(lf_consumer_t *self, json_t **sorted, size_t n) {
         if (j < got && atoll(PQgetvalue(res, (int)j, 0)) == seq)
             sorted[k++] =
                 sorted[i]; /* a duplicate inside the batch stays: skipped later */
+        else if (self->nretry)
+            s_retry_forget(self, seq); /* done: no backoff left to wait out */
     }
     PQclear(res);
     if (k < n)
