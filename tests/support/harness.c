@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -299,9 +300,14 @@ static pid_t s_spawn(lf_h_t *self, int s, int instance, const char *log) {
     for (int i = 0; i < self->nenv; i++)
         env[n++] = self->env[i];
     env[n] = NULL;
+    pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
+        /* A test killed by its time-out (or by hand) takes its services with it, so they
+         * do not linger, holding ports and connections, after the run. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 2);
         dup2(fd, 1);
