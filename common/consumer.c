@@ -27,6 +27,7 @@
 
 #include "lf/event.h"
 #include "lf/log.h"
+#include "lf/pgarray.h"
 #include "lf/util.h"
 
 /* How many batches after a redelivery are checked against the acks first. While a
@@ -504,21 +505,17 @@ fallback:
  * without redeliveries counts dup_recent down. Returns the events left (compacted in seq
  * order), or -1 when the read failed. */
 static long s_drop_acked(lf_consumer_t *self, json_t **sorted, size_t n) {
-    size_t cap = n * 21 + 3, len = 0;
-    char *seqs = lf_malloc(cap);
-    seqs[len++] = '{';
+    lf_pgarray_t seqs;
+    lf_pgarray_init(&seqs);
     for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(seqs + len, cap - len, "%s%lld", i ? "," : "",
-                                lf_event_seq(sorted[i]));
-    seqs[len++] = '}';
-    seqs[len] = '\0';
-    const char *p[] = {self->name, seqs};
+        lf_pgarray_add_int(&seqs, lf_event_seq(sorted[i]));
+    const char *p[] = {self->name, lf_pgarray_end(&seqs)};
     PGresult *res = lf_db_exec_prepared(
         self->db, "lf_consumer_unacked",
         "SELECT u.id FROM unnest($2::bigint[]) u(id) WHERE NOT EXISTS (SELECT 1 FROM "
         "consumer_acks a WHERE a.consumer = $1 AND a.event_id = u.id) ORDER BY u.id",
         2, p);
-    free(seqs);
+    lf_pgarray_free(&seqs);
     if (!res)
         return -1;
     size_t got = (size_t)PQntuples(res), k = 0;

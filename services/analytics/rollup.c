@@ -16,6 +16,7 @@
 
 #include "lf/event.h"
 #include "lf/log.h"
+#include "lf/pgarray.h"
 #include "lf/util.h"
 
 static const char *const s_fold_sql = "SELECT lf_analytics_fold($1::bigint[])";
@@ -41,16 +42,12 @@ int lf_rollup_on_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_
                        void *arg) {
     (void)c;
     lf_rollup_t *r = arg;
-    size_t cap = n * 21 + 3, len = 0;
-    char *seqs = lf_malloc(cap);
-    seqs[len++] = '{';
+    lf_pgarray_t seqs;
+    lf_pgarray_init(&seqs);
     for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(seqs + len, cap - len, "%s%lld", i ? "," : "",
-                                lf_event_seq(envs[i]));
-    seqs[len++] = '}';
-    seqs[len] = '\0';
-    int rc = s_fold(db, r, seqs);
-    free(seqs);
+        lf_pgarray_add_int(&seqs, lf_event_seq(envs[i]));
+    int rc = s_fold(db, r, lf_pgarray_end(&seqs));
+    lf_pgarray_free(&seqs);
     if (rc == 0)
         r->batches++;
     return rc;

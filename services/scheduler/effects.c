@@ -34,6 +34,7 @@
 #include "lf/event.h"
 #include "lf/log.h"
 #include "lf/loop.h"
+#include "lf/pgarray.h"
 #include "lf/redis.h"
 #include "lf/util.h"
 #include "timers.h"
@@ -102,15 +103,12 @@ static int s_apply(s_worker_t *e, lf_db_t *db, const char *seqs, long n) {
 /* The consumer's batch path: every new event of the batch in one statement. */
 static int s_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                        void *arg) {
-    size_t cap = n * 21 + 3, len = 0;
-    char *seqs = lf_malloc(cap);
-    seqs[len++] = '{';
+    lf_pgarray_t seqs;
+    lf_pgarray_init(&seqs);
     for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(seqs + len, cap - len, "%s%lld", i ? "," : "",
-                                lf_event_seq(envs[i]));
-    snprintf(seqs + len, cap - len, "}");
-    int rc = s_apply(arg, db, seqs, (long)n);
-    free(seqs);
+        lf_pgarray_add_int(&seqs, lf_event_seq(envs[i]));
+    int rc = s_apply(arg, db, lf_pgarray_end(&seqs), (long)n);
+    lf_pgarray_free(&seqs);
     return rc;
 }
 
