@@ -289,11 +289,22 @@ static int s_retry_waiting(lf_consumer_t *self, long long seq) {
  * SQLSTATE (the connection failed) libpq's own message, which carries no data. */
 static const char *s_reason(const lf_consumer_t *self, char *buf, size_t sz) {
     const char *st = self->db->err ? lf_db_sqlstate(self->db) : "";
-    if (st && *st)
+    if (st && *st) {
         snprintf(buf, sz, "sqlstate=%s", st);
-    else
+    } else {
         lf_strlcpy(buf, self->db->err ? self->db->errstr : "handler failed", sz);
+        lf_log_mask_values(buf);
+    }
     return buf;
+}
+
+/* What is stored about the last failure (consumer_parked.error, the failed ack's
+ * error), where an operator reads it and may paste it into a ticket: PostgreSQL's
+ * message with the values it quotes masked whole (lf_log_mask_values; lf_db scrubbed
+ * phone numbers and e-mail addresses already), never the event's data. */
+static const char *s_error_text(const lf_consumer_t *self, char *buf, size_t sz) {
+    lf_strlcpy(buf, self->db->err ? self->db->errstr : "handler failed", sz);
+    return lf_log_mask_values(buf);
 }
 
 /* Parks the event inside the open savepoint (the handler's changes already rolled
@@ -382,7 +393,7 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     while (json_array_size(self->pending_pub) > before)
         json_array_remove(self->pending_pub, json_array_size(self->pending_pub) - 1);
     char why[512]; /* errstr is only this failure's when db->err is set */
-    lf_strlcpy(why, self->db->err ? self->db->errstr : "handler failed", sizeof why);
+    s_error_text(self, why, sizeof why);
     if (lf_db_cmd(self->db, "ROLLBACK TO SAVEPOINT ev", 0, NULL) < 0)
         return -1;
     if (s_park(self, env, seq, tries, sqlstate, why) < 0 ||
@@ -871,7 +882,7 @@ static int s_replay_one(lf_consumer_t *self, const char *seq) {
     }
     char sqlstate[8], why[512];
     lf_strlcpy(sqlstate, self->db->err ? lf_db_sqlstate(self->db) : "", sizeof sqlstate);
-    lf_strlcpy(why, self->db->err ? self->db->errstr : "handler failed", sizeof why);
+    s_error_text(self, why, sizeof why);
     lf_db_rollback(self->db);
     json_array_clear(self->pending_pub);
     if (self->on_batch)

@@ -217,3 +217,53 @@ char *lf_log_scrub(char *s) {
     }
     return s;
 }
+
+/* 1 when the word that ends just before s[at] (spaces skipped) names a kind of database
+ * object, so the quoted text at s[at] is an identifier, not a value. */
+static int s_names_object(const char *s, size_t at) {
+    size_t e = at;
+    while (e > 0 && s[e - 1] == ' ')
+        e--;
+    size_t b = e;
+    while (b > 0 && s_word(s[b - 1]))
+        b--;
+    static const char *const kinds[] = {
+        "relation", "table",     "column",    "constraint", "index",     "type",
+        "function", "schema",    "sequence",  "view",       "trigger",   "role",
+        "database", "operator",  "cursor",    "savepoint",  "extension", "domain",
+        "policy",   "statement", "procedure", "parameter",  NULL};
+    for (const char *const *k = kinds; *k; k++)
+        if (strlen(*k) == e - b && !strncasecmp(s + b, *k, e - b))
+            return 1;
+    return 0;
+}
+
+char *lf_log_mask_values(char *s) {
+    if (!s)
+        return s;
+    size_t i = 0;
+    while (s[i]) {
+        char close = 0;
+        if (s[i] == '"')
+            close = '"';
+        else if (s[i] == '(' && i > 0 && s[i - 1] == '=')
+            close = ')';
+        if (!close) {
+            i++;
+            continue;
+        }
+        size_t a = i + 1, b = a;
+        while (s[b] && s[b] != close)
+            b++;
+        if (close == '"' && s_names_object(s, i)) {
+            i = s[b] ? b + 1 : b;
+            continue;
+        }
+        size_t stars = b - a < 3 ? b - a : 3; /* "***", or as many as characters */
+        memset(s + a, '*', stars);
+        memmove(s + a + stars, s + b, strlen(s + b) + 1);
+        b = a + stars;
+        i = s[b] ? b + 1 : b;
+    }
+    return s;
+}

@@ -2,26 +2,48 @@
 
 -- The figures of a team's digest for the period [p_from, p_to): per active rep of the
 -- team (reps.team), in rep id order,
---   overdue_follow_ups  follow-up reminders sent to the rep in the period whose deal
---                       had no activity logged from the follow-up's due time until p_to;
+--   overdue_follow_ups  follow-up reminders sent to the rep in the period whose
+--                       follow-up was still not done at p_to, by the escalation's rule
+--                       (45_lf_keepalive_follow_up.sql): nothing on the deal's timeline
+--                       after the activity that set it was an activity of a done_by
+--                       type (a call, a visit...; a note does not count), an activity
+--                       with a new next_action_at or a stage move. done_by is the list
+--                       the follow-up's overdue timer remembers, else p_done_by (the
+--                       scheduler's stale.restart_on, on the digest timer), else the
+--                       default four;
 --   missed_slas         first-contact reminders sent to the rep (the SLA ran out);
 --   stale_warnings      stale-deal warnings to the rep as the owner;
 --   recycled            deals taken from the rep because they went stale;
 --   reactivated         lost deals of the rep offered again as new opportunities;
 -- and the team pool now: size, the oldest pool_since, its age in seconds, the count per
 -- pool_reason. "leads" lists the deals behind the per-rep figures (for their timelines).
+DROP FUNCTION IF EXISTS lf_digest_figures(text, timestamptz, timestamptz);
 CREATE OR REPLACE FUNCTION lf_digest_figures(p_team text, p_from timestamptz,
-                                             p_to timestamptz) RETURNS jsonb
-    LANGUAGE sql STABLE AS $$
+                                             p_to timestamptz, p_done_by jsonb)
+    RETURNS jsonb LANGUAGE sql STABLE AS $$
     WITH reps_t AS (
         SELECT r.id FROM reps r WHERE r.team = p_team AND r.active),
     fu AS (
         SELECT n.rep_id, n.lead_id FROM notifications n JOIN timers t ON t.id = n.timer_id
+         CROSS JOIN LATERAL (
+             SELECT coalesce(max(e.id), 0) AS id FROM lead_events e
+              WHERE e.lead_id = n.lead_id AND e.type = 'activity'
+                AND e.data ->> 'seq' = t.step::text) a
+         CROSS JOIN LATERAL (
+             SELECT coalesce((SELECT o.data -> 'done_by' FROM timers o
+                               WHERE o.lead_id = t.lead_id AND o.kind = 'follow_up_overdue'
+                                 AND o.step = t.step),
+                             p_done_by, '["call", "visit", "email", "meeting"]') AS types) d
          WHERE n.kind = 'follow_up_reminder' AND n.created_at >= p_from
            AND n.created_at < p_to AND n.rep_id IN (SELECT id FROM reps_t)
-           AND NOT EXISTS (SELECT 1 FROM lead_events e
-                            WHERE e.lead_id = n.lead_id AND e.type = 'activity'
-                              AND e.at >= t.due_at AND e.at < p_to)),
+           AND NOT EXISTS (
+               SELECT 1 FROM lead_events e
+                WHERE e.lead_id = n.lead_id AND e.id > a.id AND e.at < p_to
+                  AND (e.type = 'stage_changed'
+                       OR (e.type = 'activity'
+                           AND (e.data ->> 'next_action_at' IS NOT NULL
+                                OR e.data ->> 'activity' IN (
+                                    SELECT jsonb_array_elements_text(d.types))))))),
     sla AS (
         SELECT n.rep_id, n.lead_id FROM notifications n
          WHERE n.kind = 'sla_reminder' AND n.created_at >= p_from AND n.created_at < p_to
@@ -90,7 +112,8 @@ CREATE OR REPLACE FUNCTION lf_digest_text(p_fig jsonb) RETURNS text
       FROM jsonb_array_elements(p_fig -> 'reps') r $$;
 
 -- Fires the 'digest' timers among p_ids: one digest per team and due time (the period
--- runs from the team's previous digest, or seven days before), a 'digest' notification
+-- runs from the team's previous digest, or seven days before; the timer's data carries
+-- the recipient and the activity types that do a follow-up), a 'digest' notification
 -- to the recipient the scheduler put on the timer (the team manager), a 'digest'
 -- timeline entry on each deal behind the figures, and 'digest.sent'. Returns how many.
 CREATE OR REPLACE FUNCTION lf_keepalive_fire_digest(p_ids bigint[]) RETURNS integer
@@ -111,7 +134,7 @@ BEGIN
     LOOP
         SELECT coalesce(max(d.period_end), r.due_at - interval '7 days') INTO pfrom
           FROM digests d WHERE d.team = r.team AND d.period_end < r.due_at;
-        fig := lf_digest_figures(r.team, pfrom, r.due_at);
+        fig := lf_digest_figures(r.team, pfrom, r.due_at, r.data -> 'done_by');
         rcpt := r.data ->> 'to';
         INSERT INTO digests (timer_id, team, to_rep, period_start, period_end, figures)
         VALUES (r.id, r.team, rcpt, pfrom, r.due_at, fig)

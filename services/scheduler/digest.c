@@ -8,7 +8,10 @@
  * names) has its next digest timer; the unique index on (team, due_at) makes two
  * schedulers agree on one. The digest itself is computed and recorded when the timer
  * fires, in PostgreSQL (lf_keepalive_fire_digest, 44_lf_keepalive_digest.sql): the
- * period since the team's previous digest, per rep, to the team manager. */
+ * period since the team's previous digest, per rep, to the team manager. The timer's
+ * data carries the recipient and the activity types that count as doing a follow-up
+ * (stale.restart_on), so the digest's overdue follow-ups are the ones the escalation
+ * would call overdue (a note does not do a follow-up). */
 #include "clocks.h"
 
 #include <stdio.h>
@@ -101,13 +104,18 @@ static int s_ensure(lf_timers_t *t, lf_digests_t *d, const char *team,
     int64_t next_local = lf_cron_next(cron, now + lf_tz_offset(tz, now));
     if (next_local < 0)
         return 0;
-    char due[40], data[200];
+    char due[40];
     lf_rfc3339(lf_tz_from_local(tz, next_local) * 1000, due, sizeof due);
-    json_t *dj = json_pack("{s:s?}", "to", to);
-    char *dtext = json_dumps(dj, JSON_COMPACT);
+    /* The recipient, and the activity types that do a follow-up (stale.restart_on, as
+     * the follow-up's escalation counts them), for the follow-ups that have no overdue
+     * timer of their own to say. */
+    json_t *dj = json_pack("{s:s?}", "to", to), *types = json_array();
+    const char *const *rt = lf_keepalive_restart_types(t->ka);
+    for (size_t i = 0; rt && rt[i]; i++)
+        json_array_append_new(types, json_string(rt[i]));
+    json_object_set_new(dj, "done_by", types);
+    char *data = json_dumps(dj, JSON_COMPACT);
     json_decref(dj);
-    lf_strlcpy(data, dtext, sizeof data);
-    free(dtext);
     const char *p[] = {team, due, data};
     PGresult *res = lf_db_exec(
         t->db,
@@ -117,6 +125,7 @@ static int s_ensure(lf_timers_t *t, lf_digests_t *d, const char *team,
         "  AND state = 'pending') ON CONFLICT DO NOTHING"
         " RETURNING (extract(epoch FROM due_at) * 1000)::bigint || ' ' || id",
         3, p);
+    free(data);
     if (!res)
         return -1;
     if (PQntuples(res) == 1) {

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <zmq.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,86 @@ Test(consumer, a_poison_event_is_set_aside_and_does_not_block, .timeout = 60) {
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }
+/* A handler whose statement chokes on the event's personal data: PostgreSQL's message
+ * quotes the value whole (a name, a phone number, an e-mail address). */
+static int s_choke(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *arg) {
+    const json_t *pl = lf_event_payload(env);
+    char v[256];
+    snprintf(v, sizeof v, "%s %s %s", json_string_value(json_object_get(pl, "name")),
+             json_string_value(json_object_get(pl, "phone")),
+             json_string_value(json_object_get(pl, "email")));
+    const char *p[] = {v};
+    lf_db_cmd(db, "SELECT $1::text::integer", 1, p);
+    return -1;
+}
+
+/* Reads the whole file at path (caller frees). */
+static char *s_slurp(const char *path) {
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot read %s", path);
+    char *buf = calloc(1, 1 << 16);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* What a parked event leaves for an operator - consumer_parked.error, the failed
+ * ack's error, the service's log - says what failed (SQLSTATE, the message with its
+ * values masked) and quotes none of the event's personal data; nor does a replay that
+ * fails again. Failed on the old consumer, which stored PostgreSQL's message: the
+ * name whole, the phone number and e-mail address half masked. */
+Test(consumer, a_parked_event_leaves_no_personal_data_in_the_table_or_the_log,
+     .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    lf_consumer_t *c = lf_consumer_new(db, "t", s_types, s_choke, NULL);
+    json_t *pl = json_pack("{s:s, s:s, s:s}", "name", "Wang Fang", "phone", "13800138000",
+                           "email", "wang.fang@example.com");
+    json_t *env = lf_outbox_add(db, "test.event", s_id("pii"), pl);
+    cr_assert(env, "%s", db->errstr);
+    json_decref(env);
+    json_decref(pl);
+    char log[] = "/tmp/lf_consumer_log.XXXXXX";
+    int fd = mkstemp(log), saved = dup(2);
+    cr_assert(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    int swept = lf_consumer_sweep(c, 100);
+    free(lf_h_sql(h, "UPDATE consumer_parked SET replay_requested_at = now()"));
+    int replayed = lf_consumer_replay(c);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    cr_expect_eq(swept, 0);
+    cr_expect_eq(replayed, 0, "the replay fails again");
+    char *logged = s_slurp(log);
+    unlink(log);
+    char *stored = lf_h_sql(
+        h, "SELECT string_agg(x, ' | ') FROM (SELECT concat_ws(' ', event_id, type, "
+           "attempts, sqlstate, error) AS x FROM consumer_parked UNION ALL "
+           "SELECT error FROM consumer_acks WHERE error IS NOT NULL) s");
+    cr_assert(stored);
+    cr_expect(strstr(stored, "test.event 2 22P02 query: ERROR:  invalid input syntax for "
+                             "type integer: \"***\""),
+              "parked: %s", stored);
+    cr_expect(strstr(logged, "event parked consumer=t seq="), "log: %s", logged);
+    cr_expect(strstr(logged, "stays parked"), "log: %s", logged);
+    static const char *const personal[] = {"Wang",        "Fang",    "13800138000",
+                                           "138****8000", "0138000", "wang.fang",
+                                           "w***@",       NULL};
+    for (const char *const *w = personal; *w; w++) {
+        cr_expect_null(strstr(stored, *w), "stored: %s", stored);
+        cr_expect_null(strstr(logged, *w), "logged: %s", logged);
+    }
+    free(stored);
+    free(logged);
+    lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
 /* Fails the first time it sees each lead whose label starts with "race", with the
  * SQLSTATE in ctx->transient: a transaction that lost a race, not a bad event. */
 typedef struct {

@@ -735,7 +735,10 @@ Test(keepalive, lost_deal_comes_back_as_a_new_opportunity_over_http, .timeout = 
 
 /* A digest with figures counted by hand. The facts are written with SQL (a week of a
  * team in a few rows), the digest is sent every minute here, and its figures must be:
- *   wang.fang  overdue follow-ups 1 (of 2 reminders: the other deal had a call after),
+ *   wang.fang  overdue follow-ups 2 (of 4 reminders: D2 had a call after its due time,
+ *              D10 a note with a new next_action_at; D8 had only a note, which does not
+ *              do a follow-up - the old digest counted it as done - and D9's only
+ *              activity was a note, with no follow-up to be overdue),
  *              missed SLAs 2, stale warnings 1 (the manager's warning is not hers),
  *              recycled 1, reactivated 0;
  *   zhang.wei  0, 1, 0, 0, 1 (a deal he lost came back);
@@ -788,6 +791,36 @@ Test(keepalive, team_digest_counts_what_a_manager_would_count, .timeout = 180) {
         " ('0000000d-0000-7000-8000-000000000002', 'activity', 'wang.fang', "
         "'{\"activity\": \"call\"}', now() - interval "
         "'1 day')",
+        /* D8, D10: follow-ups set by a call three days ago, reminded two days ago;
+         * D8 then got only a note, D10 a note that set a new next_action_at. D9: a
+         * note, no follow-up. */
+        "INSERT INTO leads (id, channel, phone, grade, owner, stage, team, assigned_at)"
+        " SELECT ('0000000d-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, "
+        "'web_form', '1370000000' || g, 'B', 'wang.fang', 'contacted', 'east',"
+        " now() - interval '4 days' FROM generate_series(8, 10) g",
+        "INSERT INTO timers (id, lead_id, kind, step, due_at, state) VALUES"
+        " (9008, '0000000d-0000-7000-8000-000000000008', 'follow_up', 1, now() - "
+        "interval '2 days', 'fired'),"
+        " (9010, '0000000d-0000-7000-8000-000000000010', 'follow_up', 1, now() - "
+        "interval '2 days', 'fired')",
+        "INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message, created_at)"
+        " SELECT 9000 + g, ('0000000d-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid,"
+        " 'wang.fang', 'follow_up_reminder', 'x', now() - interval '2 days'"
+        " FROM unnest(ARRAY[8, 10]) g",
+        "INSERT INTO lead_events (lead_id, type, actor, data, at)"
+        " SELECT ('0000000d-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, "
+        "'activity',"
+        " 'wang.fang', jsonb_build_object('seq', 1, 'activity', 'call', 'next_action_at',"
+        " lf_rfc3339(now() - interval '2 days')), now() - interval '3 days'"
+        " FROM unnest(ARRAY[8, 10]) g",
+        "INSERT INTO lead_events (lead_id, type, actor, data, at) VALUES"
+        " ('0000000d-0000-7000-8000-000000000008', 'activity', 'wang.fang', "
+        "'{\"seq\": 2, \"activity\": \"note\"}', now() - interval '1 day'),"
+        " ('0000000d-0000-7000-8000-000000000009', 'activity', 'wang.fang', "
+        "'{\"seq\": 1, \"activity\": \"note\"}', now() - interval '1 day'),"
+        " ('0000000d-0000-7000-8000-000000000010', 'activity', 'wang.fang', "
+        "'{\"seq\": 2, \"activity\": \"note\", \"next_action_at\": "
+        "\"2030-01-01T00:00:00Z\"}', now() - interval '1 day')",
         /* D4 was recycled from wang.fang 2 h ago and waits in the east pool */
         "UPDATE leads SET owner = NULL, pool_reason = 'recycled', pool_since = now() -"
         " interval '2 hours' WHERE id = '0000000d-0000-7000-8000-000000000004'",
@@ -830,7 +863,7 @@ Test(keepalive, team_digest_counts_what_a_manager_would_count, .timeout = 180) {
         "jsonb_array_elements(d.figures->'reps') r"
         " WHERE d.team = 'east'";
     char *got = lf_h_sql(h, per_rep);
-    cr_expect_str_eq(got, "li.ming 0 0 0 0 0; wang.fang 1 2 1 1 0; zhang.wei 0 1 0 0 1");
+    cr_expect_str_eq(got, "li.ming 0 0 0 0 0; wang.fang 2 2 1 1 0; zhang.wei 0 1 0 0 1");
     free(got);
     got = lf_h_sql(
         h, "SELECT concat_ws(' ', figures->'pool'->>'size',"
@@ -851,7 +884,7 @@ Test(keepalive, team_digest_counts_what_a_manager_would_count, .timeout = 180) {
            " WHERE type = 'digest' AND data->>'team' = 'east'");
     cr_expect_str_eq(
         got, "0000000d-0000-7000-8000-000000000001,0000000d-0000-7000-8000-000000000003,"
-             "0000000d-0000-7000-8000-000000000004");
+             "0000000d-0000-7000-8000-000000000004,0000000d-0000-7000-8000-000000000008");
     free(got);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'digest.sent'"
                                   " AND payload->>'team' = 'east'"),

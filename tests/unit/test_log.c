@@ -73,3 +73,35 @@ Test(log, scrub_masks_phones_emails_and_keys_in_free_text) {
     }
     cr_expect_null(lf_log_scrub(NULL));
 }
+
+/* The values a PostgreSQL error quotes are masked whole, the names of the objects it
+ * quotes are not. */
+Test(log, mask_values_hides_what_an_error_quotes_and_keeps_object_names) {
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"query: ERROR:  invalid input syntax for type integer: \"Wang Fang "
+         "13800138000 wang.fang@example.com\" [22P02]",
+         "query: ERROR:  invalid input syntax for type integer: \"***\" [22P02]"},
+        {"duplicate key value violates unique constraint \"leads_pkey\"",
+         "duplicate key value violates unique constraint \"leads_pkey\""},
+        {"new row for relation \"leads\" violates check constraint \"leads_phone\"",
+         "new row for relation \"leads\" violates check constraint \"leads_phone\""},
+        {"column \"nme\" of relation \"leads\" does not exist",
+         "column \"nme\" of relation \"leads\" does not exist"},
+        {"Key (phone)=(+8613800138000) already exists.",
+         "Key (phone)=(***) already exists."},
+        {"malformed array literal: \"{Li Lei}\"", "malformed array literal: \"***\""},
+        {"value: \"ab\" and \"\"", "value: \"**\" and \"\""},
+        {"cut off: \"Li Lei 139", "cut off: \"***"},
+        {"no quotes at all", "no quotes at all"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        lf_log_mask_values(buf);
+        cr_expect_str_eq(buf, cases[i].out, "case %zu: %s", i, cases[i].in);
+    }
+    cr_expect_null(lf_log_mask_values(NULL));
+}

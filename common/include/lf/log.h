@@ -35,5 +35,12 @@ const char *lf_mask_key(const char *key, char *out, size_t outsz);
  * lf_log applies it to every line, and lf_db to every error it keeps, so a value
  * quoted by a database error cannot reach a log or an error column. Returns s. */
 char *lf_log_scrub(char *s);
+/* Masks, in place, the values a PostgreSQL error message quotes: the text between
+ * double quotes becomes "***" unless the word before it names a database object
+ * (relation "leads", constraint "x" stay readable), and a key's value "=(...)" becomes
+ * "=(***)". For what is stored where an operator reads it and may copy it (the error
+ * of a parked event): the scrub masks phone numbers and e-mail addresses partly, this
+ * hides a name or an address quoted whole. The text never grows. Returns s. */
+char *lf_log_mask_values(char *s);
 
 #endif
