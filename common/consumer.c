@@ -69,6 +69,18 @@ struct lf_consumer {
     int max_attempts; /* tries before an event is parked */
     int backoff_ms;   /* the wait after the first failed try; doubles after each */
     long parked;      /* events this process parked */
+    /* The tries counted durably (consumer_attempts; see s_start and s_count). */
+    int started;           /* s_start done: instance registered, tries loaded */
+    long long suspect_max; /* after an unclean exit: events up to this seq may have
+                              been in flight when the last instance died (0: none) */
+    char inst_pid[16];     /* this instance's consumer_instances row ("": none) */
+    char inst_start[64];
+    long long *pre; /* the events of the open transaction whose try was counted
+                       before it began: their rows go when it commits */
+    size_t npre, pre_cap;
+    long long fail_seq; /* the event whose handler lost a race in the open batch */
+    char fail_state[8]; /* its SQLSTATE */
+    int fail_counted;   /* that try was counted before it began */
 };
 
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
@@ -104,9 +116,20 @@ void lf_consumer_destroy(lf_consumer_t **self_p) {
     if (!self_p || !*self_p)
         return;
     lf_consumer_t *self = *self_p;
+    /* A clean exit: no try of ours is left in flight (s_start). Never inside a
+     * transaction, and never on a connection that broke (no reconnect here). */
+    if (self->inst_pid[0] && self->db && self->db->conn && !self->db->in_tx &&
+        PQstatus(self->db->conn) == CONNECTION_OK) {
+        const char *p[] = {self->name, self->inst_pid, self->inst_start};
+        lf_db_cmd(self->db,
+                  "DELETE FROM consumer_instances WHERE consumer = $1 "
+                  "AND backend_pid = $2::int AND backend_start = $3::timestamptz",
+                  3, p);
+    }
     json_decref(self->pending_pub);
     json_decref(self->committed);
     free(self->retry);
+    free(self->pre);
     free(self);
     *self_p = NULL;
 }
@@ -128,12 +151,27 @@ void lf_consumer_on_begin(lf_consumer_t *self, int (*fn)(void *arg, lf_db_t *db,
     self->on_begin = fn;
 }
 
-/* Runs the before-commit hook, then commits. Returns 0, or -1 (still open: the
- * caller rolls back). */
+/* Runs the before-commit hook, deletes the counted tries of the events whose try was
+ * counted before this transaction (applied, parked or found done: their count is
+ * over), then commits. Returns 0, or -1 (still open: the caller rolls back). */
 static int s_commit(lf_consumer_t *self) {
     if (self->before_commit &&
         (self->before_commit(self->arg, self->db) < 0 || self->db->err))
         return -1;
+    if (self->npre > 0) {
+        lf_pgarray_t a;
+        lf_pgarray_init(&a);
+        for (size_t i = 0; i < self->npre; i++)
+            lf_pgarray_add_int(&a, self->pre[i]);
+        const char *p[] = {self->name, lf_pgarray_end(&a)};
+        int rc = lf_db_cmd(self->db,
+                           "DELETE FROM consumer_attempts WHERE consumer = $1 "
+                           "AND event_id = ANY ($2::bigint[])",
+                           2, p);
+        lf_pgarray_free(&a);
+        if (rc < 0)
+            return -1;
+    }
     return lf_db_commit(self->db) < 0 ? -1 : 0;
 }
 
@@ -241,9 +279,26 @@ static int s_transient(const char *sqlstate) {
 /* Bounded retries. An event whose handler lost a race is tried again at once (a race
  * lost once is usually won on the next try), then after a wait that doubles with each
  * failed try (backoff_ms, 2 x, 4 x, ... up to a minute), meanwhile left out of the
- * batches, so the events behind it go on. After max_attempts failed tries it is parked
- * (s_park). The tries are counted in memory: a restart, or a twin instance, starts
- * counting again. */
+ * batches, so the events behind it go on. After max_attempts tries it is parked
+ * (s_park).
+ *
+ * The tries are counted in consumer_attempts, so the count survives a restart, and
+ * only off the hot path: a batch that applies its events writes nothing there. A try
+ * is counted
+ *   - when an event's handler lost a race in a batch (the event, after the rollback);
+ *   - when a batch failed as a whole - a hook that runs once per batch, such as the
+ *     lead locks taken before any event, or the commit - for reasons that are not the
+ *     server's (each event of the batch, after the rollback);
+ *   - before every further try of an event counted so: such an event is tried alone,
+ *     in a transaction of its own (s_alone), so a batch that keeps failing falls back
+ *     to one event at a time and the one that fails is parked on its own, and a try
+ *     that kills the process (kill -9, an abort, an OOM kill) is counted all the same;
+ *   - after an unclean exit (s_start), before the first try of each event that may
+ *     have been in flight: those tries count the one that was cut short too.
+ * Each is one statement outside the batch's transaction; the rows of the events a
+ * transaction applies or parks are deleted in it (s_commit). This process keeps the
+ * counts it knows in `retry`, loaded at start: a twin instance's counts are seen at its
+ * next start. */
 static struct s_retry *s_retry_find(lf_consumer_t *self, long long seq) {
     for (size_t i = 0; i < self->nretry; i++)
         if (self->retry[i].seq == seq)
@@ -257,9 +312,10 @@ static void s_retry_forget(lf_consumer_t *self, long long seq) {
         *r = self->retry[--self->nretry];
 }
 
-/* Counts a failed try of seq, which failed with sqlstate. Returns the number of failed
- * tries so far. */
-static int s_retry_failed(lf_consumer_t *self, long long seq, const char *sqlstate) {
+/* Records that seq has been tried `attempts` times, the last failing with sqlstate
+ * (NULL: keep the one known), and when it may be tried next. */
+static void s_retry_set(lf_consumer_t *self, long long seq, int attempts,
+                        const char *sqlstate) {
     struct s_retry *r = s_retry_find(self, seq);
     if (!r) {
         if (self->nretry == self->retry_cap) {
@@ -269,19 +325,164 @@ static int s_retry_failed(lf_consumer_t *self, long long seq, const char *sqlsta
         r = &self->retry[self->nretry++];
         *r = (struct s_retry){.seq = seq};
     }
-    r->attempts++;
-    lf_strlcpy(r->sqlstate, sqlstate, sizeof r->sqlstate);
-    int64_t wait = r->attempts > 1 ? self->backoff_ms : 0;
-    for (int i = 2; i < r->attempts && wait < 60000; i++)
+    r->attempts = attempts;
+    if (sqlstate)
+        lf_strlcpy(r->sqlstate, sqlstate, sizeof r->sqlstate);
+    int64_t wait = attempts > 1 ? self->backoff_ms : 0;
+    for (int i = 2; i < attempts && wait < 60000; i++)
         wait *= 2;
     r->next_ms = lf_mono_ms() + (wait < 60000 ? wait : 60000);
-    return r->attempts;
 }
 
 /* Is seq waiting for its next try? */
 static int s_retry_waiting(lf_consumer_t *self, long long seq) {
     struct s_retry *r = s_retry_find(self, seq);
     return r && r->attempts < self->max_attempts && lf_mono_ms() < r->next_ms;
+}
+
+/* Counts a try of each of seqs[0..n) (sorted) in consumer_attempts, outside any
+ * transaction, so the count outlives a batch that rolls back and a process that dies:
+ * a new row starts at `first`, a row there goes up by one; sqlstate (NULL or "": none)
+ * is the failure's. The counts come back into `retry`. Returns 0 or -1. */
+static int s_count(lf_consumer_t *self, const long long *seqs, size_t n, int first,
+                   const char *sqlstate) {
+    if (n == 0)
+        return 0;
+    lf_pgarray_t a;
+    lf_pgarray_init(&a);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || seqs[i] != seqs[i - 1])
+            lf_pgarray_add_int(&a, seqs[i]);
+    char f[16];
+    snprintf(f, sizeof f, "%d", first);
+    const char *st = sqlstate && *sqlstate ? sqlstate : NULL;
+    const char *p[] = {self->name, lf_pgarray_end(&a), f, st};
+    PGresult *res = lf_db_exec_prepared(
+        self->db, "lf_consumer_count",
+        "INSERT INTO consumer_attempts AS t (consumer, event_id, attempts, sqlstate) "
+        "SELECT $1, u.id, $3::int, $4 FROM unnest($2::bigint[]) u(id) ORDER BY u.id "
+        "ON CONFLICT (consumer, event_id) DO UPDATE SET attempts = t.attempts + 1, "
+        "sqlstate = coalesce(EXCLUDED.sqlstate, t.sqlstate), tried_at = now() "
+        "RETURNING event_id, attempts",
+        4, p);
+    lf_pgarray_free(&a);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++)
+        s_retry_set(self, atoll(PQgetvalue(res, i, 0)), atoi(PQgetvalue(res, i, 1)), st);
+    PQclear(res);
+    return 0;
+}
+
+/* The SQLSTATE of a failed try that was counted before it began, and its backoff. */
+static void s_note(lf_consumer_t *self, long long seq, const char *sqlstate) {
+    struct s_retry *r = s_retry_find(self, seq);
+    if (!r)
+        return;
+    s_retry_set(self, seq, r->attempts, sqlstate && *sqlstate ? sqlstate : NULL);
+    if (sqlstate && *sqlstate) {
+        char id[24];
+        snprintf(id, sizeof id, "%lld", seq);
+        const char *p[] = {self->name, id, sqlstate};
+        lf_db_cmd(self->db,
+                  "UPDATE consumer_attempts SET sqlstate = $3 "
+                  "WHERE consumer = $1 AND event_id = $2::bigint",
+                  3, p);
+    }
+}
+
+/* Once per process, before its first batch: registers this instance (its connection's
+ * backend) in consumer_instances, and loads the counted tries. A row of an instance
+ * whose backend is gone is one that died without its clean exit (lf_consumer_destroy
+ * deletes the row): it may have died while handling an event - a poison event that
+ * crashes the process - and that try was never counted. Then every event up to the
+ * outbox's last id counts a try before its first one here (suspect_max): an event that
+ * kills every instance reaches max_attempts and is parked at the next start, without
+ * another try. Returns 0, or -1 (tried again with the next batch). */
+static int s_start(lf_consumer_t *self) {
+    if (lf_db_begin(self->db) < 0)
+        return -1;
+    const char *p[] = {self->name};
+    PGresult *res = lf_db_exec(
+        self->db,
+        "WITH dead AS (DELETE FROM consumer_instances i WHERE i.consumer = $1 "
+        " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = i.backend_pid "
+        " AND a.backend_start = i.backend_start) RETURNING 1), "
+        "me AS (INSERT INTO consumer_instances (consumer, backend_pid, backend_start) "
+        " SELECT $1, a.pid, a.backend_start FROM pg_stat_activity a "
+        " WHERE a.pid = pg_backend_pid() ON CONFLICT DO NOTHING "
+        " RETURNING backend_pid::text AS pid, backend_start::text AS since) "
+        "SELECT (SELECT count(*) FROM dead), (SELECT coalesce(max(id), 0) FROM outbox), "
+        "me.pid, me.since FROM (SELECT 1) x LEFT JOIN me ON true",
+        1, p);
+    if (!res)
+        goto fail;
+    long dead = atol(PQgetvalue(res, 0, 0));
+    long long max_id = atoll(PQgetvalue(res, 0, 1));
+    if (!PQgetisnull(res, 0, 2)) {
+        lf_strlcpy(self->inst_pid, PQgetvalue(res, 0, 2), sizeof self->inst_pid);
+        lf_strlcpy(self->inst_start, PQgetvalue(res, 0, 3), sizeof self->inst_start);
+    }
+    PQclear(res);
+    res = lf_db_exec(self->db,
+                     "SELECT event_id, attempts, coalesce(sqlstate, '') "
+                     "FROM consumer_attempts WHERE consumer = $1",
+                     1, p);
+    if (!res)
+        goto fail;
+    for (int i = 0; i < PQntuples(res); i++) {
+        long long seq = atoll(PQgetvalue(res, i, 0));
+        s_retry_set(self, seq, atoi(PQgetvalue(res, i, 1)), PQgetvalue(res, i, 2));
+        s_retry_find(self, seq)->next_ms = 0; /* a new process: try at once */
+    }
+    int counted = PQntuples(res);
+    PQclear(res);
+    if (lf_db_commit(self->db) < 0)
+        goto fail;
+    self->started = 1;
+    if (dead > 0) {
+        self->suspect_max = max_id;
+        lf_warn("consumer started after an unclean exit consumer=%s instances=%ld: the "
+                "events up to seq=%lld count the try that may have been cut short",
+                self->name, dead, max_id);
+    }
+    if (counted > 0)
+        lf_info("consumer has events with failed tries consumer=%s events=%d", self->name,
+                counted);
+    return 0;
+fail:
+    lf_db_rollback(self->db);
+    return -1;
+}
+
+/* Remembers that seq's try in the transaction about to begin was counted before it. */
+static void s_pre_add(lf_consumer_t *self, long long seq) {
+    if (self->npre == self->pre_cap) {
+        self->pre_cap = self->pre_cap ? self->pre_cap * 2 : 16;
+        self->pre = lf_realloc(self->pre, self->pre_cap * sizeof *self->pre);
+    }
+    self->pre[self->npre++] = seq;
+}
+
+static int s_pre_has(const lf_consumer_t *self, long long seq) {
+    for (size_t i = 0; i < self->npre; i++)
+        if (self->pre[i] == seq)
+            return 1;
+    return 0;
+}
+
+/* Does a failure of a whole batch (not of one event's handler) count as a try of its
+ * events? Not when the server went away, ran short or is shutting down (the
+ * connection broke; classes 08, 53, 57P): the events are not at fault, and counting
+ * would park them while PostgreSQL restarts. A lost race (a lock or statement
+ * timeout behind a stuck session, a deadlock) and any other error do. */
+static int s_batch_failure_counts(const lf_consumer_t *self) {
+    if (!self->db->conn || PQstatus(self->db->conn) != CONNECTION_OK)
+        return 0;
+    const char *st = self->db->err ? lf_db_sqlstate(self->db) : "";
+    if (!st)
+        st = "";
+    return strncmp(st, "08", 2) && strncmp(st, "53", 2) && strncmp(st, "57P", 3);
 }
 
 /* What a log line may say about the last failure: its SQLSTATE, never PostgreSQL's
@@ -338,11 +539,19 @@ static int s_park(lf_consumer_t *self, const json_t *env, const char *seq, int a
     return 0;
 }
 
+/* How s_apply tries an event. */
+enum {
+    S_FIRST,   /* in a batch, its try not counted yet */
+    S_COUNTED, /* its try was counted before the transaction began */
+    S_GIVE_UP  /* tried max_attempts times: park it without another try */
+};
+
 /* Applies one event under a savepoint. Returns 1 applied, 0 already done or
  * recorded as failed, -1 connection-level or transient failure (abort the batch: it
- * is tried again from the outbox). Every path that returns 0 or 1 releases the
- * savepoint: a batch never nests subtransactions. */
-static int s_apply(lf_consumer_t *self, const json_t *env) {
+ * is tried again from the outbox; fail_seq names the event when its handler lost the
+ * race). Every path that returns 0 or 1 releases the savepoint: a batch never nests
+ * subtransactions. */
+static int s_apply(lf_consumer_t *self, const json_t *env, int mode) {
     char seq[24];
     snprintf(seq, sizeof seq, "%lld", lf_event_seq(env));
     const char *p[] = {self->name, seq, self->cur_xid, self->cur_id};
@@ -359,16 +568,17 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
         return lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0 ? -1 : 0;
     }
     struct s_retry *r = s_retry_find(self, lf_event_seq(env));
-    if (r && r->attempts >= self->max_attempts) {
-        /* Tried often enough (the last try lost the connection before it could park
-         * the event): parked without another try, in place of the ack just made. */
+    if (mode == S_GIVE_UP && r) {
+        /* Tried often enough (the last try lost the connection, or killed the
+         * process, before it could park the event): parked without another try, in
+         * place of the ack just made. */
         char st[8];
+        int tries = r->attempts;
         lf_strlcpy(st, r->sqlstate, sizeof st);
         if (lf_db_cmd(self->db, "ROLLBACK TO SAVEPOINT ev", 0, NULL) < 0 ||
-            s_park(self, env, seq, r->attempts, st, "gave up after failed tries") < 0 ||
+            s_park(self, env, seq, tries, st, "gave up after failed tries") < 0 ||
             lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0)
             return -1;
-        s_retry_forget(self, lf_event_seq(env));
         return 0;
     }
     size_t before = json_array_size(self->pending_pub);
@@ -376,20 +586,21 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
         return lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0 ? -1 : 1;
     }
     /* The handler failed. A lost race is tried again later (the whole batch rolls
-     * back, and the event waits out its backoff while the others go on) until it has
-     * failed max_attempts times; any other failure parks the event at once. Drop what
-     * it queued for publishing. */
-    int tries = 1;
+     * back, the try is counted, and the event waits out its backoff while the others
+     * go on) until it has been tried max_attempts times; any other failure parks the
+     * event at once. Drop what it queued for publishing. */
+    int tries = mode == S_COUNTED && r ? r->attempts : 1;
     char sqlstate[8] = "";
     lf_strlcpy(sqlstate, self->db->err ? lf_db_sqlstate(self->db) : "", sizeof sqlstate);
-    if (self->db->err &&
-        (s_transient(sqlstate) || PQstatus(self->db->conn) != CONNECTION_OK)) {
-        tries = s_retry_failed(self, lf_event_seq(env), sqlstate);
-        if (tries < self->max_attempts || PQstatus(self->db->conn) != CONNECTION_OK)
+    int broken = PQstatus(self->db->conn) != CONNECTION_OK;
+    if (self->db->err && (s_transient(sqlstate) || broken)) {
+        self->fail_seq = lf_event_seq(env);
+        lf_strlcpy(self->fail_state, sqlstate, sizeof self->fail_state);
+        self->fail_counted = mode == S_COUNTED;
+        if (tries < self->max_attempts || broken)
             return -1;
-    } else if (r) {
-        tries = r->attempts + 1;
     }
+    self->fail_seq = 0;
     while (json_array_size(self->pending_pub) > before)
         json_array_remove(self->pending_pub, json_array_size(self->pending_pub) - 1);
     char why[512]; /* errstr is only this failure's when db->err is set */
@@ -399,7 +610,6 @@ static int s_apply(lf_consumer_t *self, const json_t *env) {
     if (s_park(self, env, seq, tries, sqlstate, why) < 0 ||
         lf_db_cmd(self->db, "RELEASE SAVEPOINT ev", 0, NULL) < 0)
         return -1;
-    s_retry_forget(self, lf_event_seq(env));
     return 0;
 }
 
@@ -548,9 +758,139 @@ static long s_drop_acked(lf_consumer_t *self, json_t **sorted, size_t n) {
     return (long)k;
 }
 
+/* After a transaction of events failed (still open: rolled back here): logs it,
+ * tells the hooks, and counts the tries that the failure spent (s_count): the event
+ * whose handler lost a race, else - a failure of the batch as a whole - every event
+ * of the batch whose try was not counted before (those were: they get their backoff).
+ * Returns -1. */
+static int s_failed(lf_consumer_t *self, json_t *const *sorted, size_t n) {
+    char why[512], st[8];
+    int counts = !self->fail_seq && s_batch_failure_counts(self);
+    lf_strlcpy(st,
+               self->db->err && lf_db_sqlstate(self->db) ? lf_db_sqlstate(self->db) : "",
+               sizeof st);
+    lf_warn("event batch rolled back consumer=%s events=%zu %s", self->name, n,
+            s_reason(self, why, sizeof why));
+    lf_db_rollback(self->db);
+    json_array_clear(self->pending_pub);
+    if (self->on_batch)
+        self->on_batch(self->arg, 0);
+    if (self->fail_seq) {
+        if (self->fail_counted)
+            s_note(self, self->fail_seq, self->fail_state);
+        else
+            s_count(self, &self->fail_seq, 1, 1, self->fail_state);
+    } else {
+        long long *seqs = lf_calloc(n + 1, sizeof *seqs);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            long long seq = lf_event_seq(sorted[i]);
+            if (s_pre_has(self, seq))
+                s_note(self, seq, st);
+            else if (counts && (k == 0 || seqs[k - 1] != seq))
+                seqs[k++] = seq;
+        }
+        if (k > 0 && s_count(self, seqs, k, 1, st) == 0)
+            lf_warn("a failed batch is tried again one event at a time consumer=%s "
+                    "events=%zu",
+                    self->name, k);
+        free(seqs);
+    }
+    self->fail_seq = 0;
+    self->npre = 0;
+    return -1;
+}
+
+/* After a transaction of events committed: the events are done (applied, parked or
+ * found done), what their handlers queued goes out. */
+static void s_committed(lf_consumer_t *self, json_t *const *sorted, size_t n) {
+    for (size_t i = 0; self->nretry && i < n; i++)
+        s_retry_forget(self, lf_event_seq(sorted[i]));
+    json_array_extend(self->committed, self->pending_pub);
+    json_array_clear(self->pending_pub);
+    self->npre = 0;
+    if (self->on_batch)
+        self->on_batch(self->arg, 1);
+}
+
+/* Events none of which has a counted try, in one transaction (sorted[0..n), seq
+ * order). After an unclean exit, the events that may have been in flight then count a
+ * try first (suspect_max). Returns the number applied, or -1. */
+static int s_together(lf_consumer_t *self, json_t **sorted, size_t n) {
+    self->npre = 0;
+    self->fail_seq = 0;
+    if (self->suspect_max > 0) {
+        for (size_t i = 0; i < n; i++) {
+            long long seq = lf_event_seq(sorted[i]);
+            if (seq <= self->suspect_max &&
+                (!self->npre || self->pre[self->npre - 1] != seq))
+                s_pre_add(self, seq);
+        }
+        if (self->npre > 0 && s_count(self, self->pre, self->npre, 2, NULL) < 0) {
+            self->npre = 0;
+            return -1;
+        }
+    }
+    int applied = 0;
+    if (self->batch_fn) {
+        applied = s_handle_batch(self, sorted, n);
+        if (applied == -1)
+            return s_failed(self, sorted, n);
+        if (applied >= 0) {
+            s_committed(self, sorted, n);
+            return applied;
+        }
+        applied = 0; /* -2: a statement failed; event by event isolates the culprit */
+    }
+    if (s_begin_batch(self, sorted, n) < 0)
+        return s_failed(self, sorted, n);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && lf_event_seq(sorted[i]) == lf_event_seq(sorted[i - 1]))
+            continue;
+        int rc = s_apply(self, sorted[i],
+                         s_pre_has(self, lf_event_seq(sorted[i])) ? S_COUNTED : S_FIRST);
+        if (rc < 0)
+            return s_failed(self, sorted, n);
+        applied += rc;
+    }
+    if (s_commit(self) < 0)
+        return s_failed(self, sorted, n);
+    s_committed(self, sorted, n);
+    return applied;
+}
+
+/* One event with a counted try, in a transaction of its own: its try is counted
+ * first, or - tried max_attempts times already - it is parked without another try
+ * (and without the on_begin hook: no lock is needed to park it, and the lock may be
+ * what it waited for). Returns 1 applied, 0 parked or done, -1 failed. */
+static int s_alone(lf_consumer_t *self, json_t *env) {
+    long long seq = lf_event_seq(env);
+    struct s_retry *r = s_retry_find(self, seq);
+    int give_up = r && r->attempts >= self->max_attempts;
+    self->npre = 0;
+    self->fail_seq = 0;
+    if (!give_up && s_count(self, &seq, 1, 1, NULL) < 0)
+        return -1;
+    s_pre_add(self, seq);
+    json_t *one[] = {env};
+    if ((give_up ? s_begin(self) : s_begin_batch(self, one, 1)) < 0)
+        return s_failed(self, one, 1);
+    int rc = s_apply(self, env, give_up ? S_GIVE_UP : S_COUNTED);
+    if (rc < 0 || s_commit(self) < 0)
+        return s_failed(self, one, 1);
+    s_committed(self, one, 1);
+    return rc;
+}
+
 int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
     if (n == 0)
         return 0;
+    if (!self->started && s_start(self) < 0) {
+        char why[512];
+        lf_warn("consumer cannot start consumer=%s %s", self->name,
+                s_reason(self, why, sizeof why));
+        return -1;
+    }
     /* Seq order keeps lock order the same in twin instances, so two routers
      * handling the same batch wait for each other instead of deadlocking. */
     json_t **sorted = lf_malloc(n * sizeof *sorted);
@@ -564,54 +904,51 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
         return 0;
     }
     qsort(sorted, n, sizeof *sorted, s_cmp_seq);
-    int applied = 0;
     if (self->batch_fn && self->dup_recent) {
         long left = s_drop_acked(self, sorted, n);
-        if (left < 0)
-            goto fail;
+        if (left < 0) {
+            char why[512];
+            lf_warn("event batch rolled back consumer=%s events=%zu %s", self->name, n,
+                    s_reason(self, why, sizeof why));
+            free(sorted);
+            if (self->on_batch)
+                self->on_batch(self->arg, 0);
+            return -1;
+        }
         n = (size_t)left;
-        if (n == 0)
-            goto committed; /* all done already: no transaction, nothing to publish */
+        if (n == 0) { /* all done already: no transaction, nothing to publish */
+            free(sorted);
+            if (self->on_batch)
+                self->on_batch(self->arg, 1);
+            return 0;
+        }
     }
-    if (self->batch_fn) {
-        applied = s_handle_batch(self, sorted, n);
-        if (applied == -1)
-            goto fail;
-        if (applied >= 0)
-            goto committed;
-        applied = 0; /* -2: a statement failed; event by event isolates the culprit */
-    }
-    if (s_begin_batch(self, sorted, n) < 0)
-        goto fail;
+    /* The events with a counted try go one by one, after the others. */
+    json_t **alone = lf_malloc(n * sizeof *alone);
+    size_t nalone = 0, nrest = 0;
     for (size_t i = 0; i < n; i++) {
-        if (i > 0 && lf_event_seq(sorted[i]) == lf_event_seq(sorted[i - 1]))
-            continue;
-        int rc = s_apply(self, sorted[i]);
-        if (rc < 0)
-            goto fail;
-        applied += rc;
+        long long seq = lf_event_seq(sorted[i]);
+        if (self->nretry && s_retry_find(self, seq)) {
+            if (nalone == 0 || lf_event_seq(alone[nalone - 1]) != seq)
+                alone[nalone++] = sorted[i];
+        } else {
+            sorted[nrest++] = sorted[i];
+        }
     }
-    if (s_commit(self) < 0)
-        goto fail;
-committed:
-    for (size_t i = 0; self->nretry && i < n; i++) /* applied, parked or done */
-        s_retry_forget(self, lf_event_seq(sorted[i]));
-    json_array_extend(self->committed, self->pending_pub);
-    json_array_clear(self->pending_pub);
+    int applied = 0, failed = 0;
+    if (nrest > 0) {
+        int rc = s_together(self, sorted, nrest);
+        failed |= rc < 0;
+        applied += rc > 0 ? rc : 0;
+    }
+    for (size_t i = 0; i < nalone; i++) {
+        int rc = s_alone(self, alone[i]);
+        failed |= rc < 0;
+        applied += rc > 0 ? rc : 0;
+    }
+    free(alone);
     free(sorted);
-    if (self->on_batch)
-        self->on_batch(self->arg, 1);
-    return applied;
-fail:;
-    char why[512];
-    lf_warn("event batch rolled back consumer=%s events=%zu %s", self->name, n,
-            s_reason(self, why, sizeof why));
-    lf_db_rollback(self->db);
-    json_array_clear(self->pending_pub);
-    free(sorted);
-    if (self->on_batch)
-        self->on_batch(self->arg, 0);
-    return -1;
+    return failed && applied == 0 ? -1 : applied;
 }
 
 /* Batch path: a window of the next `limit` events of our types after the cursor (or
@@ -816,6 +1153,14 @@ int lf_consumer_advance(lf_consumer_t *self) {
     PQclear(res);
     if (lf_db_commit(self->db) < 0)
         goto fail;
+    /* The counted tries of events that are done (applied or parked, here or by a twin
+     * instance) are over. The table is empty but for events that failed. */
+    if (lf_db_cmd(self->db,
+                  "DELETE FROM consumer_attempts t WHERE t.consumer = $1 AND EXISTS "
+                  "(SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
+                  "AND a.event_id = t.event_id)",
+                  1, p) < 0)
+        return -1;
     if (lf_db_cmd(self->db,
                   "DELETE FROM consumer_acks a USING consumer_cursors c, outbox o "
                   "WHERE a.consumer = $1 AND c.consumer = $1 AND o.id = a.event_id "

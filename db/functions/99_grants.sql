@@ -26,6 +26,9 @@ GRANT SELECT ON outbox TO leadflow_router, leadflow_scheduler, leadflow_analytic
 -- the events a consumer gave up on (0049_consumer_parked.sql): parked, replayed
 GRANT SELECT, INSERT, UPDATE, DELETE ON consumer_parked
     TO leadflow_router, leadflow_scheduler, leadflow_analytics;
+-- the tries of the events that failed, and the running instances (0050)
+GRANT SELECT, INSERT, UPDATE, DELETE ON consumer_attempts, consumer_instances
+    TO leadflow_router, leadflow_scheduler, leadflow_analytics;
 
 -- intake: leads in (lf_intake_commit), keys, reps, stage moves and activities.
 GRANT SELECT, INSERT, UPDATE ON leads, lead_inquiries, customers, reps, api_keys

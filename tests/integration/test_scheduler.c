@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../support/harness.h"
+#include "lf/db.h"
 
 TestSuite(scheduler, .fini = lf_h_fini);
 
@@ -554,6 +555,148 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
     snprintf(path, sizeof path, "%s/scheduler.0.log", lf_h_dir(h));
     snprintf(cmd, sizeof cmd, "grep -q 'handling it event by event' '%s'", path);
     cr_expect_neq(system(cmd), 0, "the batch fell back to event by event");
+    lf_h_destroy(&h);
+}
+
+/* Five assigned leads of grade C (ids ...3c-...1 to 5) with their lead.assigned events
+ * in the outbox, and a session of the test's own that holds lead 3 (FOR UPDATE) and
+ * never lets go: every scheduler batch holding lead 3's event waits for it in its
+ * on_begin hook (the leads of a batch are locked before any event is applied). Returns
+ * that session (the caller rolls it back and destroys it). */
+static lf_db_t *s_stuck_lead(lf_h_t *h) {
+    lf_h_config(h, "sla.json",
+                "{\"first_contact_seconds\":{\"C\":3600},"
+                "\"escalate_after_seconds\":{\"C\":7200}}");
+    free(lf_h_sql(h, "INSERT INTO leads (id, channel, phone, grade, owner, stage,"
+                     " assigned_at) SELECT ('0000003c-0000-7000-8000-' || lpad(g::text, "
+                     "12, '0'))::uuid, 'web_form', '139' || lpad(g::text, 8, '0'), 'C',"
+                     " 'wang.fang', 'new', now() FROM generate_series(1, 5) g"
+                     " RETURNING 1"));
+    free(lf_h_sql(h, "INSERT INTO outbox (event_id, type, lead_id, payload)"
+                     " SELECT gen_random_uuid(), 'lead.assigned', ('0000003c-0000-7000-"
+                     "8000-' || lpad(g::text, 12, '0'))::uuid,"
+                     " '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'"
+                     " FROM generate_series(1, 5) g ORDER BY g RETURNING 1"));
+    lf_db_t *stuck = lf_db_connect(lf_h_db_url(h), "stuck");
+    cr_assert(!stuck->err, "%s", stuck->errstr);
+    cr_assert(lf_db_cmd(stuck, "SET idle_in_transaction_session_timeout = 0", 0, NULL) >=
+              0);
+    cr_assert(lf_db_begin(stuck) >= 0);
+    PGresult *res = lf_db_exec(stuck,
+                               "SELECT 1 FROM leads WHERE id ="
+                               " '0000003c-0000-7000-8000-000000000003' FOR UPDATE",
+                               0, NULL);
+    cr_assert(res && PQntuples(res) == 1, "%s", stuck->errstr);
+    PQclear(res);
+    return stuck;
+}
+
+static const char *const s_stuck_timed =
+    "SELECT string_agg(right(lead_id::text, 1), ',' ORDER BY lead_id) FROM timers"
+    " WHERE kind = 'sla_first_contact' AND lead_id::text LIKE '0000003c-%'";
+
+/* Kills the scheduler (kill -9) while its consumer's backend waits for the stuck
+ * lead, and ends that backend too: a process that crashes in its own code leaves a
+ * backend waiting for its next statement, which ends at once; one killed while its
+ * statement waits for a lock leaves the backend until that statement ends (up to
+ * statement_timeout), which the test does not wait for. */
+static void s_kill_while_waiting(lf_h_t *h) {
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM pg_stat_activity WHERE usename ="
+                            " 'leadflow_scheduler' AND wait_event_type = 'Lock'",
+                            "1", 20000),
+              "the scheduler does not wait for the stuck lead");
+    lf_h_stop(h, LF_H_SCHEDULER, 0, 1);
+    free(lf_h_sql(h,
+                  "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                  " WHERE usename = 'leadflow_scheduler' AND wait_event_type = 'Lock'"));
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM pg_stat_activity WHERE usename ="
+                            " 'leadflow_scheduler'",
+                            "0", 20000));
+}
+
+/* An event that takes its consumer down with it at every try - here the scheduler is
+ * killed (kill -9) each time it handles lead 3's assignment - is tried a bounded
+ * number of times across restarts, then parked without another try, and the events
+ * beside it are applied once. The tries are counted in PostgreSQL: after the first
+ * kill the restarted scheduler counts the try that was cut short for every event that
+ * may have been in flight, tries the events that have a counted try one at a time,
+ * counting each try before it begins, and parks lead 3's after 3 (the setting). The
+ * old scheduler counted tries in memory: every restart started again at zero, and
+ * lead 3's batch was tried for ever. */
+Test(scheduler, an_event_that_kills_the_scheduler_at_every_try_is_parked_across_restarts,
+     .timeout = 150) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_env(h, "LEADFLOW_CONSUMER_ATTEMPTS", "3");
+    lf_h_env(h, "LEADFLOW_CONSUMER_BACKOFF_MS", "200");
+    lf_db_t *stuck = s_stuck_lead(h);
+    for (int kill = 1; kill <= 3; kill++) {
+        lf_h_start(h, LF_H_SCHEDULER, 0);
+        s_kill_while_waiting(h);
+    }
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_parked"), 0,
+                 "nothing parked while tries are left");
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM consumer_parked", "1", 20000),
+              "lead 3's event is not parked after 3 tries");
+    char *s =
+        lf_h_sql(h, "SELECT k.type || ' ' || attempts || ' ' || right(o.lead_id::text,"
+                    " 1) FROM consumer_parked k JOIN outbox o ON o.id = k.event_id");
+    cr_expect_str_eq(s, "lead.assigned 3 3");
+    free(s);
+    cr_expect(lf_h_wait_sql(h, s_stuck_timed, "1,2,4,5", 20000),
+              "the events beside it are applied once");
+    cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM consumer_attempts", "0", 20000),
+              "no count is left once the events are done");
+    char log[600];
+    snprintf(log, sizeof log, "%s/scheduler.0.log", lf_h_dir(h));
+    cr_expect_geq(
+        lf_h_file_count(log, 0, "started after an unclean exit consumer=scheduler"), 1);
+    cr_expect_eq(lf_h_file_count(log, 0, "event parked consumer=scheduler "), 1);
+    /* The stuck session ends; a replay gives lead 3 its timer, once. */
+    lf_db_rollback(stuck);
+    lf_db_destroy(&stuck);
+    free(lf_h_sql(h,
+                  "UPDATE consumer_parked SET replay_requested_at = now() RETURNING 1"));
+    cr_expect(lf_h_wait_sql(h, s_stuck_timed, "1,2,3,4,5", 20000),
+              "lead 3 is timed on replay");
+    lf_h_stop(h, LF_H_SCHEDULER, 0, 0);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_instances"), 0,
+                 "a clean exit leaves no instance behind");
+    lf_h_destroy(&h);
+}
+
+/* A batch that fails as a whole - a lead held by a stuck session makes the lead locks
+ * taken before any event time out (statement_timeout, 15 s) - is not tried again as a
+ * whole for ever: its events count a try and go one at a time, the others are applied,
+ * and the one that waits for the stuck lead is parked after its tries (2 here), with
+ * the statement timeout's SQLSTATE. The old consumer rolled the batch back at every
+ * try, without a bound: no lead of the batch was ever timed. */
+Test(scheduler, a_batch_blocked_by_a_stuck_lead_falls_back_to_one_event_at_a_time,
+     .timeout = 150) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_env(h, "LEADFLOW_CONSUMER_ATTEMPTS", "2");
+    lf_h_env(h, "LEADFLOW_CONSUMER_BACKOFF_MS", "200");
+    lf_db_t *stuck = s_stuck_lead(h);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM consumer_parked", "1", 60000),
+              "lead 3's event is not parked");
+    char *s = lf_h_sql(h, "SELECT k.type || ' ' || attempts || ' ' || sqlstate || ' ' ||"
+                          " right(o.lead_id::text, 1) FROM consumer_parked k"
+                          " JOIN outbox o ON o.id = k.event_id");
+    cr_expect_str_eq(s, "lead.assigned 2 57014 3");
+    free(s);
+    cr_expect(lf_h_wait_sql(h, s_stuck_timed, "1,2,4,5", 20000),
+              "the events beside it are applied once");
+    char log[600];
+    snprintf(log, sizeof log, "%s/scheduler.0.log", lf_h_dir(h));
+    cr_expect_eq(lf_h_file_count(log, 0,
+                                 "tried again one event at a time consumer="
+                                 "scheduler events=5"),
+                 1);
+    lf_db_rollback(stuck);
+    lf_db_destroy(&stuck);
     lf_h_destroy(&h);
 }
 

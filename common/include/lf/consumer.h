@@ -62,11 +62,14 @@ typedef int (*lf_event_fn)(lf_consumer_t *c, lf_db_t *db, const json_t *env, voi
  * Caller owns the result. */
 lf_consumer_t *lf_consumer_new(lf_db_t *db, const char *name, const char *const *types,
                                lf_event_fn fn, void *arg);
+/* A clean exit: deletes this instance's consumer_instances row (when its connection
+ * is up and no transaction is open), so the next start counts no try as cut short. */
 void lf_consumer_destroy(lf_consumer_t **self_p);
 /* Processes a batch of envelopes (borrowed) in one transaction, in seq order; events
- * already acknowledged, parked or below the cursor are skipped. Returns the number
- * of events newly applied, or -1 when the transaction failed (nothing applied; the
- * sweep will bring them back). */
+ * already acknowledged, parked or below the cursor are skipped. Events with a counted
+ * failed try (lf_consumer_set_retry) are not in that transaction: each goes alone, in
+ * one of its own, after it. Returns the number of events newly applied, or -1 when a
+ * transaction failed and nothing was applied (the sweep will bring them back). */
 int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n);
 /* Reads up to `limit` unprocessed events of this consumer's types from the outbox
  * and handles them. Returns the number applied, or -1. */
@@ -129,11 +132,18 @@ const char *lf_consumer_name(const lf_consumer_t *self);
 /* Bounded retries (docs/reliability.md section 2). A handler whose statement lost a
  * race (see lf_event_fn) has its event tried again at once, then after backoff_ms,
  * twice that, and so on (a minute at most), while the other events go on; after
- * max_attempts failed tries - or at once for any other failure - the event is parked:
- * a failed ack (no path applies it again) and a row of consumer_parked, which an
+ * max_attempts tries - or at once for any other failure - the event is parked: a
+ * failed ack (no path applies it again) and a row of consumer_parked, which an
  * operator reads and replays (docs/operations.md, "Parked events"), logged once
- * without personal data. Defaults: LF_CONSUMER_ATTEMPTS tries, LF_CONSUMER_BACKOFF_MS;
- * the loop of lf/loop.h sets them from LEADFLOW_CONSUMER_ATTEMPTS and
+ * without personal data. A batch that fails as a whole (its on_begin or before_commit
+ * hook, its commit; not the server going away) counts a try of each of its events.
+ * The tries are counted in consumer_attempts, so they survive a restart: an event
+ * with a counted try is tried alone, its try counted before it begins, so one that
+ * kills the process at every try is parked all the same; after an unclean exit (an
+ * instance that died without lf_consumer_destroy) the events that may have been in
+ * flight count the try that was cut short. A batch that applies its events writes
+ * nothing there. Defaults: LF_CONSUMER_ATTEMPTS tries, LF_CONSUMER_BACKOFF_MS; the
+ * loop of lf/loop.h sets them from LEADFLOW_CONSUMER_ATTEMPTS and
  * LEADFLOW_CONSUMER_BACKOFF_MS. */
 #define LF_CONSUMER_ATTEMPTS 5
 #define LF_CONSUMER_BACKOFF_MS 1000
