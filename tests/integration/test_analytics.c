@@ -289,7 +289,10 @@ Test(analytics, a_poison_event_in_a_batch_is_set_aside_and_the_rest_folded,
     cr_expect_eq(lf_consumer_handle(c, envs, 8), 7, "all but the poison event applied");
     cr_expect_eq(r.batches, 0, "the batch statement failed; event by event took over");
     char *err = lf_h_sql(h, "SELECT error FROM consumer_acks WHERE error IS NOT NULL");
-    cr_expect(strstr(err, "yesterday-ish") != NULL, "the ack says why: %s", err);
+    /* why, without the value it choked on (event data: docs/operations.md) */
+    cr_expect(strstr(err, "timestamp with time zone: \"***\"") &&
+                  !strstr(err, "yesterday"),
+              "the ack says why: %s", err);
     free(err);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks WHERE consumer ="
                                   " 'analytics'"),
@@ -583,7 +586,9 @@ Test(analytics, the_one_statement_sweep_folds_each_event_once, .timeout = 60) {
     cr_expect_eq(lf_sweep_run(&sw, 3), 0, "nothing left");
     cr_expect_eq(lf_consumer_handle(c, envs, 12), 0, "a redelivery adds nothing");
     char *err = lf_h_sql(h, "SELECT error FROM consumer_acks WHERE error IS NOT NULL");
-    cr_expect(err && strstr(err, "yesterday-ish") != NULL, "the ack says why: %s", err);
+    cr_expect(err && strstr(err, "timestamp with time zone: \"***\"") &&
+                  !strstr(err, "yesterday"),
+              "the ack says why, without the value: %s", err);
     free(err);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks"), 13);
     cr_expect_eq(lf_h_sql_long(h, "SELECT sum(leads) FROM rollup_leads_daily"), 11);

@@ -558,12 +558,16 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
     lf_h_destroy(&h);
 }
 
-/* Five assigned leads of grade C (ids ...3c-...1 to 5) with their lead.assigned events
- * in the outbox, and a session of the test's own that holds lead 3 (FOR UPDATE) and
- * never lets go: every scheduler batch holding lead 3's event waits for it in its
- * on_begin hook (the leads of a batch are locked before any event is applied). Returns
- * that session (the caller rolls it back and destroys it). */
-static lf_db_t *s_stuck_lead(lf_h_t *h) {
+/* A test whose scheduler may try an event `attempts` times: five assigned leads of
+ * grade C (ids ...3c-...1 to 5) with their lead.assigned events in the outbox, and a
+ * session of the test's own (*stuck: the caller rolls it back and destroys it) that
+ * holds lead 3 (FOR UPDATE) and never lets go: every scheduler batch holding lead 3's
+ * event waits for it in its on_begin hook (the leads of a batch are locked before any
+ * event is applied). */
+static lf_h_t *s_stuck_lead(const char *attempts, lf_db_t **stuck_p) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_env(h, "LEADFLOW_CONSUMER_ATTEMPTS", attempts);
+    lf_h_env(h, "LEADFLOW_CONSUMER_BACKOFF_MS", "200");
     lf_h_config(h, "sla.json",
                 "{\"first_contact_seconds\":{\"C\":3600},"
                 "\"escalate_after_seconds\":{\"C\":7200}}");
@@ -588,12 +592,28 @@ static lf_db_t *s_stuck_lead(lf_h_t *h) {
                                0, NULL);
     cr_assert(res && PQntuples(res) == 1, "%s", stuck->errstr);
     PQclear(res);
-    return stuck;
+    *stuck_p = stuck;
+    return h;
 }
 
 static const char *const s_stuck_timed =
     "SELECT string_agg(right(lead_id::text, 1), ',' ORDER BY lead_id) FROM timers"
     " WHERE kind = 'sla_first_contact' AND lead_id::text LIKE '0000003c-%'";
+
+/* Waits up to wait_ms for one event to be parked, expects it to be `expect` ("type
+ * attempts sqlstate lead", the lead by its last digit, "-" for no SQLSTATE), and the
+ * four other leads to be timed once. */
+static void s_expect_parked(lf_h_t *h, int wait_ms, const char *expect) {
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM consumer_parked", "1", wait_ms),
+              "lead 3's event is not parked");
+    char *s = lf_h_sql(h, "SELECT k.type || ' ' || attempts || ' ' || coalesce(sqlstate,"
+                          " '-') || ' ' || right(o.lead_id::text, 1) FROM consumer_parked"
+                          " k JOIN outbox o ON o.id = k.event_id");
+    cr_expect_str_eq(s, expect);
+    free(s);
+    cr_expect(lf_h_wait_sql(h, s_stuck_timed, "1,2,4,5", 20000),
+              "the events beside it are applied once");
+}
 
 /* Kills the scheduler (kill -9) while its consumer's backend waits for the stuck
  * lead, and ends that backend too: a process that crashes in its own code leaves a
@@ -627,10 +647,8 @@ static void s_kill_while_waiting(lf_h_t *h) {
  * lead 3's batch was tried for ever. */
 Test(scheduler, an_event_that_kills_the_scheduler_at_every_try_is_parked_across_restarts,
      .timeout = 150) {
-    lf_h_t *h = lf_h_new(0, 1);
-    lf_h_env(h, "LEADFLOW_CONSUMER_ATTEMPTS", "3");
-    lf_h_env(h, "LEADFLOW_CONSUMER_BACKOFF_MS", "200");
-    lf_db_t *stuck = s_stuck_lead(h);
+    lf_db_t *stuck;
+    lf_h_t *h = s_stuck_lead("3", &stuck);
     for (int kill = 1; kill <= 3; kill++) {
         lf_h_start(h, LF_H_SCHEDULER, 0);
         s_kill_while_waiting(h);
@@ -638,15 +656,7 @@ Test(scheduler, an_event_that_kills_the_scheduler_at_every_try_is_parked_across_
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_parked"), 0,
                  "nothing parked while tries are left");
     lf_h_start(h, LF_H_SCHEDULER, 0);
-    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM consumer_parked", "1", 20000),
-              "lead 3's event is not parked after 3 tries");
-    char *s =
-        lf_h_sql(h, "SELECT k.type || ' ' || attempts || ' ' || right(o.lead_id::text,"
-                    " 1) FROM consumer_parked k JOIN outbox o ON o.id = k.event_id");
-    cr_expect_str_eq(s, "lead.assigned 3 3");
-    free(s);
-    cr_expect(lf_h_wait_sql(h, s_stuck_timed, "1,2,4,5", 20000),
-              "the events beside it are applied once");
+    s_expect_parked(h, 20000, "lead.assigned 3 - 3");
     cr_expect(lf_h_wait_sql(h, "SELECT count(*) FROM consumer_attempts", "0", 20000),
               "no count is left once the events are done");
     char log[600];
@@ -675,20 +685,10 @@ Test(scheduler, an_event_that_kills_the_scheduler_at_every_try_is_parked_across_
  * try, without a bound: no lead of the batch was ever timed. */
 Test(scheduler, a_batch_blocked_by_a_stuck_lead_falls_back_to_one_event_at_a_time,
      .timeout = 150) {
-    lf_h_t *h = lf_h_new(0, 1);
-    lf_h_env(h, "LEADFLOW_CONSUMER_ATTEMPTS", "2");
-    lf_h_env(h, "LEADFLOW_CONSUMER_BACKOFF_MS", "200");
-    lf_db_t *stuck = s_stuck_lead(h);
+    lf_db_t *stuck;
+    lf_h_t *h = s_stuck_lead("2", &stuck);
     lf_h_start(h, LF_H_SCHEDULER, 0);
-    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM consumer_parked", "1", 60000),
-              "lead 3's event is not parked");
-    char *s = lf_h_sql(h, "SELECT k.type || ' ' || attempts || ' ' || sqlstate || ' ' ||"
-                          " right(o.lead_id::text, 1) FROM consumer_parked k"
-                          " JOIN outbox o ON o.id = k.event_id");
-    cr_expect_str_eq(s, "lead.assigned 2 57014 3");
-    free(s);
-    cr_expect(lf_h_wait_sql(h, s_stuck_timed, "1,2,4,5", 20000),
-              "the events beside it are applied once");
+    s_expect_parked(h, 60000, "lead.assigned 2 57014 3");
     char log[600];
     snprintf(log, sizeof log, "%s/scheduler.0.log", lf_h_dir(h));
     cr_expect_eq(lf_h_file_count(log, 0,

@@ -41,11 +41,25 @@ Test(log, levels_parse) {
     cr_expect_eq(lf_log_parse_level("loud"), -1);
 }
 
+/* A free text and what a masking function leaves of it. */
+typedef struct {
+    const char *in, *out;
+} s_case_t;
+
+/* Runs fn (in place) on each case's text and compares. */
+static void s_cases(char *(*fn)(char *), const s_case_t *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        fn(buf);
+        cr_expect_str_eq(buf, cases[i].out, "case %zu: %s", i, cases[i].in);
+    }
+    cr_expect_null(fn(NULL));
+}
+
 /* A table of free texts (PostgreSQL errors, log lines) and what the scrub leaves. */
 Test(log, scrub_masks_phones_emails_and_keys_in_free_text) {
-    static const struct {
-        const char *in, *out;
-    } cases[] = {
+    static const s_case_t cases[] = {
         {"duplicate key value: (phone)=(+8613800138000)",
          "duplicate key value: (phone)=(+86138****8000)"},
         {"invalid input syntax for type bigint: \"13900139000\"",
@@ -65,21 +79,13 @@ Test(log, scrub_masks_phones_emails_and_keys_in_free_text) {
         {"order abc1234567 x", "order abc1234567 x"},
         {"", ""},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", cases[i].in);
-        lf_log_scrub(buf);
-        cr_expect_str_eq(buf, cases[i].out, "case %zu: %s", i, cases[i].in);
-    }
-    cr_expect_null(lf_log_scrub(NULL));
+    s_cases(lf_log_scrub, cases, sizeof cases / sizeof cases[0]);
 }
 
 /* The values a PostgreSQL error quotes are masked whole, the names of the objects it
  * quotes are not. */
 Test(log, mask_values_hides_what_an_error_quotes_and_keeps_object_names) {
-    static const struct {
-        const char *in, *out;
-    } cases[] = {
+    static const s_case_t cases[] = {
         {"query: ERROR:  invalid input syntax for type integer: \"Wang Fang "
          "13800138000 wang.fang@example.com\" [22P02]",
          "query: ERROR:  invalid input syntax for type integer: \"***\" [22P02]"},
@@ -97,11 +103,5 @@ Test(log, mask_values_hides_what_an_error_quotes_and_keeps_object_names) {
         {"no quotes at all", "no quotes at all"},
         {"", ""},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", cases[i].in);
-        lf_log_mask_values(buf);
-        cr_expect_str_eq(buf, cases[i].out, "case %zu: %s", i, cases[i].in);
-    }
-    cr_expect_null(lf_log_mask_values(NULL));
+    s_cases(lf_log_mask_values, cases, sizeof cases / sizeof cases[0]);
 }
