@@ -27,12 +27,14 @@ BASE=postgresql://leadflow@127.0.0.1:$PG
 psql -qX "$BASE/leadflow" -c "CREATE DATABASE lf_old" -c "CREATE DATABASE lf_new" >/dev/null
 # The old schema: this checkout's, with lead_search and its triggers replaced by the
 # index 0027 made (db/migrations/0027_list_indexes.sql).
-OLD_SQL="DROP TRIGGER leads_search_inserted ON leads; DROP TRIGGER leads_search_edited ON leads;
+# LF_BENCH_OLD_SQL replaces that SQL, to compare another change of the row's indexes
+# (e.g. 0046: the old leads_phone/leads_email back instead of the partial ones).
+OLD_SQL=${LF_BENCH_OLD_SQL:-"DROP TRIGGER leads_search_inserted ON leads; DROP TRIGGER leads_search_edited ON leads;
 DROP TRIGGER leads_search_deleted ON leads; DROP TRIGGER leads_search_truncated ON leads;
 DROP TABLE lead_search;
 CREATE INDEX leads_search ON leads USING gin
     (lower(coalesce(name, '') || ' ' || coalesce(company, '') || ' ' ||
-           coalesce(email, '') || ' ' || coalesce(phone, '')) gin_trgm_ops);"
+           coalesce(email, '') || ' ' || coalesce(phone, '')) gin_trgm_ops);"}
 for db in lf_old lf_new; do
     LEADFLOW_DATABASE_URL=$BASE/$db build/bin/leadflow-migrate >/dev/null 2>&1
     [ "$db" = lf_old ] && psql -qX -v ON_ERROR_STOP=1 "$BASE/$db" -c "$OLD_SQL" >/dev/null
@@ -61,10 +63,11 @@ ROLLBACK;
 SQL
 }
 # intake_sql DB: on the new schema the search rows are written in the same statement, as
-# lf_intake_commit does (its leads, marked intake_open, are skipped by the trigger).
+# lf_intake_commit does (its leads, marked intake_open, are skipped by the trigger); on
+# the old one too when LF_BENCH_OLD_SQL keeps lead_search.
 intake_sql() {
     local head="" tail=""
-    if [ "$1" = lf_new ]; then
+    if [ "$1" = lf_new ] || [ -n "${LF_BENCH_OLD_SQL:-}" ]; then
         head="WITH ins AS ("
         tail=" RETURNING id, name, company, email, phone)
 INSERT INTO lead_search (lead_id, doc)

@@ -78,6 +78,32 @@ stmts() {
         round(wal_records::numeric / calls), left(regexp_replace(query, '\s+', ' ', 'g'), 140) FROM pg_stat_statements
         ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-15}" | tr '|' ' ' >&2
 }
+# What PostgreSQL did besides the statements, per phase, to explain a run whose backends
+# spent more CPU per lead than the others: WAL records and full-page images (the first
+# change of a page after a checkpoint logs the whole page), checkpoints, autovacuum and
+# autoanalyze runs of the busy tables (a vacuum of lead_search empties its GIN pending
+# list, which an insert that finds the list full must otherwise empty itself). pgs_snap
+# prints one line of counters, pgs_diff BEFORE AFTER N the differences.
+pgs_snap() {
+    lf_bench_q "SELECT w.wal_records, w.wal_fpi, w.wal_bytes,
+        b.checkpoints_timed + b.checkpoints_req,
+        (SELECT string_agg(relname || ':' || autovacuum_count || ':' || autoanalyze_count, ' '
+                           ORDER BY relname) FROM pg_stat_user_tables
+          WHERE relname IN ('leads', 'lead_search', 'lead_events', 'outbox'))
+        FROM pg_stat_wal w, pg_stat_bgwriter b" | tr '|' ' '
+}
+pgs_diff() {
+    awk -v n="$3" 'NR == 1 { for (i = 1; i <= NF; i++) a[i] = $i; next }
+        { printf "WAL records %.1f, full-page images %.2f, WAL bytes %.0f per lead; checkpoints %d; autovacuum:autoanalyze",
+                 ($1 - a[1]) / n, ($2 - a[2]) / n, ($3 - a[3]) / n, $4 - a[4]
+          for (i = 5; i <= NF; i++) { split(a[i], x, ":"); split($i, y, ":")
+              printf " %s +%d:+%d", y[1], y[2] - x[2], y[3] - x[3] } }' <(echo "$1") <(echo "$2")
+}
+# intake's group commits so far (its /metrics): the leads per batch of a phase, which
+# decide much of its backends' CPU per lead (a call has a fixed cost of about 1 ms).
+intake_batches() {
+    curl -fs "http://127.0.0.1:$HTTP/metrics" | awk '$1 == "leadflow_intake_commit_batches_total" {print $2}'
+}
 rps() { wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "$1" >"$2"; awk '/Requests\/sec/ {print int($2)}' "$2"; }
 ref=(); got=(); drain=(); cpu=()
 for i in $(seq 1 "$RUNS"); do
@@ -87,6 +113,7 @@ for i in $(seq 1 "$RUNS"); do
     since=$(lf_bench_q "SELECT now()")
     stmts_reset
     lf_bench_cpu_snap "$W/cpu0.$i"
+    pgs0=$(pgs_snap); batches0=$(intake_batches)
     perfp=
     if [ -n "${LF_BENCH_PERF:-}" ] && [ "$i" -eq 1 ]; then
         bp=$(lf_bench_q "SELECT min(pid) FROM pg_stat_activity WHERE application_name = 'leadflow-router'")
@@ -109,6 +136,9 @@ for i in $(seq 1 "$RUNS"); do
     split=$(lf_bench_cpu_report "$W/cpu0.$i" "$W/cpu1.$i" $((after - before)))
     cpu+=("$(sed -n 's/.*stack total \([0-9]*\),.*/\1/p' <<<"$split")")
     echo "run $i cpu, wrk phase and the catch-up ($cleft not assigned at its end): $split" >&2
+    echo "run $i PostgreSQL, same phase: $(pgs_diff "$pgs0" "$(pgs_snap)" $((after - before)));" \
+        "intake's commit batches $(awk -v b="$(($(intake_batches) - batches0))" -v n=$((after - before)) \
+            'BEGIN {printf "%d, %.1f leads per batch", b, b ? n / b : 0}')" >&2
     stmts "run $i, wrk phase and the catch-up"
     # 4. the router drains LEADS leads stored while it was stopped
     lf_bench_stop router
@@ -134,7 +164,7 @@ for i in $(seq 1 "$RUNS"); do
     drain+=("$(awk -v n=$((stored - dleft)) -v a="$d0" -v b="$d1" 'BEGIN {print int(n / (b - a))}')")
     for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
     echo "run $i (load avg before: $load0, after: $(lf_bench_load)): reference ${ref[-1]} req/s;" \
-        "intake ${got[-1]} leads committed/s ($((after - before)) leads, non-2xx $non2xx);" \
+        "intake ${got[-1]} leads committed/s ($((after - before)) leads of $(awk '/requests in/ {print $1}' "$W/wrk.$i") requests, non-2xx $non2xx);" \
         "router backlog after the intake phase $cbacklog, $cleft left after" \
         "$(awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.1f", b - a}') s;" \
         "drain: $stored leads stored with the router stopped, $dleft unassigned at the end," \

@@ -105,35 +105,80 @@ static int s_cmp_idx(const void *a, const void *b) {
     return strcmp(((const s_idx_t *)a)->id, ((const s_idx_t *)b)->id);
 }
 
+/* Appends a string literal. */
+#define S_LIT(t, lit) s_text_put((lit), sizeof(lit) - 1, (t))
+
+/* A JSON string of text PostgreSQL returned (ids, the event type, the time): quoted,
+ * with what JSON must escape escaped (none of these values has any). */
+static void s_text_str(s_text_t *t, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    s_text_put("\"", 1, t);
+    for (const char *p = s;; p++) {
+        const char *run = p;
+        while (*p && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+            p++;
+        s_text_put(run, (size_t)(p - run), t);
+        if (!*p)
+            break;
+        if (*p == '"' || *p == '\\') {
+            char two[2] = {'\\', *p};
+            s_text_put(two, sizeof two, t);
+        } else {
+            char esc[6] = {'\\',        'u', '0', '0', hex[(unsigned char)*p >> 4],
+                           hex[*p & 15]};
+            s_text_put(esc, sizeof esc, t);
+        }
+    }
+    s_text_put("\"", 1, t);
+}
+
 /* Publishes the event of result row i: the envelope lf_envelope() makes of its outbox
  * row (common/event.h), built here from the outbox id, event id and time PostgreSQL
  * returned and the payload the function wrote, which it derives from the job's row:
- * lead.created {channel}; lead.merged {kind, channel, source} without nulls. */
+ * lead.created {channel}; lead.merged {kind, channel, source} without nulls. Written
+ * as text, keys in json_pack's order of before; the row's strings (channel, source)
+ * are dumped by jansson, so they are escaped as every other JSON of intake (building a
+ * jansson object per event and dumping it was 5% of intake's CPU: docs/benchmarks.md). */
 static void s_publish(lf_committer_t *self, s_text_t *text, PGresult *res, int i,
                       const json_t *row) {
     const char *type = PQgetvalue(res, i, 3);
-    json_t *payload = json_object();
-    json_t *channel = json_object_get(row, "channel");
+    char head[96];
+    snprintf(head, sizeof head, "{\"v\":%d,\"seq\":%lld,\"event_id\":", LF_EVENT_VERSION,
+             strtoll(PQgetvalue(res, i, 4), NULL, 10));
+    text->len = 0;
+    s_text_put(head, strlen(head), text);
+    s_text_str(text, PQgetvalue(res, i, 5));
+    S_LIT(text, ",\"type\":");
+    s_text_str(text, type);
+    S_LIT(text, ",\"lead_id\":");
+    s_text_str(text, PQgetvalue(res, i, 1));
+    S_LIT(text, ",\"at\":");
+    s_text_str(text, PQgetvalue(res, i, 6));
+    S_LIT(text, ",\"payload\":{");
+    const char *sep = "";
+    int ok = 1;
     if (!strcmp(type, "lead.merged")) {
         const char *kind = json_string_value(json_object_get(row, "kind"));
-        json_object_set_new(
-            payload, "kind",
-            json_string(kind && !strcmp(kind, "call") ? "call" : "inquiry"));
+        if (kind && !strcmp(kind, "call"))
+            S_LIT(text, "\"kind\":\"call\"");
+        else
+            S_LIT(text, "\"kind\":\"inquiry\"");
+        sep = ",";
         json_t *source = json_object_get(row, "source");
-        if (json_is_string(source))
-            json_object_set(payload, "source", source);
+        if (json_is_string(source)) {
+            S_LIT(text, ",\"source\":");
+            ok = ok && json_dump_callback(source, s_text_put, text, JSON_ENCODE_ANY) == 0;
+        }
     }
-    if (json_is_string(channel))
-        json_object_set(payload, "channel", channel);
-    json_t *env =
-        json_pack("{s:i, s:I, s:s, s:s, s:s, s:s, s:o}", "v", LF_EVENT_VERSION, "seq",
-                  (json_int_t)strtoll(PQgetvalue(res, i, 4), NULL, 10), "event_id",
-                  PQgetvalue(res, i, 5), "type", type, "lead_id", PQgetvalue(res, i, 1),
-                  "at", PQgetvalue(res, i, 6), "payload", payload);
-    text->len = 0;
-    if (env && json_dump_callback(env, s_text_put, text, JSON_COMPACT) == 0 && text->len)
+    json_t *channel = json_object_get(row, "channel");
+    if (json_is_string(channel)) {
+        s_text_put(sep, strlen(sep), text);
+        S_LIT(text, "\"channel\":");
+        ok = ok && json_dump_callback(channel, s_text_put, text, JSON_ENCODE_ANY) == 0;
+    }
+    S_LIT(text, "}}");
+    if (ok)
         self->publish(self->publish_arg, type, text->buf, text->len);
-    json_decref(env);
 }
 
 /* Stores one batch. Every job gets its result, whatever happens. */

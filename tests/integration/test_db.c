@@ -103,3 +103,87 @@ Test(db, intake_commit_keeps_one_generic_plan, .timeout = 60) {
     free(cfg);
     lf_h_destroy(&h);
 }
+
+static void s_collect_notice(void *arg, const char *msg) {
+    char **buf = arg;
+    size_t old = *buf ? strlen(*buf) : 0, add = strlen(msg);
+    char *grown = realloc(*buf, old + add + 1);
+    cr_assert(grown);
+    memcpy(grown + old, msg, add + 1);
+    *buf = grown;
+}
+
+/* One intake batch of one lead (phone and e-mail) through lf_intake_commit; returns the
+ * status of its row. */
+static char *s_intake_one(PGconn *c, const char *id, const char *phone,
+                          const char *email) {
+    const char *p[] = {id, phone, email};
+    PGresult *r = PQexecParams(
+        c,
+        "SELECT out_status FROM lf_intake_commit(ARRAY[$1::uuid], ARRAY['lead'],"
+        " ARRAY['api'], NULL, NULL, NULL, ARRAY[$3::text], ARRAY[$2::text], NULL, NULL,"
+        " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+        " NULL, NULL, NULL)",
+        3, NULL, p, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    cr_assert_eq(PQntuples(r), 1);
+    char *status = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return status;
+}
+
+/* A lead's phone and e-mail are indexed once (0046): leads marked intake_open in the
+ * unique indexes of 0043, every other lead in leads_phone_unmarked/_email_unmarked, and
+ * intake's repeat-inquiry lookup probes both halves by index (its plans, from
+ * auto_explain, name the four indexes and scan no table). Before 0046 a lead intake made
+ * had its phone and e-mail in leads_phone/leads_email too: two index entries more per
+ * insert and per routed lead (docs/benchmarks.md, "The cost of a lead row"). */
+Test(db, phone_and_email_are_indexed_once_and_intake_probes_both_halves, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    char *idx = lf_h_sql(h, "SELECT string_agg(indexname, ' ' ORDER BY indexname)"
+                            " FROM pg_indexes WHERE tablename = 'leads'"
+                            " AND indexdef ~ '\\((phone|email)\\)'");
+    cr_assert(idx);
+    cr_expect_str_eq(
+        idx, "leads_email_unmarked leads_intake_open_email leads_intake_open_phone"
+             " leads_phone_unmarked");
+    free(idx);
+    PGconn *c = PQconnectdb(lf_h_db_url(h));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    char *plans = calloc(1, 1);
+    PQsetNoticeProcessor(c, s_collect_notice, &plans);
+    PGresult *r = PQexec(c, "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+                            " SET auto_explain.log_nested_statements = on;"
+                            " SET auto_explain.log_level = notice;"
+                            " SET client_min_messages = notice");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    char *st = s_intake_one(c, "0190aaaa-0000-7000-8000-000000000001", "+8613800138000",
+                            "wf@example.com");
+    cr_expect_str_eq(st, "created");
+    free(st);
+    /* The same phone again: merged into the marked lead. */
+    st = s_intake_one(c, "0190aaaa-0000-7000-8000-000000000002", "+8613800138000",
+                      "other@example.com");
+    cr_expect_str_eq(st, "merged");
+    free(st);
+    /* Won, then reopened: no longer marked, found through the other half. */
+    free(lf_h_sql(h, "UPDATE leads SET stage = 'won' WHERE phone = '+8613800138000'"));
+    free(lf_h_sql(h, "UPDATE leads SET stage = 'new' WHERE phone = '+8613800138000'"));
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE intake_open"), 0);
+    st = s_intake_one(c, "0190aaaa-0000-7000-8000-000000000003", "+8613900139000",
+                      "wf@example.com");
+    cr_expect_str_eq(st, "merged", "the reopened lead is found by its e-mail");
+    free(st);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), 1);
+    for (const char *const *ix =
+             (const char *const[]){"leads_phone_unmarked", "leads_email_unmarked",
+                                   "leads_intake_open_phone", "leads_intake_open_email",
+                                   NULL};
+         *ix; ix++)
+        cr_expect(strstr(plans, *ix), "no probe of %s in:\n%s", *ix, plans);
+    cr_expect(!strstr(plans, "Seq Scan on leads"), "a scan of leads:\n%s", plans);
+    free(plans);
+    PQfinish(c);
+    lf_h_destroy(&h);
+}

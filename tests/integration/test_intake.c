@@ -330,8 +330,11 @@ Test(intake, published_envelopes_equal_lf_envelope_of_their_outbox_row, .timeout
                "{\"name\":\"孙八\",\"phone\":\"13633334444\",\"source\":\"官网\"}", &o),
         201);
     json_decref(o);
+    /* A source with what JSON escapes: the envelope is written as text (commit.c). */
     cr_assert_eq(s_post(h, "/v1/leads", "application/json",
-                        "{\"phone\":\"13633334444\",\"need\":\"again\"}", &o),
+                        "{\"phone\":\"13633334444\",\"need\":\"again\","
+                        "\"source\":\"展会 \\\"A\\\\B\\\"\\t\"}",
+                        &o),
                  200);
     json_decref(o);
     cr_assert_eq(s_post(h, "/v1/calls", "application/x-www-form-urlencoded",
