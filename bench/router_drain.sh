@@ -19,6 +19,12 @@
 # LF_BENCH_ROUTER_WRAP='valgrind --tool=callgrind --callgrind-out-file=FILE' runs the router
 # under that command (instruction counts of the router's own work, which the load of the
 # machine does not change; the wall-clock figure then means nothing);
+# Per run it also prints what the drain wrote (counts the load of the machine does not
+# change): WAL bytes, records and full-page images per lead (pg_current_wal_lsn and
+# pg_stat_wal before and after; nothing else writes meanwhile unless LF_BENCH_STACK=1), and
+# the updates of `leads` with how many were HOT (pg_stat_user_tables, as of the end of the
+# drain's transactions: the statistics are flushed within a second, so they are read after
+# the router stops).
 # LF_BENCH_KEEP=1 leaves PostgreSQL running with the data afterwards (stop it yourself).
 # Every lead comes from 127.0.0.1: the per-address limit is raised as for the other
 # benchmarks (LEADFLOW_RATE_PER_ADDR <- LF_BENCH_RATE_PER_ADDR, bench/lib.sh), else intake
@@ -99,6 +105,9 @@ for i in $(seq 1 "$RUNS"); do
     # Polled cheaply (a primary-key range of the outbox: the run's lead.assigned events)
     # so the poll takes no CPU from what it measures; checked exactly at the end.
     mark=$(q "SELECT coalesce(max(id), 0) FROM outbox")
+    sleep 1 # intake's backends flush their WAL and table statistics within a second
+    IFS='|' read -r wal0 walr0 walf0 < <(q "SELECT pg_current_wal_lsn(), wal_records, wal_fpi FROM pg_stat_wal")
+    IFS='|' read -r upd0 hot0 < <(q "SELECT pg_stat_get_tuples_updated('leads'::regclass), pg_stat_get_tuples_hot_updated('leads'::regclass)")
     unassigned=$(q "SELECT count(*) FROM leads WHERE assigned_at IS NULL")
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086 # the wrapper is a command line
@@ -132,14 +141,20 @@ for i in $(seq 1 "$RUNS"); do
     [ -n "$perfp" ] && { kill -INT "$perfp"; wait "$perfp" 2>/dev/null || true; }
     [ -n "$perfr" ] && { kill -INT "$perfr"; wait "$perfr" 2>/dev/null || true; }
     kill -TERM "$rp"; wait "$rp" 2>/dev/null || true
+    IFS='|' read -r walb walr walf < <(q "SELECT pg_current_wal_lsn() - '$wal0'::pg_lsn, wal_records - $walr0, wal_fpi - $walf0 FROM pg_stat_wal")
+    sleep 1 # the backends' table statistics reach the collector within a second
+    IFS='|' read -r updn hotn < <(q "SELECT pg_stat_get_tuples_updated('leads'::regclass) - $upd0, pg_stat_get_tuples_hot_updated('leads'::regclass) - $hot0")
     rate=$(awk -v n="$stored" -v a="$t0" -v b="$t1" 'BEGIN {print int(n / (b - a))}')
     got+=("$rate")
     echo "run $i (load avg before: $load): $stored leads stored, unassigned at the end $left, router $rate leads/s" >&2
     awk -v n="$stored" -v r="$cpu_r" -v b="$cpu_b" 'BEGIN {printf "run '"$i"' cpu: router %.2f s, its PostgreSQL backend %.2f s: %d leads per CPU-second\n", r, b, (r + b > 0) ? n / (r + b) : 0}' >&2
+    awk -v n="$stored" -v b="$walb" -v r="$walr" -v f="$walf" -v u="$updn" -v h="$hotn" 'BEGIN {printf "run '"$i"' wal: %d bytes, %.1f records, %.2f full-page images per lead; leads updated %d times, %d HOT\n", b / n, r / n, f / n, u, h}' >&2
     if [ -n "${LF_BENCH_PROFILE:-}" ] && [ "$i" -eq 1 ]; then
-        echo "pg_stat_statements during the drain (total ms, calls, ms/call, query):" >&2
+        echo "pg_stat_statements during the drain (total ms, calls, ms/call, rows, buffers/call, WAL records/call, query):" >&2
         psql -qtAX "$LEADFLOW_DATABASE_URL" -F ' | ' -c "SELECT round(total_exec_time), calls,
-            round((total_exec_time / calls)::numeric, 3),
+            round((total_exec_time / calls)::numeric, 3), rows,
+            round((shared_blks_hit + shared_blks_read)::numeric / calls),
+            round(wal_records::numeric / calls),
             left(regexp_replace(query, '\s+', ' ', 'g'), 100)
             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT ${LF_BENCH_TOP:-12}" >&2
     fi

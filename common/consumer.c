@@ -952,15 +952,18 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
 }
 
 /* Batch path: a window of the next `limit` events of our types after the cursor (or
- * after sweep_from), then the ones without an ack. The ack test is a subquery per row
- * on purpose: as an anti-join the planner likes to hash every ack of the consumer,
- * which grows with the backlog. The first two columns tell how full the window was
- * and where it ended; there is always one row, with NULL event columns when every
- * event of the window had an ack. */
+ * after sweep_from), then the ones without an ack. The window is lf_outbox_window(), a
+ * walk of the primary key whatever the outbox's statistics say: planned here with the
+ * cursor's values, on a fresh or not yet analyzed outbox, it read and sorted every
+ * event above the cursor at every window (db/functions/11_lf_outbox_window.sql). The
+ * ack test is a subquery per row on purpose: as an anti-join the planner likes to hash
+ * every ack of the consumer, which grows with the backlog. The first two columns tell
+ * how full the window was and where it ended; there is always one row, with NULL event
+ * columns when every event of the window had an ack. */
 #define S_SWEEP_WINDOW(cols)                                                             \
     "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id" cols " "                    \
-    "FROM outbox o WHERE o.id > greatest($5::bigint, $4::bigint) "                       \
-    "AND o.xid >= $6::xid8 AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
+    "FROM lf_outbox_window(greatest($5::bigint, $4::bigint), $6::xid8, $2::text[], "     \
+    "$3::int) o) "
 #define S_SWEEP_REST                                                                     \
     " FROM (SELECT count(*) AS n, max(id) AS m FROM w) s LEFT JOIN (SELECT * FROM w "    \
     "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
@@ -1013,10 +1016,10 @@ static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
 
 /* Reads the cursor (without a lock: the sweep only chooses what to hand to
  * lf_consumer_handle, which checks again under the lock). Its values go into the
- * sweep's statements as parameters, never as subqueries: the planner then knows how
- * few rows lie above the cursor and walks the outbox_xid index, where a subquery made
- * it walk the primary key from the start of the outbox, filtering every event ever
- * written. Returns 0 or -1. */
+ * sweep's statements as parameters, never as subqueries: a subquery made the planner
+ * walk the primary key from the start of the outbox, filtering every event ever
+ * written (the batch path's window is lf_outbox_window(), which walks it from the
+ * cursor). Returns 0 or -1. */
 static int s_read_cursor(lf_consumer_t *self, char xid[24], char id[24]) {
     const char *p[] = {self->name};
     PGresult *res = lf_db_exec_prepared(

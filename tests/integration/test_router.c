@@ -581,6 +581,12 @@ Test(router, a_backlog_is_decided_as_sets_with_the_same_outcome, .timeout = 120)
               N);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignments WHERE cand IS NULL"),
                  0, "every decision took the set path");
+    /* A decision moves updated_at (a CRM syncing by updated_at sees the lead again): set
+     * by the router's own statement, since the timeline's touch trigger leaves the
+     * router's entries alone. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE updated_at <> "
+                                  "assigned_at OR updated_at <= created_at"),
+                 0, "a routed lead's updated_at is not the time of its decision");
     /* Capacity: 12 seats, the rest queued; counts equal a recount. */
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE owner IS NOT NULL"),
                  12);
