@@ -952,24 +952,32 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
 }
 
 /* Batch path: a window of the next `limit` events of our types after the cursor (or
- * after sweep_from), then the ones without an ack. The window is lf_outbox_window(), a
- * walk of the primary key whatever the outbox's statistics say: planned here with the
- * cursor's values, on a fresh or not yet analyzed outbox, it read and sorted every
- * event above the cursor at every window (db/functions/11_lf_outbox_window.sql). The
- * ack test is a subquery per row on purpose: as an anti-join the planner likes to hash
- * every ack of the consumer, which grows with the backlog. The first two columns tell
- * how full the window was and where it ended; there is always one row, with NULL event
- * columns when every event of the window had an ack. */
+ * after sweep_from), then the ones without an ack. The ack test is a subquery per row
+ * on purpose: as an anti-join the planner likes to hash every ack of the consumer,
+ * which grows with the backlog. The first two columns tell how full the window was
+ * and where it ended; there is always one row, with NULL event columns when every
+ * event of the window had an ack.
+ * From the cursor, the window is a statement with the cursor's values in it, so that
+ * the planner can walk outbox_xid when few events lie above the safe xid. Paging on
+ * through a backlog (sweep_from set: the events right after the last window), the
+ * light sweep's window is lf_outbox_window(), a walk of the primary key from there:
+ * planned with the values, on an outbox whose statistics are missing or older than the
+ * backlog, the statement read and sorted every event above the cursor at every window
+ * (db/functions/11_lf_outbox_window.sql). */
 #define S_SWEEP_WINDOW(cols)                                                             \
     "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id" cols " "                    \
-    "FROM lf_outbox_window(greatest($5::bigint, $4::bigint), $6::xid8, $2::text[], "     \
-    "$3::int) o) "
+    "FROM outbox o WHERE o.id > greatest($5::bigint, $4::bigint) "                       \
+    "AND o.xid >= $6::xid8 AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
 #define S_SWEEP_REST                                                                     \
     " FROM (SELECT count(*) AS n, max(id) AS m FROM w) s LEFT JOIN (SELECT * FROM w "    \
     "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
     "IS NULL) x ON true ORDER BY x.id"
 static const char *const s_sweep_light =
     S_SWEEP_WINDOW("") "SELECT s.n, s.m, x.id, x.type, x.lead_id" S_SWEEP_REST;
+static const char *const s_sweep_light_paging =
+    "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id FROM lf_outbox_window("
+    "greatest($5::bigint, $4::bigint), $6::xid8, $2::text[], $3::int) o) "
+    "SELECT s.n, s.m, x.id, x.type, x.lead_id" S_SWEEP_REST;
 static const char *const s_sweep_full = S_SWEEP_WINDOW(
     ", o.event_id, o.at, o.version, o.payload") "SELECT s.n, s.m, "
                                                 "CASE WHEN x.id IS NOT NULL THEN "
@@ -999,7 +1007,10 @@ static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
     for (int skipped = 0;; skipped++) {
         snprintf(from, sizeof from, "%lld", self->sweep_from);
         const char *p[] = {self->name, self->types, lim, from, cur_id, cur_xid};
-        PGresult *res = lf_db_exec(self->db, light ? s_sweep_light : s_sweep_full, 6, p);
+        const char *sql = !light                 ? s_sweep_full
+                          : self->sweep_from > 0 ? s_sweep_light_paging
+                                                 : s_sweep_light;
+        PGresult *res = lf_db_exec(self->db, sql, 6, p);
         if (!res) {
             self->sweep_from = 0;
             return NULL;
@@ -1016,10 +1027,10 @@ static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
 
 /* Reads the cursor (without a lock: the sweep only chooses what to hand to
  * lf_consumer_handle, which checks again under the lock). Its values go into the
- * sweep's statements as parameters, never as subqueries: a subquery made the planner
- * walk the primary key from the start of the outbox, filtering every event ever
- * written (the batch path's window is lf_outbox_window(), which walks it from the
- * cursor). Returns 0 or -1. */
+ * sweep's statements as parameters, never as subqueries: the planner then knows how
+ * few rows lie above the cursor and walks the outbox_xid index, where a subquery made
+ * it walk the primary key from the start of the outbox, filtering every event ever
+ * written. Returns 0 or -1. */
 static int s_read_cursor(lf_consumer_t *self, char xid[24], char id[24]) {
     const char *p[] = {self->name};
     PGresult *res = lf_db_exec_prepared(
