@@ -95,12 +95,11 @@ static void s_cors(lf_intake_t *in, struct MHD_Connection *conn, struct MHD_Resp
  * HTTP threads: its replies are kept, not queued (only an HTTP thread may queue). */
 static __thread lf_req_t *s_deferring;
 
-/* Queues a response (text owned, freed here) with the headers every answer carries. */
-static enum MHD_Result s_send(lf_intake_t *in, struct MHD_Connection *conn,
-                              unsigned status, char *text, const char *type,
-                              int retry_after) {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+/* Queues response r (destroyed here) with the headers every answer carries, and counts
+ * it. */
+static enum MHD_Result s_queue(lf_intake_t *in, struct MHD_Connection *conn,
+                               unsigned status, struct MHD_Response *r, const char *type,
+                               int retry_after) {
     MHD_add_response_header(r, "Content-Type", type);
     if (status == 503 || status == 429) {
         char ra[16];
@@ -117,6 +116,15 @@ static enum MHD_Result s_send(lf_intake_t *in, struct MHD_Connection *conn,
     else
         atomic_fetch_add(&in->responses_5xx, 1);
     return rc;
+}
+
+/* Queues a response of text (owned, freed here). */
+static enum MHD_Result s_send(lf_intake_t *in, struct MHD_Connection *conn,
+                              unsigned status, char *text, const char *type,
+                              int retry_after) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    return s_queue(in, conn, status, r, type, retry_after);
 }
 
 /* Sends the response now, or keeps it for the resume when a worker made it. */
@@ -157,9 +165,14 @@ enum MHD_Result lf_reply_json(lf_intake_t *in, struct MHD_Connection *conn,
     return s_reply(in, conn, status, body, 1);
 }
 
-enum MHD_Result lf_reply_text_json(lf_intake_t *in, struct MHD_Connection *conn,
-                                   unsigned status, char *text) {
-    return s_answer(in, conn, status, text, "application/json; charset=utf-8", 1);
+enum MHD_Result lf_reply_stream_json(lf_intake_t *in, struct MHD_Connection *conn,
+                                     unsigned status, MHD_ContentReaderCallback read,
+                                     void *cls) {
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, read, cls, NULL);
+    if (!r)
+        return MHD_NO;
+    return s_queue(in, conn, status, r, "application/json; charset=utf-8", 1);
 }
 
 enum MHD_Result lf_reply_error_retry(lf_intake_t *in, struct MHD_Connection *conn,

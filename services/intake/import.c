@@ -15,12 +15,13 @@
  * end, so it cannot be read as it arrives: it is buffered whole (LEADFLOW_MAX_IMPORT at
  * most, unpacked within LEADFLOW_XLSX_MAX_UNPACKED) and its rows then take the same path.
  *
- * Memory while a CSV or NDJSON import runs, whatever the size of its body: a 64-byte
- * record per data row (row number, status, lead id) plus the text of a bad row's errors,
- * a 16-byte entry per phone and e-mail (kept at most half full) for the same-person order
- * below, one row being parsed (LF_IMPORT_MAX_ROW_BYTES at most) and a 64 KiB piece, the
- * window's rows in the committer, and at the end the answer's text (about 70 bytes per
- * row). At the default cap of 100,000 rows that is about 25 MiB at most.
+ * Memory while a CSV or NDJSON import runs does not grow with its rows: each data row's
+ * record (row number, status, lead id, the same person's earlier rows) is kept in a
+ * second unlinked file (72 bytes a row, read and written in place), a bad row's errors
+ * in a third; the same-person order below uses a fixed table of 2^20 slots (4 MiB);
+ * then one row being parsed (LF_IMPORT_MAX_ROW_BYTES at most) and a 64 KiB piece, the
+ * window's rows in the committer, and the answer, written piece by piece from the
+ * records as the client reads it (lf_reply_stream_json), never held whole.
  *
  * Each row carries an idempotency key derived from the SHA-256 of the file and its row
  * number (or from the request's Idempotency-Key): importing the same file again returns
@@ -47,22 +48,22 @@
 
 enum { S_REJECTED, S_PENDING, S_CREATED, S_DUPLICATE, S_MERGED, S_UNAVAILABLE };
 
-/* One data row of the file, as the answer will report it. */
+/* One data row of the file, as the answer will report it: a record of the row file,
+ * at index * sizeof (s_row_t). */
 typedef struct {
-    uint32_t line;  /* the row number a spreadsheet shows */
-    uint8_t status; /* S_* */
-    int32_t after;  /* the same person's earlier row (index), or -1 */
-    char *errors;   /* S_REJECTED: the errors array as JSON text (owned) */
-    char id[40];    /* the lead id answered */
+    uint64_t err_off; /* S_REJECTED: its errors (a JSON array) in the error file */
+    uint32_t err_len;
+    uint32_t line;    /* the row number a spreadsheet shows */
+    int32_t after[2]; /* the earlier row with its phone, with its e-mail (index), or -1 */
+    uint8_t status;   /* S_* */
+    char id[40];      /* the lead id answered */
 } s_row_t;
 
-/* A phone or e-mail seen in a good row: the last row (index) that had it. Keys are
- * 64-bit hashes: two values sharing one only makes a row wait for a row it did not
- * need to, never the reverse. */
-typedef struct {
-    uint64_t key; /* 0: empty */
-    int32_t row;
-} s_seen_t;
+/* The same-person table: a slot per hash of a phone or e-mail, holding 1 + the last
+ * row that had a value hashing there (0: none). Two values sharing a slot only make a
+ * row wait for a row it did not need to, never the reverse: each row waits for the
+ * slot's previous row, which waited for the one before it. */
+enum { S_SEEN_BITS = 20 };
 
 typedef struct {
     lf_intake_t *in;             /* borrowed */
@@ -71,12 +72,15 @@ typedef struct {
     EVP_MD_CTX *sha;             /* SHA-256 of the body so far (owned) */
     char dflt[32], forced[32];   /* default and forced channel ("" none) */
     size_t max_rows;             /* 0: no cap */
-    s_row_t *rows;               /* every data row up to the cap (owned) */
-    size_t nrows, rows_cap;      /* used, allocated */
+    int rows_fd;                 /* the row file: a record per data row, or -1 */
+    int errs_fd;                 /* the bad rows' errors, or -1 */
+    uint64_t errs_len;           /* bytes in the error file */
+    int rows_failed;             /* the row or error file could not be made or written */
+    size_t nrows;                /* data rows up to the cap */
     size_t total;                /* data rows in the file, counted past the cap */
     size_t accepted, rejected;   /* good rows spooled, bad rows */
-    s_seen_t *seen;              /* open addressing, seen_cap a power of two */
-    size_t seen_n, seen_cap;     /* used, allocated */
+    size_t unavailable;          /* rows that could not be stored */
+    int32_t *seen;               /* the same-person table (owned), 2^S_SEEN_BITS */
     gzFile spool;                /* good rows: u32 row index, u32 length, JSON text */
     int spool_fd;                /* the spool's file, until the reader owns it; or -1 */
     int spool_failed;            /* the spool could not be made or written */
@@ -92,16 +96,23 @@ typedef struct {
     uint32_t peek_row;
     char *peek_text; /* owned */
     int resumed;     /* the connection was resumed for the answer */
+    /* The answer, as the client reads it (s_answer_read). */
+    int ans_stage;   /* 0 head, 1 rows, 2 done */
+    size_t ans_next; /* the next row to answer */
+    char *ans_buf;   /* owned: text not read yet */
+    size_t ans_len, ans_pos, ans_cap;
 } s_import_t;
 
 static void s_free(void *arg) {
     s_import_t *st = arg;
     lf_import_parser_destroy(&st->parser);
     EVP_MD_CTX_free(st->sha);
-    for (size_t i = 0; i < st->nrows; i++)
-        free(st->rows[i].errors);
-    free(st->rows);
+    if (st->rows_fd >= 0)
+        close(st->rows_fd);
+    if (st->errs_fd >= 0)
+        close(st->errs_fd);
     free(st->seen);
+    free(st->ans_buf);
     if (st->spool)
         gzclose(st->spool);
     if (st->spool_fd >= 0)
@@ -116,17 +127,25 @@ static void s_free(void *arg) {
     free(st);
 }
 
-/* An unlinked temporary file, gone with the request or the process whatever happens,
- * written through zlib (level 1: the rows are repetitive JSON and shrink several times,
- * so that a small tmpfs holds a whole import). Returns 0, or -1 with errno. */
-static int s_spool_open(s_import_t *st) {
+/* An unlinked temporary file in $TMPDIR (else /tmp), gone with the request or the
+ * process whatever happens. Returns its descriptor, or -1 with errno. */
+static int s_tmpfile(void) {
     const char *dir = getenv("TMPDIR");
     char path[512];
     snprintf(path, sizeof path, "%s/leadflow-import.XXXXXX", dir && *dir ? dir : "/tmp");
     int fd = mkstemp(path);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
+/* The spool: a temporary file written through zlib (level 1: the rows are repetitive
+ * JSON and shrink several times, so that a small tmpfs holds a whole import). Returns
+ * 0, or -1 with errno. */
+static int s_spool_open(s_import_t *st) {
+    int fd = s_tmpfile();
     if (fd < 0)
         return -1;
-    unlink(path);
     int w = dup(fd);
     st->spool = w >= 0 ? gzdopen(w, "wb1") : NULL;
     if (!st->spool) {
@@ -157,33 +176,57 @@ static uint64_t s_hash(char kind, const char *v) {
     return h ? h : 1;
 }
 
-/* The slot of key in the table (its own, or the empty one where it goes). */
-static s_seen_t *s_seen_slot(s_seen_t *t, size_t cap, uint64_t key) {
-    size_t i = (size_t)(key * 0x9E3779B97F4A7C15ull) & (cap - 1);
-    while (t[i].key && t[i].key != key)
-        i = (i + 1) & (cap - 1);
-    return &t[i];
+size_t lf_import_person_slot(char kind, const char *value) {
+    return (size_t)((s_hash(kind, value) * 0x9E3779B97F4A7C15ull) >> (64 - S_SEEN_BITS));
 }
 
-/* Records that row idx has this value; returns the last earlier row with it, or -1. */
-static int32_t s_seen_put(s_import_t *st, char kind, const char *v, int32_t idx) {
-    if (2 * (st->seen_n + 1) > st->seen_cap) {
-        size_t cap = st->seen_cap ? st->seen_cap * 2 : 1024;
-        s_seen_t *t = lf_calloc(cap, sizeof *t);
-        for (size_t i = 0; i < st->seen_cap; i++)
-            if (st->seen[i].key)
-                *s_seen_slot(t, cap, st->seen[i].key) = st->seen[i];
-        free(st->seen);
-        st->seen = t;
-        st->seen_cap = cap;
-    }
-    s_seen_t *s = s_seen_slot(st->seen, st->seen_cap, s_hash(kind, v));
-    int32_t prev = s->key ? s->row : -1;
-    if (!s->key)
-        st->seen_n++;
-    s->key = s_hash(kind, v);
-    s->row = idx;
+/* Records that row idx has a value in slot; returns the last earlier row with a value
+ * there, or -1. */
+static int32_t s_seen_put(s_import_t *st, size_t slot, int32_t idx) {
+    if (!st->seen) /* calloc'd: the pages no value reaches are never touched */
+        st->seen = lf_calloc((size_t)1 << S_SEEN_BITS, sizeof *st->seen);
+    int32_t prev = st->seen[slot] - 1;
+    st->seen[slot] = idx + 1;
     return prev;
+}
+
+/* Writes n bytes at off in fd (made by s_tmpfile when *fd < 0). Returns 0, or -1 after
+ * logging once (rows_failed: the import answers 503 and stores nothing). */
+static int s_file_put(s_import_t *st, int *fd, const void *data, size_t n, uint64_t off) {
+    if (*fd < 0 && !st->rows_failed)
+        *fd = s_tmpfile();
+    if (*fd >= 0 && pwrite(*fd, data, n, (off_t)off) == (ssize_t)n)
+        return 0;
+    if (!st->rows_failed)
+        lf_error("import row file cannot be written in %s: %s",
+                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", strerror(errno));
+    st->rows_failed = 1;
+    return -1;
+}
+
+static void s_row_put(s_import_t *st, size_t idx, const s_row_t *r) {
+    s_file_put(st, &st->rows_fd, r, sizeof *r, (uint64_t)idx * sizeof *r);
+}
+
+/* Reads row idx's record; one that cannot be read reads as unavailable. */
+static void s_row_get(s_import_t *st, size_t idx, s_row_t *r) {
+    if (st->rows_fd >= 0 &&
+        pread(st->rows_fd, r, sizeof *r, (off_t)(idx * sizeof *r)) == (ssize_t)sizeof *r)
+        return;
+    memset(r, 0, sizeof *r);
+    r->after[0] = r->after[1] = -1;
+    r->status = S_UNAVAILABLE;
+}
+
+/* Marks row idx answered as status (S_*), with its lead id (NULL: none). */
+static void s_row_set(s_import_t *st, size_t idx, uint8_t status, const char *id) {
+    s_row_t r;
+    s_row_get(st, idx, &r);
+    r.status = status;
+    if (id)
+        lf_strlcpy(r.id, id, sizeof r.id);
+    st->unavailable += status == S_UNAVAILABLE;
+    s_row_put(st, idx, &r);
 }
 
 static void s_spool(s_import_t *st, uint32_t idx, const char *text) {
@@ -203,47 +246,56 @@ static void s_spool(s_import_t *st, uint32_t idx, const char *text) {
     }
 }
 
+/* Keeps a bad row's errors (consumed) in the error file and its record. */
+static void s_reject(s_import_t *st, size_t idx, s_row_t *r, json_t *errors) {
+    char *text = json_dumps(errors, JSON_COMPACT);
+    json_decref(errors);
+    r->err_len = text ? (uint32_t)strlen(text) : 0;
+    r->err_off = st->errs_len;
+    if (text && s_file_put(st, &st->errs_fd, text, r->err_len, st->errs_len) == 0)
+        st->errs_len += r->err_len;
+    else
+        r->err_len = 0;
+    free(text);
+    s_row_put(st, idx, r);
+    st->rejected++;
+}
+
 /* A parsed row (lf_import_row_fn): checked now, spooled when good. */
 static void s_on_row(void *arg, size_t line, const json_t *obj, const char *err) {
     s_import_t *st = arg;
     st->total++;
     if (st->max_rows && st->total > st->max_rows)
         return; /* over the cap: only counted, for the message */
-    if (st->nrows == st->rows_cap) {
-        st->rows_cap = st->rows_cap ? st->rows_cap * 2 : 256;
-        st->rows = lf_realloc(st->rows, st->rows_cap * sizeof *st->rows);
-    }
     uint32_t idx = (uint32_t)st->nrows++;
-    s_row_t *r = &st->rows[idx];
-    memset(r, 0, sizeof *r);
-    r->line = (uint32_t)line;
-    r->after = -1;
-    r->status = S_REJECTED;
+    s_row_t r = {.line = (uint32_t)line, .after = {-1, -1}, .status = S_REJECTED};
     json_t *errors = json_array();
     if (!obj) {
         lf_field_error(errors, "row", "invalid", err ? err : "row cannot be read");
-        r->errors = json_dumps(errors, JSON_COMPACT);
-        json_decref(errors);
-        st->rejected++;
+        s_reject(st, idx, &r, errors);
         return;
     }
     json_t *lead =
         lf_lead_canonical(obj, st->dflt, st->forced[0] ? st->forced : NULL, errors);
     if (!lead) {
-        r->errors = json_dumps(errors, JSON_COMPACT);
-        json_decref(errors);
-        st->rejected++;
+        s_reject(st, idx, &r, errors);
         return;
     }
     json_decref(errors);
     const char *keys[] = {"phone", "email"};
+    size_t slot[2] = {0, 0};
+    int has[2] = {0, 0};
     for (int k = 0; k < 2; k++) {
         const char *v = json_string_value(json_object_get(lead, keys[k]));
         if (!v)
             continue;
-        int32_t prev = s_seen_put(st, keys[k][0], v, (int32_t)idx);
-        if (prev > r->after)
-            r->after = prev;
+        slot[k] = lf_import_person_slot(keys[k][0], v);
+        has[k] = 1;
+        /* A row whose phone and e-mail share a slot would find itself there and wait
+         * for its own answer, for ever: the phone's lookup stands for both. */
+        if (k == 1 && has[0] && slot[1] == slot[0])
+            continue;
+        r.after[k] = s_seen_put(st, slot[k], (int32_t)idx);
     }
     char lead_id[40];
     lf_uuid7(lead_id);
@@ -253,14 +305,15 @@ static void s_on_row(void *arg, size_t line, const json_t *obj, const char *err)
     json_decref(row);
     s_spool(st, idx, text ? text : "{}");
     free(text);
-    r->status = S_PENDING;
+    r.status = S_PENDING;
+    s_row_put(st, idx, &r);
     st->accepted++;
 }
 
 static s_import_t *s_new(lf_intake_t *in, lf_req_t *req) {
     s_import_t *st = lf_calloc(1, sizeof *st);
     pthread_mutex_init(&st->lock, NULL);
-    st->spool_fd = -1;
+    st->spool_fd = st->rows_fd = st->errs_fd = -1;
     st->in = in;
     st->conn = req->conn;
     st->max_rows = in->import_max_rows > 0 ? (size_t)in->import_max_rows : 0;
@@ -364,16 +417,27 @@ static int s_pump(s_import_t *st) {
             for (size_t s = 0; s < st->nslots; s++)
                 if (st->slots[s].row)
                     inflight[st->slot_row[s]] = 1;
-            for (size_t i = 0; i < st->nrows; i++)
-                if (st->rows[i].status == S_PENDING && !inflight[i])
-                    st->rows[i].status = S_UNAVAILABLE;
+            for (size_t i = 0; i < st->nrows; i++) {
+                s_row_t r;
+                s_row_get(st, i, &r);
+                if (r.status == S_PENDING && !inflight[i])
+                    s_row_set(st, i, S_UNAVAILABLE, NULL);
+            }
             free(inflight);
             st->done += st->accepted - st->submitted;
             st->submitted = st->accepted;
             break;
         }
-        s_row_t *r = &st->rows[st->peek_row];
-        if (r->after >= 0 && st->rows[r->after].status == S_PENDING)
+        s_row_t r, before;
+        s_row_get(st, st->peek_row, &r);
+        int wait = 0;
+        for (int k = 0; k < 2 && !wait; k++) {
+            if (r.after[k] < 0)
+                continue;
+            s_row_get(st, (size_t)r.after[k], &before);
+            wait = before.status == S_PENDING;
+        }
+        if (wait)
             break; /* the same person's earlier row first */
         size_t slot = st->free_slots[--st->nfree];
         lf_job_t *job = &st->slots[slot];
@@ -386,14 +450,14 @@ static int s_pump(s_import_t *st) {
         st->slot_row[slot] = st->peek_row;
         const char *id = json_string_value(json_object_get(job->row, "id"));
         char idem[400];
-        snprintf(idem, sizeof idem, "%s%u", st->idem, r->line);
+        snprintf(idem, sizeof idem, "%s%u", st->idem, r.line);
         json_object_set_new(job->row, "idempotency_key", json_string(idem));
         job->done_fn = s_done;
         job->done_arg = st;
         if (id)
             lf_strlcpy(job->lead_id, id, sizeof job->lead_id);
         if (!id || lf_committer_submit(st->in->committer, job) < 0) {
-            r->status = S_UNAVAILABLE;
+            s_row_set(st, st->slot_row[slot], S_UNAVAILABLE, NULL);
             json_decref(job->row);
             job->row = NULL;
             st->free_slots[st->nfree++] = slot;
@@ -412,15 +476,14 @@ static void s_done(lf_job_t *job) {
     s_import_t *st = job->done_arg;
     pthread_mutex_lock(&st->lock);
     size_t slot = (size_t)(job - st->slots);
-    s_row_t *r = &st->rows[st->slot_row[slot]];
-    if (job->status == 503 || !job->result) {
-        r->status = S_UNAVAILABLE;
-    } else {
-        r->status = !strcmp(job->result, "created")     ? S_CREATED
-                    : !strcmp(job->result, "duplicate") ? S_DUPLICATE
-                                                        : S_MERGED;
-        lf_strlcpy(r->id, job->result_id, sizeof r->id);
-    }
+    if (job->status == 503 || !job->result)
+        s_row_set(st, st->slot_row[slot], S_UNAVAILABLE, NULL);
+    else
+        s_row_set(st, st->slot_row[slot],
+                  !strcmp(job->result, "created")     ? S_CREATED
+                  : !strcmp(job->result, "duplicate") ? S_DUPLICATE
+                                                      : S_MERGED,
+                  job->result_id);
     json_decref(job->row);
     job->row = NULL;
     st->free_slots[st->nfree++] = slot;
@@ -450,42 +513,84 @@ static void s_cat(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
     }
 }
 
-/* The answer: every data row in file order, accepted or rejected (docs/intake.md). */
-static enum MHD_Result s_answer(lf_intake_t *in, lf_req_t *req) {
-    s_import_t *st = req->ext;
+/* The answer's next piece into ans_buf: the head, then one row, then the end. Returns
+ * 0, or -1 when the answer is complete. */
+static int s_answer_next(s_import_t *st) {
     static const char *const names[] = {"",          "",       "created",
                                         "duplicate", "merged", "unavailable"};
-    size_t unavailable = 0;
-    for (size_t i = 0; i < st->nrows; i++)
-        unavailable += st->rows[i].status == S_UNAVAILABLE;
-    size_t cap = 256 + st->nrows * 96, len = 0;
-    char *buf = lf_malloc(cap);
-    s_cat(&buf, &len, &cap, "{\"accepted\":%zu,\"rejected\":%zu,\"rows\":[",
-          st->accepted - unavailable, st->rejected);
-    for (size_t i = 0; i < st->nrows; i++) {
-        const s_row_t *r = &st->rows[i];
-        const char *sep = i ? "," : "";
-        if (r->status == S_REJECTED)
-            s_cat(&buf, &len, &cap, "%s{\"row\":%u,\"errors\":%s}", sep, r->line,
-                  r->errors ? r->errors : "[]");
-        else if (r->status == S_UNAVAILABLE || r->status == S_PENDING)
-            s_cat(&buf, &len, &cap, "%s{\"row\":%u,\"status\":\"unavailable\"}", sep,
-                  r->line);
+    char **b = &st->ans_buf;
+    size_t *len = &st->ans_len, *cap = &st->ans_cap;
+    if (st->ans_stage == 0) {
+        s_cat(b, len, cap, "{\"accepted\":%zu,\"rejected\":%zu,\"rows\":[",
+              st->accepted - st->unavailable, st->rejected);
+        st->ans_stage = 1;
+        return 0;
+    }
+    if (st->ans_stage == 2)
+        return -1;
+    if (st->ans_next == st->nrows) {
+        s_cat(b, len, cap, "]");
+        if (st->unavailable) /* some rows are not stored: never a 2xx; re-sending the
+                                whole file is safe */
+            s_cat(b, len, cap,
+                  ",\"error\":\"unavailable\",\"message\":\"some rows could not be "
+                  "stored right now; import the same file again later (stored rows are "
+                  "not duplicated)\",\"unavailable\":%zu",
+                  st->unavailable);
+        s_cat(b, len, cap, "}");
+        st->ans_stage = 2;
+        return 0;
+    }
+    size_t i = st->ans_next++;
+    s_row_t r;
+    s_row_get(st, i, &r);
+    const char *sep = i ? "," : "";
+    if (r.status == S_REJECTED) {
+        char *errors = lf_malloc((size_t)r.err_len + 3);
+        if (r.err_len > 0 &&
+            pread(st->errs_fd, errors, r.err_len, (off_t)r.err_off) == (ssize_t)r.err_len)
+            errors[r.err_len] = '\0';
         else
-            s_cat(&buf, &len, &cap, "%s{\"row\":%u,\"id\":\"%s\",\"status\":\"%s\"}", sep,
-                  r->line, r->id, names[r->status]);
+            memcpy(errors, "[]", 3);
+        s_cat(b, len, cap, "%s{\"row\":%u,\"errors\":%s}", sep, r.line, errors);
+        free(errors);
+    } else if (r.status == S_UNAVAILABLE || r.status == S_PENDING) {
+        s_cat(b, len, cap, "%s{\"row\":%u,\"status\":\"unavailable\"}", sep, r.line);
+    } else {
+        s_cat(b, len, cap, "%s{\"row\":%u,\"id\":\"%s\",\"status\":\"%s\"}", sep, r.line,
+              r.id, names[r.status]);
     }
-    s_cat(&buf, &len, &cap, "]");
-    if (unavailable) {
-        /* Some rows are not stored: never a 2xx. Re-sending the whole file is safe. */
-        s_cat(&buf, &len, &cap,
-              ",\"error\":\"unavailable\",\"message\":\"some rows could not be stored "
-              "right now; import the same file again later (stored rows are not "
-              "duplicated)\",\"unavailable\":%zu",
-              unavailable);
+    return 0;
+}
+
+/* MHD's content reader for the answer: fills buf with what comes next. */
+static ssize_t s_answer_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    s_import_t *st = cls;
+    size_t out = 0;
+    while (out < max) {
+        if (st->ans_pos == st->ans_len) {
+            st->ans_pos = st->ans_len = 0;
+            if (s_answer_next(st) < 0)
+                break;
+        }
+        size_t n = st->ans_len - st->ans_pos;
+        if (n > max - out)
+            n = max - out;
+        memcpy(buf + out, st->ans_buf + st->ans_pos, n);
+        st->ans_pos += n;
+        out += n;
     }
-    s_cat(&buf, &len, &cap, "}");
-    return lf_reply_text_json(in, req->conn, unavailable ? 503 : 200, buf);
+    return out ? (ssize_t)out : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* The answer: every data row in file order, accepted or rejected (docs/intake.md),
+ * written as the client reads it, from the row file. */
+static enum MHD_Result s_answer(lf_intake_t *in, lf_req_t *req) {
+    s_import_t *st = req->ext;
+    st->ans_cap = 4096;
+    st->ans_buf = lf_malloc(st->ans_cap);
+    return lf_reply_stream_json(in, req->conn, st->unavailable ? 503 : 200, s_answer_read,
+                                st);
 }
 
 /* A buffered body (an .xlsx workbook, a media type not parsed as it arrives, or a body
@@ -587,7 +692,7 @@ static enum MHD_Result s_import(lf_intake_t *in, lf_req_t *req, const lf_auth_t 
                  st->total, st->max_rows);
         return lf_reply_error(in, req->conn, 413, "payload_too_large", msg, NULL);
     }
-    if (st->spool_failed || (st->spool && s_spool_rewind(st) < 0))
+    if (st->spool_failed || st->rows_failed || (st->spool && s_spool_rewind(st) < 0))
         return lf_reply_error_retry(in, req->conn, 503, "unavailable",
                                     "the import cannot be staged right now (temporary "
                                     "files); nothing was stored, retry later",

@@ -125,9 +125,15 @@ enum MHD_Result lf_reply_error(lf_intake_t *in, struct MHD_Connection *conn,
  * to be buffered whole as for other routes (asked once: after a 0 the body is
  * buffered). Either way the route's handler runs once the body is in. */
 int lf_import_body(lf_intake_t *in, lf_req_t *req, const char *data, size_t len);
-/* Sends text (owned, freed here), already JSON, with status (Retry-After: 1 on 503). */
-enum MHD_Result lf_reply_text_json(lf_intake_t *in, struct MHD_Connection *conn,
-                                   unsigned status, char *text);
+/* The slot of the import's same-person table for a phone ('p') or e-mail ('e') in its
+ * canonical form: values sharing a slot are ordered as one person's (import.c). */
+size_t lf_import_person_slot(char kind, const char *value);
+/* Sends a JSON body that read (MHD's content reader, cls passed to it) writes piece by
+ * piece as the client takes it, with status (Retry-After: 1 on 503). Only from a
+ * handler that runs on the HTTP thread (not a db route: its replies are kept). */
+enum MHD_Result lf_reply_stream_json(lf_intake_t *in, struct MHD_Connection *conn,
+                                     unsigned status, MHD_ContentReaderCallback read,
+                                     void *cls);
 /* Like lf_reply_error with a Retry-After of retry_after seconds (429, 503). */
 enum MHD_Result lf_reply_error_retry(lf_intake_t *in, struct MHD_Connection *conn,
                                      unsigned status, const char *code,
