@@ -2,11 +2,12 @@
  *
  * Timeouts: connect_timeout bounds connection set-up, tcp_user_timeout and
  * keepalives bound a peer that vanished, statement_timeout bounds a query stuck
- * behind a lock, and idle_in_transaction_session_timeout ends a transaction that a
- * stuck service left open: an open writing transaction holds every consumer's cursor
- * (consumer.h), so none may live long. The URI given by the operator overrides these
- * defaults because libpq applies the expanded dbname after the keywords listed before
- * it.
+ * behind a lock, client_connection_check_interval ends within a second the statement
+ * of a service that died, and idle_in_transaction_session_timeout ends a transaction
+ * that a stuck service left open: an open writing transaction holds every consumer's
+ * cursor (consumer.h), so none may live long. The URI given by the operator overrides
+ * these defaults because libpq applies the expanded dbname after the keywords listed
+ * before it.
  *
  * Reconnecting: a broken connection is re-established on the next call - but never
  * inside a transaction. A transaction dies with its connection; running the rest of
@@ -52,10 +53,15 @@ static int s_connect(lf_db_t *self) {
                           self->app,
                           "-c statement_timeout=15000 "
                           "-c idle_in_transaction_session_timeout=10000 "
+                          "-c client_connection_check_interval=1000 "
                           "-c jit=off "
                           "-c client_min_messages=warning",
                           self->url,
                           NULL};
+    /* client_connection_check_interval: a backend whose service died (kill -9, a
+     * crash) while its statement waits for a lock notices within a second and ends,
+     * instead of holding its locks until statement_timeout - and a consumer instance
+     * starting next sees its predecessor dead (consumer.c, s_start). */
     /* jit=off: our statements are short and run many times; JIT compilation (on by
      * default in PostgreSQL 15 above a plan cost of 100,000) cost 0.9 s per call where
      * enable_seqscan = off inflates a plan's estimate (the router's pool tick, measured:
