@@ -65,6 +65,18 @@ cpu_s() {
     for p in $b; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
     awk -v s="$s" -v t="$t" -v k="$tck" 'BEGIN {printf "%.2f %.2f", s / k, t / k}'
 }
+# CPU seconds of the scheduler's backends by connection (application_name less
+# "leadflow-scheduler"): "main 0.12 fire 3.40 effects 1.10 ...". Taken when every timer
+# has fired, it shows how much of the two cores the effects took while the burst fired.
+cpu_by_app() {
+    local tck; tck=$(getconf CLK_TCK)
+    sql -F ' ' -c "SELECT pid, application_name FROM pg_stat_activity
+                   WHERE application_name LIKE 'leadflow-scheduler%'" |
+        while read -r pid app; do
+            echo "x${app#leadflow-scheduler} $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+        done | awk -v k="$tck" '{a[$1 == "x" ? "main" : substr($1, 3)] += $2}
+                   END {for (x in a) printf "%s %.2f ", x, a[x] / k}'
+}
 declare -A S B
 
 for i in $(seq 1 "$RUNS"); do
@@ -99,6 +111,8 @@ SQL
         then seen=$(date +%s.%N); break; fi
     done
     [ -n "$seen" ] || { echo "run $i: not all timers fired" >&2; tail "$W/sched.$i.log" >&2; exit 1; }
+    echo "run $i: when every timer had fired: CPU s of the scheduler's backends by connection:" \
+         "$(cpu_by_app); effects committed by then: $(sql -c "SELECT count(*) FROM notifications")" >&2
     # Then until every effect is committed: the reminders (and with them their
     # timeline entries, events and escalation timers: one transaction), at most 300 s.
     done_at=
@@ -109,6 +123,12 @@ SQL
     done
     [ -n "$done_at" ] || { echo "run $i: not every effect committed" >&2; tail "$W/sched.$i.log" >&2; exit 1; }
     read -r cpu_sched cpu_pg <<<"$(cpu_s "$sched")"
+    echo "run $i: autovacuum and autoanalyze since the insert, seconds after T:" \
+         "$(sql -c "SELECT coalesce(string_agg(x, ', '), 'none') FROM (
+            SELECT relname || ' ' || w || ' ' || round((extract(epoch FROM at) - $T)::numeric, 1) AS x
+              FROM pg_stat_user_tables, LATERAL (VALUES ('vacuum', last_autovacuum),
+                   ('analyze', last_autoanalyze)) v(w, at)
+             WHERE at > to_timestamp($T) - interval '30 seconds' ORDER BY at) y")" >&2
     if [ -n "${LF_BENCH_PROFILE:-}" ]; then
         echo "run $i: pg_stat_statements until every effect was committed (ms total, calls, ms/call, rows, statement):" >&2
         sql -F ' | ' -c "SELECT round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
@@ -170,6 +190,13 @@ SQL
         FROM (SELECT fired_at, due_at,
                      extract(epoch FROM fired_at - due_at) * 1000 AS ms
                 FROM timers WHERE step = 0 AND lead_id::text LIKE '%-8000-%') t")"
+    echo "run $i: timers fired per 100 ms after T (by fired_at):" \
+         "$(sql -c "SELECT string_agg(coalesce(c, 0)::text, ' ' ORDER BY b) FROM
+            generate_series(0, (SELECT floor((extract(epoch FROM max(fired_at)) - $T) * 10)::int
+                                  FROM timers WHERE step = 0 AND lead_id::text LIKE '%-8000-%')) b
+            LEFT JOIN (SELECT floor((extract(epoch FROM fired_at) - $T) * 10)::int AS k, count(*) AS c
+                         FROM timers WHERE step = 0 AND lead_id::text LIKE '%-8000-%' GROUP BY 1) f
+              ON f.k = b")" >&2
     vis=$(awk -v a="$T" -v b="$seen" 'BEGIN {printf "%.2f", b - a}')
     eff=$(awk -v a="$T" -v b="$done_at" 'BEGIN {printf "%.2f", b - a}')
     [ "$notif" = "$N" ] && [ "$events" = "$N" ] ||

@@ -41,6 +41,11 @@
 
 /* Seqs waiting in the queue at most; beyond, the sweep finds them. */
 #define S_QUEUE_MAX 200000
+/* How long a backlog of due timers keeps the effects off the cores (lf_effects_hold),
+ * counted from when the backlog began: 100,000 timers due at once fire in about a
+ * second on a quiet machine, in a few under load; a longer backlog then shares the
+ * cores with its effects, which are never put off for longer. */
+#define S_HOLD_MAX_MS 5000
 
 static const char *const s_types[] = {"timer.fired", NULL};
 
@@ -71,7 +76,14 @@ struct lf_effects {
     int n;            /* workers (each thread started when first needed) */
     atomic_uint next; /* the worker the next hand-over goes to */
     atomic_int hold;  /* firing has a backlog: start no new batch (lf_effects_hold) */
+    _Atomic int64_t hold_since; /* lf_mono_ms() when the hold went on */
 };
+
+/* Is firing's backlog to be left the cores (held, for less than S_HOLD_MAX_MS)? */
+static int s_held(lf_effects_t *self) {
+    return atomic_load(&self->hold) &&
+           lf_mono_ms() - atomic_load(&self->hold_since) < S_HOLD_MAX_MS;
+}
 
 /* Runs lf_timer_effects() for the events seqs (an array literal) inside the
  * consumer's transaction, and queues the new timers for Redis. Returns 0 or -1. */
@@ -201,17 +213,21 @@ static void *s_main(void *arg) {
         mine = t;
         mine_cap = tcap;
         pthread_mutex_unlock(&e->mu);
-        /* A backlog of due timers is fired first; its effects wait (a second at
-         * most at a time, so they never starve). */
-        for (int w = 0;
-             n > 0 && w < 100 && atomic_load(&e->parent->hold) && !atomic_load(&e->stop);
-             w++)
+        /* A backlog of due timers is fired first; its effects wait, the sweep's too
+         * (S_HOLD_MAX_MS at most, from the start of the backlog, so they never
+         * starve). Effects taking a core in the middle of a burst slowed its firing
+         * down, and a slower burst let more of them in: up to a third of the
+         * scheduler's backend CPU went to effects before the last timer of a burst of
+         * 100,000 fired (bench/scheduler.sh, when each thread waited at most a second
+         * per hand-over and the sweep did not wait). */
+        while (n > 0 && s_held(e->parent) && !atomic_load(&e->stop))
             nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
         if (n > 0 && s_handle(e, c, mine, n) < 0)
             next_sweep = 0;
         if (e->index > 0) {
             next_sweep = lf_mono_ms() + e->cfg.sweep_ms; /* worker 0 sweeps */
-        } else if (!atomic_load(&e->stop) && lf_mono_ms() >= next_sweep) {
+        } else if (!atomic_load(&e->stop) && lf_mono_ms() >= next_sweep &&
+                   !s_held(e->parent)) {
             /* The cursor first, so the sweep's window starts near the events not yet
              * acknowledged instead of re-reading the acknowledged ones. */
             lf_consumer_advance(c);
@@ -260,6 +276,7 @@ lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers) {
         workers = LF_EFFECTS_WORKERS_MAX;
     atomic_init(&self->next, 0);
     atomic_init(&self->hold, 0);
+    atomic_init(&self->hold_since, 0);
     for (int i = 0; i < workers; i++) {
         s_worker_t *e = &self->workers[i];
         e->cfg = *cfg;
@@ -331,8 +348,11 @@ void lf_effects_push(lf_effects_t *effects, const char *seqs) {
 }
 
 void lf_effects_hold(lf_effects_t *self, int on) {
-    if (self)
-        atomic_store(&self->hold, on ? 1 : 0);
+    if (!self)
+        return;
+    if (on && !atomic_load(&self->hold))
+        atomic_store(&self->hold_since, lf_mono_ms());
+    atomic_store(&self->hold, on ? 1 : 0);
 }
 
 long lf_effects_applied(lf_effects_t *self) {

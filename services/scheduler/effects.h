@@ -37,8 +37,9 @@ lf_effects_t *lf_effects_start(const lf_effects_cfg_t *cfg, int workers);
  * seqs are queued, and what does not fit in the queue is left to the thread's sweep
  * of the outbox. One thread (the firing one) hands over. */
 void lf_effects_push(lf_effects_t *self, const char *seqs);
-/* While on, the effects threads start no new batch (each waits at most a second):
- * firing a backlog of due timers gets the cores first, its effects follow. */
+/* While on, the effects threads start no new batch and the first one does not sweep
+ * (for at most a few seconds from when it went on): firing a backlog of due timers
+ * gets the cores first, its effects follow. One thread (the firing one) sets it. */
 void lf_effects_hold(lf_effects_t *self, int on);
 /* Events applied so far (committed). */
 long lf_effects_applied(lf_effects_t *self);
