@@ -71,52 +71,47 @@ static void s_sla_dues(const lf_timers_t *t, const char *team, const json_t *env
     }
 }
 
-/* Where the first-contact deadline of record lives: on the reminder's timer, the
- * round's step-0 (phase 0) `sla_first_contact` row just inserted, which the SLA reports
- * read (v_lead_outcomes, 65_v_lead_outcomes.sql: the latest such timer of the lead).
- * leads.first_contact_due_at is written only where that would not answer: when the
- * round's timer already existed (a lead routed again after a recycle keeps its step-0
- * timer, ON CONFLICT DO NOTHING, while its deadline moves to the new assignment), and
- * then on every later arm of a lead that carries one (a database upgraded from a
- * version that wrote it at every arm). Before, every arm updated the wide `leads` row:
- * in the whole stack mostly a non-HOT update with an entry in each of its indexes, the
- * largest part of the scheduler's backend CPU per lead (docs/benchmarks.md). */
+/* The deadline of the current owner's round goes into lead_first_contact (0047), one
+ * narrow row per lead replaced at every clock, which the SLA reports read
+ * (v_lead_outcomes). It used to be leads.first_contact_due_at: a second version of the
+ * wide lead row per assignment, in the whole stack mostly a non-HOT update with an
+ * entry in each of its indexes, the largest part of the scheduler's PostgreSQL CPU per
+ * lead (docs/benchmarks.md). */
 int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
                      int step) {
     const char *lead_id = lf_event_lead(env);
     const char *p[] = {lead_id};
-    PGresult *res = lf_db_exec_prepared(
-        db, "lf_sla_team",
-        "SELECT team, first_contact_due_at IS NOT NULL FROM leads WHERE id = $1", 1, p);
+    PGresult *res = lf_db_exec_prepared(db, "lf_sla_team",
+                                        "SELECT team FROM leads WHERE id = $1", 1, p);
     if (!res)
         return -1;
     if (PQntuples(res) != 1) { /* no such lead: nothing to arm */
         PQclear(res);
         return 0;
     }
-    char team[128] = "", has_due[2] = "f";
+    char team[128] = "";
     int has_team = !PQgetisnull(res, 0, 0);
     if (has_team)
         lf_strlcpy(team, PQgetvalue(res, 0, 0), sizeof team);
-    has_due[0] = PQgetvalue(res, 0, 1)[0];
     PQclear(res);
     char due[3][40], step_s[16];
     const char *due_p[3];
     s_sla_dues(t, has_team ? team : NULL, env, grade, due, due_p);
     snprintf(step_s, sizeof step_s, "%d", step);
-    const char *q[] = {lead_id, step_s, due_p[0], due_p[1], due_p[2], has_due};
+    const char *q[] = {lead_id, step_s, due_p[0], due_p[1], due_p[2]};
     res = lf_db_exec_prepared(
         db, "lf_sla_arm",
-        "WITH n AS (INSERT INTO timers (lead_id, kind, step, due_at, data)"
+        "WITH l AS (INSERT INTO lead_first_contact (lead_id, due_at)"
+        "  VALUES ($1, $3::timestamptz)"
+        "  ON CONFLICT (lead_id) DO UPDATE SET due_at = EXCLUDED.due_at),"
+        " n AS (INSERT INTO timers (lead_id, kind, step, due_at, data)"
         "  VALUES ($1, 'sla_first_contact', $2::int, $3::timestamptz,"
         "   jsonb_strip_nulls(jsonb_build_object('escalate_at', $4::timestamptz,"
         "    'reassign_at', $5::timestamptz)))"
-        "  ON CONFLICT DO NOTHING RETURNING id, due_at),"
-        " l AS (UPDATE leads SET first_contact_due_at = $3::timestamptz"
-        "  WHERE id = $1 AND ($6::bool OR NOT EXISTS (SELECT 1 FROM n)))"
+        "  ON CONFLICT DO NOTHING RETURNING id, due_at)"
         " SELECT coalesce(string_agg((extract(epoch FROM due_at) * 1000)::bigint"
         "  || ' ' || id, ' '), '') FROM n",
-        6, q);
+        5, q);
     if (!res)
         return -1;
     char *pairs = lf_strdup(PQgetvalue(res, 0, 0));
@@ -154,27 +149,21 @@ static int s_cmp_str(const void *a, const void *b) {
 }
 
 /* The statement of lf_clock_sla_arm_batch: the per-event statement of lf_clock_sla_arm
- * over arrays (one row per event of a lead that exists, n its position; has_due: the
- * lead carries leads.first_contact_due_at). A lead that comes twice keeps the timer of
- * its first event per step, as events applied one by one leave it, and the deadline of
- * its last one: on its timer when that event's timer was inserted with it (the latest
- * phase-0 timer of the lead, which the reports read), else on `leads`. The leads to
- * update are found by their ids (= ANY: primary-key probes, whatever the plan); in the
- * common case there are none. */
+ * over arrays (one row per event of a lead that exists, n its position). A lead that
+ * comes twice keeps the deadline of its last event and the timer of its first one per
+ * step, as events applied one by one leave them. */
 static const char *const s_arm_batch_sql =
     "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[],"
-    "  $4::timestamptz[], $5::timestamptz[], $6::bool[]) WITH ORDINALITY"
-    "  AS u(lead_id, step, due, esc, rea, has_due, n)),"
+    "  $4::timestamptz[], $5::timestamptz[]) WITH ORDINALITY"
+    "  AS u(lead_id, step, due, esc, rea, n)),"
+    " l AS (INSERT INTO lead_first_contact (lead_id, due_at)"
+    "  SELECT DISTINCT ON (lead_id) lead_id, due FROM u ORDER BY lead_id, n DESC"
+    "  ON CONFLICT (lead_id) DO UPDATE SET due_at = EXCLUDED.due_at),"
     " x AS (INSERT INTO timers (lead_id, kind, step, due_at, data)"
     "  SELECT u.lead_id, 'sla_first_contact', u.step, u.due,"
     "   jsonb_strip_nulls(jsonb_build_object('escalate_at', u.esc,"
     "    'reassign_at', u.rea)) FROM u"
-    "  ORDER BY u.n ON CONFLICT DO NOTHING RETURNING id, lead_id, step, due_at),"
-    " d AS (SELECT * FROM (SELECT DISTINCT ON (lead_id) lead_id, step, due, has_due"
-    "  FROM u ORDER BY lead_id, n DESC) e WHERE e.has_due OR NOT EXISTS (SELECT 1"
-    "  FROM x WHERE x.lead_id = e.lead_id AND x.step = e.step AND x.due_at = e.due)),"
-    " l AS (UPDATE leads SET first_contact_due_at = (SELECT d.due FROM d"
-    "  WHERE d.lead_id = leads.id) WHERE leads.id = ANY (ARRAY(SELECT lead_id FROM d)))"
+    "  ORDER BY u.n ON CONFLICT DO NOTHING RETURNING id, due_at)"
     " SELECT coalesce(string_agg((extract(epoch FROM due_at) * 1000)::bigint"
     "  || ' ' || id, ' '), '') FROM x";
 
@@ -185,7 +174,7 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
         return 0;
     int rc = -1;
     size_t armed = 0;
-    s_buf_t ids = {0}, st = {0}, due[3] = {{0}, {0}, {0}}, arm = {0}, has = {0};
+    s_buf_t ids = {0}, st = {0}, due[3] = {{0}, {0}, {0}}, arm = {0};
     PGresult *res = NULL;
     /* The teams, for the calendars; the leads are locked here, all of them at once in
      * id order (docs/reliability.md), before anything of the batch writes them. */
@@ -196,8 +185,7 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
     res = lf_db_exec_prepared(db, "lf_clock_sla_teams",
                               "SELECT id::text, team, stage, grade::text,"
                               " owner IS NOT NULL AND closed_at IS NULL,"
-                              " stale_since IS NULL, first_contact_due_at IS NOT NULL"
-                              " FROM leads WHERE id = ANY($1::uuid[])"
+                              " stale_since IS NULL FROM leads WHERE id = ANY($1::uuid[])"
                               " ORDER BY id FOR NO KEY UPDATE",
                               1, p);
     if (!res)
@@ -238,7 +226,6 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
         s_elem(&st, step_s, armed == 0);
         for (int k = 0; k < 3; k++)
             s_elem(&due[k], d_p[k], armed == 0);
-        s_elem(&has, PQgetvalue(res, r, 6)[0] == 't' ? "t" : "f", armed == 0);
         armed++;
     }
     free(found);
@@ -252,9 +239,8 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
     s_put(&st, "}");
     for (int k = 0; k < 3; k++)
         s_put(&due[k], "}");
-    s_put(&has, "}");
-    const char *q[] = {arm.s, st.s, due[0].s, due[1].s, due[2].s, has.s};
-    res = lf_db_exec_prepared(db, "lf_clock_sla_arm_batch", s_arm_batch_sql, 6, q);
+    const char *q[] = {arm.s, st.s, due[0].s, due[1].s, due[2].s};
+    res = lf_db_exec_prepared(db, "lf_clock_sla_arm_batch", s_arm_batch_sql, 5, q);
     if (!res)
         goto out;
     lf_timers_index_after_commit(t, PQgetvalue(res, 0, 0));
@@ -264,7 +250,6 @@ out:
     free(ids.s);
     free(arm.s);
     free(st.s);
-    free(has.s);
     for (int k = 0; k < 3; k++)
         free(due[k].s);
     return rc;

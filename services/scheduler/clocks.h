@@ -26,17 +26,16 @@ int64_t lf_clock_after(const lf_timers_t *t, const char *team, int64_t at,
  * that, its reassignment reassign_after_seconds after that (when the grade has one),
  * counted in the lead's team calendar unless keepalive.json says "clock": "wall". The
  * reminder's timer carries the later deadlines (data: escalate_at, reassign_at) for
- * lf_fire_timers() to give the next steps, so each deadline is computed here once. The
- * reminder's timer is also the deadline of record for the SLA reports
- * (v_lead_outcomes); leads.first_contact_due_at is written only where it cannot be
- * (the round's timer existed already: clock.c). Runs in the consumer's transaction.
- * Returns 0, or -1 on a database error. */
+ * lf_fire_timers() to give the next steps, so each deadline is computed here once; the
+ * reminder's deadline is stored for the SLA reports in lead_first_contact (one narrow
+ * row per lead; leads.first_contact_due_at until 0047). Runs in the consumer's
+ * transaction. Returns 0, or -1 on a database error. */
 int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
                      int step);
 
 /* lf_clock_sla_arm for n events at once (envs[i] with grades[i] and steps[i]), in
  * two statements whatever n: their leads' teams (locking the leads in id order), then
- * every reminder timer (and the few deadlines `leads` keeps) in one statement. Same
+ * every deadline and every reminder timer in one statement. Same
  * effect as lf_clock_sla_arm on each event in order. idle (n entries, or NULL) tells for
  * each event whether, as the lead was read under that lock, its stale clock neither runs
  * nor would start (lf_stale_on_event would change nothing). Runs in the consumer's
