@@ -23,7 +23,10 @@
 # whole stack when the router is still assigning. LF_BENCH_PROFILE=1: pg_stat_statements
 # (track = all, so the statements inside functions and triggers show too) from the
 # scheduler's start until every effect of the burst is committed, top LF_BENCH_TOP (15)
-# by total time, per run.
+# by total time, per run. Per run on stderr also: the CPU of the scheduler's backends by
+# connection (fire, effects, main...) when every timer has fired and the effects
+# committed by then (what took the cores from the burst), timers fired per 100 ms after
+# T, the autovacuums and autoanalyzes of the run, and the CPU per timer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -21,7 +21,9 @@
 # the load average on stderr; LF_BENCH_PROFILE=1 adds pg_stat_statements' top statements;
 # LF_BENCH_PERF=FILE records a perf profile (cpu-clock, call graphs) of the router's
 # PostgreSQL backend during run 1's intake phase and catch-up (the phase whose CPU per
-# lead bench/cpu.sh reports).
+# lead bench/cpu.sh reports); LF_BENCH_PERF_APP=NAME profiles the backend of another
+# application_name instead (e.g. leadflow-scheduler), and LF_BENCH_PERF_PROC=SERVICE
+# also a service's own process, into FILE.proc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -116,8 +118,12 @@ for i in $(seq 1 "$RUNS"); do
     pgs0=$(pgs_snap); batches0=$(intake_batches)
     perfp=
     if [ -n "${LF_BENCH_PERF:-}" ] && [ "$i" -eq 1 ]; then
-        bp=$(lf_bench_q "SELECT min(pid) FROM pg_stat_activity WHERE application_name = 'leadflow-router'")
+        bp=$(lf_bench_q "SELECT min(pid) FROM pg_stat_activity WHERE application_name = '${LF_BENCH_PERF_APP:-leadflow-router}'")
         perf record -e cpu-clock -F 499 -g -o "$LF_BENCH_PERF" -p "$bp" >/dev/null 2>&1 & perfp=$!
+        if [ -n "${LF_BENCH_PERF_PROC:-}" ]; then
+            perf record -e cpu-clock -F 499 -g -o "$LF_BENCH_PERF.proc" \
+                -p "${LF_BENCH_PID[$LF_BENCH_PERF_PROC]}" >/dev/null 2>&1 & perfp="$perfp $!"
+        fi
     fi
     t0=$(date +%s.%N)
     wrk -t2 -c32 -d"${SECS}s" -s bench/post_lead.lua "http://127.0.0.1:$HTTP" >"$W/wrk.$i"
@@ -132,7 +138,7 @@ for i in $(seq 1 "$RUNS"); do
     cbacklog=$backlog; cleft=$left
     c1=$(date +%s.%N)
     lf_bench_cpu_snap "$W/cpu1.$i"
-    [ -n "$perfp" ] && { kill -INT "$perfp" 2>/dev/null; wait "$perfp" 2>/dev/null || true; }
+    for p in $perfp; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     split=$(lf_bench_cpu_report "$W/cpu0.$i" "$W/cpu1.$i" $((after - before)))
     cpu+=("$(sed -n 's/.*stack total \([0-9]*\),.*/\1/p' <<<"$split")")
     echo "run $i cpu, wrk phase and the catch-up ($cleft not assigned at its end): $split" >&2

@@ -79,6 +79,9 @@ CREATE OR REPLACE FUNCTION lf_orphans() RETURNS TABLE (link text, orphans bigint
     SELECT 'lead_search.lead_id -> leads', count(*) FROM lead_search x
      WHERE NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = x.lead_id)
     UNION ALL
+    SELECT 'lead_first_contact.lead_id -> leads', count(*) FROM lead_first_contact x
+     WHERE NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = x.lead_id)
+    UNION ALL
     -- the lists' search text of each lead, kept by triggers (23_lf_lead_search.sql):
     -- missing or not the lead's current name, company, e-mail and phone
     SELECT 'leads.id -> lead_search (missing or stale)', count(*) FROM leads l

@@ -63,6 +63,8 @@ GRANT SELECT ON customers, stages, lead_recycles, lead_claims TO leadflow_router
 
 -- scheduler: timers, reminders and escalations, notifications and their delivery.
 GRANT SELECT, INSERT, UPDATE, DELETE ON timers TO leadflow_scheduler;
+-- the first-contact deadline of each lead's current owner (0047)
+GRANT SELECT, INSERT, UPDATE ON lead_first_contact TO leadflow_scheduler;
 GRANT SELECT, INSERT, UPDATE ON notifications TO leadflow_scheduler;
 -- (a reactivated lost deal is a new lead; recycling updates the owner's open count)
 GRANT SELECT, INSERT, UPDATE ON leads TO leadflow_scheduler;

@@ -71,6 +71,12 @@ static void s_sla_dues(const lf_timers_t *t, const char *team, const json_t *env
     }
 }
 
+/* The deadline of the current owner's round goes into lead_first_contact (0047), one
+ * narrow row per lead replaced at every clock, which the SLA reports read
+ * (v_lead_outcomes). It used to be leads.first_contact_due_at: a second version of the
+ * wide lead row per assignment, in the whole stack mostly a non-HOT update with an
+ * entry in each of its indexes, the largest part of the scheduler's PostgreSQL CPU per
+ * lead (docs/benchmarks.md). */
 int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
                      int step) {
     const char *lead_id = lf_event_lead(env);
@@ -79,8 +85,12 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
                                         "SELECT team FROM leads WHERE id = $1", 1, p);
     if (!res)
         return -1;
+    if (PQntuples(res) != 1) { /* no such lead: nothing to arm */
+        PQclear(res);
+        return 0;
+    }
     char team[128] = "";
-    int has_team = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+    int has_team = !PQgetisnull(res, 0, 0);
     if (has_team)
         lf_strlcpy(team, PQgetvalue(res, 0, 0), sizeof team);
     PQclear(res);
@@ -91,12 +101,13 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
     const char *q[] = {lead_id, step_s, due_p[0], due_p[1], due_p[2]};
     res = lf_db_exec_prepared(
         db, "lf_sla_arm",
-        "WITH l AS (UPDATE leads SET first_contact_due_at = $3::timestamptz"
-        "  WHERE id = $1 RETURNING id),"
+        "WITH l AS (INSERT INTO lead_first_contact (lead_id, due_at)"
+        "  VALUES ($1, $3::timestamptz)"
+        "  ON CONFLICT (lead_id) DO UPDATE SET due_at = EXCLUDED.due_at),"
         " n AS (INSERT INTO timers (lead_id, kind, step, due_at, data)"
-        "  SELECT l.id, 'sla_first_contact', $2::int, $3::timestamptz,"
+        "  VALUES ($1, 'sla_first_contact', $2::int, $3::timestamptz,"
         "   jsonb_strip_nulls(jsonb_build_object('escalate_at', $4::timestamptz,"
-        "    'reassign_at', $5::timestamptz)) FROM l"
+        "    'reassign_at', $5::timestamptz)))"
         "  ON CONFLICT DO NOTHING RETURNING id, due_at)"
         " SELECT coalesce(string_agg((extract(epoch FROM due_at) * 1000)::bigint"
         "  || ' ' || id, ' '), '') FROM n",
@@ -138,20 +149,20 @@ static int s_cmp_str(const void *a, const void *b) {
 }
 
 /* The statement of lf_clock_sla_arm_batch: the per-event statement of lf_clock_sla_arm
- * over arrays (one row per event, n its position). A lead that comes twice keeps the
- * deadline of its last event on `leads` and the timer of its first one per step, as
- * events applied one by one leave them. */
+ * over arrays (one row per event of a lead that exists, n its position). A lead that
+ * comes twice keeps the deadline of its last event and the timer of its first one per
+ * step, as events applied one by one leave them. */
 static const char *const s_arm_batch_sql =
     "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[],"
     "  $4::timestamptz[], $5::timestamptz[]) WITH ORDINALITY"
     "  AS u(lead_id, step, due, esc, rea, n)),"
-    " l AS (UPDATE leads SET first_contact_due_at = d.due"
-    "  FROM (SELECT DISTINCT ON (lead_id) lead_id, due FROM u ORDER BY lead_id, n DESC) d"
-    "  WHERE leads.id = d.lead_id RETURNING leads.id),"
+    " l AS (INSERT INTO lead_first_contact (lead_id, due_at)"
+    "  SELECT DISTINCT ON (lead_id) lead_id, due FROM u ORDER BY lead_id, n DESC"
+    "  ON CONFLICT (lead_id) DO UPDATE SET due_at = EXCLUDED.due_at),"
     " x AS (INSERT INTO timers (lead_id, kind, step, due_at, data)"
     "  SELECT u.lead_id, 'sla_first_contact', u.step, u.due,"
     "   jsonb_strip_nulls(jsonb_build_object('escalate_at', u.esc,"
-    "    'reassign_at', u.rea)) FROM u WHERE u.lead_id IN (SELECT id FROM l)"
+    "    'reassign_at', u.rea)) FROM u"
     "  ORDER BY u.n ON CONFLICT DO NOTHING RETURNING id, due_at)"
     " SELECT coalesce(string_agg((extract(epoch FROM due_at) * 1000)::bigint"
     "  || ' ' || id, ' '), '') FROM x";
@@ -162,7 +173,8 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
     if (n == 0)
         return 0;
     int rc = -1;
-    s_buf_t ids = {0}, st = {0}, due[3] = {{0}, {0}, {0}};
+    size_t armed = 0;
+    s_buf_t ids = {0}, st = {0}, due[3] = {{0}, {0}, {0}}, arm = {0};
     PGresult *res = NULL;
     /* The teams, for the calendars; the leads are locked here, all of them at once in
      * id order (docs/reliability.md), before anything of the batch writes them. */
@@ -204,20 +216,30 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
                                 t->ka, PQgetvalue(res, r, 2),
                                 PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3))));
         }
+        if (r < 0)
+            continue; /* no such lead: nothing to arm, as one by one */
         char d[3][40], step_s[16];
         const char *d_p[3];
         s_sla_dues(t, team, envs[i], grades[i], d, d_p);
         snprintf(step_s, sizeof step_s, "%d", steps[i]);
-        s_elem(&st, step_s, i == 0);
+        s_elem(&arm, lead_id, armed == 0);
+        s_elem(&st, step_s, armed == 0);
         for (int k = 0; k < 3; k++)
-            s_elem(&due[k], d_p[k], i == 0);
+            s_elem(&due[k], d_p[k], armed == 0);
+        armed++;
     }
     free(found);
     PQclear(res);
+    res = NULL;
+    if (armed == 0) {
+        rc = 0;
+        goto out;
+    }
+    s_put(&arm, "}");
     s_put(&st, "}");
     for (int k = 0; k < 3; k++)
         s_put(&due[k], "}");
-    const char *q[] = {ids.s, st.s, due[0].s, due[1].s, due[2].s};
+    const char *q[] = {arm.s, st.s, due[0].s, due[1].s, due[2].s};
     res = lf_db_exec_prepared(db, "lf_clock_sla_arm_batch", s_arm_batch_sql, 5, q);
     if (!res)
         goto out;
@@ -226,6 +248,7 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
     rc = 0;
 out:
     free(ids.s);
+    free(arm.s);
     free(st.s);
     for (int k = 0; k < 3; k++)
         free(due[k].s);

@@ -27,17 +27,18 @@ int64_t lf_clock_after(const lf_timers_t *t, const char *team, int64_t at,
  * counted in the lead's team calendar unless keepalive.json says "clock": "wall". The
  * reminder's timer carries the later deadlines (data: escalate_at, reassign_at) for
  * lf_fire_timers() to give the next steps, so each deadline is computed here once; the
- * reminder's deadline is stored on the lead (leads.first_contact_due_at) for the SLA
- * reports. Runs in the consumer's transaction. Returns 0, or -1 on a database error. */
+ * reminder's deadline is stored for the SLA reports in lead_first_contact (one narrow
+ * row per lead; leads.first_contact_due_at until 0047). Runs in the consumer's
+ * transaction. Returns 0, or -1 on a database error. */
 int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char *grade,
                      int step);
 
 /* lf_clock_sla_arm for n events at once (envs[i] with grades[i] and steps[i]), in
  * two statements whatever n: their leads' teams (locking the leads in id order), then
- * every deadline on `leads` and every reminder timer in one statement. Same effect as
- * lf_clock_sla_arm on each event in order. idle (n entries, or NULL) tells for each
- * event whether, as the lead was read under that lock, its stale clock neither runs nor
- * would start (lf_stale_on_event would change nothing). Runs in the consumer's
+ * every deadline and every reminder timer in one statement. Same
+ * effect as lf_clock_sla_arm on each event in order. idle (n entries, or NULL) tells for
+ * each event whether, as the lead was read under that lock, its stale clock neither runs
+ * nor would start (lf_stale_on_event would change nothing). Runs in the consumer's
  * transaction. Returns 0, or -1 on a database error. */
 int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *envs,
                            const char *const *grades, const int *steps, size_t n,

@@ -558,10 +558,11 @@ Test(keepalive, friday_evening_a_lead_is_escalated_on_monday_morning, .timeout =
            " WHERE lead_id = '0000000f-0000-7000-8000-000000000001' AND step = 0");
     cr_expect_str_eq(next, "09:30 2026-12-07 10:00");
     free(next);
-    /* The deadlines that applied are on the leads, for the reports. */
-    char *due = lf_h_sql(h, "SELECT to_char(first_contact_due_at AT TIME ZONE"
-                            " 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') FROM leads WHERE id "
-                            "= '0000000f-0000-7000-8000-000000000001'");
+    /* The deadlines that applied are kept for the reports (v_lead_outcomes for the
+     * first-contact one, the lead for the stale one). */
+    char *due = lf_h_sql(h, "SELECT to_char(sla_due_at AT TIME ZONE"
+                            " 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') FROM v_lead_outcomes"
+                            " WHERE lead_id = '0000000f-0000-7000-8000-000000000001'");
     cr_expect_str_eq(due, "2026-12-07 09:15");
     free(due);
     due = lf_h_sql(h, "SELECT to_char(stale_due_at AT TIME ZONE 'Asia/Shanghai',"

@@ -461,13 +461,14 @@ Test(scheduler, bad_settings_are_refused_with_a_clear_error, .timeout = 30) {
 /* The consumer's batch path (lf_timers_on_events): the first-contact SLA of every
  * assignment of a batch is armed with a few statements for the whole batch, and leaves
  * what arming them one by one left: a lead assigned twice keeps the timer of its first
- * assignment and the deadline of its last one on the lead; a reassignment to a rep
- * arms round r's timer (step 10r, r = reassignments so far) and moves the lead's
- * deadline; a reassignment to a queue and an assignment without a grade arm nothing.
+ * assignment and the deadline of its last one; a reassignment to a rep arms round r's
+ * timer (step 10r, r = reassignments so far) and moves the lead's deadline; a
+ * reassignment to a queue and an assignment without a grade arm nothing. The reports'
+ * deadlines (v_lead_outcomes.sla_due_at) are each lead's last assignment's.
  * The stale clocks of the same events: started for a deal in a watched stage (L5),
  * left alone where none runs (L6: the batch skips its statements; the others go event
  * by event), stopped where one ran (L7).
- * All nine events are in the outbox before the scheduler starts, so its first sweep
+ * All ten events are in the outbox before the scheduler starts, so its first sweep
  * hands them over as one batch. Wall clock, so the deadlines are plain sums. */
 Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
     lf_h_t *h = lf_h_new(0, 1);
@@ -484,7 +485,9 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
                   " assigned_at) SELECT ('0000001a-0000-7000-8000-' || lpad(g::text, 12,"
                   " '0'))::uuid, 'web_form', '139' || lpad(g::text, 8, '0'), 'C',"
                   " 'wang.fang', CASE g WHEN 5 THEN 'contacted' ELSE 'new' END, now()"
-                  " FROM generate_series(1, 7) g RETURNING 1"));
+                  " FROM generate_series(1, 8) g RETURNING 1"));
+    free(lf_h_sql(h, "UPDATE leads SET first_contact_due_at = '2030-01-01T00:00:00Z'"
+                     " WHERE id = '0000001a-0000-7000-8000-000000000008' RETURNING 1"));
     free(lf_h_sql(h,
                   "UPDATE leads SET stale_gen = 3, stale_since = '2030-01-01T00:00:00Z'"
                   " WHERE id = '0000001a-0000-7000-8000-000000000007' RETURNING 1"));
@@ -511,6 +514,8 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
         " (8, 'lead.assigned', 6, '2030-01-07T10:00:00Z',"
         "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
         " (9, 'lead.assigned', 7, '2030-01-07T10:00:00Z',"
+        "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'),"
+        " (10, 'lead.assigned', 8, '2030-01-07T10:00:00Z',"
         "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'))"
         " e(n, type, l, at, pl) ORDER BY e.n RETURNING 1"));
     lf_h_start(h, LF_H_SCHEDULER, 0);
@@ -518,8 +523,8 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
                             "SELECT count(*) FROM consumer_acks WHERE consumer = "
                             "'scheduler' AND event_id IN (SELECT id FROM outbox WHERE "
                             "lead_id::text LIKE '0000001a-%')",
-                            "9", 30000),
-              "the scheduler did not consume the nine events");
+                            "10", 30000),
+              "the scheduler did not consume the ten events");
     char *s = lf_h_sql(
         h, "SELECT string_agg(right(lead_id::text, 1) || ':' || step || ' ' ||"
            " to_char(due_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') || ' ' ||"
@@ -533,13 +538,26 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
                         "2:10 10:11:00.000 10:13:00.000 10:18:00.000, "
                         "5:0 10:01:00.000 10:03:00.000 -, "
                         "6:0 10:01:00.000 10:03:00.000 -, "
-                        "7:0 10:01:00.000 10:03:00.000 -");
+                        "7:0 10:01:00.000 10:03:00.000 -, "
+                        "8:0 10:01:00.000 10:03:00.000 -");
     free(s);
-    s = lf_h_sql(h, "SELECT string_agg(right(id::text, 1) || ' ' || coalesce(to_char("
-                    "first_contact_due_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS'), '-'),"
-                    " ', ' ORDER BY id) FROM leads");
-    cr_expect_str_eq(s, "1 10:06:00.250, 2 10:11:00.000, 3 -, 4 -, 5 10:01:00.000, "
-                        "6 10:01:00.000, 7 10:01:00.000");
+    /* The deadlines the SLA reports judge against: each lead's last assignment's (kept
+     * in lead_first_contact, not on the lead row). Lead 8 carried a deadline on the lead
+     * from before 0047: its new clock replaces it. Leads 3 and 4 armed nothing: the
+     * assignment plus the grade's SLA of the configuration ("config"). */
+    s = lf_h_sql(
+        h, "SELECT string_agg(right(lead_id::text, 1) || ' ' || CASE WHEN"
+           " sla_due_at = assigned_at + make_interval(secs => sla_seconds) THEN"
+           " 'config' ELSE coalesce(to_char(sla_due_at AT TIME ZONE 'UTC',"
+           " 'HH24:MI:SS.MS'), '-') END, ', ' ORDER BY lead_id) FROM v_lead_outcomes");
+    cr_expect_str_eq(s, "1 10:06:00.250, 2 10:11:00.000, 3 config, 4 config, "
+                        "5 10:01:00.000, 6 10:01:00.000, 7 10:01:00.000, 8 10:01:00.000");
+    free(s);
+    s = lf_h_sql(h,
+                 "SELECT string_agg(right(id::text, 1) || ' ' || to_char("
+                 "first_contact_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ', ' ORDER BY"
+                 " id) FROM leads WHERE first_contact_due_at IS NOT NULL");
+    cr_expect_str_eq(s, "8 2030-01-01", "the clocks wrote the wide lead row");
     free(s);
     s = lf_h_sql(
         h, "SELECT string_agg(right(id::text, 1) || ' ' || stale_gen || ' ' ||"
@@ -548,7 +566,7 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
            " AND t.kind = 'stale' AND t.state = 'pending'), ', ' ORDER BY id)"
            " FROM leads l");
     cr_expect_str_eq(s, "1 0 - 0, 2 0 - 0, 3 0 - 0, 4 0 - 0, 5 1 01-07 10:00 3, 6 0 - 0, "
-                        "7 4 - 0");
+                        "7 4 - 0, 8 0 - 0");
     free(s);
     /* They were armed on the batch path, not event by event after a failed batch. */
     char path[1024], cmd[1200];
