@@ -960,31 +960,38 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
  * From the cursor, the window is a statement with the cursor's values in it, so that
  * the planner can walk outbox_xid when few events lie above the safe xid. Paging on
  * through a backlog (sweep_from set: the events right after the last window), the
- * light sweep's window is lf_outbox_window(), a walk of the primary key from there:
- * planned with the values, on an outbox whose statistics are missing or older than the
- * backlog, the statement read and sorted every event above the cursor at every window
- * (db/functions/11_lf_outbox_window.sql). */
-#define S_SWEEP_WINDOW(cols)                                                             \
-    "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id" cols " "                    \
+ * window is lf_outbox_window(), a walk of the primary key from there: planned with
+ * the values, on an outbox whose statistics are missing or older than the backlog,
+ * the statement read and sorted every event above the cursor at every window
+ * (db/functions/11_lf_outbox_window.sql).
+ * Either way the window holds seq, type and lead only. The full sweep (consumers that
+ * read payloads) fetches the rest of an event by its primary key only for the events
+ * without an ack: a window with the payloads in it sorted them all (wide rows, every
+ * event above the cursor when the planner reads them through outbox_xid) and read
+ * every payload of the window, acknowledged or not. */
+#define S_SWEEP_CURSOR                                                                   \
+    "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id "                            \
     "FROM outbox o WHERE o.id > greatest($5::bigint, $4::bigint) "                       \
     "AND o.xid >= $6::xid8 AND o.type = ANY($2::text[]) ORDER BY o.id LIMIT $3::int) "
+#define S_SWEEP_PAGING                                                                   \
+    "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id FROM lf_outbox_window("      \
+    "greatest($5::bigint, $4::bigint), $6::xid8, $2::text[], $3::int) o) "
+#define S_SWEEP_LIGHT "SELECT s.n, s.m, x.id, x.type, x.lead_id"
+#define S_SWEEP_FULL                                                                     \
+    "SELECT s.n, s.m, (SELECT lf_envelope(p.id, p.event_id, p.type, p.lead_id, p.at, "   \
+    "p.version, p.payload)::text FROM outbox p WHERE p.id = x.id)"
 #define S_SWEEP_REST                                                                     \
     " FROM (SELECT count(*) AS n, max(id) AS m FROM w) s LEFT JOIN (SELECT * FROM w "    \
     "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
     "IS NULL) x ON true ORDER BY x.id"
-static const char *const s_sweep_light =
-    S_SWEEP_WINDOW("") "SELECT s.n, s.m, x.id, x.type, x.lead_id" S_SWEEP_REST;
-static const char *const s_sweep_light_paging =
-    "WITH w AS MATERIALIZED (SELECT o.id, o.type, o.lead_id FROM lf_outbox_window("
-    "greatest($5::bigint, $4::bigint), $6::xid8, $2::text[], $3::int) o) "
-    "SELECT s.n, s.m, x.id, x.type, x.lead_id" S_SWEEP_REST;
-static const char *const s_sweep_full = S_SWEEP_WINDOW(
-    ", o.event_id, o.at, o.version, o.payload") "SELECT s.n, s.m, "
-                                                "CASE WHEN x.id IS NOT NULL THEN "
-                                                "lf_envelope(x.id, x.event_id, x.type, "
-                                                "x.lead_id, x.at, x.version, "
-                                                "x.payload)::text END" S_SWEEP_REST;
-#undef S_SWEEP_WINDOW
+static const char *const s_sweep_light = S_SWEEP_CURSOR S_SWEEP_LIGHT S_SWEEP_REST;
+static const char *const s_sweep_light_paging = S_SWEEP_PAGING S_SWEEP_LIGHT S_SWEEP_REST;
+static const char *const s_sweep_full = S_SWEEP_CURSOR S_SWEEP_FULL S_SWEEP_REST;
+static const char *const s_sweep_full_paging = S_SWEEP_PAGING S_SWEEP_FULL S_SWEEP_REST;
+#undef S_SWEEP_CURSOR
+#undef S_SWEEP_PAGING
+#undef S_SWEEP_LIGHT
+#undef S_SWEEP_FULL
 #undef S_SWEEP_REST
 
 /* The batch path's sweep. A backlog is read window after window from where the last
@@ -1007,9 +1014,9 @@ static PGresult *s_sweep_windows(lf_consumer_t *self, int limit, long *window,
     for (int skipped = 0;; skipped++) {
         snprintf(from, sizeof from, "%lld", self->sweep_from);
         const char *p[] = {self->name, self->types, lim, from, cur_id, cur_xid};
-        const char *sql = !light                 ? s_sweep_full
-                          : self->sweep_from > 0 ? s_sweep_light_paging
-                                                 : s_sweep_light;
+        const char *sql = self->sweep_from > 0
+                              ? (light ? s_sweep_light_paging : s_sweep_full_paging)
+                              : (light ? s_sweep_light : s_sweep_full);
         PGresult *res = lf_db_exec(self->db, sql, 6, p);
         if (!res) {
             self->sweep_from = 0;
