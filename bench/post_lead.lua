@@ -38,3 +38,13 @@ function request()
       ["Authorization"] = "Bearer " .. (os.getenv("LF_BENCH_KEY") or os.getenv("LEADFLOW_ADMIN_KEY") or "bench-key"),
    }, body)
 end
+
+-- LF_BENCH_LOG_ERRORS=1: print the status and body of every answer that is not 2xx (a
+-- response() callback makes wrk read every body, so it is off by default).
+if os.getenv("LF_BENCH_LOG_ERRORS") then
+   function response(status, headers, body)
+      if status < 200 or status > 299 then
+         io.stderr:write(string.format("non-2xx %d %s\n", status, body))
+      end
+   end
+end
