@@ -281,8 +281,8 @@ BEGIN
             -- The owners' notifications, in a statement of their own that runs only
             -- when an inquiry was merged into an owned lead: an INSERT in the batch
             -- statement fired the fan-out trigger of notifications (a statement
-            -- trigger: it fires for no rows too) at every batch, about 0.15 ms of
-            -- CPU per call for nothing in a batch of new people (docs/benchmarks.md).
+            -- trigger: it fires for no rows too) at every batch, 0.12-0.19 ms a call
+            -- for nothing in a batch of new people (docs/benchmarks.md).
             INSERT INTO notifications (lead_id, rep_id, kind, message)
             SELECT (t.e ->> 0)::uuid, t.e ->> 1,
                    CASE WHEN t.e ->> 2 = 'call' THEN 'lead_call' ELSE 'repeat_inquiry' END,
