@@ -101,6 +101,22 @@ pgs_diff() {
           for (i = 5; i <= NF; i++) { split(a[i], x, ":"); split($i, y, ":")
               printf " %s +%d:+%d", y[1], y[2] - x[2], y[3] - x[3] } }' <(echo "$1") <(echo "$2")
 }
+# Rows written per lead, by table (inserted, updated of which HOT, deleted), per phase:
+# the floor of what PostgreSQL must do for a lead whatever the statements look like.
+# PostgreSQL's table counters reach pg_stat_user_tables when a backend flushes them (at
+# most about a second late), so a phase of thousands of leads is counted to within a few.
+rows_snap() {
+    lf_bench_q "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
+        FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname" | tr '|' ' ' >"$1"
+}
+rows_diff() {
+    awk -v n="$3" 'NR == FNR { a[$1] = $2 " " $3 " " $4 " " $5; next }
+        { split(a[$1], x, " "); i = $2 - x[1]; u = $3 - x[2]; h = $4 - x[3]; d = $5 - x[4]
+          if (i + u + d < n / 100) next
+          printf "%s%s ins %.2f upd %.2f (HOT %.2f) del %.2f", sep, $1, i / n, u / n, h / n, d / n
+          sep = "; "; t += i + u + d }
+        END { printf "; rows written per lead %.2f", t / n }' "$1" "$2"
+}
 # intake's group commits so far (its /metrics): the leads per batch of a phase, which
 # decide much of its backends' CPU per lead (a call has a fixed cost of about 1 ms).
 intake_batches() {
@@ -116,6 +132,7 @@ for i in $(seq 1 "$RUNS"); do
     stmts_reset
     lf_bench_cpu_snap "$W/cpu0.$i"
     pgs0=$(pgs_snap); batches0=$(intake_batches)
+    rows_snap "$W/rows0.$i"
     perfp=
     if [ -n "${LF_BENCH_PERF:-}" ] && [ "$i" -eq 1 ]; then
         bp=$(lf_bench_q "SELECT min(pid) FROM pg_stat_activity WHERE application_name = '${LF_BENCH_PERF_APP:-leadflow-router}'")
@@ -145,6 +162,8 @@ for i in $(seq 1 "$RUNS"); do
     echo "run $i PostgreSQL, same phase: $(pgs_diff "$pgs0" "$(pgs_snap)" $((after - before)));" \
         "intake's commit batches $(awk -v b="$(($(intake_batches) - batches0))" -v n=$((after - before)) \
             'BEGIN {printf "%d, %.1f leads per batch", b, b ? n / b : 0}')" >&2
+    rows_snap "$W/rows1.$i"
+    echo "run $i rows per lead, same phase: $(rows_diff "$W/rows0.$i" "$W/rows1.$i" $((after - before)))" >&2
     stmts "run $i, wrk phase and the catch-up"
     # 4. the router drains LEADS leads stored while it was stopped
     lf_bench_stop router
