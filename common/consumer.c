@@ -485,20 +485,6 @@ static int s_batch_failure_counts(const lf_consumer_t *self) {
     return strncmp(st, "08", 2) && strncmp(st, "53", 2) && strncmp(st, "57P", 3);
 }
 
-/* What a log line may say about the last failure: its SQLSTATE, never PostgreSQL's
- * message, which quotes the values it choked on (a phone number, a name). Without an
- * SQLSTATE (the connection failed) libpq's own message, which carries no data. */
-static const char *s_reason(const lf_consumer_t *self, char *buf, size_t sz) {
-    const char *st = self->db->err ? lf_db_sqlstate(self->db) : "";
-    if (st && *st) {
-        snprintf(buf, sz, "sqlstate=%s", st);
-    } else {
-        lf_strlcpy(buf, self->db->err ? self->db->errstr : "handler failed", sz);
-        lf_log_mask_values(buf);
-    }
-    return buf;
-}
-
 /* What is stored about the last failure (consumer_parked.error, the failed ack's
  * error), where an operator reads it and may paste it into a ticket: PostgreSQL's
  * message with the values it quotes masked whole (lf_log_mask_values; lf_db scrubbed
@@ -506,6 +492,19 @@ static const char *s_reason(const lf_consumer_t *self, char *buf, size_t sz) {
 static const char *s_error_text(const lf_consumer_t *self, char *buf, size_t sz) {
     lf_strlcpy(buf, self->db->err ? self->db->errstr : "handler failed", sz);
     return lf_log_mask_values(buf);
+}
+
+/* What a log line may say about the last failure: its SQLSTATE, never PostgreSQL's
+ * message, which quotes the values it choked on (a phone number, a name). Without an
+ * SQLSTATE (the connection failed) libpq's own message, masked as s_error_text
+ * stores it. */
+static const char *s_reason(const lf_consumer_t *self, char *buf, size_t sz) {
+    const char *st = self->db->err ? lf_db_sqlstate(self->db) : "";
+    if (st && *st) {
+        snprintf(buf, sz, "sqlstate=%s", st);
+        return buf;
+    }
+    return s_error_text(self, buf, sz);
 }
 
 /* Parks the event inside the open savepoint (the handler's changes already rolled
