@@ -35,7 +35,23 @@ static void s_set_err(lf_db_t *self, const char *what, const char *detail) {
     lf_log_scrub(self->errstr);
 }
 
+/* Every connection's statement timeout: the bound on a query stuck behind a lock
+ * or a plan gone wrong (lf_db_set_statement_timeout). */
+static long s_statement_timeout_ms = 15000;
+
+void lf_db_set_statement_timeout(long ms) {
+    s_statement_timeout_ms = ms;
+}
+
 static int s_connect(lf_db_t *self) {
+    char options[200];
+    snprintf(options, sizeof options,
+             "-c statement_timeout=%ld "
+             "-c idle_in_transaction_session_timeout=10000 "
+             "-c client_connection_check_interval=1000 "
+             "-c jit=off "
+             "-c client_min_messages=warning",
+             s_statement_timeout_ms);
     const char *keys[] = {"connect_timeout",
                           "tcp_user_timeout",
                           "keepalives_idle",
@@ -45,19 +61,8 @@ static int s_connect(lf_db_t *self) {
                           "options",
                           "dbname",
                           NULL};
-    const char *vals[] = {"5",
-                          "10000",
-                          "10",
-                          "5",
-                          "3",
-                          self->app,
-                          "-c statement_timeout=15000 "
-                          "-c idle_in_transaction_session_timeout=10000 "
-                          "-c client_connection_check_interval=1000 "
-                          "-c jit=off "
-                          "-c client_min_messages=warning",
-                          self->url,
-                          NULL};
+    const char *vals[] = {"5",       "10000", "10",      "5", "3",
+                          self->app, options, self->url, NULL};
     /* client_connection_check_interval: a backend whose service died (kill -9, a
      * crash) while its statement waits for a lock notices within a second and ends,
      * instead of holding its locks until statement_timeout - and a consumer instance

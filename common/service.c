@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lf/db.h"
 #include "lf/log.h"
 #include "lf/util.h"
 
@@ -43,6 +44,7 @@ lf_config_t *lf_service_init(const char *name, const lf_cfg_def_t *defs, int arg
         return NULL;
     }
     lf_log_init(name, (lf_log_level_t)lvl);
+    lf_db_set_statement_timeout(lf_config_int(cfg, "LEADFLOW_STATEMENT_TIMEOUT_MS"));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = s_on_signal;

@@ -170,6 +170,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     lf_log_init("keys", LF_LOG_WARN);
+    lf_db_set_statement_timeout(lf_config_int(cfg, "LEADFLOW_STATEMENT_TIMEOUT_MS"));
     lf_db_t *db =
         lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"), "leadflow-keys");
     int rc = 1;

@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "intake.h"
+#include "lf/db.h"
 #include "lf/event.h"
 #include "lf/lead.h"
 #include "lf/log.h"
@@ -122,6 +123,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     lf_log_init("intake", (lf_log_level_t)lvl);
+    lf_db_set_statement_timeout(lf_config_int(in.cfg, "LEADFLOW_STATEMENT_TIMEOUT_MS"));
     const char *region = lf_config_str(in.cfg, "LEADFLOW_PHONE_REGION");
     if (lf_phone_set_default_region(region) != 0) {
         fprintf(stderr, "ERROR bad configuration: LEADFLOW_PHONE_REGION must be a region "

@@ -90,6 +90,36 @@ Test(db, sessions_carry_the_timeouts_and_no_jit, .timeout = 60) {
     lf_h_destroy(&h);
 }
 
+/* LEADFLOW_STATEMENT_TIMEOUT_MS (lf_db_set_statement_timeout) sets the timeout of the
+ * connections made after it, the other settings unchanged; a statement that outlives it
+ * is cancelled with SQLSTATE 57014. */
+Test(db, the_statement_timeout_is_a_setting, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_set_statement_timeout(250);
+    lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
+    lf_db_set_statement_timeout(15000);
+    PGresult *r = lf_db_exec(db,
+                             "SELECT current_setting('statement_timeout'), "
+                             "current_setting('client_connection_check_interval'), "
+                             "current_setting('jit')",
+                             0, NULL);
+    cr_assert(r, "%s", db->errstr);
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "250ms");
+    cr_expect_str_eq(PQgetvalue(r, 0, 1), "1s");
+    cr_expect_str_eq(PQgetvalue(r, 0, 2), "off");
+    PQclear(r);
+    cr_expect_lt(lf_db_cmd(db, "SELECT pg_sleep(2)", 0, NULL), 0);
+    cr_expect(strstr(db->errstr, "statement timeout") != NULL, "%s", db->errstr);
+    lf_db_t *later = lf_db_connect(lf_h_db_url(h), "test");
+    r = lf_db_exec(later, "SELECT current_setting('statement_timeout')", 0, NULL);
+    cr_assert(r, "%s", later->errstr);
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "15s", "a later connection keeps its own");
+    PQclear(r);
+    lf_db_destroy(&later);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
 /* Intake's batch function plans its statements once per connection (the generic plan):
  * with the default plan_cache_mode, a batch of a few leads made PostgreSQL plan the big
  * statement again at every call, 2-3 ms of CPU for one lead (docs/benchmarks.md). */

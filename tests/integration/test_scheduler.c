@@ -582,9 +582,11 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
  * holds lead 3 (FOR UPDATE) and never lets go: every scheduler batch holding lead 3's
  * event waits for it in its on_begin hook (the leads of a batch are locked before any
  * event is applied). */
-static lf_h_t *s_stuck_lead(const char *attempts, lf_db_t **stuck_p) {
+static lf_h_t *s_stuck_lead(const char *attempts, const char *timeout_ms,
+                            lf_db_t **stuck_p) {
     lf_h_t *h = lf_h_new(0, 1);
     lf_h_env(h, "LEADFLOW_CONSUMER_ATTEMPTS", attempts);
+    lf_h_env(h, "LEADFLOW_STATEMENT_TIMEOUT_MS", timeout_ms);
     lf_h_env(h, "LEADFLOW_CONSUMER_BACKOFF_MS", "200");
     lf_h_config(h, "sla.json",
                 "{\"first_contact_seconds\":{\"C\":3600},"
@@ -662,7 +664,10 @@ static void s_kill_while_waiting(lf_h_t *h) {
 Test(scheduler, an_event_that_kills_the_scheduler_at_every_try_is_parked_across_restarts,
      .timeout = 150) {
     lf_db_t *stuck;
-    lf_h_t *h = s_stuck_lead("3", &stuck);
+    /* No try may end by the statement timeout before the test kills it, however
+     * slowly the machine runs: at 15 s, under the whole suite's load, one did (the
+     * event was parked with SQLSTATE 57014 instead of as killed). */
+    lf_h_t *h = s_stuck_lead("3", "600000", &stuck);
     for (int kill = 1; kill <= 3; kill++) {
         lf_h_start(h, LF_H_SCHEDULER, 0);
         s_kill_while_waiting(h);
@@ -692,15 +697,15 @@ Test(scheduler, an_event_that_kills_the_scheduler_at_every_try_is_parked_across_
 }
 
 /* A batch that fails as a whole - a lead held by a stuck session makes the lead locks
- * taken before any event time out (statement_timeout, 15 s) - is not tried again as a
- * whole for ever: its events count a try and go one at a time, the others are applied,
- * and the one that waits for the stuck lead is parked after its tries (2 here), with
- * the statement timeout's SQLSTATE. The old consumer rolled the batch back at every
- * try, without a bound: no lead of the batch was ever timed. */
+ * taken before any event time out (LEADFLOW_STATEMENT_TIMEOUT_MS, 3 s here) - is not
+ * tried again as a whole for ever: its events count a try and go one at a time, the
+ * others are applied, and the one that waits for the stuck lead is parked after its tries
+ * (2 here), with the statement timeout's SQLSTATE. The old consumer rolled the batch back
+ * at every try, without a bound: no lead of the batch was ever timed. */
 Test(scheduler, a_batch_blocked_by_a_stuck_lead_falls_back_to_one_event_at_a_time,
      .timeout = 150) {
     lf_db_t *stuck;
-    lf_h_t *h = s_stuck_lead("2", &stuck);
+    lf_h_t *h = s_stuck_lead("2", "3000", &stuck);
     lf_h_start(h, LF_H_SCHEDULER, 0);
     s_expect_parked(h, 60000, "lead.assigned 2 57014 3");
     char log[600];

@@ -33,10 +33,16 @@ typedef struct {
          0,                                                                              \
          "folder with scorecard.json, routing.json, pipeline.json, channels.json, "      \
          "sla.json"},                                                                    \
+        {"LEADFLOW_HEALTH_FILE",                                                         \
+         LF_CFG_STR,                                                                     \
+         NULL,                                                                           \
+         0,                                                                              \
+         0,                                                                              \
+         "file touched every loop while the service is healthy (for container "          \
+         "checks)"},                                                                     \
     {                                                                                    \
-        "LEADFLOW_HEALTH_FILE", LF_CFG_STR, NULL, 0, 0,                                  \
-            "file touched every loop while the service is healthy (for container "       \
-            "checks)"                                                                    \
+        "LEADFLOW_STATEMENT_TIMEOUT_MS", LF_CFG_INT, "15000", 100, 3600000,              \
+            "longest a statement of the program may run before PostgreSQL cancels it"    \
     }
 
 typedef struct lf_config lf_config_t;

@@ -23,6 +23,11 @@ typedef struct {
     } prepared[16];
 } lf_db_t;
 
+/* The statement timeout of every connection made from now on, in milliseconds
+ * (LEADFLOW_STATEMENT_TIMEOUT_MS; 15000 unless set). Called once at start-up, before
+ * any thread connects. */
+void lf_db_set_statement_timeout(long ms);
+
 /* Creates a handle and tries to connect once. Never returns NULL: check err, as
  * with redisConnect. Caller owns the result. */
 lf_db_t *lf_db_connect(const char *url, const char *app);
