@@ -175,21 +175,27 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
     int rc = -1;
     size_t armed = 0;
     s_buf_t ids = {0}, st = {0}, due[3] = {{0}, {0}, {0}}, arm = {0};
-    PGresult *res = NULL;
-    /* The teams, for the calendars; the leads are locked here, all of them at once in
-     * id order (docs/reliability.md), before anything of the batch writes them. */
-    for (size_t i = 0; i < n; i++)
-        s_elem(&ids, lf_event_lead(envs[i]), i == 0);
-    s_put(&ids, "}");
-    const char *p[] = {ids.s};
-    res = lf_db_exec_prepared(db, "lf_clock_sla_teams",
-                              "SELECT id::text, team, stage, grade::text,"
-                              " owner IS NOT NULL AND closed_at IS NULL,"
-                              " stale_since IS NULL FROM leads WHERE id = ANY($1::uuid[])"
-                              " ORDER BY id FOR NO KEY UPDATE",
-                              1, p);
-    if (!res)
-        goto out;
+    PGresult *res = NULL, *own = NULL;
+    /* The teams, for the calendars, and what the stale clock reads: as
+     * lf_timers_on_begin read them when it locked the batch's leads, all at once in id
+     * order (docs/reliability.md), before anything of the batch wrote them. Without
+     * that read (a caller outside a consumer batch), the same statement here. */
+    res = t->locked;
+    if (!res) {
+        for (size_t i = 0; i < n; i++)
+            s_elem(&ids, lf_event_lead(envs[i]), i == 0);
+        s_put(&ids, "}");
+        const char *p[] = {ids.s};
+        res = own = lf_db_exec_prepared(
+            db, "lf_clock_sla_teams",
+            "SELECT id::text, team, stage, grade::text,"
+            " owner IS NOT NULL AND closed_at IS NULL,"
+            " stale_since IS NULL FROM leads WHERE id = ANY($1::uuid[])"
+            " ORDER BY id FOR NO KEY UPDATE",
+            1, p);
+        if (!res)
+            goto out;
+    }
     int rows = PQntuples(res);
     /* Row r's id and its row number, side by side, sorted by id for bsearch. */
     const char **found = lf_calloc((size_t)rows * 2 + 2, sizeof *found);
@@ -199,6 +205,13 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
     }
     for (size_t i = 0; i < n; i++) {
         const char *lead_id = lf_event_lead(envs[i]);
+        if (!own && !lf_uuid_valid(lead_id)) {
+            /* The lock left it out; the statement above would fail on it, and so
+             * does this batch: the consumer applies its events one by one. */
+            lf_strlcpy(db->errstr, "lead id is not a uuid", sizeof db->errstr);
+            free(found);
+            goto out;
+        }
         const char **hit =
             bsearch(&lead_id, found, (size_t)rows, 2 * sizeof *found, s_cmp_str);
         int r = hit ? (int)(intptr_t)hit[1] : -1;
@@ -229,8 +242,8 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
         armed++;
     }
     free(found);
-    PQclear(res);
-    res = NULL;
+    PQclear(own);
+    own = NULL;
     if (armed == 0) {
         rc = 0;
         goto out;

@@ -328,6 +328,7 @@ out:
         lf_db_destroy(&t.lanes[i]);
     free(t.sla_text);
     free(t.pending);
+    PQclear(t.locked);
     lf_consumer_destroy(&consumer);
     lf_redis_destroy(&redis);
     lf_db_destroy(&db);

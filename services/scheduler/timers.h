@@ -59,6 +59,10 @@ typedef struct {
      * once it commits (lf_timers_on_batch), never while its transaction is open. */
     char *pending;
     size_t pending_len, pending_cap;
+    /* owned: what lf_timers_on_begin read of the open batch's leads as it locked them
+     * (id, team, stage, grade, open and owned, stale clock idle; in id order), for
+     * lf_clock_sla_arm_batch; NULL outside a batch, or when the batch locked none */
+    PGresult *locked;
 } lf_timers_t;
 
 /* Consumer callback for lead.assigned: creates the first-contact SLA timer (once)
@@ -73,7 +77,8 @@ int lf_timers_on_event(lf_consumer_t *c, lf_db_t *db, const json_t *env, void *a
 int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
                         void *arg);
 /* lf_consumer_on_begin hook: takes the leads the batch's handlers will write, in id
- * order, before any is written (the lock order of docs/reliability.md section 4).
+ * order, before any is written (the lock order of docs/reliability.md section 4), and
+ * keeps what the first-contact clock reads of them (t->locked) until the batch ends.
  * The handlers write each event's lead in seq order; the router takes its batch's
  * leads in id order (a lead.created delivered again after it was assigned among
  * them), and the two deadlocked. lead.created events are left out: their handler
@@ -91,7 +96,7 @@ void lf_timers_index(lf_timers_t *t, char *pairs);
  * back. */
 void lf_timers_index_after_commit(lf_timers_t *t, const char *pairs);
 /* lf_consumer_on_batch hook: indexes the committed batch's timers in one ZADD, or
- * forgets them when the batch rolled back. */
+ * forgets them when the batch rolled back; drops t->locked. */
 void lf_timers_on_batch(void *arg, int committed);
 /* Starts the thread that fires due timers: it claims them from Redis (its own
  * connection to redis_host:redis_port) and fires them on the lanes (a batch per
