@@ -89,9 +89,19 @@ BEGIN
                            FROM unnest(todo) t;
             RETURN;
         END IF;
-        -- The rows of this pass: those no earlier undecided row shares a value with
-        -- (a lone row shares nothing: no five sorts for it).
-        IF cardinality(todo) = 1 THEN
+        -- The rows of this pass: those no earlier undecided row shares a value with.
+        -- A lone row shares nothing, and neither does a first pass whose values are
+        -- all distinct (one aggregate, not the five sorts below).
+        IF cardinality(todo) = 1 OR passes = 1 AND (
+                SELECT count(DISTINCT u.phone) = count(u.phone)
+                   AND count(DISTINCT u.email) = count(u.email)
+                   AND count(DISTINCT u.ik) = count(u.ik)
+                   AND count(DISTINCT (u.channel, u.ext)) FILTER (WHERE u.ext IS NOT NULL)
+                       = count(u.ext)
+                   AND count(DISTINCT u.call ->> 'call_sid') = count(u.call ->> 'call_sid')
+                  FROM unnest(p_phone, p_email, p_idempotency_key, p_channel,
+                              p_external_id, p_call) AS u(phone, email, ik, channel, ext,
+                                                          call)) THEN
             go := todo;
         ELSE
             go := ARRAY(

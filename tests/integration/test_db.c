@@ -262,6 +262,15 @@ Test(db, a_batch_of_new_people_skips_the_merge_and_a_mixed_batch_is_decided_whol
                  1);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_inquiries"), 1);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_search"), 4);
+    /* Two rows of one batch for one new person (the same e-mail): the second waits
+     * for the first's lead and is merged into it. */
+    out = s_intake_batch(
+        c, "{0190bbbb-0000-7000-8000-000000000007,0190bbbb-0000-7000-8000-000000000008}",
+        "{lead,lead}", "{f@example.com,f@example.com}", "{+8613800000007,+8613800000008}",
+        "{NULL,NULL}", "{NULL,NULL}");
+    cr_expect_str_eq(out, "-:created:0190bbbb-0000-7000-8000-000000000007 "
+                          "2:merged:0190bbbb-0000-7000-8000-000000000007");
+    free(out);
     free(plans);
     PQfinish(c);
     lf_h_destroy(&h);
