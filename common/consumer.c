@@ -1,8 +1,18 @@
 /* consumer.c - idempotent outbox consumers.
  *
- * Every event a consumer applies leaves an ack (consumer_acks: consumer, event id) in
- * the same transaction as its effect, so a redelivery - ZeroMQ, the sweep, a twin
- * instance - finds the ack and does nothing.
+ * Every event a consumer applies is acknowledged in the same transaction as its effect,
+ * so a redelivery - ZeroMQ, the sweep, a twin instance - finds the ack and does
+ * nothing. An ack row (consumer_acks) holds the seqs of all the events one transaction
+ * of the batch path applied, as a multirange (0051_consumer_ack_batches.sql): one row
+ * per consumer and batch, not one per event; the per-event path and a parked event
+ * write a row of one seq. Whether an event has an ack is read for a whole window or
+ * batch at once: the rows that overlap its seq range, merged into one multirange
+ * (S_ACKED), each event then tested in memory. That read sees only what its snapshot
+ * sees; what it cannot see - an ack of the same event by a twin's transaction still
+ * running, or committed just after - is caught by the table's exclusion constraint (no
+ * two rows of a consumer share a seq), which makes the second insert wait for the
+ * first transaction and then insert nothing (ON CONFLICT DO NOTHING): the batch is
+ * rolled back and taken again with a snapshot that sees the twin's acks.
  *
  * Acks would grow for ever, so each consumer also has a cursor (consumer_cursors):
  * events below it are done and their acks are pruned. Outbox ids come from a sequence
@@ -11,7 +21,10 @@
  * transaction that wrote it (0015_outbox_xid.sql), and the cursor (safe_xid) never
  * passes pg_snapshot_xmin(pg_current_snapshot()), the oldest transaction that may
  * still commit, nor an event of the consumer's types that has no ack. An event that
- * becomes visible later therefore always lies at or above the cursor.
+ * becomes visible later therefore always lies at or above the cursor. An ack row goes
+ * once every event in it lies below the cursor: the row keeps the newest outbox xid of
+ * its events (top_xid), so the cleanup is a delete by that column, with no join to the
+ * outbox.
  *
  * An event below the cursor has lost its ack, so "no ack" no longer means "not done":
  * acks are only ever inserted for events at or above the cursor, read under a share
@@ -644,8 +657,8 @@ static int s_cmp_ll(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The batch path: one statement inserts every ack of the batch and returns the seqs
- * that were new, the batch handler applies those events, all in one transaction.
+/* The batch path: one statement inserts one ack row for the batch's new events and
+ * returns their seqs, the batch handler applies those events, all in one transaction.
  * Returns the number applied (committed), -1 when the connection failed, or -2 when
  * a statement failed and the batch must be handled event by event (rolled back). */
 static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
@@ -762,12 +775,12 @@ static const char *const s_unacked_sql =
  * from sorted[0..n) the events that have an ack already, in one read outside any
  * transaction. A consumer that falls behind its ZeroMQ stream meets its own events
  * twice: the sweep finds them in the outbox while their envelopes still wait in the
- * socket, and each such envelope batch took the batch transaction twice (the plain ack
- * insert fails, the ON CONFLICT retry finds nothing new) with the consumer's on_begin
- * locks each time (the router's: the routing lock and every lead of the batch). An
+ * socket, and each such envelope batch opened the batch transaction (twice, when acks
+ * were a row per event and a plain insert met them first) and took the consumer's
+ * on_begin locks (the router's: the routing lock and every lead of the batch). An
  * event acknowledged after this read is still caught by the ack insert. A batch
- * without redeliveries counts dup_recent down. Returns the events left (compacted in seq
- * order), or -1 when the read failed. */
+ * without redeliveries counts dup_recent down. Returns the events left (compacted in
+ * seq order), or -1 when the read failed. */
 static long s_drop_acked(lf_consumer_t *self, json_t **sorted, size_t n) {
     lf_pgarray_t seqs;
     lf_pgarray_init(&seqs);
@@ -1162,13 +1175,14 @@ int lf_consumer_advance(lf_consumer_t *self) {
      * transaction below that xmin is visible to that same snapshot, so none can be
      * missed. Failed acks count as acknowledged (a parked poison event does not
      * hold the cursor). The cursor's values are parameters, as in the sweep, so the
-     * gap query walks the outbox_xid index: in xid order, with one ack probe per event
-     * (a subquery the planner cannot turn into a join), stopping at the first event
-     * without an ack. As min() over NOT EXISTS it was planned as a hash anti-join of
-     * every event above the cursor with every ack of the consumer, at each advance:
-     * 110-311 ms per call in a profiled whole-stack run (bench/stack.sh, the three
-     * consumers 25 calls, 2.7-7.8 s of backend time), where the walk stops at the
-     * consumer's oldest unacknowledged event. */
+     * gap query walks the outbox_xid index in xid order, stopping at the first event
+     * without an ack; the consumer's acks are read once, before the walk, as one
+     * multirange (S_ACKED_ALL: the cursor keeps them to the rows of the last few
+     * seconds' batches), and each event tested in memory. (As min() over NOT EXISTS
+     * against acks of one row per event it was planned as a hash anti-join of every
+     * event above the cursor with every ack, at each advance: 110-311 ms per call in
+     * a profiled whole-stack run.) Then the acks whose events all lie below the new
+     * cursor are deleted, by their rows' newest xid. */
     if (lf_db_begin(self->db) < 0)
         return -1;
     PGresult *res = lf_db_exec(self->db,
