@@ -80,7 +80,8 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n);
 int lf_consumer_sweep(lf_consumer_t *self, int limit);
 /* Moves the consumer's cursor up to the oldest transaction still running or the
  * oldest unacknowledged event of its types, whichever is lower, and prunes the ack
- * rows whose events all lie below it. Runs outside a batch (its own statements). Returns 0 or -1. */
+ * rows whose events all lie below it. Runs outside a batch (its own statements). Returns
+ * 0 or -1. */
 int lf_consumer_advance(lf_consumer_t *self);
 /* The cursor (safe_xid, as text) after the last successful lf_consumer_advance, "" before
  * it. Borrowed: valid until the next advance. */
@@ -116,8 +117,8 @@ enum {
     LF_BATCH_SEQ_ONLY = 1
 };
 /* Opt in to the batch path: lf_consumer_handle then acknowledges the new events of a
- * batch with one row, in one statement, and hands only those events to fn (arg as given to
- * lf_consumer_new); lf_consumer_sweep pages forward through a backlog instead of
+ * batch with one row, in one statement, and hands only those events to fn (arg as given
+ * to lf_consumer_new); lf_consumer_sweep pages forward through a backlog instead of
  * re-reading it from the safe cursor. flags: 0 or LF_BATCH_SEQ_ONLY. Consumers that
  * never call this keep the per-event path unchanged. */
 void lf_consumer_set_batch_fn(lf_consumer_t *self, lf_batch_fn fn, int flags);
