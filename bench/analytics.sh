@@ -95,8 +95,9 @@ SET statement_timeout = '300s';
 DO \$\$ BEGIN
     LOOP
         IF EXISTS (SELECT 1 FROM consumer_acks WHERE consumer = 'analytics'
-                   AND event_id = $last) THEN
-            EXIT WHEN (SELECT count(*) FROM consumer_acks WHERE consumer = 'analytics') >= $E;
+                   AND seqs @> $last::bigint) THEN
+            EXIT WHEN (SELECT sum(upper(r) - lower(r)) FROM consumer_acks a,
+                              unnest(a.seqs) r WHERE a.consumer = 'analytics') >= $E;
         END IF;
         PERFORM pg_sleep(0.02);
     END LOOP;

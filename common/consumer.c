@@ -1,8 +1,18 @@
 /* consumer.c - idempotent outbox consumers.
  *
- * Every event a consumer applies leaves an ack (consumer_acks: consumer, event id) in
- * the same transaction as its effect, so a redelivery - ZeroMQ, the sweep, a twin
- * instance - finds the ack and does nothing.
+ * Every event a consumer applies is acknowledged in the same transaction as its effect,
+ * so a redelivery - ZeroMQ, the sweep, a twin instance - finds the ack and does
+ * nothing. An ack row (consumer_acks) holds the seqs of all the events one transaction
+ * of the batch path applied, as a multirange (0051_consumer_ack_batches.sql): one row
+ * per consumer and batch, not one per event; the per-event path and a parked event
+ * write a row of one seq. Whether an event has an ack is read for a whole window or
+ * batch at once: the rows that overlap its seq range, merged into one multirange
+ * (S_ACKED), each event then tested in memory. That read sees only what its snapshot
+ * sees; what it cannot see - an ack of the same event by a twin's transaction still
+ * running, or committed just after - is caught by the table's exclusion constraint (no
+ * two rows of a consumer share a seq), which makes the second insert wait for the
+ * first transaction and then insert nothing (ON CONFLICT DO NOTHING): the batch is
+ * rolled back and taken again with a snapshot that sees the twin's acks.
  *
  * Acks would grow for ever, so each consumer also has a cursor (consumer_cursors):
  * events below it are done and their acks are pruned. Outbox ids come from a sequence
@@ -11,7 +21,10 @@
  * transaction that wrote it (0015_outbox_xid.sql), and the cursor (safe_xid) never
  * passes pg_snapshot_xmin(pg_current_snapshot()), the oldest transaction that may
  * still commit, nor an event of the consumer's types that has no ack. An event that
- * becomes visible later therefore always lies at or above the cursor.
+ * becomes visible later therefore always lies at or above the cursor. An ack row goes
+ * once every event in it lies below the cursor: the row keeps the newest outbox xid of
+ * its events (top_xid), so the cleanup is a delete by that column, with no join to the
+ * outbox.
  *
  * An event below the cursor has lost its ack, so "no ack" no longer means "not done":
  * acks are only ever inserted for events at or above the cursor, read under a share
@@ -35,6 +48,18 @@
  * window, then the socket's batch of the same events, then a batch beyond the window,
  * then the next window...), so the check stays on for a while, not one batch. */
 enum { S_DUP_BATCHES = 32 };
+
+/* The seqs a consumer ($1) has acknowledged among those of a seq range (an int8range
+ * expression), as one multirange: one read of the ack rows that overlap the range (an
+ * index probe of consumer_acks_once), planned once per statement, never per event;
+ * each event is then tested in memory (seq <@ multirange). */
+#define S_ACKED(range)                                                                   \
+    "(SELECT coalesce(range_agg(a.seqs), '{}'::int8multirange) FROM consumer_acks a "    \
+    "WHERE a.consumer = $1 AND a.seqs && " range ")"
+/* The same over all of the consumer's acks (the cursors keep them few). */
+#define S_ACKED_ALL                                                                      \
+    "(SELECT coalesce(range_agg(a.seqs), '{}'::int8multirange) FROM consumer_acks a "    \
+    "WHERE a.consumer = $1)"
 
 struct lf_consumer {
     lf_db_t *db;         /* borrowed: this consumer's connection */
@@ -258,7 +283,8 @@ static int s_begin_batch(lf_consumer_t *self, json_t *const *envs, size_t n) {
 /* The ack of one event, inserted only when the event lies at or above the cursor
  * read by s_begin ($3, $4) and has no ack yet. */
 static const char *const s_ack_one_sql =
-    "INSERT INTO consumer_acks (consumer, event_id) SELECT $1, o.id FROM outbox o "
+    "INSERT INTO consumer_acks (consumer, seqs, top_xid) "
+    "SELECT $1, int8multirange(int8range(o.id, o.id, '[]')), o.xid FROM outbox o "
     "WHERE o.id = $2::bigint AND o.xid >= $3::xid8 AND o.id > $4::bigint "
     "ON CONFLICT DO NOTHING";
 
@@ -519,10 +545,11 @@ static int s_park(lf_consumer_t *self, const json_t *env, const char *seq, int a
     const char *type = lf_event_type(env);
     const char *q[] = {self->name, seq, error, n,
                        sqlstate && *sqlstate ? sqlstate : NULL};
-    if (lf_db_cmd(
-            self->db,
-            "INSERT INTO consumer_acks (consumer, event_id, error) VALUES ($1, $2, $3)",
-            3, q) < 0 ||
+    if (lf_db_cmd(self->db,
+                  "INSERT INTO consumer_acks (consumer, seqs, top_xid, error) "
+                  "SELECT $1, int8multirange(int8range(o.id, o.id, '[]')), o.xid, $3 "
+                  "FROM outbox o WHERE o.id = $2::bigint",
+                  3, q) < 0 ||
         lf_db_cmd(self->db,
                   "INSERT INTO consumer_parked (consumer, event_id, type, attempts, "
                   "sqlstate, error) SELECT $1, o.id, o.type, $4, $5, $3 FROM outbox o "
@@ -612,22 +639,36 @@ static int s_apply(lf_consumer_t *self, const json_t *env, int mode) {
     return 0;
 }
 
+/* The batch's acks (s_handle_batch): $2 the batch's seqs, $3 and $4 the cursor. */
+/* clang-format off */
+static const char *const s_ack_batch_sql =
+    "WITH mine AS MATERIALIZED (SELECT o.id, o.xid FROM unnest($2::bigint[]) u(id) "
+    "JOIN outbox o ON o.id = u.id WHERE o.xid >= $3::xid8 AND o.id > $4::bigint), "
+    "fresh AS MATERIALIZED (SELECT m.id, m.xid FROM mine m WHERE NOT m.id <@ "
+    S_ACKED("(SELECT int8range(min(id), max(id), '[]') FROM mine)") "), "
+    "ins AS (INSERT INTO consumer_acks (consumer, seqs, top_xid) "
+    "SELECT $1, range_agg(int8range(f.id, f.id, '[]')), max(f.xid) FROM fresh f "
+    "HAVING count(*) > 0 ON CONFLICT DO NOTHING RETURNING 1) "
+    "SELECT f.id, (SELECT count(*) FROM ins) FROM fresh f ORDER BY f.id";
+/* clang-format on */
+
 static int s_cmp_ll(const void *a, const void *b) {
     long long x = *(const long long *)a, y = *(const long long *)b;
     return (x > y) - (x < y);
 }
 
-/* The batch path: one statement inserts every ack of the batch and returns the seqs
- * that were new, the batch handler applies those events, all in one transaction.
+/* The batch path: one statement inserts one ack row for the batch's new events and
+ * returns their seqs, the batch handler applies those events, all in one transaction.
  * Returns the number applied (committed), -1 when the connection failed, or -2 when
  * a statement failed and the batch must be handled event by event (rolled back). */
 static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
-    size_t cap = n * 21 + 3, len = 0;
+    size_t cap = n * 21 + 3, len = 0, distinct = 0;
     char *seqs = lf_malloc(cap);
     seqs[len++] = '{';
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && lf_event_seq(sorted[i]) == lf_event_seq(sorted[i - 1]))
             continue;
+        distinct++;
         len += (size_t)snprintf(seqs + len, cap - len, "%s%lld", len > 1 ? "," : "",
                                 lf_event_seq(sorted[i]));
     }
@@ -640,41 +681,48 @@ static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
         free(seqs);
         return -1;
     }
-    const char *p[] = {self->name, seqs, self->cur_xid, self->cur_id};
-    /* Usually none of the events was seen before (the sweep skips acknowledged ones,
-     * ZeroMQ delivers once): a plain insert costs one index descent per ack, ON
-     * CONFLICT two. A redelivery makes the plain insert fail (unique violation); the
-     * batch is then retried with ON CONFLICT DO NOTHING, which returns only the new
-     * seqs. The acks go in in the array's (seq) order, so twin instances take the ack
-     * locks in the same order. Only events at or above the cursor get an ack: one below
-     * it is done (its ack was pruned) and comes back only from a stale queue. */
-    PGresult *res = lf_db_exec_prepared(
-        self->db, "lf_consumer_ack_batch",
-        "INSERT INTO consumer_acks (consumer, event_id) SELECT $1, o.id "
-        "FROM unnest($2::bigint[]) WITH ORDINALITY u(id, n) JOIN outbox o ON o.id = u.id "
-        "WHERE o.xid >= $3::xid8 AND o.id > $4::bigint ORDER BY u.n RETURNING event_id",
-        4, p);
-    if (!res && !strcmp(lf_db_sqlstate(self->db), "23505")) {
+    /* One statement reads which of the batch's events are new - at or above the cursor
+     * (one below it is done: its ack was pruned, and it comes back only from a stale
+     * queue) and not in an ack row of this consumer that its snapshot sees - and inserts
+     * one ack row holding all of them, returning them. The exclusion constraint
+     * (consumer_acks_once: no two rows of a consumer share a seq) catches what the
+     * snapshot could not see: an ack of one of these events by a transaction still
+     * running (a twin instance, or the other path) or committed after the snapshot.
+     * ON CONFLICT DO NOTHING waits for such a transaction and then inserts nothing
+     * when it committed (a speculative insert: two such inserts never deadlock); the
+     * batch is then rolled back and taken again, in a new transaction whose snapshot
+     * sees the twin's acks, so only what is still new is applied. */
+    PGresult *res = NULL;
+    for (int round = 0;; round++) {
+        const char *p[] = {self->name, seqs, self->cur_xid, self->cur_id};
+        res =
+            lf_db_exec_prepared(self->db, "lf_consumer_ack_batch", s_ack_batch_sql, 4, p);
+        if (!res || PQntuples(res) == 0 || atoi(PQgetvalue(res, 0, 1)) == 1)
+            break;
+        /* A twin acknowledged some of these events first. */
+        PQclear(res);
+        res = NULL;
         self->dup_recent = S_DUP_BATCHES; /* the next batches are checked first */
         lf_db_rollback(self->db);
+        if (round >= 2) { /* three rounds lost: event by event settles it */
+            free(seqs);
+            lf_warn("acks of a batch kept meeting a twin instance's, handling it event "
+                    "by event consumer=%s events=%zu",
+                    self->name, n);
+            applied = -3;
+            goto fallback;
+        }
         if (s_begin_batch(self, sorted, n) < 0) {
             free(seqs);
             return -1;
         }
-        p[2] = self->cur_xid;
-        p[3] = self->cur_id;
-        res = lf_db_exec_prepared(
-            self->db, "lf_consumer_ack_batch_dup",
-            "INSERT INTO consumer_acks (consumer, event_id) SELECT $1, o.id "
-            "FROM unnest($2::bigint[]) WITH ORDINALITY u(id, n) "
-            "JOIN outbox o ON o.id = u.id WHERE o.xid >= $3::xid8 AND o.id > $4::bigint "
-            "ORDER BY u.n ON CONFLICT DO NOTHING RETURNING event_id",
-            4, p);
     }
     free(seqs);
     if (!res)
         goto fallback;
     size_t got = (size_t)PQntuples(res), nf = 0;
+    if (got < distinct) /* a redelivery: the next batches are checked first */
+        self->dup_recent = S_DUP_BATCHES;
     ids = lf_calloc(got + 1, sizeof *ids);
     for (size_t i = 0; i < got; i++)
         ids[i] = atoll(PQgetvalue(res, (int)i, 0));
@@ -701,7 +749,9 @@ static int s_handle_batch(lf_consumer_t *self, json_t **sorted, size_t n) {
     free(fresh);
     return (int)nf;
 fallback:
-    if (applied == -2) {
+    if (applied == -3)
+        applied = -2; /* logged already */
+    else if (applied == -2) {
         char why[512];
         lf_warn("event batch failed as a whole, handling it event by event consumer=%s "
                 "events=%zu %s",
@@ -714,27 +764,34 @@ fallback:
     return applied;
 }
 
+/* The seqs of $2 (between $3 and $4) without an ack. */
+/* clang-format off */
+static const char *const s_unacked_sql =
+    "SELECT u.id FROM unnest($2::bigint[]) u(id) WHERE NOT u.id <@ "
+    S_ACKED("int8range($3::bigint, $4::bigint, '[]')") " ORDER BY u.id";
+/* clang-format on */
+
 /* The batch path's check before a batch, while redeliveries come (dup_recent): drops
  * from sorted[0..n) the events that have an ack already, in one read outside any
  * transaction. A consumer that falls behind its ZeroMQ stream meets its own events
  * twice: the sweep finds them in the outbox while their envelopes still wait in the
- * socket, and each such envelope batch took the batch transaction twice (the plain ack
- * insert fails, the ON CONFLICT retry finds nothing new) with the consumer's on_begin
- * locks each time (the router's: the routing lock and every lead of the batch). An
+ * socket, and each such envelope batch opened the batch transaction (twice, when acks
+ * were a row per event and a plain insert met them first) and took the consumer's
+ * on_begin locks (the router's: the routing lock and every lead of the batch). An
  * event acknowledged after this read is still caught by the ack insert. A batch
- * without redeliveries counts dup_recent down. Returns the events left (compacted in seq
- * order), or -1 when the read failed. */
+ * without redeliveries counts dup_recent down. Returns the events left (compacted in
+ * seq order), or -1 when the read failed. */
 static long s_drop_acked(lf_consumer_t *self, json_t **sorted, size_t n) {
     lf_pgarray_t seqs;
     lf_pgarray_init(&seqs);
     for (size_t i = 0; i < n; i++)
         lf_pgarray_add_int(&seqs, lf_event_seq(sorted[i]));
-    const char *p[] = {self->name, lf_pgarray_end(&seqs)};
-    PGresult *res = lf_db_exec_prepared(
-        self->db, "lf_consumer_unacked",
-        "SELECT u.id FROM unnest($2::bigint[]) u(id) WHERE NOT EXISTS (SELECT 1 FROM "
-        "consumer_acks a WHERE a.consumer = $1 AND a.event_id = u.id) ORDER BY u.id",
-        2, p);
+    char lo[24], hi[24];
+    snprintf(lo, sizeof lo, "%lld", lf_event_seq(sorted[0]));
+    snprintf(hi, sizeof hi, "%lld", lf_event_seq(sorted[n - 1]));
+    const char *p[] = {self->name, lf_pgarray_end(&seqs), lo, hi};
+    PGresult *res =
+        lf_db_exec_prepared(self->db, "lf_consumer_unacked", s_unacked_sql, 4, p);
     lf_pgarray_free(&seqs);
     if (!res)
         return -1;
@@ -981,8 +1038,8 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n) {
     "p.version, p.payload)::text FROM outbox p WHERE p.id = x.id)"
 #define S_SWEEP_REST                                                                     \
     " FROM (SELECT count(*) AS n, max(id) AS m FROM w) s LEFT JOIN (SELECT * FROM w "    \
-    "WHERE (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 AND a.event_id = w.id) " \
-    "IS NULL) x ON true ORDER BY x.id"
+    "WHERE NOT w.id <@ " S_ACKED(                                                        \
+        "(SELECT int8range(min(id), max(id), '[]') FROM w)") ") x ON true ORDER BY x.id"
 static const char *const s_sweep_light = S_SWEEP_CURSOR S_SWEEP_LIGHT S_SWEEP_REST;
 static const char *const s_sweep_light_paging = S_SWEEP_PAGING S_SWEEP_LIGHT S_SWEEP_REST;
 static const char *const s_sweep_full = S_SWEEP_CURSOR S_SWEEP_FULL S_SWEEP_REST;
@@ -1068,8 +1125,7 @@ int lf_consumer_sweep(lf_consumer_t *self, int limit) {
             "o.payload)::text FROM outbox o "
             "WHERE o.id > $4::bigint AND o.xid >= $5::xid8 "
             "AND o.type = ANY($2::text[]) "
-            "AND NOT EXISTS (SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
-            "AND a.event_id = o.id) ORDER BY o.id LIMIT $3::int",
+            "AND NOT o.id <@ " S_ACKED_ALL " ORDER BY o.id LIMIT $3::int",
             5, p);
     } else {
         res = s_sweep_windows(self, limit, &window, &window_end, cur_xid, cur_id);
@@ -1119,13 +1175,14 @@ int lf_consumer_advance(lf_consumer_t *self) {
      * transaction below that xmin is visible to that same snapshot, so none can be
      * missed. Failed acks count as acknowledged (a parked poison event does not
      * hold the cursor). The cursor's values are parameters, as in the sweep, so the
-     * gap query walks the outbox_xid index: in xid order, with one ack probe per event
-     * (a subquery the planner cannot turn into a join), stopping at the first event
-     * without an ack. As min() over NOT EXISTS it was planned as a hash anti-join of
-     * every event above the cursor with every ack of the consumer, at each advance:
-     * 110-311 ms per call in a profiled whole-stack run (bench/stack.sh, the three
-     * consumers 25 calls, 2.7-7.8 s of backend time), where the walk stops at the
-     * consumer's oldest unacknowledged event. */
+     * gap query walks the outbox_xid index in xid order, stopping at the first event
+     * without an ack; the consumer's acks are read once, before the walk, as one
+     * multirange (S_ACKED_ALL: the cursor keeps them to the rows of the last few
+     * seconds' batches), and each event tested in memory. (As min() over NOT EXISTS
+     * against acks of one row per event it was planned as a hash anti-join of every
+     * event above the cursor with every ack, at each advance: 110-311 ms per call in
+     * a profiled whole-stack run.) Then the acks whose events all lie below the new
+     * cursor are deleted, by their rows' newest xid. */
     if (lf_db_begin(self->db) < 0)
         return -1;
     PGresult *res = lf_db_exec(self->db,
@@ -1147,9 +1204,7 @@ int lf_consumer_advance(lf_consumer_t *self) {
                      "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, "
                      "(SELECT o.xid FROM outbox o WHERE o.xid >= $3::xid8 "
                      " AND o.id > $4::bigint AND o.type = ANY($2::text[]) "
-                     " AND (SELECT 1 FROM consumer_acks a "
-                     " WHERE a.consumer = $1 AND a.event_id = o.id) IS NULL"
-                     " ORDER BY o.xid LIMIT 1)::text",
+                     " AND NOT o.id <@ " S_ACKED_ALL " ORDER BY o.xid LIMIT 1)::text",
                      4, q);
     if (!res)
         goto fail;
@@ -1178,13 +1233,13 @@ int lf_consumer_advance(lf_consumer_t *self) {
     if (lf_db_cmd(self->db,
                   "DELETE FROM consumer_attempts t WHERE t.consumer = $1 AND EXISTS "
                   "(SELECT 1 FROM consumer_acks a WHERE a.consumer = $1 "
-                  "AND a.event_id = t.event_id)",
+                  "AND a.seqs @> t.event_id)",
                   1, p) < 0)
         return -1;
     if (lf_db_cmd(self->db,
-                  "DELETE FROM consumer_acks a USING consumer_cursors c, outbox o "
-                  "WHERE a.consumer = $1 AND c.consumer = $1 AND o.id = a.event_id "
-                  "AND (o.xid < c.safe_xid OR o.id <= c.safe_id) AND a.error IS NULL",
+                  "DELETE FROM consumer_acks a USING consumer_cursors c "
+                  "WHERE a.consumer = $1 AND c.consumer = $1 AND a.error IS NULL "
+                  "AND (a.top_xid < c.safe_xid OR upper(a.seqs) <= c.safe_id + 1)",
                   1, p) < 0)
         return -1;
     return 0;
@@ -1227,7 +1282,8 @@ static int s_replay_one(lf_consumer_t *self, const char *seq) {
              self->fn(self, self->db, env, self->arg) == 0 && !self->db->err &&
              lf_db_cmd(self->db,
                        "UPDATE consumer_acks SET error = NULL, at = now() "
-                       "WHERE consumer = $1 AND event_id = $2::bigint",
+                       "WHERE consumer = $1 AND seqs @> $2::bigint "
+                       "AND error IS NOT NULL",
                        2, p) >= 0 &&
              lf_db_cmd(self->db,
                        "DELETE FROM consumer_parked WHERE consumer = $1 "

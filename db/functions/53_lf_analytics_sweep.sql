@@ -12,9 +12,9 @@
 --     transaction acknowledges;
 --   * an event gets its ack and its fold in the same transaction, once: the window
 --     skips events with an ack, and a twin acknowledging the same event concurrently
---     makes the plain insert fail (unique violation), after which it is retried with
---     ON CONFLICT DO NOTHING, which waits for the twin and keeps only what is still
---     new;
+--     makes the insert of the ack row wait for it and insert nothing (the exclusion
+--     constraint of consumer_acks), after which the window is read again and only
+--     what is still new is acknowledged;
 --   * twins fold one at a time (advisory lock 727007, taken after the acks, as in
 --     lf_analytics_fold(), so a twin holding acks and waiting for the lock never
 --     waits for us);
@@ -34,6 +34,7 @@ DECLARE
     cx xid8;
     ci bigint;
     evs outbox[];
+    acked bigint;
 BEGIN
     SELECT safe_xid, safe_id INTO cx, ci FROM consumer_cursors
      WHERE consumer = p_consumer FOR SHARE;
@@ -42,41 +43,47 @@ BEGIN
         SELECT safe_xid, safe_id INTO cx, ci FROM consumer_cursors
          WHERE consumer = p_consumer FOR SHARE;
     END IF;
-    BEGIN
+    -- The window's events without an ack get one ack row (one per call, not one per
+    -- event: 0051_consumer_ack_batches.sql). The acks that overlap the window's seq
+    -- range are read once, as one multirange, and each event tested against it in
+    -- memory. A twin that acknowledged one of these events after this statement's
+    -- snapshot (or is doing so) makes the insert wait for it and then insert nothing
+    -- (ON CONFLICT DO NOTHING on the exclusion constraint); the statement is then run
+    -- again, with a new snapshot that sees the twin's acks, so only what is still new
+    -- is acknowledged and folded.
+    FOR pass IN 1..3 LOOP
         WITH w AS MATERIALIZED (
             SELECT o FROM outbox o
              WHERE o.id > greatest(p_from, ci) AND o.xid >= cx
                AND o.type = ANY (p_types)
              ORDER BY o.id LIMIT p_limit),
+        fresh AS MATERIALIZED (
+            SELECT w.o FROM w
+             WHERE NOT (w.o).id <@ (
+                   SELECT coalesce(range_agg(a.seqs), '{}'::int8multirange)
+                     FROM consumer_acks a
+                    WHERE a.consumer = p_consumer
+                      AND a.seqs && (SELECT int8range(min((w.o).id), max((w.o).id), '[]')
+                                       FROM w))),
         ins AS (
-            INSERT INTO consumer_acks (consumer, event_id)
-            SELECT p_consumer, (w.o).id FROM w
-             -- A probe per row, on purpose: as an anti-join the planner sorts or
-             -- hashes every ack of the consumer, which grows with the backlog.
-             WHERE (SELECT 1 FROM consumer_acks a
-                     WHERE a.consumer = p_consumer AND a.event_id = (w.o).id) IS NULL
-             ORDER BY (w.o).id
-            RETURNING event_id)
-        SELECT (SELECT count(*) FROM w), (SELECT max((w.o).id) FROM w),
-               ARRAY(SELECT w.o FROM w JOIN ins ON ins.event_id = (w.o).id
-                      ORDER BY (w.o).id)
-          INTO window_n, window_end, evs;
-    EXCEPTION WHEN unique_violation THEN
-        WITH w AS MATERIALIZED (
-            SELECT o FROM outbox o
-             WHERE o.id > greatest(p_from, ci) AND o.xid >= cx
-               AND o.type = ANY (p_types)
-             ORDER BY o.id LIMIT p_limit),
-        ins AS (
-            INSERT INTO consumer_acks (consumer, event_id)
-            SELECT p_consumer, (w.o).id FROM w ORDER BY (w.o).id
+            INSERT INTO consumer_acks (consumer, seqs, top_xid)
+            SELECT p_consumer, range_agg(int8range((f.o).id, (f.o).id, '[]')),
+                   max((f.o).xid)
+              FROM fresh f HAVING count(*) > 0
                 ON CONFLICT DO NOTHING
-            RETURNING event_id)
+            RETURNING 1)
         SELECT (SELECT count(*) FROM w), (SELECT max((w.o).id) FROM w),
-               ARRAY(SELECT w.o FROM w JOIN ins ON ins.event_id = (w.o).id
-                      ORDER BY (w.o).id)
-          INTO window_n, window_end, evs;
-    END;
+               ARRAY(SELECT f.o FROM fresh f ORDER BY (f.o).id),
+               (SELECT count(*) FROM ins)
+          INTO window_n, window_end, evs, acked;
+        EXIT WHEN cardinality(evs) = 0 OR acked = 1;
+        IF pass = 3 THEN
+            -- Three rounds lost to twins: the caller sweeps through the consumer
+            -- framework, which settles it event by event.
+            RAISE EXCEPTION 'the acks of the analytics sweep kept meeting a twin''s'
+                  USING ERRCODE = 'serialization_failure';
+        END IF;
+    END LOOP;
     folded := 0;
     IF cardinality(evs) > 0 THEN
         PERFORM pg_advisory_xact_lock(727007);

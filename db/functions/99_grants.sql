@@ -23,6 +23,9 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES
 GRANT SELECT, INSERT, UPDATE, DELETE ON consumer_acks, consumer_cursors
     TO leadflow_router, leadflow_scheduler, leadflow_analytics;
 GRANT SELECT ON outbox TO leadflow_router, leadflow_scheduler, leadflow_analytics;
+-- the acks one row per event (16_consumer_acked.sql), for reading only
+GRANT SELECT ON consumer_acked
+    TO leadflow_intake, leadflow_router, leadflow_scheduler, leadflow_analytics;
 -- the events a consumer gave up on (0049_consumer_parked.sql): parked, replayed
 GRANT SELECT, INSERT, UPDATE, DELETE ON consumer_parked
     TO leadflow_router, leadflow_scheduler, leadflow_analytics;

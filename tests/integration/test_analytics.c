@@ -90,7 +90,7 @@ static void s_expect_agree(lf_h_t *h, const char *when) {
 }
 
 static const char *const s_acked_all =
-    "SELECT (SELECT count(*) FROM consumer_acks WHERE consumer = 'analytics') ="
+    "SELECT (SELECT count(*) FROM consumer_acked WHERE consumer = 'analytics') ="
     " (SELECT count(*) FROM outbox WHERE type IN ('lead.assigned', 'stage.changed',"
     " 'deal.won', 'deal.lost'))";
 
@@ -174,7 +174,7 @@ Test(analytics, rollups_equal_the_record_after_an_outage_and_redelivery_adds_not
             cr_assert_eq(s_move(h, ids[i], walk[k], owners[i]), 200, "%s %s", ids[i],
                          walk[k]);
     }
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks"
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acked"
                                   " WHERE consumer = 'analytics'"),
                  0, "analytics was down");
 
@@ -294,7 +294,7 @@ Test(analytics, a_poison_event_in_a_batch_is_set_aside_and_the_rest_folded,
                   !strstr(err, "yesterday"),
               "the ack says why: %s", err);
     free(err);
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks WHERE consumer ="
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acked WHERE consumer ="
                                   " 'analytics'"),
                  8);
     cr_expect_eq(lf_h_sql_long(h, "SELECT sum(leads) FROM rollup_leads_daily"
@@ -590,7 +590,7 @@ Test(analytics, the_one_statement_sweep_folds_each_event_once, .timeout = 60) {
                   !strstr(err, "yesterday"),
               "the ack says why, without the value: %s", err);
     free(err);
-    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks"), 13);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_acked"), 13);
     cr_expect_eq(lf_h_sql_long(h, "SELECT sum(leads) FROM rollup_leads_daily"), 11);
     cr_expect_eq(lf_h_sql_long(h, "SELECT deals_reached FROM rollup_funnel"
                                   " WHERE stage = 'new'"),

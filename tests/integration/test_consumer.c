@@ -375,7 +375,7 @@ Test(consumer, an_event_that_only_ever_times_out_is_parked_and_replayed_once,
     cr_expect_str_eq(row, "t test.event 3 57014 true");
     free(row);
     cr_expect_eq(
-        lf_h_sql_long(h, "SELECT count(*) FROM consumer_acks a JOIN consumer_parked k "
+        lf_h_sql_long(h, "SELECT count(*) FROM consumer_acked a JOIN consumer_parked k "
                          "USING (consumer, event_id) WHERE a.error IS NOT NULL"),
         1, "the parked event has a failed ack: no path applies it");
     cr_expect_eq(lf_consumer_parked(c), 1);
@@ -458,7 +458,7 @@ static long s_advance_until(lf_h_t *h, lf_consumer_t *c, const char *count_sql,
     return n;
 }
 
-static const char *const s_all_acks = "SELECT count(*) FROM consumer_acks";
+static const char *const s_all_acks = "SELECT count(*) FROM consumer_acked";
 
 /* The cursor stops at the first unacknowledged event and at the oldest transaction
  * still running; what lies below it is pruned. (Other tests' transactions on the same
@@ -471,8 +471,9 @@ Test(consumer, cursor_stops_at_a_gap_and_at_a_running_transaction, .timeout = 60
     for (int i = 0; i < 5; i++)
         json_decref(s_add(db, "x"));
     free(lf_h_sql(h, "INSERT INTO consumer_cursors (consumer) VALUES ('t')"));
-    free(lf_h_sql(
-        h, "INSERT INTO consumer_acks (consumer, event_id) VALUES ('t', 1), ('t', 3)"));
+    free(lf_h_sql(h, "INSERT INTO consumer_acks (consumer, seqs, top_xid) SELECT 't', "
+                     "int8multirange(int8range(id, id, '[]')), xid FROM outbox "
+                     "WHERE id IN (1, 3)"));
     cr_expect_eq(s_advance_until(h, c, s_all_acks, 1), 1,
                  "the ack of event 1, below the cursor, is pruned; 3's is kept");
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_cursors k, outbox o "
@@ -490,7 +491,7 @@ Test(consumer, cursor_stops_at_a_gap_and_at_a_running_transaction, .timeout = 60
     json_decref(s_add(db, "after"));
     cr_expect_eq(lf_consumer_sweep(c, 100), 1);
     cr_expect_eq(s_advance_until(
-                     h, c, "SELECT count(*) FROM consumer_acks WHERE event_id <= 5", 0),
+                     h, c, "SELECT count(*) FROM consumer_acked WHERE event_id <= 5", 0),
                  0, "acks below the cursor are pruned");
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM consumer_cursors k, outbox o "
                                   "WHERE k.consumer = 't' AND o.lead_id = "
@@ -842,7 +843,7 @@ Test(consumer, a_redelivered_batch_takes_no_locks_once_redeliveries_are_seen,
     cr_expect_eq(lf_consumer_handle(c, ab, 2), 2);
     cr_expect_eq(b.begins, 1);
     cr_expect_eq(lf_consumer_handle(c, ab, 2), 0, "the first redelivery applies nothing");
-    int after_first = b.begins; /* 3: the failed plain insert and its retry */
+    int after_first = b.begins; /* 2: the redelivery found nothing new */
     cr_expect_eq(lf_consumer_handle(c, ab, 2), 0, "nor the second");
     cr_expect_eq(b.begins, after_first, "an all-done batch opened %d transactions",
                  b.begins - after_first);
@@ -859,6 +860,107 @@ Test(consumer, a_redelivered_batch_takes_no_locks_once_redeliveries_are_seen,
     json_decref(ec);
     json_decref(ed);
     lf_consumer_destroy(&c);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
+
+/* Twin instances acknowledging the same event at once: instance A has applied event b
+ * and acknowledged it in a transaction it has not committed yet when instance B takes
+ * a batch of a, b and c. B's snapshot cannot see A's ack; what stops B from applying
+ * b a second time is the acks' exclusion constraint (no two ack rows of a consumer
+ * share a seq): B's ack insert waits for A, finds b acknowledged once A committed, and
+ * B applies only a and c. Without the constraint B applied b too (two effects of b).
+ * B takes the batch path, then the per-event path. */
+static pthread_mutex_t s_hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s_hold_cv = PTHREAD_COND_INITIALIZER;
+static int s_hold_state; /* 1: A applied its batch and waits; 2: A may commit */
+
+static int s_hold_batch(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                        void *arg) {
+    int rc = s_count_batch(c, db, envs, n, arg);
+    pthread_mutex_lock(&s_hold_mu);
+    s_hold_state = 1;
+    pthread_cond_broadcast(&s_hold_cv);
+    while (s_hold_state != 2)
+        pthread_cond_wait(&s_hold_cv, &s_hold_mu);
+    pthread_mutex_unlock(&s_hold_mu);
+    return rc;
+}
+
+typedef struct {
+    lf_consumer_t *c;
+    json_t **envs;
+    size_t n;
+    int applied;
+} s_run_t;
+
+static void *s_run(void *arg) {
+    s_run_t *r = arg;
+    r->applied = lf_consumer_handle(r->c, r->envs, r->n);
+    return NULL;
+}
+
+Test(consumer, twins_acknowledging_one_event_at_once_apply_it_once, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    /* The cursor row exists: B must not wait for A's insert of it instead. */
+    free(lf_h_sql(h, "INSERT INTO consumer_cursors (consumer) VALUES ('t')"));
+    for (int batch_path = 1; batch_path >= 0; batch_path--) {
+        const char *la = batch_path ? "a" : "a2", *lb = batch_path ? "b" : "b2",
+                   *lc = batch_path ? "c" : "c2";
+        json_t *ea = s_add(db, la), *eb = s_add(db, lb), *ec = s_add(db, lc);
+        lf_db_t *dba = lf_db_connect(lf_h_db_url(h), "twin-a");
+        lf_db_t *dbb = lf_db_connect(lf_h_db_url(h), "twin-b");
+        cr_assert(!dba->err && !dbb->err);
+        s_ctx_t ca = {0}, cb = {0};
+        lf_consumer_t *a = lf_consumer_new(dba, "t", s_types, s_count, &ca);
+        lf_consumer_t *b = lf_consumer_new(dbb, "t", s_types, s_count, &cb);
+        lf_consumer_set_batch_fn(a, s_hold_batch, 0);
+        if (batch_path)
+            lf_consumer_set_batch_fn(b, s_count_batch, 0);
+        json_t *one[] = {eb}, *three[] = {ea, eb, ec};
+        s_run_t ra = {a, one, 1, -9}, rb = {b, three, 3, -9};
+        s_hold_state = 0;
+        pthread_t ta, tb;
+        cr_assert_eq(pthread_create(&ta, NULL, s_run, &ra), 0);
+        pthread_mutex_lock(&s_hold_mu);
+        while (s_hold_state != 1)
+            pthread_cond_wait(&s_hold_cv, &s_hold_mu);
+        pthread_mutex_unlock(&s_hold_mu);
+        /* A holds b's ack uncommitted; B takes a, b and c and waits on b's ack (with
+         * the guard; without it, B goes through and this wait times out). */
+        cr_assert_eq(pthread_create(&tb, NULL, s_run, &rb), 0);
+        int waited = lf_h_wait_sql(h,
+                                   "SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "application_name = 'twin-b' AND wait_event_type = "
+                                   "'Lock'",
+                                   "1", 5000);
+        pthread_mutex_lock(&s_hold_mu);
+        s_hold_state = 2;
+        pthread_cond_broadcast(&s_hold_cv);
+        pthread_mutex_unlock(&s_hold_mu);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        cr_expect(waited, "B did not wait for A's ack of b (path %d)", batch_path);
+        cr_expect_eq(ra.applied, 1, "A applied b: %d", ra.applied);
+        cr_expect_eq(rb.applied, 2, "B applied only a and c: %d (path %d)", rb.applied,
+                     batch_path);
+        char q[160];
+        snprintf(q, sizeof q, "SELECT count(*) FROM test_effects WHERE lead = '%s'", lb);
+        cr_expect_eq(lf_h_sql_long(h, q), 1, "b applied once (path %d)", batch_path);
+        snprintf(q, sizeof q,
+                 "SELECT count(*) FROM test_effects WHERE lead IN ('%s', '%s', '%s')", la,
+                 lb, lc);
+        cr_expect_eq(lf_h_sql_long(h, q), 3, "each of a, b, c applied once");
+        cr_expect_eq(lf_consumer_sweep(b, 100), 0, "nothing left to sweep");
+        lf_consumer_destroy(&a);
+        lf_consumer_destroy(&b);
+        lf_db_destroy(&dba);
+        lf_db_destroy(&dbb);
+        json_decref(ea);
+        json_decref(eb);
+        json_decref(ec);
+    }
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }

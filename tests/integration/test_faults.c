@@ -508,7 +508,7 @@ Test(faults, an_envelope_delivered_after_the_cursor_passed_changes_nothing,
     /* Old enough for any cursor rule; then wait for the acks to be pruned. */
     free(lf_h_sql(h, "UPDATE outbox SET at = now() - interval '5 minutes'"));
     s_wait(h,
-           "SELECT count(*) FROM consumer_acks a JOIN outbox o ON o.id = a.event_id"
+           "SELECT count(*) FROM consumer_acked a JOIN outbox o ON o.id = a.event_id"
            " WHERE o.type IN ('lead.created', 'lead.assigned')",
            0, 45000, "the cursors did not pass the events");
     /* The held-back envelopes, as they were published. */

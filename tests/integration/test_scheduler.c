@@ -520,7 +520,7 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
         " e(n, type, l, at, pl) ORDER BY e.n RETURNING 1"));
     lf_h_start(h, LF_H_SCHEDULER, 0);
     cr_assert(lf_h_wait_sql(h,
-                            "SELECT count(*) FROM consumer_acks WHERE consumer = "
+                            "SELECT count(*) FROM consumer_acked WHERE consumer = "
                             "'scheduler' AND event_id IN (SELECT id FROM outbox WHERE "
                             "lead_id::text LIKE '0000001a-%')",
                             "10", 30000),

@@ -5,9 +5,13 @@
  * however many instances of it run. It holds because
  *   - every event is a row of the outbox, written in the transaction of the change it
  *     announces (lf_outbox_add, or the producers' SQL functions);
- *   - applying an event inserts its ack (consumer_acks: consumer, event id) in the
- *     same transaction as the event's effect, so an event is either applied and
- *     acknowledged or neither; a second delivery finds the ack and does nothing;
+ *   - applying an event acknowledges it (consumer_acks: one row per consumer and
+ *     batch, holding the batch's outbox seqs) in the same transaction as the event's
+ *     effect, so an event is either applied and acknowledged or neither; a second
+ *     delivery finds the ack and does nothing, and a second transaction acknowledging
+ *     the same event at the same time (a twin instance) waits for the first and then
+ *     leaves it out (no two ack rows of a consumer share a seq: an exclusion
+ *     constraint);
  *   - the sweep reads the outbox for events of the consumer's types without an ack,
  *     which brings back whatever the wire or a crash lost;
  *   - the cursor (consumer_cursors.safe_xid, a transaction id) keeps the acks small:
@@ -75,8 +79,9 @@ int lf_consumer_handle(lf_consumer_t *self, json_t *const *envs, size_t n);
  * and handles them. Returns the number applied, or -1. */
 int lf_consumer_sweep(lf_consumer_t *self, int limit);
 /* Moves the consumer's cursor up to the oldest transaction still running or the
- * oldest unacknowledged event of its types, whichever is lower, and prunes the acks
- * below it. Runs outside a batch (its own statements). Returns 0 or -1. */
+ * oldest unacknowledged event of its types, whichever is lower, and prunes the ack
+ * rows whose events all lie below it. Runs outside a batch (its own statements). Returns
+ * 0 or -1. */
 int lf_consumer_advance(lf_consumer_t *self);
 /* The cursor (safe_xid, as text) after the last successful lf_consumer_advance, "" before
  * it. Borrowed: valid until the next advance. */
@@ -111,9 +116,9 @@ enum {
      * over ZeroMQ are still full envelopes. */
     LF_BATCH_SEQ_ONLY = 1
 };
-/* Opt in to the batch path: lf_consumer_handle then inserts all acks of a batch in one
- * statement and hands only the events that were new to fn (arg as given to
- * lf_consumer_new); lf_consumer_sweep pages forward through a backlog instead of
+/* Opt in to the batch path: lf_consumer_handle then acknowledges the new events of a
+ * batch with one row, in one statement, and hands only those events to fn (arg as given
+ * to lf_consumer_new); lf_consumer_sweep pages forward through a backlog instead of
  * re-reading it from the safe cursor. flags: 0 or LF_BATCH_SEQ_ONLY. Consumers that
  * never call this keep the per-event path unchanged. */
 void lf_consumer_set_batch_fn(lf_consumer_t *self, lf_batch_fn fn, int flags);
