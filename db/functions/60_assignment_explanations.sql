@@ -47,12 +47,35 @@ CREATE OR REPLACE FUNCTION lf_assignment_candidates(p_assignment bigint) RETURNS
                     '[]')
 $$;
 
+-- A score breakdown written by the router's batch path (0052_score_breakdown_codes.sql)
+-- as readers see it: [{"rule", "points"}], in the scorecard's order. A code is
+-- (points + 32768) << 12 | rule, rule indexing the batch's dictionary
+-- route_explanations.rules (services/router/batch.c). NULL when p_dict is NULL.
+CREATE OR REPLACE FUNCTION lf_score_breakdown(p_dict bigint, p_codes integer[])
+    RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN p_dict IS NOT NULL THEN
+           coalesce((SELECT jsonb_agg(jsonb_build_object('rule',
+                                 e.rules[(c.code & 4095) + 1],
+                                 'points', (c.code >> 12) - 32768) ORDER BY c.ord)
+                       FROM route_explanations e
+                      CROSS JOIN LATERAL unnest(p_codes) WITH ORDINALITY AS c(code, ord)
+                      WHERE e.id = p_dict), '[]') END
+$$;
+
 -- A timeline entry's data as readers see it: an entry written by the router's batch
--- path names its assignment ("assignment": id) instead of copying the candidates; they
--- are put back here.
+-- path names its assignment ("assignment": id) instead of copying the candidates, and
+-- its 'graded' entry carries the breakdown as codes (breakdown_dict, breakdown_codes);
+-- both are put back here.
 CREATE OR REPLACE FUNCTION lf_timeline_data(p_data jsonb) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$ SELECT CASE WHEN p_data ? 'assignment' AND NOT p_data ? 'candidates'
                       THEN (p_data - 'assignment') || jsonb_build_object('candidates',
                            lf_assignment_candidates((p_data ->> 'assignment')::bigint))
+                      WHEN p_data ? 'breakdown_codes' AND NOT p_data ? 'breakdown'
+                      THEN (p_data - 'breakdown_dict' - 'breakdown_codes')
+                           || jsonb_build_object('breakdown', lf_score_breakdown(
+                                  (p_data ->> 'breakdown_dict')::bigint,
+                                  (p_data ->> 'breakdown_codes')::integer[]))
                       ELSE p_data END $$;
