@@ -49,8 +49,9 @@ $$;
 
 -- A score breakdown written by the router's batch path (0052_score_breakdown_codes.sql)
 -- as readers see it: [{"rule", "points"}], in the scorecard's order. A code is
--- (points + 32768) << 12 | rule, rule indexing the batch's dictionary
--- route_explanations.rules (services/router/batch.c). NULL when p_dict is NULL.
+-- points * 4096 + rule (0 <= rule < 4096, points may be negative), rule indexing the
+-- batch's dictionary route_explanations.rules (services/router/batch.c). NULL when
+-- p_dict is NULL.
 CREATE OR REPLACE FUNCTION lf_score_breakdown(p_dict bigint, p_codes integer[])
     RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -58,7 +59,8 @@ CREATE OR REPLACE FUNCTION lf_score_breakdown(p_dict bigint, p_codes integer[])
     SELECT CASE WHEN p_dict IS NOT NULL THEN
            coalesce((SELECT jsonb_agg(jsonb_build_object('rule',
                                  e.rules[(c.code & 4095) + 1],
-                                 'points', (c.code >> 12) - 32768) ORDER BY c.ord)
+                                 'points', (c.code - (c.code & 4095)) / 4096)
+                                 ORDER BY c.ord)
                        FROM route_explanations e
                       CROSS JOIN LATERAL unnest(p_codes) WITH ORDINALITY AS c(code, ord)
                       WHERE e.id = p_dict), '[]') END

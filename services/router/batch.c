@@ -303,10 +303,12 @@ static int s_encode_candidates(s_seg_t *s, const lf_assign_result_t *res,
     return 0;
 }
 
-/* Breakdown codes: (points + S_BD_POINTS_BIAS) << S_BD_RULE_BITS | rule, the rule
- * being an index into the segment's dictionary; decoded by lf_score_breakdown()
- * (db/functions/60_assignment_explanations.sql). */
-enum { S_BD_RULE_BITS = 12, S_BD_POINTS_BIAS = 32768 };
+/* Breakdown codes: points * S_BD_RULES + rule, the rule (0 <= rule < S_BD_RULES) being
+ * an index into the segment's dictionary, so that rule = code & 4095 and points =
+ * (code - rule) / 4096 for negative points too; decoded by lf_score_breakdown()
+ * (db/functions/60_assignment_explanations.sql). Small numbers: a few digits each in
+ * the timeline entry, which carries them as text. */
+enum { S_BD_RULES = 4096, S_BD_POINTS_MAX = 500000 };
 
 /* Encodes a breakdown as an int[] literal into `out`, adding rule ids to the segment's
  * dictionary on first use (compared by address: the scorecard's own strings). Returns
@@ -318,7 +320,7 @@ static int s_encode_breakdown(s_seg_t *s, const lf_score_part_t *parts, size_t n
         while (k < s->n_rules && s->rules[k] != parts[i].rule)
             k++;
         if (k == s->n_rules) {
-            if (k >= (1u << S_BD_RULE_BITS))
+            if (k >= S_BD_RULES)
                 return -1;
             if (s->n_rules == s->cap_rules) {
                 s->cap_rules = s->cap_rules ? 2 * s->cap_rules : 32;
@@ -328,10 +330,9 @@ static int s_encode_breakdown(s_seg_t *s, const lf_score_part_t *parts, size_t n
             lf_pgarray_add(&s->col[C_RULES], parts[i].rule);
         }
         int p = parts[i].points;
-        if (p < -S_BD_POINTS_BIAS || p >= S_BD_POINTS_BIAS)
+        if (p < -S_BD_POINTS_MAX || p > S_BD_POINTS_MAX)
             return -1;
-        lf_pgarray_add_int(out, ((long long)(p + S_BD_POINTS_BIAS) << S_BD_RULE_BITS) |
-                                    (long long)k);
+        lf_pgarray_add_int(out, (long long)p * S_BD_RULES + (long long)k);
     }
     return 0;
 }
