@@ -81,3 +81,19 @@ CREATE OR REPLACE FUNCTION lf_timeline_data(p_data jsonb) RETURNS jsonb
                                   (p_data ->> 'breakdown_dict')::bigint,
                                   (p_data ->> 'breakdown_codes')::integer[]))
                       ELSE p_data END $$;
+
+-- The timeline entries one lead_events row stands for, in order, as (k, type, data):
+-- itself, or, for a decision of the router's batch path (an 'assigned' or 'queued' row
+-- whose data carries the grade under "graded"), the 'graded' entry first, then the
+-- decision without that key: what the lead-by-lead path writes as two rows. The data
+-- is as stored; readers pass it through lf_timeline_data().
+CREATE OR REPLACE FUNCTION lf_timeline_entries(p_type text, p_data jsonb,
+                                               OUT k integer, OUT type text,
+                                               OUT data jsonb)
+    RETURNS SETOF record
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT 1, 'graded', p_data -> 'graded'
+           WHERE p_type IN ('assigned', 'queued') AND p_data ? 'graded'
+          UNION ALL
+          SELECT 2, p_type, CASE WHEN p_type IN ('assigned', 'queued')
+                                 THEN p_data - 'graded' ELSE p_data END $$;

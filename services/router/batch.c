@@ -43,6 +43,9 @@
  * in the 'graded' entry): one integer per entry, the rule an index into the batch's
  * dictionary of rule ids in the same route_explanations row (s_encode_breakdown),
  * decoded by lf_score_breakdown() for the lead view and lf_timeline_data().
+ * One timeline row per decision: the 'assigned' (or 'queued') entry carries the grade
+ * under "graded"; the API's timeline shows it as the 'graded' entry before it, as the
+ * lead-by-lead path writes it (lf_timeline_entries()).
  *
  * Lock order (docs/reliability.md): the routing lock and the batch's leads in id order
  * were taken by lf_route_on_begin; the write statement then raises reps rows. */
@@ -176,15 +179,13 @@ static const char *const s_write_sql =
     "msg)"
     "  WHERE x.rep IS NOT NULL ORDER BY d.n),"
     " tl AS (INSERT INTO lead_events (lead_id, type, actor, data)"
-    "  SELECT d.lead, t.type, 'router', t.data FROM d JOIN asg ON asg.lead_id = d.lead"
-    "  CROSS JOIN ex CROSS JOIN LATERAL (VALUES (1, 'graded', jsonb_build_object("
-    "    'grade', d.grade, 'score', d.score, 'breakdown_dict', ex.id,"
-    "    'breakdown_codes', d.codes)),"
-    "   (2, CASE WHEN d.owner IS NULL THEN 'queued' ELSE 'assigned' END,"
-    "    jsonb_build_object('owner', d.owner, 'queue', d.queue, 'reason', d.reason,"
-    "    'team', d.team, 'pool_reason', CASE WHEN d.owner IS NULL"
-    "    THEN 'no_eligible_rep' END, 'notified', d.notify, 'assignment', asg.id)))"
-    "   t(k, type, data) ORDER BY d.n, t.k),"
+    "  SELECT d.lead, CASE WHEN d.owner IS NULL THEN 'queued' ELSE 'assigned' END,"
+    "   'router', jsonb_build_object('owner', d.owner, 'queue', d.queue,"
+    "   'reason', d.reason, 'team', d.team, 'pool_reason', CASE WHEN d.owner IS NULL"
+    "   THEN 'no_eligible_rep' END, 'notified', d.notify, 'assignment', asg.id,"
+    "   'graded', jsonb_build_object('grade', d.grade, 'score', d.score,"
+    "   'breakdown_dict', ex.id, 'breakdown_codes', d.codes))"
+    "  FROM d JOIN asg ON asg.lead_id = d.lead CROSS JOIN ex ORDER BY d.n),"
     " ob AS (INSERT INTO outbox (event_id, type, lead_id, payload)"
     "  SELECT gen_random_uuid(), 'lead.assigned', d.lead, d.payload"
     "  FROM d JOIN upd ON upd.id = d.lead ORDER BY d.n"
