@@ -727,6 +727,21 @@ Test(router, a_batch_breakdown_is_stored_as_codes_and_read_as_json, .timeout = 1
                                "lf_score_breakdown(l.breakdown_dict, l.breakdown_codes))"
                                " x)"),
                  0);
+    /* The decoding of negative points (a penalty, a clamp), which the default scorecard
+     * does not produce: -5 for rule 1 and 20 for rule 0 (points * 4096 + rule). */
+    char *dict = lf_h_sql(h, "INSERT INTO route_explanations (reps, rules)"
+                             " VALUES ('{}', '{\"a\\\"q\", clamp_to_100}') RETURNING id");
+    char q0[256];
+    snprintf(q0, sizeof q0,
+             "SELECT lf_score_breakdown(%s, ARRAY[-5 * 4096 + 1, 20 * 4096,"
+             " -4095 * 4096 + 1])::text",
+             dict);
+    char *neg = lf_h_sql(h, q0);
+    free(dict);
+    cr_expect_str_eq(
+        neg, "[{\"rule\": \"clamp_to_100\", \"points\": -5}, {\"rule\": \"a\\\"q\","
+             " \"points\": 20}, {\"rule\": \"clamp_to_100\", \"points\": -4095}]");
+    free(neg);
     char path[128];
     snprintf(path, sizeof path, "/v1/leads/%s", id);
     int score = 0;
