@@ -222,9 +222,10 @@ static int s_valid_id(const char *id) {
 static const char *s_get_sql =
     "SELECT json_build_object(" LF_LEAD_VIEW_FIELDS ","
     " 'timeline', (SELECT coalesce(json_agg(jsonb_build_object('at', lf_rfc3339(e.at),"
-    "   'type', e.type, 'actor', e.actor) || lf_timeline_data(e.data) ORDER BY e.id), "
-    "'[]'::json)"
-    "   FROM lead_events e WHERE e.lead_id = l.id)"
+    "   'type', x.type, 'actor', e.actor) || lf_timeline_data(x.data)"
+    "   ORDER BY e.id, x.k), '[]'::json)"
+    "   FROM lead_events e CROSS JOIN LATERAL lf_timeline_entries(e.type, e.data) x"
+    "   WHERE e.lead_id = l.id)"
     ")::text FROM leads l WHERE l.id = $1 AND lf_caller_sees($2, $3, l.owner)";
 
 static enum MHD_Result s_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {

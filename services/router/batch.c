@@ -39,6 +39,13 @@
  * batch); the timeline entry names its assignment instead of copying the list. The
  * view assignment_explanations and the API's timeline (lf_timeline_data) decode them:
  * readers see what they saw before (db/functions/60_assignment_explanations.sql).
+ * The score breakdown likewise (about 620 bytes of JSON, written in the lead and again
+ * in the 'graded' entry): one integer per entry, the rule an index into the batch's
+ * dictionary of rule ids in the same route_explanations row (s_encode_breakdown),
+ * decoded by lf_score_breakdown() for the lead view and lf_timeline_data().
+ * One timeline row per decision: the 'assigned' (or 'queued') entry carries the grade
+ * under "graded"; the API's timeline shows it as the 'graded' entry before it, as the
+ * lead-by-lead path writes it (lf_timeline_entries()).
  *
  * Lock order (docs/reliability.md): the routing lock and the batch's leads in id order
  * were taken by lf_route_on_begin; the write statement then raises reps rows. */
@@ -128,19 +135,23 @@ static const char *const s_fields[] = {"channel", "source", "urgency", "industry
                                        "phone",   "email"};
 
 /* The decisions of a segment, written by one statement: per decided lead $1..$15 and
- * $17 (one array element each, in seq order), the rep dictionary $16. The lead.assigned
+ * $17 (one array element each, in seq order), the rep dictionary $16 and the rule
+ * dictionary $18 (both stored in the batch's route_explanations row). The lead.assigned
  * payloads ($17) are built in C, and the statement returns each event's seq, event id,
  * time and version: the router builds the envelopes it publishes from those, instead of
  * lf_envelope() and json_agg() in the statement and parsing them back. */
 static const char *const s_write_sql =
     "WITH d AS MATERIALIZED (SELECT * FROM unnest($1::" S_ID "[], $2::text[],"
-    "  $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::text[], $8::text[],"
+    "  $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
     "  $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[],"
-    "  $15::text[], $17::jsonb[]) WITH ORDINALITY AS d(lead, grade, score, breakdown,"
+    "  $15::text[], $17::jsonb[]) WITH ORDINALITY AS d(lead, grade, score, codes,"
     "  owner, reason, queue, team, region, region_raw, industry, industry_raw, notify,"
     "  need, cand, payload, n)),"
+    " ex AS (INSERT INTO route_explanations (reps, rules) VALUES ($16::text[],"
+    "  $18::text[]) RETURNING id),"
     " upd AS (UPDATE leads l SET grade = d.grade, score = d.score,"
-    "  score_breakdown = d.breakdown, graded_at = now(), owner = d.owner,"
+    "  score_breakdown = NULL, breakdown_dict = ex.id, breakdown_codes = d.codes::int[],"
+    "  graded_at = now(), owner = d.owner,"
     "  assignment_reason = d.reason, queue = d.queue, assigned_at = now(),"
     "  updated_at = now(), team = d.team, region = d.region, industry = d.industry,"
     "  region_raw = CASE WHEN d.region_raw IS DISTINCT FROM d.region"
@@ -149,14 +160,13 @@ static const char *const s_write_sql =
     "   OR l.industry_raw IS NULL THEN d.industry_raw ELSE l.industry_raw END,"
     "  pool_reason = CASE WHEN d.owner IS NULL THEN 'no_eligible_rep' END,"
     "  pool_since = CASE WHEN d.owner IS NULL THEN now() END"
-    "  FROM d WHERE l.id = d.lead RETURNING l.id, l.channel, l.created_at),"
+    "  FROM d, ex WHERE l.id = d.lead RETURNING l.id, l.channel, l.created_at),"
     " rep AS (UPDATE reps r SET open_count = r.open_count + c.k,"
     "  assigned_total = r.assigned_total + c.k"
     "  FROM (SELECT owner, count(*) AS k, max(need) AS need FROM d"
     "   WHERE owner IS NOT NULL GROUP BY owner) c"
     "  WHERE r.id = c.owner AND (c.need = 0 OR r.open_count + c.need <= r.capacity)"
     "  RETURNING r.id),"
-    " ex AS (INSERT INTO route_explanations (reps) VALUES ($16::text[]) RETURNING id),"
     " asg AS (INSERT INTO assignments (lead_id, rep_id, queue, reason, explanation, cand)"
     "  SELECT d.lead, d.owner, d.queue, d.reason, ex.id, d.cand::int[] FROM d, ex"
     "  ORDER BY d.n RETURNING id, lead_id),"
@@ -169,14 +179,13 @@ static const char *const s_write_sql =
     "msg)"
     "  WHERE x.rep IS NOT NULL ORDER BY d.n),"
     " tl AS (INSERT INTO lead_events (lead_id, type, actor, data)"
-    "  SELECT d.lead, t.type, 'router', t.data FROM d JOIN asg ON asg.lead_id = d.lead"
-    "  CROSS JOIN LATERAL (VALUES (1, 'graded', jsonb_build_object('grade', d.grade,"
-    "    'score', d.score, 'breakdown', d.breakdown)),"
-    "   (2, CASE WHEN d.owner IS NULL THEN 'queued' ELSE 'assigned' END,"
-    "    jsonb_build_object('owner', d.owner, 'queue', d.queue, 'reason', d.reason,"
-    "    'team', d.team, 'pool_reason', CASE WHEN d.owner IS NULL"
-    "    THEN 'no_eligible_rep' END, 'notified', d.notify, 'assignment', asg.id)))"
-    "   t(k, type, data) ORDER BY d.n, t.k),"
+    "  SELECT d.lead, CASE WHEN d.owner IS NULL THEN 'queued' ELSE 'assigned' END,"
+    "   'router', jsonb_build_object('owner', d.owner, 'queue', d.queue,"
+    "   'reason', d.reason, 'team', d.team, 'pool_reason', CASE WHEN d.owner IS NULL"
+    "   THEN 'no_eligible_rep' END, 'notified', d.notify, 'assignment', asg.id,"
+    "   'graded', jsonb_build_object('grade', d.grade, 'score', d.score,"
+    "   'breakdown_dict', ex.id, 'breakdown_codes', d.codes))"
+    "  FROM d JOIN asg ON asg.lead_id = d.lead CROSS JOIN ex ORDER BY d.n),"
     " ob AS (INSERT INTO outbox (event_id, type, lead_id, payload)"
     "  SELECT gen_random_uuid(), 'lead.assigned', d.lead, d.payload"
     "  FROM d JOIN upd ON upd.id = d.lead ORDER BY d.n"
@@ -191,7 +200,7 @@ enum {
     C_LEAD,
     C_GRADE,
     C_SCORE,
-    C_BREAKDOWN,
+    C_CODES, /* the breakdown: one code per entry (s_encode_breakdown) */
     C_OWNER,
     C_REASON,
     C_QUEUE,
@@ -205,6 +214,7 @@ enum {
     C_CAND,
     C_REPS,
     C_PAYLOAD,
+    C_RULES, /* the segment's dictionary of rule ids */
     C_N
 };
 
@@ -216,12 +226,14 @@ typedef struct {
     int *count;            /* per pool rep: decisions for that rep so far */
     size_t n_dict;         /* reps in the dictionary */
     size_t n_owners;       /* reps with at least one decision */
-    json_t *known;         /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
-    char **payloads;       /* the lead.assigned payload of each decision (JSON text) */
-    char (*leads)[65];     /* the lead id of each decision, in order */
-    size_t cap;            /* entries allocated in payloads and leads */
-    size_t n;              /* decisions */
-    time_t now;            /* decision time */
+    const char **rules;    /* the rule dictionary (C_RULES): the scorecard's strings */
+    size_t n_rules, cap_rules;
+    json_t *known;     /* "c:<company key>" / "d:<domain>" -> [owner, created_us] */
+    char **payloads;   /* the lead.assigned payload of each decision (JSON text) */
+    char (*leads)[65]; /* the lead id of each decision, in order */
+    size_t cap;        /* entries allocated in payloads and leads */
+    size_t n;          /* decisions */
+    time_t now;        /* decision time */
 } s_seg_t;
 
 static void s_seg_init(s_seg_t *s) {
@@ -237,6 +249,7 @@ static void s_seg_free(s_seg_t *s) {
         lf_pgarray_free(&s->col[k]);
     free(s->dict);
     free(s->count);
+    free(s->rules);
     json_decref(s->known);
     for (size_t i = 0; i < s->n; i++)
         free(s->payloads[i]);
@@ -287,6 +300,40 @@ static int s_encode_candidates(s_seg_t *s, const lf_assign_result_t *res,
             code |= S_CODE_STICKY;
         code |= (long long)s->dict[e->rep] << S_CODE_REP_SHIFT;
         lf_pgarray_add_int(out, code);
+    }
+    return 0;
+}
+
+/* Breakdown codes: points * S_BD_RULES + rule, the rule (0 <= rule < S_BD_RULES) being
+ * an index into the segment's dictionary, so that rule = code & 4095 and points =
+ * (code - rule) / 4096 for negative points too; decoded by lf_score_breakdown()
+ * (db/functions/60_assignment_explanations.sql). Small numbers: a few digits each in
+ * the timeline entry, which carries them as text. */
+enum { S_BD_RULES = 4096, S_BD_POINTS_MAX = 500000 };
+
+/* Encodes a breakdown as an int[] literal into `out`, adding rule ids to the segment's
+ * dictionary on first use (compared by address: the scorecard's own strings). Returns
+ * 0, or -1 for an entry the code cannot hold. */
+static int s_encode_breakdown(s_seg_t *s, const lf_score_part_t *parts, size_t n,
+                              lf_pgarray_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < s->n_rules && s->rules[k] != parts[i].rule)
+            k++;
+        if (k == s->n_rules) {
+            if (k >= S_BD_RULES)
+                return -1;
+            if (s->n_rules == s->cap_rules) {
+                s->cap_rules = s->cap_rules ? 2 * s->cap_rules : 32;
+                s->rules = lf_realloc(s->rules, s->cap_rules * sizeof *s->rules);
+            }
+            s->rules[s->n_rules++] = parts[i].rule;
+            lf_pgarray_add(&s->col[C_RULES], parts[i].rule);
+        }
+        int p = parts[i].points;
+        if (p < -S_BD_POINTS_MAX || p > S_BD_POINTS_MAX)
+            return -1;
+        lf_pgarray_add_int(out, (long long)p * S_BD_RULES + (long long)k);
     }
     return 0;
 }
@@ -343,11 +390,16 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
                     const s_row_t *row) {
     int rc = -1, score = 0;
     char grade = 'D';
-    char *bd_text = NULL;
+    lf_score_part_t parts[LF_SCORECARD_MAX_PARTS];
+    size_t n_parts = 0;
+    lf_pgarray_t codes;
+    lf_pgarray_init(&codes);
     lf_assign_result_t res;
     memset(&res, 0, sizeof res);
     lf_route_facts_t f = lf_route_facts(ctx, row->lead); /* graded on the mapped ids */
-    if (lf_scorecard_grade_text(ctx->scorecard, row->lead, &score, &grade, &bd_text) < 0)
+    if (lf_scorecard_grade_parts(ctx->scorecard, row->lead, &score, &grade, parts,
+                                 &n_parts) < 0 ||
+        s_encode_breakdown(s, parts, n_parts, &codes) < 0)
         goto out;
     if (s_seg_pool(s, ctx->pool) < 0)
         goto out;
@@ -385,7 +437,7 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
     lf_pgarray_add(&s->col[C_LEAD], lead_id);
     lf_pgarray_add(&s->col[C_GRADE], grade_s);
     lf_pgarray_add_int(&s->col[C_SCORE], score);
-    lf_pgarray_add(&s->col[C_BREAKDOWN], bd_text);
+    lf_pgarray_add(&s->col[C_CODES], lf_pgarray_end(&codes));
     lf_pgarray_add(&s->col[C_OWNER], owner);
     lf_pgarray_add(&s->col[C_REASON], res.reason);
     lf_pgarray_add(&s->col[C_QUEUE], res.queue[0] ? res.queue : NULL);
@@ -432,7 +484,7 @@ static int s_decide(lf_router_ctx_t *ctx, s_seg_t *s, const char *lead_id,
     rc = 0;
 out:
     json_decref(res.candidates);
-    free(bd_text);
+    lf_pgarray_free(&codes);
     return rc;
 }
 

@@ -396,7 +396,7 @@ static int s_assign_new(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
     PGresult *r = s_exec_prepared(
         ctx, db, S_PREP_ASSIGN,
         "WITH upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
-        "$4::jsonb,"
+        "$4::jsonb, breakdown_dict = NULL, breakdown_codes = NULL,"
         "  graded_at = now(), owner = $5, assignment_reason = $6, queue = $7,"
         "  assigned_at = now(), updated_at = now(), team = $9,"
         "  region = $10, industry = $12,"
@@ -494,7 +494,7 @@ static int s_regrade(lf_consumer_t *c, lf_db_t *db, lf_router_ctx_t *ctx,
         db,
         "WITH old AS (SELECT grade::text AS grade, score FROM leads WHERE id = $1),"
         " upd AS (UPDATE leads SET grade = $2, score = $3::int, score_breakdown = "
-        "$4::jsonb,"
+        "$4::jsonb, breakdown_dict = NULL, breakdown_codes = NULL,"
         "  graded_at = now(), updated_at = now(), team = $6, region = $7, industry = $9,"
         "  region_raw = CASE WHEN $8::text IS DISTINCT FROM $7::text OR region_raw IS "
         "NULL"

@@ -454,13 +454,15 @@ void lf_scorecard_destroy(lf_scorecard_t **self_p) {
     *self_p = NULL;
 }
 
-/* Where the breakdown goes: a JSON array (out), or JSON text (txt) written directly,
- * for callers that only store it (the router's batch path): ~8 entries of three
- * allocations each, then serialized, were a good part of grading a lead. */
+/* Where the breakdown goes: a JSON array (out), JSON text (txt) written directly, or
+ * entries (parts) that point at the rule ids, for callers that store it in a form of
+ * their own: ~8 entries of three allocations each, then serialized, were a good part of
+ * grading a lead. */
 typedef struct {
     json_t *out;
     lf_jtext_t *txt;
-    size_t n; /* entries written to txt */
+    lf_score_part_t *parts; /* LF_SCORECARD_MAX_PARTS entries */
+    size_t n;               /* entries written to txt or parts */
 } s_sink_t;
 
 /* Appends one breakdown entry; zero-point rules are left out so the breakdown lists only
@@ -474,6 +476,11 @@ static void s_add(s_sink_t *k, int *sum, const char *rule, int points) {
         json_object_set_new_nocheck(e, "rule", json_string(rule));
         json_object_set_new_nocheck(e, "points", json_integer(points));
         json_array_append_new(k->out, e);
+        return;
+    }
+    if (k->parts) {
+        if (k->n < LF_SCORECARD_MAX_PARTS) /* always: one entry per rule group */
+            k->parts[k->n++] = (lf_score_part_t){.rule = rule, .points = points};
         return;
     }
     lf_jtext_raw(k->txt, k->n++ ? ",{\"rule\":" : "{\"rule\":");
@@ -585,5 +592,16 @@ int lf_scorecard_grade_text(const lf_scorecard_t *sc, const json_t *lead, int *s
     s_grade(sc, lead, score, grade, &k);
     lf_jtext_raw(&txt, "]");
     *breakdown = txt.buf; /* the caller frees it */
+    return 0;
+}
+
+int lf_scorecard_grade_parts(const lf_scorecard_t *sc, const json_t *lead, int *score,
+                             char *grade, lf_score_part_t parts[LF_SCORECARD_MAX_PARTS],
+                             size_t *n) {
+    if (!sc || !json_is_object(lead) || !score || !grade || !parts || !n)
+        return -1;
+    s_sink_t k = {.parts = parts};
+    s_grade(sc, lead, score, grade, &k);
+    *n = k.n;
     return 0;
 }

@@ -39,4 +39,21 @@ int lf_scorecard_grade(const lf_scorecard_t *sc, const json_t *lead, int *score,
 int lf_scorecard_grade_text(const lf_scorecard_t *sc, const json_t *lead, int *score,
                             char *grade, char **breakdown);
 
+/* One breakdown entry: `rule` points into the scorecard (valid while it lives). */
+typedef struct {
+    const char *rule;
+    int points;
+} lf_score_part_t;
+
+/* At most this many entries in a breakdown: base, six lookups, a budget band, seven
+ * completeness rules and a clamp. */
+#define LF_SCORECARD_MAX_PARTS 16
+
+/* The same, with the breakdown as entries in parts[0..*n), in the order of the JSON
+ * array: for callers that store it in a form of their own (the router's batch path
+ * stores a code per entry). Returns -1 as lf_scorecard_grade does. */
+int lf_scorecard_grade_parts(const lf_scorecard_t *sc, const json_t *lead, int *score,
+                             char *grade, lf_score_part_t parts[LF_SCORECARD_MAX_PARTS],
+                             size_t *n);
+
 #endif

@@ -605,13 +605,17 @@ Test(router, a_backlog_is_decided_as_sets_with_the_same_outcome, .timeout = 120)
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(DISTINCT owner) FROM leads"
                                   " WHERE company IN ('Acme Shanghai', 'Acme 上海')"),
                  1);
-    /* One decision, one event, two timeline entries per lead. */
+    /* One decision, one event, two timeline entries per lead, stored as one row. */
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignments"), N);
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE type = 'lead.assigned'"), N);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_events e CROSS JOIN LATERAL"
+                                  " lf_timeline_entries(e.type, e.data) x WHERE x.type IN"
+                                  " ('graded', 'assigned', 'queued')"),
+                 2 * N);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_events WHERE type IN "
                                   "('graded', 'assigned', 'queued')"),
-                 2 * N);
+                 N);
     /* Explanations: every candidate, one chosen per assigned lead (its owner), the
      * skip reasons of the queued ones. */
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignment_explanations"), 3 * N);
@@ -651,6 +655,117 @@ Test(router, a_backlog_is_decided_as_sets_with_the_same_outcome, .timeout = 120)
     }
     json_decref(lead);
     free(queued);
+    lf_h_destroy(&h);
+}
+
+/* The breakdown of `path`'s lead and that of its 'graded' timeline entry, which must be
+ * equal; returns the lead's (caller owns it) and sets *score. */
+static json_t *s_breakdowns(lf_h_t *h, const char *path, int *score) {
+    json_t *lead = NULL, *e, *graded = NULL;
+    cr_assert_eq(lf_h_get_json(h, path, &lead), 200);
+    size_t i;
+    json_array_foreach(json_object_get(lead, "timeline"), i, e) {
+        if (!strcmp(json_string_value(json_object_get(e, "type")), "graded"))
+            graded = e;
+    }
+    cr_assert(graded, "the timeline shows the lead was graded");
+    cr_expect(!json_object_get(graded, "breakdown_codes") &&
+                  !json_object_get(graded, "breakdown_dict"),
+              "the timeline shows codes");
+    json_t *bd = json_object_get(lead, "score_breakdown");
+    char *a = json_dumps(bd, JSON_COMPACT | JSON_SORT_KEYS);
+    char *b =
+        json_dumps(json_object_get(graded, "breakdown"), JSON_COMPACT | JSON_SORT_KEYS);
+    cr_expect_str_eq(a, b, "the lead's breakdown and the graded entry's differ");
+    free(a), free(b);
+    *score = (int)json_integer_value(json_object_get(lead, "score"));
+    json_incref(bd);
+    json_decref(lead);
+    return bd;
+}
+
+/* The batch path stores a breakdown as codes against the batch's rule dictionary, once
+ * in the lead and once in the 'graded' entry; readers see exactly the JSON the
+ * lead-by-lead path stores for the same facts (a re-grade writes it). */
+Test(router, a_batch_breakdown_is_stored_as_codes_and_read_as_json, .timeout = 120) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 0);
+    s_rep(h, S_REP("a"));
+    json_t *out = NULL;
+    cr_assert_eq(lf_h_post_json(h, "/v1/leads",
+                                "{\"phone\":\"13800000001\",\"name\":\"王芳\","
+                                "\"company\":\"华东医疗\",\"urgency\":\"high\","
+                                "\"decision_maker\":true,\"budget\":\"200万\","
+                                "\"industry\":\"medical\",\"need\":\"CT\"}",
+                                &out),
+                 201);
+    char *id = strdup(json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    cr_assert_eq(lf_h_post_json(h, "/v1/leads", "{\"phone\":\"13800000002\"}", NULL),
+                 201);
+    cr_assert_eq(lf_h_post_json(h, "/v1/leads", "{\"email\":\"x@example.org\"}", NULL),
+                 201);
+    lf_h_env(h, "LEADFLOW_ROUTER_BATCH", "64");
+    lf_h_start(h, LF_H_ROUTER, 0);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM leads WHERE assigned_at IS NOT NULL",
+                            "3", 30000),
+              "not every lead was routed");
+    /* Stored once, as codes, by the set path. */
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(*) FROM leads WHERE score_breakdown IS NULL"
+                               " AND breakdown_codes IS NOT NULL"
+                               " AND breakdown_dict IS NOT NULL"),
+                 3);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM lead_events"
+                                  " WHERE type IN ('assigned', 'queued')"
+                                  " AND data -> 'graded' ? 'breakdown_codes'"
+                                  " AND NOT data -> 'graded' ? 'breakdown'"),
+                 3);
+    /* Read back, every breakdown sums to its score, in the lead and the timeline. */
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(*) FROM leads l WHERE l.score <> (SELECT"
+                               " sum((x ->> 'points')::int) FROM jsonb_array_elements("
+                               "lf_score_breakdown(l.breakdown_dict, l.breakdown_codes))"
+                               " x)"),
+                 0);
+    /* The decoding of negative points (a penalty, a clamp), which the default scorecard
+     * does not produce: -5 for rule 1 and 20 for rule 0 (points * 4096 + rule). */
+    char *dict = lf_h_sql(h, "INSERT INTO route_explanations (reps, rules)"
+                             " VALUES ('{}', '{\"a\\\"q\", clamp_to_100}') RETURNING id");
+    char q0[256];
+    snprintf(q0, sizeof q0,
+             "SELECT lf_score_breakdown(%s, ARRAY[-5 * 4096 + 1, 20 * 4096,"
+             " -4095 * 4096 + 1])::text",
+             dict);
+    char *neg = lf_h_sql(h, q0);
+    free(dict);
+    cr_expect_str_eq(
+        neg, "[{\"rule\": \"clamp_to_100\", \"points\": -5}, {\"rule\": \"a\\\"q\","
+             " \"points\": 20}, {\"rule\": \"clamp_to_100\", \"points\": -4095}]");
+    free(neg);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/leads/%s", id);
+    int score = 0;
+    json_t *codes = s_breakdowns(h, path, &score);
+    cr_assert_gt(json_array_size(codes), 5, "a rich lead has a long breakdown");
+    /* A re-grade on the same facts (the name is not graded, only its presence) goes
+     * through the lead-by-lead path, which stores JSON: the same breakdown. */
+    cr_assert_eq(s_send(h, "PATCH", path, "{\"name\":\"李雷\"}", NULL), 200);
+    char q[256];
+    snprintf(q, sizeof q,
+             "SELECT score_breakdown IS NOT NULL AND breakdown_codes IS NULL"
+             " FROM leads WHERE id = '%s'",
+             id);
+    cr_assert(lf_h_wait_sql(h, q, "t", 10000), "the lead was not re-graded");
+    json_t *lead = NULL;
+    cr_assert_eq(lf_h_get_json(h, path, &lead), 200);
+    char *a = json_dumps(codes, JSON_COMPACT);
+    char *b = json_dumps(json_object_get(lead, "score_breakdown"), JSON_COMPACT);
+    cr_expect_str_eq(a, b, "the breakdown read from codes is not the one stored as JSON");
+    cr_expect_eq(json_integer_value(json_object_get(lead, "score")), score);
+    free(a), free(b);
+    json_decref(lead);
+    json_decref(codes);
+    free(id);
     lf_h_destroy(&h);
 }
 

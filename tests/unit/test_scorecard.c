@@ -52,6 +52,21 @@ static json_t *s_grade(const lf_scorecard_t *sc, const char *lead_text, int *sco
     cr_assert_eq(grade2, *grade);
     json_decref(parsed);
     free(text);
+    /* And the entries variant (the batch path's codes), entry for entry. */
+    lf_score_part_t parts[LF_SCORECARD_MAX_PARTS];
+    size_t n_parts = 0;
+    cr_assert_eq(lf_scorecard_grade_parts(sc, lead, &score2, &grade2, parts, &n_parts),
+                 0);
+    cr_assert_eq(score2, *score);
+    cr_assert_eq(grade2, *grade);
+    cr_assert_eq(n_parts, json_array_size(bd));
+    for (size_t k = 0; k < n_parts; k++) {
+        json_t *entry = json_array_get(bd, k);
+        cr_assert_str_eq(parts[k].rule,
+                         json_string_value(json_object_get(entry, "rule")));
+        cr_assert_eq(parts[k].points,
+                     json_integer_value(json_object_get(entry, "points")));
+    }
     json_decref(lead);
     cr_assert(json_is_array(bd));
     int sum = 0;
