@@ -26,12 +26,7 @@ CREATE TABLE consumer_acks (
     error    text,          -- a parked event (one seq): why it could not be applied
     CONSTRAINT consumer_acks_not_empty CHECK (NOT isempty(seqs)),
     CONSTRAINT consumer_acks_once EXCLUDE USING gist (consumer WITH =, seqs WITH &&)
-) WITH (toast_tuple_target = 8160);
--- A batch's seqs take about 21 bytes each when its events are not adjacent in the
--- outbox (other types between them): past 2 kB, about 100 events, PostgreSQL would
--- compress every row on insert and decompress it on every read; kept inline and
--- uncompressed up to a page, the insert of a batch of 128 such events costs the backend
--- about a fifth less (400-500 us against 540-600, a private PostgreSQL, 700 batches).
+);
 
 -- An ack whose event is no longer in the outbox keeps the newest transaction id as its
 -- top: it goes once the cursor passes the transactions running now.
