@@ -253,3 +253,66 @@ Test(phone, bad_input_fails_cleanly) {
     cr_expect_str_eq(lf_phone_library_version(), "8.12.57+ds-3",
                      "docs/intake.md names the libphonenumber version; update it too");
 }
+
+/* One text through lf_pn_parse (with its shortcut for Chinese mobile numbers) and
+ * through libphonenumber's Parse() alone: the same answer, field by field. */
+static void s_same(const char *text, const char *region) {
+    lf_pn_result_t a, b;
+    int ra = lf_pn_parse(text, region, &a), rb = lf_pn_parse_library(text, region, &b);
+    cr_assert_eq(ra, rb, "\"%s\" (%s): %d against Parse's %d", text, region, ra, rb);
+    cr_assert_str_eq(a.e164, b.e164, "\"%s\" (%s)", text, region);
+    cr_assert_str_eq(a.type, b.type, "\"%s\" (%s)", text, region);
+    cr_assert_str_eq(a.country, b.country, "\"%s\" (%s)", text, region);
+    cr_assert_eq(a.country_code, b.country_code, "\"%s\" (%s)", text, region);
+    cr_assert_eq(a.valid, b.valid, "\"%s\" (%s)", text, region);
+    cr_assert_eq(a.reason, b.reason, "\"%s\" (%s)", text, region);
+}
+
+/* The shortcut answers what Parse() answers: for every six-digit prefix 130000-199999
+ * (whatever the metadata decides by a number's leading digits: its type, a carrier code
+ * or national prefix Parse could strip) with a suffix that varies, written as eleven
+ * digits with region CN and after "+86" with another region; every 97th also with
+ * spaces and hyphens; and texts near the form that must go to Parse(). */
+Test(phone, the_mobile_shortcut_gives_parse_s_answers, .timeout = 120) {
+    char t[64];
+    for (int p = 130000; p <= 199999; p++) {
+        int s = (int)((p * 7919L) % 100000);
+        snprintf(t, sizeof t, "%06d%05d", p, s);
+        s_same(t, "CN");
+        snprintf(t, sizeof t, "+86%06d%05d", p, s);
+        s_same(t, "US");
+        if (p % 97)
+            continue;
+        snprintf(t, sizeof t, "%.3d %04d %04d", p / 1000, (p % 1000) * 10 + s / 10000,
+                 s % 10000);
+        s_same(t, "CN");
+        snprintf(t, sizeof t, "+86 %.3d-%04d-%04d", p / 1000, (p % 1000) * 10 + s / 10000,
+                 s % 10000);
+        s_same(t, "CN");
+        snprintf(t, sizeof t, "+86-%06d%05d", p, s);
+        s_same(t, "CN");
+    }
+    const char *const near[] = {"1391234567",
+                                "139123456789",
+                                "23912345678",
+                                "+8623912345678",
+                                "+85213912345",
+                                "139  1234 5678",
+                                "139 1234 5678 ",
+                                "-13912345678",
+                                "+86 13912345678-",
+                                "013912345678",
+                                "8613912345678",
+                                "008613912345678",
+                                "+86--13912345678",
+                                "+8613912345678",
+                                "13912345678",
+                                "11004006760",
+                                "12345678901",
+                                "17900001000",
+                                NULL};
+    for (const char *const *n = near; *n; n++) {
+        s_same(*n, "CN");
+        s_same(*n, "US");
+    }
+}

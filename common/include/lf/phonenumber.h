@@ -50,6 +50,9 @@ typedef struct {
  * it does not parse at all (not a number, too short to be one, too long, bad country
  * code after '+'), with `out` zeroed. Never throws. */
 int lf_pn_parse(const char *text, const char *region, lf_pn_result_t *out);
+/* The same with every text through libphonenumber's Parse(), none through lf_pn_parse's
+ * shortcut for Chinese mobile numbers: the reference that shortcut is tested against. */
+int lf_pn_parse_library(const char *text, const char *region, lf_pn_result_t *out);
 
 /* 1 when `region` is a region libphonenumber has metadata for ("CN", "US", ...). */
 int lf_pn_region_supported(const char *region);
