@@ -18,6 +18,7 @@
 #include "lf/company.h"
 #include "lf/normalize.h"
 #include "lf/phone.h"
+#include "lf/phonenumber.h"
 
 #define S_CHECK(cond)                                                                    \
     do {                                                                                 \
@@ -96,6 +97,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         S_CHECK(ph.e164[0] == '+' && !strcmp(ph.type, "unknown") && pwhy && *pwhy);
     } else {
         S_CHECK(ph.e164[0] == '\0' && (prc == 1 || (pwhy && *pwhy)));
+    }
+
+    /* The shim's shortcut for Chinese mobile numbers answers what Parse() answers. */
+    for (int r = 0; r < 2; r++) {
+        const char *region = r ? "US" : "CN";
+        lf_pn_result_t a, b;
+        int ra = lf_pn_parse(s, region, &a), rb = lf_pn_parse_library(s, region, &b);
+        S_CHECK(ra == rb && !strcmp(a.e164, b.e164) && !strcmp(a.type, b.type) &&
+                !strcmp(a.country, b.country) && a.country_code == b.country_code &&
+                a.valid == b.valid && a.reason == b.reason);
     }
 
     /* The company key: letters and digits only, never longer than the name. */
