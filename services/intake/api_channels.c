@@ -255,7 +255,6 @@ static enum MHD_Result s_call(lf_intake_t *in, lf_req_t *req, const lf_auth_t *a
     job->row = lf_lead_row(lead, job->lead_id, body, has_idem ? idem : NULL);
     json_object_set_new(job->row, "kind", json_string("call"));
     json_object_set_new(job->row, "call", call);
-    json_decref(lead);
     json_decref(body);
     return lf_job_submit(in, req);
 }

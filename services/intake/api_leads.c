@@ -25,14 +25,19 @@ static void s_resume(lf_job_t *job) {
     MHD_resume_connection((struct MHD_Connection *)job->done_arg);
 }
 
-/* Flattens the canonical lead into the columns of the leads table. A shallow copy:
- * only the row's own keys change, its values are shared with the lead and never
- * modified. */
-json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw,
-                    const char *idem) {
-    json_t *row = json_copy((json_t *)lead);
+/* Flattens the canonical lead into the columns of the leads table, in place: the
+ * lead becomes the row (the caller's reference is taken over), so a lead is not copied
+ * into a second object of the same keys only to be freed (building and freeing jansson
+ * trees was about a sixth of intake's CPU: docs/benchmarks.md). A lead someone else
+ * still holds is copied (shallow: its values are shared and never modified). */
+json_t *lf_lead_row(json_t *lead, const char *id, const json_t *raw, const char *idem) {
+    json_t *row = lead;
+    if (lead->refcount > 1) {
+        row = json_copy(lead);
+        json_decref(lead);
+    }
     json_object_set_new(row, "id", json_string(id));
-    const json_t *b = json_object_get(lead, "budget");
+    const json_t *b = json_object_get(row, "budget");
     if (json_is_object(b)) {
         json_object_set(row, "budget_min", json_object_get(b, "min"));
         json_object_set(row, "budget_max", json_object_get(b, "max"));
@@ -200,7 +205,6 @@ static enum MHD_Result s_post_lead(lf_intake_t *in, lf_req_t *req,
     lf_job_t *job = &req->job;
     lf_uuid7(job->lead_id);
     job->row = lf_lead_row(lead, job->lead_id, body, has_idem ? idem : NULL);
-    json_decref(lead);
     json_decref(body);
     return lf_job_submit(in, req);
 }

@@ -300,7 +300,6 @@ static void s_on_row(void *arg, size_t line, const json_t *obj, const char *err)
     char lead_id[40];
     lf_uuid7(lead_id);
     json_t *row = lf_lead_row(lead, lead_id, obj, NULL);
-    json_decref(lead);
     char *text = json_dumps(row, JSON_COMPACT);
     json_decref(row);
     s_spool(st, idx, text ? text : "{}");

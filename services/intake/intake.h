@@ -152,10 +152,10 @@ void lf_intake_publish(void *arg, const char *type, const char *env, size_t len)
 int lf_intake_healthy(lf_intake_t *in);
 
 /* Shared by the POST handlers (api_leads.c). */
-/* The committer row for a canonical lead (borrowed), its new id, the raw submission
- * (borrowed) and the scoped idempotency key or NULL. Caller owns the result. */
-json_t *lf_lead_row(const json_t *lead, const char *id, const json_t *raw,
-                    const char *idem);
+/* The committer row for a canonical lead, its new id, the raw submission (borrowed) and
+ * the scoped idempotency key or NULL. Takes the caller's reference to `lead` (the row is
+ * the lead, changed in place); caller owns the result. */
+json_t *lf_lead_row(json_t *lead, const char *id, const json_t *raw, const char *idem);
 /* Suspends the connection and queues req->job (its row set); the route is called
  * again when the job is done and answers with lf_job_answer. */
 enum MHD_Result lf_job_submit(lf_intake_t *in, lf_req_t *req);
