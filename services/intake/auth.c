@@ -21,6 +21,10 @@
 #include "lf/log.h"
 #include "lf/util.h"
 
+/* How long a request waits for the first read of the keys that another thread runs:
+ * longer than that read takes when PostgreSQL answers (connect_timeout is 5 s). */
+enum { S_FIRST_READ_WAIT_S = 10 };
+
 typedef struct {
     char hash[65];      /* hex SHA-256 of the key */
     lf_key_info_t info; /* what the caller gets */
@@ -38,6 +42,7 @@ struct lf_keys {
     int n;
     int loaded;           /* 1 after the first successful refresh */
     int refreshing;       /* one thread at a time queries the table */
+    pthread_cond_t done;  /* signalled when a refresh ends */
     int stale;            /* set by lf_keys_invalidate: refresh on the next lookup */
     int64_t refreshed_ms; /* monotonic time of the last refresh attempt */
     int refresh_ms;       /* cache lifetime */
@@ -97,6 +102,7 @@ void lf_keys_hash(const char *key, char out[65]) {
 lf_keys_t *lf_keys_new(int refresh_ms) {
     lf_keys_t *self = lf_calloc(1, sizeof *self);
     pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->done, NULL);
     self->refresh_ms = refresh_ms;
     return self;
 }
@@ -113,6 +119,7 @@ void lf_keys_destroy(lf_keys_t **self_p) {
     }
     free(self->db_url);
     s_free_entries(self->entries, self->n);
+    pthread_cond_destroy(&self->done);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -199,6 +206,18 @@ int lf_keys_lookup(lf_keys_t *self, lf_db_t *db, const char *key, lf_key_info_t 
         /* An unknown key may be one created a moment ago: look again, once a second. */
         int retry = !e && now - self->refreshed_ms >= 1000;
         int go = attempt == 0 && (stale || retry) && !self->refreshing;
+        if (!go && !self->loaded && self->refreshing) {
+            /* The first read of the keys runs in another thread (intake has just
+             * started): wait for it instead of answering "cannot be read right now",
+             * as requests that came in the first milliseconds used to be. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += S_FIRST_READ_WAIT_S;
+            while (self->refreshing && !self->loaded)
+                if (pthread_cond_timedwait(&self->done, &self->lock, &until) != 0)
+                    break;
+            e = s_find_hash(self, hash);
+        }
         if (!go) {
             if (e) {
                 *info = e->info;
@@ -215,6 +234,7 @@ int lf_keys_lookup(lf_keys_t *self, lf_db_t *db, const char *key, lf_key_info_t 
         s_refresh(self, db);
         pthread_mutex_lock(&self->lock);
         self->refreshing = 0;
+        pthread_cond_broadcast(&self->done);
         pthread_mutex_unlock(&self->lock);
     }
     return 0;

@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -802,4 +803,63 @@ Test(access, short_admin_key_is_refused, .timeout = 30) {
     int st = pclose(p);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "exit status %d: %s", st, out);
     cr_expect(strstr(out, "at least 16") && !strstr(out, "short-key"), "%s", out);
+}
+
+/* One POST of a lead with the key "key-web", from a thread of its own. */
+typedef struct {
+    lf_h_t *h;
+    int n;      /* the lead's number (its phone) */
+    int status; /* the answer */
+} s_post_t;
+
+static void *s_post_lead(void *arg) {
+    s_post_t *p = arg;
+    const char *as_web[] = {"Authorization: Bearer key-web",
+                            "Content-Type: application/json", NULL};
+    char body[64];
+    snprintf(body, sizeof body, "{\"phone\":\"1390077%04d\"}", p->n);
+    p->status = lf_h_http(p->h, "POST", "/v1/leads", as_web, body, strlen(body), NULL);
+    return NULL;
+}
+
+/* Requests that come while intake's first read of the API keys is still running (it
+ * has just started, or PostgreSQL is slow to answer) wait for that read and are
+ * answered as usual. Here the read is held up by a lock on api_keys for a second, while
+ * eight leads are posted at once. The old code answered every request but the one
+ * doing the read with 503 "API keys cannot be read right now" - the answers that were
+ * not 2xx in some whole-stack benchmark runs. */
+Test(access, requests_during_the_first_read_of_the_keys_wait_for_it, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 1);
+    s_sql(h, "INSERT INTO api_keys (id, key_hash, scope, channel, rate_per_minute)"
+             " VALUES ('k-web', encode(sha256('key-web'::bytea), 'hex'), 'intake',"
+             " 'web_form', 0)");
+    PGconn *lock = PQconnectdb(lf_h_db_url(h));
+    cr_assert_eq(PQstatus(lock), CONNECTION_OK);
+    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(lock));
+    PQclear(r);
+    lf_h_start(h, LF_H_INTAKE, 0); /* it reads no key until a request brings one */
+    enum { N = 8 };
+    s_post_t p[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = (s_post_t){h, i, 0};
+        cr_assert_eq(pthread_create(&t[i], NULL, s_post_lead, &p[i]), 0);
+    }
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) > 0 FROM pg_stat_activity WHERE usename ="
+                            " 'leadflow_intake' AND wait_event_type = 'Lock'",
+                            "t", 20000),
+              "intake does not wait for the keys");
+    usleep(1000 * 1000); /* the other requests arrive meanwhile */
+    r = PQexec(lock, "COMMIT");
+    PQclear(r);
+    PQfinish(lock);
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        cr_expect_eq(p[i].status, 201, "lead %d: %d", i, p[i].status);
+    }
+    cr_expect_eq(s_count(h, "SELECT count(*) FROM leads WHERE phone LIKE '%%1390077%%'"),
+                 N);
+    lf_h_destroy(&h);
 }
