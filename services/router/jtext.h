@@ -1,7 +1,7 @@
 /* jtext.h - JSON text written straight into a growing buffer.
  *
- * For what the router only stores or sends on (a lead's score breakdown, the
- * lead.assigned payload and envelope): building a jansson tree for it and then
+ * For what the router only stores or sends on (the lead.assigned payload and
+ * envelope): building a jansson tree for it and then
  * serializing it cost several allocations per value and a UTF-8 decode per character,
  * a good part of the router's work per lead. The caller writes the structure
  * (braces, keys, commas) with lf_jtext_raw and the values with the functions below. */

@@ -19,8 +19,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "jtext.h"
-
 #define S_POINTS_LIMIT 100 /* a single rule may move a score by at most this much */
 
 /* One "value -> points" rule of a lookup table (channel, source, urgency...). */
@@ -454,15 +452,14 @@ void lf_scorecard_destroy(lf_scorecard_t **self_p) {
     *self_p = NULL;
 }
 
-/* Where the breakdown goes: a JSON array (out), JSON text (txt) written directly, or
- * entries (parts) that point at the rule ids, for callers that store it in a form of
- * their own: ~8 entries of three allocations each, then serialized, were a good part of
- * grading a lead. */
+/* Where the breakdown goes: a JSON array (out), or entries (parts) that point at the
+ * rule ids, for callers that store it in a form of their own (the router's batch path:
+ * ~8 entries of three allocations each, then serialized, were a good part of grading a
+ * lead). */
 typedef struct {
     json_t *out;
-    lf_jtext_t *txt;
     lf_score_part_t *parts; /* LF_SCORECARD_MAX_PARTS entries */
-    size_t n;               /* entries written to txt or parts */
+    size_t n;               /* entries written to parts */
 } s_sink_t;
 
 /* Appends one breakdown entry; zero-point rules are left out so the breakdown lists only
@@ -478,16 +475,8 @@ static void s_add(s_sink_t *k, int *sum, const char *rule, int points) {
         json_array_append_new(k->out, e);
         return;
     }
-    if (k->parts) {
-        if (k->n < LF_SCORECARD_MAX_PARTS) /* always: one entry per rule group */
-            k->parts[k->n++] = (lf_score_part_t){.rule = rule, .points = points};
-        return;
-    }
-    lf_jtext_raw(k->txt, k->n++ ? ",{\"rule\":" : "{\"rule\":");
-    lf_jtext_str(k->txt, rule);
-    lf_jtext_raw(k->txt, ",\"points\":");
-    lf_jtext_int(k->txt, points);
-    lf_jtext_raw(k->txt, "}");
+    if (k->n < LF_SCORECARD_MAX_PARTS) /* always: one entry per rule group */
+        k->parts[k->n++] = (lf_score_part_t){.rule = rule, .points = points};
 }
 
 static void s_add_lookup(s_sink_t *out, int *sum, const s_table_t *t, const char *value) {
@@ -579,19 +568,6 @@ int lf_scorecard_grade(const lf_scorecard_t *sc, const json_t *lead, int *score,
     s_sink_t k = {.out = json_array()};
     s_grade(sc, lead, score, grade, &k);
     *breakdown = k.out;
-    return 0;
-}
-
-int lf_scorecard_grade_text(const lf_scorecard_t *sc, const json_t *lead, int *score,
-                            char *grade, char **breakdown) {
-    if (!sc || !json_is_object(lead) || !score || !grade || !breakdown)
-        return -1;
-    lf_jtext_t txt = {0};
-    s_sink_t k = {.txt = &txt};
-    lf_jtext_raw(&txt, "[");
-    s_grade(sc, lead, score, grade, &k);
-    lf_jtext_raw(&txt, "]");
-    *breakdown = txt.buf; /* the caller frees it */
     return 0;
 }
 

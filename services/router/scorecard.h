@@ -33,12 +33,6 @@ void lf_scorecard_destroy(lf_scorecard_t **self_p);
 int lf_scorecard_grade(const lf_scorecard_t *sc, const json_t *lead, int *score,
                        char *grade, json_t **breakdown);
 
-/* The same, with the breakdown as JSON text (the array lf_scorecard_grade gives, as
- * compact JSON): for callers that only store it. *breakdown is a new string the caller
- * frees (free). Returns -1 as lf_scorecard_grade does. */
-int lf_scorecard_grade_text(const lf_scorecard_t *sc, const json_t *lead, int *score,
-                            char *grade, char **breakdown);
-
 /* One breakdown entry: `rule` points into the scorecard (valid while it lives). */
 typedef struct {
     const char *rule;
