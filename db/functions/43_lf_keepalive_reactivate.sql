@@ -138,8 +138,8 @@ BEGIN
     RETURN lost;
 END $$;
 
--- The same for a batch of new leads (the scheduler's lead.created events, in event
--- order): returns (lead, lost) for each lead that was linked. Most new leads have no
+-- The same for a batch of newly routed leads (the scheduler's lead.assigned events, in
+-- event order): returns (lead, lost) for each lead that was linked. Most new leads have no
 -- lost deal to match, so the batch first finds its candidates with one statement - a
 -- lead with a lost deal of the same company key, phone or e-mail, each a probe of a
 -- partial index of lost deals only (leads_lost_company, leads_lost_phone,

@@ -62,7 +62,8 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
 int lf_follow_up_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
 
 /* Consumer step for deal.lost (sets the reactivation timer when the loss reason comes
- * back) and lead.created (links a returning customer's inquiry to its lost deal).
+ * back) and lead.assigned (links a returning customer's new inquiry to its lost deal; a
+ * lead already linked is left alone, lf_keepalive_link_lost()).
  * Returns 0, or -1 on a database error. */
 int lf_reactivate_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
 

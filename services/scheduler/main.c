@@ -78,7 +78,13 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_SMTP_PASSWORD", LF_CFG_STR, NULL, 0, 0, "SMTP password"},
     {"LEADFLOW_SMTP_TLS", LF_CFG_STR, "require", 0, 0,
      "STARTTLS: require, try (when offered) or off"},
-    {"LEADFLOW_SWEEP_MS", LF_CFG_INT, "1000", 10, 600000, "outbox sweep interval"},
+    /* 5 s, not the router's 1 s: each sweep walks the events above the consumer's
+     * cursor and probes an ack for each, so at 1 s nearly every event was read again,
+     * at about the cost of its first-contact clock (docs/benchmarks.md); what ZeroMQ
+     * drops is a timer set a few seconds later, due in minutes. A sweep that finds
+     * work goes on at once (lf/loop.h). */
+    {"LEADFLOW_SWEEP_MS", LF_CFG_INT, "5000", 10, 600000,
+     "outbox sweep interval (events ZeroMQ dropped, fired timers never handed over)"},
     {"LEADFLOW_TICK_MS", LF_CFG_INT, "100", 5, 10000,
      "longest wait between timer checks"},
     {"LEADFLOW_TIMER_BATCH", LF_CFG_INT, "2000", 1, 20000,
@@ -88,13 +94,15 @@ static const lf_cfg_def_t s_cfg[] = {
      "PostgreSQL connections firing batches concurrently (0 = on the main one)"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
-static const char *const s_types[] = {"lead.assigned",
-                                      "lead.reassigned",
-                                      "activity.logged",
-                                      "stage.changed",
-                                      "deal.lost",
-                                      "lead.created",
-                                      NULL};
+/* Not lead.created: a new inquiry is linked to its customer's lost deal when the lead
+ * is first assigned (lead.assigned, which every new lead gets from the router, to a rep
+ * or to a pool). Taking every lead.created for that - an envelope, an ack and its
+ * pruning, the sweep's probe - cost the scheduler about as much as the lead's
+ * first-contact clock, in a stack where nearly no inquiry has a lost deal
+ * (docs/benchmarks.md). */
+static const char *const s_types[] = {"lead.assigned",   "lead.reassigned",
+                                      "activity.logged", "stage.changed",
+                                      "deal.lost",       NULL};
 
 /* Reads the notification settings and config (routing.json teams, notify.json
  * templates), copies the team destinations to PostgreSQL and starts the delivery

@@ -6,9 +6,10 @@
  * counted from the moment the deal was lost, in the team's business time when the delay
  * is written so. The timer remembers which loss it belongs to (closed_at): when it
  * fires (lf_keepalive_fire_reactivate, 43_lf_keepalive_reactivate.sql) a deal reopened
- * by hand, lost again or won in the meantime is left alone. lead.created links a new
- * inquiry from the customer of a lost deal to that deal, which then needs no
- * reactivation. */
+ * by hand, lost again or won in the meantime is left alone. A new inquiry from the
+ * customer of a lost deal is linked to that deal, which then needs no reactivation, when
+ * it is first routed (lead.assigned; the scheduler no longer takes lead.created, main.c).
+ */
 #include "clocks.h"
 
 #include <stdio.h>
@@ -74,7 +75,7 @@ int lf_reactivate_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
         return 0;
     if (!strcmp(type, "deal.lost"))
         return s_on_lost(t, db, lead_id);
-    if (!strcmp(type, "lead.created")) {
+    if (!strcmp(type, "lead.assigned")) {
         const char *p[] = {lead_id};
         PGresult *res = lf_db_exec_prepared(db, "lf_keepalive_link_lost",
                                             "SELECT lf_keepalive_link_lost($1)", 1, p);

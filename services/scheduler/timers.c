@@ -118,18 +118,18 @@ static void s_leads_once(json_t *const *envs, size_t n, unsigned char *once) {
     free(by);
 }
 
-/* lf_reactivate_on_event for every lead.created of a batch: each new lead linked to
+/* lf_reactivate_on_event for every lead.assigned of a batch: each routed lead linked to
  * its customer's lost deal in one statement, lf_keepalive_link_lost_batch() (43_*.sql),
  * which looks for candidates set-based in the (small) indexes of lost deals and links
- * only those, in event order. Returns 0, or -1. */
-static int s_link_created(lf_timers_t *t, lf_db_t *db, json_t *const *envs, size_t n) {
+ * only those (not linked yet), in event order. Returns 0, or -1. */
+static int s_link_assigned(lf_timers_t *t, lf_db_t *db, json_t *const *envs, size_t n) {
     if (!t->ka)
         return 0;
     size_t cap = 64, len = 0, k = 0;
     char *ids = lf_malloc(cap);
     for (size_t i = 0; i < n; i++) {
         const char *type = lf_event_type(envs[i]), *lead = lf_event_lead(envs[i]);
-        if (!type || !lead || strcmp(type, "lead.created"))
+        if (!type || !lead || strcmp(type, "lead.assigned"))
             continue;
         size_t need = len + strlen(lead) + 3;
         if (need > cap) {
@@ -145,7 +145,7 @@ static int s_link_created(lf_timers_t *t, lf_db_t *db, json_t *const *envs, size
     snprintf(ids + len, cap - len, "}");
     const char *p[] = {ids};
     PGresult *res = lf_db_exec_prepared(
-        db, "lf_timers_link_created",
+        db, "lf_timers_link_assigned",
         "SELECT lead::text, lost FROM lf_keepalive_link_lost_batch($1::uuid[])", 1, p);
     free(ids);
     if (!res)
@@ -207,9 +207,10 @@ int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size
         goto out;
     /* The SLA timers and the keep-alive clocks are apart (other columns, other kinds
      * of timer), so doing these after the SLA of the whole batch changes nothing.
-     * lead.created (one per lead) links returning customers in one statement for the
-     * batch (s_link_created); the rarer kinds go event by event. */
-    if (s_link_created(t, db, envs, n) < 0)
+     * lead.assigned links returning customers in one statement for the batch
+     * (s_link_assigned), under the lock taken above; the rarer kinds go event by
+     * event. */
+    if (s_link_assigned(t, db, envs, n) < 0)
         goto out;
     s_leads_once(envs, n, once);
     for (size_t i = 0; i < n; i++) {
@@ -219,7 +220,7 @@ int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size
          * event of the batch may have changed the lead since. */
         int skip = arm_of[i] >= 0 && idle[arm_of[i]] && once[i];
         if ((!skip && lf_stale_on_event(t, db, envs[i]) < 0) ||
-            (!(type && !strcmp(type, "lead.created")) &&
+            (!(type && !strcmp(type, "lead.assigned")) &&
              lf_reactivate_on_event(t, db, envs[i]) < 0))
             goto out;
         if (type && strcmp(type, "activity.logged") == 0 &&

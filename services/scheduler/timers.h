@@ -81,9 +81,9 @@ int lf_timers_on_events(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size
  * keeps what the first-contact clock reads of them (t->locked) until the batch ends.
  * The handlers write each event's lead in seq order; the router takes its batch's
  * leads in id order (a lead.created delivered again after it was assigned among
- * them), and the two deadlocked. lead.created events are left out: their handler
- * writes the lead only when it links a lost deal, and taking every new lead would
- * make the router wait for the scheduler. Returns 0, or -1 on a database error. */
+ * them), and the two deadlocked. A lead.created (the scheduler no longer subscribes
+ * to them; an old queue's) is left out: taking every new lead would make the router
+ * wait for the scheduler. Returns 0, or -1 on a database error. */
 int lf_timers_on_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n);
 /* Indexes committed timers in Redis now: pairs is "due_ms id due_ms id ..." (modified
  * in place). For work outside a consumer batch (ticks). Not fatal when Redis is away:
