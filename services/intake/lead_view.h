@@ -19,7 +19,7 @@
     " 'extra', l.extra, 'created_at', lf_rfc3339(l.created_at),"                         \
     " 'updated_at', lf_rfc3339(l.updated_at),"                                           \
     " 'grade', l.grade, 'score', l.score,"                                               \
-    " 'score_breakdown', coalesce(l.score_breakdown,"                                   \
+    " 'score_breakdown', coalesce(l.score_breakdown,"                                    \
     "   lf_score_breakdown(l.breakdown_dict, l.breakdown_codes), '[]'::jsonb),"          \
     " 'team', l.team, 'owner', l.owner, 'assignment_reason', l.assignment_reason,"       \
     " 'queue', l.queue, 'pool_reason', l.pool_reason,"                                   \
