@@ -174,40 +174,24 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
         return 0;
     int rc = -1;
     size_t armed = 0;
-    s_buf_t ids = {0}, st = {0}, due[3] = {{0}, {0}, {0}}, arm = {0};
-    PGresult *res = NULL, *own = NULL;
+    s_buf_t st = {0}, due[3] = {{0}, {0}, {0}}, arm = {0};
     /* The teams, for the calendars, and what the stale clock reads: as
      * lf_timers_on_begin read them when it locked the batch's leads, all at once in id
-     * order (docs/reliability.md), before anything of the batch wrote them. Without
-     * that read (a caller outside a consumer batch), the same statement here. */
-    res = t->locked;
-    if (!res) {
-        for (size_t i = 0; i < n; i++)
-            s_elem(&ids, lf_event_lead(envs[i]), i == 0);
-        s_put(&ids, "}");
-        const char *p[] = {ids.s};
-        res = own = lf_db_exec_prepared(
-            db, "lf_clock_sla_teams",
-            "SELECT id::text, team, stage, grade::text,"
-            " owner IS NOT NULL AND closed_at IS NULL,"
-            " stale_since IS NULL FROM leads WHERE id = ANY($1::uuid[])"
-            " ORDER BY id FOR NO KEY UPDATE",
-            1, p);
-        if (!res)
-            goto out;
-    }
-    int rows = PQntuples(res);
+     * order (docs/reliability.md), before anything of the batch wrote them. */
+    const PGresult *locked = t->locked;
+    PGresult *res = NULL;
+    int rows = locked ? PQntuples(locked) : 0;
     /* Row r's id and its row number, side by side, sorted by id for bsearch. */
     const char **found = lf_calloc((size_t)rows * 2 + 2, sizeof *found);
     for (int r = 0; r < rows; r++) {
-        found[2 * r] = PQgetvalue(res, r, 0);
+        found[2 * r] = PQgetvalue(locked, r, 0);
         found[2 * r + 1] = (const char *)(intptr_t)r;
     }
     for (size_t i = 0; i < n; i++) {
         const char *lead_id = lf_event_lead(envs[i]);
-        if (!own && !lf_uuid_valid(lead_id)) {
-            /* The lock left it out; the statement above would fail on it, and so
-             * does this batch: the consumer applies its events one by one. */
+        if (!lf_uuid_valid(lead_id)) {
+            /* The lock left it out: this batch fails, and the consumer applies its
+             * events one by one. */
             lf_strlcpy(db->errstr, "lead id is not a uuid", sizeof db->errstr);
             free(found);
             goto out;
@@ -216,18 +200,18 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
             bsearch(&lead_id, found, (size_t)rows, 2 * sizeof *found, s_cmp_str);
         int r = hit ? (int)(intptr_t)hit[1] : -1;
         const char *team =
-            r >= 0 && !PQgetisnull(res, r, 1) ? PQgetvalue(res, r, 1) : NULL;
+            r >= 0 && !PQgetisnull(locked, r, 1) ? PQgetvalue(locked, r, 1) : NULL;
         if (idle) {
             /* What lf_stale_on_event would find: no lead, or a clock that neither runs
              * (stale_since NULL) nor starts (no threshold for an open, owned deal in
              * this stage and grade) - nothing to do. */
-            int owned = r >= 0 && PQgetvalue(res, r, 4)[0] == 't';
-            idle[i] =
-                r < 0 || !t->ka ||
-                (PQgetvalue(res, r, 5)[0] == 't' &&
-                 !(owned && lf_keepalive_stale(
-                                t->ka, PQgetvalue(res, r, 2),
-                                PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3))));
+            int owned = r >= 0 && PQgetvalue(locked, r, 4)[0] == 't';
+            idle[i] = r < 0 || !t->ka ||
+                      (PQgetvalue(locked, r, 5)[0] == 't' &&
+                       !(owned && lf_keepalive_stale(t->ka, PQgetvalue(locked, r, 2),
+                                                     PQgetisnull(locked, r, 3)
+                                                         ? NULL
+                                                         : PQgetvalue(locked, r, 3))));
         }
         if (r < 0)
             continue; /* no such lead: nothing to arm, as one by one */
@@ -242,8 +226,6 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
         armed++;
     }
     free(found);
-    PQclear(own);
-    own = NULL;
     if (armed == 0) {
         rc = 0;
         goto out;
@@ -260,7 +242,6 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
     PQclear(res);
     rc = 0;
 out:
-    free(ids.s);
     free(arm.s);
     free(st.s);
     for (int k = 0; k < 3; k++)

@@ -34,8 +34,9 @@ int lf_clock_sla_arm(lf_timers_t *t, lf_db_t *db, const json_t *env, const char 
                      int step);
 
 /* lf_clock_sla_arm for n events at once (envs[i] with grades[i] and steps[i]), in
- * two statements whatever n: their leads' teams (locking the leads in id order), then
- * every deadline and every reminder timer in one statement. Same
+ * one statement whatever n, inside a consumer batch: their leads' teams come from what
+ * lf_timers_on_begin read as it locked them (t->locked), then every deadline and every
+ * reminder timer in one statement. Same
  * effect as lf_clock_sla_arm on each event in order. idle (n entries, or NULL) tells for
  * each event whether, as the lead was read under that lock, its stale clock neither runs
  * nor would start (lf_stale_on_event would change nothing). Runs in the consumer's
