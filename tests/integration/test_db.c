@@ -70,22 +70,30 @@ Test(db, commit_after_a_failed_statement_reports_failure, .timeout = 60) {
     lf_h_destroy(&h);
 }
 
+/* Expects the settings common/db.c gives every connection, with statement_timeout as
+ * given (as PostgreSQL shows it). */
+static void s_expect_session(lf_db_t *db, const char *statement_timeout) {
+    PGresult *r = lf_db_exec(db,
+                             "SELECT current_setting('statement_timeout'), "
+                             "current_setting('idle_in_transaction_session_timeout'), "
+                             "current_setting('client_connection_check_interval'), "
+                             "current_setting('jit')",
+                             0, NULL);
+    cr_assert(r, "%s", db->errstr);
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), statement_timeout);
+    cr_expect_str_eq(PQgetvalue(r, 0, 1), "10s");
+    cr_expect_str_eq(PQgetvalue(r, 0, 2), "1s");
+    /* No JIT compilation: it cost the router's pool tick 0.9 s a call (common/db.c). */
+    cr_expect_str_eq(PQgetvalue(r, 0, 3), "off");
+    PQclear(r);
+}
+
 /* A transaction left idle is ended by the server (idle_in_transaction_session_timeout),
  * so it cannot hold the consumers' cursors for ever. */
 Test(db, sessions_carry_the_timeouts_and_no_jit, .timeout = 60) {
     lf_h_t *h = lf_h_new(0, 0);
     lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
-    PGresult *r = lf_db_exec(db,
-                             "SELECT current_setting('statement_timeout'), "
-                             "current_setting('idle_in_transaction_session_timeout'), "
-                             "current_setting('jit')",
-                             0, NULL);
-    cr_assert(r, "%s", db->errstr);
-    cr_expect_str_eq(PQgetvalue(r, 0, 0), "15s");
-    cr_expect_str_eq(PQgetvalue(r, 0, 1), "10s");
-    /* No JIT compilation: it cost the router's pool tick 0.9 s a call (common/db.c). */
-    cr_expect_str_eq(PQgetvalue(r, 0, 2), "off");
-    PQclear(r);
+    s_expect_session(db, "15s");
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }
@@ -98,23 +106,11 @@ Test(db, the_statement_timeout_is_a_setting, .timeout = 60) {
     lf_db_set_statement_timeout(250);
     lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
     lf_db_set_statement_timeout(15000);
-    PGresult *r = lf_db_exec(db,
-                             "SELECT current_setting('statement_timeout'), "
-                             "current_setting('client_connection_check_interval'), "
-                             "current_setting('jit')",
-                             0, NULL);
-    cr_assert(r, "%s", db->errstr);
-    cr_expect_str_eq(PQgetvalue(r, 0, 0), "250ms");
-    cr_expect_str_eq(PQgetvalue(r, 0, 1), "1s");
-    cr_expect_str_eq(PQgetvalue(r, 0, 2), "off");
-    PQclear(r);
+    s_expect_session(db, "250ms");
     cr_expect_lt(lf_db_cmd(db, "SELECT pg_sleep(2)", 0, NULL), 0);
     cr_expect(strstr(db->errstr, "statement timeout") != NULL, "%s", db->errstr);
     lf_db_t *later = lf_db_connect(lf_h_db_url(h), "test");
-    r = lf_db_exec(later, "SELECT current_setting('statement_timeout')", 0, NULL);
-    cr_assert(r, "%s", later->errstr);
-    cr_expect_str_eq(PQgetvalue(r, 0, 0), "15s", "a later connection keeps its own");
-    PQclear(r);
+    s_expect_session(later, "15s"); /* a later connection keeps its own */
     lf_db_destroy(&later);
     lf_db_destroy(&db);
     lf_h_destroy(&h);
