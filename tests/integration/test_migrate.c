@@ -459,3 +459,25 @@ Test(migrate, a_clock_update_of_a_lead_is_hot) {
     PQfinish(c);
     lf_h_destroy(&h);
 }
+
+/* 0058: the ack row of a batch whose events are not adjacent in the outbox (128 ranges
+ * of one seq, about 2.7 kB) is stored inline as it is, not compressed: without the
+ * table's toast_tuple_target it was compressed to about 1 kB at the insert and
+ * decompressed at every read. */
+Test(migrate, an_ack_row_of_a_spread_batch_stays_uncompressed) {
+    lf_h_t *h = lf_h_new(0, 0);
+    PGconn *c = PQconnectdb(lf_h_db_url(h));
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    free(s_val(c, "INSERT INTO consumer_acks (consumer, seqs, top_xid)"
+                  " SELECT 'test', range_agg(int8range(2 * g, 2 * g, '[]')), '1'"
+                  " FROM generate_series(1, 128) g"));
+    s_expect(c,
+             "SELECT pg_column_size(seqs) > 2500 AND"
+             " pg_column_compression(seqs) IS NULL FROM consumer_acks"
+             " WHERE consumer = 'test'",
+             "t");
+    s_expect(c, "SELECT reloptions::text FROM pg_class WHERE relname = 'consumer_acks'",
+             "{toast_tuple_target=8160}");
+    PQfinish(c);
+    lf_h_destroy(&h);
+}

@@ -1,0 +1,13 @@
+-- An ack row's multirange stays inline and uncompressed (common/consumer.c,
+-- 0051_consumer_ack_batches.sql). A batch of a consumer's events is rarely a run of
+-- adjacent outbox seqs (its events lie among other types'), so the row of a batch of 128
+-- holds 128 one-seq ranges, about 2.7 kB: past the size (about 2 kB) at which PostgreSQL
+-- compresses a row, so every ack insert ran pglz over it, and every read of the acks
+-- (range_agg in each batch's check) decompressed it again. With the table's
+-- toast_tuple_target at a page, a row is only compressed or moved out of line when it
+-- would not fit in a page on its own (a batch of more than about 380 spread events).
+-- Measured with bench/ack_row.sh (docs/benchmarks.md, "Ack rows inline (0058)").
+--
+-- A storage option only: no rewrite, a brief lock of consumer_acks (SHARE UPDATE
+-- EXCLUSIVE); rows written before keep their form until the cursors prune them.
+ALTER TABLE consumer_acks SET (toast_tuple_target = 8160);
