@@ -964,3 +964,148 @@ Test(consumer, twins_acknowledging_one_event_at_once_apply_it_once, .timeout = 9
     lf_db_destroy(&db);
     lf_h_destroy(&h);
 }
+
+/* A batch that loses its ack to a twin three rounds running is handled event by event,
+ * and still applies each event once. Instance B takes a batch of v, w, x, y and z on
+ * the batch path. As each of B's transactions begins (its on_begin hook), one more twin
+ * instance takes one of w, x and y and holds its ack uncommitted, so B's ack insert waits
+ * for that twin, finds the event acknowledged once the twin commits, and the round is
+ * lost (rolled back, taken again with a new snapshot). After the third lost round B goes
+ * event by event (common/consumer.c, s_handle_batch): it applies v and z, each with an
+ * ack row of its own, and skips w, x and y, which the twins applied. */
+typedef struct {
+    s_ctx_t ctx; /* first: s_count's context */
+    lf_consumer_t *c;
+    lf_db_t *db;
+    json_t *env;
+    pthread_t th;
+    int state; /* 0 idle, 1 applied its event and holds the ack, 2 may commit */
+    int applied;
+} s_twin_t;
+
+typedef struct {
+    s_ctx_t ctx;     /* first: s_count's context */
+    s_twin_t *twins; /* the three twins, in the order they step in */
+    int begins;      /* B's transactions begun so far */
+} s_loser_t;
+
+static int s_twin_hold(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, size_t n,
+                       void *arg) {
+    s_twin_t *tw = arg;
+    int rc = s_count_batch(c, db, envs, n, &tw->ctx);
+    pthread_mutex_lock(&s_hold_mu);
+    tw->state = 1;
+    pthread_cond_broadcast(&s_hold_cv);
+    while (tw->state != 2)
+        pthread_cond_wait(&s_hold_cv, &s_hold_mu);
+    pthread_mutex_unlock(&s_hold_mu);
+    return rc;
+}
+
+static void *s_twin_run(void *arg) {
+    s_twin_t *tw = arg;
+    json_t *one[] = {tw->env};
+    tw->applied = lf_consumer_handle(tw->c, one, 1);
+    return NULL;
+}
+
+/* B's on_begin: in each of its first three transactions, before its ack statement,
+ * the next twin takes its event and holds the ack. */
+static int s_loser_begin(void *arg, lf_db_t *db, json_t *const *envs, size_t n) {
+    s_loser_t *l = arg;
+    int k = l->begins++;
+    if (k >= 3)
+        return 0;
+    s_twin_t *tw = &l->twins[k];
+    if (pthread_create(&tw->th, NULL, s_twin_run, tw) != 0)
+        return -1;
+    pthread_mutex_lock(&s_hold_mu);
+    while (tw->state != 1)
+        pthread_cond_wait(&s_hold_cv, &s_hold_mu);
+    pthread_mutex_unlock(&s_hold_mu);
+    return 0;
+}
+
+Test(consumer, a_batch_that_loses_to_twins_three_times_goes_event_by_event_once,
+     .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_db_t *db = s_setup(h);
+    free(lf_h_sql(h, "INSERT INTO consumer_cursors (consumer) VALUES ('t')"));
+    const char *labels[] = {"v", "w", "x", "y", "z"};
+    json_t *ev[5];
+    for (int i = 0; i < 5; i++)
+        ev[i] = s_add(db, labels[i]);
+    s_twin_t twins[3];
+    memset(twins, 0, sizeof twins);
+    for (int k = 0; k < 3; k++) {
+        char app[24];
+        snprintf(app, sizeof app, "twin-%d", k);
+        twins[k].db = lf_db_connect(lf_h_db_url(h), app);
+        cr_assert(!twins[k].db->err, "%s", twins[k].db->errstr);
+        twins[k].c = lf_consumer_new(twins[k].db, "t", s_types, s_count, &twins[k]);
+        lf_consumer_set_batch_fn(twins[k].c, s_twin_hold, 0);
+        twins[k].env = ev[1 + k]; /* w, x, y */
+        twins[k].applied = -9;
+    }
+    lf_db_t *dbb = lf_db_connect(lf_h_db_url(h), "loser");
+    cr_assert(!dbb->err, "%s", dbb->errstr);
+    s_loser_t lb = {.twins = twins};
+    lf_consumer_t *b = lf_consumer_new(dbb, "t", s_types, s_count, &lb);
+    lf_consumer_set_batch_fn(b, s_count_batch, 0);
+    lf_consumer_on_begin(b, s_loser_begin);
+    s_run_t rb = {b, ev, 5, -9};
+    pthread_t tb;
+    cr_assert_eq(pthread_create(&tb, NULL, s_run, &rb), 0);
+    int waited[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) {
+        pthread_mutex_lock(&s_hold_mu);
+        while (twins[k].state != 1)
+            pthread_cond_wait(&s_hold_cv, &s_hold_mu);
+        pthread_mutex_unlock(&s_hold_mu);
+        /* B's ack insert waits for twin k's uncommitted ack of its event. */
+        waited[k] =
+            lf_h_wait_sql(h,
+                          "SELECT count(*) FROM pg_stat_activity WHERE "
+                          "application_name = 'loser' AND wait_event_type = 'Lock'",
+                          "1", 10000);
+        pthread_mutex_lock(&s_hold_mu);
+        twins[k].state = 2;
+        pthread_cond_broadcast(&s_hold_cv);
+        pthread_mutex_unlock(&s_hold_mu);
+        pthread_join(twins[k].th, NULL);
+    }
+    pthread_join(tb, NULL);
+    for (int k = 0; k < 3; k++) {
+        cr_expect(waited[k], "B's round %d did not wait for twin %d's ack", k + 1, k);
+        cr_expect_eq(twins[k].applied, 1, "twin %d applied %s: %d", k, labels[1 + k],
+                     twins[k].applied);
+    }
+    cr_expect_eq(lb.begins, 4,
+                 "three batch rounds and one event-by-event transaction: %d", lb.begins);
+    cr_expect_eq(rb.applied, 2, "B applied only v and z: %d", rb.applied);
+    cr_expect_eq(lb.ctx.calls, 2, "B's handler ran for v and z only: %d", lb.ctx.calls);
+    for (int i = 0; i < 5; i++) {
+        char q[160];
+        snprintf(q, sizeof q, "SELECT count(*) FROM test_effects WHERE lead = '%s'",
+                 labels[i]);
+        cr_expect_eq(lf_h_sql_long(h, q), 1, "%s applied once", labels[i]);
+    }
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM test_effects"), 5);
+    /* Event by event: v and z have an ack row each (the batch path writes one row for
+     * both), the twins' w, x and y one each. */
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(*) FROM consumer_acks WHERE consumer = 't'"
+                               " AND error IS NULL AND upper(seqs) - lower(seqs) = 1"),
+                 5, "five acks of one event each");
+    cr_expect_eq(lf_consumer_sweep(b, 100), 0, "nothing left to sweep");
+    lf_consumer_destroy(&b);
+    lf_db_destroy(&dbb);
+    for (int k = 0; k < 3; k++) {
+        lf_consumer_destroy(&twins[k].c);
+        lf_db_destroy(&twins[k].db);
+    }
+    for (int i = 0; i < 5; i++)
+        json_decref(ev[i]);
+    lf_db_destroy(&db);
+    lf_h_destroy(&h);
+}
