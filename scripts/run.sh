@@ -33,6 +33,14 @@ export LEADFLOW_CONFIG_DIR=${LEADFLOW_CONFIG_DIR:-$PWD/config}
 export LEADFLOW_NOTIFY_ALLOW_PRIVATE=${LEADFLOW_NOTIFY_ALLOW_PRIVATE:-loopback}
 mkdir -p "$VAR/log"
 chmod 755 "$VAR"
+# Notification secrets are stored encrypted with LEADFLOW_SECRET_KEY: kept if set, else a
+# key made once for this folder and read again on every start (losing it loses them).
+if [ -z "${LEADFLOW_SECRET_KEY:-}" ]; then
+    [ -s "$VAR/secret.key" ] ||
+        (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$VAR/secret.key")
+    LEADFLOW_SECRET_KEY=$(cat "$VAR/secret.key")
+fi
+export LEADFLOW_SECRET_KEY
 
 SERVICES=(intake router scheduler analytics)
 declare -A pid_of=() started_at=() delay_of=()

@@ -31,6 +31,7 @@
 #include "lf/config.h"
 #include "lf/db.h"
 #include "lf/log.h"
+#include "lf/secret_stored.h"
 #include "lf/sqlsplit.h"
 #include "lf/util.h"
 
@@ -46,6 +47,7 @@ static const lf_cfg_def_t s_cfg[] = {
      "may log in with this password"},
     {"LEADFLOW_DB_BI_PASSWORD", LF_CFG_STR, NULL, 0, 0,
      "when set, the read-only role leadflow_bi may log in with this password"},
+    LF_CFG_SECRET_KEY,
     {NULL, 0, NULL, 0, 0, NULL}};
 
 #define NO_TXN_MARK "-- leadflow:no-transaction"
@@ -328,6 +330,39 @@ out:
     return rc;
 }
 
+/* Encrypts the notification secrets stored in plain text (written before encryption,
+ * or while no key was set) with LEADFLOW_SECRET_KEY; without a key, says how many wait
+ * for one. A key that does not open the secrets already sealed is refused: sealing more
+ * with it would leave two keys' secrets. Returns how many were sealed, or -1 after
+ * logging. */
+static long s_seal_secrets(lf_db_t *db, lf_config_t *cfg) {
+    char err[256];
+    lf_secret_key_t *key = NULL;
+    if (lf_secret_key_parse(lf_config_str(cfg, "LEADFLOW_SECRET_KEY"), &key, err,
+                            sizeof err) < 0) {
+        lf_error("bad configuration: %s", err);
+        return -1;
+    }
+    long n = 0;
+    if (!key) {
+        n = lf_secret_count_plain(db);
+        if (n > 0)
+            lf_warn("%ld notification secrets are stored in plain text: set "
+                    "LEADFLOW_SECRET_KEY and run leadflow-migrate again to encrypt them",
+                    n);
+        return n < 0 ? (lf_error("secrets not counted: %s", db->errstr), -1) : 0;
+    }
+    int rc = lf_secret_check_stored(db, key, err, sizeof err);
+    if (rc == 0)
+        n = lf_secret_seal_stored(db, key);
+    if (rc > 0)
+        lf_error("LEADFLOW_SECRET_KEY: %s; nothing was encrypted", err);
+    else if (rc < 0 || n < 0)
+        lf_error("secrets not encrypted: %s", db->errstr);
+    lf_secret_key_destroy(&key);
+    return rc != 0 ? -1 : n;
+}
+
 int main(int argc, char **argv) {
     int status_only = argc > 1 && strcmp(argv[1], "--status") == 0;
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -385,9 +420,12 @@ int main(int argc, char **argv) {
     long keyed = lf_company_backfill(db);
     if (keyed < 0 || s_role_passwords(db, cfg) < 0)
         goto out;
+    long sealed = s_seal_secrets(db, cfg);
+    if (sealed < 0)
+        goto out;
     lf_info("schema up to date migrations_applied=%d function_files_applied=%d "
-            "company_keys_backfilled=%ld",
-            applied, functions, keyed);
+            "company_keys_backfilled=%ld secrets_encrypted=%ld",
+            applied, functions, keyed, sealed);
     rc = 0;
 out:
     lf_db_destroy(&db);

@@ -6,7 +6,9 @@
  * masked value sent back unchanged in a PATCH means "keep what is stored" - the same
  * masking rule is applied here to recognise it. A rep may set its own chat
  * destinations; webhook and e-mail destinations send lead data out of the chat tools'
- * reach and are set by managers and admins. Hosts on private or loopback addresses are
+ * reach and are set by managers and admins. Secrets are stored encrypted with
+ * LEADFLOW_SECRET_KEY (lf/secret.h); without a usable key a new secret is refused (503),
+ * never stored in plain text. Hosts on private or loopback addresses are
  * refused unless LEADFLOW_NOTIFY_ALLOW_PRIVATE allows them (the scheduler checks the
  * address it connects to again at every send).
  *
@@ -19,6 +21,7 @@
 
 #include "lf/lead.h"
 #include "lf/netguard.h"
+#include "lf/secret_stored.h"
 #include "access.h"
 #include "lf/util.h"
 #include "notify_api.h"
@@ -82,6 +85,8 @@ static json_t *s_managed(const json_t *list) {
     json_array_foreach(list, i, d) if (s_is_managed(d)) json_array_append(out, d);
     return out;
 }
+
+static int s_seal(lf_intake_t *in, json_t *list);
 
 static int s_policy(lf_intake_t *in) {
     int p = lf_net_policy_parse(lf_config_str(in->cfg, "LEADFLOW_NOTIFY_ALLOW_PRIVATE"));
@@ -152,6 +157,10 @@ static void s_check(lf_intake_t *in, json_t *d, size_t i, const json_t *stored,
         const char *sec = json_string_value(v);
         if (!sec || !*sec || strlen(sec) > 256) {
             lf_field_error(errors, field, "invalid", "must be a string of 1..256 bytes");
+        } else if (lf_secret_is_sealed(sec)) {
+            lf_field_error(errors, field, "invalid",
+                           "must not begin with \"" LF_SECRET_PREFIX
+                           "\" (how stored secrets are marked)");
         } else if (!strcmp(sec, "****")) {
             const json_t *s = url ? s_stored_for(stored, type, url) : NULL;
             json_t *ss = json_object_get(s, "secret");
@@ -220,13 +229,49 @@ int lf_notify_prepare(lf_intake_t *in, const lf_auth_t *auth, const char *rep_id
     /* Webhook and e-mail: managers and admins only (which reps a manager may edit at
      * all is decided by the access rules before). */
     (void)rep_id;
-    if (auth && (auth->scope == LF_SCOPE_ADMIN || auth->scope == LF_SCOPE_MANAGER))
+    if (!auth || (auth->scope != LF_SCOPE_ADMIN && auth->scope != LF_SCOPE_MANAGER)) {
+        json_t *before = s_managed(stored), *after = s_managed(list);
+        int same = json_equal(before, after);
+        json_decref(before);
+        json_decref(after);
+        if (!same)
+            return -1;
+    }
+    return json_array_size(errors) ? 0 : s_seal(in, list);
+}
+
+/* Seals the secrets of list that came in plain (those kept with "****" are stored
+ * sealed already, or plain from before encryption until leadflow-migrate seals them).
+ * Returns 0, or -2 when a new secret cannot be stored sealed: no key, or a key that
+ * does not open the secrets stored before (the scheduler could not read what this
+ * one seals). */
+static int s_seal(lf_intake_t *in, json_t *list) {
+    int fresh = 0;
+    size_t i;
+    json_t *d;
+    json_array_foreach(list, i, d) {
+        const char *s = json_string_value(json_object_get(d, "secret"));
+        fresh |= s && !lf_secret_is_sealed(s);
+    }
+    if (!fresh)
         return 0;
-    json_t *before = s_managed(stored), *after = s_managed(list);
-    int same = json_equal(before, after);
-    json_decref(before);
-    json_decref(after);
-    return same ? 0 : -1;
+    if (!in->secret_key || in->secret_problem[0])
+        return -2;
+    return lf_secret_seal_list(in->secret_key, list) < 0 ? -2 : 0;
+}
+
+enum MHD_Result lf_notify_refused(lf_intake_t *in, struct MHD_Connection *conn, int rc) {
+    if (rc == -2) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "notification secrets cannot be stored: %s; nothing was stored",
+                 in->secret_problem[0] ? in->secret_problem
+                                       : "LEADFLOW_SECRET_KEY is not set on this server");
+        return lf_reply_error(in, conn, 503, "secret_key_unavailable", msg, NULL);
+    }
+    return lf_reply_error(
+        in, conn, 403, "forbidden",
+        "webhook and e-mail destinations are set by managers and admins", NULL);
 }
 
 /* ---- GET /v1/notifications ---- */

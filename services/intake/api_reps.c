@@ -404,14 +404,12 @@ static enum MHD_Result s_post_rep(lf_intake_t *in, lf_req_t *req, const lf_auth_
     if (!body)
         return reply;
     json_t *errors = json_array();
-    if (lf_notify_prepare(in, auth, json_string_value(json_object_get(body, "id")), body,
-                          NULL, errors) < 0) {
+    int np = lf_notify_prepare(in, auth, json_string_value(json_object_get(body, "id")),
+                               body, NULL, errors);
+    if (np < 0) {
         json_decref(body);
         json_decref(errors);
-        return lf_reply_error(in, req->conn, 403, "forbidden",
-                              "webhook and e-mail destinations are set by managers and "
-                              "admins",
-                              NULL);
+        return lf_notify_refused(in, req->conn, np);
     }
     json_t *row = s_rep_row(body, errors);
     json_decref(body);
@@ -543,16 +541,14 @@ static enum MHD_Result s_patch_rep(lf_intake_t *in, lf_req_t *req,
     }
     s_merge_patch(rep, patch);
     json_object_set_new(rep, "id", json_string(id));
-    if (lf_notify_prepare(in, auth, id, rep, stored, errors) < 0) {
+    int np = lf_notify_prepare(in, auth, id, rep, stored, errors);
+    if (np < 0) {
         lf_db_rollback(db);
         json_decref(patch);
         json_decref(errors);
         json_decref(rep);
         json_decref(stored);
-        return lf_reply_error(in, req->conn, 403, "forbidden",
-                              "webhook and e-mail destinations are set by managers and "
-                              "admins",
-                              NULL);
+        return lf_notify_refused(in, req->conn, np);
     }
     json_decref(stored);
     stored = NULL;

@@ -17,6 +17,7 @@
 #include "lf/config.h"
 #include "lf/db.h"
 #include "lf/pipeline.h"
+#include "lf/secret.h"
 #include "lf/teams.h"
 
 typedef struct lf_intake {
@@ -48,6 +49,8 @@ typedef struct lf_intake {
     int import_max_rows;      /* most rows one import may have */
     lf_limits_t *limits;      /* per-address connections and rates (owned) */
     int request_timeout_ms;   /* a body not complete by then: 408, then closed */
+    lf_secret_key_t *secret_key; /* owned: LEADFLOW_SECRET_KEY; NULL when unset */
+    char secret_problem[256];    /* why new secrets cannot be sealed ("": they can) */
 } lf_intake_t;
 
 typedef struct lf_req lf_req_t;

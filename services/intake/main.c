@@ -19,6 +19,7 @@
 #include "lf/lead.h"
 #include "lf/log.h"
 #include "lf/phone.h"
+#include "lf/secret_stored.h"
 #include "lf/util.h"
 
 static const lf_cfg_def_t s_cfg[] = {
@@ -91,6 +92,7 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_NOTIFY_ALLOW_PRIVATE", LF_CFG_STR, "none", 0, 0,
      "none, loopback or private: notification destinations on such addresses are "
      "refused unless allowed here"},
+    LF_CFG_SECRET_KEY,
     {NULL, 0, NULL, 0, 0, NULL}};
 
 static volatile sig_atomic_t s_stop;
@@ -98,6 +100,29 @@ static volatile sig_atomic_t s_stop;
 static void s_on_signal(int sig) {
     (void)sig;
     s_stop = 1;
+}
+
+/* Does the key open the secrets stored before? A key that does not (or none, when
+ * some are stored sealed) would store secrets the scheduler cannot read, or none at
+ * all: intake still starts (leads must come in), logs why, and refuses new secrets
+ * (503) until it is restarted with the right key. */
+static void s_check_secret_key(lf_intake_t *in) {
+    lf_db_t *db = lf_db_connect(in->db_url, "leadflow-intake");
+    char why[200] = "";
+    int rc = db->err ? -1 : lf_secret_check_stored(db, in->secret_key, why, sizeof why);
+    if (rc < 0)
+        lf_warn("the stored notification secrets could not be checked against "
+                "LEADFLOW_SECRET_KEY: %s",
+                db->errstr);
+    else if (rc > 0) {
+        snprintf(in->secret_problem, sizeof in->secret_problem, "%s", why);
+        lf_error("LEADFLOW_SECRET_KEY: %s; new notification secrets are refused until "
+                 "intake runs with the key they were encrypted with",
+                 why);
+    } else if (!in->secret_key)
+        lf_warn("LEADFLOW_SECRET_KEY is not set: notification destinations with a "
+                "secret cannot be saved (docs/configuration.md)");
+    lf_db_destroy(&db);
 }
 
 int main(int argc, char **argv) {
@@ -177,6 +202,16 @@ int main(int argc, char **argv) {
         lf_config_destroy(&in.cfg);
         return 2;
     }
+    if (lf_secret_key_parse(lf_config_str(in.cfg, "LEADFLOW_SECRET_KEY"), &in.secret_key,
+                            err, sizeof err) < 0) {
+        lf_error("bad configuration: %s", err);
+        lf_mapping_destroy(&in.mapping);
+        lf_secret_key_destroy(&in.secret_key);
+        lf_limits_destroy(&in.limits);
+        lf_config_destroy(&in.cfg);
+        return 2;
+    }
+    s_check_secret_key(&in);
     in.keys = lf_keys_new((int)lf_config_int(in.cfg, "LEADFLOW_KEYS_REFRESH_MS"));
     lf_keys_watch(in.keys, in.db_url,
                   (int)lf_config_int(in.cfg, "LEADFLOW_KEYS_USED_FLUSH_MS"));
@@ -276,6 +311,7 @@ out:
     lf_keys_destroy(&in.keys);
     lf_limits_destroy(&in.limits);
     lf_mapping_destroy(&in.mapping);
+    lf_secret_key_destroy(&in.secret_key);
     lf_config_destroy(&in.cfg);
     return rc;
 }

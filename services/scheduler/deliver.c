@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +37,7 @@
 
 #include "lf/log.h"
 #include "lf/netguard.h"
+#include "lf/secret_stored.h"
 #include "lf/util.h"
 #include "notify_format.h"
 
@@ -226,11 +228,22 @@ static void s_one(s_worker_t *w, lf_db_t *db, CURL *c, PGresult *res, int r) {
     int attempts = atoi(PQgetvalue(res, r, 9));
     lf_notify_style_t st = {d->cfg.templates, d->cfg.link, d->cfg.max_lines};
     lf_notify_msg_t m;
+    memset(&m, 0, sizeof m);
     char err[400] = "";
     long retry_after = -1;
     lf_send_result_t out;
     int64_t t0 = lf_mono_ms();
-    if (lf_notify_render(&dest, items, &st, batch, lf_now_ms(), &m) < 0) {
+    /* The secret is stored sealed (lf/secret.h): opened for this message only. A key
+     * that cannot open it is a setting to fix, not a fault of the destination: the
+     * rows wait with the reason as their error (retried until their maximum age, so
+     * they go out once the scheduler runs with the right key). */
+    char *secret = NULL;
+    int opened = !dest.secret || lf_secret_open(d->cfg.secret_key, dest.secret, &secret,
+                                                err, sizeof err) == 0;
+    dest.secret = secret;
+    if (!opened) {
+        out = LF_SEND_RETRY;
+    } else if (lf_notify_render(&dest, items, &st, batch, lf_now_ms(), &m) < 0) {
         snprintf(err, sizeof err, "cannot build the message (type %s, URL %s)",
                  lf_dest_type_name(type), dest.url ? "set" : "missing");
         out = LF_SEND_DEAD;
@@ -241,6 +254,10 @@ static void s_one(s_worker_t *w, lf_db_t *db, CURL *c, PGresult *res, int r) {
         out = s_post(d, c, type, &m, err, sizeof err, &retry_after);
     }
     lf_notify_msg_clear(&m);
+    if (secret) {
+        OPENSSL_cleanse(secret, strlen(secret));
+        free(secret);
+    }
     size_t n = json_array_size(items);
     json_decref(items);
     char delay[24], ra[24], age[24], pa[16], ps[24];
@@ -300,7 +317,8 @@ static void *s_worker_main(void *arg) {
             /* Working time is written two weeks ahead: move it on every hour. */
             char why[256];
             if (lf_deliver_sync_teams(db, d->cfg.routing, d->cfg.teams, d->cfg.global_url,
-                                      d->cfg.global_secret, why, sizeof why) < 0)
+                                      d->cfg.global_secret, d->cfg.secret_key, why,
+                                      sizeof why) < 0)
                 lf_warn("%s", why);
             next_sync = lf_mono_ms() + 3600 * 1000;
         }
@@ -410,8 +428,8 @@ static json_t *s_open_windows(const lf_bizcal_t *cal, int64_t from, int days) {
 }
 
 int lf_deliver_sync_teams(lf_db_t *db, const json_t *routing, const lf_teams_t *cals,
-                          const char *global_url, const char *global_secret, char *why,
-                          size_t whysz) {
+                          const char *global_url, const char *global_secret,
+                          const lf_secret_key_t *key, char *why, size_t whysz) {
     json_t *teams = json_object();
     int64_t now = lf_now_ms() / 1000;
     const char *id;
@@ -448,9 +466,17 @@ int lf_deliver_sync_teams(lf_db_t *db, const json_t *routing, const lf_teams_t *
         json_t *list = json_object_get(t, "notify");
         json_t *mgr = json_object_get(t, "manager");
         const lf_team_t *tm = cals ? lf_teams_get(cals, id) : NULL;
+        /* A copy, its secrets sealed: the configuration itself stays as read. */
+        json_t *copy = list ? json_deep_copy(list) : json_array();
+        if (key && lf_secret_seal_list(key, copy) < 0) {
+            json_decref(copy);
+            snprintf(why, whysz,
+                     "team destinations not saved: a secret could not be "
+                     "encrypted");
+            goto bad;
+        }
         json_object_set_new(teams, id,
-                            json_pack("{s:o, s:O, s:o}", "notify",
-                                      list ? json_incref(list) : json_array(), "manager",
+                            json_pack("{s:o, s:O, s:o}", "notify", copy, "manager",
                                       json_is_string(mgr) ? mgr : json_null(), "open",
                                       tm && tm->calendar
                                           ? s_open_windows(tm->calendar, now, 14)
@@ -464,8 +490,12 @@ int lf_deliver_sync_teams(lf_db_t *db, const json_t *routing, const lf_teams_t *
                                       : json_null()));
     if (global_url && *global_url) {
         json_t *g = json_pack("{s:s, s:s}", "type", "webhook", "url", global_url);
-        if (global_secret && *global_secret)
-            json_object_set_new(g, "secret", json_string(global_secret));
+        if (global_secret && *global_secret) {
+            char *sealed = key ? lf_secret_seal(key, global_secret) : NULL;
+            json_object_set_new(g, "secret",
+                                json_string(sealed ? sealed : global_secret));
+            free(sealed);
+        }
         json_object_set_new(
             teams, "*", json_pack("{s:[o], s:n, s:n}", "notify", g, "manager", "open"));
     }

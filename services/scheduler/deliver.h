@@ -7,6 +7,7 @@
 
 #include "lf/db.h"
 #include "lf/teams.h"
+#include "lf/secret.h"
 #include "smtp.h"
 
 typedef struct lf_deliver lf_deliver_t;
@@ -32,6 +33,7 @@ typedef struct {
     const lf_teams_t *teams;   /* borrowed: the teams' business calendars (quiet hours) */
     const char *global_url;    /* borrowed: LEADFLOW_WEBHOOK_URL or NULL */
     const char *global_secret; /* borrowed: LEADFLOW_WEBHOOK_SECRET or NULL */
+    const lf_secret_key_t *secret_key; /* borrowed: LEADFLOW_SECRET_KEY or NULL */
 } lf_deliver_cfg_t;
 
 /* Starts cfg->workers threads. Returns the deliverer (caller owns; also when
@@ -43,12 +45,13 @@ void lf_deliver_stop(lf_deliver_t **self_p);
 
 /* Copies team destinations (routing.json teams.<id>.notify and .manager), the global
  * webhook (url, secret; url NULL for none) and each team's working time for the next
- * two weeks (teams' business calendars; teams NULL: never quiet) into notify_teams.
+ * two weeks (teams' business calendars; teams NULL: never quiet) into notify_teams,
+ * their secrets sealed with key (lf/secret.h; key NULL: as they are).
  * The first delivery thread does it again every hour, as the weeks move on. Returns 0,
  * or -1 with the reason in why (a bad destination in the config, or a database error:
  * "not saved"). */
 int lf_deliver_sync_teams(lf_db_t *db, const json_t *routing, const lf_teams_t *teams,
-                          const char *global_url, const char *global_secret, char *why,
-                          size_t whysz);
+                          const char *global_url, const char *global_secret,
+                          const lf_secret_key_t *key, char *why, size_t whysz);
 
 #endif

@@ -20,6 +20,7 @@
 #include "lf/service.h"
 #include "deliver.h"
 #include "lf/netguard.h"
+#include "lf/secret_stored.h"
 #include "lf/teams.h"
 #include "lf/util.h"
 #include "clocks.h"
@@ -29,6 +30,7 @@
 static const lf_cfg_def_t s_cfg[] = {
     LF_CFG_COMMON,
     LF_CFG_LOOP,
+    LF_CFG_SECRET_KEY,
     {"LEADFLOW_REDIS_HOST", LF_CFG_STR, "127.0.0.1", 0, 0, "Redis host (timer index)"},
     {"LEADFLOW_REDIS_PORT", LF_CFG_INT, "56379", 1, 65535, "Redis port"},
     {"LEADFLOW_REDIS_PREFIX", LF_CFG_STR, "lf:", 0, 0, "prefix of leadflow's Redis keys"},
@@ -104,12 +106,33 @@ static const char *const s_types[] = {"lead.assigned",   "lead.reassigned",
                                       "activity.logged", "stage.changed",
                                       "deal.lost",       NULL};
 
+/* Does the key open the notification secrets stored sealed? Messages to destinations
+ * whose secret it cannot open are not sent (each records why); the rest of the
+ * scheduler works as usual. */
+static void s_check_secret_key(lf_db_t *db, const lf_secret_key_t *key) {
+    char why[200] = "";
+    int rc = db->err ? -1 : lf_secret_check_stored(db, key, why, sizeof why);
+    if (rc > 0)
+        lf_error("LEADFLOW_SECRET_KEY: %s; messages to destinations with such a secret "
+                 "are not sent until the scheduler runs with the key they were encrypted "
+                 "with",
+                 why);
+    else if (rc < 0 && !db->err)
+        lf_warn("the stored notification secrets could not be checked against "
+                "LEADFLOW_SECRET_KEY: %s",
+                db->errstr);
+    if (!key)
+        lf_warn("LEADFLOW_SECRET_KEY is not set: team destinations' secrets are stored "
+                "in plain text (docs/configuration.md)");
+}
+
 /* Reads the notification settings and config (routing.json teams, notify.json
  * templates), copies the team destinations to PostgreSQL and starts the delivery
  * threads. The caller owns *tpl (notify.json) and *routing; they and teams (the teams'
  * calendars, borrowed) must outlive the deliverer. Returns 0, or -1 after logging why. */
 static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl, json_t **routing,
-                            const lf_teams_t *teams, lf_deliver_t **out) {
+                            const lf_teams_t *teams, const lf_secret_key_t *key,
+                            lf_deliver_t **out) {
     char path[1024], why[512];
     json_error_t jerr;
     int policy = lf_net_policy_parse(lf_config_str(cfg, "LEADFLOW_NOTIFY_ALLOW_PRIVATE"));
@@ -142,7 +165,7 @@ static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl, json_t 
     }
     int rc = lf_deliver_sync_teams(
         db, *routing, teams, lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
-        lf_config_str(cfg, "LEADFLOW_WEBHOOK_SECRET"), why, sizeof why);
+        lf_config_str(cfg, "LEADFLOW_WEBHOOK_SECRET"), key, why, sizeof why);
     if (rc < 0) {
         /* A database that is not up yet is not fatal: the previous copy is used. */
         if (strstr(why, "not saved"))
@@ -178,6 +201,7 @@ static int s_start_delivery(lf_config_t *cfg, lf_db_t *db, json_t **tpl, json_t 
         .teams = teams,
         .global_url = lf_config_str(cfg, "LEADFLOW_WEBHOOK_URL"),
         .global_secret = lf_config_str(cfg, "LEADFLOW_WEBHOOK_SECRET"),
+        .secret_key = key,
     };
     *out = lf_deliver_start(&dc);
     return *out ? 0 : -1;
@@ -209,6 +233,7 @@ int main(int argc, char **argv) {
     lf_keepalive_t *ka = NULL;
     lf_teams_t *teams = NULL;
     lf_digests_t *digests = NULL;
+    lf_secret_key_t *secret_key = NULL;
 
     lf_service_config_path(cfg, "sla.json", path, sizeof path);
     json_error_t jerr;
@@ -294,7 +319,14 @@ int main(int argc, char **argv) {
     if (!effects)
         goto out;
     t.effects = effects;
-    if (s_start_delivery(cfg, db, &notify_tpl, &routing, teams, &deliver) < 0)
+    if (lf_secret_key_parse(lf_config_str(cfg, "LEADFLOW_SECRET_KEY"), &secret_key, err,
+                            sizeof err) < 0) {
+        lf_error("bad configuration: %s", err);
+        rc = 2;
+        goto out;
+    }
+    s_check_secret_key(db, secret_key);
+    if (s_start_delivery(cfg, db, &notify_tpl, &routing, teams, secret_key, &deliver) < 0)
         goto out;
     /* Firing in a thread of its own (timers.c), after the rebuild. */
     if (lf_timers_fire_start(&t, lf_config_str(cfg, "LEADFLOW_REDIS_HOST"),
@@ -330,6 +362,7 @@ out:
     lf_timers_fire_stop(&t); /* it hands over to the effects threads */
     lf_effects_stop(&effects);
     lf_deliver_stop(&deliver);
+    lf_secret_key_destroy(&secret_key);
     json_decref(notify_tpl);
     json_decref(routing);
     for (int i = 0; i < nlanes; i++)

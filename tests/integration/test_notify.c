@@ -10,6 +10,7 @@
  * delivery is tested alone (timer firing into notifications has its own tests). */
 #include <criterion/criterion.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -664,12 +665,14 @@ Test(notify, destinations_through_the_api, .timeout = 60) {
     free(pt);
     json_decref(patch);
     json_decref(rep);
+    /* The secret kept is the one stored, encrypted (secrets_are_stored_encrypted_...). */
     char *s = lf_h_sql(h, "SELECT string_agg(coalesce(d ->> 'url', '') || '|' ||"
-                          " coalesce(d ->> 'secret', ''), ' ' ORDER BY o) FROM reps,"
-                          " jsonb_array_elements(notify) WITH ORDINALITY x(d, o)"
-                          " WHERE id = 'wang.fang'");
+                          " coalesce(left(d ->> 'secret', 7), ''), ' ' ORDER BY o) FROM"
+                          " reps, jsonb_array_elements(notify) WITH ORDINALITY x(d, o)"
+                          " WHERE id = 'wang.fang' AND position('SECxyz' in notify::text)"
+                          " = 0");
     cr_expect_str_eq(s, "http://127.0.0.1:9/cgi-bin/webhook/send?key=abcdef123456| "
-                        "http://127.0.0.1:9/robot/send?access_token=tok987654|SECxyz "
+                        "http://127.0.0.1:9/robot/send?access_token=tok987654|enc:v1: "
                         "http://127.0.0.1:9/services/T/B/zz|");
     free(s);
     /* Refused: private addresses (tests allow loopback only), unknown types, e-mail
@@ -910,4 +913,203 @@ Test(notify, fan_out_starts_with_the_first_destination, .timeout = 60) {
     cr_expect_eq(s_count(h, "d.url = 'http://127.0.0.1:9/all'"), 2,
                  "the global destination got nothing");
     lf_h_destroy(&h);
+}
+
+/* The secrets stored in PostgreSQL for the rows of a SQL condition on reps, as one text
+ * (for searching the stored bytes). */
+static char *s_stored_secrets(lf_h_t *h) {
+    return lf_h_sql(h, "SELECT concat_ws(' ', (SELECT string_agg(notify::text, ' ') FROM"
+                       " reps), (SELECT string_agg(notify::text, ' ') FROM notify_teams),"
+                       " (SELECT string_agg(coalesce(secret, '-'), ' ') FROM"
+                       " notify_dests))");
+}
+
+/* Secrets at rest: a secret set through the API is stored encrypted (reps.notify, then
+ * notify_dests when a notification fans out), as is a secret stored in plain text before
+ * (written here with SQL) once leadflow-migrate runs with the key; the API shows none of
+ * them; the scheduler opens each for its message, so DingTalk, Feishu and the webhook
+ * get signatures made with the real secrets (checked here with the plain secrets). */
+Test(notify, secrets_are_stored_encrypted_and_messages_still_signed, .timeout = 90) {
+    lf_rcv_t *ding = lf_rcv_start(0), *feishu = lf_rcv_start(0), *hook = lf_rcv_start(0);
+    lf_rcv_default(ding, (lf_rcv_answer_t){.status = 200,
+                                           .body = "{\"errcode\":0,\"errmsg\":\"ok\"}"});
+    lf_rcv_default(feishu, (lf_rcv_answer_t){.status = 200,
+                                             .body = "{\"code\":0,\"msg\":\"success\"}"});
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
+    /* li.ming's Feishu robot: stored before secrets were encrypted */
+    char dests[1024];
+    snprintf(dests, sizeof dests,
+             "[{\"type\": \"feishu\", \"url\": \"http://127.0.0.1:%d/open-apis/bot/v2/"
+             "hook/f1\", \"secret\": \"SECfei-plain\"}]",
+             lf_rcv_port(feishu));
+    lf_h_set_notify(h, "li.ming", dests);
+    snprintf(
+        dests, sizeof dests,
+        "{\"notify\": [{\"type\": \"dingtalk\", \"url\": \"http://127.0.0.1:%d/robot/"
+        "send?access_token=t1\", \"secret\": \"SECding-api\"},"
+        " {\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/hook\","
+        " \"secret\": \"whsec-api\"}]}",
+        lf_rcv_port(ding), lf_rcv_port(hook));
+    json_t *out = NULL;
+    cr_assert_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/wang.fang", dests, &out), 200);
+    char *txt = json_dumps(out, JSON_COMPACT);
+    cr_expect(!strstr(txt, "SECding") && !strstr(txt, "whsec") && !strstr(txt, "enc:v1"),
+              "the answer shows a secret: %s", txt);
+    free(txt);
+    json_decref(out);
+    /* Stored: wang.fang's sealed, li.ming's still plain until the migrate step. */
+    char *all = s_stored_secrets(h);
+    cr_expect(!strstr(all, "SECding-api") && !strstr(all, "whsec-api"), "%s", all);
+    cr_expect(strstr(all, "SECfei-plain"), "%s", all);
+    free(all);
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(*) FROM reps, jsonb_array_elements(notify)"
+                               " d WHERE id = 'wang.fang' AND d ->> 'secret' LIKE"
+                               " 'enc:v1:%'"),
+                 2);
+    /* leadflow-migrate with the key encrypts what was stored in plain text, once. */
+    char cmd[1024];
+    for (int round = 0; round < 2; round++) {
+        snprintf(cmd, sizeof cmd,
+                 "LEADFLOW_DATABASE_URL='%s' LEADFLOW_SECRET_KEY=%s %s/leadflow-migrate"
+                 " >/dev/null 2>&1",
+                 lf_h_db_url(h), LF_H_SECRET_KEY,
+                 getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/bin");
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+    }
+    all = s_stored_secrets(h);
+    cr_expect(!strstr(all, "SECfei-plain"), "a plain secret stayed: %s", all);
+    free(all);
+    /* One notification each fans out to the destinations (notify_dests): sealed too. */
+    s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
+    s_notifications(h, 2, 1, "li.ming", "lead_assigned");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_dests WHERE secret LIKE"
+                                  " 'enc:v1:%'"),
+                 3);
+    all = s_stored_secrets(h);
+    cr_expect(!strstr(all, "SECding") && !strstr(all, "whsec") && !strstr(all, "SECfei"),
+              "%s", all);
+    free(all);
+    lf_h_notify_fast(h);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    lf_rcv_t *rcv[] = {ding, feishu, hook};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(lf_rcv_wait(rcv[i], 1, 20000), 1, "receiver %d got nothing", i);
+    char want[64];
+    char *t = lf_rcv_target(ding, 0), *ts = s_query(t, "timestamp"),
+         *sign = s_query(t, "sign");
+    cr_assert(ts && sign, "%s", t);
+    lf_sign_dingtalk("SECding-api", atoll(ts), want, sizeof want);
+    cr_expect_str_eq(sign, want,
+                     "DingTalk signature with the secret set through the API");
+    free(t);
+    free(ts);
+    free(sign);
+    json_t *j = s_json(lf_rcv_body(feishu, 0));
+    const char *fts = json_string_value(json_object_get(j, "timestamp"));
+    cr_assert(fts);
+    lf_sign_feishu("SECfei-plain", atoll(fts), want, sizeof want);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "sign")), want,
+                     "Feishu signature with the secret encrypted by the migrate step");
+    json_decref(j);
+    char *body = lf_rcv_body(hook, 0),
+         *hts = lf_rcv_header(hook, 0, "X-Leadflow-Timestamp"),
+         *sig = lf_rcv_header(hook, 0, "X-Leadflow-Signature");
+    cr_assert(body && hts && sig);
+    char hex[65], wsig[80];
+    lf_sign_webhook("whsec-api", hts, body, strlen(body), hex);
+    snprintf(wsig, sizeof wsig, "sha256=%s", hex);
+    cr_expect_str_eq(sig, wsig, "webhook signature");
+    free(body);
+    free(hts);
+    free(sig);
+    lf_h_destroy(&h);
+    lf_rcv_stop(&ding);
+    lf_rcv_stop(&feishu);
+    lf_rcv_stop(&hook);
+}
+
+/* A scheduler whose key is not the one that encrypted a secret sends nothing to that
+ * destination and says why in the delivery's error, and keeps running; intake with that
+ * key, or with none, refuses a new secret with 503 and a clear message, and stores
+ * nothing; leadflow-migrate with that key fails and encrypts nothing. */
+Test(notify, a_wrong_or_missing_key_is_a_clear_error, .timeout = 90) {
+    static const char *other =
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    lf_rcv_t *ding = lf_rcv_start(0);
+    lf_rcv_default(ding, (lf_rcv_answer_t){.status = 200,
+                                           .body = "{\"errcode\":0,\"errmsg\":\"ok\"}"});
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
+    char dests[512];
+    snprintf(
+        dests, sizeof dests,
+        "{\"notify\": [{\"type\": \"dingtalk\", \"url\": \"http://127.0.0.1:%d/robot/"
+        "send?access_token=t1\", \"secret\": \"SECding\"}]}",
+        lf_rcv_port(ding));
+    cr_assert_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/wang.fang", dests, NULL), 200);
+    s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
+    lf_h_stop(h, LF_H_INTAKE, 0, 0);
+    lf_h_env(h, "LEADFLOW_SECRET_KEY", other);
+    lf_h_notify_fast(h);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_expect(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM notify_deliveries WHERE last_error LIKE"
+                            " '%does not decrypt with LEADFLOW_SECRET_KEY%'",
+                            "1", 20000),
+              "no clear error on the delivery");
+    cr_expect_eq(lf_rcv_count(ding), 0, "a message went out unsigned or signed wrong");
+    cr_expect_eq(kill(lf_h_pid(h, LF_H_SCHEDULER, 0), 0), 0, "the scheduler is gone");
+    /* intake with the other key: new secrets refused, other changes go through */
+    lf_h_start(h, LF_H_INTAKE, 0);
+    char *before = lf_h_sql(h, "SELECT notify::text FROM reps WHERE id = 'wang.fang'");
+    json_t *out = NULL;
+    cr_expect_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/li.ming",
+                         "{\"notify\": [{\"type\": \"feishu\", \"url\": "
+                         "\"http://127.0.0.1:9/open-apis/bot/v2/hook/f1\", \"secret\": "
+                         "\"SECfei\"}]}",
+                         &out),
+                 503);
+    cr_expect_str_eq(json_string_value(json_object_get(out, "error")),
+                     "secret_key_unavailable");
+    const char *msg = json_string_value(json_object_get(out, "message"));
+    cr_expect(msg && strstr(msg, "another key"), "%s", msg ? msg : "-");
+    json_decref(out);
+    cr_expect_eq(
+        s_patch(h, lf_h_admin_key(h), "/v1/reps/wang.fang", "{\"capacity\": 9}", NULL),
+        200, "a change that sets no secret");
+    char *after = lf_h_sql(h, "SELECT notify::text FROM reps WHERE id = 'wang.fang'");
+    cr_expect_str_eq(after, before, "the stored secret is kept as it was");
+    free(before);
+    free(after);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE id = 'li.ming' AND"
+                                  " notify <> '[]'"),
+                 0, "nothing stored");
+    /* leadflow-migrate with the other key */
+    lf_h_set_notify(h, "li.ming",
+                    "[{\"type\": \"webhook\", \"url\": "
+                    "\"http://127.0.0.1:9/h\", \"secret\": \"plain-one\"}]");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_SECRET_KEY=%s %s/leadflow-migrate"
+             " >/dev/null 2>&1",
+             lf_h_db_url(h), other,
+             getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/bin");
+    cr_expect_neq(system(cmd), 0, "leadflow-migrate went on with the other key");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE notify::text LIKE"
+                                  " '%plain-one%'"),
+                 1, "encrypted with the other key");
+    lf_h_destroy(&h);
+
+    /* intake without a key */
+    h = lf_h_new(0, 1);
+    lf_h_env(h, "LEADFLOW_SECRET_KEY", "");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    cr_expect_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/wang.fang", dests, &out), 503);
+    msg = json_string_value(json_object_get(out, "message"));
+    cr_expect(msg && strstr(msg, "LEADFLOW_SECRET_KEY is not set"), "%s",
+              msg ? msg : "-");
+    json_decref(out);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE notify <> '[]'"), 0);
+    lf_h_destroy(&h);
+    lf_rcv_stop(&ding);
 }

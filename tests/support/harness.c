@@ -286,6 +286,13 @@ static pid_t s_spawn(lf_h_t *self, int s, int instance, const char *log) {
     /* Notification receivers in tests listen on loopback. */
     S_ENV("LEADFLOW_NOTIFY_ALLOW_PRIVATE=loopback");
     S_ENV("PATH=%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+    /* Notification secrets are encrypted with this key, unless the test sets its own
+     * (an empty value: none). */
+    int own_key = 0;
+    for (int i = 0; i < self->nenv; i++)
+        own_key |= !strncmp(self->env[i], "LEADFLOW_SECRET_KEY=", 20);
+    if (!own_key)
+        S_ENV("LEADFLOW_SECRET_KEY=%s", LF_H_SECRET_KEY);
 #undef S_ENV
     const char *pass[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TZ", NULL};
     char passbuf[4][512];

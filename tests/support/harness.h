@@ -42,6 +42,9 @@ void lf_h_fini(void);
 
 /* Writes a file into the test's config folder (before starting a service). */
 void lf_h_config(lf_h_t *self, const char *name, const char *content);
+/* The LEADFLOW_SECRET_KEY services get unless a test sets another with lf_h_env. */
+#define LF_H_SECRET_KEY "6c6630612d746573742d6b65792d6f6e6c792d6e6f742d666f722d7573652d21"
+
 /* Sets an extra environment variable for services started from now on. */
 void lf_h_env(lf_h_t *self, const char *name, const char *value);
 /* Starts one service (LF_H_*); waits until it is ready. A second instance of the

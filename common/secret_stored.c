@@ -1,0 +1,153 @@
+/* secret_stored.c - sealing the notification secrets already stored, and checking that
+ * a key opens them (lf/secret_stored.h). leadflow-migrate seals; intake and the
+ * scheduler check their key at start. */
+#include "lf/secret_stored.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf/log.h"
+
+long lf_secret_seal_list(const lf_secret_key_t *key, json_t *list) {
+    size_t i;
+    json_t *d;
+    long n = 0;
+    json_array_foreach(list, i, d) {
+        const char *s = json_string_value(json_object_get(d, "secret"));
+        if (!s || lf_secret_is_sealed(s))
+            continue;
+        char *sealed = lf_secret_seal(key, s);
+        if (!sealed)
+            return -1;
+        json_object_set_new(d, "secret", json_string(sealed));
+        free(sealed);
+        n++;
+    }
+    return n;
+}
+
+/* The destination lists of one table (reps or notify_teams, keyed by `id`) that hold
+ * a plain secret: each sealed and written back unless the row changed meanwhile. */
+static long s_lists(lf_db_t *db, const lf_secret_key_t *key, const char *table,
+                    const char *id) {
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT %s, notify::text FROM %s WHERE jsonb_typeof(notify) = 'array'"
+             " AND EXISTS (SELECT 1 FROM jsonb_array_elements(notify) d"
+             "  WHERE jsonb_typeof(d -> 'secret') = 'string'"
+             "   AND left(d ->> 'secret', %zu) <> '" LF_SECRET_PREFIX "')",
+             id, table, strlen(LF_SECRET_PREFIX));
+    PGresult *res = lf_db_exec(db, sql, 0, NULL);
+    if (!res)
+        return -1;
+    long total = 0;
+    snprintf(sql, sizeof sql,
+             "UPDATE %s SET notify = $2::jsonb WHERE %s = $1 AND notify = $3::jsonb",
+             table, id);
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *was = PQgetvalue(res, r, 1);
+        json_t *list = json_loads(was, 0, NULL);
+        long n = list ? lf_secret_seal_list(key, list) : 0;
+        if (n < 0) {
+            json_decref(list);
+            PQclear(res);
+            snprintf(db->errstr, sizeof db->errstr, "a secret could not be encrypted");
+            return -1;
+        }
+        char *now = n > 0 ? json_dumps(list, JSON_COMPACT) : NULL;
+        json_decref(list);
+        if (!now)
+            continue;
+        const char *p[] = {PQgetvalue(res, r, 0), now, was};
+        long done = lf_db_cmd(db, sql, 3, p);
+        free(now);
+        if (done < 0) {
+            PQclear(res);
+            return -1;
+        }
+        total += done > 0 ? n : 0;
+    }
+    PQclear(res);
+    return total;
+}
+
+long lf_secret_seal_stored(lf_db_t *db, const lf_secret_key_t *key) {
+    if (!key)
+        return 0;
+    long reps = s_lists(db, key, "reps", "id");
+    long teams = reps < 0 ? -1 : s_lists(db, key, "notify_teams", "team");
+    if (teams < 0)
+        return -1;
+    PGresult *res =
+        lf_db_exec(db,
+                   "SELECT key, secret FROM notify_dests WHERE secret IS NOT"
+                   " NULL AND left(secret, $1::int) <> '" LF_SECRET_PREFIX "'",
+                   1, (const char *const[]){"7"});
+    if (!res)
+        return -1;
+    long dests = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        char *sealed = lf_secret_seal(key, PQgetvalue(res, r, 1));
+        if (!sealed) {
+            PQclear(res);
+            snprintf(db->errstr, sizeof db->errstr, "a secret could not be encrypted");
+            return -1;
+        }
+        const char *p[] = {PQgetvalue(res, r, 0), sealed, PQgetvalue(res, r, 1)};
+        long done = lf_db_cmd(db,
+                              "UPDATE notify_dests SET secret = $2 WHERE key = $1"
+                              " AND secret = $3",
+                              3, p);
+        free(sealed);
+        if (done < 0) {
+            PQclear(res);
+            return -1;
+        }
+        dests += done;
+    }
+    PQclear(res);
+    return reps + teams + dests;
+}
+
+/* Stored secrets of every kind, as one column "s". */
+#define S_ALL_SECRETS                                                                    \
+    "(SELECT d ->> 'secret' AS s FROM reps, jsonb_array_elements(CASE WHEN"              \
+    "  jsonb_typeof(notify) = 'array' THEN notify ELSE '[]' END) d"                      \
+    " WHERE jsonb_typeof(d -> 'secret') = 'string'"                                      \
+    " UNION ALL SELECT d ->> 'secret' FROM notify_teams, jsonb_array_elements(CASE WHEN" \
+    "  jsonb_typeof(notify) = 'array' THEN notify ELSE '[]' END) d"                      \
+    " WHERE jsonb_typeof(d -> 'secret') = 'string'"                                      \
+    " UNION ALL SELECT secret FROM notify_dests WHERE secret IS NOT NULL) x"
+
+long lf_secret_count_plain(lf_db_t *db) {
+    PGresult *res = lf_db_exec(db,
+                               "SELECT count(*) FROM " S_ALL_SECRETS
+                               " WHERE left(x.s, 7) <> '" LF_SECRET_PREFIX "'",
+                               0, NULL);
+    if (!res)
+        return -1;
+    long n = atol(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+int lf_secret_check_stored(lf_db_t *db, const lf_secret_key_t *key, char *err,
+                           size_t errsz) {
+    PGresult *res = lf_db_exec(db,
+                               "SELECT x.s FROM " S_ALL_SECRETS
+                               " WHERE left(x.s, 7) = '" LF_SECRET_PREFIX "' LIMIT 1",
+                               0, NULL);
+    if (!res)
+        return -1;
+    int rc = 0;
+    if (PQntuples(res) == 1) {
+        char *plain = NULL;
+        if (lf_secret_open(key, PQgetvalue(res, 0, 0), &plain, err, errsz) < 0)
+            rc = 1;
+        else
+            free(plain);
+    }
+    PQclear(res);
+    return rc;
+}
