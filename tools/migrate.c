@@ -350,7 +350,9 @@ static long s_seal_secrets(lf_db_t *db, lf_config_t *cfg) {
             lf_warn("%ld notification secrets are stored in plain text: set "
                     "LEADFLOW_SECRET_KEY and run leadflow-migrate again to encrypt them",
                     n);
-        return n < 0 ? (lf_error("secrets not counted: %s", db->errstr), -1) : 0;
+        if (n < 0)
+            lf_error("secrets not counted: %s", db->errstr);
+        return n < 0 ? -1 : 0;
     }
     int rc = lf_secret_check_stored(db, key, err, sizeof err);
     if (rc == 0)
