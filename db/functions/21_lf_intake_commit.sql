@@ -12,8 +12,8 @@
 -- Each pass is ONE statement over the batch (unnest): it looks every row up by index -
 -- a retry of something stored (Idempotency-Key, (channel, external_id), CallSid), else
 -- the newest open lead with the same phone or e-mail - and in the same statement inserts
--- the new leads (with their lists' search rows), merges the repeat inquiries and writes
--- their timeline entries and outbox events (the owners' notifications of merged
+-- the new leads (with their lists' search rows and lead.created events), merges the
+-- repeat inquiries and writes their timeline entries and outbox events (the owners' notifications of merged
 -- inquiries follow in a statement that runs only when there are any). The statement joins no two sets of the batch on
 -- each other (PostgreSQL cannot know their sizes and would loop over one for every
 -- row of the other): every lookup is an index probe per row. A row is put off to the
@@ -30,6 +30,13 @@
 -- for the whole statement of the next pass. A batch of new people therefore costs one
 -- small statement; a pass decides at least the first undecided row, or (the first)
 -- leaves the rest to a pass that does, so the loop ends.
+--
+-- A new lead's 'created' timeline entry is not stored: it would be the lead's own
+-- created_at, channel and source again, and it cost a lead_events row with two index
+-- entries and a run of that table's statement trigger per batch. The API's timeline
+-- shows it from the lead row for every lead intake made (leads.intake_open is set, true
+-- or false: 22_lf_leads_intake_open.sql) and has no stored one (leads made before
+-- 2026-12-02 keep theirs); services/intake/api_leads.c.
 --
 -- Locks: the leads that repeat inquiries join are locked FOR NO KEY UPDATE, in id order, and
 -- re-checked open under the lock (docs/reliability.md, lock order): a stage move closing
@@ -128,7 +135,7 @@ BEGIN
 
         IF passes = 1 THEN
             -- The first pass takes only what a batch of new people needs: their leads,
-            -- search rows, 'created' entries and outbox events. A row that is a retry,
+            -- search rows and outbox events. A row that is a retry,
             -- a repeat inquiry or a call (a CallSid) is left for the next pass, which
             -- runs the whole statement below on what is left. The whole statement's
             -- ~60 nodes (the lock, the merge's and the call's inserts, each opening
@@ -195,17 +202,12 @@ BEGIN
                     nw.company_key, true
                   FROM nw ORDER BY nw.phone, nw.email, nw.pos
                 ON CONFLICT DO NOTHING
-                RETURNING leads.id, leads.channel, leads.source, leads.created_at,
-                          leads.name, leads.company, leads.email, leads.phone
+                RETURNING leads.id, leads.channel, leads.created_at, leads.name,
+                          leads.company, leads.email, leads.phone
             ), sr AS (
                 INSERT INTO lead_search (lead_id, doc)
                 SELECT ins.id, lf_lead_search_doc(ins.name, ins.company, ins.email,
                                                   ins.phone)
-                  FROM ins
-            ), tl AS (
-                INSERT INTO lead_events (lead_id, at, type, data)
-                SELECT ins.id, ins.created_at, 'created',
-                       jsonb_build_object('channel', ins.channel, 'source', ins.source)
                   FROM ins
             ), ob AS (
                 INSERT INTO outbox (event_id, type, lead_id, at, payload)
@@ -313,7 +315,7 @@ BEGIN
                     true
                   FROM nw ORDER BY nw.phone, nw.email, nw.pos
                 ON CONFLICT DO NOTHING
-                RETURNING leads.id, leads.channel, leads.source, leads.created_at, leads.name,
+                RETURNING leads.id, leads.channel, leads.created_at, leads.name,
                           leads.company, leads.email, leads.phone
             ), sr AS (
                 -- the lists' search row of each new lead, here rather than by a trigger on
@@ -322,10 +324,6 @@ BEGIN
                 INSERT INTO lead_search (lead_id, doc)
                 SELECT ins.id, lf_lead_search_doc(ins.name, ins.company, ins.email, ins.phone)
                   FROM ins
-            ), tl AS (
-                INSERT INTO lead_events (lead_id, at, type, data)
-                SELECT ins.id, ins.created_at, 'created',
-                       jsonb_build_object('channel', ins.channel, 'source', ins.source) FROM ins
             ), nc AS MATERIALIZED (
                 SELECT nw.id, nw.sid, nw.call FROM nw WHERE nw.sid IS NOT NULL
             ), tc AS (

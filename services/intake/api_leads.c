@@ -222,14 +222,26 @@ static int s_valid_id(const char *id) {
     return 1;
 }
 
-/* The lead as the API shows it (docs/openapi.yaml), built by PostgreSQL in one query. */
+/* The lead as the API shows it (docs/openapi.yaml), built by PostgreSQL in one query.
+ * The timeline is the lead's lead_events rows, each as the entries it stands for
+ * (lf_timeline_entries), preceded by the 'created' entry of a lead intake made, which
+ * intake does not store (db/functions/21_lf_intake_commit.sql): the lead's own
+ * created_at, channel and source, as the stored entry had them, for a lead marked
+ * intake_open (true or false: every lead intake made) without a stored one (leads made
+ * before 2026-12-02 have theirs). */
 static const char *s_get_sql =
     "SELECT json_build_object(" LF_LEAD_VIEW_FIELDS ","
-    " 'timeline', (SELECT coalesce(json_agg(jsonb_build_object('at', lf_rfc3339(e.at),"
-    "   'type', x.type, 'actor', e.actor) || lf_timeline_data(x.data)"
-    "   ORDER BY e.id, x.k), '[]'::json)"
-    "   FROM lead_events e CROSS JOIN LATERAL lf_timeline_entries(e.type, e.data) x"
-    "   WHERE e.lead_id = l.id)"
+    " 'timeline', (SELECT coalesce(json_agg(t.entry ORDER BY t.id, t.k), '[]'::json)"
+    "  FROM (SELECT 0::bigint AS id, 0 AS k, jsonb_build_object("
+    "          'at', lf_rfc3339(l.created_at), 'type', 'created', 'actor', NULL,"
+    "          'channel', l.channel, 'source', l.source) AS entry"
+    "         WHERE l.intake_open IS NOT NULL AND NOT EXISTS (SELECT 1 FROM lead_events c"
+    "           WHERE c.lead_id = l.id AND c.type = 'created')"
+    "        UNION ALL"
+    "        SELECT e.id, x.k, jsonb_build_object('at', lf_rfc3339(e.at), 'type', x.type,"
+    "          'actor', e.actor) || lf_timeline_data(x.data)"
+    "         FROM lead_events e CROSS JOIN LATERAL lf_timeline_entries(e.type, e.data) x"
+    "         WHERE e.lead_id = l.id) t)"
     ")::text FROM leads l WHERE l.id = $1 AND lf_caller_sees($2, $3, l.owner)";
 
 static enum MHD_Result s_get_lead(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth) {

@@ -197,6 +197,73 @@ Test(intake, repeat_inquiry_same_phone_or_email_merges_into_the_open_lead,
     lf_h_destroy(&h);
 }
 
+/* A new lead's 'created' timeline entry is not stored (intake's batch function): the
+ * API shows it from the lead row, exactly as the stored entry showed it, for every lead
+ * intake made - open, won or lost - and only for those. A lead made before the change
+ * keeps its stored entry and shows it once. */
+Test(intake, the_created_entry_is_shown_from_the_lead_row_as_it_was_stored,
+     .timeout = 60) {
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
+    json_t *o = NULL;
+    cr_assert_eq(s_post(h, "/v1/leads", "application/json",
+                        "{\"name\":\"王芳\",\"phone\":\"13800138001\","
+                        "\"source\":\"官网 \\\"春季\\\" 活动\"}",
+                        &o),
+                 201);
+    char id[64], path[128], q[1024];
+    snprintf(id, sizeof id, "%s", s_str(o, "id"));
+    json_decref(o);
+    snprintf(path, sizeof path, "/v1/leads/%s", id);
+    cr_expect_eq(s_count(h, "SELECT count(*) FROM lead_events WHERE type = 'created'"), 0,
+                 "intake stored a 'created' entry");
+    cr_assert_eq(lf_h_get_json(h, path, &o), 200);
+    json_t *tl = json_object_get(o, "timeline");
+    cr_assert_eq(json_array_size(tl), 1);
+    json_t *c = json_array_get(tl, 0);
+    cr_expect_str_eq(s_str(c, "type"), "created");
+    cr_expect_str_eq(s_str(c, "at"), s_str(o, "created_at"));
+    cr_expect_str_eq(s_str(c, "channel"), "api");
+    cr_expect_str_eq(s_str(c, "source"), "官网 \"春季\" 活动");
+    cr_expect(json_is_null(json_object_get(c, "actor")));
+    cr_expect_eq(json_object_size(c), 5, "at, type, actor, channel, source");
+    char *derived = json_dumps(tl, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    /* Won: no longer open for intake, still made by it. */
+    snprintf(q, sizeof q, "UPDATE leads SET stage = 'won' WHERE id = '%s'", id);
+    free(lf_h_sql(h, q));
+    cr_assert_eq(lf_h_get_json(h, path, &o), 200);
+    char *won = json_dumps(json_object_get(o, "timeline"), JSON_COMPACT | JSON_SORT_KEYS);
+    cr_expect_str_eq(won, derived, "a won lead lost its 'created' entry");
+    free(won);
+    json_decref(o);
+    /* The entry as intake stored it until now (its statement's expression): shown
+     * once, and the same JSON as the derived one. */
+    snprintf(q, sizeof q,
+             "INSERT INTO lead_events (lead_id, at, type, data)"
+             " SELECT l.id, l.created_at, 'created',"
+             " jsonb_build_object('channel', l.channel, 'source', l.source)"
+             " FROM leads l WHERE l.id = '%s'",
+             id);
+    free(lf_h_sql(h, q));
+    cr_assert_eq(lf_h_get_json(h, path, &o), 200);
+    char *stored =
+        json_dumps(json_object_get(o, "timeline"), JSON_COMPACT | JSON_SORT_KEYS);
+    cr_expect_str_eq(stored, derived);
+    free(stored);
+    free(derived);
+    json_decref(o);
+    /* A lead intake did not make (as the keep-alive's reactivation inserts one) has no
+     * 'created' entry. */
+    free(lf_h_sql(h, "INSERT INTO leads (id, channel, phone)"
+                     " VALUES ('0190aaaa-0000-7000-8000-0000000000cc', 'reactivation',"
+                     " '+8613800138002')"));
+    cr_assert_eq(lf_h_get_json(h, "/v1/leads/0190aaaa-0000-7000-8000-0000000000cc", &o),
+                 200);
+    cr_expect_eq(json_array_size(json_object_get(o, "timeline")), 0);
+    json_decref(o);
+    lf_h_destroy(&h);
+}
+
 typedef struct {
     lf_h_t *h;
     const char *body;
