@@ -804,15 +804,23 @@ void lf_route_on_batch(void *arg, int committed) {
  * are missing or old (a fresh one, or one that grew fast since autovacuum last
  * analyzed it) the planner scanned all of leads instead, every tick: 5.6 ms at 3,000
  * leads, ~2 us per lead, i.e. hundreds of ms at a few hundred thousand, during which
- * the router routes nothing. So sequential scans are off for those two statements
- * (SET LOCAL: this transaction only, back to the default after each). Returns 0 or -1. */
+ * the router routes nothing. So sequential scans are off for those two statements.
+ * The same stale statistics (thousands of pool leads guessed where there were none)
+ * made the escalation scan a parallel plan: a worker process started for each tick,
+ * 16-24 ms of waiting for it in a whole-stack run (bench/stack.sh with auto_explain,
+ * 7 ticks of 8 in one run) to read an empty index. A pool tick never reads enough for a
+ * worker to pay, so parallel plans are off for both as well. SET LOCAL: this
+ * transaction only, back to the defaults after each. Returns 0 or -1. */
 static int s_pool_scan(lf_db_t *db, int begin) {
-    return lf_db_cmd(db,
-                     begin ? "SET LOCAL enable_seqscan = off"
-                           : "SET LOCAL enable_seqscan TO DEFAULT",
-                     0, NULL) < 0
-               ? -1
-               : 0;
+    static const char *const on[] = {"SET LOCAL enable_seqscan = off",
+                                     "SET LOCAL max_parallel_workers_per_gather = 0"};
+    static const char *const off[] = {
+        "SET LOCAL enable_seqscan TO DEFAULT",
+        "SET LOCAL max_parallel_workers_per_gather TO DEFAULT"};
+    for (int i = 0; i < 2; i++)
+        if (lf_db_cmd(db, begin ? on[i] : off[i], 0, NULL) < 0)
+            return -1;
+    return 0;
 }
 
 /* Routes the auto-routable pool leads again where someone is now eligible. Returns the
