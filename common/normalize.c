@@ -296,6 +296,13 @@ static int s_check_domain(const uint8_t *s, size_t n) {
     return labels >= 2 && !last_all_digits;
 }
 
+static int s_is_ascii(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= 0x80)
+            return 0;
+    return 1;
+}
+
 int lf_norm_email(const char *in, char *out, size_t outsz, const char **why) {
     if (!out || outsz == 0)
         return s_fail(why, "output buffer too small");
@@ -308,10 +315,23 @@ int lf_norm_email(const char *in, char *out, size_t outsz, const char **why) {
         return rc;
     }
     size_t ll = 0;
-    uint8_t *low = u8_tolower(t, tl, NULL, UNINORM_NFKC, NULL, &ll);
-    free(t);
-    if (!low)
-        S_OOM();
+    uint8_t *low = NULL;
+    if (s_is_ascii(t, tl)) {
+        /* Nearly every address: ASCII, which NFKC leaves as it is and whose lower
+         * case is a byte's (what u8_tolower gives it, without its case mapping and
+         * normalization passes: 3% of intake's CPU in a profile). Checked against
+         * u8_tolower for every ASCII character in test_normalize. */
+        low = t;
+        for (size_t i = 0; i < tl; i++)
+            if (low[i] >= 'A' && low[i] <= 'Z')
+                low[i] = (uint8_t)(low[i] - 'A' + 'a');
+        ll = tl;
+    } else {
+        low = u8_tolower(t, tl, NULL, UNINORM_NFKC, NULL, &ll);
+        free(t);
+        if (!low)
+            S_OOM();
+    }
 
     /* IDNA treats the ideographic full stop as a dot; people type it on Chinese IMEs. */
     size_t w = 0;

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include <unistr.h>
+#include <unicase.h>
 #include <uninorm.h>
 
 #include "lf/normalize.h"
@@ -480,6 +481,42 @@ Test(normalize, why_is_optional) {
  * (U+4E00-U+9FFF) only, because NFKC leaves such text as it is. Checked here against
  * libunistring itself: every one of those characters alone, and all of them in one
  * text (so that no neighbour composes with the next), come back unchanged. */
+/* lf_norm_email lowers an all-ASCII address byte by byte instead of asking
+ * u8_tolower (with NFKC): the same answer, checked here against libunistring for every
+ * ASCII character alone and for all of them in one text, and on addresses. */
+Test(normalize, an_ascii_address_is_lowered_as_u8_tolower_lowers_it) {
+    uint8_t all[128];
+    size_t n = 0;
+    for (int c = 1; c < 0x80; c++) {
+        uint8_t one = (uint8_t)c,
+                want = (uint8_t)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        size_t ll = 0;
+        uint8_t *low = u8_tolower(&one, 1, NULL, UNINORM_NFKC, NULL, &ll);
+        cr_assert(low);
+        cr_expect(ll == 1 && low[0] == want, "0x%02x lowers to something else", c);
+        free(low);
+        all[n++] = one;
+    }
+    size_t ll = 0;
+    uint8_t *low = u8_tolower(all, n, NULL, UNINORM_NFKC, NULL, &ll);
+    cr_assert(low);
+    cr_expect_eq(ll, n);
+    for (size_t i = 0; i < n && i < ll; i++)
+        cr_expect_eq(low[i],
+                     (all[i] >= 'A' && all[i] <= 'Z') ? all[i] - 'A' + 'a' : all[i]);
+    free(low);
+    char out[320];
+    const char *why = NULL;
+    cr_expect_eq(lf_norm_email(" Wang.Fang+Q4@Example.COM ", out, sizeof out, &why), 0);
+    cr_expect_str_eq(out, "wang.fang+q4@example.com");
+    /* Not ASCII: the library's path, full-width letters and the ideographic stop. */
+    cr_expect_eq(lf_norm_email("ＷＦ@Example\xE3\x80\x82"
+                               "com",
+                               out, sizeof out, &why),
+                 0);
+    cr_expect_str_eq(out, "wf@example.com");
+}
+
 Test(normalize, nfkc_leaves_ascii_and_cjk_unified_ideographs_as_they_are) {
     size_t cap = (0x7f - 0x20) + 3 * (0x9fff - 0x4e00 + 1) + 1, n = 0;
     uint8_t *all = malloc(cap);
