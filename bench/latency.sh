@@ -27,6 +27,10 @@
 # of the last firing - T) (and by fired_at), lateness, and the time until every effect (an sla.reminded event and a
 # notification per timer) is committed. Then BullMQ 5 (bench/bullmq) fires as many
 # delayed jobs due at one instant on the same Redis (docs/benchmarks.md: >= 5x).
+# Per burst, on stderr: what ran from T until every timer had fired (the CPU of each
+# process of the stack per timer, PostgreSQL's own processes by kind, WAL per timer,
+# checkpoints, autovacuum); LF_BENCH_BURST_PERF=FILE records perf of the machine for 2 s
+# from T into FILE.RUN.
 #
 # Prints one line per figure: median over RUNS, then the runs and the spread.
 # LF_BENCH_PROFILE=1: perf, top and pg_stat_statements during the first run of (a).
