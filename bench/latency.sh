@@ -27,6 +27,10 @@
 # of the last firing - T) (and by fired_at), lateness, and the time until every effect (an sla.reminded event and a
 # notification per timer) is committed. Then BullMQ 5 (bench/bullmq) fires as many
 # delayed jobs due at one instant on the same Redis (docs/benchmarks.md: >= 5x).
+# Per burst, on stderr: what ran from T until every timer had fired (the CPU of each
+# process of the stack per timer, PostgreSQL's own processes by kind, WAL per timer,
+# checkpoints, autovacuum); LF_BENCH_BURST_PERF=FILE records perf of the machine for 2 s
+# from T into FILE.RUN.
 #
 # Prints one line per figure: median over RUNS, then the runs and the spread.
 # LF_BENCH_PROFILE=1: perf, top and pg_stat_statements during the first run of (a).
@@ -34,6 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . bench/lib.sh
+. bench/cpu.sh
 RUNS=${1:-3}; RATE=${2:-5000}; SECS=${3:-20}; CONNS=${LF_BENCH_CONNECTIONS:-32}
 TRATE=${LF_BENCH_TIMER_RATE:-5000}; TSECS=${LF_BENCH_TIMER_SECS:-20}
 REFSECS=$((SECS < 10 ? SECS : 10))
@@ -176,6 +181,22 @@ avail=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND kind = 'sla_f
              AND due_at > now() + interval '5 minutes'")
 bwant=$((avail / RUNS < BN ? avail / RUNS : BN))
 brate=(); bcrate=(); b99=(); bvis=(); bfx=(); qrate=(); q99=()
+# WAL records, full-page images and bytes (pg_stat_wal), checkpoints (pg_stat_bgwriter),
+# autovacuum and autoanalyze runs of timers and outbox, vacuums in progress: one line.
+burst_pg_snap() {
+    q "SELECT w.wal_records, w.wal_fpi, w.wal_bytes, b.checkpoints_timed + b.checkpoints_req,
+              (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables
+                WHERE relname IN ('timers', 'outbox')),
+              (SELECT coalesce(string_agg(relid::regclass::text, ','), '-') FROM pg_stat_progress_vacuum)
+         FROM pg_stat_wal w, pg_stat_bgwriter b"
+}
+# PostgreSQL's own processes by kind (walwriter, checkpointer, autovacuum worker...): "KIND PID TICKS".
+burst_bg_snap() {
+    q "SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type <> 'client backend'" |
+        while IFS='|' read -r k pid; do
+            echo "${k// /_} $pid $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+        done
+}
 for i in $(seq 1 "$RUNS"); do
     q "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_burst;
        CREATE TABLE bench_burst AS SELECT id, lead_id FROM timers WHERE state = 'pending'
@@ -197,12 +218,23 @@ for i in $(seq 1 "$RUNS"); do
                                           (SELECT coalesce(max(id), 0) FROM notifications)")
     lf_bench_stop scheduler
     lf_bench_start scheduler
+    # What else runs while the burst fires: from T until every timer has fired, the CPU of
+    # each process of the stack (bench/cpu.sh), the WAL written, checkpoints and
+    # autovacuum runs (printed per run below).
+    sleep "$(awk -v t="$T" -v now="$(date +%s.%N)" 'BEGIN {d = t - now; printf "%.3f", (d > 0 ? d : 0)}')"
+    lf_bench_cpu_snap "$W/burst_cpu0.$i"; bw0=$(burst_pg_snap); burst_bg_snap >"$W/burst_bg0.$i"
+    if [ -n "${LF_BENCH_BURST_PERF:-}" ]; then # LF_BENCH_BURST_PERF=FILE: perf of the whole machine, 2 s from T
+        perf record -a -g -o "$LF_BENCH_BURST_PERF.$i" -- sleep 2 >/dev/null 2>&1 &
+    fi
     seen=; fx=
     end=$(($(date +%s) + 10 + ${LF_BENCH_BURST_MAX:-60}))
     while [ "$(date +%s)" -lt "$end" ]; do # cheap: the partial index of pending timers
         sleep 0.1
-        [ -z "$seen" ] && [ "$(q "SELECT count(*) FROM timers WHERE state = 'pending'
-                                  AND due_at <= to_timestamp($T)")" -eq 0 ] && seen=$(date +%s.%N)
+        if [ -z "$seen" ] && [ "$(q "SELECT count(*) FROM timers WHERE state = 'pending'
+                                  AND due_at <= to_timestamp($T)")" -eq 0 ]; then
+            seen=$(date +%s.%N)
+            lf_bench_cpu_snap "$W/burst_cpu1.$i"; bw1=$(burst_pg_snap); burst_bg_snap >"$W/burst_bg1.$i"
+        fi
         # every effect committed: one sla.reminded event and one notification per timer
         if [ -n "$seen" ]; then
             fx=$(q "SET enable_nestloop = off;
@@ -236,6 +268,18 @@ for i in $(seq 1 "$RUNS"); do
     qrate+=("$(node -e "console.log(Math.round(JSON.parse(process.argv[1]).fire_rate))" "$out")")
     q99+=("$(node -e "console.log(Math.round(JSON.parse(process.argv[1]).p99_ms))" "$out")")
     for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
+    if [ -n "$seen" ]; then
+        IFS='|' read -r r0 f0 by0 c0 v0 _ <<<"$bw0"; IFS='|' read -r r1 f1 by1 c1 v1 vac <<<"$bw1"
+        echo "burst run $i, from T until every timer had fired: CPU per timer fired, us:" \
+            "$(lf_bench_cpu_report "$W/burst_cpu0.$i" "$W/burst_cpu1.$i" "$n" | sed 's/ per lead/ per timer/; s/ leads)/ timers)/')" \
+            "WAL per timer: $(awk -v a="$r0" -v b="$r1" -v c="$f0" -v d="$f1" -v e="$by0" -v f="$by1" -v n="$n" \
+                'BEGIN {printf "%.2f records, %.2f full-page images, %.0f bytes", (b - a) / n, (d - c) / n, (f - e) / n}');" \
+            "PostgreSQL's own processes, ms: $(awk 'FNR == NR {b[$1 " " $2] = $3; next}
+                {d[$1] += $3 - (($1 " " $2) in b ? b[$1 " " $2] : 0)}
+                END {for (k in d) if (d[k] > 0) printf "%s %.0f ", k, d[k] * 1000 / '"$(getconf CLK_TCK)"'}' \
+                "$W/burst_bg0.$i" "$W/burst_bg1.$i");" \
+            "checkpoints $((c1 - c0)), autovacuum/analyze runs of timers and outbox $((v1 - v0)), vacuum running at the end: $vac" >&2
+    fi
     echo "burst run $i (load avg before: $load, after: $(lf_bench_load)): $n timers due at one instant T;" \
         "$nf fired, $rate timers/s by fired_at, $crate/s to the commit of the last, lateness p50 $t50 p99 $t99 max $tmax ms; all fired and committed" \
         "${vis}s after T, every effect (sla.reminded event, notification: $fx of $n each) ${efx}s after T;" \

@@ -81,6 +81,27 @@ static void s_expect_each_fired_once(lf_h_t *h, int n) {
                  n, "one escalation timer per reminder");
 }
 
+/* 0057: the 'timer.fired' event of every timer of a burst is written with two index
+ * entries, its seq (the outbox's primary key) and its transaction (outbox_xid); its
+ * random event id has none (with one, each event descended at a random leaf of an
+ * index as large as the outbox, and a burst after a checkpoint wrote most of its
+ * leaves to the WAL whole: docs/benchmarks.md, "Scheduler, fifth pass"). No writer
+ * reuses an id, each draws it from gen_random_uuid(), so nothing checks them. */
+Test(scheduler, a_fired_timer_s_event_is_indexed_by_seq_and_transaction_only) {
+    lf_h_t *h = lf_h_new(0, 0);
+    char *idx = lf_h_sql(h, "SELECT string_agg(indexname, ',' ORDER BY indexname)"
+                            " FROM pg_indexes WHERE tablename = 'outbox'");
+    cr_expect_str_eq(idx, "outbox_pkey,outbox_xid");
+    free(idx);
+    free(lf_h_sql(h, "INSERT INTO outbox (event_id, type) VALUES"
+                     " ('019ad735-0000-7000-8000-000000000001', 'timer.fired'),"
+                     " ('019ad735-0000-7000-8000-000000000001', 'timer.fired')"));
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE event_id ="
+                                  " '019ad735-0000-7000-8000-000000000001'"),
+                 2);
+    lf_h_destroy(&h);
+}
+
 Test(scheduler, kill9_while_firing_then_every_timer_fires_exactly_once, .timeout = 180) {
     lf_h_t *h = lf_h_new(0, 1);
     const int n = 8000;

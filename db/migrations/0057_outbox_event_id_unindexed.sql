@@ -1,0 +1,16 @@
+-- The outbox's event ids lose their unique index (outbox_event_id_key).
+--
+-- Nothing looks an event up by its event id: consumers read the outbox by seq (the
+-- primary key) and by transaction (outbox_xid), and the envelope hands the id on to
+-- whoever subscribes. The index only checked that no id is written twice, and every id
+-- is drawn from 122 random bits (gen_random_uuid()) in the transaction that writes the
+-- event. Its price was paid by every event written: a descent into a b-tree as large as
+-- the outbox at a random leaf (random ids have no order), a page seldom in the CPU's
+-- cache, and after each checkpoint a full-page image of nearly every leaf a burst
+-- touches. Firing 100,000 timers in batches of 2,000 on an outbox of 2,000,000 events
+-- cost its backend 18.0 us and 1,341 bytes of WAL per timer with the index, 12.2 us and
+-- 685 bytes without (bench/fire_sql.sh, docs/benchmarks.md "Scheduler, fifth pass").
+--
+-- A drop only: nothing is rewritten, the ACCESS EXCLUSIVE lock on outbox lasts
+-- milliseconds (docs/operations.md).
+ALTER TABLE outbox DROP CONSTRAINT IF EXISTS outbox_event_id_key;
