@@ -240,7 +240,7 @@ Test(xlsx, too_many_values_stop_early, .timeout = 60) {
     lf_test_part_t parts[10];
     lf_test_xlsx_book(parts, HDR "<worksheet " NS "><sheetData/></worksheet>", sst, NULL,
                       0);
-    s_expect_error(parts, NULL, 64 * MIB, "more than 2,000,000 cells and strings");
+    s_expect_error(parts, NULL, 64 * MIB, "more than 2,000,000 shared strings");
     free(sst);
 }
 
