@@ -721,6 +721,7 @@ static void s_fill_merges(s_book_t *b) {
                 b->merge_off[k] = 1;
                 continue;
             }
+            free(b->merge_value[k]); /* a row number written twice: the last wins */
             b->merge_value[k] = s_strdup(r->cells[c1]);
         }
         if (!b->merge_value[k])
