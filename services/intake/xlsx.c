@@ -118,6 +118,10 @@ typedef struct {
     unsigned char *merge_off; /* per merge: not filled (a title in a one-row merge) */
     size_t nmerges;
     size_t merge_budget; /* cells merged ranges may still fill */
+    size_t *merge_order; /* the merges by first row (then sheet order) */
+    size_t merge_next;   /* the next of merge_order to start */
+    size_t *merge_act;   /* the merges over the rows being read, in starting order */
+    size_t nact;
 } s_book_t;
 
 /* The state every expat callback gets first. */
@@ -699,19 +703,38 @@ static void XMLCALL s_merge_start(void *ud, const XML_Char *name, const XML_Char
     m[0] = r1, m[1] = c1, m[2] = r2, m[3] = c2;
 }
 
+/* Merges by first row, then by their place in the sheet (qsort_r's order). */
+static int s_merge_cmp(const void *x, const void *y, void *arg) {
+    const s_book_t *b = arg;
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    size_t ri = b->merges[i][0], rj = b->merges[j][0];
+    return ri != rj ? (ri < rj ? -1 : 1) : (i > j) - (i < j);
+}
+
 /* Gives the cells of the row just read that lie in a merged range the value of the
-   range's top-left cell (read when its row was), in the order the sheet lists the
-   ranges; the cells filled in all are capped, so a file full of merged ranges costs
+   range's top-left cell (read when its row was). Rows come in ascending order, so only
+   the ranges over the current row are looked at: those whose first row is reached are
+   started in order of first row (a range whose first row is not in the sheet never
+   gets a value, and is dropped), and a range is dropped after its last row. The cells
+   filled (or passed over) in all are capped, so a file full of merged ranges costs
    bounded time. A title typed into a row-wide merged cell stays one cell, so that it is
    not taken for a header row. */
 static void s_fill_merges(s_book_t *b) {
     s_row_t *r = &b->row;
-    for (size_t k = 0; k < b->nmerges && b->merge_budget > 0; k++) {
+    while (b->merge_next < b->nmerges &&
+           b->merges[b->merge_order[b->merge_next]][0] <= r->line) {
+        size_t k = b->merge_order[b->merge_next++];
+        if (b->merges[k][0] == r->line)
+            b->merge_act[b->nact++] = k;
+    }
+    size_t keep = 0;
+    for (size_t a = 0; a < b->nact; a++) {
+        size_t k = b->merge_act[a];
         size_t r1 = b->merges[k][0], c1 = b->merges[k][1];
         size_t r2 = b->merges[k][2], c2 = b->merges[k][3];
-        if (r->line < r1 || r->line > r2 || b->merge_off[k] ||
-            c2 >= LF_IMPORT_MAX_COLUMNS)
-            continue;
+        if (b->merge_off[k] || r->line > r2 || c2 >= LF_IMPORT_MAX_COLUMNS ||
+            b->merge_budget == 0)
+            continue; /* dropped */
         if (r->line == r1) {
             size_t filled = 0;
             for (size_t c = 0; c < r->n; c++)
@@ -724,17 +747,14 @@ static void s_fill_merges(s_book_t *b) {
             free(b->merge_value[k]); /* a row number written twice: the last wins */
             b->merge_value[k] = s_strdup(r->cells[c1]);
         }
-        if (!b->merge_value[k])
-            continue; /* its first row is not in the sheet */
-        for (size_t c = c1; c <= c2 && b->merge_budget > 0; c++, b->merge_budget--)
-            if (!(r->line == r1 && c == c1) && (c >= r->n || !r->cells[c]))
-                s_set_cell(r, c, s_strdup(b->merge_value[k]));
-        if (r->line == r2) {
-            free(b->merge_value[k]);
-            b->merge_value[k] = NULL;
-            b->merge_off[k] = 1;
-        }
+        if (r->line >= r1 && b->merge_value[k])
+            for (size_t c = c1; c <= c2 && b->merge_budget > 0; c++, b->merge_budget--)
+                if (!(r->line == r1 && c == c1) && (c >= r->n || !r->cells[c]))
+                    s_set_cell(r, c, s_strdup(b->merge_value[k]));
+        if (r->line <= r2)
+            b->merge_act[keep++] = k;
     }
+    b->nact = keep;
 }
 
 /* A row has been read: merged cells filled, then handed on (lf_sheet_rows_add). */
@@ -780,6 +800,8 @@ static void s_book_free(s_book_t *b) {
         free(b->merge_value[k]);
     free(b->merge_value);
     free(b->merge_off);
+    free(b->merge_order);
+    free(b->merge_act);
     free(b->merges);
     lf_sheet_rows_destroy(&b->out);
     if (b->zip)
@@ -868,8 +890,13 @@ int lf_xlsx_rows(const char *body, size_t len, const char *sheet, size_t max_unp
     if (b.nmerges) {
         b.merge_value = calloc(b.nmerges, sizeof *b.merge_value);
         b.merge_off = calloc(b.nmerges, 1);
-        if (!b.merge_value || !b.merge_off)
+        b.merge_order = calloc(b.nmerges, sizeof *b.merge_order);
+        b.merge_act = calloc(b.nmerges, sizeof *b.merge_act);
+        if (!b.merge_value || !b.merge_off || !b.merge_order || !b.merge_act)
             s_oom();
+        for (size_t k = 0; k < b.nmerges; k++)
+            b.merge_order[k] = k;
+        qsort_r(b.merge_order, b.nmerges, sizeof *b.merge_order, s_merge_cmp, &b);
         b.merge_budget = S_MAX_MERGE_CELLS;
     }
     b.out = lf_sheet_rows_new(fn, arg);
