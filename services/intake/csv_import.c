@@ -242,70 +242,192 @@ static size_t s_filled(const lf_sheet_row_t *r) {
     return n;
 }
 
-lf_import_t *lf_import_sheet(const lf_sheet_row_t *rows, size_t nrows, char *why,
-                             size_t whysz) {
-    size_t h = nrows;
-    for (size_t i = 0; i < nrows && h == nrows; i++)
-        if (s_filled(&rows[i]) >= 2)
-            h = i;
-    for (size_t i = 0; i < nrows && h == nrows; i++)
-        if (s_filled(&rows[i]) >= 1)
-            h = i;
-    if (h == nrows) {
-        s_set_why(why, whysz, "the sheet is empty");
-        return NULL;
+/* A copy of a row (for the rows kept until the header is known). */
+typedef struct {
+    size_t line, ncells;
+    char **cells; /* owned, NULL for an empty cell */
+} s_kept_t;
+
+struct lf_sheet_rows {
+    lf_import_row_fn fn; /* each data row goes here */
+    void *arg;
+    s_csv_t st;      /* the header's columns and units, as for CSV */
+    int have_header; /* the header row was taken */
+    int failed;      /* the header had too many columns */
+    s_kept_t *kept;  /* rows seen before a row with two filled cells */
+    size_t nkept, capkept;
+};
+
+lf_sheet_rows_t *lf_sheet_rows_new(lf_import_row_fn fn, void *arg) {
+    lf_sheet_rows_t *s = calloc(1, sizeof *s);
+    if (!s)
+        s_oom();
+    s->fn = fn;
+    s->arg = arg;
+    return s;
+}
+
+static void s_kept_free(lf_sheet_rows_t *s) {
+    for (size_t k = 0; k < s->nkept; k++) {
+        for (size_t i = 0; i < s->kept[k].ncells; i++)
+            free(s->kept[k].cells[i]);
+        free(s->kept[k].cells);
     }
-    size_t ncols = rows[h].ncells;
-    if (ncols > LF_IMPORT_MAX_COLUMNS) {
+    free(s->kept);
+    s->kept = NULL;
+    s->nkept = s->capkept = 0;
+}
+
+void lf_sheet_rows_destroy(lf_sheet_rows_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    lf_sheet_rows_t *s = *self_p;
+    s_kept_free(s);
+    free(s->st.fields);
+    for (size_t i = 0; i < s->st.ncols; i++) {
+        free(s->st.cols[i]);
+        free(s->st.units[i]);
+    }
+    free(s->st.cols);
+    free(s->st.units);
+    free(s);
+    *self_p = NULL;
+}
+
+/* Takes row as the header (the same rules as CSV). Returns 0, or -1 with why. */
+static int s_sheet_header(lf_sheet_rows_t *s, const lf_sheet_row_t *row, char *why,
+                          size_t whysz) {
+    if (row->ncells > LF_IMPORT_MAX_COLUMNS) {
         if (why && whysz)
             snprintf(why, whysz, "the header row has more than %d columns",
                      LF_IMPORT_MAX_COLUMNS);
-        return NULL;
+        s->failed = 1;
+        return -1;
     }
-    /* The same header rules as CSV, through the same state. */
-    s_csv_t st = {.imp = s_import_new()};
-    st.fields = calloc(LF_IMPORT_MAX_COLUMNS, sizeof *st.fields);
-    if (!st.fields)
+    s->st.fields = calloc(LF_IMPORT_MAX_COLUMNS, sizeof *s->st.fields);
+    if (!s->st.fields)
         s_oom();
-    for (size_t i = 0; i < ncols; i++)
-        st.fields[st.nf++] = s_strdup(rows[h].cells[i] ? rows[h].cells[i] : "");
-    s_take_header(&st);
-    s_clear_fields(&st);
-    for (size_t r = h + 1; r < nrows; r++) {
-        const lf_sheet_row_t *row = &rows[r];
-        if (s_filled(row) == 0)
+    for (size_t i = 0; i < row->ncells; i++)
+        s->st.fields[s->st.nf++] = s_strdup(row->cells[i] ? row->cells[i] : "");
+    s_take_header(&s->st);
+    s_clear_fields(&s->st);
+    s->have_header = 1;
+    return 0;
+}
+
+/* One data row after the header: its object to fn (empty rows are skipped). */
+static void s_sheet_data(lf_sheet_rows_t *s, const lf_sheet_row_t *row) {
+    if (s_filled(row) == 0)
+        return;
+    json_t *obj = json_object();
+    if (!obj)
+        s_oom();
+    for (size_t i = 0; i < row->ncells; i++) {
+        if (!s_cell_filled(row, i))
             continue;
-        json_t *obj = json_object();
-        if (!obj)
-            s_oom();
-        for (size_t i = 0; i < row->ncells; i++) {
-            if (!s_cell_filled(row, i))
-                continue;
-            char *copy = s_strdup(row->cells[i]);
-            const char *v = s_trim(copy);
-            char fallback[32], withunit[256];
-            const char *key = i < st.ncols ? st.cols[i] : NULL;
-            if (!key) {
-                snprintf(fallback, sizeof fallback, "column_%zu", i + 1);
-                key = fallback;
-            }
-            if (i < st.ncols)
-                v = lf_apply_unit(v, st.units[i], withunit, sizeof withunit);
-            if (!json_object_get(obj, key) &&
-                json_object_set_new(obj, key, json_string(v)) != 0)
-                s_oom();
-            free(copy);
+        char *copy = s_strdup(row->cells[i]);
+        const char *v = s_trim(copy);
+        char fallback[32], withunit[256];
+        const char *key = i < s->st.ncols ? s->st.cols[i] : NULL;
+        if (!key) {
+            snprintf(fallback, sizeof fallback, "column_%zu", i + 1);
+            key = fallback;
         }
-        s_push(st.imp, row->line, obj, NULL);
+        if (i < s->st.ncols)
+            v = lf_apply_unit(v, s->st.units[i], withunit, sizeof withunit);
+        if (!json_object_get(obj, key) &&
+            json_object_set_new(obj, key, json_string(v)) != 0)
+            s_oom();
+        free(copy);
     }
-    free(st.fields);
-    for (size_t i = 0; i < st.ncols; i++) {
-        free(st.cols[i]);
-        free(st.units[i]);
+    s->fn(s->arg, row->line, obj, NULL);
+    json_decref(obj);
+}
+
+/* The kept rows from index `from` on, as data rows. */
+static void s_sheet_flush(lf_sheet_rows_t *s, size_t from) {
+    for (size_t k = from; k < s->nkept; k++) {
+        lf_sheet_row_t r = {s->kept[k].line, s->kept[k].ncells,
+                            (const char **)s->kept[k].cells};
+        s_sheet_data(s, &r);
     }
-    free(st.cols);
-    free(st.units);
-    return st.imp;
+    s_kept_free(s);
+}
+
+int lf_sheet_rows_add(lf_sheet_rows_t *s, const lf_sheet_row_t *row, char *why,
+                      size_t whysz) {
+    if (s->failed)
+        return -1;
+    if (s->have_header) {
+        s_sheet_data(s, row);
+        return 0;
+    }
+    size_t filled = s_filled(row);
+    if (filled >= 2) { /* the header: the rows above it were titles */
+        s_kept_free(s);
+        return s_sheet_header(s, row, why, whysz);
+    }
+    if (filled == 0)
+        return 0;
+    /* One filled cell: a title, or - when no row has two - the header or a data row
+     * of a one-column sheet. Kept until that is known. */
+    if (s->nkept == s->capkept) {
+        s->capkept = s->capkept ? s->capkept * 2 : 8;
+        s->kept = realloc(s->kept, s->capkept * sizeof *s->kept);
+        if (!s->kept)
+            s_oom();
+    }
+    s_kept_t *k = &s->kept[s->nkept++];
+    k->line = row->line;
+    k->ncells = row->ncells;
+    k->cells = calloc(row->ncells + 1, sizeof *k->cells);
+    if (!k->cells)
+        s_oom();
+    for (size_t i = 0; i < row->ncells; i++)
+        k->cells[i] = row->cells[i] ? s_strdup(row->cells[i]) : NULL;
+    return 0;
+}
+
+int lf_sheet_rows_finish(lf_sheet_rows_t *s, char *why, size_t whysz) {
+    if (s->failed)
+        return -1;
+    if (s->have_header)
+        return 0;
+    if (s->nkept == 0) {
+        s_set_why(why, whysz, "the sheet is empty");
+        return -1;
+    }
+    /* No row has two filled cells: the first filled row is the header. */
+    lf_sheet_row_t h = {s->kept[0].line, s->kept[0].ncells,
+                        (const char **)s->kept[0].cells};
+    if (s_sheet_header(s, &h, why, whysz) < 0)
+        return -1;
+    s_sheet_flush(s, 1);
+    return 0;
+}
+
+/* An lf_import_row_fn that appends each row to an lf_import_t (below). */
+static void s_collect(void *arg, size_t line, const json_t *obj, const char *err);
+
+lf_import_t *lf_import_collector(lf_import_row_fn *fn) {
+    *fn = s_collect;
+    return s_import_new();
+}
+
+lf_import_t *lf_import_sheet(const lf_sheet_row_t *rows, size_t nrows, char *why,
+                             size_t whysz) {
+    lf_import_row_fn fn;
+    lf_import_t *imp = lf_import_collector(&fn);
+    lf_sheet_rows_t *s = lf_sheet_rows_new(fn, imp);
+    int rc = 0;
+    for (size_t i = 0; i < nrows && rc == 0; i++)
+        rc = lf_sheet_rows_add(s, &rows[i], why, whysz);
+    if (rc == 0)
+        rc = lf_sheet_rows_finish(s, why, whysz);
+    lf_sheet_rows_destroy(&s);
+    if (rc < 0)
+        lf_import_destroy(&imp);
+    return imp;
 }
 
 /* Builds the row object of one NDJSON line with keys passed through lf_map_header. */

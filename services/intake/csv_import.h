@@ -93,6 +93,27 @@ typedef struct {
 lf_import_t *lf_import_sheet(const lf_sheet_row_t *rows, size_t nrows, char *why,
                              size_t whysz);
 
+/* The same, row by row, for a sheet read as a stream (xlsx.c): each data row goes to fn
+ * as soon as the header is known, so memory does not grow with the rows. Rows before
+ * the header with one filled cell are kept until a row with two filled cells (the
+ * header) or the end of the sheet (then the first filled row is the header) says what
+ * they are: a one-column sheet is kept whole. */
+typedef struct lf_sheet_rows lf_sheet_rows_t;
+lf_sheet_rows_t *lf_sheet_rows_new(lf_import_row_fn fn, void *arg);
+/* The next row, in sheet order (row is borrowed for the call). Returns 0, or -1 with
+ * why when the header has more than LF_IMPORT_MAX_COLUMNS columns (nothing more is
+ * taken). */
+int lf_sheet_rows_add(lf_sheet_rows_t *s, const lf_sheet_row_t *row, char *why,
+                      size_t whysz);
+/* The end of the sheet: the kept rows when no header was found. Returns 0, or -1 with
+ * why ("the sheet is empty", a header with too many columns). */
+int lf_sheet_rows_finish(lf_sheet_rows_t *s, char *why, size_t whysz);
+void lf_sheet_rows_destroy(lf_sheet_rows_t **self_p);
+
+/* A new, empty import and in *fn a row function that appends the rows it is given to
+ * it (arg: the import), for collecting a streamed file whole. */
+lf_import_t *lf_import_collector(lf_import_row_fn *fn);
+
 /* Frees the import; accepts NULL and a pointer to NULL, and sets *self_p to NULL. */
 void lf_import_destroy(lf_import_t **self_p);
 

@@ -13,7 +13,9 @@
  *
  * An .xlsx workbook is a zip whose table of contents (the central directory) is at its
  * end, so it cannot be read as it arrives: it is buffered whole (LEADFLOW_MAX_IMPORT at
- * most, unpacked within LEADFLOW_XLSX_MAX_UNPACKED) and its rows then take the same path.
+ * most, unpacked within LEADFLOW_XLSX_MAX_UNPACKED), then its sheet is inflated and
+ * parsed as a stream (xlsx.c) and each row takes the same path as a CSV row, as it is
+ * read: the rows are not held in memory, only the packed file.
  *
  * Memory while a CSV or NDJSON import runs does not grow with its rows: each data row's
  * record (row number, status, lead id, the same person's earlier rows) is kept in a
@@ -651,23 +653,17 @@ static s_import_t *s_buffered(lf_intake_t *in, lf_req_t *req, enum MHD_Result *a
     }
     const char *sheet =
         MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "sheet");
-    lf_import_t *imp = lf_import_xlsx(req->body, req->len, sheet, in->xlsx_max_unpacked,
-                                      why, sizeof why);
-    if (!imp) {
+    /* Each row of the sheet is checked and spooled as it is read, as a CSV row is when
+     * it arrives; a problem found later drops them all (nothing is committed before the
+     * whole file is known to be good). */
+    s_import_t *st = s_new(in, req);
+    s_bytes(st, req->body, req->len);
+    if (lf_xlsx_rows(req->body, req->len, sheet, in->xlsx_max_unpacked, s_on_row, st, why,
+                     sizeof why) < 0) {
         *answered = lf_reply_error(in, req->conn, 400, "bad_request",
                                    why[0] ? why : "the file cannot be read", NULL);
         return NULL;
     }
-    s_import_t *st = s_new(in, req);
-    s_bytes(st, req->body, req->len);
-    for (size_t i = 0; i < lf_import_rows(imp); i++) {
-        const json_t *obj = NULL;
-        const char *err = NULL;
-        size_t line = 0;
-        lf_import_row(imp, i, &obj, &err, &line);
-        s_on_row(st, line, obj, err);
-    }
-    lf_import_destroy(&imp);
     return st;
 }
 

@@ -15,8 +15,12 @@
  * (Excel uses shared strings, LibreOffice and many libraries write inline strings; some
  * omit cell references), and every one of those variants is read the same way.
  *
- * What comes out is a list of rows of cell texts, handed to lf_import_sheet
- * (csv_import.c), so headers, units and per-row validation are exactly those of CSV. */
+ * What comes out is rows of cell texts, each handed on as soon as it is read
+ * (lf_sheet_rows_add, csv_import.c), so headers, units and per-row validation are
+ * exactly those of CSV and memory does not grow with the sheet's rows: what is kept is
+ * the shared strings (cells refer to them by number), the styles, the merged ranges
+ * and one row. The merged ranges are listed after the cells, so the sheet is read twice:
+ * once for them, once for the rows. */
 #include "xlsx.h"
 
 #include <expat.h>
@@ -36,9 +40,9 @@
    real files have a handful. */
 #define S_MAX_SHEETS 1024
 #define S_MAX_MERGES 65536
-/* Most values (shared strings plus filled cells) kept from one workbook: memory grows
-   with them (about 50 bytes each besides the text), and the unpack cap alone would allow
-   tens of millions of tiny ones. Two million is 200,000 rows of ten columns. */
+/* Most shared strings kept from one workbook: memory grows with them (about 50 bytes
+   each besides the text), and the unpack cap alone would allow tens of millions of tiny
+   ones. The cells themselves are not kept (one row at a time). */
 #define S_MAX_VALUES 2000000
 /* Most cells all merged ranges together may fill (a whole-column merge is a mistake, not
    data). */
@@ -106,11 +110,18 @@ typedef struct {
     size_t nxf, capxf;
     int *fmt_ids; /* custom number formats that are dates */
     size_t nfmt, capfmt;
-    s_row_t *rows;
-    size_t nrows, caprows;
-    size_t nvalues;      /* shared strings and filled cells kept so far */
-    size_t (*merges)[4]; /* r1, c1, r2, c2 (0-based) */
+    s_row_t row;          /* the row being read (its cells are reused) */
+    lf_sheet_rows_t *out; /* where each completed row goes */
+    size_t nvalues;       /* shared strings kept so far */
+    size_t (*merges)[4];  /* r1, c1, r2, c2 (0-based), in the sheet's order */
+    char **merge_value;   /* per merge: the top-left cell's text once its row is read */
+    unsigned char *merge_off; /* per merge: not filled (a title in a one-row merge) */
     size_t nmerges;
+    size_t merge_budget; /* cells merged ranges may still fill */
+    size_t *merge_order; /* the merges by first row (then sheet order) */
+    size_t merge_next;   /* the next of merge_order to start */
+    size_t *merge_act;   /* the merges over the rows being read, in starting order */
+    size_t nact;
 } s_book_t;
 
 /* The state every expat callback gets first. */
@@ -329,7 +340,7 @@ static void XMLCALL s_sst_end(void *ud, const XML_Char *name) {
         s->in_si = 0;
         if (++b->nvalues > S_MAX_VALUES) {
             s_stop(&s->x,
-                   "the workbook has more than 2,000,000 cells and strings%s; split it",
+                   "the workbook has more than 2,000,000 shared strings%s; split it",
                    NULL);
             return;
         }
@@ -438,7 +449,7 @@ typedef struct {
     size_t col;       /* current cell's column (0-based) */
     char type[16];    /* current cell's t attribute */
     size_t style;     /* current cell's s attribute */
-    s_row_t *row;     /* the row being read */
+    s_row_t *row;     /* the row being read (the book's), NULL outside a row */
     s_buf_t text;     /* the cell's <v> or inline text */
 } s_sheet_rd_t;
 
@@ -508,15 +519,14 @@ static int s_serial_date(double v, int date1904, char *out, size_t outsz) {
     return 0;
 }
 
-static s_row_t *s_new_row(s_book_t *b, size_t line) {
-    if (b->nrows == b->caprows) {
-        b->caprows = b->caprows ? b->caprows * 2 : 64;
-        b->rows = realloc(b->rows, b->caprows * sizeof *b->rows);
-        if (!b->rows)
-            s_oom();
+/* Starts row `line` in the book's row, emptied. */
+static s_row_t *s_begin_row(s_book_t *b, size_t line) {
+    s_row_t *r = &b->row;
+    for (size_t c = 0; c < r->n; c++) {
+        free(r->cells[c]);
+        r->cells[c] = NULL;
     }
-    s_row_t *r = &b->rows[b->nrows++];
-    memset(r, 0, sizeof *r);
+    r->n = 0;
     r->line = line;
     return r;
 }
@@ -598,7 +608,7 @@ static void XMLCALL s_sheet_start(void *ud, const XML_Char *name, const XML_Char
             line = v;
         }
         s->row_line = line;
-        s->row = s_new_row(b, line);
+        s->row = s_begin_row(b, line);
         s->col = (size_t)-1;
     } else if (!strcmp(n, "c") && s->row) {
         const char *r = s_attr(atts, "r"), *t = s_attr(atts, "t"),
@@ -628,24 +638,10 @@ static void XMLCALL s_sheet_start(void *ud, const XML_Char *name, const XML_Char
         s->in_ph++;
     } else if (s->in_is && !s->in_ph && !strcmp(n, "t")) {
         s->in_t = 1;
-    } else if (!strcmp(n, "mergeCell")) {
-        const char *ref = s_attr(atts, "ref");
-        char a[32], c[32];
-        size_t r1, c1, r2, c2;
-        if (!ref || b->nmerges >= S_MAX_MERGES ||
-            sscanf(ref, "%31[A-Z0-9]:%31[A-Z0-9]", a, c) != 2 ||
-            s_cell_ref(a, &c1, &r1) != 0 || s_cell_ref(c, &c2, &r2) != 0 || r1 == 0 ||
-            r2 < r1 || c2 < c1)
-            return;
-        if (!b->merges) {
-            b->merges = calloc(S_MAX_MERGES, sizeof *b->merges);
-            if (!b->merges)
-                s_oom();
-        }
-        size_t *m = b->merges[b->nmerges++];
-        m[0] = r1, m[1] = c1, m[2] = r2, m[3] = c2;
     }
 }
+
+static void s_row_done(s_sheet_rd_t *s);
 
 static void XMLCALL s_sheet_end(void *ud, const XML_Char *name) {
     s_sheet_rd_t *s = ud;
@@ -654,17 +650,12 @@ static void XMLCALL s_sheet_end(void *ud, const XML_Char *name) {
         s->in_data = 0;
         s->row = NULL;
     } else if (!strcmp(n, "row")) {
+        if (s->row)
+            s_row_done(s);
         s->row = NULL;
     } else if (!strcmp(n, "c") && s->in_cell) {
         s->in_cell = 0;
         char *text = s_cell_text(s);
-        if (text && s->row && ++s->x.book->nvalues > S_MAX_VALUES) {
-            free(text);
-            s_stop(&s->x,
-                   "the workbook has more than 2,000,000 cells and strings%s; split it",
-                   NULL);
-            return;
-        }
         if (text && s->row)
             s_set_cell(s->row, s->col, text);
         else
@@ -687,56 +678,95 @@ static void XMLCALL s_sheet_text(void *ud, const XML_Char *t, int len) {
         s_buf_add(&s->text, t, (size_t)len);
 }
 
-static int s_row_cmp(const void *x, const void *y) {
-    size_t a = (*(s_row_t *const *)x)->line, b = (*(s_row_t *const *)y)->line;
-    return a < b ? -1 : a > b;
+/* The merged ranges of the sheet, read in a pass of their own before the rows: they are
+   listed after the cells (<mergeCells> follows <sheetData>), and a row goes out as soon
+   as it is read. */
+static void XMLCALL s_merge_start(void *ud, const XML_Char *name, const XML_Char **atts) {
+    s_sheet_rd_t *s = ud;
+    s_book_t *b = s->x.book;
+    if (strcmp(s_local(name), "mergeCell"))
+        return;
+    const char *ref = s_attr(atts, "ref");
+    char a[32], c[32];
+    size_t r1, c1, r2, c2;
+    if (!ref || b->nmerges >= S_MAX_MERGES ||
+        sscanf(ref, "%31[A-Z0-9]:%31[A-Z0-9]", a, c) != 2 ||
+        s_cell_ref(a, &c1, &r1) != 0 || s_cell_ref(c, &c2, &r2) != 0 || r1 == 0 ||
+        r2 < r1 || c2 < c1)
+        return;
+    if (!b->merges) {
+        b->merges = calloc(S_MAX_MERGES, sizeof *b->merges);
+        if (!b->merges)
+            s_oom();
+    }
+    size_t *m = b->merges[b->nmerges++];
+    m[0] = r1, m[1] = c1, m[2] = r2, m[3] = c2;
 }
 
-/* Gives every cell of a merged range the value of its top-left cell. Rows are found by
-   binary search over an index sorted by row number, and the cells filled in all are
-   capped, so a file full of merged ranges costs bounded time. */
+/* Merges by first row, then by their place in the sheet (qsort_r's order). */
+static int s_merge_cmp(const void *x, const void *y, void *arg) {
+    const s_book_t *b = arg;
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    size_t ri = b->merges[i][0], rj = b->merges[j][0];
+    return ri != rj ? (ri < rj ? -1 : 1) : (i > j) - (i < j);
+}
+
+/* Gives the cells of the row just read that lie in a merged range the value of the
+   range's top-left cell (read when its row was). Rows come in ascending order, so only
+   the ranges over the current row are looked at: those whose first row is reached are
+   started in order of first row (a range whose first row is not in the sheet never
+   gets a value, and is dropped), and a range is dropped after its last row. The cells
+   filled (or passed over) in all are capped, so a file full of merged ranges costs
+   bounded time. A title typed into a row-wide merged cell stays one cell, so that it is
+   not taken for a header row. */
 static void s_fill_merges(s_book_t *b) {
-    if (b->nmerges == 0 || b->nrows == 0)
-        return;
-    s_row_t **idx = malloc(b->nrows * sizeof *idx);
-    if (!idx)
-        s_oom();
-    for (size_t i = 0; i < b->nrows; i++)
-        idx[i] = &b->rows[i];
-    qsort(idx, b->nrows, sizeof *idx, s_row_cmp);
-    size_t budget = S_MAX_MERGE_CELLS;
-    for (size_t k = 0; k < b->nmerges && budget > 0; k++) {
+    s_row_t *r = &b->row;
+    while (b->merge_next < b->nmerges &&
+           b->merges[b->merge_order[b->merge_next]][0] <= r->line) {
+        size_t k = b->merge_order[b->merge_next++];
+        if (b->merges[k][0] == r->line)
+            b->merge_act[b->nact++] = k;
+    }
+    size_t keep = 0;
+    for (size_t a = 0; a < b->nact; a++) {
+        size_t k = b->merge_act[a];
         size_t r1 = b->merges[k][0], c1 = b->merges[k][1];
         size_t r2 = b->merges[k][2], c2 = b->merges[k][3];
-        if (c2 >= LF_IMPORT_MAX_COLUMNS || (r2 - r1 + 1) * (c2 - c1 + 1) > budget)
-            continue;
-        /* The first row at or after r1. */
-        size_t lo = 0, hi = b->nrows;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (idx[mid]->line < r1)
-                lo = mid + 1;
-            else
-                hi = mid;
+        if (b->merge_off[k] || r->line > r2 || c2 >= LF_IMPORT_MAX_COLUMNS ||
+            b->merge_budget == 0)
+            continue; /* dropped */
+        if (r->line == r1) {
+            size_t filled = 0;
+            for (size_t c = 0; c < r->n; c++)
+                filled += r->cells[c] != NULL;
+            if (c1 >= r->n || !r->cells[c1] || (r1 == r2 && filled == 1) ||
+                (r2 - r1 + 1) * (c2 - c1 + 1) > b->merge_budget) {
+                b->merge_off[k] = 1;
+                continue;
+            }
+            free(b->merge_value[k]); /* a row number written twice: the last wins */
+            b->merge_value[k] = s_strdup(r->cells[c1]);
         }
-        if (lo == b->nrows || idx[lo]->line != r1 || c1 >= idx[lo]->n ||
-            !idx[lo]->cells[c1])
-            continue;
-        const char *v = idx[lo]->cells[c1];
-        size_t filled = 0;
-        for (size_t c = 0; c < idx[lo]->n; c++)
-            filled += idx[lo]->cells[c] != NULL;
-        /* A title typed into a row-wide merged cell stays one cell, so that it is not
-           taken for a header row. */
-        if (r1 == r2 && filled == 1)
-            continue;
-        for (size_t i = lo; i < b->nrows && idx[i]->line <= r2; i++)
-            for (size_t c = c1; c <= c2 && budget > 0; c++, budget--)
-                if (!(idx[i]->line == r1 && c == c1) &&
-                    (c >= idx[i]->n || !idx[i]->cells[c]))
-                    s_set_cell(idx[i], c, s_strdup(v));
+        if (r->line >= r1 && b->merge_value[k])
+            for (size_t c = c1; c <= c2 && b->merge_budget > 0; c++, b->merge_budget--)
+                if (!(r->line == r1 && c == c1) && (c >= r->n || !r->cells[c]))
+                    s_set_cell(r, c, s_strdup(b->merge_value[k]));
+        if (r->line <= r2)
+            b->merge_act[keep++] = k;
     }
-    free(idx);
+    b->nact = keep;
+}
+
+/* A row has been read: merged cells filled, then handed on (lf_sheet_rows_add). */
+static void s_row_done(s_sheet_rd_t *s) {
+    s_book_t *b = s->x.book;
+    if (b->nmerges)
+        s_fill_merges(b);
+    lf_sheet_row_t row = {b->row.line, b->row.n, (const char **)b->row.cells};
+    if (lf_sheet_rows_add(b->out, &row, b->why, b->whysz) < 0) {
+        b->failed = 1;
+        XML_StopParser(s->x.p, XML_FALSE);
+    }
 }
 
 /* ---------------------------------------------------------------- entry points */
@@ -763,25 +793,29 @@ static void s_book_free(s_book_t *b) {
     free(b->strings);
     free(b->xf_date);
     free(b->fmt_ids);
-    for (size_t i = 0; i < b->nrows; i++) {
-        for (size_t c = 0; c < b->rows[i].n; c++)
-            free(b->rows[i].cells[c]);
-        free(b->rows[i].cells);
-    }
-    free(b->rows);
+    for (size_t c = 0; c < b->row.n; c++)
+        free(b->row.cells[c]);
+    free(b->row.cells);
+    for (size_t k = 0; b->merge_value && k < b->nmerges; k++)
+        free(b->merge_value[k]);
+    free(b->merge_value);
+    free(b->merge_off);
+    free(b->merge_order);
+    free(b->merge_act);
     free(b->merges);
+    lf_sheet_rows_destroy(&b->out);
     if (b->zip)
         zip_discard(b->zip);
 }
 
-lf_import_t *lf_import_xlsx(const char *body, size_t len, const char *sheet,
-                            size_t max_unpacked, char *why, size_t whysz) {
+int lf_xlsx_rows(const char *body, size_t len, const char *sheet, size_t max_unpacked,
+                 lf_import_row_fn fn, void *arg, char *why, size_t whysz) {
     s_book_t b = {
         .left = max_unpacked, .limit = max_unpacked, .why = why, .whysz = whysz};
-    lf_import_t *imp = NULL;
+    int result = -1;
     if (!lf_xlsx_sniff(body, len)) {
         s_fail(&b, "not an .xlsx file (an .xlsx file is a zip archive)%s", NULL);
-        return NULL;
+        return -1;
     }
     zip_error_t zerr;
     zip_error_init(&zerr);
@@ -793,7 +827,7 @@ lf_import_t *lf_import_xlsx(const char *body, size_t len, const char *sheet,
         zip_source_free(src);
         zip_error_fini(&zerr);
         s_fail(&b, "not an .xlsx file: the zip archive cannot be read%s", NULL);
-        return NULL;
+        return -1;
     }
     zip_error_fini(&zerr);
 
@@ -845,25 +879,44 @@ lf_import_t *lf_import_xlsx(const char *body, size_t len, const char *sheet,
                         NULL) < 0)
             goto out;
     }
+    /* First the merged ranges (listed after the cells), then the cells, row by row:
+       the sheet is inflated twice, and counted once against the cap (the first pass
+       showed that it fits). */
+    s_sheet_rd_t mp = {0};
+    size_t before = b.left;
+    if (s_read_part(&b, b.sheet_part, 0, &mp.x, s_merge_start, s_ignore_end, NULL) != 0)
+        goto out;
+    b.left = before;
+    if (b.nmerges) {
+        b.merge_value = calloc(b.nmerges, sizeof *b.merge_value);
+        b.merge_off = calloc(b.nmerges, 1);
+        b.merge_order = calloc(b.nmerges, sizeof *b.merge_order);
+        b.merge_act = calloc(b.nmerges, sizeof *b.merge_act);
+        if (!b.merge_value || !b.merge_off || !b.merge_order || !b.merge_act)
+            s_oom();
+        for (size_t k = 0; k < b.nmerges; k++)
+            b.merge_order[k] = k;
+        qsort_r(b.merge_order, b.nmerges, sizeof *b.merge_order, s_merge_cmp, &b);
+        b.merge_budget = S_MAX_MERGE_CELLS;
+    }
+    b.out = lf_sheet_rows_new(fn, arg);
     s_sheet_rd_t rd = {0};
     int rc =
         s_read_part(&b, b.sheet_part, 0, &rd.x, s_sheet_start, s_sheet_end, s_sheet_text);
     free(rd.text.p);
-    if (rc != 0)
+    if (rc != 0 || lf_sheet_rows_finish(b.out, why, whysz) < 0)
         goto out;
-    s_fill_merges(&b);
-
-    lf_sheet_row_t *rows = calloc(b.nrows + 1, sizeof *rows);
-    if (!rows)
-        s_oom();
-    for (size_t i = 0; i < b.nrows; i++) {
-        rows[i].line = b.rows[i].line;
-        rows[i].ncells = b.rows[i].n;
-        rows[i].cells = (const char **)b.rows[i].cells;
-    }
-    imp = lf_import_sheet(rows, b.nrows, why, whysz);
-    free(rows);
+    result = 0;
 out:
     s_book_free(&b);
+    return result;
+}
+
+lf_import_t *lf_import_xlsx(const char *body, size_t len, const char *sheet,
+                            size_t max_unpacked, char *why, size_t whysz) {
+    lf_import_row_fn fn;
+    lf_import_t *imp = lf_import_collector(&fn);
+    if (lf_xlsx_rows(body, len, sheet, max_unpacked, fn, imp, why, whysz) < 0)
+        lf_import_destroy(&imp);
     return imp;
 }

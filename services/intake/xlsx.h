@@ -1,9 +1,9 @@
 /* xlsx.h: Excel workbooks (.xlsx, Office Open XML) as bulk-import bodies of
  * POST /v1/leads/import.
  *
- * The sheet is read into cells and handed to lf_import_sheet (csv_import.c), so an .xlsx
- * file gets the same header mapping, units, per-row results and idempotent re-import as
- * a CSV file. */
+ * The sheet's rows are read one at a time and handed to the same header and row rules as
+ * CSV (lf_sheet_rows_add, csv_import.c), so an .xlsx file gets the same header mapping,
+ * units, per-row results and idempotent re-import as a CSV file. */
 #ifndef LF_INTAKE_XLSX_H
 #define LF_INTAKE_XLSX_H
 
@@ -35,5 +35,13 @@ int lf_xls_sniff(const char *body, size_t len);
  * or a limit is hit. Caller owns the result (lf_import_destroy). */
 lf_import_t *lf_import_xlsx(const char *body, size_t len, const char *sheet,
                             size_t max_unpacked, char *why, size_t whysz);
+
+/* The same, each data row handed to fn as soon as it is read (in sheet order, as
+ * lf_import_parser hands CSV rows), so memory does not grow with the rows: the
+ * workbook's shared strings, styles and merged ranges and one row are kept. Returns 0,
+ * or -1 with `why` for a file-level problem, which may be found after rows were handed
+ * out: the caller then drops them. */
+int lf_xlsx_rows(const char *body, size_t len, const char *sheet, size_t max_unpacked,
+                 lf_import_row_fn fn, void *arg, char *why, size_t whysz);
 
 #endif

@@ -383,3 +383,75 @@ Test(standardize, migrate_backfills_company_keys, .timeout = 60) {
     cr_assert_eq(system(cmd), 0, "a second run changes nothing and succeeds");
     lf_h_destroy(&h);
 }
+
+/* A large workbook is read as a stream, row by row (xlsx.c hands each row on as it is
+ * read; nothing holds the sheet's rows): 6,000 contacts under a title merged over the
+ * header's width, each company merged down over its three contacts' rows (2,000 ranges,
+ * listed after the cells, as Excel writes them), phones in number cells. Every row is
+ * taken, each contact with its group's company, the title row not taken for the header.
+ * Intake's memory for such a file is measured by bench/import_memory.sh
+ * (LF_BENCH_FORMAT=xlsx; docs/intake.md). */
+Test(standardize, a_large_xlsx_is_read_row_by_row, .timeout = 240) {
+    enum { N = 6000 };
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_env(h, "LEADFLOW_IMPORT_WINDOW", "2048");
+    lf_h_start(h, LF_H_INTAKE, 0);
+    size_t cap = (size_t)N * 260 + 4096 + (size_t)N / 3 * 40, o = 0;
+    char *sheet = malloc(cap);
+    cr_assert(sheet);
+    o += (size_t)snprintf(
+        sheet + o, cap - o,
+        "<worksheet " NS "><sheetData>"
+        "<row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>2026 上海医疗展"
+        " 客户名单</t></is></c></row>"
+        "<row r=\"2\"><c r=\"A2\" t=\"inlineStr\"><is><t>姓名</t></is></c>"
+        "<c r=\"B2\" t=\"inlineStr\"><is><t>手机</t></is></c>"
+        "<c r=\"C2\" t=\"inlineStr\"><is><t>公司</t></is></c></row>");
+    for (int i = 0; i < N; i++) {
+        int r = i + 3;
+        o += (size_t)snprintf(sheet + o, cap - o,
+                              "<row r=\"%d\"><c r=\"A%d\" t=\"inlineStr\"><is><t>客户%05d"
+                              "</t></is></c><c r=\"B%d\"><v>139%08d</v></c>",
+                              r, r, i, r, i);
+        if (i % 3 == 0) /* the company, in the first row of its group only */
+            o += (size_t)snprintf(
+                sheet + o, cap - o,
+                "<c r=\"C%d\" t=\"inlineStr\"><is><t>公司%04d</t></is></c>", r, i / 3);
+        o += (size_t)snprintf(sheet + o, cap - o, "</row>");
+    }
+    o += (size_t)snprintf(
+        sheet + o, cap - o,
+        "</sheetData><mergeCells count=\"%d\"><mergeCell ref=\"A1:C1\"/>", N / 3 + 1);
+    for (int g = 0; g < N / 3; g++)
+        o += (size_t)snprintf(sheet + o, cap - o, "<mergeCell ref=\"C%d:C%d\"/>",
+                              3 * g + 3, 3 * g + 5);
+    o += (size_t)snprintf(sheet + o, cap - o, "</mergeCells></worksheet>");
+    cr_assert_lt(o, cap);
+    size_t len;
+    char *x = s_book(sheet, NULL, &len);
+    free(sheet);
+    const char *hx[] = {XLSX_CT, NULL};
+    char *b = NULL;
+    cr_assert_eq(lf_h_http(h, "POST", "/v1/leads/import", hx, x, len, &b), 200, "%.300s",
+                 b ? b : "");
+    json_t *a = json_loads(b, 0, NULL);
+    free(b);
+    cr_expect_eq(json_integer_value(json_object_get(a, "accepted")), N);
+    cr_expect_eq(json_integer_value(json_object_get(a, "rejected")), 0);
+    json_t *rows = json_object_get(a, "rows");
+    cr_expect_eq(json_integer_value(json_object_get(json_array_get(rows, 0), "row")), 3);
+    cr_expect_eq(json_integer_value(json_object_get(json_array_get(rows, N - 1), "row")),
+                 N + 2);
+    json_decref(a);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads"), N);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE company ="
+                                  " '公司' || lpad(((substr(name, 3)::int) / 3)::text, 4,"
+                                  " '0')"),
+                 N, "every contact has its group's company");
+    char *one = lf_h_sql(h, "SELECT company || '|' || phone FROM leads WHERE name ="
+                            " '客户04000'");
+    cr_expect_str_eq(one, "公司1333|+8613900004000");
+    free(one);
+    free(x);
+    lf_h_destroy(&h);
+}
