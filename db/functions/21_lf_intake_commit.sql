@@ -157,7 +157,14 @@ BEGIN
                               phone_country, flags, company_key, pos)
                  WHERE (every OR u.pos = ANY (go)) AND u.call ->> 'call_sid' IS NULL
             ), nw AS MATERIALIZED (
-                -- the lookups of the whole statement below (h and c), kept in step
+                -- the lookups of the whole statement below (h and c), kept in step,
+                -- but for the open leads intake made (intake_open): their phone and
+                -- e-mail are in the unique indexes leads_intake_open_phone/_email,
+                -- which the insert's ON CONFLICT checks anyway. A row of such a person
+                -- loses that check and is left undecided, as a row the probes had
+                -- found was; the next pass merges it. Two index probes fewer per new
+                -- lead; the leads not marked (reactivations, reopened deals, leads
+                -- made before 0043) have no unique index and are still probed.
                 SELECT b.* FROM b
                  WHERE (b.idempotency_key IS NULL AND b.external_id IS NULL OR coalesce(
                         (SELECT l.id FROM leads l
@@ -171,16 +178,8 @@ BEGIN
                             AND i.external_id = b.external_id)) IS NULL)
                    AND (SELECT o.id FROM (
                            (SELECT l.id FROM leads l
-                             WHERE l.phone = b.phone AND l.intake_open
-                               AND l.stage NOT IN ('won', 'lost'))
-                           UNION ALL
-                           (SELECT l.id FROM leads l
                              WHERE l.phone = b.phone AND l.intake_open IS NOT TRUE
                                AND l.stage NOT IN ('won', 'lost') LIMIT 1)
-                           UNION ALL
-                           (SELECT l.id FROM leads l
-                             WHERE l.email = b.email AND l.intake_open
-                               AND l.stage NOT IN ('won', 'lost'))
                            UNION ALL
                            (SELECT l.id FROM leads l
                              WHERE l.email = b.email AND l.intake_open IS NOT TRUE

@@ -265,6 +265,15 @@ Test(db, a_batch_of_new_people_skips_the_merge_and_a_mixed_batch_is_decided_whol
     cr_expect(strstr(plans, "Insert on leads"), "no insert of leads in:\n%s", plans);
     cr_expect(!strstr(plans, "Insert on lead_inquiries"),
               "a batch of new people set up the merge:\n%s", plans);
+    /* Their phones and e-mails are checked once, by the insert's ON CONFLICT against
+     * the unique indexes of the leads marked intake_open, not probed before it too. */
+    cr_expect(!strstr(plans, "Index Scan using leads_intake_open_phone") &&
+                  !strstr(plans, "Index Only Scan using leads_intake_open_phone") &&
+                  !strstr(plans, "Index Scan using leads_intake_open_email") &&
+                  !strstr(plans, "Index Only Scan using leads_intake_open_email"),
+              "a batch of new people probed the marked leads:\n%s", plans);
+    cr_expect(strstr(plans, "leads_intake_open_phone"), "no arbiter index in:\n%s",
+              plans);
     plans[0] = '\0';
     /* A new person, the first lead's phone again, the second's key again, a new call. */
     out = s_intake_batch(
