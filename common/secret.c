@@ -24,16 +24,6 @@ struct lf_secret_key {
 
 static const unsigned char s_aad[] = "leadflow notification secret v1";
 
-static int s_hex(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int lf_secret_key_parse(const char *text, lf_secret_key_t **out, char *err,
                         size_t errsz) {
     *out = NULL;
@@ -45,7 +35,8 @@ int lf_secret_key_parse(const char *text, lf_secret_key_t **out, char *err,
     if (n == 2 * S_KEY_LEN) {
         ok = 1;
         for (size_t i = 0; i < S_KEY_LEN && ok; i++) {
-            int hi = s_hex(text[2 * i]), lo = s_hex(text[2 * i + 1]);
+            int hi = OPENSSL_hexchar2int((unsigned char)text[2 * i]);
+            int lo = OPENSSL_hexchar2int((unsigned char)text[2 * i + 1]);
             ok = hi >= 0 && lo >= 0;
             k[i] = (unsigned char)(hi * 16 + lo);
         }

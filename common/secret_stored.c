@@ -36,8 +36,8 @@ static long s_lists(lf_db_t *db, const lf_secret_key_t *key, const char *table,
              "SELECT %s, notify::text FROM %s WHERE jsonb_typeof(notify) = 'array'"
              " AND EXISTS (SELECT 1 FROM jsonb_array_elements(notify) d"
              "  WHERE jsonb_typeof(d -> 'secret') = 'string'"
-             "   AND left(d ->> 'secret', %zu) <> '" LF_SECRET_PREFIX "')",
-             id, table, strlen(LF_SECRET_PREFIX));
+             "   AND NOT starts_with(d ->> 'secret', '" LF_SECRET_PREFIX "'))",
+             id, table);
     PGresult *res = lf_db_exec(db, sql, 0, NULL);
     if (!res)
         return -1;
@@ -82,8 +82,8 @@ long lf_secret_seal_stored(lf_db_t *db, const lf_secret_key_t *key) {
     PGresult *res =
         lf_db_exec(db,
                    "SELECT key, secret FROM notify_dests WHERE secret IS NOT"
-                   " NULL AND left(secret, $1::int) <> '" LF_SECRET_PREFIX "'",
-                   1, (const char *const[]){"7"});
+                   " NULL AND NOT starts_with(secret, '" LF_SECRET_PREFIX "')",
+                   0, NULL);
     if (!res)
         return -1;
     long dests = 0;
@@ -123,7 +123,7 @@ long lf_secret_seal_stored(lf_db_t *db, const lf_secret_key_t *key) {
 long lf_secret_count_plain(lf_db_t *db) {
     PGresult *res = lf_db_exec(db,
                                "SELECT count(*) FROM " S_ALL_SECRETS
-                               " WHERE left(x.s, 7) <> '" LF_SECRET_PREFIX "'",
+                               " WHERE NOT starts_with(x.s, '" LF_SECRET_PREFIX "')",
                                0, NULL);
     if (!res)
         return -1;
@@ -136,7 +136,7 @@ int lf_secret_check_stored(lf_db_t *db, const lf_secret_key_t *key, char *err,
                            size_t errsz) {
     PGresult *res = lf_db_exec(db,
                                "SELECT x.s FROM " S_ALL_SECRETS
-                               " WHERE left(x.s, 7) = '" LF_SECRET_PREFIX "' LIMIT 1",
+                               " WHERE starts_with(x.s, '" LF_SECRET_PREFIX "') LIMIT 1",
                                0, NULL);
     if (!res)
         return -1;

@@ -11,7 +11,7 @@ CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icomm
 # linked into the targets that judge phone numbers, as the Makefile links it.
 LIBS="$(pkg-config --libs jansson) -lunistring -lcsv -Wl,-Bstatic -lphonenumber -lprotobuf-lite \
 -Wl,-Bdynamic -labsl_hash -labsl_raw_hash_set -labsl_strings -labsl_throw_delegate \
-$(pkg-config --libs icu-uc icu-i18n libzip expat) -lpthread"
+$(pkg-config --libs icu-uc icu-i18n libzip expat) -lcrypto -lpthread"
 clang++ -g -O1 -std=c++17 -fsanitize=fuzzer-no-link,address,undefined -Icommon/include \
     -c common/phonenumber.cc -o "$out/phonenumber.o"
 common="common/normalize.c common/phone.c common/company.c $out/phonenumber.o"

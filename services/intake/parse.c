@@ -10,6 +10,7 @@
  * depends on it. */
 #include "parse.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +23,6 @@
         abort();                                                                         \
     } while (0)
 
-static int s_hex(unsigned char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes one form component into `out` (room for n bytes). Returns the decoded length,
  * or -1 with *why on a bad escape or a NUL byte: C code downstream treats strings as
  * NUL-terminated, so an embedded NUL could make two different values look equal. */
@@ -43,8 +34,8 @@ static long s_form_decode(const char *s, size_t n, char *out, const char **why) 
             c = ' ';
         } else if (c == '%') {
             /* Both hex digits must be inside this component: "%4" at the end is bad. */
-            int hi = i + 1 < n ? s_hex((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < n ? s_hex((unsigned char)s[i + 2]) : -1;
+            int hi = i + 1 < n ? OPENSSL_hexchar2int((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? OPENSSL_hexchar2int((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 *why = "form body has an invalid %-escape";
                 return -1;
