@@ -28,6 +28,21 @@ static lf_consumer_t *s_consumer(lf_db_t *db, lf_rollup_t *r) {
     return c;
 }
 
+/* Writes n lead.assigned events of made-up leads (…-<i>) into envs; the event at
+ * index `bad` (none if -1) carries a creation time no one can read. */
+static void s_add_assigned(lf_db_t *db, json_t **envs, int n, int bad) {
+    for (int i = 0; i < n; i++) {
+        json_t *pl =
+            json_pack("{s:s, s:s, s:s}", "grade", "A", "channel", "api", "created_at",
+                      i == bad ? "yesterday-ish" : "2026-03-01T02:00:00.000Z");
+        char lead[40];
+        snprintf(lead, sizeof lead, "00000000-0000-7000-8000-%012d", i);
+        envs[i] = lf_outbox_add(db, "lead.assigned", lead, pl);
+        cr_assert(envs[i], "%s", db->errstr);
+        json_decref(pl);
+    }
+}
+
 static int s_move(lf_h_t *h, const char *id, const char *json, const char *actor) {
     char path[256], hdr[128];
     snprintf(path, sizeof path, "/v1/leads/%s/stage", id);
@@ -511,15 +526,7 @@ Test(analytics, the_sweep_finds_an_event_lost_behind_acknowledged_ones, .timeout
     lf_db_t *db = lf_db_connect(lf_h_db_url(h), "test");
     cr_assert_eq(db->err, 0, "%s", db->errstr);
     json_t *envs[12];
-    for (int i = 0; i < 12; i++) {
-        json_t *pl = json_pack("{s:s, s:s, s:s}", "grade", "A", "channel", "api",
-                               "created_at", "2026-03-01T02:00:00.000Z");
-        char lead[40];
-        snprintf(lead, sizeof lead, "00000000-0000-7000-8000-%012d", i);
-        envs[i] = lf_outbox_add(db, "lead.assigned", lead, pl);
-        cr_assert(envs[i], "%s", db->errstr);
-        json_decref(pl);
-    }
+    s_add_assigned(db, envs, 12, -1);
     lf_rollup_t r = {0};
     lf_consumer_t *c = s_consumer(db, &r);
     /* The wire lost event 10 (index 9): windows of 3 are all acknowledged before it. */
@@ -553,17 +560,8 @@ Test(analytics, the_one_statement_sweep_folds_each_event_once, .timeout = 60) {
                   " 'api', '1390000' || lpad(g::text, 4, '0')"
                   " FROM generate_series(0, 11) g RETURNING 1"));
     json_t *envs[12];
-    for (int i = 0; i < 12; i++) {
-        /* Event 7 (index 6) carries a creation time no one can read. */
-        json_t *pl =
-            json_pack("{s:s, s:s, s:s}", "grade", "A", "channel", "api", "created_at",
-                      i == 6 ? "yesterday-ish" : "2026-03-01T02:00:00.000Z");
-        char lead[40];
-        snprintf(lead, sizeof lead, "00000000-0000-7000-8000-%012d", i);
-        envs[i] = lf_outbox_add(db, "lead.assigned", lead, pl);
-        cr_assert(envs[i], "%s", db->errstr);
-        json_decref(pl);
-    }
+    /* Event 7 (index 6) carries a creation time no one can read. */
+    s_add_assigned(db, envs, 12, 6);
     json_t *pl =
         json_pack("{s:s, s:s, s:i}", "from", "new", "to", "proposal", "amount", 500);
     json_t *move =
@@ -630,15 +628,7 @@ Test(analytics, the_one_statement_sweep_leaves_out_an_event_a_twin_acknowledged,
     lf_db_t *twin = lf_db_connect(lf_h_db_url(h), "twin");
     cr_assert(!db->err && !twin->err);
     json_t *envs[6];
-    for (int i = 0; i < 6; i++) {
-        json_t *pl = json_pack("{s:s, s:s, s:s}", "grade", "A", "channel", "api",
-                               "created_at", "2026-03-01T02:00:00.000Z");
-        char lead[40];
-        snprintf(lead, sizeof lead, "00000000-0000-7000-8000-%012d", i);
-        envs[i] = lf_outbox_add(db, "lead.assigned", lead, pl);
-        cr_assert(envs[i], "%s", db->errstr);
-        json_decref(pl);
-    }
+    s_add_assigned(db, envs, 6, -1);
     free(lf_h_sql(h, "INSERT INTO consumer_cursors (consumer) VALUES ('analytics')"));
     char seq[24];
     snprintf(seq, sizeof seq, "%lld", lf_event_seq(envs[2]));
