@@ -43,6 +43,13 @@
 -- one either committed first (the inquiry becomes a new lead in the next pass) or waits
 -- for this commit. A known call reported again (a status callback) takes an advisory
 -- lock on its CallSid, so that two reports of the same news racing add one entry.
+-- The form before p_event_id (26 arguments, until 2026-12-02) is replaced by this one,
+-- which a caller of that form (intake of the previous version, still running during an
+-- upgrade) calls all the same: its events' ids are then drawn here.
+DROP FUNCTION IF EXISTS lf_intake_commit(uuid[], text[], text[], text[], text[], text[],
+    text[], text[], text[], numeric[], numeric[], text[], text[], text[], boolean[],
+    text[], text[], text[], jsonb[], jsonb[], text[], jsonb[], text[], text[], jsonb[],
+    text[]);
 CREATE OR REPLACE FUNCTION lf_intake_commit(
     p_id uuid[], p_kind text[], p_channel text[], p_source text[], p_name text[],
     p_company text[], p_email text[], p_phone text[], p_need text[],
@@ -50,7 +57,8 @@ CREATE OR REPLACE FUNCTION lf_intake_commit(
     p_budget_raw text[], p_urgency text[], p_decision_maker boolean[], p_region text[],
     p_industry text[], p_external_id text[], p_extra jsonb[], p_raw jsonb[],
     p_idempotency_key text[], p_call jsonb[], p_phone_type text[],
-    p_phone_country text[], p_flags jsonb[], p_company_key text[])
+    p_phone_country text[], p_flags jsonb[], p_company_key text[],
+    p_event_id uuid[] DEFAULT NULL)
 RETURNS TABLE (out_pos integer, out_lead text, out_status text, out_type text,
               out_seq bigint, out_event text, out_at text)
 LANGUAGE plpgsql
@@ -85,6 +93,7 @@ DECLARE
     a_calls  integer[];
     a_notify jsonb;
     passes   integer := 0;
+    v_events integer := 0; -- ids of p_event_id given to lead.created events so far
 BEGIN
     todo := ARRAY(SELECT generate_series(1, cardinality(p_id)));
     WHILE cardinality(todo) > 0 LOOP
@@ -210,7 +219,12 @@ BEGIN
                   FROM ins
             ), ob AS (
                 INSERT INTO outbox (event_id, type, lead_id, at, payload)
-                SELECT gen_random_uuid(), 'lead.created', ins.id, ins.created_at,
+                -- each new lead's event takes the next of the ids intake drew
+                -- (p_event_id): gen_random_uuid() costs this backend several us a call
+                -- (OpenSSL 3's generator); the ids are not tied to rows, so no join
+                SELECT coalesce(p_event_id[v_events + row_number() OVER ()],
+                                gen_random_uuid()),
+                       'lead.created', ins.id, ins.created_at,
                        jsonb_build_object('channel', ins.channel) FROM ins
                 RETURNING outbox.lead_id, outbox.id, outbox.event_id
             )
@@ -332,7 +346,9 @@ BEGIN
                   FROM nc WHERE nc.id IN (SELECT ins.id FROM ins)
             ), ob AS (
                 INSERT INTO outbox (event_id, type, lead_id, at, payload)
-                SELECT gen_random_uuid(), 'lead.created', ins.id, ins.created_at,
+                SELECT coalesce(p_event_id[v_events + row_number() OVER ()],
+                                gen_random_uuid()),
+                       'lead.created', ins.id, ins.created_at,
                        jsonb_build_object('channel', ins.channel) FROM ins
                 RETURNING outbox.lead_id, outbox.id, outbox.event_id
             ), mg AS MATERIALIZED (
@@ -435,6 +451,7 @@ BEGIN
                 OR (d.call ? 'duration' AND last.duration IS DISTINCT FROM d.call ->> 'duration');
         END IF;
 
+        v_events := v_events + coalesce(cardinality(array_positions(a_type, 'lead.created')), 0);
         IF a_pos IS NOT NULL THEN
             RETURN QUERY SELECT u.*, CASE WHEN u.seq IS NOT NULL THEN v_at END
                            FROM unnest(a_pos, a_lead, a_status, a_type, a_seq, a_event)

@@ -1,6 +1,6 @@
 /* batch_arrays.c - see batch_arrays.h. One growable buffer per column; a literal is
  * closed (its `}` and NUL written) only when the parameters are asked for, so adding a
- * lead is appending to 26 buffers. Written by hand: libpq has no array encoder, and the
+ * lead is appending to 27 buffers. Written by hand: libpq has no array encoder, and the
  * text format needs only quoting. */
 #include "batch_arrays.h"
 
@@ -10,7 +10,13 @@
 #include "lf/util.h"
 
 /* How a column's JSON value becomes an array element. */
-enum { S_TEXT, S_NUM, S_BOOL, S_JSON };
+enum {
+    S_TEXT,
+    S_NUM,
+    S_BOOL,
+    S_JSON,
+    S_NEW_ID /* not from the row: a new random UUID per lead (lf_uuid4) */
+};
 
 static const struct {
     const char *key; /* key in the row object */
@@ -24,7 +30,7 @@ static const struct {
     {"region", S_TEXT},     {"industry", S_TEXT},    {"external_id", S_TEXT},
     {"extra", S_JSON},      {"raw", S_JSON},         {"idempotency_key", S_TEXT},
     {"call", S_JSON},       {"phone_type", S_TEXT},  {"phone_country", S_TEXT},
-    {"flags", S_JSON},      {"company_key", S_TEXT},
+    {"flags", S_JSON},      {"company_key", S_TEXT}, {"event_id", S_NEW_ID},
 };
 
 typedef struct {
@@ -93,7 +99,11 @@ static void s_put_json(s_buf_t *b, const json_t *v) {
 }
 
 static void s_put_value(s_buf_t *b, int kind, const json_t *v) {
-    if (!v || json_is_null(v)) {
+    if (kind == S_NEW_ID) {
+        char id[37];
+        lf_uuid4(id);
+        s_put(b, id, 36); /* hex digits and dashes: no quotes needed */
+    } else if (!v || json_is_null(v)) {
         s_put(b, "NULL", 4);
     } else if (kind == S_JSON) {
         s_put_json(b, v);

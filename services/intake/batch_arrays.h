@@ -12,8 +12,10 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* Columns in the order of lf_intake_commit's parameters. */
-#define LF_BATCH_COLUMNS 26
+/* Columns in the order of lf_intake_commit's parameters. The last, p_event_id, is not
+ * taken from the row: each lead added gets a new random UUID there, the id of the event
+ * its commit writes (lead.created or lead.merged), so that PostgreSQL draws none. */
+#define LF_BATCH_COLUMNS 27
 
 typedef struct lf_batch_arrays lf_batch_arrays_t;
 

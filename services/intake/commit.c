@@ -59,7 +59,7 @@ static const char *s_commit_sql =
     "SELECT out_pos, out_lead, out_status, out_type, out_seq, out_event, out_at "
     "FROM lf_intake_commit("
     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-    "$19, $20, $21, $22, $23, $24, $25, $26)";
+    "$19, $20, $21, $22, $23, $24, $25, $26, $27)";
 
 static long s_job_bytes(const lf_job_t *job) {
     return job->bytes ? (long)job->bytes : 1024;

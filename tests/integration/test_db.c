@@ -236,6 +236,81 @@ static char *s_intake_batch(PGconn *c, const char *ids, const char *kinds,
     return out;
 }
 
+/* The ids of new leads' events are drawn by intake (p_event_id, the committer's
+ * arrays: one per row), not by PostgreSQL, whose gen_random_uuid() costs a backend
+ * several microseconds a call (OpenSSL 3's generator; docs/benchmarks.md, "Intake,
+ * sixth pass"). Each lead.created event, of the first pass and of the next, takes one
+ * of the ids given, each once, and the answer names the event stored; a merged inquiry's
+ * event (rare) still gets an id drawn by PostgreSQL, and so does every event of a caller
+ * of the old 26-argument form. */
+Test(db, new_leads_events_carry_the_ids_the_caller_drew, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    PGconn *c = PQconnectdb(lf_h_db_url(h));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    /* The batch's answer is kept in a table, then per result row: its lead's last
+     * digit, status, and whether its event is that lead's outbox row with an id among
+     * those given (a statement does not see what the function it calls wrote). */
+    const char *sql =
+        "CREATE TEMP TABLE ans AS SELECT * FROM lf_intake_commit("
+        " $1::uuid[], $2::text[], array_fill('api'::text, "
+        "ARRAY[cardinality($1::uuid[])]),"
+        " NULL, NULL, NULL, $3::text[], $4::text[], NULL, NULL, NULL, NULL, NULL, NULL,"
+        " NULL, NULL, NULL, NULL, NULL, NULL, NULL, $5::jsonb[], NULL, NULL, NULL, NULL,"
+        " $6::uuid[])";
+    const char *check =
+        "SELECT string_agg(right(r.out_lead, 1) || ':' || r.out_status || ':' ||"
+        " coalesce((SELECT CASE WHEN o.event_id = ANY ($1::uuid[]) THEN 'given'"
+        " ELSE 'drawn' END FROM outbox o WHERE o.event_id::text = r.out_event"
+        " AND o.lead_id::text = r.out_lead AND o.id = r.out_seq), 'none'), ' '"
+        " ORDER BY r.out_lead, r.out_status) FROM ans r";
+    /* Two new people. */
+    const char *p1[] = {
+        "{0190cccc-0000-7000-8000-000000000001,0190cccc-0000-7000-8000-000000000002}",
+        "{lead,lead}",
+        "{a@example.com,b@example.com}",
+        "{+8613800000001,+8613800000002}",
+        "{NULL,NULL}",
+        "{0190eeee-0000-4000-8000-0000000000e1,0190eeee-0000-4000-8000-0000000000e2}"};
+    PGresult *r = PQexecParams(c, sql, 6, NULL, p1, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    r = PQexecParams(c, check, 1, NULL, p1 + 5, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "1:created:given 2:created:given");
+    PQclear(r);
+    PQclear(PQexec(c, "DROP TABLE ans"));
+    /* A repeat inquiry of the first and a new call (both decided by the next pass), a
+     * new person (the first pass). */
+    const char *p2[] = {
+        "{0190cccc-0000-7000-8000-000000000003,0190cccc-0000-7000-8000-000000000004,"
+        "0190cccc-0000-7000-8000-000000000005}",
+        "{lead,call,lead}",
+        "{a@example.com,NULL,c@example.com}",
+        "{+8613800000009,+8613800000004,+8613800000005}",
+        "{NULL,\"{\\\"call_sid\\\": \\\"CA9\\\"}\",NULL}",
+        "{0190eeee-0000-4000-8000-0000000000e3,0190eeee-0000-4000-8000-0000000000e4,"
+        "0190eeee-0000-4000-8000-0000000000e5}"};
+    r = PQexecParams(c, sql, 6, NULL, p2, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    r = PQexecParams(c, check, 1, NULL, p2 + 5, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0),
+                     "1:merged:drawn 4:created:given 5:created:given");
+    PQclear(r);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM outbox WHERE event_id::text LIKE"
+                                  " '0190eeee-0000-4000-8000-0000000000e%'"),
+                 4, "four of the five ids given, each once");
+    /* The 26-argument form: its events get ids all the same. */
+    char *st = s_intake_one(c, "0190cccc-0000-7000-8000-000000000006", "+8613800000006",
+                            "f@example.com");
+    cr_expect_str_eq(st, "created");
+    free(st);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(DISTINCT event_id) FROM outbox"), 6);
+    PQfinish(c);
+    lf_h_destroy(&h);
+}
+
 /* A batch of new people is stored by a statement that sets up none of the merge's,
  * the retry's or the call's work (no insert into lead_inquiries in its plans, from
  * auto_explain; the old function's one statement had it in every batch), and a batch

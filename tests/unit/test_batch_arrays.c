@@ -3,9 +3,11 @@
  * That PostgreSQL reads them back as the same values is checked end to end by
  * tests/integration/test_intake.c (every lead goes through them). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../../services/intake/batch_arrays.h"
+#include "lf/util.h"
 
 /* Column positions (the order of lf_intake_commit's parameters). */
 enum {
@@ -16,7 +18,8 @@ enum {
     C_DM = 14,
     C_EXTRA = 18,
     C_RAW = 19,
-    C_CALL = 21
+    C_CALL = 21,
+    C_EVENT_ID = 26
 };
 
 Test(batch_arrays, quoting_nulls_and_types) {
@@ -37,6 +40,14 @@ Test(batch_arrays, quoting_nulls_and_types) {
     cr_expect_str_eq(p[C_EXTRA], "{\"{\\\"k\\\":\\\"a\\\\\\\"b\\\"}\",NULL}");
     cr_expect_str_eq(p[C_RAW], "{NULL,NULL}");
     cr_expect_str_eq(p[C_CALL], "{NULL,NULL}");
+    /* every lead gets a new random event id, whatever its row holds */
+    char e1[37], e2[37];
+    cr_assert_eq(sscanf(p[C_EVENT_ID], "{%36[-0-9a-f],%36[-0-9a-f]}", e1, e2), 2, "%s",
+                 p[C_EVENT_ID]);
+    cr_expect_eq(strlen(p[C_EVENT_ID]), 2 + 36 + 1 + 36);
+    cr_expect(lf_uuid_valid(e1) && lf_uuid_valid(e2) && e1[14] == '4' && e2[14] == '4',
+              "%s", p[C_EVENT_ID]);
+    cr_expect(strcmp(e1, e2) != 0, "%s", p[C_EVENT_ID]);
     /* adding after params reopens the literals */
     lf_batch_arrays_add(a, r2);
     p = lf_batch_arrays_params(a);

@@ -1,6 +1,8 @@
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lf/util.h"
@@ -17,6 +19,52 @@ Test(util, uuid7_is_well_formed_unique_and_time_ordered) {
         cr_assert(strncmp(id, prev, 13) >= 0, "%s after %s", id, prev);
         memcpy(prev, id, sizeof id);
     }
+}
+
+/* Event ids (lf_uuid4) come from a per-thread pool of random bytes refilled by one
+ * getrandom() call: across many refills and two threads, every id is well formed and
+ * different, and every random digit varies (a pool handed out twice, or never filled,
+ * would repeat ids or leave zeros). */
+#define S_N4 2000
+static char s_ids4[2 * S_N4][37];
+
+static void *s_make4(void *arg) {
+    char(*ids)[37] = arg;
+    for (int i = 0; i < S_N4; i++)
+        lf_uuid4(ids[i]);
+    return NULL;
+}
+
+static int s_cmp_id(const void *a, const void *b) {
+    return strcmp(a, b);
+}
+
+Test(util, uuid4_ids_are_random_well_formed_and_unique_across_threads) {
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, s_make4, s_ids4[S_N4]), 0);
+    s_make4(s_ids4[0]);
+    pthread_join(t, NULL);
+    int seen[36][16] = {{0}};
+    for (int i = 0; i < 2 * S_N4; i++) {
+        const char *id = s_ids4[i];
+        cr_assert(lf_uuid_valid(id), "%s", id);
+        cr_assert_eq(id[14], '4', "version nibble: %s", id);
+        cr_assert(strchr("89ab", id[19]), "variant: %s", id);
+        for (int k = 0; k < 36; k++)
+            if (id[k] != '-')
+                seen[k][strchr("0123456789abcdef", id[k]) - "0123456789abcdef"] = 1;
+    }
+    for (int k = 0; k < 36; k++) {
+        if (k == 8 || k == 13 || k == 18 || k == 23 || k == 14)
+            continue;
+        int values = 0;
+        for (int v = 0; v < 16; v++)
+            values += seen[k][v];
+        cr_expect_eq(values, k == 19 ? 4 : 16, "digit %d took %d values", k, values);
+    }
+    qsort(s_ids4, 2 * S_N4, sizeof s_ids4[0], s_cmp_id);
+    for (int i = 1; i < 2 * S_N4; i++)
+        cr_assert(strcmp(s_ids4[i - 1], s_ids4[i]) != 0, "%s twice", s_ids4[i]);
 }
 
 Test(util, uuid_valid_takes_the_canonical_form_only) {

@@ -25,6 +25,11 @@ int64_t lf_mono_ms(void);
 /* Writes a new UUIDv7 (time-ordered, RFC 9562) as 36 characters plus NUL into out.
  * Time ordering keeps the leads primary key index append-mostly. */
 void lf_uuid7(char out[37]);
+/* Writes a new random UUID (version 4, RFC 9562: 122 random bits), as gen_random_uuid()
+ * makes them, as 36 characters plus NUL into out. For ids that need no order (event
+ * ids): drawn here, not by PostgreSQL, whose gen_random_uuid() costs a backend several
+ * microseconds a call through OpenSSL 3's generator (docs/benchmarks.md). */
+void lf_uuid4(char out[37]);
 
 /* 1 when s is a UUID in its canonical 8-4-4-4-12 hexadecimal form (either case), as
  * lead ids are: a lead id column is uuid, so anything else names no lead and must not
