@@ -6,7 +6,8 @@
 # phase (a) rather than bench/scheduler.sh's fresh one (docs/benchmarks.md, "Scheduler,
 # fifth pass"): LF_BENCH_TIMERS (700,000) pending first-contact timers and LF_BENCH_EVENTS
 # (2,000,000) events in the outbox (random event ids, as intake writes them), VACUUM
-# ANALYZEd. No scheduler, no Redis.
+# ANALYZEd. No scheduler, no Redis. When lf_fire_timers() takes the events' ids (its
+# third argument), they are passed as the scheduler passes them, drawn beforehand.
 #
 # A measurement: a CHECKPOINT (so that every measurement starts where the checkpoints
 # are concerned as the others do: after it, the first change of each page writes the
@@ -62,7 +63,8 @@ measure() {
     psql -qX -v ON_ERROR_STOP=1 "$BASE/$db" >/dev/null <<SQL
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS bench_ids;
-CREATE TABLE bench_ids AS SELECT id, (row_number() OVER (ORDER BY id) - 1) / $BATCH AS b
+CREATE TABLE bench_ids AS SELECT id, (row_number() OVER (ORDER BY id) - 1) / $BATCH AS b,
+       gen_random_uuid() AS eid
   FROM timers WHERE state = 'pending' AND due_at > now() + interval '1 hour'
  ORDER BY id LIMIT $N;
 ANALYZE bench_ids;
@@ -73,6 +75,11 @@ SQL
             FROM bench_ids b WHERE t.id = b.id" >/dev/null
         [ "$MOVE" = vacuum ] && psql -qX "$BASE/$db" -c "VACUUM timers" >/dev/null
     fi
+    # The events' ids as the scheduler passes them (drawn beforehand, out of the
+    # measurement), when the function takes them (41_lf_fire_timers.sql).
+    local eids=""
+    [ "$(psql -qtAX "$BASE/$db" -c "SELECT max(pronargs) FROM pg_proc
+        WHERE proname = 'lf_fire_timers'")" = 3 ] && eids=yes
     {
         echo "SELECT pg_backend_pid() AS pid \\gset"
         echo "\\setenv LF_BPID :pid"
@@ -80,7 +87,11 @@ SQL
         echo "\\! awk '{print \$14 + \$15}' /proc/\$LF_BPID/stat > $W/c0"
         echo "\\o /dev/null"
         for b in $(seq 0 $(((N - 1) / BATCH))); do
-            echo "SELECT fired FROM lf_fire_timers(ARRAY(SELECT id FROM bench_ids WHERE b = $b ORDER BY id), '{}');"
+            if [ -n "$eids" ]; then
+                echo "SELECT fired FROM lf_fire_timers(ARRAY(SELECT id FROM bench_ids WHERE b = $b ORDER BY id), '{}', ARRAY(SELECT eid FROM bench_ids WHERE b = $b ORDER BY id));"
+            else
+                echo "SELECT fired FROM lf_fire_timers(ARRAY(SELECT id FROM bench_ids WHERE b = $b ORDER BY id), '{}');"
+            fi
         done
         echo "\\! awk '{print \$14 + \$15}' /proc/\$LF_BPID/stat > $W/c1"
         echo "\\o $W/wal"

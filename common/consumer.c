@@ -1352,13 +1352,15 @@ const char *lf_consumer_cursor(const lf_consumer_t *self) {
 json_t *lf_outbox_add(lf_db_t *db, const char *type, const char *lead_id,
                       const json_t *payload) {
     char *pl = payload ? json_dumps(payload, JSON_COMPACT) : lf_strdup("{}");
-    const char *p[] = {type, lead_id, pl};
+    char eid[37];
+    lf_uuid4(eid); /* not gen_random_uuid(): several microseconds of the backend's */
+    const char *p[] = {type, lead_id, pl, eid};
     PGresult *res = lf_db_exec(
         db,
         "INSERT INTO outbox (event_id, type, lead_id, payload) "
-        "VALUES (gen_random_uuid(), $1, $2, $3::jsonb) "
+        "VALUES ($4::uuid, $1, $2, $3::jsonb) "
         "RETURNING lf_envelope(id, event_id, type, lead_id, at, version, payload)::text",
-        3, p);
+        4, p);
     free(pl);
     if (!res)
         return NULL;

@@ -126,6 +126,20 @@ void lf_uuid4(char out[37]) {
     s_uuid_text(b, out);
 }
 
+char *lf_uuid4_array(size_t n) {
+    char *a = lf_malloc(n * 37 + 3), *o = a;
+    *o++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *o++ = ',';
+        lf_uuid4(o);
+        o += 36;
+    }
+    *o++ = '}';
+    *o = '\0';
+    return a;
+}
+
 int lf_uuid_valid(const char *s) {
     for (int i = 0; i < 36; i++) {
         if (i == 8 || i == 13 || i == 18 || i == 23) {

@@ -21,9 +21,17 @@
 -- 'timer.fired' events (events) for the caller to hand to the effects consumer once
 -- committed (what it never gets, the consumer's outbox sweep finds). p_sla is unused
 -- since the effects moved out; the argument stays for the callers.
--- (Dropped first: CREATE OR REPLACE cannot add the OUT column events.)
+-- p_event_ids, when given, are the ids of the 'timer.fired' events, drawn by the
+-- caller (the scheduler: lf_uuid4, random version-4 ids as gen_random_uuid() makes
+-- them), one per id of p_ids, used in the order of the fired timers' ids; an event
+-- with no id there gets gen_random_uuid(), which costs this backend several
+-- microseconds a call through OpenSSL 3's generator (docs/benchmarks.md): more than
+-- the rest of a timer's firing.
+-- (Dropped first: CREATE OR REPLACE cannot add the OUT column events, nor an argument.)
 DROP FUNCTION IF EXISTS lf_fire_timers(bigint[], jsonb);
+DROP FUNCTION IF EXISTS lf_fire_timers(bigint[], jsonb, uuid[]);
 CREATE FUNCTION lf_fire_timers(p_ids bigint[], p_sla jsonb,
+                               p_event_ids uuid[] DEFAULT NULL,
                                OUT fired integer, OUT reminders integer,
                                OUT escalations integer, OUT reassigns integer,
                                OUT next_timers text, OUT events bigint[])
@@ -38,8 +46,11 @@ BEGIN
         RETURNING id),
     ob AS (
         INSERT INTO outbox (event_id, type, payload)
-        SELECT gen_random_uuid(), 'timer.fired', jsonb_build_object('timer', f.id)
-          FROM f ORDER BY f.id
+        SELECT coalesce(p_event_ids[x.k], gen_random_uuid()), 'timer.fired',
+               jsonb_build_object('timer', x.id)
+          FROM (SELECT f.id, (row_number() OVER (ORDER BY f.id))::integer AS k
+                  FROM f) x
+         ORDER BY x.id
         RETURNING id)
     SELECT count(*)::integer, coalesce(array_agg(ob.id), '{}') INTO fired, events FROM ob;
     reminders := 0;

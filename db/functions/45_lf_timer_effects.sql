@@ -25,7 +25,14 @@
 -- outbox (6 of 32 ms per batch of 500 with 20,000 events in the bench's outbox, and
 -- growing with it) and joined reps by comparing every timer with every rep (8 ms);
 -- now a bitmap index scan of the outbox (0.25 ms) and a primary-key probe of reps.
-CREATE OR REPLACE FUNCTION lf_timer_effects(p_seqs bigint[], p_sla jsonb,
+-- p_event_ids, when given, are ids for the events written (at most one per timer),
+-- drawn by the caller as lf_fire_timers()'s are (41_lf_fire_timers.sql); an event
+-- with no id there gets gen_random_uuid().
+-- (Dropped first: CREATE OR REPLACE cannot add an argument.)
+DROP FUNCTION IF EXISTS lf_timer_effects(bigint[], jsonb);
+DROP FUNCTION IF EXISTS lf_timer_effects(bigint[], jsonb, uuid[]);
+CREATE FUNCTION lf_timer_effects(p_seqs bigint[], p_sla jsonb,
+                                 p_event_ids uuid[] DEFAULT NULL,
                                  OUT reminders integer, OUT escalations integer,
                                  OUT reassigns integer, OUT next_timers text)
     LANGUAGE plpgsql SET enable_seqscan = off AS $$
@@ -105,7 +112,9 @@ BEGIN
           FROM nm ORDER BY nm.id),
     ob AS (
         INSERT INTO outbox (event_id, type, lead_id, payload)
-        SELECT gen_random_uuid(), o.type, o.lead_id, o.payload FROM (
+        SELECT coalesce(p_event_ids[(row_number() OVER (ORDER BY o.id))::integer],
+                        gen_random_uuid()),
+               o.type, o.lead_id, o.payload FROM (
             SELECT nm.id,
                    CASE nm.action WHEN 'reminder' THEN 'sla.reminded'
                                   WHEN 'escalation' THEN 'sla.escalated'

@@ -88,10 +88,14 @@ static int s_held(lf_effects_t *self) {
 /* Runs lf_timer_effects() for the events seqs (an array literal) inside the
  * consumer's transaction, and queues the new timers for Redis. Returns 0 or -1. */
 static int s_apply(s_worker_t *e, lf_db_t *db, const char *seqs, long n) {
-    const char *p[] = {seqs, e->cfg.sla_text};
+    /* The ids of the events it writes (at most one per timer), drawn here. */
+    char *eids = lf_uuid4_array(n > 0 ? (size_t)n : 0);
+    const char *p[] = {seqs, e->cfg.sla_text, eids};
     PGresult *res = lf_db_exec_prepared(
         db, "lf_timer_effects",
-        "SELECT next_timers FROM lf_timer_effects($1::bigint[], $2::jsonb)", 2, p);
+        "SELECT next_timers FROM lf_timer_effects($1::bigint[], $2::jsonb, $3::uuid[])",
+        3, p);
+    free(eids);
     if (!res)
         return -1;
     const char *pairs = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";

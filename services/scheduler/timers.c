@@ -389,10 +389,23 @@ fail:
     return -1;
 }
 
-/* The firing of a batch: one statement, one transaction (41_lf_fire_timers.sql). */
+/* The firing of a batch: one statement, one transaction (41_lf_fire_timers.sql).
+ * $3 holds the ids of the 'timer.fired' events, drawn here: one per timer id of $1. */
 #define S_FIRE_SQL                                                                       \
     "SELECT fired, reminders, escalations, reassigns, next_timers, events"               \
-    " FROM lf_fire_timers($1::bigint[], $2::jsonb)"
+    " FROM lf_fire_timers($1::bigint[], $2::jsonb, $3::uuid[])"
+
+/* The event ids for a batch of timer ids (a bigint[] literal): one per id. To be
+ * freed. */
+static char *s_event_ids(const char *ids) {
+    size_t n = 0;
+    if (ids[0] == '{' && ids[1] != '}') {
+        n = 1;
+        for (const char *c = ids; *c; c++)
+            n += *c == ',';
+    }
+    return lf_uuid4_array(n);
+}
 
 /* Takes a committed lf_fire_timers() result: counters, the keep-alive kinds' next
  * timers into Redis with one ZADD, and the 'timer.fired' events to the effects
@@ -414,8 +427,10 @@ static int s_took(lf_timers_t *t, lf_redis_t *redis, PGresult *res) {
 /* Fires the given timer ids (a PostgreSQL bigint[] literal) on db, waiting for the
  * commit; redis takes the next timers. Returns the number that fired, or -1. */
 static int s_fire_sync(lf_timers_t *t, lf_db_t *db, lf_redis_t *redis, const char *ids) {
-    const char *p[] = {ids, t->sla_text};
-    PGresult *res = lf_db_exec_prepared(db, "lf_fire_timers", S_FIRE_SQL, 2, p);
+    char *eids = s_event_ids(ids);
+    const char *p[] = {ids, t->sla_text, eids};
+    PGresult *res = lf_db_exec_prepared(db, "lf_fire_timers", S_FIRE_SQL, 3, p);
+    free(eids);
     if (!res) {
         lf_warn("timer batch not fired (will be swept): %s", db->errstr);
         return -1;
@@ -469,8 +484,11 @@ static void s_lane_broken(s_lane_t *l, const char *what) {
 }
 
 static int s_lane_send(s_lane_t *l, const lf_timers_t *t, const char *ids) {
-    const char *p[] = {ids, t->sla_text};
-    if (!PQsendQueryParams(l->db->conn, S_FIRE_SQL, 2, NULL, p, NULL, NULL, 0)) {
+    char *eids = s_event_ids(ids);
+    const char *p[] = {ids, t->sla_text, eids};
+    int sent = PQsendQueryParams(l->db->conn, S_FIRE_SQL, 3, NULL, p, NULL, NULL, 0);
+    free(eids);
+    if (!sent) {
         s_lane_broken(l, "send");
         return -1;
     }

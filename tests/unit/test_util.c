@@ -67,6 +67,28 @@ Test(util, uuid4_ids_are_random_well_formed_and_unique_across_threads) {
         cr_assert(strcmp(s_ids4[i - 1], s_ids4[i]) != 0, "%s twice", s_ids4[i]);
 }
 
+/* A batch's event ids as a uuid[] literal: n distinct ids in braces, commas between. */
+Test(util, uuid4_array_is_a_literal_of_n_distinct_ids) {
+    char *a = lf_uuid4_array(0);
+    cr_expect_str_eq(a, "{}");
+    free(a);
+    a = lf_uuid4_array(3);
+    cr_assert_eq(strlen(a), 2 + 3 * 36 + 2, "%s", a);
+    cr_assert_eq(a[0], '{');
+    cr_assert_eq(a[strlen(a) - 1], '}');
+    char id[3][37];
+    for (int i = 0; i < 3; i++) {
+        memcpy(id[i], a + 1 + 37 * i, 36);
+        id[i][36] = '\0';
+        cr_expect(lf_uuid_valid(id[i]), "%s", id[i]);
+        cr_expect_eq(id[i][14], '4', "%s", id[i]);
+        if (i < 2)
+            cr_expect_eq(a[1 + 37 * i + 36], ',', "%s", a);
+    }
+    cr_expect(strcmp(id[0], id[1]) && strcmp(id[1], id[2]) && strcmp(id[0], id[2]));
+    free(a);
+}
+
 Test(util, uuid_valid_takes_the_canonical_form_only) {
     char id[37];
     lf_uuid7(id);

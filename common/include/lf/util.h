@@ -30,6 +30,9 @@ void lf_uuid7(char out[37]);
  * ids): drawn here, not by PostgreSQL, whose gen_random_uuid() costs a backend several
  * microseconds a call through OpenSSL 3's generator (docs/benchmarks.md). */
 void lf_uuid4(char out[37]);
+/* A PostgreSQL uuid[] literal of n new lf_uuid4 ids ("{}" for none), to be freed:
+ * the event ids of a batch a SQL function writes. */
+char *lf_uuid4_array(size_t n);
 
 /* 1 when s is a UUID in its canonical 8-4-4-4-12 hexadecimal form (either case), as
  * lead ids are: a lead id column is uuid, so anything else names no lead and must not
