@@ -10,9 +10,17 @@
 --                       with a new next_action_at or a stage move. done_by is the list
 --                       the follow-up's overdue timer remembers, else p_done_by (the
 --                       scheduler's stale.restart_on, on the digest timer), else the
---                       default four;
+--                       default four; and the deal was still the rep's at p_to: the
+--                       last change of owner on its timeline after the reminder and
+--                       before p_to (assigned, queued, reassigned - a manager's move, a
+--                       claim, a handover, a release to the pool - or recycled), if
+--                       any, gave it back to that rep. A deal that went to someone else
+--                       or to the pool is no longer this rep's follow-up to do;
 --   missed_slas         first-contact reminders sent to the rep (the SLA ran out);
 --   stale_warnings      stale-deal warnings to the rep as the owner;
+--   (these two count what happened while the deal was the rep's - a reminder or a
+--   warning goes only to the owner of the clock that ran out - so a later move does
+--   not take them away;)
 --   recycled            deals taken from the rep because they went stale;
 --   reactivated         lost deals of the rep offered again as new opportunities;
 -- and the team pool now: size, the oldest pool_since, its age in seconds, the count per
@@ -43,7 +51,15 @@ CREATE OR REPLACE FUNCTION lf_digest_figures(p_team text, p_from timestamptz,
                        OR (e.type = 'activity'
                            AND (e.data ->> 'next_action_at' IS NOT NULL
                                 OR e.data ->> 'activity' IN (
-                                    SELECT jsonb_array_elements_text(d.types))))))),
+                                    SELECT jsonb_array_elements_text(d.types))))))
+           AND NOT EXISTS (
+               SELECT 1 FROM (
+                   SELECT e.data ->> 'owner' AS owner FROM lead_events e
+                    WHERE e.lead_id = n.lead_id
+                      AND e.type IN ('assigned', 'queued', 'reassigned', 'recycled')
+                      AND e.at >= n.created_at AND e.at < p_to
+                    ORDER BY e.id DESC LIMIT 1) o
+                WHERE o.owner IS DISTINCT FROM n.rep_id)),
     sla AS (
         SELECT n.rep_id, n.lead_id FROM notifications n
          WHERE n.kind = 'sla_reminder' AND n.created_at >= p_from AND n.created_at < p_to
