@@ -64,7 +64,7 @@ BEGIN
                       to_char(j.closed_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD'),
                       j.loss_reason, j.id, j.new_id, coalesce(j.team, 'default'))
           FROM j JOIN nl ON nl.id = j.new_id ORDER BY j.timer_id
-            ON CONFLICT (timer_id) DO NOTHING
+            ON CONFLICT (timer_id) WHERE timer_id IS NOT NULL DO NOTHING
         RETURNING id, lead_id),
     ev AS (
         INSERT INTO lead_events (lead_id, type, actor, data)

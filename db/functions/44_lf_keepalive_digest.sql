@@ -154,7 +154,7 @@ BEGIN
         rcpt := r.data ->> 'to';
         INSERT INTO digests (timer_id, team, to_rep, period_start, period_end, figures)
         VALUES (r.id, r.team, rcpt, pfrom, r.due_at, fig)
-            ON CONFLICT (timer_id) DO NOTHING
+            ON CONFLICT (timer_id) WHERE timer_id IS NOT NULL DO NOTHING
         RETURNING id INTO did;
         CONTINUE WHEN did IS NULL;
         INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)

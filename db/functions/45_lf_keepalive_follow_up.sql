@@ -59,7 +59,7 @@ CREATE OR REPLACE FUNCTION lf_keepalive_fire_follow_up(p_ids bigint[]) RETURNS i
         INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)
         SELECT m.id, m.lead_id, m.rep_to, 'follow_up_overdue', m.message FROM m
          ORDER BY m.id
-            ON CONFLICT (timer_id) DO NOTHING
+            ON CONFLICT (timer_id) WHERE timer_id IS NOT NULL DO NOTHING
         RETURNING id AS nid, timer_id),
     nm AS (
         SELECT m.*, n.nid FROM n JOIN m ON m.id = n.timer_id),

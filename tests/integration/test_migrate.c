@@ -533,3 +533,55 @@ Test(migrate, the_team_index_holds_only_leads_with_a_team) {
     PQfinish(c);
     lf_h_destroy(&h);
 }
+
+/* 0059: the unique index of notifications.timer_id holds the notifications of a timer
+ * only. The router's notifications (lead_assigned, pool_waiting: no timer) no longer
+ * write an entry under NULL that nothing reads; a timer still makes one notification:
+ * a second row with its id is refused, and the functions' ON CONFLICT clause (with the
+ * predicate that infers the partial index) skips it. */
+Test(migrate, the_timer_index_holds_only_notifications_of_a_timer) {
+    lf_h_t *h = lf_h_new(0, 0);
+    lf_h_allow_orphans(h); /* notifications of made-up leads and timers */
+    PGconn *c = PQconnectdb(lf_h_db_url(h));
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    s_expect(c,
+             "SELECT indexdef LIKE '%UNIQUE INDEX notifications_timer_once ON"
+             " public.notifications USING btree (timer_id) WHERE (timer_id IS NOT NULL)'"
+             " FROM pg_indexes WHERE tablename = 'notifications'"
+             " AND indexname = 'notifications_timer_once'",
+             "t");
+    s_expect(c,
+             "SELECT count(*) FROM pg_constraint"
+             " WHERE conname = 'notifications_timer_id_key'",
+             "0");
+    /* 200 notifications as the router writes them, 50 as firing timers do. */
+    free(s_val(c, "INSERT INTO notifications (lead_id, rep_id, kind, message)"
+                  " SELECT gen_random_uuid(), 'rep' || g, 'lead_assigned', 'x'"
+                  " FROM generate_series(1, 200) g"));
+    free(s_val(c, "INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)"
+                  " SELECT g, gen_random_uuid(), 'rep' || g, 'sla_reminder', 'x'"
+                  " FROM generate_series(1, 50) g"));
+    /* ANALYZE reads all 250 rows: the index's reltuples is then its entry count. */
+    free(s_val(c, "ANALYZE notifications"));
+    s_expect(c,
+             "SELECT reltuples::bigint FROM pg_class"
+             " WHERE relname = 'notifications_timer_once'",
+             "50");
+    PGresult *r = PQexec(c, "INSERT INTO notifications (timer_id, lead_id, rep_id, kind,"
+                            " message) VALUES (7, gen_random_uuid(), 'rep7',"
+                            " 'sla_reminder', 'again')");
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect(state && !strcmp(state, "23505"),
+              "a second notification of timer 7 was not refused: %s", PQerrorMessage(c));
+    PQclear(r);
+    s_expect(c,
+             "INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)"
+             " VALUES (7, gen_random_uuid(), 'rep7', 'sla_reminder', 'again'),"
+             " (51, gen_random_uuid(), 'rep51', 'sla_reminder', 'new')"
+             " ON CONFLICT (timer_id) WHERE timer_id IS NOT NULL DO NOTHING",
+             "1");
+    s_expect(c, "SELECT count(*) FROM notifications WHERE timer_id = 7", "1");
+    s_expect(c, "SELECT count(*) FROM notifications WHERE timer_id IS NULL", "200");
+    PQfinish(c);
+    lf_h_destroy(&h);
+}
