@@ -581,6 +581,14 @@ Test(router, a_backlog_is_decided_as_sets_with_the_same_outcome, .timeout = 120)
               N);
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM assignments WHERE cand IS NULL"),
                  0, "every decision took the set path");
+    /* The events' ids, made by the router (lf_uuid4), are random UUIDs (version 4),
+     * each different, as gen_random_uuid() made them in the statement before. */
+    cr_expect_eq(
+        lf_h_sql_long(h, "SELECT count(DISTINCT event_id) FROM outbox"
+                         " WHERE type = 'lead.assigned'"
+                         " AND substr(event_id::text, 15, 1) = '4'"
+                         " AND substr(event_id::text, 20, 1) IN ('8', '9', 'a', 'b')"),
+        N, "the lead.assigned events' ids are not %d distinct v4 UUIDs", N);
     /* A decision moves updated_at (a CRM syncing by updated_at sees the lead again): set
      * by the router's own statement, since the timeline's touch trigger leaves the
      * router's entries alone. */
