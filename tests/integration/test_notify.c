@@ -6,8 +6,10 @@
  * of 500 for one robot arriving as a few merged messages within its rate; e-mail over
  * SMTP; quiet hours; a failing destination paused and its manager told; destinations
  * through the API (masked, write-only, who may set what, private addresses refused), the
- * list, retry and metrics. Leads and notifications are written with SQL: the scheduler's
- * delivery is tested alone (timer firing into notifications has its own tests). */
+ * list, retry and metrics; secrets encrypted at rest, a wrong key, rotating the key, team
+ * secrets named by secret_env / secret_file. Leads and notifications are written with
+ * SQL: the scheduler's delivery is tested alone (timer firing into notifications has its
+ * own tests). */
 #include <criterion/criterion.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -1305,4 +1307,83 @@ Test(notify, a_rotation_with_a_wrong_old_key_changes_nothing, .timeout = 60) {
     free(now);
     free(before);
     lf_h_destroy(&h);
+}
+
+/* A team destination's secret named in routing.json instead of written there: one from
+ * an environment variable of the scheduler (secret_env), one from a file (secret_file,
+ * as a container secret is mounted). Messages are signed with those secrets, they are
+ * stored encrypted like any other, and neither the secrets nor the references appear in
+ * PostgreSQL in plain text. A variable that is not set stops the scheduler with the
+ * destination and the variable named. */
+Test(notify, team_secrets_from_the_environment_or_a_file, .timeout = 60) {
+    lf_rcv_t *hook = lf_rcv_start(0), *ding = lf_rcv_start(0);
+    lf_rcv_default(ding, (lf_rcv_answer_t){.status = 200,
+                                           .body = "{\"errcode\":0,\"errmsg\":\"ok\"}"});
+    lf_h_t *h = lf_h_new(0, 1);
+    char path[1024], cfg[1536];
+    snprintf(path, sizeof path, "%s/ding.secret", lf_h_dir(h));
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs("SECding-file\n", f);
+    fclose(f);
+    snprintf(cfg, sizeof cfg,
+             "{\"default_team\": null, \"default_policy\": \"round_robin\","
+             " \"default_fallback\": {\"queue\": \"unassigned\"}, \"teams\": {\"east\":"
+             " {\"manager\": \"li.ming\", \"notify\": ["
+             "{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/team\","
+             " \"secret_env\": \"LF_TEST_EAST_HOOK_SECRET\"},"
+             " {\"type\": \"dingtalk\", \"url\": \"http://127.0.0.1:%d/robot/send?"
+             "access_token=t9\", \"secret_file\": \"%s\"}]}}}",
+             lf_rcv_port(hook), lf_rcv_port(ding), path);
+    lf_h_config(h, "routing.json", cfg);
+    lf_h_env(h, "LF_TEST_EAST_HOOK_SECRET", "whsec-env");
+    lf_h_notify_fast(h);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
+    cr_assert_eq(lf_rcv_wait(hook, 1, 20000), 1, "the team webhook got nothing");
+    cr_assert_eq(lf_rcv_wait(ding, 1, 20000), 1, "the team's DingTalk got nothing");
+    char *body = lf_rcv_body(hook, 0),
+         *ts = lf_rcv_header(hook, 0, "X-Leadflow-Timestamp"),
+         *sig = lf_rcv_header(hook, 0, "X-Leadflow-Signature"), hex[65], want[80];
+    cr_assert(body && ts && sig);
+    lf_sign_webhook("whsec-env", ts, body, strlen(body), hex);
+    snprintf(want, sizeof want, "sha256=%s", hex);
+    cr_expect_str_eq(sig, want, "webhook signed with the secret from the environment");
+    free(body);
+    free(ts);
+    free(sig);
+    char *t = lf_rcv_target(ding, 0), *dts = s_query(t, "timestamp"),
+         *sign = s_query(t, "sign");
+    cr_assert(dts && sign, "%s", t);
+    lf_sign_dingtalk("SECding-file", atoll(dts), want, sizeof want);
+    cr_expect_str_eq(sign, want, "DingTalk signed with the secret from the file");
+    free(t);
+    free(dts);
+    free(sign);
+    char *all = s_stored_secrets(h);
+    cr_expect(!strstr(all, "whsec-env") && !strstr(all, "SECding-file") &&
+                  !strstr(all, "secret_env") && !strstr(all, "secret_file"),
+              "stored: %s", all);
+    free(all);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_teams,"
+                                  " jsonb_array_elements(notify) d WHERE team = 'east'"
+                                  " AND d ->> 'secret' LIKE 'enc:v1:%'"),
+                 2, "the team's two secrets are not stored encrypted");
+    lf_h_destroy(&h);
+    lf_rcv_stop(&hook);
+    lf_rcv_stop(&ding);
+
+    /* The variable not set: the scheduler does not start, and says which. */
+    char cmd[1536];
+    const char *bin = getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/san/bin";
+    snprintf(
+        cmd, sizeof cmd,
+        "d=$(mktemp -d) && cp config/*.json $d/ && printf '%%s' '{\"teams\": {\"east\":"
+        " {\"notify\": [{\"type\": \"webhook\", \"url\": \"http://x\", \"secret_env\":"
+        " \"LF_TEST_UNSET_SECRET\"}]}}}' > $d/routing.json && LEADFLOW_CONFIG_DIR=$d "
+        "LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:%s/postgres"
+        " %s/leadflow-scheduler 2>&1 | grep -q 'teams.east.notify\\[0\\]: secret_env:"
+        " LF_TEST_UNSET_SECRET is not set'; rc=$?; rm -rf $d; exit $rc",
+        getenv("LF_TEST_PG_PORT"), bin);
+    cr_expect_eq(system(cmd), 0, "an unset secret_env was not refused clearly");
 }
