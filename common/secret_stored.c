@@ -1,8 +1,9 @@
-/* secret_stored.c - sealing the notification secrets already stored, and checking that
- * a key opens them (lf/secret_stored.h). leadflow-migrate seals; intake and the
- * scheduler check their key at start. */
+/* secret_stored.c - sealing the notification secrets already stored, checking that a
+ * key opens them and moving them to another key (lf/secret_stored.h). leadflow-migrate
+ * seals and rotates; intake and the scheduler check their key at start. */
 #include "lf/secret_stored.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,4 +151,135 @@ int lf_secret_check_stored(lf_db_t *db, const lf_secret_key_t *key, char *err,
     }
     PQclear(res);
     return rc;
+}
+
+/* One stored value under the new key: *out is the value to store instead (caller
+ * frees), NULL when it stays as it is. Returns 0, or -1 when neither key opens it
+ * (or OpenSSL failed to seal). */
+static int s_reseal(const lf_secret_key_t *old_key, const lf_secret_key_t *new_key,
+                    const char *stored, char **out, lf_secret_rotation_t *st) {
+    char err[256], *plain = NULL;
+    *out = NULL;
+    if (!lf_secret_is_sealed(stored)) {
+        *out = lf_secret_seal(new_key, stored);
+        st->sealed_plain++;
+        return *out ? 0 : -1;
+    }
+    if (lf_secret_open(new_key, stored, &plain, err, sizeof err) == 0) {
+        OPENSSL_cleanse(plain, strlen(plain));
+        free(plain);
+        st->already++;
+        return 0;
+    }
+    if (lf_secret_open(old_key, stored, &plain, err, sizeof err) < 0)
+        return -1;
+    *out = lf_secret_seal(new_key, plain);
+    OPENSSL_cleanse(plain, strlen(plain));
+    free(plain);
+    st->resealed++;
+    return *out ? 0 : -1;
+}
+
+/* The destination lists of one table (reps or notify_teams, keyed by `id`) that hold
+ * a secret, locked, each rewritten under the new key when any of its secrets changed.
+ * Returns 0, 1 (err names the row) or -1. */
+static int s_rotate_lists(lf_db_t *db, const lf_secret_key_t *old_key,
+                          const lf_secret_key_t *new_key, const char *table,
+                          const char *id, lf_secret_rotation_t *st, char *err,
+                          size_t errsz) {
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT %s, notify::text FROM %s WHERE jsonb_typeof(notify) = 'array'"
+             " AND EXISTS (SELECT 1 FROM jsonb_array_elements(notify) d"
+             "  WHERE jsonb_typeof(d -> 'secret') = 'string')"
+             " ORDER BY %s FOR NO KEY UPDATE",
+             id, table, id);
+    PGresult *res = lf_db_exec(db, sql, 0, NULL);
+    if (!res)
+        return -1;
+    snprintf(sql, sizeof sql, "UPDATE %s SET notify = $2::jsonb WHERE %s = $1", table,
+             id);
+    int rc = 0;
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        json_t *list = json_loads(PQgetvalue(res, r, 1), 0, NULL), *d;
+        size_t i;
+        int changed = 0;
+        json_array_foreach(list, i, d) {
+            const char *s = json_string_value(json_object_get(d, "secret"));
+            char *now = NULL;
+            if (!s)
+                continue;
+            if (s_reseal(old_key, new_key, s, &now, st) < 0) {
+                snprintf(err, errsz,
+                         "the secret of %s %s (destination %zu) opens with neither the "
+                         "old key nor the new one",
+                         table, PQgetvalue(res, r, 0), i + 1);
+                rc = 1;
+                break;
+            }
+            if (now) {
+                json_object_set_new(d, "secret", json_string(now));
+                free(now);
+                changed = 1;
+            }
+        }
+        char *text = rc == 0 && changed ? json_dumps(list, JSON_COMPACT) : NULL;
+        json_decref(list);
+        if (text) {
+            const char *p[] = {PQgetvalue(res, r, 0), text};
+            if (lf_db_cmd(db, sql, 2, p) != 1)
+                rc = -1;
+            free(text);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+int lf_secret_rotate_stored(lf_db_t *db, const lf_secret_key_t *old_key,
+                            const lf_secret_key_t *new_key, lf_secret_rotation_t *out,
+                            char *err, size_t errsz) {
+    lf_secret_rotation_t st = {0, 0, 0};
+    *out = st;
+    if (!old_key || !new_key) {
+        snprintf(err, errsz, "both keys are needed");
+        return 1;
+    }
+    if (lf_db_begin(db) < 0)
+        return -1;
+    int rc = s_rotate_lists(db, old_key, new_key, "reps", "id", &st, err, errsz);
+    if (rc == 0)
+        rc =
+            s_rotate_lists(db, old_key, new_key, "notify_teams", "team", &st, err, errsz);
+    PGresult *res =
+        rc == 0 ? lf_db_exec(db,
+                             "SELECT key, secret FROM notify_dests WHERE secret IS NOT"
+                             " NULL ORDER BY key FOR NO KEY UPDATE",
+                             0, NULL)
+                : NULL;
+    if (rc == 0 && !res)
+        rc = -1;
+    for (int r = 0; res && r < PQntuples(res) && rc == 0; r++) {
+        char *now = NULL;
+        if (s_reseal(old_key, new_key, PQgetvalue(res, r, 1), &now, &st) < 0) {
+            snprintf(err, errsz,
+                     "the secret of notify_dests %s opens with neither the old key nor "
+                     "the new one",
+                     PQgetvalue(res, r, 0));
+            rc = 1;
+        } else if (now) {
+            const char *p[] = {PQgetvalue(res, r, 0), now};
+            if (lf_db_cmd(db, "UPDATE notify_dests SET secret = $2 WHERE key = $1", 2,
+                          p) != 1)
+                rc = -1;
+        }
+        free(now);
+    }
+    PQclear(res);
+    if (rc == 0 && lf_db_commit(db) == 0) {
+        *out = st;
+        return 0;
+    }
+    lf_db_rollback(db);
+    return rc == 0 ? -1 : rc;
 }

@@ -48,6 +48,9 @@ static const lf_cfg_def_t s_cfg[] = {
     {"LEADFLOW_DB_BI_PASSWORD", LF_CFG_STR, NULL, 0, 0,
      "when set, the read-only role leadflow_bi may log in with this password"},
     LF_CFG_SECRET_KEY,
+    {"LEADFLOW_SECRET_KEY_OLD", LF_CFG_STR, NULL, 0, 0,
+     "with --rotate-secret-key only: the key the stored secrets are encrypted with now "
+     "(LEADFLOW_SECRET_KEY is then the new one)"},
     {NULL, 0, NULL, 0, 0, NULL}};
 
 #define NO_TXN_MARK "-- leadflow:no-transaction"
@@ -365,12 +368,57 @@ static long s_seal_secrets(lf_db_t *db, lf_config_t *cfg) {
     return rc != 0 ? -1 : n;
 }
 
+/* --rotate-secret-key: every stored secret from LEADFLOW_SECRET_KEY_OLD to
+ * LEADFLOW_SECRET_KEY in one transaction (lf_secret_rotate_stored), nothing else (no
+ * migration). Returns the exit status: 0, 1 when a secret opens with neither key or a
+ * key is missing (nothing changed). */
+static int s_rotate(lf_db_t *db, lf_config_t *cfg) {
+    char err[256];
+    lf_secret_key_t *old_key = NULL, *new_key = NULL;
+    int rc = 1;
+    if (lf_secret_key_parse(lf_config_str(cfg, "LEADFLOW_SECRET_KEY_OLD"), &old_key, err,
+                            sizeof err) < 0) {
+        lf_error("bad configuration: LEADFLOW_SECRET_KEY_OLD: %s", err);
+        goto out;
+    }
+    if (lf_secret_key_parse(lf_config_str(cfg, "LEADFLOW_SECRET_KEY"), &new_key, err,
+                            sizeof err) < 0) {
+        lf_error("bad configuration: %s", err);
+        goto out;
+    }
+    if (!old_key || !new_key) {
+        lf_error("--rotate-secret-key needs the old key in LEADFLOW_SECRET_KEY_OLD and "
+                 "the new one in LEADFLOW_SECRET_KEY; nothing was changed");
+        goto out;
+    }
+    lf_secret_rotation_t st;
+    int r = lf_secret_rotate_stored(db, old_key, new_key, &st, err, sizeof err);
+    if (r > 0)
+        lf_error("secret key not rotated: %s; nothing was changed", err);
+    else if (r < 0)
+        lf_error("secret key not rotated: %s; nothing was changed", db->errstr);
+    else
+        lf_info("secret key rotated secrets_reencrypted=%ld plain_secrets_encrypted=%ld "
+                "already_under_the_new_key=%ld",
+                st.resealed, st.sealed_plain, st.already);
+    rc = r == 0 ? 0 : 1;
+out:
+    lf_secret_key_destroy(&old_key);
+    lf_secret_key_destroy(&new_key);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     int status_only = argc > 1 && strcmp(argv[1], "--status") == 0;
+    int rotate = argc > 1 && strcmp(argv[1], "--rotate-secret-key") == 0;
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: leadflow-migrate [--status]\n");
+        printf("usage: leadflow-migrate [--status | --rotate-secret-key]\n");
         lf_config_usage(s_cfg);
         return 0;
+    }
+    if (argc > 1 && !status_only && !rotate) {
+        fprintf(stderr, "usage: leadflow-migrate [--status | --rotate-secret-key]\n");
+        return 2;
     }
     char err[256];
     lf_config_t *cfg = lf_config_load(s_cfg, err, sizeof err);
@@ -406,6 +454,10 @@ int main(int argc, char **argv) {
                   "sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
                   0, NULL) < 0) {
         lf_error("cannot prepare the migration tables: %s", db->errstr);
+        goto out;
+    }
+    if (rotate) {
+        rc = s_rotate(db, cfg);
         goto out;
     }
     int applied = s_versioned(db, dir, status_only);

@@ -77,7 +77,8 @@ END $$;
 -- Fires the stale timers among p_ids (lf_fire_timers fires the SLA and follow-up
 -- ones). Only timers still pending fire (a timer claimed twice fires once).
 --   stale: only the lead's current generation, while the deal is open and still owned
---   by the rep whose clock it is. Phase 0 warns the owner, phase 1 the owner's manager
+--   by the rep whose clock it is, and nothing on its timeline since the clock started
+--   restarts it (an event not consumed yet: below). Phase 0 warns the owner, phase 1 the owner's manager
 --   (else the team's manager the scheduler put in data, else the owner), phase 2
 --   recycles (and cancels the owner's pending SLA and follow-up timers): the deal leaves its owner for its
 --   team pool (pool_reason 'recycled'; the router routes it again by itself when the
@@ -105,7 +106,24 @@ BEGIN
                      l1.stale_gen, l1.closed_at, l1.team
                 FROM leads l1 WHERE l1.id = f.lead_id LIMIT 1) l
          WHERE f.kind = 'stale' AND l.closed_at IS NULL AND l.owner = f.rep_id
-           AND l.stale_gen = f.step / 10),
+           AND l.stale_gen = f.step / 10
+           -- A restart the scheduler has not consumed yet (a backlog, a scheduler that
+           -- was down while the deadline passed): since the clock started, the deal's
+           -- timeline has a stage move, an assignment or an activity of a type that
+           -- restarts the clock (data.restart_on, written by the scheduler when it
+           -- armed the clock; none in timers armed before it was). Such a timer does
+           -- nothing: the owner did follow up, and that event arms the next clock when
+           -- it is consumed. (The entry that started the clock is within the
+           -- millisecond of stale_since, which events carry.)
+           AND NOT EXISTS (
+               SELECT 1 FROM lead_events e
+                WHERE e.lead_id = f.lead_id
+                  AND e.at >= l.stale_since + interval '1 millisecond'
+                  AND (e.type IN ('stage_changed', 'assigned', 'reassigned')
+                       OR (e.type = 'activity'
+                           AND e.data ->> 'activity' IN (
+                               SELECT jsonb_array_elements_text(
+                                   coalesce(f.data -> 'restart_on', '[]'))))))),
     -- The recycle itself, under the row lock: only if the owner is still the one whose
     -- clock ran out (a claim or reassignment that got there first wins).
     rl AS (

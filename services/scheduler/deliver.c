@@ -37,6 +37,7 @@
 
 #include "lf/log.h"
 #include "lf/netguard.h"
+#include "lf/secret_ref.h"
 #include "lf/secret_stored.h"
 #include "lf/util.h"
 #include "notify_format.h"
@@ -466,8 +467,19 @@ int lf_deliver_sync_teams(lf_db_t *db, const json_t *routing, const lf_teams_t *
         json_t *list = json_object_get(t, "notify");
         json_t *mgr = json_object_get(t, "manager");
         const lf_team_t *tm = cals ? lf_teams_get(cals, id) : NULL;
-        /* A copy, its secrets sealed: the configuration itself stays as read. */
+        /* A copy, its secrets read from where the file points (secret_env,
+         * secret_file) and sealed: the configuration itself stays as read. */
         json_t *copy = list ? json_deep_copy(list) : json_array();
+        size_t i;
+        json_t *dest;
+        json_array_foreach(copy, i, dest) {
+            char ref[300];
+            if (lf_secret_ref_resolve(dest, ref, sizeof ref) < 0) {
+                json_decref(copy);
+                snprintf(why, whysz, "teams.%s.notify[%zu]: %s", id, i, ref);
+                goto bad;
+            }
+        }
         if (key && lf_secret_seal_list(key, copy) < 0) {
             json_decref(copy);
             snprintf(why, whysz,

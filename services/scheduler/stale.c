@@ -74,10 +74,17 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
             due_p[i] = due[i];
         }
     }
-    /* The cool-down of a recycle, and the team's manager: who hears of a stale deal
-     * whose owner has no manager of their own. */
+    /* The cool-down of a recycle, the team's manager (who hears of a stale deal whose
+     * owner has no manager of their own) and the activity types that restart the
+     * clock: firing skips a timer whose deal has one on its timeline since the clock
+     * started, an event the scheduler has not consumed yet (42_lf_keepalive.sql). */
     json_t *dj =
         json_pack("{s:I}", "cooldown_s", (json_int_t)lf_keepalive_cooldown(t->ka)->secs);
+    json_t *rs = json_array();
+    const char *const *rt = lf_keepalive_restart_types(t->ka);
+    for (size_t i = 0; rt && rt[i]; i++)
+        json_array_append_new(rs, json_string(rt[i]));
+    json_object_set_new(dj, "restart_on", rs);
     const char *mgr = t->teams ? lf_teams_get(t->teams, team)->manager : NULL;
     if (mgr)
         json_object_set_new(dj, "team_manager", json_string(mgr));

@@ -425,8 +425,75 @@ Test(keepalive, a_call_restarts_the_clock_and_a_note_does_not, .timeout = 120) {
                "   t.due_at - e.at - interval '5 seconds')) < 0.01))%s",
                called, NULL),
         3, "the call cancelled the stage move's three timers");
+    /* The running clock's timers carry the types that restart it, for firing. */
+    cr_expect_eq(
+        s_long(h,
+               "SELECT count(*) FROM timers WHERE lead_id = '%s' AND kind = 'stale'"
+               " AND state = 'pending' AND data -> 'restart_on' ="
+               " '[\"call\", \"visit\"]'%s",
+               called, NULL),
+        2, "the warning's two next timers do not say what restarts the clock");
     free(noted);
     free(called);
+    lf_h_destroy(&h);
+}
+
+/* A stale timer that comes due before the scheduler has consumed the event that
+ * restarted its clock (a backlog, a scheduler that was down while the deadline passed)
+ * does nothing: the owner followed up in time. Four deals of wang.fang whose clock
+ * started ten seconds ago, each with a timer due now and an entry on the timeline five
+ * seconds ago that the scheduler has not seen:
+ *   D1  a call, owner's warning due      no warning (the old firing warned)
+ *   D2  a note, owner's warning due      warned (a note does not restart the clock)
+ *   D3  a call, recycle due              not recycled (the old firing recycled it)
+ *   D4  a call, owner's warning due, a timer armed before timers said what restarts
+ *       the clock                         warned, as before
+ * Fired through lf_keepalive_fire_stale(), as the scheduler's firing does. */
+Test(keepalive, a_timer_due_before_its_restart_is_consumed_does_nothing, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 1);
+    const char *facts[] = {
+        "INSERT INTO leads (id, channel, phone, grade, owner, stage, team, assigned_at,"
+        " stale_gen, stale_since)"
+        " SELECT ('0000000f-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid,"
+        " 'web_form', '1370001' || g, 'B', 'wang.fang', 'contacted', 'east',"
+        " now() - interval '1 day', 1, now() - interval '10 seconds'"
+        " FROM generate_series(1, 4) g",
+        "INSERT INTO lead_events (lead_id, type, actor, data, at)"
+        " SELECT ('0000000f-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid,"
+        " 'activity', 'wang.fang', jsonb_build_object('seq', 1, 'activity',"
+        " CASE g WHEN 2 THEN 'note' ELSE 'call' END), now() - interval '5 seconds'"
+        " FROM generate_series(1, 4) g",
+        "INSERT INTO timers (id, lead_id, kind, step, due_at, rep_id, data)"
+        " SELECT 9200 + g, ('0000000f-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid,"
+        " 'stale', CASE g WHEN 3 THEN 12 ELSE 10 END, now(), 'wang.fang',"
+        " CASE g WHEN 4 THEN '{\"cooldown_s\": 3600}'::jsonb ELSE '{\"cooldown_s\":"
+        " 3600, \"restart_on\": [\"call\", \"visit\"]}'::jsonb END"
+        " FROM generate_series(1, 4) g",
+    };
+    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++) {
+        char q[2048];
+        snprintf(q, sizeof q, "%s RETURNING 1", facts[i]);
+        char *r = lf_h_sql(h, q);
+        cr_assert(r, "fact %zu not written", i);
+        free(r);
+    }
+    char *got = lf_h_sql(h, "SELECT concat_ws(' ', fired, warnings, recycles) FROM"
+                            " lf_keepalive_fire_stale(ARRAY[9201, 9202, 9203, 9204]::"
+                            "bigint[])");
+    cr_expect_str_eq(got, "4 2 0",
+                     "fired, warnings, recycles: %s (the old firing: 4 3 1)", got);
+    free(got);
+    got = lf_h_sql(h, "SELECT string_agg(right(lead_id::text, 1), ',' ORDER BY lead_id)"
+                      " FROM notifications WHERE kind = 'stale_warning'");
+    cr_expect_str_eq(got, "2,4", "the deals warned: %s", got);
+    free(got);
+    got = lf_h_sql(h, "SELECT coalesce(owner, '(pool)') FROM leads"
+                      " WHERE id = '0000000f-0000-7000-8000-000000000003'");
+    cr_expect_str_eq(got, "wang.fang", "a deal called in time was recycled");
+    free(got);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE kind = 'stale'"
+                                  " AND state = 'fired'"),
+                 4, "each timer fired once");
     lf_h_destroy(&h);
 }
 

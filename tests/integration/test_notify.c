@@ -6,18 +6,22 @@
  * of 500 for one robot arriving as a few merged messages within its rate; e-mail over
  * SMTP; quiet hours; a failing destination paused and its manager told; destinations
  * through the API (masked, write-only, who may set what, private addresses refused), the
- * list, retry and metrics. Leads and notifications are written with SQL: the scheduler's
- * delivery is tested alone (timer firing into notifications has its own tests). */
+ * list, retry and metrics; secrets encrypted at rest, a wrong key, rotating the key, team
+ * secrets named by secret_env / secret_file. Leads and notifications are written with
+ * SQL: the scheduler's delivery is tested alone (timer firing into notifications has its
+ * own tests). */
 #include <criterion/criterion.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../../services/scheduler/notify_format.h"
+#include "lf/secret.h"
 #include "../support/harness.h"
 #include "../support/notify_setup.h"
 #include "../support/receiver.h"
@@ -1112,4 +1116,274 @@ Test(notify, a_wrong_or_missing_key_is_a_clear_error, .timeout = 90) {
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE notify <> '[]'"), 0);
     lf_h_destroy(&h);
     lf_rcv_stop(&ding);
+}
+
+/* Runs leadflow-migrate --rotate-secret-key from old_key (NULL: not set) to new_key,
+ * its log in <test dir>/rotate.log (appended). Returns the exit status. */
+static int s_rotate(lf_h_t *h, const char *old_key, const char *new_key) {
+    char cmd[1536];
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_SECRET_KEY_OLD='%s'"
+             " LEADFLOW_SECRET_KEY='%s' %s/leadflow-migrate --rotate-secret-key"
+             " >>%s/rotate.log 2>&1",
+             lf_h_db_url(h), old_key ? old_key : "", new_key,
+             getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/bin", lf_h_dir(h));
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* How many lines of the rotation's log contain needle. */
+static long s_rotate_log(lf_h_t *h, const char *needle) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/rotate.log", lf_h_dir(h));
+    return lf_h_file_count(path, 0, needle);
+}
+
+#define S_NEW_KEY "5d1c3f0e9a8b7c6d5e4f30211203f4e5d6c7b8a9f0e1d2c3b4a5968778695a4b"
+
+/* Rotating LEADFLOW_SECRET_KEY: with intake stopped, leadflow-migrate
+ * --rotate-secret-key re-encrypts every stored secret (a rep's list set through the
+ * API, the destinations it fanned out to) under the new key and encrypts the plain ones
+ * (a rep's and a team's, written with SQL as before encryption), in one go; a second
+ * run with the same pair changes not a byte; the old key no longer opens them; intake
+ * and the scheduler restarted with the new key take a new secret and sign DingTalk and
+ * webhook messages with the same secrets as before. */
+Test(notify, rotating_the_secret_key_keeps_every_secret, .timeout = 90) {
+    lf_rcv_t *ding = lf_rcv_start(0), *hook = lf_rcv_start(0);
+    lf_rcv_default(ding, (lf_rcv_answer_t){.status = 200,
+                                           .body = "{\"errcode\":0,\"errmsg\":\"ok\"}"});
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
+    char dests[1024];
+    snprintf(
+        dests, sizeof dests,
+        "{\"notify\": [{\"type\": \"dingtalk\", \"url\": \"http://127.0.0.1:%d/robot/"
+        "send?access_token=t1\", \"secret\": \"SECding-rot\"},"
+        " {\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/hook\","
+        " \"secret\": \"whsec-rot\"}]}",
+        lf_rcv_port(ding), lf_rcv_port(hook));
+    cr_assert_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/wang.fang", dests, NULL), 200);
+    s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
+    lf_h_set_notify(h, "li.ming",
+                    "[{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:9/h\","
+                    " \"secret\": \"plain-rep\"}]");
+    free(lf_h_sql(h,
+                  "INSERT INTO notify_teams (team, notify) VALUES ('north', '[{\"type\":"
+                  " \"webhook\", \"url\": \"http://127.0.0.1:9/n\", \"secret\":"
+                  " \"plain-team\"}]') RETURNING 1"));
+    const char *sealed_q =
+        "SELECT count(*) FILTER (WHERE s LIKE 'enc:v1:%') || ' of ' || count(*) FROM ("
+        " SELECT d ->> 'secret' AS s FROM reps, jsonb_array_elements(notify) d"
+        "  WHERE d ? 'secret'"
+        " UNION ALL SELECT d ->> 'secret' FROM notify_teams, "
+        "jsonb_array_elements(notify) d"
+        "  WHERE d ? 'secret'"
+        " UNION ALL SELECT secret FROM notify_dests WHERE secret IS NOT NULL) x";
+    char *got = lf_h_sql(h, sealed_q);
+    cr_assert_str_eq(got, "4 of 6", "before: two plain secrets, four sealed");
+    free(got);
+    char *before = s_stored_secrets(h);
+    lf_h_stop(h, LF_H_INTAKE, 0, 0);
+
+    cr_assert_eq(s_rotate(h, LF_H_SECRET_KEY, S_NEW_KEY), 0, "the rotation failed");
+    cr_expect_eq(s_rotate_log(h, "secrets_reencrypted=4 plain_secrets_encrypted=2"
+                                 " already_under_the_new_key=0"),
+                 1);
+    got = lf_h_sql(h, sealed_q);
+    cr_expect_str_eq(got, "6 of 6", "after: every secret sealed");
+    free(got);
+    char *after = s_stored_secrets(h);
+    cr_expect_str_neq(after, before, "nothing was re-encrypted");
+    cr_expect(!strstr(after, "SECding") && !strstr(after, "whsec") &&
+                  !strstr(after, "plain-"),
+              "a secret in plain text: %s", after);
+    /* Again with the same pair: nothing changes. */
+    cr_assert_eq(s_rotate(h, LF_H_SECRET_KEY, S_NEW_KEY), 0, "the second run failed");
+    cr_expect_eq(s_rotate_log(h, "secrets_reencrypted=0 plain_secrets_encrypted=0"
+                                 " already_under_the_new_key=6"),
+                 1);
+    char *again = s_stored_secrets(h);
+    cr_expect_str_eq(again, after, "the second run rewrote secrets");
+    free(again);
+    /* The old key opens none of them now: leadflow-migrate with it refuses. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "LEADFLOW_DATABASE_URL='%s' LEADFLOW_SECRET_KEY=%s %s/leadflow-migrate"
+             " >/dev/null 2>&1",
+             lf_h_db_url(h), LF_H_SECRET_KEY,
+             getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/bin");
+    cr_expect_neq(system(cmd), 0, "the old key still opens the stored secrets");
+
+    /* The services with the new key. */
+    lf_h_env(h, "LEADFLOW_SECRET_KEY", S_NEW_KEY);
+    lf_h_start(h, LF_H_INTAKE, 0);
+    cr_expect_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/zhang.wei",
+                         "{\"notify\": [{\"type\": \"webhook\", \"url\":"
+                         " \"http://127.0.0.1:9/z\", \"secret\": \"whsec-new\"}]}",
+                         NULL),
+                 200, "intake with the new key refuses a new secret");
+    lf_h_notify_fast(h);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert_eq(lf_rcv_wait(ding, 1, 20000), 1, "DingTalk got nothing");
+    cr_assert_eq(lf_rcv_wait(hook, 1, 20000), 1, "the webhook got nothing");
+    char want[64];
+    char *t = lf_rcv_target(ding, 0), *ts = s_query(t, "timestamp"),
+         *sign = s_query(t, "sign");
+    cr_assert(ts && sign, "%s", t);
+    lf_sign_dingtalk("SECding-rot", atoll(ts), want, sizeof want);
+    cr_expect_str_eq(sign, want, "DingTalk signature after the rotation");
+    free(t);
+    free(ts);
+    free(sign);
+    char *body = lf_rcv_body(hook, 0),
+         *hts = lf_rcv_header(hook, 0, "X-Leadflow-Timestamp"),
+         *sig = lf_rcv_header(hook, 0, "X-Leadflow-Signature");
+    cr_assert(body && hts && sig);
+    char hex[65], wsig[80];
+    lf_sign_webhook("whsec-rot", hts, body, strlen(body), hex);
+    snprintf(wsig, sizeof wsig, "sha256=%s", hex);
+    cr_expect_str_eq(sig, wsig, "webhook signature after the rotation");
+    free(body);
+    free(hts);
+    free(sig);
+    free(after);
+    free(before);
+    lf_h_destroy(&h);
+    lf_rcv_stop(&ding);
+    lf_rcv_stop(&hook);
+}
+
+/* A rotation that cannot move every secret moves none: a wrong old key, a stored secret
+ * that opens with neither key (sealed under a third one) while the others would
+ * rotate, and a missing old key each exit 1 with a clear line, and the stored bytes
+ * stay as they were. */
+Test(notify, a_rotation_with_a_wrong_old_key_changes_nothing, .timeout = 60) {
+    static const char *other =
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
+    cr_assert_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/wang.fang",
+                         "{\"notify\": [{\"type\": \"webhook\", \"url\":"
+                         " \"http://127.0.0.1:9/w\", \"secret\": \"whsec-1\"}]}",
+                         NULL),
+                 200);
+    lf_h_stop(h, LF_H_INTAKE, 0, 0);
+    char *before = s_stored_secrets(h);
+    cr_expect_eq(s_rotate(h, other, S_NEW_KEY), 1, "a wrong old key went through");
+    cr_expect_eq(s_rotate_log(h, "the secret of reps wang.fang (destination 1) opens"
+                                 " with neither the old key nor the new one; nothing"
+                                 " was changed"),
+                 1);
+    char *now = s_stored_secrets(h);
+    cr_expect_str_eq(now, before, "a wrong old key changed a stored secret");
+    free(now);
+    /* The right old key, but one secret (a destination row) sealed under a third key:
+     * the rep's, which would rotate, stays as it was too. */
+    char err[256], *third = NULL;
+    lf_secret_key_t *k = NULL;
+    cr_assert_eq(lf_secret_key_parse(other, &k, err, sizeof err), 0, "%s", err);
+    third = lf_secret_seal(k, "whsec-third");
+    lf_secret_key_destroy(&k);
+    cr_assert(third);
+    char q[1024];
+    snprintf(q, sizeof q,
+             "INSERT INTO notify_dests (key, type, url, secret) VALUES ('zz-third',"
+             " 'webhook', 'http://127.0.0.1:9/t', '%s') RETURNING 1",
+             third);
+    free(third);
+    free(lf_h_sql(h, q));
+    free(before);
+    before = s_stored_secrets(h);
+    cr_expect_eq(s_rotate(h, LF_H_SECRET_KEY, S_NEW_KEY), 1,
+                 "a secret under a third key went through");
+    cr_expect_eq(
+        s_rotate_log(h, "the secret of notify_dests zz-third opens with neither"), 1);
+    now = s_stored_secrets(h);
+    cr_expect_str_eq(now, before, "a rotation that failed changed a stored secret");
+    free(now);
+    /* No old key at all. */
+    cr_expect_eq(s_rotate(h, NULL, S_NEW_KEY), 1);
+    cr_expect_eq(s_rotate_log(h, "needs the old key in LEADFLOW_SECRET_KEY_OLD"), 1);
+    now = s_stored_secrets(h);
+    cr_expect_str_eq(now, before);
+    free(now);
+    free(before);
+    lf_h_destroy(&h);
+}
+
+/* A team destination's secret named in routing.json instead of written there: one from
+ * an environment variable of the scheduler (secret_env), one from a file (secret_file,
+ * as a container secret is mounted). Messages are signed with those secrets, they are
+ * stored encrypted like any other, and neither the secrets nor the references appear in
+ * PostgreSQL in plain text. A variable that is not set stops the scheduler with the
+ * destination and the variable named. */
+Test(notify, team_secrets_from_the_environment_or_a_file, .timeout = 60) {
+    lf_rcv_t *hook = lf_rcv_start(0), *ding = lf_rcv_start(0);
+    lf_rcv_default(ding, (lf_rcv_answer_t){.status = 200,
+                                           .body = "{\"errcode\":0,\"errmsg\":\"ok\"}"});
+    lf_h_t *h = lf_h_new(0, 1);
+    char path[1024], cfg[1536];
+    snprintf(path, sizeof path, "%s/ding.secret", lf_h_dir(h));
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs("SECding-file\n", f);
+    fclose(f);
+    snprintf(cfg, sizeof cfg,
+             "{\"default_team\": null, \"default_policy\": \"round_robin\","
+             " \"default_fallback\": {\"queue\": \"unassigned\"}, \"teams\": {\"east\":"
+             " {\"manager\": \"li.ming\", \"notify\": ["
+             "{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:%d/team\","
+             " \"secret_env\": \"LF_TEST_EAST_HOOK_SECRET\"},"
+             " {\"type\": \"dingtalk\", \"url\": \"http://127.0.0.1:%d/robot/send?"
+             "access_token=t9\", \"secret_file\": \"%s\"}]}}}",
+             lf_rcv_port(hook), lf_rcv_port(ding), path);
+    lf_h_config(h, "routing.json", cfg);
+    lf_h_env(h, "LF_TEST_EAST_HOOK_SECRET", "whsec-env");
+    lf_h_notify_fast(h);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
+    cr_assert_eq(lf_rcv_wait(hook, 1, 20000), 1, "the team webhook got nothing");
+    cr_assert_eq(lf_rcv_wait(ding, 1, 20000), 1, "the team's DingTalk got nothing");
+    char *body = lf_rcv_body(hook, 0),
+         *ts = lf_rcv_header(hook, 0, "X-Leadflow-Timestamp"),
+         *sig = lf_rcv_header(hook, 0, "X-Leadflow-Signature"), hex[65], want[80];
+    cr_assert(body && ts && sig);
+    lf_sign_webhook("whsec-env", ts, body, strlen(body), hex);
+    snprintf(want, sizeof want, "sha256=%s", hex);
+    cr_expect_str_eq(sig, want, "webhook signed with the secret from the environment");
+    free(body);
+    free(ts);
+    free(sig);
+    char *t = lf_rcv_target(ding, 0), *dts = s_query(t, "timestamp"),
+         *sign = s_query(t, "sign");
+    cr_assert(dts && sign, "%s", t);
+    lf_sign_dingtalk("SECding-file", atoll(dts), want, sizeof want);
+    cr_expect_str_eq(sign, want, "DingTalk signed with the secret from the file");
+    free(t);
+    free(dts);
+    free(sign);
+    char *all = s_stored_secrets(h);
+    cr_expect(!strstr(all, "whsec-env") && !strstr(all, "SECding-file") &&
+                  !strstr(all, "secret_env") && !strstr(all, "secret_file"),
+              "stored: %s", all);
+    free(all);
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_teams,"
+                                  " jsonb_array_elements(notify) d WHERE team = 'east'"
+                                  " AND d ->> 'secret' LIKE 'enc:v1:%'"),
+                 2, "the team's two secrets are not stored encrypted");
+    lf_h_destroy(&h);
+    lf_rcv_stop(&hook);
+    lf_rcv_stop(&ding);
+
+    /* The variable not set: the scheduler does not start, and says which. */
+    char cmd[1536];
+    const char *bin = getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/san/bin";
+    snprintf(
+        cmd, sizeof cmd,
+        "d=$(mktemp -d) && cp config/*.json $d/ && printf '%%s' '{\"teams\": {\"east\":"
+        " {\"notify\": [{\"type\": \"webhook\", \"url\": \"http://x\", \"secret_env\":"
+        " \"LF_TEST_UNSET_SECRET\"}]}}}' > $d/routing.json && LEADFLOW_CONFIG_DIR=$d "
+        "LEADFLOW_DATABASE_URL=postgresql://leadflow@127.0.0.1:%s/postgres"
+        " %s/leadflow-scheduler 2>&1 | grep -q 'teams.east.notify\\[0\\]: secret_env:"
+        " LF_TEST_UNSET_SECRET is not set'; rc=$?; rm -rf $d; exit $rc",
+        getenv("LF_TEST_PG_PORT"), bin);
+    cr_expect_eq(system(cmd), 0, "an unset secret_env was not refused clearly");
 }

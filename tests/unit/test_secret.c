@@ -1,11 +1,15 @@
 /* Notification secrets sealed with AES-256-GCM (common/secret.c): keys as hex or
  * base64, a round trip, plain values written before encryption passed through, and the
- * clear refusals: no key, another key, a damaged value, a malformed key. */
+ * clear refusals: no key, another key, a damaged value, a malformed key. Secrets named
+ * by reference in a configuration file (common/secret_ref.c), as a table. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lf/secret.h"
+#include "lf/secret_ref.h"
 
 #define KEY_A "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 #define KEY_B "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -95,4 +99,75 @@ Test(secret, a_malformed_key_is_refused_without_repeating_it) {
     char err[10];
     cr_expect_eq(lf_secret_key_parse(NULL, &k, err, sizeof err), 0);
     cr_expect_null(k, "no key");
+}
+
+/* Each destination, with the secret it ends with or the start of the refusal. Files
+ * under the test's own folder; one variable set, one empty. */
+Test(secret, references_in_a_configuration_file) {
+    char dir[] = "/tmp/lf-secret-ref.XXXXXX", path[3][128];
+    cr_assert(mkdtemp(dir));
+    const char *content[] = {"SECfile\n", "SECcrlf\r\n", ""};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path[i], sizeof path[i], "%s/s%d", dir, i);
+        FILE *f = fopen(path[i], "w");
+        cr_assert(f);
+        fputs(content[i], f);
+        fclose(f);
+    }
+    setenv("LF_TEST_REF_SET", "whsec-env", 1);
+    setenv("LF_TEST_REF_EMPTY", "", 1);
+    unsetenv("LF_TEST_REF_UNSET");
+    char d0[256], d1[256], d2[256], d3[256];
+    snprintf(d0, sizeof d0, "{\"type\": \"dingtalk\", \"secret_file\": \"%s\"}", path[0]);
+    snprintf(d1, sizeof d1, "{\"type\": \"dingtalk\", \"secret_file\": \"%s\"}", path[1]);
+    snprintf(d2, sizeof d2, "{\"type\": \"dingtalk\", \"secret_file\": \"%s\"}", path[2]);
+    snprintf(d3, sizeof d3, "{\"type\": \"dingtalk\", \"secret_file\": \"%s/none\"}",
+             dir);
+    const struct {
+        const char *dest, *secret, *refused;
+    } cases[] = {
+        {"{\"type\": \"webhook\", \"secret\": \"inline\"}", "inline", NULL},
+        {"{\"type\": \"webhook\"}", NULL, NULL},
+        {"{\"type\": \"webhook\", \"secret_env\": \"LF_TEST_REF_SET\"}", "whsec-env",
+         NULL},
+        {d0, "SECfile", NULL},
+        {d1, "SECcrlf", NULL},
+        {"{\"secret_env\": \"LF_TEST_REF_UNSET\"}", NULL,
+         "secret_env: LF_TEST_REF_UNSET is not set or empty"},
+        {"{\"secret_env\": \"LF_TEST_REF_EMPTY\"}", NULL,
+         "secret_env: LF_TEST_REF_EMPTY is not set or empty"},
+        {"{\"secret_env\": \"\"}", NULL, "secret_env must name"},
+        {"{\"secret_env\": 7}", NULL, "secret_env must name"},
+        {"{\"secret\": \"x\", \"secret_env\": \"LF_TEST_REF_SET\"}", NULL, "give one of"},
+        {"{\"secret_env\": \"LF_TEST_REF_SET\", \"secret_file\": \"/x\"}", NULL,
+         "give one of"},
+        {"{\"secret_file\": \"relative/path\"}", NULL, "secret_file must be an absolute"},
+        {d2, NULL, "secret_file: /tmp/lf-secret-ref."},
+        {d3, NULL, "secret_file: cannot read"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *d = json_loads(cases[i].dest, 0, NULL);
+        cr_assert(d, "case %zu", i);
+        char why[300] = "";
+        int rc = lf_secret_ref_resolve(d, why, sizeof why);
+        if (cases[i].refused) {
+            cr_expect_eq(rc, -1, "case %zu", i);
+            cr_expect(strstr(why, cases[i].refused), "case %zu: %s", i, why);
+            cr_expect(!strstr(why, "whsec-env"), "case %zu names the secret: %s", i, why);
+        } else {
+            cr_expect_eq(rc, 0, "case %zu: %s", i, why);
+            const char *got = json_string_value(json_object_get(d, "secret"));
+            if (cases[i].secret)
+                cr_expect(got && !strcmp(got, cases[i].secret), "case %zu: %s", i,
+                          got ? got : "(none)");
+            else
+                cr_expect_null(got, "case %zu", i);
+            cr_expect_null(json_object_get(d, "secret_env"), "case %zu", i);
+            cr_expect_null(json_object_get(d, "secret_file"), "case %zu", i);
+        }
+        json_decref(d);
+    }
+    for (int i = 0; i < 3; i++)
+        unlink(path[i]);
+    rmdir(dir);
 }

@@ -28,4 +28,21 @@ long lf_secret_count_plain(lf_db_t *db);
 int lf_secret_check_stored(lf_db_t *db, const lf_secret_key_t *key, char *err,
                            size_t errsz);
 
+/* What a rotation did: secrets re-sealed from the old key to the new one, plain ones
+ * sealed with the new key, sealed ones that the new key opens already (a second run). */
+typedef struct {
+    long resealed, sealed_plain, already;
+} lf_secret_rotation_t;
+
+/* Puts every stored secret under new_key, in one transaction: each sealed one that
+ * old_key opens is sealed again with new_key, each plain one sealed with new_key, each
+ * one new_key opens already left as it is (so a second run with the same pair changes
+ * nothing). The rows are locked (FOR NO KEY UPDATE) until the commit. Returns 0 with
+ * the counts in *out; 1 when a stored secret opens with neither key, with the row in
+ * err (never a secret), and nothing changed; -1 when PostgreSQL failed (db->errstr),
+ * nothing changed. */
+int lf_secret_rotate_stored(lf_db_t *db, const lf_secret_key_t *old_key,
+                            const lf_secret_key_t *new_key, lf_secret_rotation_t *out,
+                            char *err, size_t errsz);
+
 #endif
