@@ -245,9 +245,13 @@ int lf_secret_rotate_stored(lf_db_t *db, const lf_secret_key_t *old_key,
         snprintf(err, errsz, "both keys are needed");
         return 1;
     }
+    /* It locks several reps rows: under the routing lock, like every writer that does
+     * (docs/reliability.md section 4), then reps, notify_teams and notify_dests rows. */
     if (lf_db_begin(db) < 0)
         return -1;
-    int rc = s_rotate_lists(db, old_key, new_key, "reps", "id", &st, err, errsz);
+    int rc = lf_db_cmd(db, "SELECT pg_advisory_xact_lock(727002)", 0, NULL) < 0 ? -1 : 0;
+    if (rc == 0)
+        rc = s_rotate_lists(db, old_key, new_key, "reps", "id", &st, err, errsz);
     if (rc == 0)
         rc =
             s_rotate_lists(db, old_key, new_key, "notify_teams", "team", &st, err, errsz);

@@ -37,7 +37,8 @@ typedef struct {
 /* Puts every stored secret under new_key, in one transaction: each sealed one that
  * old_key opens is sealed again with new_key, each plain one sealed with new_key, each
  * one new_key opens already left as it is (so a second run with the same pair changes
- * nothing). The rows are locked (FOR NO KEY UPDATE) until the commit. Returns 0 with
+ * nothing). Under the routing lock, the rows are locked (FOR NO KEY UPDATE) until
+ * the commit. Returns 0 with
  * the counts in *out; 1 when a stored secret opens with neither key, with the row in
  * err (never a secret), and nothing changed; -1 when PostgreSQL failed (db->errstr),
  * nothing changed. */
