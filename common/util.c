@@ -75,9 +75,9 @@ static void s_random(unsigned char *buf, size_t n) {
 
 /* Random bytes for ids, from a per-thread pool that one getrandom() call refills
  * (256 bytes: 25 UUIDv7 or 16 UUIDv4), instead of a system call per id: the same
- * kernel generator, one call per batch of ids (a call per id was 1.5% of intake's CPU,
- * two ids per lead). No process of leadflow forks after it starts, so no two processes
- * share a pool. */
+ * kernel generator, one call per batch of ids (a call per lead id was 1.5% of intake's
+ * CPU; a lead now takes two ids, its own and its event's). No process of leadflow forks
+ * after it starts, so no two processes share a pool. */
 #define S_POOL 256
 static _Thread_local unsigned char s_pool[S_POOL];
 static _Thread_local size_t s_pool_used = S_POOL;

@@ -13,8 +13,8 @@
 #include <stddef.h>
 
 /* Columns in the order of lf_intake_commit's parameters. The last, p_event_id, is not
- * taken from the row: each lead added gets a new random UUID there, the id of the event
- * its commit writes (lead.created or lead.merged), so that PostgreSQL draws none. */
+ * taken from the row: each lead added puts a new random UUID there, and the batch's
+ * lead.created events take these ids in turn, so that PostgreSQL draws none for them. */
 #define LF_BATCH_COLUMNS 27
 
 typedef struct lf_batch_arrays lf_batch_arrays_t;
