@@ -58,6 +58,19 @@ static char *s_str(lf_h_t *h, const char *fmt, const char *a, const char *b) {
     return lf_h_sql(h, q);
 }
 
+/* Writes the facts of a test, statement by statement: an INSERT or UPDATE must write a
+ * row, a SELECT must answer. */
+static void s_write_facts(lf_h_t *h, const char *const *facts, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char q[2048];
+        snprintf(q, sizeof q, "%s%s", facts[i],
+                 strncmp(facts[i], "SELECT", 6) ? " RETURNING 1" : "");
+        char *r = lf_h_sql(h, q);
+        cr_assert(r, "fact %zu not written", i);
+        free(r);
+    }
+}
+
 static int s_wait(lf_h_t *h, const char *fmt, const char *a, const char *expect, int ms) {
     char q[1024];
     snprintf(q, sizeof q, fmt, a);
@@ -470,13 +483,7 @@ Test(keepalive, a_timer_due_before_its_restart_is_consumed_does_nothing, .timeou
         " 3600, \"restart_on\": [\"call\", \"visit\"]}'::jsonb END"
         " FROM generate_series(1, 4) g",
     };
-    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++) {
-        char q[2048];
-        snprintf(q, sizeof q, "%s RETURNING 1", facts[i]);
-        char *r = lf_h_sql(h, q);
-        cr_assert(r, "fact %zu not written", i);
-        free(r);
-    }
+    s_write_facts(h, facts, sizeof facts / sizeof facts[0]);
     char *got = lf_h_sql(h, "SELECT concat_ws(' ', fired, warnings, recycles) FROM"
                             " lf_keepalive_fire_stale(ARRAY[9201, 9202, 9203, 9204]::"
                             "bigint[])");
@@ -933,13 +940,7 @@ Test(keepalive, team_digest_counts_what_a_manager_would_count, .timeout = 180) {
         "'13700000099', 'C', 'new', 'south',"
         " 'no_eligible_rep', now() - interval '5 hours', now())",
     };
-    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++) {
-        char q[2048];
-        snprintf(q, sizeof q, "%s RETURNING 1", facts[i]);
-        char *r = lf_h_sql(h, q);
-        cr_assert(r, "fact %zu not written", i);
-        free(r);
-    }
+    s_write_facts(h, facts, sizeof facts / sizeof facts[0]);
     lf_h_start(h, LF_H_SCHEDULER, 0);
     cr_assert(
         lf_h_wait_sql(h, "SELECT count(*) FROM digests WHERE team = 'east'", "1", 90000),
@@ -1045,14 +1046,7 @@ Test(keepalive, a_deal_moved_to_someone_else_is_not_the_previous_owners_follow_u
         " '{\"cooldown_s\": 3600}')",
         "SELECT recycles FROM lf_keepalive_fire_stale(ARRAY[9123::bigint])",
     };
-    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++) {
-        char q[2048];
-        snprintf(q, sizeof q, "%s%s", facts[i],
-                 strncmp(facts[i], "SELECT", 6) ? " RETURNING 1" : "");
-        char *r = lf_h_sql(h, q);
-        cr_assert(r, "fact %zu not written", i);
-        free(r);
-    }
+    s_write_facts(h, facts, sizeof facts / sizeof facts[0]);
     char *got =
         lf_h_sql(h, "SELECT string_agg(id::text || ' ' || coalesce(owner, '-'),"
                     " ', ' ORDER BY id) FROM leads WHERE id::text LIKE '0000000d%'");

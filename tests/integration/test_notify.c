@@ -54,6 +54,20 @@ static json_t *s_json(char *text) {
 }
 
 /* The value of query parameter name in target (caller frees), percent-decoded. */
+/* The first message `rcv` got is signed as a generic webhook with `secret`: hex
+ * HMAC-SHA256 of "<timestamp>.<body>" in X-Leadflow-Signature. */
+static void s_expect_webhook_signed(lf_rcv_t *rcv, const char *secret, const char *what) {
+    char *body = lf_rcv_body(rcv, 0), *ts = lf_rcv_header(rcv, 0, "X-Leadflow-Timestamp"),
+         *sig = lf_rcv_header(rcv, 0, "X-Leadflow-Signature"), hex[65], want[80];
+    cr_assert(body && ts && sig, "%s: no signed message", what);
+    lf_sign_webhook(secret, ts, body, strlen(body), hex);
+    snprintf(want, sizeof want, "sha256=%s", hex);
+    cr_expect_str_eq(sig, want, "%s", what);
+    free(body);
+    free(ts);
+    free(sig);
+}
+
 static char *s_query(const char *target, const char *name) {
     char key[64];
     snprintf(key, sizeof key, "%s=", name);
@@ -817,16 +831,7 @@ Test(notify, team_and_global_destinations_from_the_configuration, .timeout = 60)
                          json_array_get(json_object_get(j, "notifications"), 0), "to")),
                      "wang.fang");
     json_decref(j);
-    char *body = lf_rcv_body(global, 0),
-         *ts = lf_rcv_header(global, 0, "X-Leadflow-Timestamp"),
-         *sig = lf_rcv_header(global, 0, "X-Leadflow-Signature"), hex[65], want[80];
-    cr_assert(body && ts && sig);
-    lf_sign_webhook("g", ts, body, strlen(body), hex);
-    snprintf(want, sizeof want, "sha256=%s", hex);
-    cr_expect_str_eq(sig, want);
-    free(body);
-    free(ts);
-    free(sig);
+    s_expect_webhook_signed(global, "g", "the global webhook's signature");
     size_t items = 0;
     for (int i = 0; i < lf_rcv_count(global); i++) {
         json_t *g = s_json(lf_rcv_body(global, i));
@@ -1016,17 +1021,7 @@ Test(notify, secrets_are_stored_encrypted_and_messages_still_signed, .timeout = 
     cr_expect_str_eq(json_string_value(json_object_get(j, "sign")), want,
                      "Feishu signature with the secret encrypted by the migrate step");
     json_decref(j);
-    char *body = lf_rcv_body(hook, 0),
-         *hts = lf_rcv_header(hook, 0, "X-Leadflow-Timestamp"),
-         *sig = lf_rcv_header(hook, 0, "X-Leadflow-Signature");
-    cr_assert(body && hts && sig);
-    char hex[65], wsig[80];
-    lf_sign_webhook("whsec-api", hts, body, strlen(body), hex);
-    snprintf(wsig, sizeof wsig, "sha256=%s", hex);
-    cr_expect_str_eq(sig, wsig, "webhook signature");
-    free(body);
-    free(hts);
-    free(sig);
+    s_expect_webhook_signed(hook, "whsec-api", "webhook signature");
     lf_h_destroy(&h);
     lf_rcv_stop(&ding);
     lf_rcv_stop(&feishu);
@@ -1234,17 +1229,7 @@ Test(notify, rotating_the_secret_key_keeps_every_secret, .timeout = 90) {
     free(t);
     free(ts);
     free(sign);
-    char *body = lf_rcv_body(hook, 0),
-         *hts = lf_rcv_header(hook, 0, "X-Leadflow-Timestamp"),
-         *sig = lf_rcv_header(hook, 0, "X-Leadflow-Signature");
-    cr_assert(body && hts && sig);
-    char hex[65], wsig[80];
-    lf_sign_webhook("whsec-rot", hts, body, strlen(body), hex);
-    snprintf(wsig, sizeof wsig, "sha256=%s", hex);
-    cr_expect_str_eq(sig, wsig, "webhook signature after the rotation");
-    free(body);
-    free(hts);
-    free(sig);
+    s_expect_webhook_signed(hook, "whsec-rot", "webhook signature after the rotation");
     free(after);
     free(before);
     lf_h_destroy(&h);
@@ -1342,18 +1327,10 @@ Test(notify, team_secrets_from_the_environment_or_a_file, .timeout = 60) {
     s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
     cr_assert_eq(lf_rcv_wait(hook, 1, 20000), 1, "the team webhook got nothing");
     cr_assert_eq(lf_rcv_wait(ding, 1, 20000), 1, "the team's DingTalk got nothing");
-    char *body = lf_rcv_body(hook, 0),
-         *ts = lf_rcv_header(hook, 0, "X-Leadflow-Timestamp"),
-         *sig = lf_rcv_header(hook, 0, "X-Leadflow-Signature"), hex[65], want[80];
-    cr_assert(body && ts && sig);
-    lf_sign_webhook("whsec-env", ts, body, strlen(body), hex);
-    snprintf(want, sizeof want, "sha256=%s", hex);
-    cr_expect_str_eq(sig, want, "webhook signed with the secret from the environment");
-    free(body);
-    free(ts);
-    free(sig);
+    s_expect_webhook_signed(hook, "whsec-env",
+                            "webhook signed with the secret from the environment");
     char *t = lf_rcv_target(ding, 0), *dts = s_query(t, "timestamp"),
-         *sign = s_query(t, "sign");
+         *sign = s_query(t, "sign"), want[64];
     cr_assert(dts && sign, "%s", t);
     lf_sign_dingtalk("SECding-file", atoll(dts), want, sizeof want);
     cr_expect_str_eq(sign, want, "DingTalk signed with the secret from the file");
