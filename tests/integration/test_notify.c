@@ -90,6 +90,20 @@ static char *s_query(const char *target, const char *name) {
     return out;
 }
 
+/* The first message `rcv` got is signed as DingTalk signs: the query's timestamp (ms)
+ * and sign, the HMAC-SHA256 of "<timestamp>\n<secret>" under `secret`. */
+static void s_expect_dingtalk_signed(lf_rcv_t *rcv, const char *secret,
+                                     const char *what) {
+    char *t = lf_rcv_target(rcv, 0), *ts = s_query(t, "timestamp"),
+         *sign = s_query(t, "sign"), want[64];
+    cr_assert(ts && sign, "%s: %s", what, t);
+    lf_sign_dingtalk(secret, atoll(ts), want, sizeof want);
+    cr_expect_str_eq(sign, want, "%s", what);
+    free(t);
+    free(ts);
+    free(sign);
+}
+
 static long s_count(lf_h_t *h, const char *where) {
     char q[1024];
     snprintf(q, sizeof q,
@@ -1005,15 +1019,8 @@ Test(notify, secrets_are_stored_encrypted_and_messages_still_signed, .timeout = 
     for (int i = 0; i < 3; i++)
         cr_assert_eq(lf_rcv_wait(rcv[i], 1, 20000), 1, "receiver %d got nothing", i);
     char want[64];
-    char *t = lf_rcv_target(ding, 0), *ts = s_query(t, "timestamp"),
-         *sign = s_query(t, "sign");
-    cr_assert(ts && sign, "%s", t);
-    lf_sign_dingtalk("SECding-api", atoll(ts), want, sizeof want);
-    cr_expect_str_eq(sign, want,
-                     "DingTalk signature with the secret set through the API");
-    free(t);
-    free(ts);
-    free(sign);
+    s_expect_dingtalk_signed(ding, "SECding-api",
+                             "DingTalk signature with the secret set through the API");
     json_t *j = s_json(lf_rcv_body(feishu, 0));
     const char *fts = json_string_value(json_object_get(j, "timestamp"));
     cr_assert(fts);
@@ -1220,15 +1227,8 @@ Test(notify, rotating_the_secret_key_keeps_every_secret, .timeout = 90) {
     lf_h_start(h, LF_H_SCHEDULER, 0);
     cr_assert_eq(lf_rcv_wait(ding, 1, 20000), 1, "DingTalk got nothing");
     cr_assert_eq(lf_rcv_wait(hook, 1, 20000), 1, "the webhook got nothing");
-    char want[64];
-    char *t = lf_rcv_target(ding, 0), *ts = s_query(t, "timestamp"),
-         *sign = s_query(t, "sign");
-    cr_assert(ts && sign, "%s", t);
-    lf_sign_dingtalk("SECding-rot", atoll(ts), want, sizeof want);
-    cr_expect_str_eq(sign, want, "DingTalk signature after the rotation");
-    free(t);
-    free(ts);
-    free(sign);
+    s_expect_dingtalk_signed(ding, "SECding-rot",
+                             "DingTalk signature after the rotation");
     s_expect_webhook_signed(hook, "whsec-rot", "webhook signature after the rotation");
     free(after);
     free(before);
@@ -1329,14 +1329,8 @@ Test(notify, team_secrets_from_the_environment_or_a_file, .timeout = 60) {
     cr_assert_eq(lf_rcv_wait(ding, 1, 20000), 1, "the team's DingTalk got nothing");
     s_expect_webhook_signed(hook, "whsec-env",
                             "webhook signed with the secret from the environment");
-    char *t = lf_rcv_target(ding, 0), *dts = s_query(t, "timestamp"),
-         *sign = s_query(t, "sign"), want[64];
-    cr_assert(dts && sign, "%s", t);
-    lf_sign_dingtalk("SECding-file", atoll(dts), want, sizeof want);
-    cr_expect_str_eq(sign, want, "DingTalk signed with the secret from the file");
-    free(t);
-    free(dts);
-    free(sign);
+    s_expect_dingtalk_signed(ding, "SECding-file",
+                             "DingTalk signed with the secret from the file");
     char *all = s_stored_secrets(h);
     cr_expect(!strstr(all, "whsec-env") && !strstr(all, "SECding-file") &&
                   !strstr(all, "secret_env") && !strstr(all, "secret_file"),
