@@ -1,13 +1,18 @@
--- lf_notify_lease: repeatable (notifications, 0030_notify.sql).
+-- lf_notify_lease: repeatable (notifications, 0030_notify.sql, 0060_notify_dest_gap.sql).
 -- A delivery worker's lease, in one short transaction of its own: up to p_dests
--- destinations that may send now (rate limit passed, not paused, something due),
--- each locked with SKIP LOCKED so two schedulers never take the same destination,
--- and for each the rows of one message: the batch retried as it was (its id is the
--- X-Leadflow-Delivery that receivers drop repeats by), or up to p_merge due rows not
--- yet in a batch (merged into one message). The rows turn 'sending' with a lease of
--- p_lease_s seconds and the destination's next message waits p_gap_ms[type] ms.
--- The caller sends with no transaction open and calls lf_notify_record; rows of a
--- worker that died are leased again once their lease ran out (at-least-once).
+-- destinations that may send now (rate limit passed, no message in flight, not paused,
+-- something due), each locked with SKIP LOCKED so two schedulers never take the same
+-- destination, and for each the rows of one message: the batch retried as it was (its
+-- id is the X-Leadflow-Delivery that receivers drop repeats by), or up to p_merge due
+-- rows not yet in a batch (merged into one message). The rows turn 'sending' with a
+-- lease of p_lease_s seconds, and the destination is held for exactly as long:
+-- next_send_at is the rows' lease_until, so nobody else leases it while the message
+-- may be in flight, and a worker that died mid-send frees it at the instant its rows
+-- can be leased again. The destination's gap (p_gap_ms[type], ms) is written to
+-- notify_dests.gap_ms: lf_notify_record lets the next message go that long after the
+-- answer is recorded. The caller sends with no transaction open and calls
+-- lf_notify_record; rows of a worker that died are leased again once their lease ran
+-- out (at-least-once).
 CREATE OR REPLACE FUNCTION lf_notify_lease(p_worker text, p_dests integer,
                                            p_merge integer, p_lease_s integer,
                                            p_gap_ms jsonb)
@@ -20,6 +25,7 @@ DECLARE
     d notify_dests;
     b uuid;
     picked bigint[];
+    lease_end timestamptz := now() + make_interval(secs => p_lease_s);
 BEGIN
     FOR d IN
         SELECT nd.* FROM notify_dests nd
@@ -55,12 +61,12 @@ BEGIN
         CONTINUE WHEN picked IS NULL;
         UPDATE notify_deliveries x
            SET state = 'sending', batch = b, leased_by = p_worker,
-               lease_until = now() + make_interval(secs => p_lease_s),
+               lease_until = lease_end,
                attempts = x.attempts + 1
          WHERE x.id = ANY (picked);
         UPDATE notify_dests nd
-           SET next_send_at = now() + make_interval(
-                   secs => coalesce((p_gap_ms ->> d.type)::float8, 0) / 1000)
+           SET next_send_at = lease_end,
+               gap_ms = coalesce(round((p_gap_ms ->> d.type)::float8), 0)
          WHERE nd.key = d.key;
         RETURN QUERY
             SELECT d.key, d.type, d.url, d.secret, d.to_addr, d.format, b, picked,

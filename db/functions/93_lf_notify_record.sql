@@ -1,13 +1,20 @@
--- lf_notify_record: repeatable (notifications, 0030_notify.sql).
+-- lf_notify_record: repeatable (notifications, 0030_notify.sql, 0060_notify_dest_gap.sql).
 -- What came of one message (the rows p_ids, leased by p_worker, to destination
 -- p_dest): 'sent'; 'retry' after p_delay_ms (backoff with jitter, Retry-After
 -- included), or dead once past p_max_age_s since the rows' clock started; 'dead' for a
--- permanent refusal. Rows whose lease this worker lost are left alone. A destination
--- that kept failing - at least 3 messages in a row, and nothing delivered for
--- p_pause_after_s seconds - is paused for p_pause_s seconds and the manager of its
+-- permanent refusal. Rows whose lease this worker lost are left alone. Whatever the
+-- outcome, the destination's next message may go its gap (notify_dests.gap_ms, written
+-- by lf_notify_lease) after this call, and not before a Retry-After of p_retry_after_s
+-- seconds: the rate limit counts from the moment the answer was in, not from the lease.
+-- The lease held the destination until the rows' lease would run out; that hold ends
+-- here only if it is still this worker's (next_send_at equal to the lease_until of rows
+-- this worker still holds): a worker whose lease ran out, and whose destination another
+-- worker has leased since, can push the next message later but never earlier. A
+-- destination that kept failing - at least 3 messages in a row, and nothing delivered
+-- for p_pause_after_s seconds - is paused for p_pause_s seconds and the manager of its
 -- owner (rep's manager, or the team's) gets a destination_paused notification; a
--- receiver down for a few minutes is only retried. Counters for /metrics are kept in notify_stats.
--- Latency buckets (seconds): 1, 5, 15, 60, 300, 900, 3600, 21600, +Inf.
+-- receiver down for a few minutes is only retried. Counters for /metrics are kept in
+-- notify_stats. Latency buckets (seconds): 1, 5, 15, 60, 300, 900, 3600, 21600, +Inf.
 CREATE OR REPLACE FUNCTION lf_notify_record(p_worker text, p_ids bigint[], p_dest text,
                                             p_outcome text, p_error text,
                                             p_delay_ms bigint, p_retry_after_s integer,
@@ -26,10 +33,18 @@ DECLARE
     buckets double precision[] := '{1,5,15,60,300,900,3600,21600,Infinity}';
     le bigint[];
     mgr text;
+    held timestamptz; -- lease_until of the rows this worker still holds
+    earliest timestamptz; -- the next message: the gap and any Retry-After from now
 BEGIN
     SELECT * INTO d FROM notify_dests WHERE key = p_dest FOR UPDATE;
+    earliest := greatest(now() + make_interval(secs => coalesce(d.gap_ms, 0) / 1000.0),
+                         CASE WHEN p_retry_after_s > 0
+                              THEN now() + make_interval(secs => p_retry_after_s) END);
     IF p_outcome = 'sent' THEN
-        WITH u AS (
+        WITH h AS (
+            SELECT max(x.lease_until) AS t FROM notify_deliveries x
+             WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker),
+        u AS (
             UPDATE notify_deliveries x
                SET state = 'sent', sent_at = clock_timestamp(), lease_until = NULL,
                    last_error = NULL
@@ -40,7 +55,8 @@ BEGIN
             UPDATE notifications n SET delivered_at = coalesce(n.delivered_at, now())
               FROM (SELECT DISTINCT notification_id FROM u) uu
              WHERE n.id = uu.notification_id)
-        SELECT count(*), array_agg(u.s) INTO n_sent, lat FROM u;
+        SELECT count(*), array_agg(u.s), (SELECT h.t FROM h) INTO n_sent, lat, held
+          FROM u;
         IF n_sent > 0 THEN
             SELECT array_agg((SELECT count(*) FROM unnest(lat) v WHERE v <= bk)
                              ORDER BY o) INTO le
@@ -54,11 +70,17 @@ BEGIN
                                         AS z(a, b, o))
              WHERE st.type = d.type;
         END IF;
-        UPDATE notify_dests SET fails = 0, last_ok_at = now(), last_error = NULL,
-                                paused_until = NULL, failing_since = NULL
-         WHERE key = p_dest;
+        UPDATE notify_dests nd
+           SET fails = 0, last_ok_at = now(), last_error = NULL, paused_until = NULL,
+               failing_since = NULL,
+               next_send_at = greatest(earliest, CASE WHEN nd.next_send_at = held
+                                                      THEN NULL ELSE nd.next_send_at END)
+         WHERE nd.key = p_dest;
     ELSE
-        WITH u AS (
+        WITH h AS (
+            SELECT max(x.lease_until) AS t FROM notify_deliveries x
+             WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker),
+        u AS (
             UPDATE notify_deliveries x
                SET state = CASE WHEN p_outcome = 'dead'
                                   OR now() + make_interval(secs => p_delay_ms / 1000.0)
@@ -69,18 +91,16 @@ BEGIN
              WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker
             RETURNING x.state)
         SELECT count(*) FILTER (WHERE u.state = 'pending'),
-               count(*) FILTER (WHERE u.state = 'dead')
-          INTO n_retry, n_dead FROM u;
+               count(*) FILTER (WHERE u.state = 'dead'), (SELECT h.t FROM h)
+          INTO n_retry, n_dead, held FROM u;
         UPDATE notify_stats st SET failed = st.failed + n_retry + n_dead,
                                    dead = st.dead + n_dead
          WHERE st.type = d.type;
         UPDATE notify_dests nd
            SET fails = nd.fails + 1, last_error = left(p_error, 500),
                failing_since = coalesce(nd.failing_since, now()),
-               next_send_at = CASE WHEN p_retry_after_s > 0
-                   THEN greatest(nd.next_send_at,
-                                 now() + make_interval(secs => p_retry_after_s))
-                   ELSE nd.next_send_at END
+               next_send_at = greatest(earliest, CASE WHEN nd.next_send_at = held
+                                                      THEN NULL ELSE nd.next_send_at END)
          WHERE nd.key = p_dest
         RETURNING * INTO d;
         IF d.fails >= 3

@@ -353,7 +353,10 @@ static enum MHD_Result s_retry(lf_intake_t *in, lf_req_t *req, const lf_auth_t *
     snprintf(ids, sizeof ids, "%lld", id);
     const char *p[] = {ids, lf_access_scope_param(auth), lf_access_rep_param(auth)};
     /* Dead -> pending, due now, a fresh maximum age and a new delivery id; the
-     * destination's pause ends (someone fixed it, or wants to know now). */
+     * destination's pause ends (someone fixed it, or wants to know now). Its
+     * next_send_at is left alone: it may hold the destination for a message still in
+     * flight (lf_notify_lease), or be its rate limit or a Retry-After, and none of them
+     * may be cut short. */
     PGresult *res = lf_db_exec(
         lf_intake_db(in),
         "WITH x AS (SELECT d.id, d.state, d.dest_key FROM notify_deliveries d"
@@ -362,8 +365,7 @@ static enum MHD_Result s_retry(lf_intake_t *in, lf_req_t *req, const lf_auth_t *
         " u AS (UPDATE notify_deliveries d SET state = 'pending', next_at = now(),"
         "  since = now(), batch = NULL FROM x WHERE d.id = x.id AND x.state = 'dead'"
         "  RETURNING d.id),"
-        " p AS (UPDATE notify_dests nd SET paused_until = NULL, fails = 0,"
-        "  next_send_at = least(nd.next_send_at, now()) FROM x, u"
+        " p AS (UPDATE notify_dests nd SET paused_until = NULL, fails = 0 FROM x, u"
         "  WHERE nd.key = x.dest_key)"
         " SELECT x.state, (SELECT count(*) FROM u) FROM x",
         3, p);

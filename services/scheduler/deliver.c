@@ -6,18 +6,25 @@
  *   1. lease (lf_notify_lease, one short committed transaction): destinations that
  *      may send now are locked with SKIP LOCKED, the rows of one message each turn
  *      'sending' with a lease naming this worker - so several schedulers never send
- *      one row at the same time;
+ *      one row at the same time - and the destination is held until that lease runs
+ *      out, so no other message to it starts while this one may be in flight;
  *   2. send with no transaction open: render (notify_format.c), POST or SMTP, read
  *      the answer (robots say 200 with an error code in the body);
  *   3. record (lf_notify_record): sent; or back to pending after an exponential
  *      backoff with jitter (Retry-After honoured) until the maximum age; or dead for
- *      a permanent refusal. A destination failing again and again is paused and its
- *      owner's manager told.
- * A worker that dies between 2 and 3 leaves rows 'sending' until their lease runs
- * out; they are then sent again with the same X-Leadflow-Delivery id (their batch):
- * at-least-once, and receivers can drop the repeat. Rate limits live on the
- * destination row (next_send_at), so they hold across workers and schedulers, and
- * whatever waits for a rate-limited robot is merged into its next message.
+ *      a permanent refusal. The destination's hold ends: its next message may start
+ *      one gap (below: per type) after this moment, or after a Retry-After if later.
+ *      A destination failing again and again is paused and its owner's manager told.
+ * A worker that dies between 2 and 3 leaves rows 'sending', and their destination
+ * held, until their lease runs out; they are then sent again with the same
+ * X-Leadflow-Delivery id (their batch): at-least-once, and receivers can drop the
+ * repeat. Rate limits live on the destination row (next_send_at, gap_ms), so they hold
+ * across workers and schedulers, and whatever waits for a rate-limited robot is merged
+ * into its next message. The gap counts from the recorded answer, not from the lease:
+ * a message that reached the target late (slow connect, network or machine) still
+ * leaves the target a whole gap before the next one. A worker that stops while
+ * holding leases it has not sent yet leaves those rows and destinations held until
+ * the lease runs out, as a worker that died does.
  * Timer firing never waits for any of this: it runs on other connections, in the
  * main thread. */
 #include "deliver.h"
@@ -55,7 +62,7 @@ typedef struct {
 
 struct lf_deliver {
     lf_deliver_cfg_t cfg;              /* copy of the settings */
-    char gap[160];                     /* per-type gap between messages (ms), JSON */
+    char gap[160];                     /* per-type gap after a message (ms), JSON */
     atomic_int stop;                   /* set by lf_deliver_stop */
     s_worker_t workers[S_MAX_WORKERS]; /* the threads */
     int nworkers;
@@ -306,7 +313,8 @@ static void *s_worker_main(void *arg) {
     CURL *c = NULL;
     char merge[24], lease[24];
     snprintf(merge, sizeof merge, "%d", d->cfg.merge_max);
-    /* A lease outlives the longest send, so nobody else takes the rows meanwhile. */
+    /* A lease outlives the longest send, so nobody else takes the rows, or another
+     * message to their destination, meanwhile. */
     snprintf(lease, sizeof lease, "%ld", d->cfg.timeout_ms * 2 / 1000 + 30);
     int64_t next_expire = 0, next_sync = lf_mono_ms() + 3600 * 1000;
     while (!atomic_load(&d->stop)) {

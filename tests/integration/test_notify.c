@@ -3,7 +3,9 @@
  * as the target expects it; 500, 429 with Retry-After, 400, robots' error codes, a
  * timeout and a hang; a receiver down for a while then back (nothing lost); two
  * schedulers delivering (no row held by both, a repeat only after a failed send); a burst
- * of 500 for one robot arriving as a few merged messages within its rate; e-mail over
+ * of 500 for one robot arriving as a few merged messages within its rate; a robot's gap
+ * counted from the answer of a message that arrived late, and one message at a time in
+ * flight to a robot that answers slowly; e-mail over
  * SMTP; quiet hours; a failing destination paused and its manager told; destinations
  * through the API (masked, write-only, who may set what, private addresses refused), the
  * list, retry and metrics; secrets encrypted at rest, a wrong key, rotating the key, team
@@ -22,6 +24,7 @@
 
 #include "../../services/scheduler/notify_format.h"
 #include "lf/secret.h"
+#include "lf/util.h"
 #include "../support/harness.h"
 #include "../support/notify_setup.h"
 #include "../support/receiver.h"
@@ -525,6 +528,106 @@ Test(notify, a_burst_of_500_for_one_robot_is_a_few_merged_messages, .timeout = 1
     cr_expect_eq(total, 500, "the merged messages announce %ld notifications", total);
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT messages FROM notify_stats WHERE type = 'wecom'"), msgs);
+    lf_h_destroy(&h);
+    lf_rcv_stop(&r);
+}
+
+/* Receiver r as wang.fang's WeCom robot, with the fast delivery settings of
+ * lf_h_notify_fast but a request timeout of timeout_ms (a service takes the first of
+ * two settings of one variable, so lf_h_notify_to's 1 s cannot be overridden). */
+static void s_slow_robot(lf_h_t *h, lf_rcv_t *r, const char *timeout_ms) {
+    char dests[256];
+    snprintf(dests, sizeof dests,
+             "[{\"type\": \"wecom\", \"url\": \"http://127.0.0.1:%d/send?key=k\"}]",
+             lf_rcv_port(r));
+    lf_h_set_notify(h, "wang.fang", dests);
+    lf_h_env(h, "LEADFLOW_NOTIFY_BACKOFF_MS", "100");
+    lf_h_env(h, "LEADFLOW_NOTIFY_BACKOFF_MAX_MS", "800");
+    lf_h_env(h, "LEADFLOW_NOTIFY_POLL_MS", "50");
+    lf_h_env(h, "LEADFLOW_NOTIFY_TIMEOUT_MS", timeout_ms);
+}
+
+/* A robot's gap counts from the moment a message's answer is in, not from its lease:
+ * the first of three messages reaches the robot 1.5 s after it was leased (the receiver
+ * reads it late, as a slow connect or network path would deliver it), and the second
+ * still comes at least the 3 s gap after it. Counted from the lease, the second came
+ * about 1.5 s after the first. */
+Test(notify, a_message_that_arrives_late_still_gets_the_robots_whole_gap, .timeout = 60) {
+    const char *ok = "{\"errcode\":0,\"errmsg\":\"ok\"}";
+    lf_rcv_t *r = lf_rcv_start(0);
+    lf_rcv_default(r, (lf_rcv_answer_t){.status = 200, .body = ok});
+    lf_rcv_script(r, &(lf_rcv_answer_t){.status = 200, .body = ok, .read_delay_ms = 1500},
+                  1);
+    lf_h_t *h = lf_h_new(0, 1);
+    s_slow_robot(h, r, "5000");                    /* read late, not timed out */
+    lf_h_env(h, "LEADFLOW_NOTIFY_MERGE_MAX", "2"); /* three messages */
+    s_notifications(h, 1, 6, "wang.fang", "lead_reassigned");
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(
+        h, "SELECT count(*) FROM notify_deliveries WHERE state = 'sent'", "6", 30000));
+    cr_assert_eq(lf_rcv_count(r), 3);
+    /* 20 messages a minute: 3 s apart at least (100 ms for the two clocks). */
+    for (int i = 1; i < 3; i++)
+        cr_expect_geq(lf_rcv_at(r, i) - lf_rcv_at(r, i - 1), 2900,
+                      "messages %d and %d only %lld ms apart", i - 1, i,
+                      (long long)(lf_rcv_at(r, i) - lf_rcv_at(r, i - 1)));
+    lf_h_destroy(&h);
+    lf_rcv_stop(&r);
+}
+
+/* While a message to a destination is in flight, nobody else leases the destination:
+ * the robot takes 5 s to answer the first message, longer than its 3 s gap, and of
+ * three delivery threads none starts a second message meanwhile (the rows of one batch
+ * only are 'sending', looked at every 100 ms until the answer), not even once a dead
+ * notification of the same destination is retried through the API. The next message
+ * leaves the gap after the answer. Before, the destination was free again 3 s after
+ * the lease: a second message went out while the first was unanswered, and could
+ * arrive before it. */
+Test(notify, a_slow_answer_keeps_a_second_message_to_the_robot_back, .timeout = 60) {
+    const char *ok = "{\"errcode\":0,\"errmsg\":\"ok\"}";
+    lf_rcv_t *r = lf_rcv_start(0);
+    lf_rcv_default(r, (lf_rcv_answer_t){.status = 200, .body = ok});
+    lf_rcv_script(r, &(lf_rcv_answer_t){.status = 200, .body = ok, .delay_ms = 5000}, 1);
+    lf_h_t *h = lf_h_new(0, 1);
+    s_slow_robot(h, r, "10000"); /* slow, not timed out */
+    lf_h_env(h, "LEADFLOW_NOTIFY_WORKERS", "3");
+    lf_h_env(h, "LEADFLOW_NOTIFY_MERGE_MAX", "2");
+    s_notifications(h, 1, 4, "wang.fang", "lead_reassigned");
+    s_notifications(h, 5, 1, "wang.fang", "lead_reassigned");
+    free(lf_h_sql(h, "UPDATE notify_deliveries SET state = 'dead', attempts = 1,"
+                     " last_error = 'HTTP 500' WHERE notification_id = 5 RETURNING 1"));
+    char path[96];
+    snprintf(
+        path, sizeof path, "/v1/notifications/%ld/retry",
+        lf_h_sql_long(h, "SELECT id FROM notify_deliveries WHERE notification_id = 5"));
+    lf_h_start(h, LF_H_INTAKE, 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert_eq(lf_rcv_wait(r, 1, 15000), 1);
+    json_t *out = NULL;
+    cr_expect_eq(lf_h_post_json(h, path, "{}", &out), 202);
+    json_decref(out);
+    long most = 0;
+    int64_t last = 0;
+    while (!lf_rcv_answered(r, 0) && lf_mono_ms() - lf_rcv_at(r, 0) < 8000) {
+        long n = lf_h_sql_long(h, "SELECT count(DISTINCT batch) FROM notify_deliveries"
+                                  " WHERE state = 'sending'");
+        most = n > most ? n : most;
+        if (!lf_rcv_answered(r, 0))
+            last = lf_mono_ms();
+        usleep(100000);
+    }
+    cr_expect(lf_rcv_answered(r, 0), "the first message was not answered in 8 s");
+    cr_expect_geq(last - lf_rcv_at(r, 0), 4000,
+                  "the last look while the answer was held came %lld ms after it arrived",
+                  (long long)(last - lf_rcv_at(r, 0)));
+    cr_expect_eq(most, 1, "%ld messages to one robot were in flight at once", most);
+    cr_assert(lf_h_wait_sql(
+        h, "SELECT count(*) FROM notify_deliveries WHERE state = 'sent'", "5", 30000));
+    cr_assert_eq(lf_rcv_count(r), 3, "5 notifications, 2 a message");
+    cr_expect_geq(lf_rcv_at(r, 1) - lf_rcv_at(r, 0), 5000 + 2900,
+                  "the second message came %lld ms after the first, answered after 5 s",
+                  (long long)(lf_rcv_at(r, 1) - lf_rcv_at(r, 0)));
+    cr_expect_geq(lf_rcv_at(r, 2) - lf_rcv_at(r, 1), 2900);
     lf_h_destroy(&h);
     lf_rcv_stop(&r);
 }

@@ -88,6 +88,15 @@ static ssize_t s_read_until(lf_rcv_t *r, int fd, char **buf, size_t *cap, size_t
     }
 }
 
+/* The answer the next request will get, without taking it (a connection that brings
+ * no request takes none). */
+static lf_rcv_answer_t s_peek_answer(lf_rcv_t *r) {
+    pthread_mutex_lock(&r->lock);
+    lf_rcv_answer_t a = r->next < r->nscript ? r->script[r->next] : r->def;
+    pthread_mutex_unlock(&r->lock);
+    return a;
+}
+
 static lf_rcv_answer_t s_next_answer(lf_rcv_t *r) {
     pthread_mutex_lock(&r->lock);
     lf_rcv_answer_t a = r->next < r->nscript ? r->script[r->next++] : r->def;
@@ -117,6 +126,9 @@ static void s_send(int fd, const char *s) {
 static void s_http(lf_rcv_t *r, int fd) {
     size_t cap = 0;
     char *buf = NULL;
+    int read_delay = s_peek_answer(r).read_delay_ms;
+    if (read_delay)
+        s_sleep(r, read_delay);
     ssize_t have = s_read_until(r, fd, &buf, &cap, 0, "\r\n\r\n");
     if (have < 0) {
         free(buf);

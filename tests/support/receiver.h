@@ -1,8 +1,9 @@
 /* receiver.h - a loopback HTTP or SMTP receiver for notification tests: a thread
  * that accepts one connection at a time, records every request (target, headers,
  * body, arrival time) and answers from a script: a status and body, a Retry-After, a
- * delay (a timeout for a short client timeout) or a hang, then the default answer.
- * It can go down (connections refused) and come back on the same port. */
+ * delay (a timeout for a short client timeout) or a hang, a late read, then the
+ * default answer. It can go down (connections refused) and come back on the same
+ * port. */
 #ifndef LF_TEST_RECEIVER_H
 #define LF_TEST_RECEIVER_H
 
@@ -11,11 +12,14 @@
 typedef struct lf_rcv lf_rcv_t;
 
 typedef struct {
-    int status;       /* HTTP status, or the SMTP code answering RCPT TO */
-    const char *body; /* HTTP body (NULL: empty) */
-    int retry_after;  /* seconds for a Retry-After header, 0 none */
-    int delay_ms;     /* wait before answering */
-    int hang;         /* never answer; the connection is closed at stop */
+    int status;        /* HTTP status, or the SMTP code answering RCPT TO */
+    const char *body;  /* HTTP body (NULL: empty) */
+    int retry_after;   /* seconds for a Retry-After header, 0 none */
+    int delay_ms;      /* wait before answering */
+    int hang;          /* never answer; the connection is closed at stop */
+    int read_delay_ms; /* HTTP: wait this long after accepting the connection before
+                        * reading the request, whose arrival time is when it was read
+                        * (a slow network path, as the target sees it) */
 } lf_rcv_answer_t;
 
 /* Starts a receiver on a free 127.0.0.1 port; smtp = 1 speaks SMTP. Aborts the
@@ -39,7 +43,7 @@ char *lf_rcv_body(lf_rcv_t *self, int i);
 char *lf_rcv_target(lf_rcv_t *self, int i);
 /* The value of header name of request i (caller frees), NULL when absent. */
 char *lf_rcv_header(lf_rcv_t *self, int i, const char *name);
-/* Arrival time of request i, monotonic ms. */
+/* Arrival time of request i, monotonic ms: when the receiver had read it. */
 int64_t lf_rcv_at(lf_rcv_t *self, int i);
 /* The status the receiver answered request i with (0: none, hung or delayed past the
  * client's patience). */

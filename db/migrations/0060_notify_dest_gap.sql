@@ -1,0 +1,25 @@
+-- 0060_notify_dest_gap: a destination's rate limit counts from the end of a message, and
+-- one message at a time is in flight to it (db/functions/92_lf_notify_lease.sql,
+-- 93_lf_notify_record.sql, docs/notifications.md "Delivery").
+--
+-- Until now the lease set next_send_at to the lease's time plus the gap of the
+-- destination's type (3 s for a robot allowed 20 messages a minute). A message that left
+-- late (a slow connect or network, a loaded machine) then reached the robot less than the
+-- gap before the next one, and a second worker could lease the destination while the
+-- first message was still on its way. Now the lease holds the destination until the
+-- rows' lease runs out (next_send_at = their lease_until), and lf_notify_record, once the
+-- answer is in, lets the next message go the gap after that moment (later if the target
+-- sent a Retry-After).
+--
+-- The record is not told the gap (its arguments stay as they were: a scheduler of the
+-- previous version still running during an upgrade calls both functions with the
+-- arguments it knows). The lease writes the destination's gap here, from the per-type
+-- gaps the scheduler passes it, and the record reads it.
+--
+-- gap_ms: milliseconds from the end of one message to the earliest start of the next,
+-- as the last lease wrote it; 0 until a lease of this version does.
+--
+-- A column with a constant default: PostgreSQL keeps the default in the catalogue and
+-- rewrites nothing (an ACCESS EXCLUSIVE lock on notify_dests for a moment). The table's
+-- grants (db/functions/99_grants.sql) cover the new column.
+ALTER TABLE notify_dests ADD COLUMN gap_ms integer NOT NULL DEFAULT 0;
