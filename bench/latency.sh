@@ -24,7 +24,8 @@
 # (c) Burst. Per run, LF_BENCH_BURST_N (default 100,000; fewer when (a) left fewer than
 # RUNS times that) of those timers are moved to be due at one instant T, 10 s later; the
 # scheduler restarts and fires them with the stack up: fire rate = fired / (commit time
-# of the last firing - T) (and by fired_at), lateness, and the time until every effect (an sla.reminded event and a
+# of the last firing - T) (and by fired_at), lateness, and the time until every effect (an sla.reminded event - or
+# sla.escalated, for a timer that is a lead's escalation step - and a
 # notification per timer) is committed. Then BullMQ 5 (bench/bullmq) fires as many
 # delayed jobs due at one instant on the same Redis (docs/benchmarks.md: >= 5x).
 # Per burst, on stderr: what ran from T until every timer had fired (the CPU of each
@@ -235,13 +236,17 @@ for i in $(seq 1 "$RUNS"); do
             seen=$(date +%s.%N)
             lf_bench_cpu_snap "$W/burst_cpu1.$i"; bw1=$(burst_pg_snap); burst_bg_snap >"$W/burst_bg1.$i"
         fi
-        # every effect committed: one sla.reminded event and one notification per timer
+        # every effect committed: one event and one notification per timer. When (a)
+        # assigned fewer leads than (b) and (c) ask for, (b) has used the first steps and
+        # the burst holds escalation steps (the ones (b)'s reminders armed): their effect
+        # is sla.escalated and an sla_escalation notification, so both kinds count.
         if [ -n "$seen" ]; then
             fx=$(q "SET enable_nestloop = off;
-                    SELECT (SELECT count(*) FROM outbox WHERE id > $ob0 AND type = 'sla.reminded'
+                    SELECT (SELECT count(*) FROM outbox WHERE id > $ob0
+                              AND type IN ('sla.reminded', 'sla.escalated')
                               AND lead_id IN (SELECT lead_id FROM bench_burst)) || ' ' ||
                            (SELECT count(*) FROM notifications WHERE id > $nb0
-                              AND kind = 'sla_reminder'
+                              AND kind IN ('sla_reminder', 'sla_escalation')
                               AND lead_id IN (SELECT lead_id FROM bench_burst))")
             [ "$fx" = "$n $n" ] && break
             sleep 0.4
@@ -282,7 +287,7 @@ for i in $(seq 1 "$RUNS"); do
     fi
     echo "burst run $i (load avg before: $load, after: $(lf_bench_load)): $n timers due at one instant T;" \
         "$nf fired, $rate timers/s by fired_at, $crate/s to the commit of the last, lateness p50 $t50 p99 $t99 max $tmax ms; all fired and committed" \
-        "${vis}s after T, every effect (sla.reminded event, notification: $fx of $n each) ${efx}s after T;" \
+        "${vis}s after T, every effect (sla.reminded or sla.escalated event, notification: $fx of $n each) ${efx}s after T;" \
         "BullMQ n=$n on the same Redis: $out" >&2
 done
 fig scheduler.burst_fire_rate "${brate[*]}" "$bwant timers due at one instant, whole stack: fired / (last fired_at - T)"
@@ -293,4 +298,4 @@ awk -v a="$r" -v b="$b" 'BEGIN {printf "scheduler.burst_ratio_to_bullmq %.2f (co
 fig scheduler.burst_lateness_p99_ms "${b99[*]}" "fired_at - due_at"
 fig scheduler.burst_bullmq_lateness_p99_ms "${q99[*]}" "BullMQ"
 fig scheduler.burst_all_fired_s "${bvis[*]}" "seconds after T until no timer of the burst was pending (committed)"
-fig scheduler.burst_all_effects_s "${bfx[*]}" "seconds after T until every sla.reminded event and notification was committed"
+fig scheduler.burst_all_effects_s "${bfx[*]}" "seconds after T until every effect (reminder or escalation event, notification) was committed"

@@ -132,6 +132,10 @@ BEGIN
                            updated_at = now()
           FROM j WHERE j.phase = 2 AND l.id = j.lead_id AND l.owner = j.owner
         RETURNING j.id AS timer_id, j.owner, l.id AS lead_id),
+    -- The recycled timers as one jsonb object, for m to test by binary search: an IN
+    -- over rl under the OR below was a subplan scanning rl for every row of j.
+    rli AS (
+        SELECT jsonb_object_agg(rl.timer_id::text, true) AS o FROM rl),
     -- The clocks that were the owner's stop with the recycle, in the same statement:
     -- its first-contact SLA and its follow-ups (reminders and escalations). Whoever
     -- takes the deal next sets their own.
@@ -169,14 +173,20 @@ BEGIN
                    lf_rfc3339(j.stale_since))
                END AS message
           FROM j
-         WHERE j.phase < 2 OR j.id IN (SELECT rl.timer_id FROM rl)),
+         WHERE j.phase < 2 OR (SELECT rli.o FROM rli) ? j.id::text),
     n AS (
         INSERT INTO notifications (timer_id, lead_id, rep_id, kind, message)
         SELECT m.id, m.lead_id, m.rep_to, m.nkind, m.message FROM m ORDER BY m.id
             ON CONFLICT (timer_id) WHERE timer_id IS NOT NULL DO NOTHING
         RETURNING id AS nid, timer_id),
+    -- The rows whose notification went in, with its id: looked up in one jsonb object
+    -- by timer id, not joined (a join of two CTEs, each estimated at one row, is a
+    -- nested loop reading all of m for every row of n; 45_lf_timer_effects.sql).
+    ni AS (
+        SELECT jsonb_object_agg(n.timer_id::text, n.nid) AS o FROM n),
     nm AS (
-        SELECT m.*, n.nid FROM n JOIN m ON m.id = n.timer_id),
+        SELECT m.*, ((SELECT ni.o FROM ni) ->> m.id::text)::bigint AS nid FROM m
+         WHERE (SELECT ni.o FROM ni) ? m.id::text),
     rc AS (
         INSERT INTO lead_recycles (lead_id, timer_id, from_rep, team, stage, cooldown_until)
         SELECT nm.lead_id, nm.id, nm.owner, nm.team, nm.stage, nm.cooldown_until

@@ -61,8 +61,14 @@ CREATE OR REPLACE FUNCTION lf_keepalive_fire_follow_up(p_ids bigint[]) RETURNS i
          ORDER BY m.id
             ON CONFLICT (timer_id) WHERE timer_id IS NOT NULL DO NOTHING
         RETURNING id AS nid, timer_id),
+    -- The rows whose notification went in, with its id: looked up in one jsonb object
+    -- by timer id, not joined (a join of two CTEs, each estimated at one row, is a
+    -- nested loop reading all of m for every row of n; 45_lf_timer_effects.sql).
+    ni AS (
+        SELECT jsonb_object_agg(n.timer_id::text, n.nid) AS o FROM n),
     nm AS (
-        SELECT m.*, n.nid FROM n JOIN m ON m.id = n.timer_id),
+        SELECT m.*, ((SELECT ni.o FROM ni) ->> m.id::text)::bigint AS nid FROM m
+         WHERE (SELECT ni.o FROM ni) ? m.id::text),
     ev AS (
         INSERT INTO lead_events (lead_id, type, actor, data)
         SELECT nm.lead_id, 'follow_up_overdue', 'scheduler',

@@ -99,8 +99,16 @@ BEGIN
         SELECT m.id, m.lead_id, m.rep_to, m.nkind, m.message FROM m ORDER BY m.id
             ON CONFLICT (timer_id) WHERE timer_id IS NOT NULL DO NOTHING
         RETURNING id AS nid, timer_id),
+    -- The rows whose notification went in, with its id. Not a join of n with m: both
+    -- are estimated at one row, so the planner makes it a nested loop that reads all
+    -- of m for every row of n, and a burst's batch of 500 spent 80 ms of its 207 on
+    -- 250,000 comparisons. The ids go into one jsonb object by timer id instead (an
+    -- InitPlan, built once), and each row of m finds its own by binary search.
+    ni AS (
+        SELECT jsonb_object_agg(n.timer_id::text, n.nid) AS o FROM n),
     nm AS (
-        SELECT m.*, n.nid FROM n JOIN m ON m.id = n.timer_id),
+        SELECT m.*, ((SELECT ni.o FROM ni) ->> m.id::text)::bigint AS nid FROM m
+         WHERE (SELECT ni.o FROM ni) ? m.id::text),
     ev AS (
         INSERT INTO lead_events (lead_id, type, actor, data)
         SELECT nm.lead_id, nm.nkind, 'scheduler',

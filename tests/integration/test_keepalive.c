@@ -570,6 +570,13 @@ Test(keepalive, kill9_in_a_recycle_batch_recycles_each_deal_once, .timeout = 180
         n);
     cr_expect_eq(
         lf_h_sql_long(h, "SELECT count(*) FROM lead_events WHERE type = 'recycled'"), n);
+    /* Each entry names its own deal's notification (batches of 50 in one statement). */
+    cr_expect_eq(lf_h_sql_long(h,
+                               "SELECT count(*) FROM lead_events e JOIN notifications n"
+                               " ON n.id = (e.data->>'notification')::bigint"
+                               " WHERE e.type = 'recycled' AND n.kind = 'recycled'"
+                               " AND n.lead_id = e.lead_id"),
+                 n, "a recycled entry names another deal's notification");
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM leads WHERE stage <> 'proposal'"),
                  0, "recycling changed a stage");
     lf_h_destroy(&h);
@@ -750,6 +757,14 @@ Test(keepalive, lost_deal_comes_back_as_a_new_opportunity_over_http, .timeout = 
                         " AND jsonb_array_length(data->'story') >= 3",
                         fresh, owner),
                  1);
+    /* ... and names the notification that told the manager. */
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM lead_events e JOIN notifications n"
+                        " ON n.id = (e.data->>'notification')::bigint"
+                        " WHERE e.lead_id = '%s' AND e.type = 'reactivated'"
+                        " AND n.lead_id = e.lead_id AND n.kind = 'reactivated'%s",
+                        fresh, NULL),
+                 1, "the reactivated entry does not name its notification");
     cr_expect_eq(s_long(h,
                         "SELECT count(*) FROM lead_events WHERE lead_id = '%s'"
                         " AND type = 'reactivated' AND data->>'as' = '%s'",
