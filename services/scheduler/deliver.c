@@ -22,9 +22,10 @@
  * across workers and schedulers, and whatever waits for a rate-limited robot is merged
  * into its next message. The gap counts from the recorded answer, not from the lease:
  * a message that reached the target late (slow connect, network or machine) still
- * leaves the target a whole gap before the next one. A worker that stops while
- * holding leases it has not sent yet leaves those rows and destinations held until
- * the lease runs out, as a worker that died does.
+ * leaves the target a whole gap before the next one. A worker asked to stop while
+ * it holds leases it has not sent yet gives them back (lf_notify_release): the rows
+ * are pending again and their destinations free at once, so a restart does not hold
+ * them for a lease's length.
  * Timer firing never waits for any of this: it runs on other connections, in the
  * main thread. */
 #include "deliver.h"
@@ -220,6 +221,19 @@ static long s_delay_ms(s_worker_t *w, int attempts, long retry_after_s) {
 static const char *const s_outcome[] = {"sent", "retry", "dead"};
 
 /* Sends one leased message (row r of the lease result) and records what came of it. */
+/* Row r of a lease that will not be sent (the scheduler is stopping): its rows go back
+ * to pending and its destination is free again now, not when the lease runs out (a
+ * restart would otherwise hold every destination leased and not sent for the lease's
+ * length, 50 s by default). When this fails the lease runs out as after a crash. */
+static void s_release(s_worker_t *w, lf_db_t *db, PGresult *res, int r) {
+    const char *p[] = {w->name, PQgetvalue(res, r, 7), PQgetvalue(res, r, 0)};
+    PGresult *x = lf_db_exec(db, "SELECT lf_notify_release($1, $2::bigint[], $3)", 3, p);
+    if (!x)
+        lf_warn("leased notifications not released (sent when the lease runs out): %s",
+                db->errstr);
+    PQclear(x);
+}
+
 static void s_one(s_worker_t *w, lf_db_t *db, CURL *c, PGresult *res, int r) {
     lf_deliver_t *d = w->d;
     const char *key = PQgetvalue(res, r, 0);
@@ -362,8 +376,11 @@ static void *s_worker_main(void *arg) {
             lf_warn("notifications not sent: libcurl could not start");
             s_nap(d, 1000);
         }
-        for (int i = 0; i < n && c && !atomic_load(&d->stop); i++)
+        int i = 0;
+        for (; i < n && c && !atomic_load(&d->stop); i++)
             s_one(w, db, c, res, i);
+        for (; i < n && c; i++) /* asked to stop: what was not sent goes back */
+            s_release(w, db, res, i);
         PQclear(res);
         if (n == 0)
             s_nap(d, d->cfg.poll_ms);

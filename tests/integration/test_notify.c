@@ -1012,6 +1012,59 @@ Test(notify, a_kill_between_send_and_record_repeats_with_the_same_delivery_id,
     lf_rcv_stop(&r);
 }
 
+/* A scheduler stopped (SIGTERM) while one worker holds two destinations' leases: the
+ * message it is sending is cut short (a failed try, retried), and the other is given
+ * back, rows pending and the destination free, so the next scheduler sends it at once,
+ * not when the lease (32 s with the fast settings) would have run out. */
+Test(notify, a_stopped_scheduler_gives_back_what_it_leased_and_did_not_send,
+     .timeout = 90) {
+    lf_rcv_t *r = lf_rcv_start(0);
+    lf_rcv_script(r, &(lf_rcv_answer_t){.status = 200, .delay_ms = 800}, 1);
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_notify_to(h, "wang.fang", r, "webhook", "/a", "\"secret\": \"s\"");
+    lf_h_notify_to(h, "li.ming", r, "webhook", "/b", "\"secret\": \"s\"");
+    lf_h_env(h, "LEADFLOW_NOTIFY_WORKERS", "1");
+    s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
+    s_notifications(h, 2, 1, "li.ming", "lead_assigned");
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert_eq(lf_rcv_wait(r, 1, 15000), 1);
+    /* One lease took both destinations; the first message is being answered. */
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_deliveries"
+                                  " WHERE state = 'sending'"),
+                 2, "one lease holds both");
+    lf_h_stop(h, LF_H_SCHEDULER, 0, 0);
+    cr_expect_eq(lf_rcv_count(r), 1, "the second message started after the stop");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_deliveries"
+                                  " WHERE state = 'sending'"),
+                 0, "a leased row was not given back");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_deliveries"
+                                  " WHERE state = 'pending' AND attempts = 0"),
+                 1, "the row not sent is pending, its try not counted");
+    cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_dests"
+                                  " WHERE next_send_at > now() + interval '10 seconds'"),
+                 0, "a destination is still held by the stopped scheduler's lease");
+    /* The message being sent when the stop came was cut short (a failure, retried
+     * after its backoff); the one given back goes at once, not after the lease. */
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM notify_deliveries WHERE state = 'sent'",
+                            "2", 15000),
+              "the message given back waited for the stopped scheduler's lease");
+    int n = lf_rcv_count(r);
+    char *first = lf_rcv_target(r, 0);
+    cr_assert(first);
+    int other = 0;
+    for (int i = 1; i < n; i++) {
+        char *t = lf_rcv_target(r, i);
+        other += t && strcmp(t, first) != 0;
+        free(t);
+    }
+    cr_expect_eq(other, 1, "the other destination got %d messages", other);
+    free(first);
+    lf_h_destroy(&h);
+    lf_rcv_stop(&r);
+}
+
 /* The fan-out trigger skips its work while no destination exists anywhere (the
  * router writes a notification per assignment, and the targets' joins cost ~36 us
  * each for nothing), and fans out again from the first statement after a rep, a team
