@@ -1,5 +1,5 @@
--- lf_notify_lease, lf_notify_release: repeatable (notifications, 0030_notify.sql,
--- 0060_notify_dest_gap.sql).
+-- lf_notify_lease, lf_notify_held, lf_notify_release: repeatable (notifications,
+-- 0030_notify.sql, 0060_notify_dest_gap.sql).
 -- A delivery worker's lease, in one short transaction of its own: up to p_dests
 -- destinations that may send now (rate limit passed, no message in flight, not paused,
 -- something due), each locked with SKIP LOCKED so two schedulers never take the same
@@ -91,6 +91,14 @@ BEGIN
     END LOOP;
 END $$;
 
+-- When the lease of p_worker on the rows p_ids runs out (NULL: it holds none of them
+-- any more): the instant lf_notify_lease held their destination until, so that
+-- lf_notify_record and lf_notify_release end that hold only while it is theirs.
+CREATE OR REPLACE FUNCTION lf_notify_held(p_worker text, p_ids bigint[])
+    RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT max(x.lease_until) FROM notify_deliveries x
+     WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker $$;
+
 -- The rows of a message that a worker leased and never sent (it was asked to stop before
 -- it got to them) go back to pending as they were: same batch, their try not counted.
 -- Their destination is free again at once, if the hold is still this worker's lease
@@ -104,16 +112,14 @@ DECLARE
     held timestamptz; -- lease_until of the rows this worker held
 BEGIN
     PERFORM 1 FROM notify_dests WHERE key = p_dest FOR UPDATE;
-    WITH h AS (
-        SELECT max(x.lease_until) AS t FROM notify_deliveries x
-         WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker),
-    u AS (
+    held := lf_notify_held(p_worker, p_ids);
+    WITH u AS (
         UPDATE notify_deliveries x
            SET state = 'pending', lease_until = NULL,
                attempts = greatest(x.attempts - 1, 0)
          WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker
         RETURNING 1)
-    SELECT (SELECT count(*) FROM u), (SELECT h.t FROM h) INTO n, held;
+    SELECT count(*) INTO n FROM u;
     UPDATE notify_dests SET next_send_at = now()
      WHERE key = p_dest AND next_send_at = held;
     RETURN n;

@@ -37,14 +37,12 @@ DECLARE
     earliest timestamptz; -- the next message: the gap and any Retry-After from now
 BEGIN
     SELECT * INTO d FROM notify_dests WHERE key = p_dest FOR UPDATE;
+    held := lf_notify_held(p_worker, p_ids);
     earliest := greatest(now() + make_interval(secs => coalesce(d.gap_ms, 0) / 1000.0),
                          CASE WHEN p_retry_after_s > 0
                               THEN now() + make_interval(secs => p_retry_after_s) END);
     IF p_outcome = 'sent' THEN
-        WITH h AS (
-            SELECT max(x.lease_until) AS t FROM notify_deliveries x
-             WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker),
-        u AS (
+        WITH u AS (
             UPDATE notify_deliveries x
                SET state = 'sent', sent_at = clock_timestamp(), lease_until = NULL,
                    last_error = NULL
@@ -55,8 +53,7 @@ BEGIN
             UPDATE notifications n SET delivered_at = coalesce(n.delivered_at, now())
               FROM (SELECT DISTINCT notification_id FROM u) uu
              WHERE n.id = uu.notification_id)
-        SELECT count(*), array_agg(u.s), (SELECT h.t FROM h) INTO n_sent, lat, held
-          FROM u;
+        SELECT count(*), array_agg(u.s) INTO n_sent, lat FROM u;
         IF n_sent > 0 THEN
             SELECT array_agg((SELECT count(*) FROM unnest(lat) v WHERE v <= bk)
                              ORDER BY o) INTO le
@@ -77,10 +74,7 @@ BEGIN
                                                       THEN NULL ELSE nd.next_send_at END)
          WHERE nd.key = p_dest;
     ELSE
-        WITH h AS (
-            SELECT max(x.lease_until) AS t FROM notify_deliveries x
-             WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker),
-        u AS (
+        WITH u AS (
             UPDATE notify_deliveries x
                SET state = CASE WHEN p_outcome = 'dead'
                                   OR now() + make_interval(secs => p_delay_ms / 1000.0)
@@ -91,8 +85,8 @@ BEGIN
              WHERE x.id = ANY (p_ids) AND x.state = 'sending' AND x.leased_by = p_worker
             RETURNING x.state)
         SELECT count(*) FILTER (WHERE u.state = 'pending'),
-               count(*) FILTER (WHERE u.state = 'dead'), (SELECT h.t FROM h)
-          INTO n_retry, n_dead, held FROM u;
+               count(*) FILTER (WHERE u.state = 'dead')
+          INTO n_retry, n_dead FROM u;
         UPDATE notify_stats st SET failed = st.failed + n_retry + n_dead,
                                    dead = st.dead + n_dead
          WHERE st.type = d.type;
