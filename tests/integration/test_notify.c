@@ -29,6 +29,9 @@
 #include "../support/notify_setup.h"
 #include "../support/receiver.h"
 
+/* A valid secret key that sealed none of the stored secrets. */
+#define S_OTHER_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
 TestSuite(notify, .fini = lf_h_fini);
 
 /* Leads L<first>..L<first+n-1> owned by wang.fang, each with a notification of kind
@@ -1196,8 +1199,6 @@ Test(notify, secrets_are_stored_encrypted_and_messages_still_signed, .timeout = 
  * key, or with none, refuses a new secret with 503 and a clear message, and stores
  * nothing; leadflow-migrate with that key fails and encrypts nothing. */
 Test(notify, a_wrong_or_missing_key_is_a_clear_error, .timeout = 90) {
-    static const char *other =
-        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     lf_rcv_t *ding = lf_rcv_start(0);
     lf_rcv_default(ding, (lf_rcv_answer_t){.status = 200,
                                            .body = "{\"errcode\":0,\"errmsg\":\"ok\"}"});
@@ -1211,7 +1212,7 @@ Test(notify, a_wrong_or_missing_key_is_a_clear_error, .timeout = 90) {
     cr_assert_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/wang.fang", dests, NULL), 200);
     s_notifications(h, 1, 1, "wang.fang", "lead_assigned");
     lf_h_stop(h, LF_H_INTAKE, 0, 0);
-    lf_h_env(h, "LEADFLOW_SECRET_KEY", other);
+    lf_h_env(h, "LEADFLOW_SECRET_KEY", S_OTHER_KEY);
     lf_h_notify_fast(h);
     lf_h_start(h, LF_H_SCHEDULER, 0);
     cr_expect(lf_h_wait_sql(h,
@@ -1254,7 +1255,7 @@ Test(notify, a_wrong_or_missing_key_is_a_clear_error, .timeout = 90) {
     snprintf(cmd, sizeof cmd,
              "LEADFLOW_DATABASE_URL='%s' LEADFLOW_SECRET_KEY=%s %s/leadflow-migrate"
              " >/dev/null 2>&1",
-             lf_h_db_url(h), other,
+             lf_h_db_url(h), S_OTHER_KEY,
              getenv("LF_TEST_BIN") ? getenv("LF_TEST_BIN") : "build/bin");
     cr_expect_neq(system(cmd), 0, "leadflow-migrate went on with the other key");
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM reps WHERE notify::text LIKE"
@@ -1398,8 +1399,6 @@ Test(notify, rotating_the_secret_key_keeps_every_secret, .timeout = 90) {
  * rotate, and a missing old key each exit 1 with a clear line, and the stored bytes
  * stay as they were. */
 Test(notify, a_rotation_with_a_wrong_old_key_changes_nothing, .timeout = 60) {
-    static const char *other =
-        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     lf_h_t *h = lf_h_new(LF_H_INTAKE, 1);
     cr_assert_eq(s_patch(h, lf_h_admin_key(h), "/v1/reps/wang.fang",
                          "{\"notify\": [{\"type\": \"webhook\", \"url\":"
@@ -1408,7 +1407,7 @@ Test(notify, a_rotation_with_a_wrong_old_key_changes_nothing, .timeout = 60) {
                  200);
     lf_h_stop(h, LF_H_INTAKE, 0, 0);
     char *before = s_stored_secrets(h);
-    cr_expect_eq(s_rotate(h, other, S_NEW_KEY), 1, "a wrong old key went through");
+    cr_expect_eq(s_rotate(h, S_OTHER_KEY, S_NEW_KEY), 1, "a wrong old key went through");
     cr_expect_eq(s_rotate_log(h, "the secret of reps wang.fang (destination 1) opens"
                                  " with neither the old key nor the new one; nothing"
                                  " was changed"),
@@ -1420,7 +1419,7 @@ Test(notify, a_rotation_with_a_wrong_old_key_changes_nothing, .timeout = 60) {
      * the rep's, which would rotate, stays as it was too. */
     char err[256], *third = NULL;
     lf_secret_key_t *k = NULL;
-    cr_assert_eq(lf_secret_key_parse(other, &k, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(lf_secret_key_parse(S_OTHER_KEY, &k, err, sizeof err), 0, "%s", err);
     third = lf_secret_seal(k, "whsec-third");
     lf_secret_key_destroy(&k);
     cr_assert(third);
