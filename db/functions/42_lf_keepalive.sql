@@ -96,34 +96,51 @@ BEGIN
         UPDATE timers SET state = 'fired', fired_at = clock_timestamp()
          WHERE id = ANY (p_ids) AND state = 'pending' AND kind IN ('stale')
         RETURNING id, lead_id, kind, step, rep_id, data),
-    j AS (
+    -- The timers of the running clock, each with the newest restart on its deal's
+    -- timeline that the clock has not seen (restart_at; NULL: none). A restart the
+    -- scheduler has not armed from (a backlog, a scheduler that was down while the
+    -- deadline passed, an event it parked): since the clock started, the deal's
+    -- timeline has a stage move, an assignment or an activity of a type that restarts
+    -- the clock (data.restart_on, written by the scheduler when it armed the clock;
+    -- none in timers armed before it was). (The entry that started the clock is within
+    -- the millisecond of stale_since, which events carry.)
+    j0 AS (
         SELECT f.id, f.lead_id, f.step % 10 AS phase, f.rep_id, f.data, l.owner, l.stage,
                coalesce(l.grade::text, '') AS grade, l.stale_since, l.stale_due_at,
                (SELECT r.manager FROM reps r WHERE r.id = l.owner) AS manager,
-               l.team  -- the lead's team (its pool), not the owner's
+               l.team,  -- the lead's team (its pool), not the owner's
+               (SELECT max(e.at) FROM lead_events e
+                 WHERE e.lead_id = f.lead_id
+                   AND e.at >= l.stale_since + interval '1 millisecond'
+                   AND (e.type IN ('stage_changed', 'assigned', 'reassigned')
+                        OR (e.type = 'activity'
+                            AND e.data ->> 'activity' IN (
+                                SELECT jsonb_array_elements_text(
+                                    coalesce(f.data -> 'restart_on', '[]'))))))
+                   AS restart_at
           FROM f CROSS JOIN LATERAL (
               SELECT l1.owner, l1.stage, l1.grade, l1.stale_since, l1.stale_due_at,
                      l1.stale_gen, l1.closed_at, l1.team
                 FROM leads l1 WHERE l1.id = f.lead_id LIMIT 1) l
          WHERE f.kind = 'stale' AND l.closed_at IS NULL AND l.owner = f.rep_id
-           AND l.stale_gen = f.step / 10
-           -- A restart the scheduler has not consumed yet (a backlog, a scheduler that
-           -- was down while the deadline passed): since the clock started, the deal's
-           -- timeline has a stage move, an assignment or an activity of a type that
-           -- restarts the clock (data.restart_on, written by the scheduler when it
-           -- armed the clock; none in timers armed before it was). Such a timer does
-           -- nothing: the owner did follow up, and that event arms the next clock when
-           -- it is consumed. (The entry that started the clock is within the
-           -- millisecond of stale_since, which events carry.)
-           AND NOT EXISTS (
-               SELECT 1 FROM lead_events e
-                WHERE e.lead_id = f.lead_id
-                  AND e.at >= l.stale_since + interval '1 millisecond'
-                  AND (e.type IN ('stage_changed', 'assigned', 'reassigned')
-                       OR (e.type = 'activity'
-                           AND e.data ->> 'activity' IN (
-                               SELECT jsonb_array_elements_text(
-                                   coalesce(f.data -> 'restart_on', '[]'))))))),
+           AND l.stale_gen = f.step / 10),
+    -- Such a timer does nothing: the owner did follow up. The event of that follow-up
+    -- arms the next clock when the scheduler consumes it; in case it never does (an
+    -- event parked for good would leave the deal without a clock until its next
+    -- event), the timer also writes 'stale.restarted' (one per deal), from which the
+    -- scheduler arms the clock at restart_at, as that event would have (arming from
+    -- the same instant twice gives the same clock).
+    j AS (
+        SELECT * FROM j0 WHERE j0.restart_at IS NULL),
+    rs AS (
+        INSERT INTO outbox (event_id, type, lead_id, payload)
+        SELECT gen_random_uuid(), 'stale.restarted', x.lead_id,
+               jsonb_build_object('since', lf_rfc3339(x.restart_at), 'timer', x.id,
+                                  'clock_since', lf_rfc3339(x.stale_since))
+          FROM (SELECT DISTINCT ON (j0.lead_id) j0.* FROM j0
+                 WHERE j0.restart_at IS NOT NULL ORDER BY j0.lead_id, j0.id) x
+         ORDER BY x.id
+        RETURNING 1),
     -- The recycle itself, under the row lock: only if the owner is still the one whose
     -- clock ran out (a claim or reassignment that got there first wins).
     rl AS (
@@ -222,7 +239,7 @@ BEGIN
           FROM nm ORDER BY nm.id)
     SELECT (SELECT count(*) FROM f)::integer,
            (SELECT count(*) FROM nm WHERE nm.phase < 2)::integer,
-           (SELECT count(*) FROM rc)::integer
+           (SELECT count(*) FROM rc)::integer + 0 * (SELECT count(*) FROM rs)::integer
       INTO fired, warnings, recycles;
 END $$;
 

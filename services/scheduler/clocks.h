@@ -51,9 +51,10 @@ int lf_clock_sla_arm_batch(lf_timers_t *t, lf_db_t *db, const json_t *const *env
 int64_t lf_clock_parse(const char *rfc3339, int *ms);
 
 /* Consumer step for the events that start, restart or stop a stale clock:
- * lead.assigned, lead.reassigned, stage.changed, and activity.logged of a type that
- * restarts the clock. Runs in the consumer's transaction; indexes new timers in Redis.
- * Returns 0, or -1 on a database error. */
+ * lead.assigned, lead.reassigned, stage.changed, activity.logged of a type that
+ * restarts the clock, and stale.restarted (a timer that found a restart no event had
+ * armed from: the clock starts at payload.since). Runs in the consumer's transaction;
+ * indexes new timers in Redis. Returns 0, or -1 on a database error. */
 int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env);
 
 /* Consumer step for activity.logged with a next_action_at: the follow-up reminder

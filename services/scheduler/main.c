@@ -101,10 +101,16 @@ static const lf_cfg_def_t s_cfg[] = {
  * or to a pool). Taking every lead.created for that - an envelope, an ack and its
  * pruning, the sweep's probe - cost the scheduler about as much as the lead's
  * first-contact clock, in a stack where nearly no inquiry has a lost deal
- * (docs/benchmarks.md). */
-static const char *const s_types[] = {"lead.assigned",   "lead.reassigned",
-                                      "activity.logged", "stage.changed",
-                                      "deal.lost",       NULL};
+ * (docs/benchmarks.md). stale.restarted is the scheduler's own (a stale timer that found
+ * a restart no event had armed from, 42_lf_keepalive.sql): no socket carries it, the
+ * outbox sweep finds it. */
+static const char *const s_types[] = {"lead.assigned",
+                                      "lead.reassigned",
+                                      "activity.logged",
+                                      "stage.changed",
+                                      "deal.lost",
+                                      "stale.restarted",
+                                      NULL};
 
 /* Does the key open the notification secrets stored sealed? Messages to destinations
  * whose secret it cannot open are not sent (each records why); the rest of the

@@ -11,7 +11,9 @@
  * generation and cancels them, so a timer of an older generation that still comes
  * due (from Redis, the sweep, a second scheduler) finds nothing to do. Events can
  * arrive out of order (intake's activity after the router's reassignment): an event
- * older than the running clock changes nothing. */
+ * older than the running clock changes nothing. A timer that finds its clock restarted
+ * by an event the scheduler never armed from (parked, say) writes 'stale.restarted',
+ * which arms the clock here from that restart. */
 #include "clocks.h"
 
 #include <stdio.h>
@@ -24,6 +26,8 @@
 
 /* Does this event (re)start or stop the clock? */
 static int s_relevant(const lf_keepalive_t *ka, const char *type, const json_t *pl) {
+    if (!strcmp(type, "stale.restarted"))
+        return 1;
     if (!strcmp(type, "activity.logged"))
         return lf_keepalive_restarts(ka,
                                      json_string_value(json_object_get(pl, "activity")));
@@ -36,6 +40,11 @@ int lf_stale_on_event(lf_timers_t *t, lf_db_t *db, const json_t *env) {
     const char *at_s = json_string_value(json_object_get(env, "at"));
     if (!t->ka || !type || !lead_id || !s_relevant(t->ka, type, lf_event_payload(env)))
         return 0;
+    /* A stale timer that found a restart on the timeline which no consumed event had
+     * armed from (42_lf_keepalive.sql): the clock starts at that restart, as its own
+     * event would have started it. */
+    if (!strcmp(type, "stale.restarted"))
+        at_s = json_string_value(json_object_get(lf_event_payload(env), "since"));
     int ms = 0;
     int64_t at = lf_clock_parse(at_s, &ms);
     if (at < 0) {

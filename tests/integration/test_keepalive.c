@@ -501,6 +501,79 @@ Test(keepalive, a_timer_due_before_its_restart_is_consumed_does_nothing, .timeou
     cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE kind = 'stale'"
                                   " AND state = 'fired'"),
                  4, "each timer fired once");
+    /* The deals whose timer found a restart say so, once each, with the restart's
+     * instant: the scheduler arms their next clock from it even if the restart's own
+     * event never reaches it. */
+    got = lf_h_sql(h, "SELECT coalesce(string_agg(right(o.lead_id::text, 1) || ':' ||"
+                      " (o.payload ->> 'timer') || ':' || (o.payload ->> 'since' ="
+                      " lf_rfc3339(e.at))::text, ',' ORDER BY o.lead_id), '(none)')"
+                      " FROM outbox o JOIN lead_events e ON e.lead_id = o.lead_id"
+                      " AND e.type = 'activity' WHERE o.type = 'stale.restarted'");
+    cr_expect_str_eq(got, "1:9201:true,3:9203:true", "stale.restarted events: %s", got);
+    free(got);
+    lf_h_destroy(&h);
+}
+
+/* A restart whose event the scheduler never arms from - parked, say, after its handler
+ * failed - left the deal without a running clock: the timer saw the restart and did
+ * nothing, and nothing armed the next clock until the deal's next event. Here the call
+ * is written onto the timeline with no event at all (what a parked event leaves): the
+ * timer due 5 s after the stage move finds it, and the clock starts again at the call,
+ * so the owner is warned 5 s after the call. */
+Test(keepalive, a_restart_the_scheduler_never_consumed_still_starts_the_next_clock,
+     .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_config(
+        h, "keepalive.json",
+        "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\": \"5s\"},"
+        " \"warn_manager_after\": \"1h\", \"recycle_after\": \"1h\","
+        " \"restart_on\": [\"call\", \"visit\"]}}");
+    lf_h_env(h, "LEADFLOW_SWEEP_MS", "500");
+    lf_h_start_all(h, LF_H_INTAKE | LF_H_ROUTER | LF_H_SCHEDULER);
+    char *id = s_new_lead(h, "{\"phone\":\"13800138131\",\"region\":\"east\"}");
+    free(s_wait_owner(h, id));
+    cr_assert_eq(s_post(h, id, "stage", "{\"to\":\"contacted\"}", NULL), 200);
+    cr_assert(s_wait(h,
+                     "SELECT count(*) FROM timers WHERE lead_id = '%s' AND kind = 'stale'"
+                     " AND state = 'pending' AND step %% 10 = 0",
+                     id, "1", 10000),
+              "the stage move armed no stale clock");
+    long gen = s_long(h, "SELECT stale_gen FROM leads WHERE id = '%s'%s", id, NULL);
+    char q[512];
+    snprintf(q, sizeof q,
+             "INSERT INTO lead_events (lead_id, type, actor, data) VALUES ('%s',"
+             " 'activity', 'wang.fang', '{\"activity\": \"call\"}') RETURNING 1",
+             id);
+    free(lf_h_sql(h, q));
+    const char *warned = "SELECT count(*) FROM notifications WHERE lead_id = '%s'"
+                         " AND kind = 'stale_warning'";
+    cr_assert(s_wait(h, warned, id, "1", 30000),
+              "no warning: the call stopped the deal's clock for good");
+    /* The warning came from a clock started at the call (the generation after the stage
+     * move's), not from the stage move's. */
+    cr_expect_eq(
+        s_long(h,
+               "SELECT count(*) FROM leads l JOIN lead_events e ON e.lead_id = l.id"
+               " AND e.type = 'activity' WHERE l.id = '%s'"
+               " AND abs(extract(epoch FROM l.stale_since - e.at)) < 0.01"
+               " AND l.stale_due_at = l.stale_since + interval '5 seconds'%s",
+               id, NULL),
+        1, "the clock did not start again at the call");
+    char want[64];
+    snprintf(want, sizeof want, "%ld 0", gen + 1);
+    char *fired = s_str(h,
+                        "SELECT string_agg(t.step / 10 || ' ' || t.step %% 10, ',')"
+                        " FROM notifications n JOIN timers t ON t.id = n.timer_id"
+                        " WHERE n.lead_id = '%s' AND n.kind = 'stale_warning'%s",
+                        id, NULL);
+    cr_expect_str_eq(fired, want, "the warning's timer (generation, phase): %s", fired);
+    free(fired);
+    cr_expect_eq(s_long(h,
+                        "SELECT count(*) FROM outbox WHERE lead_id = '%s'"
+                        " AND type = 'stale.restarted'%s",
+                        id, NULL),
+                 1, "one stale.restarted event");
+    free(id);
     lf_h_destroy(&h);
 }
 
