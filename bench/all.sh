@@ -29,6 +29,7 @@ DOC=${BENCH_DOC:-$([ -n "$QUICK" ] && echo "$OUT/results.md" || echo docs/benchm
 BENCH_ONLY=${BENCH_ONLY:-}; ONLY=" ${BENCH_ONLY//,/ } "
 mkdir -p "$OUT"
 rm -f "$OUT"/*.out "$OUT"/*.err "$OUT"/router.[0-9]* # nothing of an earlier run in this table
+lf_need_pkgs $LF_BUILD_PKGS $LF_RUN_PKGS && lf_bench_pkgs || exit 1
 lf_say "building the release binaries"
 make -s -j"$(nproc)" WERROR=1 bins benches >/dev/null || { lf_say "build failed"; exit 1; }
 

@@ -24,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+lf_bench_pkgs
 SECS=${1:-20}; RATE=${2:-}
 make -s WERROR=1 bins benches >/dev/null
 W=$(mktemp -d /tmp/leadflow-bench.XXXXXX); chmod 755 "$W"

@@ -26,6 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+lf_bench_pkgs
 . bench/lib.sh
 RUNS=${1:-3}; SECS=${2:-5}
 make -s WERROR=1 bins benches >/dev/null

@@ -27,6 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+lf_bench_pkgs
 . bench/lib.sh
 . bench/cpu.sh
 RUNS=${1:-3}; SECS=${2:-10}; LEADS=${3:-20000}

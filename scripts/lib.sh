@@ -9,6 +9,9 @@ libmicrohttpd-dev libcurl4-openssl-dev libunistring-dev libcsv-dev libssl-dev li
 libphonenumber-dev libicu-dev libzip-dev libexpat1-dev zlib1g-dev"
 LF_RUN_PKGS="postgresql redis-server curl"
 LF_TEST_PKGS="libcriterion-dev docker-compose clang chromium"
+# and to benchmark it (make bench): wrk, and Node.js with npm for BullMQ, the
+# scheduler's reference (lf_bench_pkgs below)
+LF_BENCH_PKGS="wrk"
 
 lf_say() { printf '%s\n' "leadflow: $*" >&2; }
 
@@ -33,6 +36,15 @@ lf_need_pkgs() {
     lf_say "missing packages; run as root:"
     echo "  sudo apt-get install -y ${missing[*]}" >&2
     return 1
+}
+
+# lf_bench_pkgs: what make bench and the benchmarks that run wrk need, installed as
+# lf_need_pkgs does. Node.js may come from elsewhere than Debian (NodeSource's package
+# carries npm): only when npm is missing are Debian's nodejs and npm asked for.
+lf_bench_pkgs() {
+    local pkgs="$LF_BENCH_PKGS"
+    command -v npm >/dev/null || pkgs="$pkgs nodejs npm"
+    lf_need_pkgs $pkgs
 }
 
 # Runs a command as the postgres user when we are root (initdb and postgres refuse
