@@ -28,87 +28,178 @@ long lf_secret_seal_list(const lf_secret_key_t *key, json_t *list) {
     return n;
 }
 
+/* One walk over the stored secrets. Sealing (old_key NULL) seals each plain secret with
+ * new_key and leaves sealed ones as they are, row by row with no lock: a row changed
+ * meanwhile is left alone (its update finds the old value no more). Rotating (old_key
+ * set, in the caller's transaction) locks the rows that hold a secret and also moves
+ * each sealed one that old_key opens to new_key; one that neither key opens stops the
+ * walk, named in err. */
+typedef struct {
+    const lf_secret_key_t *old_key, *new_key;
+    lf_secret_rotation_t st;
+    char *err;
+    size_t errsz;
+} s_walk_t;
+
+/* One stored value under the walk's key: *out is the value to store instead (caller
+ * frees), NULL when it stays as it is. Returns 0; -1 when OpenSSL failed to seal; -2
+ * when neither key opens it (rotation only). */
+static int s_reseal(s_walk_t *w, const char *stored, char **out) {
+    char err[256], *plain = NULL;
+    *out = NULL;
+    if (!lf_secret_is_sealed(stored)) {
+        *out = lf_secret_seal(w->new_key, stored);
+        w->st.sealed_plain++;
+        return *out ? 0 : -1;
+    }
+    if (!w->old_key)
+        return 0; /* sealing: what is sealed stays */
+    if (lf_secret_open(w->new_key, stored, &plain, err, sizeof err) == 0) {
+        OPENSSL_cleanse(plain, strlen(plain));
+        free(plain);
+        w->st.already++;
+        return 0;
+    }
+    if (lf_secret_open(w->old_key, stored, &plain, err, sizeof err) < 0)
+        return -2;
+    *out = lf_secret_seal(w->new_key, plain);
+    OPENSSL_cleanse(plain, strlen(plain));
+    free(plain);
+    w->st.resealed++;
+    return *out ? 0 : -1;
+}
+
+/* A failed s_reseal as the walk's answer: 1 with the row named in err (no key opens
+ * it), or -1 with db->errstr. */
+static int s_failed(s_walk_t *w, lf_db_t *db, int why, const char *what, const char *row,
+                    size_t dest) {
+    if (why == -2) {
+        if (dest)
+            snprintf(w->err, w->errsz,
+                     "the secret of %s %s (destination %zu) opens with neither the old "
+                     "key nor the new one",
+                     what, row, dest);
+        else
+            snprintf(w->err, w->errsz,
+                     "the secret of %s %s opens with neither the old key nor the new one",
+                     what, row);
+        return 1;
+    }
+    snprintf(db->errstr, sizeof db->errstr, "a secret could not be encrypted");
+    return -1;
+}
+
+/* Writes one row's new value unless it changed since it was read. A locked row must
+ * be written. Returns 1 written, 0 changed meanwhile (sealing only), -1. */
+static int s_write(s_walk_t *w, lf_db_t *db, const char *sql, const char *row,
+                   const char *now, const char *was) {
+    const char *p[] = {row, now, was};
+    long done = lf_db_cmd(db, sql, 3, p);
+    if (done < 0 || (w->old_key && done != 1))
+        return -1;
+    return done > 0;
+}
+
 /* The destination lists of one table (reps or notify_teams, keyed by `id`) that hold
- * a plain secret: each sealed and written back unless the row changed meanwhile. */
-static long s_lists(lf_db_t *db, const lf_secret_key_t *key, const char *table,
-                    const char *id) {
+ * a secret (sealing: a plain one), each rewritten when any of its secrets changed.
+ * Returns 0, 1 (err names the row) or -1. */
+static int s_walk_lists(s_walk_t *w, lf_db_t *db, const char *table, const char *id) {
     char sql[600];
     snprintf(sql, sizeof sql,
              "SELECT %s, notify::text FROM %s WHERE jsonb_typeof(notify) = 'array'"
              " AND EXISTS (SELECT 1 FROM jsonb_array_elements(notify) d"
-             "  WHERE jsonb_typeof(d -> 'secret') = 'string'"
-             "   AND NOT starts_with(d ->> 'secret', '" LF_SECRET_PREFIX "'))",
-             id, table);
+             "  WHERE jsonb_typeof(d -> 'secret') = 'string'%s)"
+             " ORDER BY %s%s",
+             id, table,
+             w->old_key ? ""
+                        : " AND NOT starts_with(d ->> 'secret', '" LF_SECRET_PREFIX "')",
+             id, w->old_key ? " FOR NO KEY UPDATE" : "");
     PGresult *res = lf_db_exec(db, sql, 0, NULL);
     if (!res)
         return -1;
-    long total = 0;
     snprintf(sql, sizeof sql,
              "UPDATE %s SET notify = $2::jsonb WHERE %s = $1 AND notify = $3::jsonb",
              table, id);
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *was = PQgetvalue(res, r, 1);
-        json_t *list = json_loads(was, 0, NULL);
-        long n = list ? lf_secret_seal_list(key, list) : 0;
-        if (n < 0) {
-            json_decref(list);
-            PQclear(res);
-            snprintf(db->errstr, sizeof db->errstr, "a secret could not be encrypted");
-            return -1;
+    int rc = 0;
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        const char *row = PQgetvalue(res, r, 0), *was = PQgetvalue(res, r, 1);
+        json_t *list = json_loads(was, 0, NULL), *d;
+        lf_secret_rotation_t before = w->st;
+        size_t i;
+        int changed = 0;
+        json_array_foreach(list, i, d) {
+            const char *v = json_string_value(json_object_get(d, "secret"));
+            char *now = NULL;
+            int why = v ? s_reseal(w, v, &now) : 0;
+            if (why < 0) {
+                rc = s_failed(w, db, why, table, row, i + 1);
+                break;
+            }
+            if (now) {
+                json_object_set_new(d, "secret", json_string(now));
+                free(now);
+                changed = 1;
+            }
         }
-        char *now = n > 0 ? json_dumps(list, JSON_COMPACT) : NULL;
+        char *text = rc == 0 && changed ? json_dumps(list, JSON_COMPACT) : NULL;
         json_decref(list);
-        if (!now)
-            continue;
-        const char *p[] = {PQgetvalue(res, r, 0), now, was};
-        long done = lf_db_cmd(db, sql, 3, p);
-        free(now);
-        if (done < 0) {
-            PQclear(res);
-            return -1;
+        if (text) {
+            int done = s_write(w, db, sql, row, text, was);
+            free(text);
+            if (done < 0)
+                rc = -1;
+            else if (done == 0)
+                w->st = before; /* changed meanwhile: not counted */
         }
-        total += done > 0 ? n : 0;
     }
     PQclear(res);
-    return total;
+    return rc;
+}
+
+/* notify_dests.secret, the same way. */
+static int s_walk_dests(s_walk_t *w, lf_db_t *db) {
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT key, secret FROM notify_dests WHERE secret IS NOT NULL%s"
+             " ORDER BY key%s",
+             w->old_key ? "" : " AND NOT starts_with(secret, '" LF_SECRET_PREFIX "')",
+             w->old_key ? " FOR NO KEY UPDATE" : "");
+    PGresult *res = lf_db_exec(db, sql, 0, NULL);
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        const char *key = PQgetvalue(res, r, 0), *was = PQgetvalue(res, r, 1);
+        lf_secret_rotation_t before = w->st;
+        char *now = NULL;
+        int why = s_reseal(w, was, &now);
+        if (why < 0) {
+            rc = s_failed(w, db, why, "notify_dests", key, 0);
+        } else if (now) {
+            int done = s_write(w, db,
+                               "UPDATE notify_dests SET secret = $2 WHERE key = $1"
+                               " AND secret = $3",
+                               key, now, was);
+            if (done < 0)
+                rc = -1;
+            else if (done == 0)
+                w->st = before;
+        }
+        free(now);
+    }
+    PQclear(res);
+    return rc;
 }
 
 long lf_secret_seal_stored(lf_db_t *db, const lf_secret_key_t *key) {
     if (!key)
         return 0;
-    long reps = s_lists(db, key, "reps", "id");
-    long teams = reps < 0 ? -1 : s_lists(db, key, "notify_teams", "team");
-    if (teams < 0)
+    char err[256];
+    s_walk_t w = {.old_key = NULL, .new_key = key, .err = err, .errsz = sizeof err};
+    if (s_walk_lists(&w, db, "reps", "id") != 0 ||
+        s_walk_lists(&w, db, "notify_teams", "team") != 0 || s_walk_dests(&w, db) != 0)
         return -1;
-    PGresult *res =
-        lf_db_exec(db,
-                   "SELECT key, secret FROM notify_dests WHERE secret IS NOT"
-                   " NULL AND NOT starts_with(secret, '" LF_SECRET_PREFIX "')",
-                   0, NULL);
-    if (!res)
-        return -1;
-    long dests = 0;
-    for (int r = 0; r < PQntuples(res); r++) {
-        char *sealed = lf_secret_seal(key, PQgetvalue(res, r, 1));
-        if (!sealed) {
-            PQclear(res);
-            snprintf(db->errstr, sizeof db->errstr, "a secret could not be encrypted");
-            return -1;
-        }
-        const char *p[] = {PQgetvalue(res, r, 0), sealed, PQgetvalue(res, r, 1)};
-        long done = lf_db_cmd(db,
-                              "UPDATE notify_dests SET secret = $2 WHERE key = $1"
-                              " AND secret = $3",
-                              3, p);
-        free(sealed);
-        if (done < 0) {
-            PQclear(res);
-            return -1;
-        }
-        dests += done;
-    }
-    PQclear(res);
-    return reps + teams + dests;
+    return w.st.sealed_plain;
 }
 
 /* Stored secrets of every kind, as one column "s". */
@@ -153,135 +244,29 @@ int lf_secret_check_stored(lf_db_t *db, const lf_secret_key_t *key, char *err,
     return rc;
 }
 
-/* One stored value under the new key: *out is the value to store instead (caller
- * frees), NULL when it stays as it is. Returns 0, or -1 when neither key opens it
- * (or OpenSSL failed to seal). */
-static int s_reseal(const lf_secret_key_t *old_key, const lf_secret_key_t *new_key,
-                    const char *stored, char **out, lf_secret_rotation_t *st) {
-    char err[256], *plain = NULL;
-    *out = NULL;
-    if (!lf_secret_is_sealed(stored)) {
-        *out = lf_secret_seal(new_key, stored);
-        st->sealed_plain++;
-        return *out ? 0 : -1;
-    }
-    if (lf_secret_open(new_key, stored, &plain, err, sizeof err) == 0) {
-        OPENSSL_cleanse(plain, strlen(plain));
-        free(plain);
-        st->already++;
-        return 0;
-    }
-    if (lf_secret_open(old_key, stored, &plain, err, sizeof err) < 0)
-        return -1;
-    *out = lf_secret_seal(new_key, plain);
-    OPENSSL_cleanse(plain, strlen(plain));
-    free(plain);
-    st->resealed++;
-    return *out ? 0 : -1;
-}
-
-/* The destination lists of one table (reps or notify_teams, keyed by `id`) that hold
- * a secret, locked, each rewritten under the new key when any of its secrets changed.
- * Returns 0, 1 (err names the row) or -1. */
-static int s_rotate_lists(lf_db_t *db, const lf_secret_key_t *old_key,
-                          const lf_secret_key_t *new_key, const char *table,
-                          const char *id, lf_secret_rotation_t *st, char *err,
-                          size_t errsz) {
-    char sql[600];
-    snprintf(sql, sizeof sql,
-             "SELECT %s, notify::text FROM %s WHERE jsonb_typeof(notify) = 'array'"
-             " AND EXISTS (SELECT 1 FROM jsonb_array_elements(notify) d"
-             "  WHERE jsonb_typeof(d -> 'secret') = 'string')"
-             " ORDER BY %s FOR NO KEY UPDATE",
-             id, table, id);
-    PGresult *res = lf_db_exec(db, sql, 0, NULL);
-    if (!res)
-        return -1;
-    snprintf(sql, sizeof sql, "UPDATE %s SET notify = $2::jsonb WHERE %s = $1", table,
-             id);
-    int rc = 0;
-    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
-        json_t *list = json_loads(PQgetvalue(res, r, 1), 0, NULL), *d;
-        size_t i;
-        int changed = 0;
-        json_array_foreach(list, i, d) {
-            const char *s = json_string_value(json_object_get(d, "secret"));
-            char *now = NULL;
-            if (!s)
-                continue;
-            if (s_reseal(old_key, new_key, s, &now, st) < 0) {
-                snprintf(err, errsz,
-                         "the secret of %s %s (destination %zu) opens with neither the "
-                         "old key nor the new one",
-                         table, PQgetvalue(res, r, 0), i + 1);
-                rc = 1;
-                break;
-            }
-            if (now) {
-                json_object_set_new(d, "secret", json_string(now));
-                free(now);
-                changed = 1;
-            }
-        }
-        char *text = rc == 0 && changed ? json_dumps(list, JSON_COMPACT) : NULL;
-        json_decref(list);
-        if (text) {
-            const char *p[] = {PQgetvalue(res, r, 0), text};
-            if (lf_db_cmd(db, sql, 2, p) != 1)
-                rc = -1;
-            free(text);
-        }
-    }
-    PQclear(res);
-    return rc;
-}
-
 int lf_secret_rotate_stored(lf_db_t *db, const lf_secret_key_t *old_key,
                             const lf_secret_key_t *new_key, lf_secret_rotation_t *out,
                             char *err, size_t errsz) {
-    lf_secret_rotation_t st = {0, 0, 0};
-    *out = st;
+    lf_secret_rotation_t none = {0, 0, 0};
+    *out = none;
     if (!old_key || !new_key) {
         snprintf(err, errsz, "both keys are needed");
         return 1;
     }
+    s_walk_t w = {.old_key = old_key, .new_key = new_key, .err = err, .errsz = errsz};
     /* It locks several reps rows: under the routing lock, like every writer that does
      * (docs/reliability.md section 4), then reps, notify_teams and notify_dests rows. */
     if (lf_db_begin(db) < 0)
         return -1;
     int rc = lf_db_cmd(db, "SELECT pg_advisory_xact_lock(727002)", 0, NULL) < 0 ? -1 : 0;
     if (rc == 0)
-        rc = s_rotate_lists(db, old_key, new_key, "reps", "id", &st, err, errsz);
+        rc = s_walk_lists(&w, db, "reps", "id");
     if (rc == 0)
-        rc =
-            s_rotate_lists(db, old_key, new_key, "notify_teams", "team", &st, err, errsz);
-    PGresult *res =
-        rc == 0 ? lf_db_exec(db,
-                             "SELECT key, secret FROM notify_dests WHERE secret IS NOT"
-                             " NULL ORDER BY key FOR NO KEY UPDATE",
-                             0, NULL)
-                : NULL;
-    if (rc == 0 && !res)
-        rc = -1;
-    for (int r = 0; res && r < PQntuples(res) && rc == 0; r++) {
-        char *now = NULL;
-        if (s_reseal(old_key, new_key, PQgetvalue(res, r, 1), &now, &st) < 0) {
-            snprintf(err, errsz,
-                     "the secret of notify_dests %s opens with neither the old key nor "
-                     "the new one",
-                     PQgetvalue(res, r, 0));
-            rc = 1;
-        } else if (now) {
-            const char *p[] = {PQgetvalue(res, r, 0), now};
-            if (lf_db_cmd(db, "UPDATE notify_dests SET secret = $2 WHERE key = $1", 2,
-                          p) != 1)
-                rc = -1;
-        }
-        free(now);
-    }
-    PQclear(res);
+        rc = s_walk_lists(&w, db, "notify_teams", "team");
+    if (rc == 0)
+        rc = s_walk_dests(&w, db);
     if (rc == 0 && lf_db_commit(db) == 0) {
-        *out = st;
+        *out = w.st;
         return 0;
     }
     lf_db_rollback(db);
