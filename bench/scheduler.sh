@@ -20,7 +20,8 @@
 # phase; LF_BENCH_STEADY_EVENTS=N puts N lead.assigned events (new grade C leads, whose
 # first-contact clock is armed hours out) into the outbox as the steady phase starts, so the
 # scheduler's consumer works through a backlog while the steady timers fire, as in the
-# whole stack when the router is still assigning. LF_BENCH_PROFILE=1: pg_stat_statements
+# whole stack when the router is still assigning. LF_BENCH_KEEP=1 keeps the temporary
+# folder (the scheduler's log of each run: sched.RUN.log). LF_BENCH_PROFILE=1: pg_stat_statements
 # (track = all, so the statements inside functions and triggers show too) from the
 # scheduler's start until every effect of the burst is committed, top LF_BENCH_TOP (15)
 # by total time, per run. Per run on stderr also: the CPU of the scheduler's backends by
@@ -38,7 +39,8 @@ W=$(mktemp -d /tmp/leadflow-sched-bench.XXXXXX); chmod 755 "$W"
 PG=$(lf_free_port); RP=$(lf_free_port); Z=$(lf_free_port)
 sched=
 cleanup() { [ -n "$sched" ] && kill "$sched" 2>/dev/null; wait 2>/dev/null || true
-            lf_redis_stop "$W/redis" "$RP"; lf_pg_stop "$W/pg"; rm -rf "$W"; }
+            lf_redis_stop "$W/redis" "$RP"; lf_pg_stop "$W/pg"
+            if [ -n "${LF_BENCH_KEEP:-}" ]; then echo "kept $W" >&2; else rm -rf "$W"; fi; }
 trap cleanup EXIT
 lf_pg_start "$W/pg" "$PG" >/dev/null
 lf_redis_start "$W/redis" "$RP"
