@@ -253,19 +253,24 @@ for i in $(seq 1 "$RUNS"); do
         fi
     done
     done_at=$(date +%s.%N)
-    IFS='|' read -r nf rate crate t50 t99 tmax <<<"$(q "SELECT count(*) FILTER (WHERE t.state <> 'pending'),
+    IFS='|' read -r nf rate crate t50 t99 tmax last <<<"$(q "SELECT count(*) FILTER (WHERE t.state <> 'pending'),
             round(count(*) FILTER (WHERE t.state <> 'pending')
                   / greatest(extract(epoch FROM max(t.fired_at) - to_timestamp($T)), 0.001)),
             round(count(*) FILTER (WHERE t.state <> 'pending')
                   / greatest(extract(epoch FROM max(pg_xact_commit_timestamp(t.xmin))
                                      FILTER (WHERE t.state <> 'pending') - to_timestamp($T)), 0.001)),
             round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric),
-            round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric), round(max(ms)::numeric)
+            round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric), round(max(ms)::numeric),
+            round(extract(epoch FROM max(pg_xact_commit_timestamp(t.xmin))
+                                     FILTER (WHERE t.state <> 'pending') - to_timestamp($T))::numeric, 2)
         FROM timers t JOIN bench_burst b ON b.id = t.id,
              LATERAL (SELECT extract(epoch FROM coalesce(t.fired_at, now()) - t.due_at) * 1000 AS ms) x")"
-    # not all fired (or not every effect) when the wait ended: the seconds are a lower bound
-    vis=$(awk -v a="$T" -v b="${seen:-$done_at}" 'BEGIN {printf "%.2f", b - a}')
-    [ -n "$seen" ] || vis=">$vis"
+    # Every timer fired: the commit time of the last firing (the poll below sees it later,
+    # by up to seconds while the effects have the cores: its psql and its scan of the
+    # pending timers' index, full of the burst's dead entries, wait for them). Not all
+    # fired (or not every effect) when the wait ended: the seconds are a lower bound.
+    polled=$(awk -v a="$T" -v b="${seen:-$done_at}" 'BEGIN {printf "%.2f", b - a}')
+    if [ -n "$seen" ]; then vis=$last; else vis=">$polled"; fi
     efx=$(awk -v a="$T" -v b="$done_at" 'BEGIN {printf "%.2f", b - a}')
     [ "$fx" = "$n $n" ] || efx=">$efx"
     brate+=("$rate"); bcrate+=("$crate"); b99+=("$t99"); bvis+=("$vis"); bfx+=("$efx")
@@ -275,7 +280,8 @@ for i in $(seq 1 "$RUNS"); do
     for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
     if [ -n "$seen" ]; then
         IFS='|' read -r r0 f0 by0 c0 v0 _ <<<"$bw0"; IFS='|' read -r r1 f1 by1 c1 v1 vac <<<"$bw1"
-        echo "burst run $i, from T until every timer had fired: CPU per timer fired, us:" \
+        echo "burst run $i, from T until the poll saw every timer fired (${polled} s after T; the last" \
+            "firing committed ${last} s after T): CPU per timer fired, us:" \
             "$(lf_bench_cpu_report "$W/burst_cpu0.$i" "$W/burst_cpu1.$i" "$n" | sed 's/ per lead/ per timer/; s/ leads)/ timers)/')" \
             "WAL per timer: $(awk -v a="$r0" -v b="$r1" -v c="$f0" -v d="$f1" -v e="$by0" -v f="$by1" -v n="$n" \
                 'BEGIN {printf "%.2f records, %.2f full-page images, %.0f bytes", (b - a) / n, (d - c) / n, (f - e) / n}');" \
@@ -297,5 +303,5 @@ r=$(printf '%s\n' "${bcrate[@]}" | lf_bench_median); b=$(printf '%s\n' "${qrate[
 awk -v a="$r" -v b="$b" 'BEGIN {printf "scheduler.burst_ratio_to_bullmq %.2f (committed fire rate / BullMQ; target >= 5)\n", (b > 0 ? a / b : 0)}'
 fig scheduler.burst_lateness_p99_ms "${b99[*]}" "fired_at - due_at"
 fig scheduler.burst_bullmq_lateness_p99_ms "${q99[*]}" "BullMQ"
-fig scheduler.burst_all_fired_s "${bvis[*]}" "seconds after T until no timer of the burst was pending (committed)"
+fig scheduler.burst_all_fired_s "${bvis[*]}" "seconds after T until the last firing of the burst committed (its commit time)"
 fig scheduler.burst_all_effects_s "${bfx[*]}" "seconds after T until every effect (reminder or escalation event, notification) was committed"
