@@ -130,6 +130,29 @@ lat=(); latc=(); l50=(); lmax=(); fired=()
 # Each run takes its share of the timers (a) left, at most TRATE x TSECS.
 avail=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND kind = 'sla_first_contact'
              AND due_at > now() + interval '5 minutes'")
+# WAL records, full-page images and bytes (pg_stat_wal), checkpoints (pg_stat_bgwriter),
+# autovacuum and autoanalyze runs of timers and outbox, vacuums in progress: one line.
+burst_pg_snap() {
+    q "SELECT w.wal_records, w.wal_fpi, w.wal_bytes, b.checkpoints_timed + b.checkpoints_req,
+              (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables
+                WHERE relname IN ('timers', 'outbox')),
+              (SELECT coalesce(string_agg(relid::regclass::text, ','), '-') FROM pg_stat_progress_vacuum)
+         FROM pg_stat_wal w, pg_stat_bgwriter b"
+}
+# PostgreSQL's own processes by kind (walwriter, checkpointer, autovacuum worker...): "KIND PID TICKS".
+burst_bg_snap() {
+    q "SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type <> 'client backend'" |
+        while IFS='|' read -r k pid; do
+            echo "${k// /_} $pid $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+        done
+}
+# What else PostgreSQL did during a steady run: WAL records and bytes, checkpoints, and the
+# autovacuum and autoanalyze runs of every table (the tails of the lateness follow them).
+steady_pg_snap() {
+    q "SELECT w.wal_records, w.wal_bytes, b.checkpoints_timed + b.checkpoints_req,
+              (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables)
+         FROM pg_stat_wal w, pg_stat_bgwriter b"
+}
 want=$((avail / RUNS < TRATE * TSECS ? avail / RUNS : TRATE * TSECS))
 for i in $(seq 1 "$RUNS"); do
     q "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_steady;
@@ -149,11 +172,21 @@ for i in $(seq 1 "$RUNS"); do
                SELECT max(due_at) FROM u")
     lf_bench_stop scheduler # it rebuilds its Redis index from PostgreSQL at start
     lf_bench_start scheduler
+    sp0=$(steady_pg_snap)
     wait_end=$(($(date +%s) + 10 + n / TRATE + ${LF_BENCH_WAIT:-60}))
     while :; do # cheap: the partial index of pending timers
         p=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND due_at <= '$t_end'")
         [ "$p" -eq 0 ] || [ "$(date +%s)" -ge "$wait_end" ] && break; sleep 0.5
     done
+    sp1=$(steady_pg_snap)
+    # the seconds of the run (from the first due time) with timers more than 50 ms late
+    late=$(q "SELECT coalesce(string_agg(s || 's:' || n, ' ' ORDER BY s), 'none')
+                FROM (SELECT floor(extract(epoch FROM t.due_at - m.d))::int AS s, count(*) AS n
+                        FROM timers t JOIN bench_steady b ON b.id = t.id,
+                             (SELECT min(t2.due_at) AS d FROM timers t2
+                                JOIN bench_steady b2 ON b2.id = t2.id) m
+                       WHERE coalesce(t.fired_at, now()) - t.due_at > interval '50 ms'
+                       GROUP BY 1) x")
     row=$(q "SELECT count(*) FILTER (WHERE t.state <> 'pending'),
                     round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 1),
                     round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric, 1),
@@ -168,6 +201,12 @@ for i in $(seq 1 "$RUNS"); do
     lat+=("$t99"); latc+=("$tc99"); l50+=("$t50"); lmax+=("$tmax"); fired+=("$nf")
     for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
     echo "timers run $i (load avg before: $load, after: $(lf_bench_load)): $n timers due at $TRATE/s over $(awk -v n="$n" -v r="$TRATE" 'BEGIN {printf "%.1f", n / r}') s, $nf fired (not pending); lateness p50 $t50 p99 $t99 max $tmax ms, by commit time p99 $tc99 ms" >&2
+    IFS='|' read -r r0 by0 c0 v0 <<<"$sp0"; IFS='|' read -r r1 by1 c1 v1 <<<"$sp1"
+    echo "timers run $i, PostgreSQL from the scheduler's start until every timer fired:" \
+        "WAL $(awk -v a="$r0" -v b="$r1" -v c="$by0" -v d="$by1" -v n="$n" \
+            'BEGIN {printf "%.1f records, %.0f bytes per timer", (b - a) / n, (d - c) / n}'),"\
+        "checkpoints $((c1 - c0)), autovacuum/analyze runs $((v1 - v0));" \
+        "timers more than 50 ms late by second of the run: $late" >&2
 done
 fig scheduler.steady_lateness_p99_ms "${lat[*]}" "fired_at - due_at, $TRATE timers/s for $(awk -v n="$want" -v r="$TRATE" 'BEGIN {printf "%.1f", n / r}')s, whole stack; target <= 100"
 fig scheduler.steady_lateness_committed_p99_ms "${latc[*]}" "commit time - due_at"
@@ -182,22 +221,6 @@ avail=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND kind = 'sla_f
              AND due_at > now() + interval '5 minutes'")
 bwant=$((avail / RUNS < BN ? avail / RUNS : BN))
 brate=(); bcrate=(); b99=(); bvis=(); bfx=(); qrate=(); q99=()
-# WAL records, full-page images and bytes (pg_stat_wal), checkpoints (pg_stat_bgwriter),
-# autovacuum and autoanalyze runs of timers and outbox, vacuums in progress: one line.
-burst_pg_snap() {
-    q "SELECT w.wal_records, w.wal_fpi, w.wal_bytes, b.checkpoints_timed + b.checkpoints_req,
-              (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables
-                WHERE relname IN ('timers', 'outbox')),
-              (SELECT coalesce(string_agg(relid::regclass::text, ','), '-') FROM pg_stat_progress_vacuum)
-         FROM pg_stat_wal w, pg_stat_bgwriter b"
-}
-# PostgreSQL's own processes by kind (walwriter, checkpointer, autovacuum worker...): "KIND PID TICKS".
-burst_bg_snap() {
-    q "SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type <> 'client backend'" |
-        while IFS='|' read -r k pid; do
-            echo "${k// /_} $pid $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
-        done
-}
 for i in $(seq 1 "$RUNS"); do
     q "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_burst;
        CREATE TABLE bench_burst AS SELECT id, lead_id FROM timers WHERE state = 'pending'
