@@ -220,7 +220,6 @@ static long s_delay_ms(s_worker_t *w, int attempts, long retry_after_s) {
 
 static const char *const s_outcome[] = {"sent", "retry", "dead"};
 
-/* Sends one leased message (row r of the lease result) and records what came of it. */
 /* Row r of a lease that will not be sent (the scheduler is stopping): its rows go back
  * to pending and its destination is free again now, not when the lease runs out (a
  * restart would otherwise hold every destination leased and not sent for the lease's
@@ -234,6 +233,7 @@ static void s_release(s_worker_t *w, lf_db_t *db, PGresult *res, int r) {
     PQclear(x);
 }
 
+/* Sends one leased message (row r of the lease result) and records what came of it. */
 static void s_one(s_worker_t *w, lf_db_t *db, CURL *c, PGresult *res, int r) {
     lf_deliver_t *d = w->d;
     const char *key = PQgetvalue(res, r, 0);
