@@ -88,18 +88,13 @@ static ssize_t s_read_until(lf_rcv_t *r, int fd, char **buf, size_t *cap, size_t
     }
 }
 
-/* The answer the next request will get, without taking it (a connection that brings
- * no request takes none). */
-static lf_rcv_answer_t s_peek_answer(lf_rcv_t *r) {
+/* The answer the next request gets: the script's next, then the default. take = 0
+ * only looks at it (a connection that brings no request takes none). */
+static lf_rcv_answer_t s_answer(lf_rcv_t *r, int take) {
     pthread_mutex_lock(&r->lock);
     lf_rcv_answer_t a = r->next < r->nscript ? r->script[r->next] : r->def;
-    pthread_mutex_unlock(&r->lock);
-    return a;
-}
-
-static lf_rcv_answer_t s_next_answer(lf_rcv_t *r) {
-    pthread_mutex_lock(&r->lock);
-    lf_rcv_answer_t a = r->next < r->nscript ? r->script[r->next++] : r->def;
+    if (take && r->next < r->nscript)
+        r->next++;
     pthread_mutex_unlock(&r->lock);
     return a;
 }
@@ -126,7 +121,7 @@ static void s_send(int fd, const char *s) {
 static void s_http(lf_rcv_t *r, int fd) {
     size_t cap = 0;
     char *buf = NULL;
-    int read_delay = s_peek_answer(r).read_delay_ms;
+    int read_delay = s_answer(r, 0).read_delay_ms;
     if (read_delay)
         s_sleep(r, read_delay);
     ssize_t have = s_read_until(r, fd, &buf, &cap, 0, "\r\n\r\n");
@@ -164,7 +159,7 @@ static void s_http(lf_rcv_t *r, int fd) {
     char *body = strndup(buf + hlen, (size_t)clen);
     free(buf);
     int i = s_record(r, target, headers, body);
-    lf_rcv_answer_t a = s_next_answer(r);
+    lf_rcv_answer_t a = s_answer(r, 1);
     if (a.hang) {
         while (!__atomic_load_n(&r->stop, __ATOMIC_SEQ_CST)) {
             struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -220,7 +215,7 @@ static void s_smtp(lf_rcv_t *r, int fd) {
             s_send(fd, "250 OK\r\n");
         } else if (!strncasecmp(line, "RCPT TO:", 8)) {
             snprintf(rcpt, sizeof rcpt, "%s", line + 8);
-            lf_rcv_answer_t a = s_next_answer(r);
+            lf_rcv_answer_t a = s_answer(r, 1);
             code = a.status ? a.status : 250;
             char resp[64];
             snprintf(resp, sizeof resp, "%d %s\r\n", code, code < 300 ? "OK" : "no");
