@@ -34,13 +34,17 @@ DECLARE
     le bigint[];
     mgr text;
     held timestamptz; -- lease_until of the rows this worker still holds
-    earliest timestamptz; -- the next message: the gap and any Retry-After from now
+    next_send timestamptz; -- the destination's next message
 BEGIN
     SELECT * INTO d FROM notify_dests WHERE key = p_dest FOR UPDATE;
     held := lf_notify_held(p_worker, p_ids);
-    earliest := greatest(now() + make_interval(secs => coalesce(d.gap_ms, 0) / 1000.0),
-                         CASE WHEN p_retry_after_s > 0
-                              THEN now() + make_interval(secs => p_retry_after_s) END);
+    -- The gap and any Retry-After from now; a later hold that is not this worker's
+    -- (its own ends here) stays.
+    next_send := greatest(now() + make_interval(secs => coalesce(d.gap_ms, 0) / 1000.0),
+                          CASE WHEN p_retry_after_s > 0
+                               THEN now() + make_interval(secs => p_retry_after_s) END,
+                          CASE WHEN d.next_send_at = held THEN NULL
+                               ELSE d.next_send_at END);
     IF p_outcome = 'sent' THEN
         WITH u AS (
             UPDATE notify_deliveries x
@@ -69,9 +73,7 @@ BEGIN
         END IF;
         UPDATE notify_dests nd
            SET fails = 0, last_ok_at = now(), last_error = NULL, paused_until = NULL,
-               failing_since = NULL,
-               next_send_at = greatest(earliest, CASE WHEN nd.next_send_at = held
-                                                      THEN NULL ELSE nd.next_send_at END)
+               failing_since = NULL, next_send_at = next_send
          WHERE nd.key = p_dest;
     ELSE
         WITH u AS (
@@ -93,8 +95,7 @@ BEGIN
         UPDATE notify_dests nd
            SET fails = nd.fails + 1, last_error = left(p_error, 500),
                failing_since = coalesce(nd.failing_since, now()),
-               next_send_at = greatest(earliest, CASE WHEN nd.next_send_at = held
-                                                      THEN NULL ELSE nd.next_send_at END)
+               next_send_at = next_send
          WHERE nd.key = p_dest
         RETURNING * INTO d;
         IF d.fails >= 3
