@@ -10,24 +10,6 @@
 
 #include "lf/log.h"
 
-long lf_secret_seal_list(const lf_secret_key_t *key, json_t *list) {
-    size_t i;
-    json_t *d;
-    long n = 0;
-    json_array_foreach(list, i, d) {
-        const char *s = json_string_value(json_object_get(d, "secret"));
-        if (!s || lf_secret_is_sealed(s))
-            continue;
-        char *sealed = lf_secret_seal(key, s);
-        if (!sealed)
-            return -1;
-        json_object_set_new(d, "secret", json_string(sealed));
-        free(sealed);
-        n++;
-    }
-    return n;
-}
-
 /* One walk over the stored secrets. Sealing (old_key NULL) seals each plain secret with
  * new_key and leaves sealed ones as they are, row by row with no lock: a row changed
  * meanwhile is left alone (its update finds the old value no more). Rotating (old_key
@@ -70,23 +52,52 @@ static int s_reseal(s_walk_t *w, const char *stored, char **out) {
 }
 
 /* A failed s_reseal as the walk's answer: 1 with the row named in err (no key opens
- * it), or -1 with db->errstr. */
+ * it; dest, from 1, is its place in a list of destinations, 0 for none), or -1 with
+ * db->errstr. */
 static int s_failed(s_walk_t *w, lf_db_t *db, int why, const char *what, const char *row,
                     size_t dest) {
-    if (why == -2) {
-        if (dest)
-            snprintf(w->err, w->errsz,
-                     "the secret of %s %s (destination %zu) opens with neither the old "
-                     "key nor the new one",
-                     what, row, dest);
-        else
-            snprintf(w->err, w->errsz,
-                     "the secret of %s %s opens with neither the old key nor the new one",
-                     what, row);
-        return 1;
+    if (why != -2) {
+        snprintf(db->errstr, sizeof db->errstr, "a secret could not be encrypted");
+        return -1;
     }
-    snprintf(db->errstr, sizeof db->errstr, "a secret could not be encrypted");
-    return -1;
+    char place[40] = "";
+    if (dest)
+        snprintf(place, sizeof place, " (destination %zu)", dest);
+    snprintf(w->err, w->errsz,
+             "the secret of %s %s%s opens with neither the old key nor the new one", what,
+             row, place);
+    return 1;
+}
+
+/* Each secret of a list of destinations under the walk's key, in place; *changed says
+ * whether any was. Returns 0, or what s_reseal failed with (*at: the destination's
+ * index). */
+static int s_reseal_list(s_walk_t *w, json_t *list, int *changed, size_t *at) {
+    size_t i;
+    json_t *d;
+    *changed = 0;
+    json_array_foreach(list, i, d) {
+        const char *v = json_string_value(json_object_get(d, "secret"));
+        char *now = NULL;
+        int why = v ? s_reseal(w, v, &now) : 0;
+        if (why < 0) {
+            *at = i;
+            return why;
+        }
+        if (now) {
+            json_object_set_new(d, "secret", json_string(now));
+            free(now);
+            *changed = 1;
+        }
+    }
+    return 0;
+}
+
+long lf_secret_seal_list(const lf_secret_key_t *key, json_t *list) {
+    s_walk_t w = {.old_key = NULL, .new_key = key};
+    int changed;
+    size_t at;
+    return s_reseal_list(&w, list, &changed, &at) < 0 ? -1 : w.st.sealed_plain;
 }
 
 /* Writes one row's new value unless it changed since it was read. A locked row must
@@ -123,24 +134,12 @@ static int s_walk_lists(s_walk_t *w, lf_db_t *db, const char *table, const char 
     int rc = 0;
     for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
         const char *row = PQgetvalue(res, r, 0), *was = PQgetvalue(res, r, 1);
-        json_t *list = json_loads(was, 0, NULL), *d;
+        json_t *list = json_loads(was, 0, NULL);
         lf_secret_rotation_t before = w->st;
-        size_t i;
-        int changed = 0;
-        json_array_foreach(list, i, d) {
-            const char *v = json_string_value(json_object_get(d, "secret"));
-            char *now = NULL;
-            int why = v ? s_reseal(w, v, &now) : 0;
-            if (why < 0) {
-                rc = s_failed(w, db, why, table, row, i + 1);
-                break;
-            }
-            if (now) {
-                json_object_set_new(d, "secret", json_string(now));
-                free(now);
-                changed = 1;
-            }
-        }
+        size_t at = 0;
+        int changed = 0, why = list ? s_reseal_list(w, list, &changed, &at) : 0;
+        if (why < 0)
+            rc = s_failed(w, db, why, table, row, at + 1);
         char *text = rc == 0 && changed ? json_dumps(list, JSON_COMPACT) : NULL;
         json_decref(list);
         if (text) {
