@@ -130,28 +130,24 @@ lat=(); latc=(); l50=(); lmax=(); fired=()
 # Each run takes its share of the timers (a) left, at most TRATE x TSECS.
 avail=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND kind = 'sla_first_contact'
              AND due_at > now() + interval '5 minutes'")
-# WAL records, full-page images and bytes (pg_stat_wal), checkpoints (pg_stat_bgwriter),
-# autovacuum and autoanalyze runs of timers and outbox, vacuums in progress: one line.
-burst_pg_snap() {
+# What PostgreSQL did, for the difference between two snapshots: WAL records,
+# full-page images and bytes (pg_stat_wal), checkpoints (pg_stat_bgwriter), the
+# autovacuum and autoanalyze runs of the tables named in $1 (a quoted SQL list; none:
+# every table), vacuums in progress: one line.
+pg_snap() {
     q "SELECT w.wal_records, w.wal_fpi, w.wal_bytes, b.checkpoints_timed + b.checkpoints_req,
               (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables
-                WHERE relname IN ('timers', 'outbox')),
+                WHERE ${1:+relname IN ($1) AND} true),
               (SELECT coalesce(string_agg(relid::regclass::text, ','), '-') FROM pg_stat_progress_vacuum)
          FROM pg_stat_wal w, pg_stat_bgwriter b"
 }
+burst_pg_snap() { pg_snap "'timers', 'outbox'"; }
 # PostgreSQL's own processes by kind (walwriter, checkpointer, autovacuum worker...): "KIND PID TICKS".
 burst_bg_snap() {
     q "SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type <> 'client backend'" |
         while IFS='|' read -r k pid; do
             echo "${k// /_} $pid $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
         done
-}
-# What else PostgreSQL did during a steady run: WAL records and bytes, checkpoints, and the
-# autovacuum and autoanalyze runs of every table (the tails of the lateness follow them).
-steady_pg_snap() {
-    q "SELECT w.wal_records, w.wal_bytes, b.checkpoints_timed + b.checkpoints_req,
-              (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables)
-         FROM pg_stat_wal w, pg_stat_bgwriter b"
 }
 want=$((avail / RUNS < TRATE * TSECS ? avail / RUNS : TRATE * TSECS))
 for i in $(seq 1 "$RUNS"); do
@@ -172,13 +168,13 @@ for i in $(seq 1 "$RUNS"); do
                SELECT max(due_at) FROM u")
     lf_bench_stop scheduler # it rebuilds its Redis index from PostgreSQL at start
     lf_bench_start scheduler
-    sp0=$(steady_pg_snap)
+    sp0=$(pg_snap) # the tails of the lateness may follow a vacuum of any table
     wait_end=$(($(date +%s) + 10 + n / TRATE + ${LF_BENCH_WAIT:-60}))
     while :; do # cheap: the partial index of pending timers
         p=$(q "SELECT count(*) FROM timers WHERE state = 'pending' AND due_at <= '$t_end'")
         [ "$p" -eq 0 ] || [ "$(date +%s)" -ge "$wait_end" ] && break; sleep 0.5
     done
-    sp1=$(steady_pg_snap)
+    sp1=$(pg_snap)
     # the seconds of the run (from the first due time) with timers more than 50 ms late
     late=$(q "SELECT coalesce(string_agg(s || 's:' || n, ' ' ORDER BY s), 'none')
                 FROM (SELECT floor(extract(epoch FROM t.due_at - m.d))::int AS s, count(*) AS n
@@ -201,7 +197,7 @@ for i in $(seq 1 "$RUNS"); do
     lat+=("$t99"); latc+=("$tc99"); l50+=("$t50"); lmax+=("$tmax"); fired+=("$nf")
     for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
     echo "timers run $i (load avg before: $load, after: $(lf_bench_load)): $n timers due at $TRATE/s over $(awk -v n="$n" -v r="$TRATE" 'BEGIN {printf "%.1f", n / r}') s, $nf fired (not pending); lateness p50 $t50 p99 $t99 max $tmax ms, by commit time p99 $tc99 ms" >&2
-    IFS='|' read -r r0 by0 c0 v0 <<<"$sp0"; IFS='|' read -r r1 by1 c1 v1 <<<"$sp1"
+    IFS='|' read -r r0 _ by0 c0 v0 _ <<<"$sp0"; IFS='|' read -r r1 _ by1 c1 v1 _ <<<"$sp1"
     echo "timers run $i, PostgreSQL from the scheduler's start until every timer fired:" \
         "WAL $(awk -v a="$r0" -v b="$r1" -v c="$by0" -v d="$by1" -v n="$n" \
             'BEGIN {printf "%.1f records, %.0f bytes per timer", (b - a) / n, (d - c) / n}'),"\
