@@ -238,11 +238,15 @@ for i in $(seq 1 "$RUNS"); do
                                           (SELECT coalesce(max(id), 0) FROM notifications)")
     lf_bench_stop scheduler
     lf_bench_start scheduler
-    # What else runs while the burst fires: from T until every timer has fired, the CPU of
-    # each process of the stack (bench/cpu.sh), the WAL written, checkpoints and
-    # autovacuum runs (printed per run below).
-    sleep "$(awk -v t="$T" -v now="$(date +%s.%N)" 'BEGIN {d = t - now; printf "%.3f", (d > 0 ? d : 0)}')"
+    # What else runs while the burst fires: from a second before T until every timer has
+    # fired, the CPU of each process of the stack (bench/cpu.sh), the WAL written,
+    # checkpoints and autovacuum runs (printed per run below). The snapshots are taken
+    # before T: their psql calls take a few hundred ms, and taken at T they missed most
+    # of a short burst (a 10,000-timer one fires in half a second).
+    until_t() { awk -v t="$T" -v o="$1" -v now="$(date +%s.%N)" 'BEGIN {d = t - o - now; printf "%.3f", (d > 0 ? d : 0)}'; }
+    sleep "$(until_t 1)"
     lf_bench_cpu_snap "$W/burst_cpu0.$i"; bw0=$(burst_pg_snap); burst_bg_snap >"$W/burst_bg0.$i"
+    sleep "$(until_t 0)"
     if [ -n "${LF_BENCH_BURST_PERF:-}" ]; then # LF_BENCH_BURST_PERF=FILE: perf of the whole machine, 2 s from T
         perf record -a -g -o "$LF_BENCH_BURST_PERF.$i" -- sleep 2 >/dev/null 2>&1 &
     fi
@@ -299,7 +303,7 @@ for i in $(seq 1 "$RUNS"); do
     for s in "${SVCS[@]}"; do lf_bench_alive "$s"; done
     if [ -n "$seen" ]; then
         IFS='|' read -r r0 f0 by0 c0 v0 _ <<<"$bw0"; IFS='|' read -r r1 f1 by1 c1 v1 vac <<<"$bw1"
-        echo "burst run $i, from T until the poll saw every timer fired (${polled} s after T; the last" \
+        echo "burst run $i, from 1 s before T until the poll saw every timer fired (${polled} s after T; the last" \
             "firing committed ${last} s after T): CPU per timer fired, us:" \
             "$(lf_bench_cpu_report "$W/burst_cpu0.$i" "$W/burst_cpu1.$i" "$n" | sed 's/ per lead/ per timer/; s/ leads)/ timers)/')" \
             "WAL per timer: $(awk -v a="$r0" -v b="$r1" -v c="$f0" -v d="$f1" -v e="$by0" -v f="$by1" -v n="$n" \
