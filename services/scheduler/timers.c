@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <malloc.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,10 +466,17 @@ static int s_claim(lf_timers_t *t, lf_redis_t *redis, char **ids) {
     return n;
 }
 
+/* While batches are in flight and a lane is free, timers that come due are claimed
+ * onto it at most this often: a batch whose statement is slow (a row lock, a loaded
+ * machine) does not hold up what comes due after it, and a quick commit still gathers
+ * what came due meanwhile into one batch. */
+#define S_OVERLAP_MS 10
+
 /* A fire connection with at most one batch in flight. */
 typedef struct {
     lf_db_t *db;
     int busy;      /* a batch was sent and its transaction has not ended */
+    int64_t sent;  /* lf_mono_ms() when it was sent */
     PGresult *got; /* its result, taken only once the transaction ended */
     int failed;
 } s_lane_t;
@@ -493,6 +501,7 @@ static int s_lane_send(s_lane_t *l, const lf_timers_t *t, const char *ids) {
         return -1;
     }
     l->busy = 1;
+    l->sent = lf_mono_ms();
     l->failed = 0;
     return 0;
 }
@@ -529,9 +538,54 @@ static void s_lane_read(s_lane_t *l, lf_timers_t *t, lf_redis_t *redis) {
 /* How a drain ended. */
 enum { S_DRAIN_DONE, S_DRAIN_MORE, S_DRAIN_PG_DOWN };
 
+/* Milliseconds until the first timer in the index is due, at most cap. */
+static int s_next_due(lf_timers_t *t, lf_redis_t *redis, int cap) {
+    redisReply *r = lf_redis_cmd(redis, "ZRANGE %s 0 0 WITHSCORES", t->zkey);
+    int wait = cap;
+    if (r && r->elements == 2) {
+        long long due = atoll(r->element[1]->str) - lf_now_ms();
+        wait = due < 0 ? 0 : (due > cap ? cap : (int)due);
+    }
+    if (r)
+        freeReplyObject(r);
+    return wait;
+}
+
+/* How long the drain waits for its busy lanes: until one answers, or, with a lane free
+ * and nothing claimed in the last S_OVERLAP_MS, until the next timer is due (*claim set:
+ * claim it onto the free lane). Past the round's deadline that goes on only while a
+ * batch sent before the deadline is still in flight (stuck on a row lock, say): the
+ * round cannot end before that batch does, and what comes due meanwhile must not wait
+ * for it. */
+static int s_lane_wait(lf_timers_t *t, lf_redis_t *redis, const s_lane_t *lanes, int nl,
+                       int more, int64_t last_send, int64_t deadline, int *claim) {
+    int64_t now = lf_mono_ms(), oldest = INT64_MAX;
+    int busy = 0;
+    for (int i = 0; i < nl; i++)
+        if (lanes[i].busy) {
+            busy++;
+            oldest = lanes[i].sent < oldest ? lanes[i].sent : oldest;
+        }
+    *claim = 0;
+    if (more || busy == 0 || busy >= nl)
+        return 1000;
+    int late = now >= deadline;
+    if (late && oldest >= deadline)
+        return 1000; /* the round is over: its batches end, then the next round */
+    int64_t cap = late || deadline - now > 1000 ? 1000 : deadline - now;
+    int64_t wait = s_next_due(t, redis, (int)cap), gap = last_send + S_OVERLAP_MS - now;
+    if (wait < gap)
+        wait = gap;
+    if (wait >= cap)
+        return (int)cap; /* nothing to claim before the round ends (or in a second) */
+    *claim = 1;
+    return (int)wait;
+}
+
 /* Claims due timers from Redis and fires them, keeping every lane busy: the next
- * batch is claimed and sent while the previous ones run and commit. Claimed ids are
- * out of Redis; if their batch does not commit (crash, error), the PostgreSQL sweep
+ * batch is claimed and sent while the previous ones run and commit, and what comes
+ * due while they do goes onto a free lane (s_lane_wait), not behind them. Claimed ids
+ * are out of Redis; if their batch does not commit (crash, error), the PostgreSQL sweep
  * fires them. Nothing is claimed while PostgreSQL is unreachable. Stops at deadline
  * (monotonic ms). Returns S_DRAIN_MORE when it stopped at the deadline with more due,
  * S_DRAIN_PG_DOWN when PostgreSQL was unreachable, S_DRAIN_DONE otherwise (nothing
@@ -539,8 +593,10 @@ enum { S_DRAIN_DONE, S_DRAIN_MORE, S_DRAIN_PG_DOWN };
 static int s_drain(lf_timers_t *t, lf_redis_t *redis, int64_t deadline) {
     s_lane_t lanes[LF_TIMERS_LANES_MAX];
     int nl = t->nlanes < LF_TIMERS_LANES_MAX ? t->nlanes : LF_TIMERS_LANES_MAX;
-    int more = 1, end = S_DRAIN_DONE;
-    if (nl <= 0) { /* one batch at a time on the scheduler's connection */
+    int more = 1, end = S_DRAIN_DONE, down = 0;
+    int late_ok = 0;       /* the claim s_lane_wait asked for may come after deadline */
+    int64_t last_send = 0; /* when the last batch was sent */
+    if (nl <= 0) {         /* one batch at a time on the scheduler's connection */
         while (more) {
             if (lf_mono_ms() >= deadline)
                 return S_DRAIN_MORE;
@@ -562,13 +618,15 @@ static int s_drain(lf_timers_t *t, lf_redis_t *redis, int64_t deadline) {
             if (!lanes[i].db) /* a lane is connected when first needed */
                 lanes[i].db = t->lanes[i] =
                     lf_db_connect(t->db_url, "leadflow-scheduler-fire");
-            if (lf_mono_ms() >= deadline) {
+            if (lf_mono_ms() >= deadline && !late_ok) {
                 more = 0;
                 end = S_DRAIN_MORE;
                 break;
             }
+            late_ok = 0;
             if (lf_db_ensure(lanes[i].db) < 0) {
                 more = 0; /* leave the due timers in Redis until it is back */
+                down = 1;
                 end = S_DRAIN_PG_DOWN;
                 break;
             }
@@ -580,8 +638,11 @@ static int s_drain(lf_timers_t *t, lf_redis_t *redis, int64_t deadline) {
                 lf_effects_hold(t->effects, 1); /* a backlog: fire it first */
             if (n > 0 && s_lane_send(&lanes[i], t, ids) < 0) {
                 more = 0;
+                down = 1;
                 end = S_DRAIN_PG_DOWN;
             }
+            if (n > 0)
+                last_send = lf_mono_ms();
             free(ids);
         }
         struct pollfd pf[LF_TIMERS_LANES_MAX];
@@ -594,11 +655,18 @@ static int s_drain(lf_timers_t *t, lf_redis_t *redis, int64_t deadline) {
             }
         if (!nb)
             break;
-        if (poll(pf, (nfds_t)nb, 1000) < 0 && errno != EINTR)
+        int claim = 0;
+        int wait =
+            down ? 1000
+                 : s_lane_wait(t, redis, lanes, nl, more, last_send, deadline, &claim);
+        int got = poll(pf, (nfds_t)nb, wait);
+        if (got < 0 && errno != EINTR)
             lf_warn("poll: %s", strerror(errno));
-        for (int k = 0; k < nb; k++)
+        for (int k = 0; got > 0 && k < nb; k++)
             if (pf[k].revents)
                 s_lane_read(&lanes[idx[k]], t, redis);
+        if (claim && got == 0)
+            more = late_ok = 1; /* the next timer is due: onto a free lane */
     }
     return end;
 }
@@ -643,19 +711,6 @@ static void s_trim_when_idle(lf_timers_t *t, long fired_before, int64_t now) {
     malloc_trim(0);
     t->trim_mark = mark;
     t->next_trim = now + 2000;
-}
-
-/* Milliseconds until the first timer in the index is due, at most cap. */
-static int s_next_due(lf_timers_t *t, lf_redis_t *redis, int cap) {
-    redisReply *r = lf_redis_cmd(redis, "ZRANGE %s 0 0 WITHSCORES", t->zkey);
-    int wait = cap;
-    if (r && r->elements == 2) {
-        long long due = atoll(r->element[1]->str) - lf_now_ms();
-        wait = due < 0 ? 0 : (due > cap ? cap : (int)due);
-    }
-    if (r)
-        freeReplyObject(r);
-    return wait;
 }
 
 /* One round of firing: due timers from Redis (at most a second of it), then, with

@@ -5,6 +5,7 @@
  * timers are written with SQL so the scheduler is tested alone. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -193,6 +194,46 @@ Test(scheduler, two_schedulers_fire_each_timer_once_in_effect, .timeout = 180) {
     cr_log_info("fired by scheduler 0: %ld, by scheduler 1: %ld", a, b);
     cr_expect_eq(a + b, n, "the schedulers' own counts add up to more or less than n");
     cr_expect(a > 0 && b > 0, "one scheduler fired everything: the test proves nothing");
+    lf_h_destroy(&h);
+}
+
+/* A batch whose statement waits - here on a row lock another session holds, in
+ * production a loaded machine or a slow commit - does not hold up the timers that come
+ * due after it: they are claimed onto a free lane and fire while it still waits. (The
+ * firing thread used to wait for every batch in flight to end before it claimed again,
+ * so they fired only once the lock was gone.) */
+Test(scheduler, a_stuck_batch_does_not_hold_up_the_timers_due_after_it, .timeout = 120) {
+    lf_h_t *h = lf_h_new(0, 1);
+    s_leads_with_timers(h, 1, 1, "B", 6);  /* the one that will wait */
+    s_leads_with_timers(h, 2, 10, "B", 9); /* due 3 s after it */
+    PGconn *lock = PQconnectdb(lf_h_db_url(h));
+    cr_assert(PQstatus(lock) == CONNECTION_OK, "%s", PQerrorMessage(lock));
+    PGresult *r = PQexec(lock, "BEGIN; SELECT 1 FROM timers WHERE lead_id ="
+                               " '00000000-0000-7000-8000-000000000001' FOR UPDATE");
+    cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s",
+              PQerrorMessage(lock));
+    PQclear(r);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    const char *stuck = "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                        " 'leadflow-scheduler-fire' AND wait_event_type = 'Lock'";
+    cr_assert(lf_h_wait_sql(h, stuck, "1", 30000),
+              "the first timer's batch never waited");
+    int fired = lf_h_wait_sql(h,
+                              "SELECT count(*) FROM timers WHERE state = 'fired'"
+                              " AND lead_id <> '00000000-0000-7000-8000-000000000001'",
+                              "10", 12000);
+    long still = lf_h_sql_long(h, stuck);
+    r = PQexec(lock, "ROLLBACK");
+    PQclear(r);
+    PQfinish(lock);
+    cr_expect(fired, "the timers due after the stuck batch did not fire while it waited");
+    cr_expect_eq(still, 1, "the first batch stopped waiting before the others fired");
+    char want[8];
+    snprintf(want, sizeof want, "%d", 11);
+    cr_assert(lf_h_wait_sql(h, "SELECT count(*) FROM notifications", want, 30000),
+              "not every timer's reminder was written once the lock was gone");
+    sleep(2); /* a second firing or a second effect would show by now */
+    s_expect_each_fired_once(h, 11);
     lf_h_destroy(&h);
 }
 
