@@ -204,8 +204,8 @@ Test(scheduler, two_schedulers_fire_each_timer_once_in_effect, .timeout = 180) {
  * so they fired only once the lock was gone.) */
 Test(scheduler, a_stuck_batch_does_not_hold_up_the_timers_due_after_it, .timeout = 120) {
     lf_h_t *h = lf_h_new(0, 1);
-    s_leads_with_timers(h, 1, 1, "B", 6);  /* the one that will wait */
-    s_leads_with_timers(h, 2, 10, "B", 9); /* due 3 s after it */
+    s_leads_with_timers(h, 1, 1, "B", 6);   /* the one that will wait */
+    s_leads_with_timers(h, 2, 10, "B", 12); /* due 6 s after it */
     PGconn *lock = PQconnectdb(lf_h_db_url(h));
     cr_assert(PQstatus(lock) == CONNECTION_OK, "%s", PQerrorMessage(lock));
     PGresult *r = PQexec(lock, "BEGIN; SELECT 1 FROM timers WHERE lead_id ="
@@ -214,7 +214,8 @@ Test(scheduler, a_stuck_batch_does_not_hold_up_the_timers_due_after_it, .timeout
               PQerrorMessage(lock));
     PQclear(r);
     lf_h_start(h, LF_H_SCHEDULER, 0);
-    const char *stuck = "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+    const char *stuck = "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                        " current_database() AND application_name ="
                         " 'leadflow-scheduler-fire' AND wait_event_type = 'Lock'";
     cr_assert(lf_h_wait_sql(h, stuck, "1", 30000),
               "the first timer's batch never waited");
