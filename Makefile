@@ -74,12 +74,15 @@ INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BINS:= $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 SUPPORT_SRC := $(wildcard tests/support/*.c)
 SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
+# LD_PRELOAD shims that tests load into a service (tests/preload/*.c; no sanitizers).
+PRELOAD_SRC := $(wildcard tests/preload/*.c)
+PRELOAD_SOS := $(PRELOAD_SRC:tests/preload/%.c=$(BUILD)/tests/preload/%.so)
 
 .PHONY: all bins tests benches bench run test unit integration fmt fmt-check clean compose-check
 all: bins tests
 
 bins: $(SVC_BINS) $(TOOL_BINS)
-tests: $(UNIT_BINS) $(INTEG_BINS)
+tests: $(UNIT_BINS) $(INTEG_BINS) $(PRELOAD_SOS)
 benches: $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -105,6 +108,10 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SUPPORT_OBJ) $(SVC_LIBS) $(
 $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(SUPPORT_OBJ) $(SVC_LIBS) $(LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(BUILD)/tests/preload/%.so: tests/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O2 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -o $@ $< -ldl
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(SVC_LIBS) $(LIB)
 	@mkdir -p $(@D)

@@ -759,7 +759,13 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 static enum MHD_Result s_on_accept(void *cls, const struct sockaddr *addr,
                                    socklen_t len) {
     lf_intake_t *in = cls;
+    if (atomic_load(&in->closing))
+        return MHD_NO;
     return !in->limits || lf_limits_accept(in->limits, addr) ? MHD_YES : MHD_NO;
+}
+
+void lf_http_close(lf_intake_t *in) {
+    atomic_store(&in->closing, 1);
 }
 
 static void s_on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,

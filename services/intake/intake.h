@@ -40,6 +40,7 @@ typedef struct lf_intake {
     lf_teams_t *teams; /* owned: config/routing.json's teams, read-only after start */
     atomic_long published, publish_dropped;
     atomic_int health_ok; /* last health probe result */
+    atomic_int closing;   /* shutting down: new connections are refused (lf_http_close) */
     atomic_long health_checked_ms;
     lf_keys_t *keys;          /* api_keys cache and rate limits (owned) */
     lf_mapping_t *mapping;    /* config/channels.json: partners, call numbers (owned) */
@@ -177,5 +178,11 @@ int lf_idempotency(lf_intake_t *in, lf_req_t *req, const lf_auth_t *auth, char *
  * for every interface) and port; idle_s closes a connection silent that long.
  * Returns NULL when it cannot listen. */
 struct MHD_Daemon *lf_http_start(lf_intake_t *in, const char *addr, int port, int idle_s);
+/* Intake is shutting down: from now on the HTTP threads refuse every new connection
+ * (closed as soon as it is accepted); those already open go on. This, not
+ * MHD_quiesce_daemon(): with epoll and a pool of threads that call races a thread waking
+ * up meanwhile for the listening socket's removal from its epoll set, and
+ * libmicrohttpd 0.9.75 aborts the process when the call loses that race. */
+void lf_http_close(lf_intake_t *in);
 
 #endif

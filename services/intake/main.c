@@ -290,8 +290,7 @@ out:
     /* Order: no new connections; the committer and the database workers answer and
      * resume every queued request and refuse new ones (503); the HTTP daemon stops
      * (its threads may still call both until then); only then are they freed. */
-    if (httpd)
-        MHD_quiesce_daemon(httpd);
+    lf_http_close(&in);
     lf_committer_stop(in.committer);
     lf_workers_stop(in.workers);
     if (httpd)
