@@ -38,7 +38,7 @@ Test(e2e, lead_is_stored_graded_assigned_reminded_and_counted, .timeout = 60) {
     cr_assert(id);
     char q[512];
     snprintf(q, sizeof q, "SELECT owner IS NOT NULL FROM leads WHERE id = '%s'", id);
-    cr_assert(lf_h_wait_sql(h, q, "t", 5000), "lead was not assigned within 5 s");
+    cr_assert(lf_h_wait_sql(h, q, "t", 20000), "lead was not assigned within 20 s");
 
     char path[128];
     snprintf(path, sizeof path, "/v1/leads/%s", id);
@@ -78,7 +78,7 @@ Test(e2e, lead_is_stored_graded_assigned_reminded_and_counted, .timeout = 60) {
              "SELECT count(*) FROM notifications WHERE lead_id = '%s' AND kind = "
              "'sla_reminder'",
              id);
-    cr_expect(lf_h_wait_sql(h, q, "1", 8000), "no SLA reminder within 8 s");
+    cr_expect(lf_h_wait_sql(h, q, "1", 20000), "no SLA reminder within 20 s");
     /* Analytics counted it once. */
     cr_expect(lf_h_wait_sql(h, "SELECT coalesce(sum(leads), 0) FROM rollup_leads_daily",
                             "1", 5000));

@@ -430,7 +430,7 @@ Test(pipeline_api, concurrent_moves_on_one_lead_lose_no_update, .timeout = 90) {
 static char *s_wait_owner(lf_h_t *h, const char *id) {
     char q[256];
     snprintf(q, sizeof q, "SELECT owner IS NOT NULL FROM leads WHERE id = '%s'", id);
-    cr_assert(lf_h_wait_sql(h, q, "t", 8000), "lead was not assigned");
+    cr_assert(lf_h_wait_sql(h, q, "t", 20000), "lead was not assigned");
     snprintf(q, sizeof q, "SELECT owner FROM leads WHERE id = '%s'", id);
     return lf_h_sql(h, q);
 }

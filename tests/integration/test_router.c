@@ -341,7 +341,7 @@ Test(router, patching_facts_regrades_without_reassigning, .timeout = 60) {
     free(dbg);
     json_decref(out);
     snprintf(q, sizeof q, "SELECT grade FROM leads WHERE id = '%s'", id);
-    cr_assert(lf_h_wait_sql(h, q, "A", 5000), "lead was not re-graded to A");
+    cr_assert(lf_h_wait_sql(h, q, "A", 20000), "lead was not re-graded to A");
     char *after = s_owner(h, id);
     cr_expect_str_eq(after, owner, "re-grading keeps the owner");
     snprintf(q, sizeof q, "SELECT count(*) FROM assignments WHERE lead_id = '%s'", id);
@@ -394,7 +394,7 @@ Test(router, reassign_excludes_every_previous_owner, .timeout = 60) {
     snprintf(ex, sizeof ex, "[\"%s\"]", other);
     s_reassign(h, id, ex);
     snprintf(q, sizeof q, "SELECT count(*) FROM assignments WHERE lead_id = '%s'", id);
-    cr_assert(lf_h_wait_sql(h, q, "2", 5000), "no reassignment within 5 s");
+    cr_assert(lf_h_wait_sql(h, q, "2", 20000), "no reassignment within 20 s");
     char *second = s_owner(h, id);
     cr_expect_str_eq(second, third);
     snprintf(q, sizeof q, "SELECT open_count FROM reps WHERE id = '%s'", first);
@@ -404,12 +404,12 @@ Test(router, reassign_excludes_every_previous_owner, .timeout = 60) {
     /* Next time: both previous owners are excluded by the history alone. */
     s_reassign(h, id, "[]");
     snprintf(q, sizeof q, "SELECT count(*) FROM assignments WHERE lead_id = '%s'", id);
-    cr_assert(lf_h_wait_sql(h, q, "3", 5000));
+    cr_assert(lf_h_wait_sql(h, q, "3", 20000));
     char *last = s_owner(h, id);
     cr_expect_str_eq(last, other);
     /* Nobody left: the lead goes to the queue, visibly. */
     s_reassign(h, id, "[]");
-    cr_assert(lf_h_wait_sql(h, q, "4", 5000));
+    cr_assert(lf_h_wait_sql(h, q, "4", 20000));
     snprintf(q, sizeof q,
              "SELECT coalesce(owner, '-') || '/' || queue FROM leads WHERE id = '%s'",
              id);
