@@ -206,6 +206,7 @@ machine() {
     echo "| CPUs | $(nproc) (\`nproc\`), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo) |"
     echo "| memory | $(num "$(free -m | awk '/^Mem:/ {print $2}')") MiB, swap $(num "$(free -m | awk '/^Swap:/ {print $2}')") MiB (\`free -m\`) |"
     echo "| kernel, OS | $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null) |"
+    echo "| PostgreSQL's shared memory | $([ "${LEADFLOW_PG_HUGEPAGES:-1}" = 0 ] && echo "ordinary 4 KiB pages (\`LEADFLOW_PG_HUGEPAGES=0\`)" || echo "huge pages of 2 MiB, the pool made large enough at each start when root (scripts/lib.sh, \`lf_pg_hugepages\`)") |"
     echo "| software | PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), libmicrohttpd $(pkg-config --modversion libmicrohttpd), libpq $(pkg-config --modversion libpq), ZeroMQ $(pkg-config --modversion libzmq), wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'), Node.js $(node --version 2>/dev/null), BullMQ $bull, gcc $(gcc -dumpfullversion) |"
 }
 

@@ -96,6 +96,14 @@ else
     failed=$((failed + 1)); failed_names+=("make run"); tail -n 40 "$WORK/makerun.out" >&2
 fi
 
+# PostgreSQL's shared memory in huge pages (scripts/lib.sh, lf_pg_hugepages): the pool
+# grown for a server and given back at its stop, LEADFLOW_PG_HUGEPAGES=0 obeyed.
+if bash tests/integration/test_pg_hugepages.sh >"$WORK/hugepages.out" 2>&1; then
+    passed=$((passed + 1)); lf_say "PASS PostgreSQL on huge pages (pool grown, given back)"
+else
+    failed=$((failed + 1)); failed_names+=("pg hugepages"); tail -n 20 "$WORK/hugepages.out" >&2
+fi
+
 # Compose file: no engine runs here, but the file must be valid.
 if command -v docker-compose >/dev/null; then
     if LEADFLOW_ADMIN_KEY=compose-check docker-compose -f docker-compose.yml config -q; then
