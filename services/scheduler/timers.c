@@ -582,6 +582,19 @@ static int s_lane_wait(lf_timers_t *t, lf_redis_t *redis, const s_lane_t *lanes,
     return (int)wait;
 }
 
+/* How many lanes fire concurrently (LEADFLOW_TIMER_LANES, at most LF_TIMERS_LANES_MAX).
+ */
+static int s_nlanes(const lf_timers_t *t) {
+    return t->nlanes < LF_TIMERS_LANES_MAX ? t->nlanes : LF_TIMERS_LANES_MAX;
+}
+
+/* Lane i's connection: made at start (s_fire_main), made again here if that failed. */
+static lf_db_t *s_lane_db(lf_timers_t *t, int i) {
+    if (!t->lanes[i])
+        t->lanes[i] = lf_db_connect(t->db_url, "leadflow-scheduler-fire");
+    return t->lanes[i];
+}
+
 /* Claims due timers from Redis and fires them, keeping every lane busy: the next
  * batch is claimed and sent while the previous ones run and commit, and what comes
  * due while they do goes onto a free lane (s_lane_wait), not behind them. Claimed ids
@@ -592,7 +605,7 @@ static int s_lane_wait(lf_timers_t *t, lf_redis_t *redis, const s_lane_t *lanes,
  * due left, or Redis failing: the sweep covers it). */
 static int s_drain(lf_timers_t *t, lf_redis_t *redis, int64_t deadline) {
     s_lane_t lanes[LF_TIMERS_LANES_MAX];
-    int nl = t->nlanes < LF_TIMERS_LANES_MAX ? t->nlanes : LF_TIMERS_LANES_MAX;
+    int nl = s_nlanes(t);
     int more = 1, end = S_DRAIN_DONE, down = 0;
     int late_ok = 0;       /* the claim s_lane_wait asked for may come after deadline */
     int64_t last_send = 0; /* when the last batch was sent */
@@ -615,9 +628,8 @@ static int s_drain(lf_timers_t *t, lf_redis_t *redis, int64_t deadline) {
         for (int i = 0; i < nl && more; i++) {
             if (lanes[i].busy)
                 continue;
-            if (!lanes[i].db) /* connected at start (s_fire_main); again if that failed */
-                lanes[i].db = t->lanes[i] =
-                    lf_db_connect(t->db_url, "leadflow-scheduler-fire");
+            if (!lanes[i].db)
+                lanes[i].db = s_lane_db(t, i);
             if (lf_mono_ms() >= deadline && !late_ok) {
                 more = 0;
                 end = S_DRAIN_MORE;
@@ -741,21 +753,15 @@ static void *s_fire_main(void *arg) {
      * session: 11-25 ms), before anything is due: a lane that connects when a slow batch
      * first needs it would pay both on the firing path. An id that no timer has fires
      * nothing. */
-    for (int i = 0; i < t->nlanes && i < LF_TIMERS_LANES_MAX; i++) {
-        if (!t->lanes[i])
-            t->lanes[i] = lf_db_connect(t->db_url, "leadflow-scheduler-fire");
+    for (int i = 0; i < s_nlanes(t); i++) {
+        lf_db_t *db = s_lane_db(t, i);
         const char *p[] = {"{0}", t->sla_text, NULL};
-        PGresult *r = lf_db_ensure(t->lanes[i]) == 0
-                          ? lf_db_exec(t->lanes[i], S_FIRE_SQL, 3, p)
-                          : NULL;
-        PQclear(r);
+        PQclear(lf_db_ensure(db) == 0 ? lf_db_exec(db, S_FIRE_SQL, 3, p) : NULL);
     }
     while (!atomic_load(&t->fire_stop)) {
         long fired_before = atomic_load(&t->fired);
         /* The sweep of overdue timers uses the first lane, idle between drains. */
-        if (!t->lanes[0])
-            t->lanes[0] = lf_db_connect(t->db_url, "leadflow-scheduler-fire");
-        int wait = s_fire_round(t, t->lanes[0], redis, t->tick_ms);
+        int wait = s_fire_round(t, s_lane_db(t, 0), redis, t->tick_ms);
         if (wait == 0)
             continue;
         if (wait < 0)
