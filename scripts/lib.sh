@@ -106,17 +106,17 @@ lf_pg_stop() {
 # lf_pg_stop gives them back); otherwise, or when the kernel will not, PostgreSQL
 # starts on ordinary pages as before. LEADFLOW_PG_HUGEPAGES=0 leaves the pool alone.
 lf_pg_hugepages() {
-    local dir=$1 need total free rsvd want got
+    local dir=$1 need total avail want got
     [ "${LEADFLOW_PG_HUGEPAGES:-1}" != 0 ] || return 0
     [ -r /proc/sys/vm/nr_hugepages ] || return 0
     # What this server's settings need, in huge pages (PostgreSQL 15; -1: none).
     need=$(lf_as_pg "$PG_BIN/postgres" -D "$dir/data" -C shared_memory_size_in_huge_pages \
            2>/dev/null) || return 0
     [[ "$need" =~ ^[0-9]+$ ]] && [ "$need" -gt 0 ] || return 0
-    read -r total free rsvd < <(awk '/^HugePages_Total:/ {t = $2} /^HugePages_Free:/ {f = $2}
-        /^HugePages_Rsvd:/ {r = $2} END {print t + 0, f + 0, r + 0}' /proc/meminfo)
-    [ $((free - rsvd)) -ge "$need" ] && return 0
-    want=$((total + need - (free - rsvd)))
+    total=$(cat /proc/sys/vm/nr_hugepages)
+    avail=$(lf_hugepages_avail)
+    [ "$avail" -ge "$need" ] && return 0
+    want=$((total + need - avail))
     if [ "$(id -u)" -ne 0 ]; then
         lf_say "PostgreSQL on ordinary pages: $need huge pages would spare it CPU; as root:"
         echo "  sudo sysctl -w vm.nr_hugepages=$want" >&2
@@ -126,6 +126,12 @@ lf_pg_hugepages() {
     got=$(cat /proc/sys/vm/nr_hugepages)
     [ "$got" -gt "$total" ] || return 0
     echo $((got - total + $(lf_pg_hugepages_added "$dir"))) >"$dir/hugepages"
+}
+
+# lf_hugepages_avail : huge pages of the pool that nobody holds or has claimed
+# (free, less those a running server reserved and has not touched yet).
+lf_hugepages_avail() {
+    awk '/^HugePages_Free:/ {f = $2} /^HugePages_Rsvd:/ {r = $2} END {print f - r}' /proc/meminfo
 }
 
 # lf_pg_hugepages_added DIR : the pages recorded as added for DIR (0 when none, or

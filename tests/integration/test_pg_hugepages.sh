@@ -25,7 +25,6 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL $*" >&2; exit 1; }
 pool() { cat /proc/sys/vm/nr_hugepages; }
-avail() { awk '/^HugePages_Free:/ {f = $2} /^HugePages_Rsvd:/ {r = $2} END {print f - r}' /proc/meminfo; }
 # Does the postmaster of DIR map its shared memory in huge pages?
 huge_mapped() { grep -q 'anon_hugepage' "/proc/$(head -1 "$1/data/postmaster.pid")/maps"; }
 
@@ -52,7 +51,7 @@ fi
 
 # 1. The pool holds nothing free: lf_pg_start grows it by what the server needs.
 unset LEADFLOW_PG_HUGEPAGES
-echo $((POOL0 - $(avail))) >/proc/sys/vm/nr_hugepages # no free page left
+echo $((POOL0 - $(lf_hugepages_avail))) >/proc/sys/vm/nr_hugepages # no free page left
 base=$(pool)
 lf_pg_start "$WORK/a" "$(lf_free_port)"
 huge_mapped "$WORK/a" || fail "the server did not map its shared memory in huge pages (pool $(pool))"
