@@ -19,7 +19,7 @@ RUN apt-get update \
         build-essential pkg-config \
         libzmq3-dev libpq-dev libjansson-dev libhiredis-dev libmicrohttpd-dev \
         libcurl4-openssl-dev libunistring-dev libcsv-dev libssl-dev libsodium-dev uuid-dev \
-        libphonenumber-dev libicu-dev libzip-dev libexpat1-dev zlib1g-dev \
+        libphonenumber-dev libicu-dev libzip-dev libexpat1-dev zlib1g-dev libjsmn-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

@@ -159,6 +159,10 @@ void lf_consumer_destroy(lf_consumer_t **self_p) {
     *self_p = NULL;
 }
 
+int lf_consumer_seq_only(const lf_consumer_t *self) {
+    return self->batch_fn && (self->batch_flags & LF_BATCH_SEQ_ONLY);
+}
+
 const char *lf_consumer_name(const lf_consumer_t *self) {
     return self->name;
 }
@@ -1115,7 +1119,7 @@ static int s_read_cursor(lf_consumer_t *self, char xid[24], char id[24]) {
 }
 
 int lf_consumer_sweep(lf_consumer_t *self, int limit) {
-    int light = self->batch_fn && (self->batch_flags & LF_BATCH_SEQ_ONLY);
+    int light = lf_consumer_seq_only(self);
     long window = 0;
     long long window_end = 0;
     PGresult *res;

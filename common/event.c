@@ -10,6 +10,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "lf/event_head.h"
 #include "lf/log.h"
 
 void *lf_zmq_pub(void *ctx, const char *endpoint) {
@@ -78,28 +79,30 @@ int lf_event_send(void *sock, const json_t *env) {
     return rc;
 }
 
-json_t *lf_event_recv(void *sock) {
-    zmq_msg_t topic, body;
+/* Takes one message off the socket into *body (its envelope frame). Returns 0, or -1
+ * when nothing is waiting or the message has no body frame (*body is then closed). */
+static int s_recv_body(void *sock, zmq_msg_t *body) {
+    zmq_msg_t topic;
     zmq_msg_init(&topic);
     if (zmq_msg_recv(&topic, sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&topic);
-        return NULL;
+        return -1;
     }
     int more = zmq_msg_more(&topic);
     zmq_msg_close(&topic);
     if (!more) {
         lf_warn("event message without body frame dropped");
-        return NULL;
+        return -1;
     }
-    zmq_msg_init(&body);
-    if (zmq_msg_recv(&body, sock, 0) < 0) {
-        zmq_msg_close(&body);
-        return NULL;
+    zmq_msg_init(body);
+    if (zmq_msg_recv(body, sock, 0) < 0) {
+        zmq_msg_close(body);
+        return -1;
     }
     /* Drain every unexpected extra frame so the next recv starts on a message. The
      * MORE flag is the socket's (ZMQ_RCVMORE after each part): the body frame's own
      * flag says nothing about the frames after the first extra one. */
-    if (zmq_msg_more(&body)) {
+    if (zmq_msg_more(body)) {
         lf_warn("event message with extra frames (ignored)");
         int rcvmore = 1;
         size_t len = sizeof rcvmore;
@@ -112,15 +115,50 @@ json_t *lf_event_recv(void *sock) {
                 break;
         }
     }
+    return 0;
+}
+
+static void s_malformed(const char *why) {
+    lf_warn("malformed event dropped (its outbox row will be swept): %s", why);
+}
+
+/* The whole envelope of a body frame, or NULL (logged) when it is malformed. */
+static json_t *s_parse(zmq_msg_t *body) {
     json_error_t jerr;
-    json_t *env = json_loadb(zmq_msg_data(&body), zmq_msg_size(&body), 0, &jerr);
-    zmq_msg_close(&body);
+    json_t *env = json_loadb(zmq_msg_data(body), zmq_msg_size(body), 0, &jerr);
     if (!env || !json_is_object(env) || !lf_event_type(env) || lf_event_seq(env) <= 0) {
-        lf_warn("malformed event dropped (its outbox row will be swept): %s",
-                env ? "missing type or seq" : jerr.text);
+        s_malformed(env ? "missing type or seq" : jerr.text);
         json_decref(env);
         return NULL;
     }
+    return env;
+}
+
+json_t *lf_event_recv(void *sock) {
+    zmq_msg_t body;
+    if (s_recv_body(sock, &body) < 0)
+        return NULL;
+    json_t *env = s_parse(&body);
+    zmq_msg_close(&body);
+    return env;
+}
+
+json_t *lf_event_recv_head(void *sock, const lf_head_keep_t *keep) {
+    zmq_msg_t body;
+    if (s_recv_body(sock, &body) < 0)
+        return NULL;
+    json_t *env = NULL;
+    switch (lf_event_head(zmq_msg_data(&body), zmq_msg_size(&body), keep, &env)) {
+    case LF_HEAD_OK:
+        break;
+    case LF_HEAD_MALFORMED:
+        s_malformed("missing type or seq");
+        break;
+    case LF_HEAD_WHOLE:
+        env = s_parse(&body);
+        break;
+    }
+    zmq_msg_close(&body);
     return env;
 }
 

@@ -46,8 +46,11 @@ static size_t s_gather(lf_loop_t *loop, zmq_pollitem_t *items, json_t **batch,
     size_t n = 0;
     int64_t until = 0;
     json_t *env;
+    int head = loop->keep || lf_consumer_seq_only(loop->consumer);
     for (;;) {
-        while (n < (size_t)loop->batch && (env = lf_event_recv(loop->sub)))
+        while (n < (size_t)loop->batch &&
+               (env = head ? lf_event_recv_head(loop->sub, loop->keep)
+                           : lf_event_recv(loop->sub)))
             batch[n++] = env;
         if (n == 0 || n >= (size_t)loop->batch || loop->linger_ms <= 0 ||
             lf_service_stopping())

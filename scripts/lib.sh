@@ -6,7 +6,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # Debian packages needed to build, run and test leadflow.
 LF_BUILD_PKGS="build-essential pkg-config libzmq3-dev libpq-dev libjansson-dev libhiredis-dev \
 libmicrohttpd-dev libcurl4-openssl-dev libunistring-dev libcsv-dev libssl-dev libsodium-dev uuid-dev \
-libphonenumber-dev libicu-dev libzip-dev libexpat1-dev zlib1g-dev"
+libphonenumber-dev libicu-dev libzip-dev libexpat1-dev zlib1g-dev libjsmn-dev"
 LF_RUN_PKGS="postgresql redis-server curl"
 LF_TEST_PKGS="libcriterion-dev docker-compose clang chromium"
 # and to benchmark it (make bench): wrk, and Node.js with npm for BullMQ, the

@@ -112,6 +112,16 @@ static const char *const s_types[] = {"lead.assigned",
                                       "stale.restarted",
                                       NULL};
 
+/* What the handlers read of a lead.assigned (nearly every event the scheduler takes):
+ * its seq, type, lead, "at" (the SLA's start), and the payload's grade and owner
+ * (timers.c, clock.c, stale.c, reactivate.c). The loop reads those from the text
+ * alone (lf/event_head.h); a handler that reads more of an assignment must name it
+ * here. Other events arrive whole. */
+static const char *const s_assigned_top[] = {"at", NULL};
+static const char *const s_assigned_payload[] = {"grade", "owner", NULL};
+static const lf_head_keep_t s_assigned_keep = {"lead.assigned", s_assigned_top,
+                                               s_assigned_payload};
+
 /* Does the key open the notification secrets stored sealed? Messages to destinations
  * whose secret it cannot open are not sent (each records why); the rest of the
  * scheduler works as usual. */
@@ -359,6 +369,7 @@ int main(int argc, char **argv) {
         .tick = lf_timers_tick,
         .tick_arg = &t,
         .cfg = cfg,
+        .keep = &s_assigned_keep,
     };
     rc = lf_loop_run(&loop);
     lf_timers_fire_stop(&t);

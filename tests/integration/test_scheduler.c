@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "../support/harness.h"
 #include "lf/db.h"
@@ -726,6 +727,96 @@ static void s_kill_while_waiting(lf_h_t *h) {
  * counting each try before it begins, and parks lead 3's after 3 (the setting). The
  * old scheduler counted tries in memory: every restart started again at zero, and
  * lead 3's batch was tried for ever. */
+/* The assignments arrive over ZeroMQ (the test plays the router on its PUB port; the
+ * sweep is held off), where the scheduler reads of a lead.assigned only its seq, type,
+ * lead, "at", grade and owner (lf/event_head.h): the deadlines and the stale clock
+ * count from each event's "at", minutes before the scheduler saw it, as when the
+ * sweep hands it whole; a lead.reassigned arrives whole. */
+Test(scheduler, assignments_read_light_from_zeromq_count_from_their_time, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 1);
+    lf_h_env(h, "LEADFLOW_SWEEP_MS", "600000");
+    lf_h_config(h, "sla.json",
+                "{\"first_contact_seconds\":{\"B\":60,\"C\":60},"
+                "\"escalate_after_seconds\":{\"B\":120,\"C\":120},"
+                "\"reassign_after_seconds\":{\"B\":300}}");
+    lf_h_config(h, "keepalive.json",
+                "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\":"
+                " \"3d\"}, \"warn_manager_after\": \"1d\", \"recycle_after\": \"1d\","
+                " \"cooldown\": \"30d\", \"restart_on\": [\"call\"]}}");
+    free(lf_h_sql(h,
+                  "INSERT INTO leads (id, channel, phone, grade, owner, stage,"
+                  " assigned_at) SELECT ('0000002a-0000-7000-8000-' || lpad(g::text, 12,"
+                  " '0'))::uuid, 'web_form', '139' || lpad(g::text, 8, '0'), 'C',"
+                  " 'wang.fang', CASE g WHEN 3 THEN 'contacted' ELSE 'new' END, now()"
+                  " FROM generate_series(1, 3) g RETURNING 1"));
+    free(lf_h_sql(h, "INSERT INTO assignments (lead_id, reason, kind) VALUES"
+                     " ('0000002a-0000-7000-8000-000000000002', 'test', 'reassign')"
+                     " RETURNING 1"));
+    void *ctx = zmq_ctx_new(), *pub = zmq_socket(ctx, ZMQ_PUB);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", lf_h_zmq_port(h, LF_H_ROUTER));
+    cr_assert_eq(zmq_bind(pub, ep), 0);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    usleep(500 * 1000); /* its subscription reaches this publisher */
+    PGconn *pg = PQconnectdb(lf_h_db_url(h));
+    PGresult *r = PQexec(
+        pg,
+        "WITH e AS (INSERT INTO outbox (event_id, type, lead_id, at, payload)"
+        " SELECT gen_random_uuid(), e.type, ('0000002a-0000-7000-8000-' ||"
+        " lpad(e.l::text, 12, '0'))::uuid, e.at::timestamptz, e.pl::jsonb FROM (VALUES"
+        " (1, 'lead.assigned', 1, '2030-01-07T10:00:00.250Z',"
+        "  '{\"grade\":\"C\",\"score\":40,\"owner\":\"wang.fang\",\"team\":\"x\"}'),"
+        " (2, 'lead.assigned', 2, '2030-01-07T10:00:01Z',"
+        "  '{\"grade\":\"B\",\"owner\":\"wang.fang\",\"queue\":null}'),"
+        " (3, 'lead.reassigned', 2, '2030-01-07T10:10:00Z',"
+        "  '{\"grade\":\"B\",\"owner\":\"li.ming\"}'),"
+        " (4, 'lead.assigned', 3, '2030-01-07T10:00:00Z',"
+        "  '{\"grade\":\"C\",\"owner\":\"wang.fang\"}'))"
+        " e(n, type, l, at, pl) ORDER BY e.n RETURNING *)"
+        " SELECT type, lf_envelope(id, event_id, type, lead_id, at, version,"
+        " payload)::text FROM e ORDER BY id");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
+    cr_assert_eq(PQntuples(r), 4);
+    for (int i = 0; i < PQntuples(r); i++) {
+        zmq_send(pub, PQgetvalue(r, i, 0), strlen(PQgetvalue(r, i, 0)), ZMQ_SNDMORE);
+        zmq_send(pub, PQgetvalue(r, i, 1), strlen(PQgetvalue(r, i, 1)), 0);
+    }
+    PQclear(r);
+    PQfinish(pg);
+    cr_assert(lf_h_wait_sql(h,
+                            "SELECT count(*) FROM consumer_acked WHERE consumer = "
+                            "'scheduler' AND event_id IN (SELECT id FROM outbox WHERE "
+                            "lead_id::text LIKE '0000002a-%')",
+                            "4", 30000),
+              "the scheduler did not take the four events from the socket");
+    char *s = lf_h_sql(
+        h, "SELECT string_agg(right(lead_id::text, 1) || ':' || step || ' ' ||"
+           " to_char(due_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') || ' ' ||"
+           " coalesce(to_char((data->>'escalate_at')::timestamptz AT TIME ZONE 'UTC',"
+           " 'HH24:MI:SS.MS'), '-') || ' ' ||"
+           " coalesce(to_char((data->>'reassign_at')::timestamptz AT TIME ZONE 'UTC',"
+           " 'HH24:MI:SS.MS'), '-'), ', ' ORDER BY lead_id, step)"
+           " FROM timers WHERE kind = 'sla_first_contact'");
+    cr_expect_str_eq(s, "1:0 10:01:00.250 10:03:00.250 -, "
+                        "2:0 10:01:01.000 10:03:01.000 10:08:01.000, "
+                        "2:10 10:11:00.000 10:13:00.000 10:18:00.000, "
+                        "3:0 10:01:00.000 10:03:00.000 -");
+    free(s);
+    s = lf_h_sql(h, "SELECT string_agg(right(id::text, 1) || ' ' || stale_gen || ' ' ||"
+                    " coalesce(to_char(stale_since AT TIME ZONE 'UTC', 'MM-DD HH24:MI'),"
+                    " '-'), ', ' ORDER BY id) FROM leads");
+    cr_expect_str_eq(s, "1 0 -, 2 0 -, 3 1 01-07 10:00",
+                     "the contacted lead's stale clock starts at its event's time");
+    free(s);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/scheduler.0.log", lf_h_dir(h));
+    cr_expect_eq(lf_h_file_count(path, 0, "sweep recovered events"), 0,
+                 "the events came from the outbox, not the socket");
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    lf_h_destroy(&h);
+}
+
 Test(scheduler, an_event_that_kills_the_scheduler_at_every_try_is_parked_across_restarts,
      .timeout = 150) {
     lf_db_t *stuck;

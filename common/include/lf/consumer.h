@@ -112,8 +112,9 @@ typedef int (*lf_batch_fn)(lf_consumer_t *c, lf_db_t *db, json_t *const *envs, s
 enum {
     /* The handlers read what they need from the outbox by seq themselves: the sweep
      * then hands them envelopes holding only "seq", "type" and "lead_id" (building
-     * and parsing full envelopes would cost more than the fold). Events that arrive
-     * over ZeroMQ are still full envelopes. */
+     * and parsing full envelopes would cost more than the fold). The loop of lf/loop.h
+     * reads the events that arrive over ZeroMQ the same way (lf_event_recv_head): the
+     * handlers of such a consumer see only those three fields on every path. */
     LF_BATCH_SEQ_ONLY = 1
 };
 /* Opt in to the batch path: lf_consumer_handle then acknowledges the new events of a
@@ -133,6 +134,8 @@ void lf_consumer_publish_text_after_commit(lf_consumer_t *self, const char *type
  * for one queued as text (the loop of lf/loop.h sends either). */
 json_t *lf_consumer_take_published(lf_consumer_t *self);
 const char *lf_consumer_name(const lf_consumer_t *self);
+/* 1 when the consumer's handlers take light envelopes (LF_BATCH_SEQ_ONLY), else 0. */
+int lf_consumer_seq_only(const lf_consumer_t *self);
 
 /* Bounded retries (docs/reliability.md section 2). A handler whose statement lost a
  * race (see lf_event_fn) has its event tried again at once, then after backoff_ms,

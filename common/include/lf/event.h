@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "lf/event_head.h"
+
 #define LF_EVENT_VERSION 1
 
 /* Binds a PUB socket. High-water mark 100k; LINGER 0 because whatever is still
@@ -31,6 +33,11 @@ int lf_event_send_raw(void *sock, const char *type, const char *json, size_t len
  * NULL when nothing is waiting or the message is malformed (it is discarded and
  * logged: its outbox row will be swept). */
 json_t *lf_event_recv(void *sock);
+/* The same, read only as far as a consumer needs (lf/event_head.h): seq, type and
+ * lead_id (keep NULL: the light envelope the sweep gives a consumer of seqs,
+ * LF_BATCH_SEQ_ONLY), and the fields keep names for events of its type. A text the head
+ * reader cannot judge, or of another type than keep's, is parsed whole. */
+json_t *lf_event_recv_head(void *sock, const lf_head_keep_t *keep);
 
 /* Accessors that tolerate a malformed envelope (they return NULL / -1). Borrowed. */
 const char *lf_event_type(const json_t *env);

@@ -10,6 +10,7 @@
 
 #include "lf/config.h"
 #include "lf/consumer.h"
+#include "lf/event_head.h"
 
 typedef struct {
     lf_consumer_t *consumer; /* borrowed */
@@ -35,6 +36,11 @@ typedef struct {
     int (*sweep)(void *arg, int limit);
     void *sweep_arg;
     const lf_config_t *cfg; /* borrowed: for the health file */
+    /* The fields of its events the consumer reads, when it reads few (lf/event_head.h):
+     * its events of that type arrive as light envelopes holding only them, the others
+     * whole. NULL: whole envelopes, or for a consumer of seqs (LF_BATCH_SEQ_ONLY) light
+     * ones of every type. Every handler of such an event reads nothing else of it. */
+    const lf_head_keep_t *keep;
 } lf_loop_t;
 
 /* The loop's entry of a service's configuration table (lf/config.h), listed after
