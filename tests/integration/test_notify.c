@@ -551,6 +551,44 @@ Test(notify, a_burst_of_500_for_one_robot_is_a_few_merged_messages, .timeout = 1
     lf_rcv_stop(&r);
 }
 
+/* A lease reads the rows of the message it makes, not the destination's whole backlog
+ * (0061): with 5,000 rows waiting for one robot, the lease reads few more than the 20
+ * it merges. Counted from the backend's statistics (pg_stat_xact_user_tables: rows
+ * fetched through indexes and read by sequential scans of notify_deliveries). Before
+ * 0061 the two picks read every due row of the destination and sorted them: 10,061. */
+Test(notify, a_lease_reads_one_message_not_the_backlog, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 1);
+    free(lf_h_sql(h, "INSERT INTO notify_dests (key, type, url) VALUES ('backlog-robot',"
+                     " 'wecom', 'http://127.0.0.1:9/send') RETURNING 1"));
+    free(lf_h_sql(h, "WITH n AS (INSERT INTO notifications (kind, message) SELECT"
+                     " 'lead_assigned', 'n' || g FROM generate_series(1, 5000) g"
+                     " RETURNING id) INSERT INTO notify_deliveries (notification_id,"
+                     " dest_key, next_at) SELECT id, 'backlog-robot', now() - interval"
+                     " '1 hour' FROM n RETURNING 1"));
+    free(lf_h_sql(h, "ANALYZE notify_deliveries"));
+    for (int round = 0; round < 2; round++) {
+        /* One transaction (one PQexec): what the backend had read, the lease, and what
+         * it read since (the statistics of earlier transactions not yet reported stay
+         * in the view for up to a second; within a transaction nothing is reported). */
+        long read = lf_h_sql_long(
+            h, "CREATE TEMP TABLE IF NOT EXISTS r0 (v bigint); TRUNCATE r0;"
+               " INSERT INTO r0 SELECT coalesce(idx_tup_fetch, 0) +"
+               " coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables"
+               " WHERE relname = 'notify_deliveries';"
+               " SELECT count(*) FROM lf_notify_lease('test', 4, 20, 60, '{}'::jsonb);"
+               " SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0) -"
+               " coalesce((SELECT v FROM r0), 0) FROM pg_stat_xact_user_tables"
+               " WHERE relname = 'notify_deliveries'");
+        cr_expect(read >= 20 && read < 500,
+                  "round %d: the lease read %ld rows of notify_deliveries", round, read);
+        cr_expect_eq(lf_h_sql_long(h, "SELECT count(*) FROM notify_deliveries"
+                                      " WHERE state = 'sending'"),
+                     20 * (round + 1), "round %d leased one message of 20", round);
+        free(lf_h_sql(h, "UPDATE notify_dests SET next_send_at = '-infinity'"));
+    }
+    lf_h_destroy(&h);
+}
+
 /* Receiver r as wang.fang's WeCom robot, with the fast delivery settings of
  * lf_h_notify_fast but a request timeout of timeout_ms (a service takes the first of
  * two settings of one variable, so lf_h_notify_to's 1 s cannot be overridden). */
