@@ -176,7 +176,9 @@ lf_bench_start() {
         if [ "$s" = mhd_null ]; then
             build/bench/mhd_null "$NULLP" >>"$W/mhd_null.log" 2>&1 &
         else
-            "${LF_BENCH_BIN_DIR:-build/bin}/leadflow-$s" 2>>"$W/$s.log" &
+            # LF_BENCH_ENV_<service>="NAME=VALUE ...": settings for that service alone
+            local own="LF_BENCH_ENV_$s"
+            env ${!own:-} "${LF_BENCH_BIN_DIR:-build/bin}/leadflow-$s" 2>>"$W/$s.log" &
         fi
         LF_BENCH_PID[$s]=$!
     done

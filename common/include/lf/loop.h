@@ -43,12 +43,13 @@ typedef struct {
     const lf_head_keep_t *keep;
 } lf_loop_t;
 
-/* The loop's entry of a service's configuration table (lf/config.h), listed after
- * LF_CFG_COMMON by every service that runs lf_loop_run. */
-#define LF_CFG_LOOP                                                                      \
+/* The loop's entries of a service's configuration table (lf/config.h), listed after
+ * LF_CFG_COMMON by every service that runs lf_loop_run; linger is the default of
+ * LEADFLOW_CONSUMER_LINGER_MS (a string: "5" where a hop's latency counts). */
+#define LF_CFG_LOOP_LINGER(linger)                                                       \
     {"LEADFLOW_CONSUMER_LINGER_MS",                                                      \
      LF_CFG_INT,                                                                         \
-     "5",                                                                                \
+     linger,                                                                             \
      0,                                                                                  \
      100,                                                                                \
      "after the first event, ms to wait for more before a batch is applied (0: only "    \
@@ -65,6 +66,7 @@ typedef struct {
             "wait before the third try of such an event (the second is at once); "       \
             "doubles after each try (a minute at most)"                                  \
     }
+#define LF_CFG_LOOP LF_CFG_LOOP_LINGER("5")
 
 /* How often the loop moves the consumer's cursor (lf_consumer_advance). */
 #define LF_LOOP_ADVANCE_MS 5000
