@@ -44,14 +44,15 @@ void lf_db_set_statement_timeout(long ms) {
 }
 
 static int s_connect(lf_db_t *self) {
-    char options[200];
+    char options[240];
     snprintf(options, sizeof options,
              "-c statement_timeout=%ld "
              "-c idle_in_transaction_session_timeout=10000 "
              "-c client_connection_check_interval=1000 "
              "-c jit=off "
-             "-c client_min_messages=warning",
-             s_statement_timeout_ms);
+             "-c client_min_messages=warning%s",
+             s_statement_timeout_ms,
+             self->custom_plans ? " -c plan_cache_mode=force_custom_plan" : "");
     const char *keys[] = {"connect_timeout",
                           "tcp_user_timeout",
                           "keepalives_idle",
@@ -88,12 +89,21 @@ static int s_connect(lf_db_t *self) {
     return 0;
 }
 
-lf_db_t *lf_db_connect(const char *url, const char *app) {
+static lf_db_t *s_new(const char *url, const char *app, int custom_plans) {
     lf_db_t *self = lf_calloc(1, sizeof *self);
     self->url = lf_strdup(url);
     self->app = lf_strdup(app ? app : "leadflow");
+    self->custom_plans = custom_plans;
     s_connect(self);
     return self;
+}
+
+lf_db_t *lf_db_connect(const char *url, const char *app) {
+    return s_new(url, app, 0);
+}
+
+lf_db_t *lf_db_connect_custom_plans(const char *url, const char *app) {
+    return s_new(url, app, 1);
 }
 
 void lf_db_destroy(lf_db_t **self_p) {

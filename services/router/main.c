@@ -126,7 +126,13 @@ int main(int argc, char **argv) {
     pub = lf_zmq_pub(zctx, lf_config_str(cfg, "LEADFLOW_ROUTER_EVENTS_BIND"));
     if (!sub || !pub)
         goto out;
-    db = lf_db_connect(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"), "leadflow-router");
+    /* Custom plans: the batch's lock, prelude and write each kept a generic plan made on
+     * the first batches, which on a new installation read all of leads per batch once
+     * it had grown (a sequential scan planned for a table of a few pages): 3-5 times
+     * the router's usual backend CPU until autovacuum analyzed the table. Planning
+     * them at every call cost nothing measurable (docs/benchmarks.md). */
+    db = lf_db_connect_custom_plans(lf_config_str(cfg, "LEADFLOW_DATABASE_URL"),
+                                    "leadflow-router");
     if (db->err)
         lf_warn("PostgreSQL not reachable yet, will retry: %s", db->errstr);
     consumer = lf_consumer_new(db, "router", s_types, lf_route_event, &ctx);

@@ -116,6 +116,64 @@ Test(db, the_statement_timeout_is_a_setting, .timeout = 60) {
     lf_h_destroy(&h);
 }
 
+/* Rows of table t that this session's statements read by sequential scans, so far in
+ * its open transaction and in the transactions it has not reported yet. */
+static long s_seq_read(lf_db_t *db) {
+    PGresult *r =
+        lf_db_exec(db,
+                   "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables"
+                   " WHERE relname = 't'",
+                   0, NULL);
+    cr_assert(r, "%s", db->errstr);
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/* What one call of the prepared lookup reads of t by sequential scans, inside a
+ * transaction (where nothing is reported, so the difference is the call's). */
+static long s_lookup_reads(lf_db_t *db) {
+    cr_assert_eq(lf_db_begin(db), 0, "%s", db->errstr);
+    long before = s_seq_read(db);
+    const char *p[] = {"{3,7,11}"};
+    PGresult *r = lf_db_exec_prepared(
+        db, "t_lookup", "SELECT id FROM t WHERE id = ANY($1::int[]) ORDER BY id", 1, p);
+    cr_assert(r, "%s", db->errstr);
+    cr_assert_eq(PQntuples(r), 3);
+    PQclear(r);
+    long read = s_seq_read(db) - before;
+    lf_db_rollback(db);
+    return read;
+}
+
+/* A prepared statement first run on a table of a few rows (analyzed then, as autovacuum
+ * does after the first 50 rows of a new table) keeps the generic plan PostgreSQL makes
+ * for it (a sequential scan: the table is one page) and reads the whole table at every
+ * call once it has grown, until the next ANALYZE replans it; the
+ * router's batches on a new installation spent 3-5 times their usual CPU that way
+ * (docs/benchmarks.md). lf_db_connect_custom_plans plans at every call with the
+ * table's present size: an index probe once the table is large. */
+Test(db, custom_plans_follow_a_table_that_grew, .timeout = 60) {
+    lf_h_t *h = lf_h_new(0, 0);
+    free(lf_h_sql(h, "CREATE TABLE t (id int PRIMARY KEY, v text) WITH"
+                     " (autovacuum_enabled = off); INSERT INTO t SELECT g, 'v' FROM"
+                     " generate_series(1, 20) g; ANALYZE t"));
+    lf_db_t *kept = lf_db_connect(lf_h_db_url(h), "test-generic");
+    lf_db_t *custom = lf_db_connect_custom_plans(lf_h_db_url(h), "test-custom");
+    for (int i = 0; i < 8; i++) { /* past the five calls before a generic plan */
+        s_lookup_reads(kept);
+        s_lookup_reads(custom);
+    }
+    free(lf_h_sql(h, "INSERT INTO t SELECT g, 'v' FROM generate_series(21, 50000) g"));
+    long generic = s_lookup_reads(kept), planned = s_lookup_reads(custom);
+    cr_expect_gt(generic, 40000, "the kept plan scans the grown table (%ld rows read)",
+                 generic);
+    cr_expect_eq(planned, 0, "the custom plan read %ld rows sequentially", planned);
+    lf_db_destroy(&custom);
+    lf_db_destroy(&kept);
+    lf_h_destroy(&h);
+}
+
 /* Intake's batch function plans its statements once per connection (the generic plan):
  * with the default plan_cache_mode, a batch of a few leads made PostgreSQL plan the big
  * statement again at every call, 2-3 ms of CPU for one lead (docs/benchmarks.md). */

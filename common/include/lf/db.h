@@ -17,6 +17,7 @@ typedef struct {
     unsigned gen;     /* bumped on every (re)connect: prepared statements die with it */
     int in_tx;        /* a transaction was open after the last statement */
     int tx_lost;      /* the connection broke inside a transaction (see above) */
+    int custom_plans; /* plan every prepared statement with its values (below) */
     struct {
         const char *name; /* static statement name */
         unsigned gen;     /* connection generation it was prepared on */
@@ -31,6 +32,13 @@ void lf_db_set_statement_timeout(long ms);
 /* Creates a handle and tries to connect once. Never returns NULL: check err, as
  * with redisConnect. Caller owns the result. */
 lf_db_t *lf_db_connect(const char *url, const char *app);
+/* The same, for a connection whose prepared statements must be planned at every call
+ * with their parameters' values and the tables' present size (plan_cache_mode =
+ * force_custom_plan), never with a generic plan kept from the first calls: one made
+ * while the table was new and nearly empty reads all of it once it has grown (the
+ * router's batches on a new installation until autovacuum's first ANALYZE of leads:
+ * docs/benchmarks.md). */
+lf_db_t *lf_db_connect_custom_plans(const char *url, const char *app);
 void lf_db_destroy(lf_db_t **self_p);
 /* Makes sure the connection is up, reconnecting when needed. Returns 0 or -1. */
 int lf_db_ensure(lf_db_t *self);
