@@ -336,52 +336,82 @@ void lf_timers_on_batch(void *arg, int committed) {
         t->pending[0] = '\0';
 }
 
-long lf_timers_rebuild(lf_timers_t *t) {
-    PGresult *res = lf_db_exec(t->db,
-                               "SELECT (extract(epoch FROM due_at) * 1000)::bigint, id "
-                               "FROM timers WHERE state = 'pending'",
-                               0, NULL);
-    if (!res)
-        return -1;
-    long n = PQntuples(res);
-    /* One ZADD per 1000 timers, pipelined. */
+/* Timers read per page of the rebuild: its memory is one page's result and commands
+ * (about 1 MB), not every pending timer's at once (a scheduler started with 140,000
+ * pending timers kept 22.6 MB of RSS afterwards; docs/benchmarks.md). */
+#define S_REBUILD_PAGE 10000
+
+/* Indexes one page of pending timers in Redis: one ZADD per 1000, pipelined, then
+ * their replies. Returns 0 or -1 (Redis failed: t->redis->errstr). */
+static int s_rebuild_page(lf_timers_t *t, PGresult *res) {
     const char *argv[2 + 2 * 1000];
     argv[0] = "ZADD";
     argv[1] = t->zkey;
-    long sent = 0;
-    if (lf_redis_ensure(t->redis) < 0)
-        goto fail;
-    for (long i = 0; i < n; i += 1000) {
-        long end = i + 1000 < n ? i + 1000 : n;
-        int argc = 2;
-        for (long j = i; j < end; j++) {
-            argv[argc++] = PQgetvalue(res, (int)j, 0);
-            argv[argc++] = PQgetvalue(res, (int)j, 1);
+    int n = PQntuples(res), sent = 0;
+    for (int i = 0; i < n; i += 1000) {
+        int end = i + 1000 < n ? i + 1000 : n, argc = 2;
+        for (int j = i; j < end; j++) {
+            argv[argc++] = PQgetvalue(res, j, 0);
+            argv[argc++] = PQgetvalue(res, j, 1);
         }
         redisAppendCommandArgv(t->redis->ctx, argc, argv, NULL);
         sent++;
     }
-    for (long k = 0; k < sent; k++) {
+    for (int k = 0; k < sent; k++) {
         void *reply = NULL;
         if (redisGetReply(t->redis->ctx, &reply) != REDIS_OK) {
             t->redis->err = 1;
             snprintf(t->redis->errstr, sizeof t->redis->errstr, "%s",
                      t->redis->ctx->errstr);
-            goto fail;
+            return -1;
         }
         freeReplyObject(reply);
     }
-    PQclear(res);
+    return 0;
+}
+
+long lf_timers_rebuild(lf_timers_t *t) {
+    if (lf_redis_ensure(t->redis) < 0)
+        goto fail;
+    /* Page after page in id order. A timer armed meanwhile is indexed by whoever armed
+     * it; one fired meanwhile may be indexed here all the same, and a claim of it
+     * finds it no longer pending in PostgreSQL (lf_fire_timers), as after any race
+     * between the index and the table. */
+    long n = 0;
+    char after[24] = "0", page[16];
+    snprintf(page, sizeof page, "%d", S_REBUILD_PAGE);
+    for (;;) {
+        const char *p[] = {after, page};
+        PGresult *res =
+            lf_db_exec(t->db,
+                       "SELECT (extract(epoch FROM due_at) * 1000)::bigint, id "
+                       "FROM timers WHERE state = 'pending' AND id > $1::bigint "
+                       "ORDER BY id LIMIT $2::int",
+                       2, p);
+        if (!res)
+            return -1;
+        int rows = PQntuples(res);
+        if (rows > 0 && s_rebuild_page(t, res) < 0) {
+            PQclear(res);
+            goto fail;
+        }
+        if (rows > 0)
+            snprintf(after, sizeof after, "%s", PQgetvalue(res, rows - 1, 1));
+        PQclear(res);
+        n += rows;
+        if (rows < S_REBUILD_PAGE)
+            break;
+    }
     redisReply *r =
         lf_redis_cmd(t->redis, "SET %s %lld", t->epoch_key, (long long)lf_now_ms());
     if (!r)
         return -1;
     freeReplyObject(r);
     t->rebuilt++;
+    malloc_trim(0); /* the pages' results and commands go back to the system */
     lf_info("timer index rebuilt from PostgreSQL pending=%ld", n);
     return n;
 fail:
-    PQclear(res);
     lf_warn("timer index rebuild failed: %s", t->redis->errstr);
     if (t->redis->ctx) {
         redisFree(t->redis->ctx);
@@ -823,8 +853,8 @@ int lf_timers_tick(void *arg) {
     if (r) {
         long exists = r->integer;
         freeReplyObject(r);
-        if (!exists && lf_timers_rebuild(t) > 0)
-            malloc_trim(0); /* the rebuild's result of every pending timer is freed */
+        if (!exists)
+            lf_timers_rebuild(t);
     }
     /* What event batches left in malloc's free lists (envelopes, results) goes back
      * too, at most every two seconds while events come. */

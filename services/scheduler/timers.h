@@ -116,7 +116,7 @@ int lf_timers_tick(void *arg);
  * (modified in place). Not fatal when Redis is away (logged): the PostgreSQL sweep
  * fires them later. For any thread with its own Redis connection. */
 void lf_timers_zadd(lf_redis_t *redis, const char *zkey, char *pairs);
-/* Loads every pending timer into Redis and marks the index complete. Returns the
- * number indexed, or -1. */
+/* Loads every pending timer into Redis, a page of them at a time, and marks the index
+ * complete. Returns the number indexed, or -1. */
 long lf_timers_rebuild(lf_timers_t *t);
 #endif

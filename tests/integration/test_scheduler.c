@@ -252,6 +252,30 @@ Test(scheduler, timers_redis_never_had_fire_from_the_sweep_once, .timeout = 90) 
     lf_h_destroy(&h);
 }
 
+/* The index is rebuilt at start a page of 10,000 timers at a time (timers.c): 25,001
+ * pending timers (three pages, the last of one) are all indexed, once each, and the
+ * fired ones between them are not. */
+Test(scheduler, the_rebuild_indexes_every_pending_timer_page_after_page, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 1);
+    s_leads_with_timers(h, 1, 25001, "B", 3600);
+    /* Fired timers among them, in every page: the rebuild skips them. */
+    free(lf_h_sql(h, "UPDATE timers SET state = 'fired', fired_at = now()"
+                     " WHERE id % 1000 = 7 RETURNING 1"));
+    long pending =
+        lf_h_sql_long(h, "SELECT count(*) FROM timers WHERE state = 'pending'");
+    cr_assert_gt(pending, 24900);
+    lf_h_start(h, LF_H_SCHEDULER, 0);
+    char path[1024], line[64];
+    snprintf(path, sizeof path, "%s/scheduler.0.log", lf_h_dir(h));
+    snprintf(line, sizeof line, "pending=%ld", pending);
+    for (int i = 0; i < 200 && lf_h_file_count(path, 0, line) == 0; i++)
+        usleep(50 * 1000);
+    cr_expect_eq(lf_h_file_count(path, 0, line), 1, "no rebuild of %ld timers logged",
+                 pending);
+    cr_expect_eq(s_zcard(h), pending, "Redis indexes every pending timer, once");
+    lf_h_destroy(&h);
+}
+
 Test(scheduler, sla_chain_and_follow_ups_record_what_they_did_before, .timeout = 120) {
     lf_h_t *h = lf_h_new(0, 1);
     /* Grade B reassigns, grade C never does. */
