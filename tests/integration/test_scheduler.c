@@ -560,8 +560,22 @@ Test(scheduler, bad_settings_are_refused_with_a_clear_error, .timeout = 30) {
  * by event), stopped where one ran (L7).
  * All ten events are in the outbox before the scheduler starts, so its first sweep
  * hands them over as one batch. Wall clock, so the deadlines are plain sums. */
-Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
-    lf_h_t *h = lf_h_new(0, 1);
+/* The first-contact timers: "<lead's last digit>:<step> <due> <escalate_at>
+ * <reassign_at>" (times of day, UTC), by lead and step. */
+static char *s_sla_timers(lf_h_t *h) {
+    return lf_h_sql(
+        h, "SELECT string_agg(right(lead_id::text, 1) || ':' || step || ' ' ||"
+           " to_char(due_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') || ' ' ||"
+           " coalesce(to_char((data->>'escalate_at')::timestamptz AT TIME ZONE 'UTC',"
+           " 'HH24:MI:SS.MS'), '-') || ' ' ||"
+           " coalesce(to_char((data->>'reassign_at')::timestamptz AT TIME ZONE 'UTC',"
+           " 'HH24:MI:SS.MS'), '-'), ', ' ORDER BY lead_id, step)"
+           " FROM timers WHERE kind = 'sla_first_contact'");
+}
+
+/* The SLA (one minute to first contact, escalation at two, reassignment of B at five)
+ * and keep-alive settings of the assignment tests. */
+static void s_sla_config(lf_h_t *h) {
     lf_h_config(h, "sla.json",
                 "{\"first_contact_seconds\":{\"B\":60,\"C\":60},"
                 "\"escalate_after_seconds\":{\"B\":120,\"C\":120},"
@@ -570,6 +584,11 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
                 "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\":"
                 " \"3d\"}, \"warn_manager_after\": \"1d\", \"recycle_after\": \"1d\","
                 " \"cooldown\": \"30d\", \"restart_on\": [\"call\"]}}");
+}
+
+Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
+    lf_h_t *h = lf_h_new(0, 1);
+    s_sla_config(h);
     free(lf_h_sql(h,
                   "INSERT INTO leads (id, channel, phone, grade, owner, stage,"
                   " assigned_at) SELECT ('0000001a-0000-7000-8000-' || lpad(g::text, 12,"
@@ -615,14 +634,7 @@ Test(scheduler, sla_of_a_batch_of_assignments_as_one_by_one, .timeout = 90) {
                             "lead_id::text LIKE '0000001a-%')",
                             "10", 30000),
               "the scheduler did not consume the ten events");
-    char *s = lf_h_sql(
-        h, "SELECT string_agg(right(lead_id::text, 1) || ':' || step || ' ' ||"
-           " to_char(due_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') || ' ' ||"
-           " coalesce(to_char((data->>'escalate_at')::timestamptz AT TIME ZONE 'UTC',"
-           " 'HH24:MI:SS.MS'), '-') || ' ' ||"
-           " coalesce(to_char((data->>'reassign_at')::timestamptz AT TIME ZONE 'UTC',"
-           " 'HH24:MI:SS.MS'), '-'), ', ' ORDER BY lead_id, step)"
-           " FROM timers WHERE kind = 'sla_first_contact'");
+    char *s = s_sla_timers(h);
     cr_expect_str_eq(s, "1:0 10:01:00.250 10:03:00.250 -, "
                         "2:0 10:01:01.000 10:03:01.000 10:08:01.000, "
                         "2:10 10:11:00.000 10:13:00.000 10:18:00.000, "
@@ -759,14 +771,7 @@ static void s_kill_while_waiting(lf_h_t *h) {
 Test(scheduler, assignments_read_light_from_zeromq_count_from_their_time, .timeout = 90) {
     lf_h_t *h = lf_h_new(0, 1);
     lf_h_env(h, "LEADFLOW_SWEEP_MS", "600000");
-    lf_h_config(h, "sla.json",
-                "{\"first_contact_seconds\":{\"B\":60,\"C\":60},"
-                "\"escalate_after_seconds\":{\"B\":120,\"C\":120},"
-                "\"reassign_after_seconds\":{\"B\":300}}");
-    lf_h_config(h, "keepalive.json",
-                "{\"clock\": \"wall\", \"stale\": {\"thresholds\": {\"contacted\":"
-                " \"3d\"}, \"warn_manager_after\": \"1d\", \"recycle_after\": \"1d\","
-                " \"cooldown\": \"30d\", \"restart_on\": [\"call\"]}}");
+    s_sla_config(h);
     free(lf_h_sql(h,
                   "INSERT INTO leads (id, channel, phone, grade, owner, stage,"
                   " assigned_at) SELECT ('0000002a-0000-7000-8000-' || lpad(g::text, 12,"
@@ -813,14 +818,7 @@ Test(scheduler, assignments_read_light_from_zeromq_count_from_their_time, .timeo
                             "lead_id::text LIKE '0000002a-%')",
                             "4", 30000),
               "the scheduler did not take the four events from the socket");
-    char *s = lf_h_sql(
-        h, "SELECT string_agg(right(lead_id::text, 1) || ':' || step || ' ' ||"
-           " to_char(due_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') || ' ' ||"
-           " coalesce(to_char((data->>'escalate_at')::timestamptz AT TIME ZONE 'UTC',"
-           " 'HH24:MI:SS.MS'), '-') || ' ' ||"
-           " coalesce(to_char((data->>'reassign_at')::timestamptz AT TIME ZONE 'UTC',"
-           " 'HH24:MI:SS.MS'), '-'), ', ' ORDER BY lead_id, step)"
-           " FROM timers WHERE kind = 'sla_first_contact'");
+    char *s = s_sla_timers(h);
     cr_expect_str_eq(s, "1:0 10:01:00.250 10:03:00.250 -, "
                         "2:0 10:01:01.000 10:03:01.000 10:08:01.000, "
                         "2:10 10:11:00.000 10:13:00.000 10:18:00.000, "

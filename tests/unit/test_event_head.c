@@ -101,6 +101,20 @@ static void s_agree(const char *text, size_t len) {
     s_agree_keep(text, len, &s_keep);
 }
 
+/* Each of the n texts reads as rc with keep (NULL: seq, type, lead_id only), with no
+ * envelope unless LF_HEAD_OK, and agrees with jansson's reading (s_agree). */
+static void s_expect_all(const char *const *texts, size_t n, const lf_head_keep_t *keep,
+                         lf_head_rc rc) {
+    for (size_t i = 0; i < n; i++) {
+        json_t *h = NULL;
+        cr_expect_eq(lf_event_head(texts[i], strlen(texts[i]), keep, &h), rc, "%.60s",
+                     texts[i]);
+        cr_expect_eq(h != NULL, rc == LF_HEAD_OK, "%.60s", texts[i]);
+        json_decref(h);
+        s_agree(texts[i], strlen(texts[i]));
+    }
+}
+
 Test(event_head, reads_an_envelope_as_jansson_does) {
     json_t *h = NULL;
     cr_assert_eq(s_head(s_env, &h), LF_HEAD_OK);
@@ -126,12 +140,7 @@ Test(event_head, any_key_order_spacing_and_the_last_of_a_repeated_key) {
         "{\"seq\":999999999999999999,\"type\":\"t\"}",
         "{\"seq\":6,\"type\":\"电话线索\",\"lead_id\":\"客户-1\"}",
     };
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-        json_t *h = NULL;
-        cr_assert_eq(s_head(texts[i], &h), LF_HEAD_OK, "%s", texts[i]);
-        json_decref(h);
-        s_agree(texts[i], strlen(texts[i]));
-    }
+    s_expect_all(texts, sizeof texts / sizeof texts[0], NULL, LF_HEAD_OK);
     json_t *h = NULL;
     s_head(texts[2], &h);
     cr_expect_eq(lf_event_seq(h), 2);
@@ -161,23 +170,13 @@ Test(event_head, keeps_the_fields_a_consumer_names_for_its_type_only) {
         "{\"seq\":1,\"type\":\"lead.assigned\",\"payload\":\"text\"}",
         "{\"seq\":1,\"type\":\"lead.assigned\",\"payload\":{\"gr\\u0061de\":\"A\"}}",
     };
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-        cr_expect_eq(lf_event_head(texts[i], strlen(texts[i]), &s_keep, &h),
-                     LF_HEAD_WHOLE, "%s", texts[i]);
-        cr_expect_null(h);
-        s_agree(texts[i], strlen(texts[i]));
-    }
+    s_expect_all(texts, sizeof texts / sizeof texts[0], &s_keep, LF_HEAD_WHOLE);
     const char *light[] = {
         "{\"seq\":1,\"type\":\"lead.assigned\"}", /* no payload: none kept */
         "{\"seq\":1,\"type\":\"lead.assigned\",\"at\":null,\"payload\":{\"owner\":null,"
         "\"owner\":\"r2\",\"n\":{\"grade\":\"X\"}}}",
     };
-    for (size_t i = 0; i < sizeof light / sizeof light[0]; i++) {
-        cr_expect_eq(lf_event_head(light[i], strlen(light[i]), &s_keep, &h), LF_HEAD_OK,
-                     "%s", light[i]);
-        json_decref(h);
-        s_agree(light[i], strlen(light[i]));
-    }
+    s_expect_all(light, sizeof light / sizeof light[0], &s_keep, LF_HEAD_OK);
 }
 
 Test(event_head, what_jansson_drops_is_malformed) {
@@ -198,12 +197,7 @@ Test(event_head, what_jansson_drops_is_malformed) {
         "{\"seq\":5,\"type\":\"\xff\xfe\"}",
         "{}",
     };
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-        json_t *h = NULL;
-        cr_expect_eq(s_head(texts[i], &h), LF_HEAD_MALFORMED, "%s", texts[i]);
-        cr_expect_null(h);
-        s_agree(texts[i], strlen(texts[i]));
-    }
+    s_expect_all(texts, sizeof texts / sizeof texts[0], NULL, LF_HEAD_MALFORMED);
 }
 
 Test(event_head, what_it_cannot_judge_is_left_to_jansson) {
@@ -226,12 +220,7 @@ Test(event_head, what_it_cannot_judge_is_left_to_jansson) {
         "",
         many, /* more tokens than the reader holds */
     };
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-        json_t *h = NULL;
-        cr_expect_eq(s_head(texts[i], &h), LF_HEAD_WHOLE, "%.60s", texts[i]);
-        cr_expect_null(h);
-        s_agree(texts[i], strlen(texts[i]));
-    }
+    s_expect_all(texts, sizeof texts / sizeof texts[0], NULL, LF_HEAD_WHOLE);
 }
 
 Test(event_head, a_nul_byte_after_the_object_is_not_whitespace) {
