@@ -304,7 +304,7 @@ int main(int argc, char **argv) {
     t.sla_text = json_dumps(t.sla, JSON_COMPACT);
     t.claim_batch = (int)lf_config_int(cfg, "LEADFLOW_TIMER_BATCH");
     nlanes = (int)lf_config_int(cfg, "LEADFLOW_TIMER_LANES");
-    /* The fire lanes connect when a drain first needs them (timers.c). */
+    /* The fire lanes connect when the firing thread starts (timers.c, s_fire_main). */
     t.db_url = lf_config_str(cfg, "LEADFLOW_DATABASE_URL");
     t.nlanes = nlanes;
     snprintf(t.zkey, sizeof t.zkey, "%stimers",
