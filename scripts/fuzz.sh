@@ -20,7 +20,7 @@ for src in fuzz/fuzz_*.c; do
     case $name in
     fuzz_normalize) extra="$common" ;;
     fuzz_parsers) extra="services/intake/parse.c services/intake/csv_import.c services/intake/mapping.c $common" ;;
-    fuzz_event_head) extra="common/event_head.c" ;;
+    fuzz_event_head) extra="common/event_head.c tests/support/head_agree.c" ;;
     fuzz_xlsx) extra="services/intake/xlsx.c services/intake/parse.c services/intake/csv_import.c services/intake/mapping.c $common" ;;
     *) extra="" ;;
     esac
