@@ -36,7 +36,8 @@ json_t *lf_event_recv(void *sock);
 /* The same, read only as far as a consumer needs (lf/event_head.h): seq, type and
  * lead_id (keep NULL: the light envelope the sweep gives a consumer of seqs,
  * LF_BATCH_SEQ_ONLY), and the fields keep names for events of its type. A text the head
- * reader cannot judge, or of another type than keep's, is parsed whole. */
+ * reader cannot judge, finds malformed (dropped and logged as lf_event_recv does), or of
+ * another type than keep's, is parsed whole. */
 json_t *lf_event_recv_head(void *sock, const lf_head_keep_t *keep);
 
 /* Accessors that tolerate a malformed envelope (they return NULL / -1). Borrowed. */

@@ -18,7 +18,9 @@
 /* What lf_event_head made of a text. */
 typedef enum {
     LF_HEAD_OK,        /* *out is the light envelope */
-    LF_HEAD_MALFORMED, /* not a JSON object, or no positive integer seq or string type */
+    LF_HEAD_MALFORMED, /* an object without a positive integer seq or a string type,
+                        * or with a string it reads that is not UTF-8: jansson drops
+                        * such a text too */
     LF_HEAD_WHOLE      /* parse it whole: the text is beyond this reader (escaped keys or
                         * values that matter, an odd seq, a kept field that is not a
                         * string, more tokens than it holds), or of a type read whole */
